@@ -1,0 +1,67 @@
+"""What every command group shares: the project, the selected cluster, output helpers.
+
+Kept free of heavy imports: `dynia --help` must start fast.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
+CLUSTER_OPT = typer.Option(None, "--cluster", "-c", help="Cluster name (default: DYNIA_CLUSTER, then `dynia context use`).")
+
+
+@dataclass
+class State:
+    root: Path
+    debug: bool = False
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if obj is None:  # invoked without the root callback (tests calling a sub-app)
+        obj = State(Path(os.getcwd()))
+    return obj
+
+
+def project(ctx: typer.Context):
+    from ..store import Project
+
+    return Project(state(ctx).root)
+
+
+def cluster_name(ctx: typer.Context, explicit: str | None) -> str:
+    from ..context import resolve
+
+    return resolve(project(ctx), explicit)
+
+
+_console = None
+
+
+def console():
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(highlight=False)
+        if not _console.is_terminal:  # pipes and CI logs: do not cut paths at 80 columns
+            _console = Console(highlight=False, width=160)
+    return _console
+
+
+def emit_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def say(message: str) -> None:
+    console().print(message)
+
+
+def next_step(command: str) -> None:
+    console().print(f"next: [bold]{command}[/]")

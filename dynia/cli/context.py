@@ -1,0 +1,72 @@
+"""dynia context: which cluster commands act on, and whether this machine can operate it."""
+from __future__ import annotations
+
+import typer
+
+from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, next_step, project, say
+
+app = typer.Typer(help="Select the current cluster and check this machine (doctor).", no_args_is_help=True)
+
+
+@app.command("current")
+def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """Print the cluster commands act on, and why."""
+    import os
+
+    from ..context import current
+
+    proj = project(ctx)
+    name, source = None, None
+    if os.environ.get("DYNIA_CLUSTER"):
+        name, source = os.environ["DYNIA_CLUSTER"], "DYNIA_CLUSTER"
+    elif current(proj):
+        name, source = current(proj), ".dynia/context.json"
+    if as_json:
+        emit_json({"currentCluster": name, "source": source})
+    elif name:
+        say(f"{name}  [dim](from {source})[/]")
+    else:
+        say("no current cluster")
+        next_step("dynia context use NAME")
+
+
+@app.command("use")
+def use_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Cluster name (clusters/NAME.yaml).")) -> None:
+    """Make NAME the current cluster."""
+    from ..context import use
+
+    use(project(ctx), name)
+    say(f"current cluster: {name}")
+
+
+@app.command("clear")
+def clear_cmd(ctx: typer.Context) -> None:
+    """Forget the current cluster."""
+    from ..context import clear
+
+    clear(project(ctx))
+    say("current cluster cleared")
+
+
+@app.command("doctor")
+def doctor_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
+    """Checklist: spec valid, tokens present, Pulumi CLI and version, SSH key readable."""
+    from ..doctor import run_checks
+    from ..errors import config_error
+
+    proj = project(ctx)
+    try:
+        name = cluster_name(ctx, cluster)
+    except Exception:  # doctor still reports on the machine without a cluster
+        name = None
+    checks = run_checks(proj, name)
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        emit_json({"cluster": name, "ok": not failed, "checks": [c.as_dict() for c in checks]})
+    else:
+        for c in checks:
+            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            say(f"{mark} {c.name}: {c.detail}")
+    if failed:
+        raise config_error(f"doctor: {len(failed)} of {len(checks)} checks failed ({', '.join(c.name for c in failed)})",
+                           failed[0].fix)

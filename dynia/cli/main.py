@@ -1,0 +1,98 @@
+"""dynia's command line: parse, delegate, print. No Pulumi import happens here."""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+
+from . import cluster, context, render, route, service
+from .common import State
+
+app = typer.Typer(
+    name="dynia",
+    help="Plan and roll small high-availability clusters (DigitalOcean + Cloudflare) node by node.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(context.app, name="context")
+app.add_typer(cluster.app, name="cluster")
+app.add_typer(service.app, name="service")
+app.add_typer(route.app, name="route")
+render.register(app)
+
+_debug = False
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    directory: Path = typer.Option(Path("."), "--dir", "-C", help="Project directory (holds clusters/ and .dynia/)."),
+    debug: bool = typer.Option(False, "--debug", help="On error, print the trace and where it was logged."),
+) -> None:
+    global _debug
+    _debug = debug
+    ctx.obj = State(root=directory.resolve(), debug=debug)
+
+
+def _log_trace(root: Path) -> Path | None:
+    logs = root / ".dynia" / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / "last-error.log"
+        path.write_text(traceback.format_exc())
+        return path
+    except OSError:
+        return None
+
+
+def run() -> None:
+    from ..errors import EXIT_INTERNAL, DyniaError
+
+    try:
+        rc = app(standalone_mode=False)  # returns the code of a typer.Exit
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except DyniaError as exc:
+        root = _root_from_argv()
+        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"hint: {exc.hint}", file=sys.stderr)
+        if exc.resume:
+            print(f"resume: {exc.resume}", file=sys.stderr)
+        if _debug:
+            traceback.print_exc()
+            log = _log_trace(root)
+            if log:
+                print(f"log: {log}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and real bugs
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        print(f"error: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        print("hint: this is a bug in dynia; rerun with --debug and report the trace", file=sys.stderr)
+        if _debug:
+            traceback.print_exc()
+        sys.exit(EXIT_INTERNAL)
+
+
+def _root_from_argv() -> Path:
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        if a in ("-C", "--dir") and i + 1 < len(args):
+            return Path(args[i + 1]).resolve()
+        if a.startswith("--dir="):
+            return Path(a.split("=", 1)[1]).resolve()
+    return Path(os.getcwd())

@@ -1,0 +1,83 @@
+"""`dynia context doctor`: can this machine operate the cluster? Reads, never changes."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import DyniaError
+from .secrets import TOKEN_ENV
+from .store import Project, load_cluster
+
+PULUMI_MIN = (3, 100, 0)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def ssh_key_path() -> Path:
+    explicit = os.environ.get("DYNIA_SSH_KEY")
+    if explicit:
+        return Path(explicit).expanduser()
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        p = Path.home() / ".ssh" / name
+        if p.exists():
+            return p
+    return Path.home() / ".ssh" / "id_ed25519"
+
+
+def pulumi_version() -> tuple[tuple[int, ...] | None, str]:
+    exe = shutil.which("pulumi")
+    if not exe:
+        return None, "not found on PATH"
+    try:
+        out = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{exe} did not answer ({exc.__class__.__name__})"
+    m = re.match(r"v?(\d+)\.(\d+)\.(\d+)", out)
+    return (tuple(int(x) for x in m.groups()) if m else None), out or "no version printed"
+
+
+def run_checks(project: Project, cluster: str | None) -> list[Check]:
+    checks: list[Check] = []
+    if cluster is None:
+        checks.append(Check("spec", False, "no cluster selected", "run `dynia context use NAME` or pass --cluster"))
+    else:
+        try:
+            c = load_cluster(project, cluster)
+            checks.append(Check("spec", True, f"clusters/{cluster}.yaml is valid ({len(c.spec.nodes)} nodes, "
+                                f"{len(c.spec.services)} services)"))
+        except DyniaError as exc:
+            checks.append(Check("spec", False, exc.message, exc.hint))
+    for provider, env in TOKEN_ENV.items():
+        present = bool(os.environ.get(env))
+        checks.append(Check(f"{provider} token", present, f"{env} is {'set' if present else 'not set'}",
+                            f"export {env}=… (a token with write access)"))
+    passphrase = bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE") or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"))
+    checks.append(Check("secrets passphrase", passphrase,
+                        "PULUMI_CONFIG_PASSPHRASE is " + ("set" if passphrase else "not set"),
+                        "export PULUMI_CONFIG_PASSPHRASE=… (encrypts secrets in the Pulumi state)"))
+    version, text = pulumi_version()
+    if version is None:
+        checks.append(Check("pulumi CLI", False, text,
+                            "install it: curl -fsSL https://get.pulumi.com | sh (needed by plan/up, not by render)"))
+    else:
+        ok = version >= PULUMI_MIN
+        checks.append(Check("pulumi CLI", ok, text,
+                            f"upgrade to v{'.'.join(map(str, PULUMI_MIN))} or newer: pulumi self-update"))
+    key = ssh_key_path()
+    readable = key.is_file() and os.access(key, os.R_OK)
+    checks.append(Check("ssh key", readable, f"{key} {'is readable' if readable else 'is missing or unreadable'}",
+                        "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it"))
+    return checks

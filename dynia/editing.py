@@ -1,0 +1,122 @@
+"""Spec-editing commands: change clusters/<name>.yaml only (state first), never a node.
+
+Each returns the next step the operator should take.
+"""
+from __future__ import annotations
+
+from . import secrets
+from .errors import config_error
+from .names import node_ids
+from .spec import SCHEMA_VERSION, is_domain
+from .store import Project, cluster_lock, edit_cluster, parse_yaml, validate_cluster, write_atomic
+
+INIT_TEMPLATE = """\
+# dynia cluster spec: the only source of truth for cluster {name}.
+# Edit it by hand or with `dynia service|route …`; preview with `dynia plan`.
+version: {version}
+name: {name}
+provider:
+  kind: digitalocean
+  region: {region}
+  size: {size}
+  image: {image}
+nodes: [{nodes}]   # stable ids: Pulumi resource names derive from them
+domain: {domain}   # the Cloudflare zone
+tls:
+  mode: origin     # Cloudflare Origin CA certificate, proxied records
+health:
+  retries: 5
+  interval: 2s
+  backoff: 2.0
+  timeout: 60s
+guard:
+  memory_threshold: 0.8
+  on_exceed: fail  # warn | fail
+lockdown: false
+services: {{}}
+"""
+
+
+def init_cluster(project: Project, name: str, *, region: str, size: str, nodes: int,
+                 domain: str, image: str = "ubuntu-24-04-x64") -> str:
+    if not 1 <= nodes <= 5:
+        raise config_error(f"--nodes {nodes}: a cluster has 1 to 5 nodes", "pass --nodes between 1 and 5")
+    domain = domain.lower().rstrip(".")
+    if not is_domain(domain):
+        raise config_error(f"--domain {domain!r} is not a domain name", "pass the Cloudflare zone, like example.com")
+    path = project.spec_path(name)
+    with cluster_lock(project, name):
+        if path.exists():
+            raise config_error(f"clusters/{name}.yaml already exists",
+                               "pick another name, or edit the existing spec")
+        text = INIT_TEMPLATE.format(version=SCHEMA_VERSION, name=name, region=region, size=size,
+                                    image=image, nodes=", ".join(node_ids(name, nodes)), domain=domain)
+        raw = parse_yaml(text, f"clusters/{name}.yaml")
+        validate_cluster(project, name, raw)  # same rules as a hand-written spec
+        write_atomic(path, text)
+    secrets.ensure(project, name)
+    return f"dynia service add NAME --compose FILE --port PORT --cluster {name}"
+
+
+def _services(raw):
+    from ruamel.yaml.comments import CommentedMap
+
+    svcs = raw.get("services")
+    if not isinstance(svcs, dict) or not svcs:
+        svcs = CommentedMap()
+        raw["services"] = svcs
+    return svcs
+
+
+def _require(raw, service: str):
+    svcs = raw.get("services") or {}
+    if service not in svcs:
+        known = ", ".join(svcs) or "none"
+        raise config_error(f"no service {service!r} in this cluster", f"services here: {known}")
+    return svcs[service]
+
+
+def add_service(project: Project, cluster: str, service: str, *, compose: str, port: int,
+                domain: str | None = None, health_path: str = "/", placement: str = "all") -> str:
+    from ruamel.yaml.comments import CommentedMap
+
+    with edit_cluster(project, cluster) as raw:
+        svcs = _services(raw)
+        if service in svcs:
+            raise config_error(f"service {service!r} already exists",
+                               f"remove it first (dynia service remove {service}) or pick another name")
+        entry = CommentedMap()
+        entry["compose"] = compose
+        entry["port"] = port
+        if domain:
+            entry["domain"] = domain.lower().rstrip(".")
+        entry["health_path"] = health_path
+        entry["placement"] = placement
+        svcs[service] = entry
+    return f"dynia plan --offline --cluster {cluster}"
+
+
+def remove_service(project: Project, cluster: str, service: str) -> str:
+    with edit_cluster(project, cluster) as raw:
+        _require(raw, service)
+        del raw["services"][service]
+    return f"dynia plan --offline --cluster {cluster}"
+
+
+def bind_route(project: Project, cluster: str, service: str, domain: str) -> str:
+    with edit_cluster(project, cluster) as raw:
+        entry = _require(raw, service)
+        entry["domain"] = domain.lower().rstrip(".")
+    return f"dynia plan --offline --cluster {cluster}"
+
+
+def unbind_route(project: Project, cluster: str, service: str) -> str:
+    with edit_cluster(project, cluster) as raw:
+        entry = _require(raw, service)
+        if "domain" not in entry:
+            raise config_error(f"service {service!r} has no domain to unbind",
+                               f"bind one with `dynia route bind {service} DOMAIN`")
+        del entry["domain"]
+    return f"dynia plan --offline --cluster {cluster}"
+
+

@@ -1,0 +1,306 @@
+"""Spec → the exact bytes each node receives. Pure: no network, no clock, no randomness.
+
+Secrets are never rendered. Where a node needs one (origin certificate and key, stats
+credentials, provider token) the render records a *slot*: target path, mode 0600, owner and
+which secret fills it at push time.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from . import compose
+from .errors import render_error
+from .guard import GuardReport, check_guard
+from .planner import rolling_order
+from .profiles import PROFILES, NodeProfile
+from .spec import (CADDY_ADMIN_PORT, CADDY_PORT, HAPROXY_HTTP_PORT, HAPROXY_HTTPS_PORT,
+                   STATS_PORT)
+from .store import Cluster
+
+HEALTH_URI = "/dynia-health"
+# RFC 5737 documentation range: a reserved IP that cannot exist until provision allocates one.
+PLANNED_RESERVED_IP = "192.0.2.10"
+
+PATHS = {
+    "haproxy_cfg": "/etc/haproxy/haproxy.cfg",
+    "haproxy_env": "/etc/default/haproxy",
+    "origin_pem": "/etc/haproxy/certs/origin.pem",
+    "caddyfile": "/etc/caddy/Caddyfile",
+    "caddy_routes": "/etc/caddy/routes",
+    "keepalived_conf": "/etc/keepalived/keepalived.conf",
+    "notify": "/etc/keepalived/notify.sh",
+    "check_haproxy": "/etc/keepalived/check_haproxy.sh",
+    "provider_token": "/etc/dynia/provider-token",
+    "compose_dir": "/opt/dynia/compose",
+    "state_dir": "/opt/dynia/state",
+}
+PORTS = {"http": HAPROXY_HTTP_PORT, "https": HAPROXY_HTTPS_PORT, "caddy": CADDY_PORT,
+         "caddy_admin": CADDY_ADMIN_PORT, "stats": STATS_PORT}
+OWNER = "root:root"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    layer: str       # "infra" or "service:<name>"
+    target: str
+    mode: int
+    owner: str
+    component: str   # what reloads when it changes: haproxy | caddy | keepalived | service:<name>
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    def metadata(self) -> dict:
+        return {"targetPath": self.target, "mode": f"{self.mode:04o}", "owner": self.owner,
+                "sha256": self.sha256, "layer": self.layer, "component": self.component}
+
+
+@dataclass(frozen=True)
+class SecretSlot:
+    layer: str
+    target: str
+    secret: str      # name of the secret that fills it at push time
+    component: str
+    mode: int = 0o600
+    owner: str = OWNER
+
+    def metadata(self) -> dict:
+        return {"targetPath": self.target, "mode": f"{self.mode:04o}", "owner": self.owner,
+                "secret": self.secret, "layer": self.layer, "component": self.component}
+
+
+@dataclass(frozen=True)
+class NodeAddr:
+    id: str
+    private_ip: str
+    public_ip: str | None
+    priority: int
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Addresses of the nodes and the reserved IP: from the last apply, or planned."""
+    nodes: dict[str, tuple[str, str | None]]  # id -> (private, public)
+    reserved_ip: str
+    planned: bool
+
+
+def planned_inventory(cluster: Cluster) -> Inventory:
+    net = ipaddress.ip_network(cluster.spec.provider.vpc_ip_range)
+    hosts = list(net.hosts())
+    nodes = {n: (str(hosts[i + 1]), None) for i, n in enumerate(cluster.spec.nodes)}
+    return Inventory(nodes, PLANNED_RESERVED_IP, planned=True)
+
+
+def load_inventory(cluster: Cluster) -> Inventory:
+    """Addresses cached by the last apply (.dynia/cache/<cluster>/outputs.json), else planned ones."""
+    path = cluster.project.cache_dir(cluster.name) / "outputs.json"
+    if not path.exists():
+        return planned_inventory(cluster)
+    try:
+        data = json.loads(path.read_text())
+        nodes = {n: (data["nodes"][n]["private_ip"], data["nodes"][n].get("public_ip"))
+                 for n in cluster.spec.nodes if n in data["nodes"]}
+        reserved = data["reserved_ip"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise render_error(f"{path} is unreadable ({exc.__class__.__name__}: {exc})",
+                           "delete it; the next `dynia up` writes it again") from None
+    planned = planned_inventory(cluster)
+    missing = [n for n in cluster.spec.nodes if n not in nodes]
+    for n in missing:  # nodes added to the spec since the last apply
+        nodes[n] = planned.nodes[n]
+    return Inventory(nodes, reserved, planned=bool(missing))
+
+
+@lru_cache(maxsize=4)
+def _environment(templates_dir: str | None):
+    import jinja2
+
+    if templates_dir:
+        loader: jinja2.BaseLoader = jinja2.FileSystemLoader(templates_dir)
+    else:
+        loader = jinja2.PackageLoader("dynia.templates", "")
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                              autoescape=False)
+
+
+def default_templates_dir() -> str | None:
+    return os.environ.get("DYNIA_TEMPLATES") or None
+
+
+def _render(env, name: str, **ctx) -> bytes:
+    import jinja2
+
+    try:
+        return env.get_template(name).render(**ctx).encode()
+    except jinja2.TemplateError as exc:
+        raise render_error(f"template {name}: {exc}",
+                           "this is a bug in dynia's templates; run with --debug and report it") from None
+
+
+def vrid(cluster: str) -> int:
+    """VRRP router id (1-255), stable per cluster so two clusters on one VPC do not collide."""
+    return 1 + int(hashlib.sha256(cluster.encode()).hexdigest(), 16) % 254
+
+
+@dataclass
+class Rendering:
+    cluster: str
+    spec_hash: str
+    config_version: int
+    content_hash: str
+    inventory: Inventory
+    rolling_order: list[str]
+    files: dict[str, list[RenderedFile]] = field(default_factory=dict)
+    slots: dict[str, list[SecretSlot]] = field(default_factory=dict)
+    guard: GuardReport | None = None
+
+    def manifest(self, node: str) -> dict[str, dict]:
+        """target -> {sha256, mode, owner, component}: what the apply compares against."""
+        out = {f.target: {"sha256": f.sha256, "mode": f"{f.mode:04o}", "owner": f.owner,
+                          "component": f.component, "layer": f.layer} for f in self.files[node]}
+        return dict(sorted(out.items()))
+
+    def cluster_metadata(self) -> dict:
+        return {
+            "cluster": self.cluster,
+            "configVersion": self.config_version,
+            "specHash": self.spec_hash,
+            "contentHash": self.content_hash,
+            "addresses": "planned" if self.inventory.planned else "provisioned",
+            "reservedIp": self.inventory.reserved_ip,
+            "rollingOrder": self.rolling_order,
+            "nodes": {n: {"privateIp": self.inventory.nodes[n][0],
+                          "files": len(self.files[n]), "secretSlots": len(self.slots[n])}
+                      for n in self.files},
+        }
+
+
+def spec_hash(cluster: Cluster) -> str:
+    canonical = json.dumps(cluster.spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def applied_record(cluster: Cluster) -> dict:
+    path = cluster.project.cache_dir(cluster.name) / "applied.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        raise render_error(f"{path} is not valid JSON",
+                           "delete it; the next apply writes it again (plan then shows every file as new)") from None
+
+
+def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: str,
+                env) -> tuple[list[RenderedFile], list[SecretSlot]]:
+    spec = cluster.spec
+    order = spec.nodes
+    nodes = [NodeAddr(n, inv.nodes[n][0], inv.nodes[n][1],
+                      150 if n == spec.master_node else 100 - 10 * i) for i, n in enumerate(order)]
+    me = next(a for a in nodes if a.id == node)
+    is_master = node == spec.master_node
+    services = spec.services
+    ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
+               paths=PATHS, ports=PORTS, health_uri=HEALTH_URI, vip=inv.reserved_ip,
+               vrid=vrid(spec.name),
+               active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
+               standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
+               active_only_domains=sorted(s.domain for s in services.values()
+                                          if s.placement == "active-only" and s.domain))
+    r = lambda name: _render(env, name, **ctx)  # noqa: E731
+    files = [
+        RenderedFile("infra", PATHS["haproxy_cfg"], 0o644, OWNER, "haproxy", r("haproxy/haproxy.cfg.j2")),
+        RenderedFile("infra", PATHS["caddyfile"], 0o644, OWNER, "caddy", r("caddy/Caddyfile.j2")),
+        RenderedFile("infra", PATHS["keepalived_conf"], 0o644, OWNER, "keepalived",
+                     r("keepalived/keepalived.conf.j2")),
+        RenderedFile("infra", PATHS["notify"], 0o700, OWNER, "keepalived", r("keepalived/notify.sh.j2")),
+        RenderedFile("infra", PATHS["check_haproxy"], 0o700, OWNER, "keepalived",
+                     r("keepalived/check_haproxy.sh.j2")),
+    ]
+    slots = [
+        SecretSlot("infra", PATHS["origin_pem"], "origin_certificate", "haproxy"),
+        SecretSlot("infra", PATHS["haproxy_env"], "stats_credentials", "haproxy"),
+    ]
+    if profile.assigns_reserved_ip:
+        slots.append(SecretSlot("infra", PATHS["provider_token"], "provider_token", "keepalived"))
+    for name in sorted(services):
+        svc = services[name]
+        layer = f"service:{name}"
+        # Mirrored everywhere: notify.sh starts active-only/standby-only services on a role change.
+        files.append(RenderedFile(layer, f"{PATHS['compose_dir']}/{name}/docker-compose.yml", 0o644, OWNER,
+                                  layer, compose.wrapped(name, cluster.compose[name]).encode()))
+        if svc.domain:
+            files.append(RenderedFile(layer, f"{PATHS['caddy_routes']}/{name}.caddy", 0o644, OWNER, "caddy",
+                                      _render(env, "caddy/route.caddy.j2",
+                                              service={"name": name, **svc.model_dump()}, **ctx)))
+    return files, slots
+
+
+def render(cluster: Cluster, *, templates_dir: str | None = None, holder: str | None = None,
+           inventory: Inventory | None = None) -> Rendering:
+    spec = cluster.spec
+    profile = PROFILES[spec.provider.kind]
+    env = _environment(templates_dir or default_templates_dir())
+    inv = inventory or load_inventory(cluster)
+    applied = applied_record(cluster)
+    order = rolling_order(spec.nodes, spec.master_node, holder)
+    shash = spec_hash(cluster)
+
+    files, slots = {}, {}
+    digest = hashlib.sha256()
+    for node in spec.nodes:
+        files[node], slots[node] = _node_files(cluster, profile, inv, node, env)
+        for f in files[node]:
+            digest.update(f"{node}\0{f.target}\0{f.mode}\0{f.owner}\0{f.sha256}\n".encode())
+        for s in slots[node]:
+            digest.update(f"{node}\0{json.dumps(s.metadata(), sort_keys=True)}\n".encode())
+    content = digest.hexdigest()
+    # Same content as the last apply keeps its version; anything new is the next version.
+    last = int(applied.get("configVersion", 0))
+    version = last if (last and applied.get("contentHash") == content) else last + 1
+    rendering = Rendering(spec.name, shash, version, content, inv, order, files, slots)
+    rendering.guard = check_guard(cluster)
+    return rendering
+
+
+def write_deploy_config(rendering: Rendering, out_dir: Path) -> None:
+    """Replace out_dir with the rendering, as a whole: a reader never sees half of it."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        for node, files in rendering.files.items():
+            for f in files:
+                layer_dir = staging / node / f.layer.replace(":", "-")
+                path = layer_dir / f.target.lstrip("/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(f.content)
+                os.chmod(path, 0o644)  # the node mode is metadata; the local copy stays readable
+                (path.parent / f"{path.name}.metadata.json").write_text(
+                    json.dumps(f.metadata(), indent=2, sort_keys=True) + "\n")
+            slots = [s.metadata() for s in rendering.slots[node]]
+            (staging / node / "secret-slots.json").write_text(json.dumps(slots, indent=2, sort_keys=True) + "\n")
+        (staging / "cluster-metadata.json").write_text(
+            json.dumps(rendering.cluster_metadata(), indent=2, sort_keys=True) + "\n")
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(out_dir, old)
+        os.rename(staging, out_dir)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,344 @@
+"""The cluster spec: the one source of truth (clusters/<name>.yaml), as pydantic models.
+
+Validation that needs only the spec lives here; checks that read compose files live in
+dynia.compose. Every failure becomes a `config` DyniaError that names the key, its YAML
+line and the fix.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
+                      ValidationError, field_validator, model_validator)
+
+from .errors import DyniaError, config_error
+from .sizes import REGIONS, SIZE_RAM_MIB
+
+SCHEMA_VERSION = 1
+
+# Ports dynia itself uses on every node; a service may not publish them.
+HAPROXY_HTTP_PORT = 80
+HAPROXY_HTTPS_PORT = 443
+CADDY_PORT = 8880
+CADDY_ADMIN_PORT = 2019
+STATS_PORT = 8404
+INFRA_PORTS = {HAPROXY_HTTP_PORT: "HAProxy http", HAPROXY_HTTPS_PORT: "HAProxy https",
+               CADDY_PORT: "Caddy", CADDY_ADMIN_PORT: "Caddy admin", STATS_PORT: "HAProxy stats"}
+
+NODE_ID = re.compile(r"^[a-z]{2,12}-[a-z]{2,12}$")
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = DURATION.match(str(value).strip())
+    if not m:
+        raise ValueError("a duration like 500ms, 2s or 1m")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration),
+                     Field(json_schema_extra={"type": "string", "pattern": DURATION.pattern})]
+
+
+def is_domain(value: str) -> bool:
+    labels = value.split(".")
+    return (len(value) <= 253 and len(labels) >= 2 and all(LABEL.match(p) for p in labels)
+            and not labels[-1].isdigit())
+
+
+def in_zone(domain: str, zone: str) -> bool:
+    return domain == zone or domain.endswith("." + zone)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provider(Strict):
+    kind: Literal["digitalocean"] = "digitalocean"
+    region: str
+    size: str
+    image: str = "ubuntu-24-04-x64"
+    vpc_ip_range: str = "10.110.0.0/24"
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v not in REGIONS:
+            raise ValueError(f"unknown DigitalOcean region; known: {', '.join(REGIONS)}")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if v not in SIZE_RAM_MIB:
+            raise ValueError("unknown droplet size; known: " + ", ".join(sorted(SIZE_RAM_MIB)))
+        return v
+
+    @field_validator("vpc_ip_range")
+    @classmethod
+    def _vpc(cls, v: str) -> str:
+        net = ipaddress.ip_network(v, strict=True)
+        if not net.is_private or net.version != 4 or net.prefixlen > 28:
+            raise ValueError("a private IPv4 range of /28 or larger, like 10.110.0.0/24")
+        return str(net)
+
+
+class Tls(Strict):
+    # letsencrypt (DNS-only records, ACME on the nodes) is in the design but not built yet.
+    mode: Literal["origin"] = "origin"
+
+
+class Health(Strict):
+    retries: int = Field(5, ge=1, le=50)
+    interval: Duration = 2.0
+    backoff: float = Field(2.0, ge=1.0, le=10.0)
+    timeout: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _timeout_covers_one_try(self) -> "Health":
+        if self.timeout < self.interval:
+            raise ValueError("timeout must be at least one interval")
+        return self
+
+
+class Guard(Strict):
+    memory_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    on_exceed: Literal["warn", "fail"] = "fail"
+
+
+class Service(Strict):
+    compose: str
+    port: int = Field(ge=1024, le=65535)
+    domain: str | None = None
+    health_path: str = "/"
+    placement: Literal["all", "active-only", "standby-only"] = "all"
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if v in INFRA_PORTS:
+            raise ValueError(f"port {v} is used by {INFRA_PORTS[v]} on every node")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not is_domain(v):
+            raise ValueError("not a valid lower-case domain name")
+        return v
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, v: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9._~/%-]*$", v):
+            raise ValueError("an absolute URL path like /healthz")
+        return v
+
+
+class ClusterSpec(Strict):
+    version: int = SCHEMA_VERSION
+    name: str
+    provider: Provider
+    nodes: list[str] = Field(min_length=1, max_length=5)
+    master: str | None = None
+    domain: str
+    tls: Tls = Tls()
+    health: Health = Health()
+    guard: Guard = Guard()
+    lockdown: bool = False
+    backend: str | None = None
+    services: dict[str, Service] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.match(v):
+            raise ValueError("lower-case letters, digits and dashes, 2-32 characters")
+        return v
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, v: list[str]) -> list[str]:
+        for node in v:
+            if not NODE_ID.match(node):
+                raise ValueError(f"node id {node!r} is not two lower-case words like misty-owl")
+        if len(set(v)) != len(v):
+            raise ValueError("node ids must be unique")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        if not is_domain(v):
+            raise ValueError("not a valid lower-case domain name")
+        return v
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, v: dict[str, Service]) -> dict[str, Service]:
+        for name in v:
+            if not NAME.match(name):
+                raise ValueError(f"service name {name!r}: lower-case letters, digits, dashes")
+        return v
+
+    @property
+    def master_node(self) -> str:
+        return self.master or self.nodes[0]
+
+    @property
+    def ram_mib(self) -> int:
+        return SIZE_RAM_MIB[self.provider.size]
+
+
+def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
+    """Rules across keys. Returns (key path, message, hint) for each violation."""
+    problems: list[tuple[tuple, str, str]] = []
+    if spec.master is not None and spec.master not in spec.nodes:
+        problems.append((("master",), f"master {spec.master!r} is not one of the nodes",
+                         f"set master to one of: {', '.join(spec.nodes)}"))
+    seen_domains: dict[str, str] = {}
+    seen_ports: dict[int, str] = {}
+    for name, svc in spec.services.items():
+        if svc.domain is not None:
+            if not in_zone(svc.domain, spec.domain):
+                problems.append((("services", name, "domain"),
+                                 f"service {name}: domain {svc.domain} is outside the zone {spec.domain}",
+                                 f"use a name under {spec.domain}, or change the cluster domain"))
+            elif svc.domain in seen_domains:
+                problems.append((("services", name, "domain"),
+                                 f"service {name}: domain {svc.domain} is already routed to "
+                                 f"service {seen_domains[svc.domain]}",
+                                 "give each service its own domain (dynia route unbind frees one)"))
+            else:
+                seen_domains[svc.domain] = name
+            if svc.placement == "standby-only":
+                problems.append((("services", name, "placement"),
+                                 f"service {name}: standby-only services receive no traffic, "
+                                 "so they cannot have a domain",
+                                 "remove the domain or use placement: all"))
+        if svc.port in seen_ports:
+            problems.append((("services", name, "port"),
+                             f"service {name}: port {svc.port} is already used by service "
+                             f"{seen_ports[svc.port]}",
+                             "every service needs its own host port"))
+        else:
+            seen_ports[svc.port] = name
+    return problems
+
+
+# --- turning pydantic's errors into answers ---------------------------------------------
+
+def _line_of(raw: Any, path: tuple) -> int | None:
+    """1-based YAML line of the deepest key of `path` that exists in the round-trip data."""
+    node, line = raw, None
+    for part in path:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and part in node:
+                if lc is not None:
+                    line = lc.key(part)[0] + 1
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                if lc is not None:
+                    line = lc.item(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, TypeError, AttributeError):
+            break
+    return line
+
+
+def _where(source: str, raw: Any, path: tuple) -> str:
+    key = ".".join(str(p) for p in path) or "(top level)"
+    line = _line_of(raw, path)
+    return f"{source}:{line}: {key}" if line else f"{source}: {key}"
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = ClusterSpec
+    for part in path:
+        if model is None:
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            if model is ClusterSpec:
+                return None
+            continue  # dict key (service name)
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return model
+
+
+def _hint_for(err: dict) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        valid = ", ".join(model.model_fields) if model else "see `dynia schema`"
+        return f"remove the key or fix its spelling; valid keys here: {valid}"
+    if kind == "missing":
+        return f"add `{loc[-1]}:` (see `dynia schema` for its type)"
+    if kind.startswith("literal_error"):
+        return f"use one of: {err.get('ctx', {}).get('expected', '')}"
+    return "fix the value; `dynia schema` lists every key and type"
+
+
+def validate_spec(raw: Any, source: str) -> ClusterSpec:
+    """Validate round-trip YAML data into a ClusterSpec or raise the first problem as a config error."""
+    if not isinstance(raw, dict):
+        raise config_error(f"{source}: the spec must be a YAML mapping",
+                           "start from `dynia cluster init` or see examples/clusters/")
+    version = raw.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise config_error(f"{_where(source, raw, ('version',))}: spec version {version} is newer "
+                           f"than this dynia understands (schema {SCHEMA_VERSION})",
+                           "upgrade dynia (pip install -U dynia) before touching this cluster")
+    try:
+        spec = ClusterSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        msg = err["msg"].removeprefix("Value error, ")
+        suffix = f" (+{more} more)" if more else ""
+        raise config_error(f"{_where(source, raw, tuple(err['loc']))}: {msg}{suffix}",
+                           _hint_for(err)) from None
+    if spec.version < SCHEMA_VERSION:
+        raise config_error(f"{_where(source, raw, ('version',))}: spec version {spec.version} is not supported",
+                           f"set version: {SCHEMA_VERSION}")
+    raise_first(source, raw, cross_check(spec))
+    return spec
+
+
+def raise_first(source: str, raw: Any, problems: list[tuple[tuple, str, str]]) -> None:
+    """Raise the first (key path, message, hint) problem as a config error located in the YAML."""
+    if problems:
+        path, msg, hint = problems[0]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise config_error(f"{_where(source, raw, path)}: {msg}{more}", hint)
+
+
+def json_schema() -> dict:
+    schema = ClusterSpec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"dynia cluster spec (schema version {SCHEMA_VERSION})"
+    return schema
+
+
+__all__ = ["ClusterSpec", "Service", "validate_spec", "json_schema", "SCHEMA_VERSION",
+           "DyniaError", "in_zone", "is_domain"]

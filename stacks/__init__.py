@@ -1,0 +1,1 @@
+"""One Pulumi program per phase (installed as dynia.stacks). Imported lazily by the engine."""

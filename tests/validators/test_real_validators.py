@@ -1,0 +1,72 @@
+"""Every rendered config of every example passes the real haproxy, caddy and keepalived."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dynia.profiles import PROFILES
+from dynia.render import render
+from dynia.store import Project, load_cluster
+
+from .sandbox import throwaway_certificate, validate_node
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_root_and_binaries():
+    missing = [b for b in ("haproxy", "caddy", "keepalived", "unshare", "ip", "openssl") if not shutil.which(b)]
+    if os.geteuid() != 0 or missing:
+        pytest.fail(f"validator tests need root and {missing or 'the binaries'}: run .ci/test (README)")
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory) -> bytes:
+    return throwaway_certificate(tmp_path_factory.mktemp("cert"))
+
+
+def _cases():
+    for cluster in Project(REPO / "examples").cluster_names():
+        c = load_cluster(Project(REPO / "examples"), cluster)
+        for node in c.spec.nodes:
+            yield pytest.param(cluster, node, id=f"{cluster}-{node}")
+
+
+@pytest.mark.parametrize("cluster,node", list(_cases()))
+def test_rendered_node_configs_pass_real_validators(project, tmp_path, cert, cluster, node):
+    c = load_cluster(Project(project), cluster)
+    rendering = render(c)
+    results = validate_node(rendering, node, tmp_path / "root", cert,
+                            PROFILES[c.spec.provider.kind].private_interface)
+    for name, proc in results.items():
+        assert proc.returncode == 0, f"{name} rejected the rendered config:\n{proc.stdout}\n{proc.stderr}"
+
+
+BREAKAGES = {
+    # template file, text replaced, what it becomes, which validator must catch it
+    "haproxy": ("haproxy/haproxy.cfg.j2", "balance roundrobin", "balance sometimes"),
+    "caddy": ("caddy/Caddyfile.j2", "respond \"ok\" 200", "respnd \"ok\" 200"),
+    "keepalived": ("keepalived/keepalived.conf.j2", "interface {{ profile.private_interface }}",
+                   "interface {{ profile.private_interface }}-missing"),
+}
+
+
+@pytest.mark.parametrize("component", sorted(BREAKAGES))
+def test_deliberately_broken_template_is_rejected_by_its_validator(project, tmp_path, cert, component):
+    template, old, new = BREAKAGES[component]
+    broken = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", broken)
+    text = (broken / template).read_text()
+    assert old in text, f"breakage anchor {old!r} no longer in {template}"
+    (broken / template).write_text(text.replace(old, new))
+    c = load_cluster(Project(project), "shop")
+    rendering = render(c, templates_dir=str(broken))
+    results = validate_node(rendering, "misty-owl", tmp_path / "root", cert, "eth1")
+    assert results[component].returncode != 0, f"{component} accepted a broken config"
+    others = [n for n, p in results.items() if n != component and p.returncode != 0]
+    assert not others, f"breaking {component} should not break {others}"
