@@ -5,7 +5,7 @@ import typer
 
 from .common import next_step, project, say
 
-app = typer.Typer(help="Create a cluster spec (more cluster commands arrive with the engine).", no_args_is_help=True)
+app = typer.Typer(help="Create a cluster spec (more cluster commands arrive with the engine).", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("init")

@@ -5,7 +5,7 @@ import typer
 
 from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, next_step, project, say
 
-app = typer.Typer(help="Select the current cluster and check this machine (doctor).", no_args_is_help=True)
+app = typer.Typer(help="Select the current cluster and check this machine (doctor).", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("current")

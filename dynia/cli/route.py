@@ -5,7 +5,7 @@ import typer
 
 from .common import CLUSTER_OPT, cluster_name, next_step, project, say
 
-app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True)
+app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("bind")

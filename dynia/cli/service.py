@@ -5,7 +5,7 @@ import typer
 
 from .common import CLUSTER_OPT, cluster_name, next_step, project, say
 
-app = typer.Typer(help="Add or remove services (spec only; `dynia plan` shows the effect).", no_args_is_help=True)
+app = typer.Typer(help="Add or remove services (spec only; `dynia plan` shows the effect).", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("add")

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Rendered by dynia for node misty-owl of cluster shop.
+# keepalived notify: $1=INSTANCE|GROUP $2=name $3=MASTER|BACKUP|FAULT|STOP $4=priority
+set -u
+state="${3:-UNKNOWN}"
+dir=/opt/dynia/state
+mkdir -p "$dir"
+printf '%s %s\n' "$state" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$dir/vrrp.tmp" && mv "$dir/vrrp.tmp" "$dir/vrrp"
+
+compose() {
+    # $1 = service, rest = compose arguments
+    svc=$1; shift
+    docker compose -f /opt/dynia/compose/"$svc"/docker-compose.yml "$@" >/dev/null 2>&1 \
+        || echo "dynia notify: compose $* failed for $svc" >&2
+}
+
+assign_reserved_ip() {
+    # The token never reaches a command line: curl reads its header from stdin.
+    token=$(cat /etc/dynia/provider-token) || { echo "dynia notify: no provider token" >&2; return 1; }
+    droplet=$(curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/id) || return 1
+    delay=1
+    for try in 1 2 3 4 5 6 7 8; do
+        code=$(printf 'header = "Authorization: Bearer %s"\n' "$token" | curl -sS -K - \
+            --max-time 15 -o /dev/null -w '%{http_code}' -X POST \
+            -H 'Content-Type: application/json' \
+            -d "{\"type\":\"assign\",\"droplet_id\":$droplet}" \
+            "https://api.digitalocean.com/v2/reserved_ips/192.0.2.10/actions")
+        case "$code" in
+            2??) return 0 ;;
+            422|429|5??) sleep "$delay"; delay=$((delay * 2 > 30 ? 30 : delay * 2)) ;;
+            *) echo "dynia notify: reserved IP assign answered $code" >&2; return 1 ;;
+        esac
+    done
+    return 1
+}
+
+case "$state" in
+    MASTER)
+        assign_reserved_ip &
+        compose admin up -d
+        ;;
+    BACKUP|FAULT)
+        compose admin down
+        ;;
+esac
+wait
+exit 0

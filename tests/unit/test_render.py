@@ -1,0 +1,179 @@
+"""Render: golden output, determinism, topology promises, secrets, guard, versions, rolling order."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dynia.planner import rolling_order
+from dynia.render import render, write_deploy_config
+from dynia.store import Project, load_cluster
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+CLUSTERS = ["shop", "mini"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_render_matches_golden_files(project, tmp_path, name):
+    out = tmp_path / name
+    write_deploy_config(render(load_cluster(Project(project), name)), out)
+    golden = GOLDEN / name
+    if os.environ.get("DYNIA_UPDATE_GOLDEN"):
+        shutil.rmtree(golden, ignore_errors=True)
+        shutil.copytree(out, golden)
+    assert _tree(out) == _tree(golden), "render changed; review, then rerun with DYNIA_UPDATE_GOLDEN=1"
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_rendering_twice_is_byte_identical(project, cli, name):
+    assert cli("-C", str(project), "render", "--cluster", name).code == 0
+    first = _tree(project / "deploy-config" / name)
+    assert cli("-C", str(project), "render", "--cluster", name).code == 0
+    assert _tree(project / "deploy-config" / name) == first
+
+
+def test_comment_only_spec_edit_keeps_spec_hash(project):
+    spec = project / "clusters/shop.yaml"
+    before = render(load_cluster(Project(project), "shop"))
+    spec.write_text("# a new comment\n" + spec.read_text())
+    after = render(load_cluster(Project(project), "shop"))
+    assert (before.spec_hash, before.content_hash) == (after.spec_hash, after.content_hash)
+
+
+def _cfg(rendering, node, target):
+    return next(f.content.decode() for f in rendering.files[node] if f.target == target)
+
+
+def test_every_node_backs_every_node_on_private_addresses(project):
+    r = render(load_cluster(Project(project), "shop"))
+    private = {n: a[0] for n, a in r.inventory.nodes.items()}
+    for node in r.files:
+        cfg = _cfg(r, node, "/etc/haproxy/haproxy.cfg")
+        be = cfg.split("\nbackend be_cluster", 1)[1].split("\n\n", 1)[0]
+        servers = re.findall(r"^\s+server (\S+) (\S+):8880$", be, re.M)
+        assert sorted(servers) == sorted((n, ip) for n, ip in private.items())
+
+
+def test_no_service_or_stats_port_listens_on_a_public_address(project):
+    r = render(load_cluster(Project(project), "shop"))
+    for node in r.files:
+        private = r.inventory.nodes[node][0]
+        haproxy = _cfg(r, node, "/etc/haproxy/haproxy.cfg")
+        binds = re.findall(r"^\s+bind (\S+)", haproxy, re.M)
+        # Only HAProxy's public entry points bind every address; stats is private.
+        assert sorted(b for b in binds if not b.startswith(private)) == [":443", ":80"]
+        assert f"bind {private}:8404" in haproxy
+        for f in r.files[node]:
+            if f.target.startswith("/etc/caddy/"):
+                for bind in re.findall(r"^\s+bind (\S+)", f.content.decode(), re.M):
+                    assert bind == private, f.target
+            if f.target.endswith("docker-compose.yml"):
+                ports = re.findall(r"^\s+- (\S+:\d+:\d+)$|host_ip: (\S+)", f.content.decode(), re.M)
+                assert ports and all((p or h).startswith("127.0.0.1") for p, h in ports), f.target
+
+
+def test_no_default_credentials_and_no_secret_values_in_deploy_config(project, cli):
+    assert cli("-C", str(project), "cluster", "init", "blog", "--region", "ams3", "--domain", "example.com").code == 0
+    secrets = json.loads((project / ".dynia/secrets/blog.json").read_text())
+    assert cli("-C", str(project), "render", "--cluster", "shop").code == 0
+    tree = _tree(project / "deploy-config" / "shop")
+    blob = b"\n".join(tree.values())
+    for value in secrets.values():
+        assert value.encode() not in blob
+    assert b"BEGIN PRIVATE KEY" not in blob and b"BEGIN CERTIFICATE" not in blob
+    haproxy = tree["misty-owl/infra/etc/haproxy/haproxy.cfg"].decode()
+    assert 'stats auth "${DYNIA_STATS_USER}:${DYNIA_STATS_PASSWORD}"' in haproxy
+    assert re.search(r"stats auth (admin|haproxy)", haproxy) is None
+    slots = json.loads(tree["misty-owl/secret-slots.json"])
+    assert {s["targetPath"]: s["mode"] for s in slots} == {
+        "/etc/haproxy/certs/origin.pem": "0600", "/etc/default/haproxy": "0600", "/etc/dynia/provider-token": "0600"}
+
+
+def test_metadata_records_target_mode_owner_and_sha(project):
+    r = render(load_cluster(Project(project), "shop"))
+    import hashlib
+    for f in r.files["misty-owl"]:
+        m = f.metadata()
+        assert m["sha256"] == hashlib.sha256(f.content).hexdigest()
+        assert m["owner"] == "root:root" and m["targetPath"] == f.target
+    modes = {f.target: f.metadata()["mode"] for f in r.files["misty-owl"]}
+    assert modes["/etc/keepalived/notify.sh"] == "0700" and modes["/etc/haproxy/haproxy.cfg"] == "0644"
+
+
+def test_keepalived_master_has_highest_priority_and_unicast_peers(project):
+    r = render(load_cluster(Project(project), "shop"))
+    conf = {n: _cfg(r, n, "/etc/keepalived/keepalived.conf") for n in r.files}
+    prio = {n: int(re.search(r"priority (\d+)", c).group(1)) for n, c in conf.items()}
+    assert max(prio, key=prio.get) == "misty-owl"
+    assert "state MASTER" in conf["misty-owl"] and "state BACKUP" in conf["brave-panda"]
+    assert "unicast_peer {\n        10.110.0.3\n    }" in conf["misty-owl"]
+    assert "enable_script_security" in conf["misty-owl"]
+
+
+def test_active_only_domain_routes_to_the_local_caddy_only(project):
+    r = render(load_cluster(Project(project), "shop"))
+    cfg = _cfg(r, "brave-panda", "/etc/haproxy/haproxy.cfg")
+    assert "use_backend be_active if { hdr(host),field(1,:) -i admin.example.com }" in cfg
+    active = cfg.split("\nbackend be_active", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"server (\S+) (\S+):8880", active) == [("brave-panda", "10.110.0.3")]
+
+
+def test_cached_outputs_replace_planned_addresses(project):
+    cache = project / ".dynia/cache/shop"
+    cache.mkdir(parents=True)
+    (cache / "outputs.json").write_text(json.dumps({"reserved_ip": "203.0.113.7", "nodes": {
+        "misty-owl": {"private_ip": "10.110.0.5", "public_ip": "198.51.100.5"},
+        "brave-panda": {"private_ip": "10.110.0.6", "public_ip": "198.51.100.6"}}}))
+    r = render(load_cluster(Project(project), "shop"))
+    assert not r.inventory.planned
+    conf = _cfg(r, "misty-owl", "/etc/keepalived/keepalived.conf")
+    assert "203.0.113.7/32 dev lo" in conf and "unicast_src_ip 10.110.0.5" in conf
+
+
+def test_config_version_stays_for_same_content_and_bumps_for_new(project):
+    c = load_cluster(Project(project), "shop")
+    first = render(c)
+    assert first.config_version == 1
+    cache = project / ".dynia/cache/shop"
+    cache.mkdir(parents=True)
+    (cache / "applied.json").write_text(json.dumps({"configVersion": 7, "contentHash": first.content_hash}))
+    assert render(c).config_version == 7
+    spec = project / "clusters/shop.yaml"
+    spec.write_text(spec.read_text().replace("domain: api.example.com", "domain: v2.example.com"))
+    assert render(load_cluster(Project(project), "shop")).config_version == 8
+
+
+@pytest.mark.parametrize("nodes,master,holder,expected", [
+    (["a-a", "b-b", "c-c"], "a-a", None, ["b-b", "c-c", "a-a"]),
+    (["a-a", "b-b", "c-c"], "a-a", "c-c", ["a-a", "b-b", "c-c"]),
+    (["a-a", "b-b", "c-c"], "b-b", "gone-node", ["a-a", "c-c", "b-b"]),
+    (["a-a"], "a-a", None, ["a-a"]),
+])
+def test_rolling_order_puts_backups_first_and_the_vip_holder_last(nodes, master, holder, expected):
+    assert rolling_order(nodes, master, holder) == expected
+
+
+def test_guard_is_placement_aware_and_counts_failover_peak(project):
+    r = render(load_cluster(Project(project), "shop"))
+    rows = {row.node: row for row in r.guard.rows}
+    # web 512 + api 768 + cache 256 everywhere; admin 384 only where the VIP is.
+    assert rows["misty-owl"].steady_mib == 512 + 768 + 256 + 384
+    assert rows["brave-panda"].steady_mib == 512 + 768 + 256
+    assert rows["brave-panda"].peak_mib == rows["misty-owl"].steady_mib
+    assert rows["misty-owl"].ram_mib == 4096
+
+
+def test_guard_assumes_a_default_for_containers_without_limits(project):
+    (project / "services/hello.yml").write_text('services:\n  hello:\n    image: x\n    ports: ["8090:80"]\n')
+    r = render(load_cluster(Project(project), "mini"))
+    assert r.guard.rows[0].steady_mib == 256
+    assert r.guard.assumed == ["hello/hello (256 MiB assumed)"]

@@ -1,0 +1,162 @@
+"""Spec files survive crashes and concurrency; edits keep the operator's comments and order."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from dynia.store import Project, write_atomic
+
+
+def _spec_text(marker: str, size: int) -> str:
+    # Large enough that a write takes a while, so kills land in the middle of one.
+    padding = "".join(f"# {marker} padding line {i:06d} {'x' * 60}\n" for i in range(size))
+    return f"version: 1\nname: shop\nmarker: {marker}\n{padding}"
+
+
+def test_sigkill_during_spec_writes_leaves_old_or_new_spec_200_times(tmp_path):
+    path = tmp_path / "clusters" / "shop.yaml"
+    old, new = _spec_text("old", 3000), _spec_text("new", 3000)
+    write_atomic(path, old)
+    rng = random.Random(20261126)
+    seen = {"old": 0, "new": 0}
+    for i in range(200):
+        pid = os.fork()
+        if pid == 0:  # child: keep rewriting until killed
+            try:
+                n = 0
+                while True:
+                    write_atomic(path, new if n % 2 == 0 else old)
+                    n += 1
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.004))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        text = path.read_text()
+        assert text in (old, new), f"iteration {i}: torn file"
+        seen["old" if text == old else "new"] += 1
+    # Whichever survived parses to its spec, and kills landed at different points.
+    assert YAML(typ="safe").load(old)["marker"] == "old" and YAML(typ="safe").load(new)["marker"] == "new"
+    assert seen["old"] and seen["new"], seen
+
+
+def test_atomic_write_sets_mode_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "secret.json"
+    write_atomic(target, b"{}", mode=0o600)
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.json"]
+
+
+def test_second_concurrent_spec_edit_fails_with_the_lock_error(project):
+    """The first command blocks while reading its compose file (a FIFO) and holds the lock."""
+    fifo = project / "services" / "slow.yml"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "dynia", "-C", str(project), "service", "add", "slow",
+                              "--compose", "services/slow.yml", "--port", "9100", "--cluster", "shop"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lock = project / ".dynia" / "locks" / "shop.lock"
+        deadline = time.monotonic() + 20
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert time.monotonic() < deadline, "first command never took the lock"
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.02)
+        spec_before = (project / "clusters/shop.yaml").read_bytes()
+        second = subprocess.run([sys.executable, "-m", "dynia", "-C", str(project), "route", "bind", "api",
+                                 "api2.example.com", "--cluster", "shop"], capture_output=True, text=True,
+                                env=env, timeout=30)
+        assert second.returncode == 11, second.stderr
+        assert f"cluster shop is locked by another dynia command (pid {first.pid})" in second.stderr
+        assert (project / "clusters/shop.yaml").read_bytes() == spec_before
+        with open(fifo, "w") as f:  # release the first command
+            f.write('services:\n  slow:\n    image: x\n    ports: ["9100:80"]\n')
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert "slow:" in (project / "clusters/shop.yaml").read_text()
+
+
+def test_spec_edits_keep_comments_and_key_order(project, cli):
+    spec = project / "clusters/shop.yaml"
+    before = spec.read_text()
+    assert cli("-C", str(project), "route", "bind", "api", "v2.example.com", "--cluster", "shop").code == 0
+    after = spec.read_text()
+    assert after == before.replace("domain: api.example.com", "domain: v2.example.com")
+    assert cli("-C", str(project), "route", "unbind", "api", "--cluster", "shop").code == 0
+    assert "v2.example.com" not in spec.read_text()
+    assert "# stable ids: Pulumi names derive from them" in spec.read_text()
+
+
+def test_service_add_and_remove_round_trip_the_spec(project, cli):
+    spec = project / "clusters/mini.yaml"
+    original = spec.read_text()
+    (project / "services/extra.yml").write_text('services:\n  extra:\n    image: x\n    ports: ["9200:80"]\n')
+    r = cli("-C", str(project), "service", "add", "extra", "--compose", "services/extra.yml", "--port", "9200",
+            "--domain", "extra.example.org", "--health-path", "/ok", "--cluster", "mini")
+    assert r.code == 0, r.err
+    assert "next: dynia plan --offline --cluster mini" in r.out
+    from dynia.store import load_cluster
+    svc = load_cluster(Project(project), "mini").spec.services["extra"]
+    assert (svc.port, svc.domain, svc.health_path, svc.placement) == (9200, "extra.example.org", "/ok", "all")
+    assert cli("-C", str(project), "service", "remove", "extra", "--cluster", "mini").code == 0
+    assert spec.read_text() == original
+
+
+def test_cluster_init_writes_a_valid_spec_with_stable_two_word_ids_and_private_credentials(tmp_path, cli):
+    r = cli("-C", str(tmp_path), "cluster", "init", "blog", "--region", "ams3", "--domain", "blog.example",
+            "--nodes", "3")
+    assert r.code == 0, r.err
+    from dynia.store import load_cluster
+    c = load_cluster(Project(tmp_path), "blog")
+    assert len(c.spec.nodes) == 3 and all(n.count("-") == 1 for n in c.spec.nodes)
+    from dynia.names import node_ids
+    assert c.spec.nodes == node_ids("blog", 3)
+    secrets = tmp_path / ".dynia/secrets/blog.json"
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / ".dynia/.gitignore").read_text().endswith("*\n")
+
+
+def test_context_use_current_clear_and_overrides(project, cli, monkeypatch):
+    monkeypatch.delenv("DYNIA_CLUSTER", raising=False)
+    assert cli("-C", str(project), "context", "use", "mini").code == 0
+    assert '"currentCluster": "mini"' in cli("-C", str(project), "context", "current", "--json").out
+    r = cli("-C", str(project), "plan", "--offline", "--json")
+    assert '"cluster": "mini"' in r.out
+    r = cli("-C", str(project), "plan", "--offline", "--json", env={"DYNIA_CLUSTER": "shop"})
+    assert '"cluster": "shop"' in r.out
+    monkeypatch.delenv("DYNIA_CLUSTER")
+    r = cli("-C", str(project), "plan", "--offline", "--json", "--cluster", "shop")
+    assert '"cluster": "shop"' in r.out
+    assert cli("-C", str(project), "context", "clear").code == 0
+    r = cli("-C", str(project), "plan", "--offline")
+    assert r.code == 10 and "dynia context use NAME" in r.err
+
+
+def test_doctor_reports_each_check_and_fails_when_something_is_missing(project, cli, monkeypatch, tmp_path):
+    for var in ("DIGITALOCEAN_TOKEN", "CLOUDFLARE_API_TOKEN", "PULUMI_CONFIG_PASSPHRASE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("DYNIA_SSH_KEY", str(tmp_path / "nokey"))
+    r = cli("-C", str(project), "context", "doctor", "--cluster", "shop", "--json")
+    assert r.code == 10
+    import json
+    checks = {c["name"]: c["ok"] for c in json.loads(r.out)["checks"]}
+    assert checks == {"spec": True, "digitalocean token": False, "cloudflare token": False,
+                      "secrets passphrase": False, "pulumi CLI": False, "ssh key": False}
+    key = tmp_path / "key"
+    key.write_text("k")
+    r = cli("-C", str(project), "context", "doctor", "--cluster", "shop", env={
+        "DIGITALOCEAN_TOKEN": "t" * 20, "CLOUDFLARE_API_TOKEN": "c" * 20, "PULUMI_CONFIG_PASSPHRASE": "p" * 12,
+        "DYNIA_SSH_KEY": str(key)})
+    assert r.code == 10 and "pulumi CLI" in r.err and "t" * 20 not in r.out + r.err
