@@ -97,3 +97,10 @@ def test_help_and_offline_plan_import_no_pulumi_module(project):
         line = [l for l in proc.stderr.splitlines() if l.startswith("PULUMI=")]
         assert line == ["PULUMI="], (argv, proc.stderr[-2000:])
         assert proc.stdout.strip(), argv
+
+
+def test_components_stacks_templates_install_inside_the_dynia_namespace(tmp_path):
+    probe = ("import importlib.util as u, dynia.components, dynia.stacks, dynia.templates\n"
+             "print(u.find_spec('components') is None and u.find_spec('stacks') is None)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.stdout.strip() == "True", proc.stderr
