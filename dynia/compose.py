@@ -144,8 +144,12 @@ def _loopback(entry: Any) -> Any:
     return f"127.0.0.1:{host}:{target}{suffix}"
 
 
-def wrapped(name: str, info: ComposeInfo) -> str:
-    """The compose file dynia pushes: the operator's, with its ports bound to loopback."""
+def wrapped(name: str, info: ComposeInfo, host_network: bool = False) -> str:
+    """The compose file dynia pushes: the operator's, with its ports bound to loopback.
+
+    host_network (lab nodes, podman without a network stack): containers share the node's
+    network; the app must listen on 127.0.0.1:<port> itself.
+    """
     from ruamel.yaml import YAML
 
     data = dict(info.data)
@@ -155,6 +159,8 @@ def wrapped(name: str, info: ComposeInfo) -> str:
         c = dict(c)
         if c.get("ports"):
             c["ports"] = [_loopback(e) for e in c["ports"]]
+        if host_network:
+            c["network_mode"] = "host"
         services[cname] = c
     data["services"] = services
     data = {"name": data.pop("name"), **data}

@@ -98,6 +98,12 @@ class Inventory:
 def planned_inventory(cluster: Cluster) -> Inventory:
     net = ipaddress.ip_network(cluster.spec.provider.vpc_ip_range)
     hosts = list(net.hosts())
+    if cluster.spec.provider.kind == "local":
+        # The lab assigns exactly these (dynia.lab.addresses): they are real, not planned.
+        from .lab import addresses
+
+        nodes, vip = addresses(cluster.spec.provider.vpc_ip_range, cluster.spec.nodes)
+        return Inventory({n: (ip, ip) for n, ip in nodes.items()}, vip, planned=False)
     nodes = {n: (str(hosts[i + 1]), None) for i, n in enumerate(cluster.spec.nodes)}
     return Inventory(nodes, PLANNED_RESERVED_IP, planned=True)
 
@@ -240,7 +246,8 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         layer = f"service:{name}"
         # Mirrored everywhere: notify.sh starts active-only/standby-only services on a role change.
         files.append(RenderedFile(layer, f"{PATHS['compose_dir']}/{name}/docker-compose.yml", 0o644, OWNER,
-                                  layer, compose.wrapped(name, cluster.compose[name]).encode()))
+                                  layer, compose.wrapped(name, cluster.compose[name],
+                                                         host_network=profile.compose_host_network).encode()))
         if svc.domain:
             files.append(RenderedFile(layer, f"{PATHS['caddy_routes']}/{name}.caddy", 0o644, OWNER, "caddy",
                                       _render(env, "caddy/route.caddy.j2",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import secrets as _random
 
-from .store import Project, write_json
+from .store import Project, write_atomic, write_json
 
 TOKEN_ENV = {"digitalocean": "DIGITALOCEAN_TOKEN", "cloudflare": "CLOUDFLARE_API_TOKEN"}
 
@@ -35,3 +35,54 @@ def values(project: Project, cluster: str) -> list[str]:
     """Every secret value known for the cluster: what output must never contain."""
     data = load(project, cluster) or {}
     return [v for v in data.values() if isinstance(v, str) and len(v) >= 8]
+
+
+def self_signed_origin(project: Project, cluster: str, domain: str) -> bytes:
+    """For the local provider: a self-signed stand-in for the Cloudflare Origin CA certificate
+    (*.domain and the apex), created once and kept in .dynia/secrets (0600). PEM: cert + key."""
+    path = project.runtime / "secrets" / f"{cluster}.origin.pem"
+    if path.exists():
+        return path.read_bytes()
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{domain}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"*.{domain}"), x509.DNSName(domain)]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    project.ensure_runtime()
+    write_atomic(path, pem, mode=0o600)
+    return pem
+
+
+def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
+    """The values the secret slots are filled with at push time."""
+    import os
+
+    from .errors import DyniaError
+
+    ensure(project, cluster)
+    creds = load(project, cluster)
+    out = {"stats_credentials": (f"DYNIA_STATS_USER={creds['stats_user']}\n"
+                                 f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
+    if spec.provider.kind == "local":
+        out["origin_certificate"] = self_signed_origin(project, cluster, spec.domain)
+    else:
+        token = os.environ.get(TOKEN_ENV["digitalocean"])
+        if not token:
+            raise DyniaError("provider", f"{TOKEN_ENV['digitalocean']} is not set",
+                             f"export {TOKEN_ENV['digitalocean']}=… (the notify script moves the reserved IP with it)")
+        out["provider_token"] = token.encode() + b"\n"
+        # The origin certificate comes from the provision phase's stack outputs (engine).
+    return out

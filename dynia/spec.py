@@ -68,16 +68,17 @@ class Strict(BaseModel):
 
 
 class Provider(Strict):
-    kind: Literal["digitalocean"] = "digitalocean"
-    region: str
+    # local = lab nodes on this machine (network namespaces; see dynia.lab), for tests and demos.
+    kind: Literal["digitalocean", "local"] = "digitalocean"
+    region: str | None = None
     size: str
     image: str = "ubuntu-24-04-x64"
     vpc_ip_range: str = "10.110.0.0/24"
 
     @field_validator("region")
     @classmethod
-    def _region(cls, v: str) -> str:
-        if v not in REGIONS:
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and v not in REGIONS:
             raise ValueError(f"unknown DigitalOcean region; known: {', '.join(REGIONS)}")
         return v
 
@@ -95,6 +96,12 @@ class Provider(Strict):
         if not net.is_private or net.version != 4 or net.prefixlen > 28:
             raise ValueError("a private IPv4 range of /28 or larger, like 10.110.0.0/24")
         return str(net)
+
+    @model_validator(mode="after")
+    def _region_for_droplets(self) -> "Provider":
+        if self.kind == "digitalocean" and self.region is None:
+            raise ValueError("region is required for digitalocean (e.g. sgp1)")
+        return self
 
 
 class Tls(Strict):

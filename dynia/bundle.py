@@ -1,0 +1,147 @@
+"""What one push carries to one node for one layer (infra, or one service).
+
+Files with target, mode, owner, sha256 and base64 content (binary-safe: a line `EOF` or a
+NUL byte survives), the secret slots filled with their values, the layer's validate and
+reload commands from the node profile, its health checks and the gate policy, the config
+version. The payload travels on the apply command's stdin, never on a command line or in
+an environment variable; `describe()` is what may be logged.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from .profiles import COMPONENT_ORDER, PROFILES, VALIDATE, NodeProfile
+from .render import HEALTH_URI, PORTS, Rendering
+from .spec import ClusterSpec
+
+# Reads the apply script, then hands it the rest of stdin (the bundle). Constant and secret-free.
+BOOTSTRAP = ("python3 -c 'import sys;n=int(sys.stdin.buffer.readline());"
+             "exec(compile(sys.stdin.buffer.read(n),\"dynia-apply\",\"exec\"))'")
+
+
+@lru_cache(maxsize=1)
+def apply_script() -> bytes:
+    return resources.files("dynia.templates").joinpath("node/apply.py").read_bytes()
+
+
+@dataclass
+class Bundle:
+    node: str
+    layer: str
+    config_version: int
+    files: list[dict]
+    validate: dict[str, str]
+    reload: dict[str, str]
+    stop: dict[str, str]
+    health: list[dict]
+    policy: dict
+    lockdown: bool
+    component_order: list[str]
+    remove: list[str] = field(default_factory=list)
+    force: bool = False
+
+    def as_json(self) -> dict:
+        return {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
+                "files": self.files, "validate": self.validate, "reload": self.reload, "stop": self.stop,
+                "health": self.health, "policy": self.policy, "lockdown": self.lockdown,
+                "componentOrder": self.component_order, "remove": self.remove, "force": self.force}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    def payload(self) -> bytes:
+        """stdin of BOOTSTRAP: script length, the script, the bundle."""
+        script = apply_script()
+        return f"{len(script)}\n".encode() + script + self.encode()
+
+    @property
+    def digest(self) -> str:
+        """Changes whenever anything the node would receive changes (secrets included, hashed)."""
+        return hashlib.sha256(self.encode() + apply_script()).hexdigest()
+
+    def describe(self) -> dict:
+        """Loggable summary: paths and hashes, never content."""
+        return {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
+                "files": [{k: f[k] for k in ("target", "mode", "owner", "sha256")} for f in self.files]}
+
+
+def _file(target: str, mode: int, owner: str, component: str, content: bytes) -> dict:
+    return {"target": target, "mode": f"{mode:04o}", "owner": owner, "component": component,
+            "sha256": hashlib.sha256(content).hexdigest(), "content": base64.b64encode(content).decode()}
+
+
+def _runs_here(spec: ClusterSpec, service: str, node: str) -> bool:
+    placement = spec.services[service].placement
+    return placement == "all" or (placement == "active-only") == (node == spec.master_node)
+
+
+def infra_health(profile: NodeProfile, private_ip: str) -> list[dict]:
+    checks = [
+        {"name": "caddy", "type": "http", "host": private_ip, "port": PORTS["caddy"], "path": HEALTH_URI,
+         "hostHeader": "dynia-health", "expect": [200, 200]},
+        {"name": "haproxy", "type": "http", "scheme": "https", "host": "127.0.0.1", "port": PORTS["https"],
+         "path": HEALTH_URI, "hostHeader": "dynia-health", "expect": [200, 200]},
+    ]
+    checks += [{"name": c, "type": "command", "command": cmd} for c, cmd in profile.alive]
+    return checks
+
+
+def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dict]:
+    svc = spec.services[service]
+    checks = [{"name": f"{service} app", "type": "http", "host": "127.0.0.1", "port": svc.port,
+               "path": svc.health_path, "expect": [200, 399]}]
+    if svc.domain:
+        checks.append({"name": f"{service} via caddy", "type": "http", "host": private_ip,
+                       "port": PORTS["caddy"], "path": svc.health_path, "hostHeader": svc.domain,
+                       "expect": [200, 399]})
+    return checks
+
+
+def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: dict[str, bytes],
+                  *, force: bool = False) -> dict[str, Bundle]:
+    """Every layer's bundle for one node: {"infra": …, "service:api": …}."""
+    profile = PROFILES[spec.provider.kind]
+    private_ip = rendering.inventory.nodes[node][0]
+    policy = {"retries": spec.health.retries, "interval": spec.health.interval,
+              "backoff": spec.health.backoff, "timeout": spec.health.timeout}
+    layers: dict[str, list[dict]] = {}
+    for f in rendering.files[node]:
+        layers.setdefault(f.layer, []).append(_file(f.target, f.mode, f.owner, f.component, f.content))
+    for s in rendering.slots[node]:
+        if s.secret not in secrets:
+            from .errors import DyniaError
+
+            raise DyniaError("state", f"secret {s.secret} for {s.target} is not available",
+                             "run `dynia context doctor` to see which secret is missing")
+        layers.setdefault(s.layer, []).append(_file(s.target, s.mode, s.owner, s.component, secrets[s.secret]))
+    bundles = {}
+    for layer, files in sorted(layers.items()):
+        common = dict(node=node, layer=layer, config_version=rendering.config_version,
+                      files=sorted(files, key=lambda f: f["target"]), policy=policy,
+                      lockdown=spec.lockdown, force=force)
+        if layer == "infra":
+            bundles[layer] = Bundle(**common, validate=dict(VALIDATE), reload=dict(profile.reload), stop={},
+                                    health=infra_health(profile, private_ip),
+                                    component_order=list(COMPONENT_ORDER))
+            continue
+        service = layer.split(":", 1)[1]
+        here = _runs_here(spec, service, node)
+        reload = {"caddy": profile.reload_command("caddy")}
+        if here:
+            reload[layer] = profile.compose(service, "up", "-d")
+        bundles[layer] = Bundle(
+            **common, validate={"caddy": VALIDATE["caddy"]}, reload=reload,
+            stop={layer: profile.compose(service, "down")} if here else {},
+            health=service_health(spec, service, private_ip) if here else [],
+            # Start the app before Caddy routes to it.
+            component_order=[layer, "caddy"])
+    return bundles
+
+
+def layer_order(bundles: dict[str, Bundle]) -> list[str]:
+    return ["infra"] + sorted(k for k in bundles if k != "infra")

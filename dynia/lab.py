@@ -1,0 +1,324 @@
+"""Lab nodes: real cluster nodes on one Linux machine, as root (the basis of the local provider).
+
+A node is a network namespace (veth `eth0` on a lab bridge, an address in the lab subnet)
+plus a persistent mount namespace with its own /run (tmpfs) and overlays over /etc, /opt,
+/root and /var, so files written on one node are invisible on the others. Each node runs
+sshd on its own address with a generated key; HAProxy, Caddy and keepalived are started by
+the first infra apply through the `local` node profile (pid files, since every node shares
+the machine's PID namespace); services run under podman-compose with host networking.
+
+    python -m dynia.lab up DIR --subnet 10.213.0.0/24 --node misty-owl --node brave-panda
+    python -m dynia.lab down DIR
+
+Teardown kills every process living in a node's network namespace, unmounts and deletes
+everything it created; it is safe to run twice and after a failed `up`.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+APP_IMAGE = "localhost/dynia-lab-app"
+OVERLAID = ("etc", "opt", "root", "var")
+STATE_FILE = "lab.json"
+
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:20000", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+STORAGE_CONF = """\
+[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+"""
+SSHD_CONFIG = """\
+ListenAddress {ip}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PidFile /run/sshd.pid
+AuthorizedKeysFile /root/.ssh/authorized_keys
+HostKey /etc/ssh/ssh_host_ed25519_key
+MaxStartups 50:30:100
+"""
+
+
+def addresses(subnet: str, node_ids: list[str]) -> tuple[dict[str, str], str]:
+    """Node i gets host .11+i of the subnet, the VIP is .100, the bridge .1."""
+    hosts = list(ipaddress.ip_network(subnet).hosts())
+    return {n: str(hosts[10 + i]) for i, n in enumerate(node_ids)}, str(hosts[99])
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def sh(*argv: str, check: bool = True, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)[:200]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-500:]}")
+    return proc
+
+
+@dataclass
+class LabNode:
+    id: str
+    ip: str
+    netns: str
+    veth: str
+
+    def mnt(self, lab_dir: Path) -> Path:
+        return lab_dir / "ns" / f"{self.id}.mnt"
+
+    def uts(self, lab_dir: Path) -> Path:
+        return lab_dir / "ns" / f"{self.id}.uts"
+
+
+@dataclass
+class Lab:
+    dir: Path
+    subnet: str
+    prefix: str
+    nodes: list[LabNode]
+    vip: str
+
+    # --- naming and persistence ---------------------------------------------------------
+
+    @classmethod
+    def plan(cls, directory: Path, subnet: str, node_ids: list[str]) -> "Lab":
+        # Short, unique interface names (15 chars max) derived from the lab directory.
+        prefix = "dy" + hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:4]
+        ips, vip = addresses(subnet, node_ids)
+        nodes = [LabNode(n, ips[n], f"{prefix}-{n}", f"{prefix}v{i}") for i, n in enumerate(node_ids)]
+        return cls(directory.resolve(), subnet, prefix, nodes, vip)
+
+    @classmethod
+    def load(cls, directory: Path) -> "Lab":
+        data = json.loads((directory / STATE_FILE).read_text())
+        return cls(Path(data["dir"]), data["subnet"], data["prefix"],
+                   [LabNode(**n) for n in data["nodes"]], data["vip"])
+
+    def save(self) -> None:
+        data = {"dir": str(self.dir), "subnet": self.subnet, "prefix": self.prefix, "vip": self.vip,
+                "nodes": [asdict(n) for n in self.nodes]}
+        (self.dir / STATE_FILE).write_text(json.dumps(data, indent=2))
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    @property
+    def gateway(self) -> str:
+        return str(list(ipaddress.ip_network(self.subnet).hosts())[0])
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    def node(self, node_id: str) -> LabNode:
+        return next(n for n in self.nodes if n.id == node_id)
+
+    # --- entering a node ------------------------------------------------------------------
+
+    def enter_argv(self, node: LabNode) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{node.netns}", f"--mount={node.mnt(self.dir)}",
+                f"--uts={node.uts(self.dir)}", "--"]
+
+    def run(self, node_id: str, script: str, check: bool = True, input: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a shell script inside the node (its network, mounts and hostname)."""
+        return sh(*self.enter_argv(self.node(node_id)), "sh", "-c", script, check=check, input=input,
+                  timeout=timeout)
+
+    # --- up -------------------------------------------------------------------------------
+
+    def up(self, with_apps: bool = True) -> "Lab":
+        if os.geteuid() != 0:
+            raise LabError("lab nodes need root (network and mount namespaces)")
+        missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived")
+                   if not shutil.which(b) and not Path(f"/usr/sbin/{b}").exists()]
+        if with_apps:
+            missing += [b for b in ("podman", "podman-compose", "busybox") if not shutil.which(b)]
+        if missing:
+            raise LabError(f"missing on this machine: {', '.join(missing)} (bash .ci/test installs them)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.save()
+        try:
+            (self.dir / "ns").mkdir(exist_ok=True)
+            # nsfs bind mounts need a private mount point to live on.
+            sh("mount", "--bind", str(self.dir / "ns"), str(self.dir / "ns"))
+            sh("mount", "--make-private", str(self.dir / "ns"))
+            if not self.key.exists():
+                sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dynia-lab", "-f", str(self.key))
+            sh("ip", "link", "add", self.bridge, "type", "bridge")
+            sh("ip", "addr", "add", f"{self.gateway}/{ipaddress.ip_network(self.subnet).prefixlen}", "dev", self.bridge)
+            sh("ip", "link", "set", self.bridge, "up")
+            Path("/opt").mkdir(exist_ok=True)  # overlay lower dir on a bare machine
+            image = self._app_image() if with_apps else None
+            for node in self.nodes:
+                self._up_node(node, image)
+            self._write_known_hosts()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def _up_node(self, node: LabNode, image: Path | None) -> None:
+        prefixlen = ipaddress.ip_network(self.subnet).prefixlen
+        sh("ip", "netns", "add", node.netns)
+        sh("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
+        sh("ip", "link", "set", node.veth, "master", self.bridge, "up")
+        for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
+                    ["addr", "add", f"{node.ip}/{prefixlen}", "dev", "eth0"],
+                    ["route", "add", "default", "via", self.gateway]):
+            sh("ip", "-n", node.netns, *cmd)
+        upper = self.dir / "nodes" / node.id
+        for d in OVERLAID:
+            (upper / f"{d}-up").mkdir(parents=True, exist_ok=True)
+            (upper / f"{d}-work").mkdir(parents=True, exist_ok=True)
+        node.mnt(self.dir).touch()
+        node.uts(self.dir).touch()
+        overlays = "; ".join(
+            f"mount -t overlay overlay -o lowerdir=/{d},upperdir={upper}/{d}-up,workdir={upper}/{d}-work /{d}"
+            for d in OVERLAID)
+        setup = (f"hostname {shlex.quote(node.id)}; mount -t tmpfs -o mode=755 tmpfs /run; {overlays}; "
+                 # crun refuses cgroup v1 with a v2 'unified' hierarchy beside it (hybrid mode).
+                 "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi")
+        sh("nsenter", f"--net=/run/netns/{node.netns}", "unshare", f"--mount={node.mnt(self.dir)}",
+           f"--uts={node.uts(self.dir)}", "--propagation", "private", "sh", "-ec", setup)
+        pub = (self.key.with_suffix(".pub")).read_text()
+        self.run(node.id, "set -e; rm -f /etc/ssh/ssh_host_*; ssh-keygen -q -t ed25519 -N '' "
+                          "-f /etc/ssh/ssh_host_ed25519_key; mkdir -p /run/sshd /root/.ssh /opt/dynia; "
+                          "chmod 700 /root/.ssh; cat > /root/.ssh/authorized_keys; "
+                          f"cat > /etc/ssh/sshd_dynia.conf <<'EOF'\n{SSHD_CONFIG.format(ip=node.ip)}EOF\n"
+                          "/usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf", input=pub.encode())
+        if image is not None:
+            self.run(node.id, "set -e; mkdir -p /etc/containers; "
+                              f"printf '%s' {shlex.quote(CONTAINERS_CONF)} > /etc/containers/containers.conf; "
+                              f"printf '%s' {shlex.quote(STORAGE_CONF)} > /etc/containers/storage.conf; "
+                              f"podman import -q --change 'CMD [\"/bin/sh\"]' {image} {APP_IMAGE} >/dev/null")
+
+    def _app_image(self) -> Path:
+        """A tiny image from the machine's static busybox (no registry): sh, httpd, wget."""
+        tar = self.dir / "app.tar"
+        if tar.exists():
+            return tar
+        rootfs = self.dir / "app-rootfs"
+        (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+        busybox = shutil.which("busybox")
+        shutil.copy(busybox, rootfs / "bin" / "busybox")
+        for applet in ("sh", "httpd", "wget", "echo", "cat", "mkdir", "sleep", "ls", "printf"):
+            link = rootfs / "bin" / applet
+            if not link.exists():
+                link.symlink_to("busybox")
+        sh("tar", "-C", str(rootfs), "-cf", str(tar), ".")
+        return tar
+
+    def _write_known_hosts(self) -> None:
+        lines = []
+        for node in self.nodes:
+            pub = self.run(node.id, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.decode().split()
+            lines.append(f"{node.ip} {pub[0]} {pub[1]}")
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+
+    def wait_ssh(self, timeout: float = 10) -> None:
+        import socket
+
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while True:
+                try:
+                    socket.create_connection((node.ip, 22), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"sshd on {node.id} ({node.ip}) did not come up")
+                    time.sleep(0.05)
+
+    # --- down -----------------------------------------------------------------------------
+
+    def _netns_inode(self, node: LabNode) -> int | None:
+        try:
+            return os.stat(f"/run/netns/{node.netns}").st_ino
+        except FileNotFoundError:
+            return None
+
+    def kill_node_processes(self, node: LabNode) -> int:
+        """SIGKILL every process whose network namespace is the node's (daemons, containers)."""
+        inode = self._netns_inode(node)
+        if inode is None:
+            return 0
+        killed = 0
+        for _ in range(20):
+            pids = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
+                            pids.append(int(entry))
+                    except (FileNotFoundError, ProcessLookupError, PermissionError):
+                        continue
+            if not pids:
+                return killed
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        return killed
+
+    def down(self) -> None:
+        for node in self.nodes:
+            self.kill_node_processes(node)
+            for f in (node.mnt(self.dir), node.uts(self.dir)):
+                sh("umount", "-l", str(f), check=False)
+            sh("ip", "netns", "del", node.netns, check=False)
+            sh("ip", "link", "del", node.veth, check=False)
+        sh("ip", "link", "del", self.bridge, check=False)
+        sh("umount", "-l", str(self.dir / "ns"), check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dynia.lab", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("dir", type=Path)
+    up.add_argument("--subnet", default="10.213.0.0/24")
+    up.add_argument("--node", action="append", required=True)
+    up.add_argument("--no-apps", action="store_true")
+    down = sub.add_parser("down")
+    down.add_argument("dir", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "up":
+        lab = Lab.plan(args.dir, args.subnet, args.node).up(with_apps=not args.no_apps)
+        print(json.dumps({"nodes": {n.id: n.ip for n in lab.nodes}, "vip": lab.vip, "key": str(lab.key)}))
+    else:
+        Lab.load(args.dir).down()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

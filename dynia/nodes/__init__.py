@@ -1,0 +1,1 @@
+"""Talking to nodes over SSH: pushes (apply), and later status and drift."""

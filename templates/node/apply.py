@@ -1,0 +1,398 @@
+# dynia node apply script. Sent with every push (never installed), run by python3 on the node,
+# reads one bundle (JSON) on stdin. Standard library only: it must run on a bare droplet.
+#
+# Contract (DESIGN §5): compare → backup → (unlock) atomic write → validate → reload the
+# affected components → health gate → on failure restore + reload + degraded marker, exit
+# non-zero with a one-line reason on stderr; on success applied.json, re-lock, clear degraded.
+#
+# Exit codes: 0 applied or unchanged, 10 bad bundle, 20 validation failed (restored, nothing
+# reloaded), 30 health gate failed (rolled back), 40 apply error (restore attempted).
+import base64
+import fcntl
+import grp
+import hashlib
+import http.client
+import json
+import os
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+ROOT = os.environ.get("DYNIA_ROOT", "/")
+KEEP_BACKUPS = 5
+STATE = "/opt/dynia/state"
+BACKUPS = "/opt/dynia/backups"
+
+
+class Failure(Exception):
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def host_path(target):
+    return os.path.join(ROOT, target.lstrip("/"))
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def owner_of(st):
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return user + ":" + group
+
+
+def current(target):
+    """(sha256, mode, owner) of the file on the node, or None if it does not exist."""
+    path = host_path(target)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return sha256_of(path), "%04o" % (st.st_mode & 0o7777), owner_of(st)
+
+
+def run(command, timeout=120):
+    """Run a profile command under sh with DYNIA_ROOT in its environment."""
+    env = dict(os.environ, DYNIA_ROOT=ROOT)
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def last_line(text):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_immutable(path, on):
+    """chattr ±i; a filesystem without attributes only loses the lockdown, never the apply."""
+    if os.path.exists(path):
+        subprocess.run(["chattr", "+i" if on else "-i", path], capture_output=True)
+
+
+def write_atomic(target, content, mode, owner):
+    path = host_path(target)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, ".%s.dynia-%d.tmp" % (os.path.basename(path), os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        apply_owner_mode(tmp, mode, owner)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def apply_owner_mode(path, mode, owner):
+    if os.geteuid() == 0:
+        user, _, group = owner.partition(":")
+        os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group or user).gr_gid)
+    os.chmod(path, int(mode, 8))
+
+
+# --- backups ---------------------------------------------------------------------------
+
+def make_backup(bundle, targets):
+    """Copy the files about to change (and note the ones that do not exist yet)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = "v%s-%s-%s-%d" % (bundle["configVersion"], bundle["layer"].replace(":", "-"), stamp, os.getpid())
+    root = host_path(BACKUPS)
+    directory = os.path.join(root, name)
+    os.makedirs(directory, mode=0o700)
+    entries = []
+    for target in targets:
+        path = host_path(target)
+        entry = {"target": target, "existed": os.path.exists(path)}
+        if entry["existed"]:
+            st = os.stat(path)
+            copy = os.path.join(directory, "files", target.lstrip("/"))
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            shutil.copyfile(path, copy)
+            entry.update(mode="%04o" % (st.st_mode & 0o7777), owner=owner_of(st), copy=copy)
+        entries.append(entry)
+    with open(os.path.join(directory, "manifest.json"), "w") as f:
+        json.dump({"bundle": {k: bundle[k] for k in ("node", "layer", "configVersion")}, "files": entries}, f,
+                  indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    rotate_backups(root)
+    return entries
+
+
+def rotate_backups(root):
+    names = sorted(os.listdir(root), key=lambda n: os.stat(os.path.join(root, n)).st_mtime_ns)
+    for old in names[:-KEEP_BACKUPS]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+
+
+def restore(entries, lockdown):
+    for entry in entries:
+        path = host_path(entry["target"])
+        if lockdown:
+            set_immutable(path, False)
+        if entry["existed"]:
+            with open(entry["copy"], "rb") as f:
+                write_atomic(entry["target"], f.read(), entry["mode"], entry["owner"])
+            if lockdown:
+                set_immutable(path, True)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+
+# --- health gate -----------------------------------------------------------------------
+
+def check_once(check):
+    kind = check["type"]
+    timeout = float(check.get("timeout", 3))
+    if kind == "tcp":
+        with socket.create_connection((check["host"], int(check["port"])), timeout=timeout):
+            return True, "connected"
+    if kind == "http":
+        scheme = check.get("scheme", "http")
+        if scheme == "https":
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # the origin certificate is for Cloudflare, not for us
+            conn = http.client.HTTPSConnection(check["host"], int(check["port"]), timeout=timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(check["host"], int(check["port"]), timeout=timeout)
+        try:
+            headers = {"Host": check["hostHeader"]} if check.get("hostHeader") else {}
+            conn.request("GET", check.get("path", "/"), headers=headers)
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+        low, high = check.get("expect", [200, 399])
+        return low <= status <= high, "HTTP %d" % status
+    if kind == "command":
+        code, out = run(check["command"], timeout=timeout)
+        return code == 0, "exit %d: %s" % (code, last_line(out))
+    raise Failure(10, "unknown health check type %r" % kind)
+
+
+def health_gate(checks, policy):
+    """Every check must pass. Tries: interval × backoff^k between them, capped by the timeout."""
+    deadline = time.monotonic() + float(policy["timeout"])
+    delay = float(policy["interval"])
+    waited = 0.0
+    last = {}
+    for attempt in range(int(policy["retries"])):
+        failing = []
+        for check in checks:
+            try:
+                ok, detail = check_once(check)
+            except (OSError, http.client.HTTPException, subprocess.TimeoutExpired) as exc:
+                ok, detail = False, "%s: %s" % (exc.__class__.__name__, exc)
+            if not ok:
+                failing.append("%s (%s)" % (check["name"], detail))
+        if not failing:
+            return True, waited, attempt + 1, ""
+        last = failing
+        remaining = deadline - time.monotonic()
+        if attempt + 1 == int(policy["retries"]) or remaining <= 0:
+            break
+        pause = min(delay, remaining)
+        time.sleep(pause)
+        waited += pause
+        delay *= float(policy["backoff"])
+    return False, waited, attempt + 1, "; ".join(last)
+
+
+# --- the apply -------------------------------------------------------------------------
+
+def write_state(name, data):
+    write_atomic(os.path.join(STATE, name), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(),
+                 "0644", "root:root")
+
+
+def read_applied():
+    try:
+        with open(host_path(STATE + "/applied.json")) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {"configVersion": 0, "layers": {}}
+
+
+def reload_all(bundle, components):
+    done = []
+    for component in components:
+        command = bundle["reload"].get(component)
+        if not command:
+            continue
+        code, out = run(command)
+        if code != 0:
+            return done, "reload %s failed: %s" % (component, last_line(out))
+        done.append(component)
+    return done, ""
+
+
+def apply(bundle):
+    started = time.monotonic()
+    files = bundle["files"]
+    lockdown = bool(bundle.get("lockdown"))
+    changed = []
+    for f in files:
+        have = current(f["target"])
+        if bundle.get("force") or have != (f["sha256"], f["mode"], f["owner"]):
+            changed.append(f)
+    removed = [t for t in bundle.get("remove", []) if os.path.exists(host_path(t))]
+    report = {"node": bundle["node"], "layer": bundle["layer"], "configVersion": bundle["configVersion"],
+              "changed": [f["target"] for f in changed], "removed": removed, "reloaded": [],
+              "healthWaitSeconds": 0.0, "healthAttempts": 0}
+    if not changed and not removed:
+        record_applied(bundle)
+        report["status"] = "unchanged"
+        report["seconds"] = round(time.monotonic() - started, 3)
+        return 0, report
+    entries = make_backup(bundle, [f["target"] for f in changed] + removed)
+    affected = []
+    for f in changed:
+        if f["component"] not in affected:
+            affected.append(f["component"])
+    for t in removed:
+        component = bundle.get("removeComponents", {}).get(t)
+        if component and component not in affected:
+            affected.append(component)
+    order = bundle.get("componentOrder", [])
+    affected.sort(key=lambda c: order.index(c) if c in order else len(order))
+    try:
+        for f in changed:
+            path = host_path(f["target"])
+            if lockdown:
+                set_immutable(path, False)
+            content = base64.b64decode(f["content"])
+            if hashlib.sha256(content).hexdigest() != f["sha256"]:
+                raise Failure(10, "bundle is corrupt: %s does not match its sha256" % f["target"])
+            write_atomic(f["target"], content, f["mode"], f["owner"])
+        for t in removed:
+            if lockdown:
+                set_immutable(host_path(t), False)
+            os.unlink(host_path(t))
+        for component in affected:
+            command = bundle.get("validate", {}).get(component)
+            if command:
+                code, out = run(command)
+                if code != 0:
+                    raise Failure(20, "validation failed: %s: %s" % (component, last_line(out)))
+    except Failure as exc:
+        restore(entries, lockdown)
+        report["status"] = "invalid" if exc.code == 20 else "error"
+        return exc.code, dict(report, reason=exc.reason)
+    except OSError as exc:
+        restore(entries, lockdown)
+        return 40, dict(report, status="error", reason="write failed: %s" % exc)
+
+    reloaded, problem = reload_all(bundle, affected)
+    report["reloaded"] = reloaded
+    healthy, waited, attempts, detail = (False, 0.0, 0, problem) if problem else \
+        health_gate(bundle.get("health", []), bundle["policy"])
+    report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
+    if not healthy:
+        reason = ("health gate failed after %d tries: %s" % (attempts, detail)) if not problem else problem
+        restore(entries, lockdown)
+        roll_back_components(bundle, affected, entries)
+        write_state("degraded", {"reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 "configVersion": bundle["configVersion"], "layer": bundle["layer"]})
+        report.update(status="rolled-back", reason=reason, seconds=round(time.monotonic() - started, 3))
+        return 30, report
+    record_applied(bundle)
+    if lockdown:
+        for f in files:
+            set_immutable(host_path(f["target"]), True)
+    degraded = host_path(STATE + "/degraded")
+    if os.path.exists(degraded):
+        os.unlink(degraded)
+    report.update(status="applied", seconds=round(time.monotonic() - started, 3))
+    return 0, report
+
+
+def roll_back_components(bundle, affected, entries):
+    """Reload what was restored; stop what did not exist before (a service added by this apply)."""
+    existed = {e["target"]: e["existed"] for e in entries}
+    component_files = {}
+    for f in bundle["files"]:
+        component_files.setdefault(f["component"], []).append(f["target"])
+    for component in affected:
+        brand_new = not any(existed.get(t, True) for t in component_files.get(component, []))
+        stop = bundle.get("stop", {}).get(component)
+        if brand_new and stop:
+            run(stop)
+        else:
+            reload_all(bundle, [component])
+
+
+def record_applied(bundle):
+    applied = read_applied()
+    manifest = {f["target"]: {"sha256": f["sha256"], "mode": f["mode"], "owner": f["owner"],
+                              "component": f["component"]} for f in bundle["files"]}
+    if applied.get("layers", {}).get(bundle["layer"]) == manifest and \
+            applied.get("configVersion") == bundle["configVersion"]:
+        return
+    applied.setdefault("layers", {})[bundle["layer"]] = manifest
+    applied["configVersion"] = bundle["configVersion"]
+    applied["node"] = bundle["node"]
+    write_state("applied.json", applied)
+
+
+def main(stream):
+    try:
+        bundle = json.loads(stream.read())
+        for key in ("node", "layer", "configVersion", "files", "policy"):
+            bundle[key]
+    except (ValueError, KeyError) as exc:
+        sys.stderr.write("dynia apply: bad bundle (%s)\n" % exc)
+        return 10
+    os.makedirs(host_path(STATE), exist_ok=True)
+    lock = open(host_path(STATE + "/.apply.lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.stderr.write("dynia apply: %s: another apply is running on this node\n" % bundle["node"])
+        return 40
+    try:
+        code, report = apply(bundle)
+    except Failure as exc:
+        code, report = exc.code, {"status": "error", "reason": exc.reason}
+    finally:
+        lock.close()
+    sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
+    if code:
+        sys.stderr.write("dynia apply: %s %s: %s\n" % (bundle["node"], bundle["layer"], report.get("reason")))
+    return code
+
+
+if __name__ in ("__main__", "dynia-apply"):
+    sys.exit(main(sys.stdin.buffer))

@@ -1,0 +1,207 @@
+"""The node apply script run for real against a DYNIA_ROOT directory (no daemons needed).
+
+Validate, reload and health commands come from the bundle, exactly as on a node; here they
+are small shell commands that record what ran, so every step of the protocol is observable.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dynia.bundle import BOOTSTRAP, Bundle
+
+
+def _file(target, content: bytes, mode="0644", owner=None, component="web"):
+    import grp
+    import pwd
+    owner = owner or f"{pwd.getpwuid(os.geteuid()).pw_name}:{grp.getgrgid(os.getegid()).gr_name}"
+    return {"target": target, "mode": mode, "owner": owner, "component": component,
+            "sha256": hashlib.sha256(content).hexdigest(), "content": base64.b64encode(content).decode()}
+
+
+def make_bundle(files, *, version=1, validate="true", healthy="test -f \"$DYNIA_ROOT/healthy\"",
+                retries=3, interval=0.01, backoff=2.0, timeout=5.0, lockdown=False, force=False) -> Bundle:
+    return Bundle(node="n1", layer="service:web", config_version=version, files=files,
+                  validate={"web": validate},
+                  reload={"web": 'echo "reload $(cat "$DYNIA_ROOT/etc/web.conf" 2>/dev/null)" >> "$DYNIA_ROOT/reloads.log"'},
+                  stop={"web": 'echo stop >> "$DYNIA_ROOT/reloads.log"'},
+                  health=[{"name": "web", "type": "command", "command": healthy}],
+                  policy={"retries": retries, "interval": interval, "backoff": backoff, "timeout": timeout},
+                  lockdown=lockdown, component_order=["web"], force=force)
+
+
+def apply(root: Path, bundle: Bundle, timeout=60):
+    proc = subprocess.run(["sh", "-c", BOOTSTRAP], input=bundle.payload(), capture_output=True, timeout=timeout,
+                          env={**os.environ, "DYNIA_ROOT": str(root)})
+    report = json.loads(proc.stdout.decode().strip().splitlines()[-1]) if proc.stdout.strip() else {}
+    return proc.returncode, report, proc.stderr.decode()
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "node"
+    r.mkdir()
+    (r / "healthy").touch()
+    return r
+
+
+def reloads(root: Path) -> list[str]:
+    log = root / "reloads.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_first_apply_writes_files_records_applied_and_reloads_once(root):
+    code, report, err = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))
+    assert code == 0, err
+    assert report["status"] == "applied" and report["reloaded"] == ["web"]
+    assert (root / "etc/web.conf").read_bytes() == b"v1\n"
+    assert reloads(root) == ["reload v1"]
+    applied = json.loads((root / "opt/dynia/state/applied.json").read_text())
+    assert applied["configVersion"] == 1
+    assert applied["layers"]["service:web"]["/etc/web.conf"]["sha256"] == hashlib.sha256(b"v1\n").hexdigest()
+
+
+def test_unchanged_bundle_exits_zero_and_reloads_nothing(root):
+    bundle = make_bundle([_file("/etc/web.conf", b"v1\n")])
+    assert apply(root, bundle)[0] == 0
+    code, report, _ = apply(root, bundle)
+    assert code == 0 and report["status"] == "unchanged" and report["reloaded"] == []
+    assert reloads(root) == ["reload v1"]
+    assert len(os.listdir(root / "opt/dynia/backups")) == 1  # no backup for a no-op
+
+
+def test_backup_holds_exactly_the_changed_files_and_only_five_are_kept(root):
+    same = _file("/etc/same.conf", b"constant\n")
+    for i in range(7):
+        assert apply(root, make_bundle([same, _file("/etc/web.conf", f"v{i}\n".encode())], version=i + 1))[0] == 0
+        time.sleep(0.01)  # distinct mtimes for the rotation order
+    backups = sorted((root / "opt/dynia/backups").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    assert len(backups) == 5
+    latest = json.loads((backups[-1] / "manifest.json").read_text())
+    assert [f["target"] for f in latest["files"]] == ["/etc/web.conf"]
+    assert (backups[-1] / "files/etc/web.conf").read_bytes() == b"v5\n"
+    assert latest["bundle"]["configVersion"] == 7
+
+
+def test_binary_content_with_eof_lines_and_nul_bytes_survives(root):
+    nasty = b"line\nEOF\n'EOF'\n\x00\x01\xff$(rm -rf /)\n" + bytes(range(256))
+    code, _, err = apply(root, make_bundle([_file("/etc/web.conf", nasty)]))
+    assert code == 0, err
+    assert (root / "etc/web.conf").read_bytes() == nasty
+
+
+def test_mode_and_owner_are_applied_and_drift_in_mode_is_repaired(root):
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    f = _file("/etc/web.conf", b"x\n", mode="0640", owner="nobody:nogroup")
+    assert apply(root, make_bundle([f]))[0] == 0
+    st = (root / "etc/web.conf").stat()
+    import pwd
+    assert oct(st.st_mode & 0o777) == "0o640" and pwd.getpwuid(st.st_uid).pw_name == "nobody"
+    os.chmod(root / "etc/web.conf", 0o666)
+    code, report, _ = apply(root, make_bundle([f]))
+    assert report["changed"] == ["/etc/web.conf"]
+    assert oct((root / "etc/web.conf").stat().st_mode & 0o777) == "0o640"
+
+
+def test_validation_failure_restores_files_and_reloads_nothing(root):
+    assert apply(root, make_bundle([_file("/etc/web.conf", b"good\n")]))[0] == 0
+    code, report, err = apply(root, make_bundle([_file("/etc/web.conf", b"bad\n"), _file("/etc/new.conf", b"n\n")],
+                                                validate='grep -q good "$DYNIA_ROOT/etc/web.conf" || '
+                                                         '{ echo "web: line 1: bad directive" >&2; exit 1; }'))
+    assert code == 20 and report["status"] == "invalid"
+    assert "validation failed: web: web: line 1: bad directive" in err
+    assert (root / "etc/web.conf").read_bytes() == b"good\n"
+    assert not (root / "etc/new.conf").exists()
+    assert reloads(root) == ["reload good"]
+
+
+def test_health_failure_rolls_back_reloads_old_config_and_marks_degraded(root):
+    assert apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))[0] == 0
+    (root / "healthy").unlink()
+    code, report, err = apply(root, make_bundle([_file("/etc/web.conf", b"v2\n")], version=2))
+    assert code == 30 and report["status"] == "rolled-back"
+    assert err.strip().count("\n") == 0 and "health gate failed after 3 tries: web (exit 1" in err
+    assert (root / "etc/web.conf").read_bytes() == b"v1\n"
+    assert reloads(root) == ["reload v1", "reload v2", "reload v1"]
+    degraded = json.loads((root / "opt/dynia/state/degraded").read_text())
+    assert degraded["configVersion"] == 2 and "health gate failed" in degraded["reason"] and degraded["time"]
+    applied = json.loads((root / "opt/dynia/state/applied.json").read_text())
+    assert applied["configVersion"] == 1
+    (root / "healthy").touch()
+    assert apply(root, make_bundle([_file("/etc/web.conf", b"v2\n")], version=2))[0] == 0
+    assert not (root / "opt/dynia/state/degraded").exists()
+
+
+def test_failed_first_deploy_stops_the_new_component_instead_of_reloading(root):
+    (root / "healthy").unlink()
+    code, _, _ = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))
+    assert code == 30
+    assert not (root / "etc/web.conf").exists()
+    assert reloads(root) == ["reload v1", "stop"]
+
+
+def test_health_gate_backs_off_exponentially_and_respects_the_timeout(root):
+    (root / "healthy").unlink()
+    _, report, _ = apply(root, make_bundle([_file("/etc/a", b"1")], retries=4, interval=0.05, backoff=2.0))
+    assert report["healthAttempts"] == 4
+    assert report["healthWaitSeconds"] == pytest.approx(0.05 + 0.1 + 0.2, abs=0.01)
+    _, report, _ = apply(root, make_bundle([_file("/etc/a", b"2")], retries=10, interval=0.05, backoff=2.0,
+                                           timeout=0.12))
+    assert report["healthWaitSeconds"] <= 0.13 and report["healthAttempts"] < 10
+
+
+def test_force_rewrites_and_reloads_an_unchanged_bundle(root):
+    files = [_file("/etc/web.conf", b"v1\n")]
+    apply(root, make_bundle(files))
+    code, report, _ = apply(root, make_bundle(files, force=True))
+    assert code == 0 and report["reloaded"] == ["web"]
+
+
+def test_kill_during_write_leaves_old_or_new_file(root):
+    big_old, big_new = b"o" * (8 << 20), b"n" * (8 << 20)
+    assert apply(root, make_bundle([_file("/etc/big", big_old)]))[0] == 0
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(30):
+        target = big_new if (root / "etc/big").read_bytes() == big_old else big_old
+        proc = subprocess.Popen(["sh", "-c", BOOTSTRAP], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "DYNIA_ROOT": str(root)},
+                                start_new_session=True)
+        payload = make_bundle([_file("/etc/big", target)]).payload()
+        proc.stdin.write(payload)
+        proc.stdin.close()
+        time.sleep(rng.uniform(0.0, 0.25))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        content = (root / "etc/big").read_bytes()
+        assert content in (big_old, big_new)
+        outcomes.add(content == target)
+    assert outcomes == {True, False}  # some kills landed before the rename, some after
+
+
+def test_bootstrap_command_carries_no_bundle_data_and_describe_hides_content(root):
+    secret = b"-----BEGIN PRIVATE KEY-----\nsupersecretvalue\n"
+    bundle = make_bundle([_file("/etc/haproxy/certs/origin.pem", secret, mode="0600")])
+    assert "supersecret" not in BOOTSTRAP and "{" not in BOOTSTRAP
+    assert "supersecret" not in json.dumps(bundle.describe())
+    code, _, _ = apply(root, bundle)
+    assert code == 0 and oct((root / "etc/haproxy/certs/origin.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_bad_bundle_is_refused_without_touching_anything(root):
+    from dynia.bundle import apply_script
+    script = apply_script()
+    proc = subprocess.run(["sh", "-c", BOOTSTRAP], input=f"{len(script)}\n".encode() + script + b"{not json",
+                          capture_output=True, env={**os.environ, "DYNIA_ROOT": str(root)})
+    assert proc.returncode == 10 and b"bad bundle" in proc.stderr
+    assert not (root / "opt").exists()
