@@ -1,0 +1,136 @@
+"""A real three-node lab (network namespaces, sshd, HAProxy, Caddy, keepalived, podman) per test.
+
+Every namespace, process and mount is removed in the fixture's finalizer, also when a test fails.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dynia.bundle import build_bundles
+from dynia.lab import Lab
+from dynia.nodes.push import RollResult, Target, roll
+from dynia.render import Rendering, render
+from dynia.secrets import push_secrets
+from dynia.store import Project, load_cluster
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LabCluster:
+    project: Project
+    lab: Lab
+
+    def cluster(self):
+        return load_cluster(self.project, "lab")
+
+    def render(self) -> Rendering:
+        return render(self.cluster())
+
+    def bundles(self, rendering: Rendering | None = None, force: bool = False) -> dict:
+        c = self.cluster()
+        rendering = rendering or render(c)
+        secrets = push_secrets(self.project, "lab", c.spec)
+        return {n: build_bundles(c.spec, rendering, n, secrets, force=force) for n in c.spec.nodes}
+
+    def targets(self, order: list[str]) -> list[Target]:
+        return [Target(n, self.lab.node(n).ip, self.lab.key, self.lab.known_hosts) for n in order]
+
+    def roll(self, bundles=None, layers=None, order=None) -> RollResult:
+        rendering = self.render()
+        bundles = bundles or self.bundles(rendering)
+        return roll(self.targets(order or rendering.rolling_order), bundles, layers)
+
+    def edit_spec(self, old: str, new: str) -> None:
+        path = self.project.spec_path("lab")
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+
+    def cat(self, node: str, path: str) -> bytes:
+        return self.lab.run(node, f"cat {path}").stdout
+
+    def sh(self, node: str, script: str, check: bool = True):
+        return self.lab.run(node, script, check=check)
+
+    def vip_holder(self) -> list[str]:
+        holders = []
+        for n in self.lab.nodes:
+            out = self.lab.run(n.id, "ip -br addr show eth0").stdout.decode()
+            if f" {self.lab.vip}/" in out:
+                holders.append(n.id)
+        return holders
+
+    def get(self, host: str, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
+        """HTTPS through the VIP: HAProxy → Caddy → app."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the lab's self-signed origin certificate
+        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=ctx)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+
+def _require_lab_tools():
+    missing = [b for b in ("haproxy", "caddy", "keepalived", "podman", "podman-compose", "busybox", "nsenter")
+               if not shutil.which(b)]
+    if os.geteuid() != 0 or missing or not Path("/usr/sbin/sshd").exists():
+        pytest.fail(f"lab tests need root, sshd and {missing or 'the lab tools'}: run `bash .ci/test` (README)")
+
+
+@pytest.fixture
+def lab_cluster(tmp_path) -> LabCluster:
+    _require_lab_tools()
+    root = tmp_path / "proj"
+    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
+    project = Project(root)
+    c = load_cluster(project, "lab")
+    lab = Lab.plan(tmp_path / "lab", c.spec.provider.vpc_ip_range, c.spec.nodes)
+    try:
+        lab.up()
+        lab.wait_ssh()
+        yield LabCluster(project, lab)
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def applied_lab(lab_cluster) -> LabCluster:
+    """The lab with every layer rolled out once."""
+    result = lab_cluster.roll()
+    assert result.ok, [(r.node, r.layer, r.reason) for r in result.results if not r.ok]
+    return lab_cluster
+
+
+def record(name: str, value) -> None:
+    """Measurements for the closing note: printed (pytest -s) and appended to $DYNIA_MEASUREMENTS."""
+    line = json.dumps({"measure": name, "value": value})
+    print(line)
+    path = os.environ.get("DYNIA_MEASUREMENTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+def eventually(check, timeout: float = 15.0, interval: float = 0.1):
+    """Poll check() until it returns truthy (bounded); return its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
