@@ -24,6 +24,25 @@ from dynia.store import Project, load_cluster
 REPO = Path(__file__).resolve().parents[2]
 
 
+def eventually(check, timeout: float = 15.0, interval: float = 0.1):
+    """Poll check() until it returns truthy (bounded); return its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+# The lab's origin certificate is self-signed: the client checks nothing (built once: loading
+# the CA store per request costs more than the request).
+_CLIENT_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_CLIENT_TLS.check_hostname = False
+_CLIENT_TLS.verify_mode = ssl.CERT_NONE
+
+
 @dataclass
 class LabCluster:
     project: Project
@@ -71,10 +90,7 @@ class LabCluster:
 
     def get(self, host: str, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
         """HTTPS through the VIP: HAProxy → Caddy → app."""
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # the lab's self-signed origin certificate
-        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=ctx)
+        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=_CLIENT_TLS)
         try:
             conn.request("GET", path, headers={"Host": host})
             resp = conn.getresponse()
@@ -111,6 +127,9 @@ def applied_lab(lab_cluster) -> LabCluster:
     """The lab with every layer rolled out once."""
     result = lab_cluster.roll()
     assert result.ok, [(r.node, r.layer, r.reason) for r in result.results if not r.ok]
+    # A backup holds the VIP until the roll reaches the MASTER, which then preempts it.
+    master = lab_cluster.cluster().spec.master_node
+    assert eventually(lambda: lab_cluster.vip_holder() == [master]), lab_cluster.vip_holder()
     return lab_cluster
 
 
@@ -123,14 +142,3 @@ def record(name: str, value) -> None:
         with open(path, "a") as f:
             f.write(line + "\n")
 
-
-def eventually(check, timeout: float = 15.0, interval: float = 0.1):
-    """Poll check() until it returns truthy (bounded); return its last value."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
