@@ -150,7 +150,7 @@ class Lab:
 
     # --- up -------------------------------------------------------------------------------
 
-    def up(self, with_apps: bool = True) -> "Lab":
+    def _check_tools(self, with_apps: bool) -> None:
         if os.geteuid() != 0:
             raise LabError("lab nodes need root (network and mount namespaces)")
         missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived")
@@ -159,25 +159,39 @@ class Lab:
             missing += [b for b in ("podman", "podman-compose", "busybox") if not shutil.which(b)]
         if missing:
             raise LabError(f"missing on this machine: {', '.join(missing)} (bash .ci/test installs them)")
+
+    def _ensure_shared(self) -> None:
+        """Directory, nsfs mount point, SSH key and bridge: idempotent."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.save()
-        try:
-            (self.dir / "ns").mkdir(exist_ok=True)
+        ns = self.dir / "ns"
+        ns.mkdir(exist_ok=True)
+        if sh("mountpoint", "-q", str(ns), check=False).returncode != 0:
             # nsfs bind mounts need a private mount point to live on.
-            sh("mount", "--bind", str(self.dir / "ns"), str(self.dir / "ns"))
-            sh("mount", "--make-private", str(self.dir / "ns"))
-            if not self.key.exists():
-                sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dynia-lab", "-f", str(self.key))
+            sh("mount", "--bind", str(ns), str(ns))
+            sh("mount", "--make-private", str(ns))
+        if not self.key.exists():
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dynia-lab", "-f", str(self.key))
+        if sh("ip", "link", "show", self.bridge, check=False).returncode != 0:
             sh("ip", "link", "add", self.bridge, "type", "bridge")
-            sh("ip", "addr", "add", f"{self.gateway}/{ipaddress.ip_network(self.subnet).prefixlen}", "dev", self.bridge)
+            sh("ip", "addr", "add", f"{self.gateway}/{ipaddress.ip_network(self.subnet).prefixlen}",
+               "dev", self.bridge)
             sh("ip", "link", "set", self.bridge, "up")
-            Path("/opt").mkdir(exist_ok=True)  # overlay lower dir on a bare machine
+        Path("/opt").mkdir(exist_ok=True)  # overlay lower dir on a bare machine
+
+    def up(self, with_apps: bool = True, only: list[str] | None = None) -> "Lab":
+        """Bring up every node (or only some: the local provider creates them one by one)."""
+        self._check_tools(with_apps)
+        wanted = [n for n in self.nodes if only is None or n.id in only]
+        try:
+            self._ensure_shared()
             image = self._app_image() if with_apps else None
-            for node in self.nodes:
-                self._up_node(node, image)
+            for node in wanted:
+                if self._netns_inode(node) is None:
+                    self._up_node(node, image)
             self._write_known_hosts()
         except BaseException:
-            self.down()
+            self.down(only=[n.id for n in wanted])
             raise
         return self
 
@@ -235,6 +249,8 @@ class Lab:
     def _write_known_hosts(self) -> None:
         lines = []
         for node in self.nodes:
+            if self._netns_inode(node) is None:
+                continue
             pub = self.run(node.id, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.decode().split()
             lines.append(f"{node.ip} {pub[0]} {pub[1]}")
         self.known_hosts.write_text("\n".join(lines) + "\n")
@@ -287,13 +303,20 @@ class Lab:
             time.sleep(0.05)
         return killed
 
-    def down(self) -> None:
+    def down(self, only: list[str] | None = None) -> None:
+        """Remove the nodes (or only some); the shared parts go with the last node."""
         for node in self.nodes:
+            if only is not None and node.id not in only:
+                continue
             self.kill_node_processes(node)
             for f in (node.mnt(self.dir), node.uts(self.dir)):
                 sh("umount", "-l", str(f), check=False)
             sh("ip", "netns", "del", node.netns, check=False)
             sh("ip", "link", "del", node.veth, check=False)
+        if any(self._netns_inode(n) is not None for n in self.nodes):
+            if self.known_hosts.exists():
+                self._write_known_hosts()
+            return
         sh("ip", "link", "del", self.bridge, check=False)
         sh("umount", "-l", str(self.dir / "ns"), check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -311,12 +334,21 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-apps", action="store_true")
     down = sub.add_parser("down")
     down.add_argument("dir", type=Path)
+    for p in (up, down):
+        p.add_argument("--only", action="append", help="only this node (repeatable)")
+    down.add_argument("--subnet", default=None)
+    down.add_argument("--node", action="append")
     args = ap.parse_args(argv)
-    if args.cmd == "up":
-        lab = Lab.plan(args.dir, args.subnet, args.node).up(with_apps=not args.no_apps)
-        print(json.dumps({"nodes": {n.id: n.ip for n in lab.nodes}, "vip": lab.vip, "key": str(lab.key)}))
-    else:
-        Lab.load(args.dir).down()
+    try:
+        if args.cmd == "up":
+            lab = Lab.plan(args.dir, args.subnet, args.node).up(with_apps=not args.no_apps, only=args.only)
+            print(json.dumps({"nodes": {n.id: n.ip for n in lab.nodes if not args.only or n.id in args.only},
+                              "vip": lab.vip, "key": str(lab.key)}))
+        elif (args.dir / STATE_FILE).exists():
+            Lab.load(args.dir).down(only=args.only)
+    except LabError as exc:
+        print(f"dynia.lab: {exc}", file=__import__("sys").stderr)
+        return 1
     return 0
 
 

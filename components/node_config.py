@@ -1,0 +1,44 @@
+"""NodeConfig: one push of one layer to one node — the apply script with its bundle on stdin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+
+@dataclass
+class NodeConfigArgs:
+    node: str
+    layer: str
+    host: pulumi.Input[str]
+    private_key: pulumi.Input[str]       # secret
+    payload: pulumi.Input[str]           # secret: apply script + bundle (files, filled secret slots)
+    digest: pulumi.Input[str]            # changes whenever the payload does
+    command: str                         # dynia.bundle.BOOTSTRAP: constant, secret-free
+    after: list | None = None            # the previous node's gate: the dependency *is* the rolling order
+    user: str = "root"
+
+
+class NodeConfig(pulumi.ComponentResource):
+    """The resource *is* the node's health gate: the apply script exits non-zero when the
+    gate fails (after rolling the node back), so anything that depends on it — the next
+    node's push, the reserved-IP assignment, DNS — waits for a healthy node."""
+
+    def __init__(self, name: str, args: NodeConfigArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dynia:index:NodeConfig", name, None, opts)
+        import pulumi_command as command
+
+        self.push = command.remote.Command(
+            f"{name}-push",
+            connection=command.remote.ConnectionArgs(host=args.host, user=args.user,
+                                                     private_key=pulumi.Output.secret(args.private_key),
+                                                     dial_error_limit=3),
+            create=args.command, update=args.command,
+            stdin=pulumi.Output.secret(args.payload),
+            triggers=[args.digest],
+            # The script prints a JSON report (paths, hashes, timings) and one-line reasons: no content.
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            # Given to the push itself: a component's depends_on does not reach its children.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.after or []))
+        self.report = self.push.stdout
+        self.register_outputs({"report": self.report})

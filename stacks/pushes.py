@@ -1,0 +1,57 @@
+"""Shared by the infra and apps phases: render with the provisioned addresses, build each
+node's bundles, and chain the pushes so each waits for the previous node's gate."""
+from __future__ import annotations
+
+import pulumi
+
+from dynia.bundle import BOOTSTRAP
+from dynia.components.node_config import NodeConfig, NodeConfigArgs
+
+from .context import PhaseContext
+
+
+def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference) -> pulumi.Output:
+    """Output[{node: {layer: {"payload", "digest"}}}], secret (filled slots are inside)."""
+    from dynia import secrets as local_secrets
+    from dynia.bundle import build_bundles
+    from dynia.render import Inventory, render
+
+    def build(values):
+        nodes, reserved_ip, origin_pem, token = values
+        inventory = Inventory({n: (v["private_ip"], v["public_ip"]) for n, v in nodes.items()}, reserved_ip,
+                              planned=False)
+        rendering = render(cluster, inventory=inventory, holder=ctx.holder)
+        local_secrets.ensure(cluster.project, cluster.name)
+        creds = local_secrets.load(cluster.project, cluster.name)
+        slots = {"origin_certificate": origin_pem.encode(),
+                 "stats_credentials": (f"DYNIA_STATS_USER={creds['stats_user']}\n"
+                                       f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
+        if token:
+            slots["provider_token"] = token.encode() + b"\n"
+        out = {}
+        for node in cluster.spec.nodes:
+            out[node] = {layer: {"payload": b.payload().decode(), "digest": b.digest}
+                         for layer, b in build_bundles(cluster.spec, rendering, node, slots).items()}
+        return out
+
+    return pulumi.Output.secret(pulumi.Output.all(
+        provision.get_output("nodes"), provision.get_output("reservedIp"),
+        provision.require_output("originPem"), ctx.provider_token or "").apply(build))
+
+
+def chain(ctx: PhaseContext, provision: pulumi.StackReference, bundles: pulumi.Output, layer: str,
+          order: list[str], after: pulumi.Resource | None) -> list[NodeConfig]:
+    """One push per node in rolling order, each depending on the previous node's gate."""
+    gates: list[NodeConfig] = []
+    nodes = provision.get_output("nodes")
+    for node in order:
+        previous = gates[-1] if gates else after
+        gate = NodeConfig(f"{node}-{layer.replace(':', '-')}", NodeConfigArgs(
+            node=node, layer=layer, host=nodes.apply(lambda n, node=node: n[node]["public_ip"]),
+            private_key=ctx.ssh_private_key,
+            payload=bundles.apply(lambda b, node=node: b[node][layer]["payload"]),
+            digest=bundles.apply(lambda b, node=node: b[node][layer]["digest"]),
+            command=BOOTSTRAP, after=[previous] if previous else []),
+            opts=pulumi.ResourceOptions(depends_on=[previous] if previous else []))
+        gates.append(gate)
+    return gates
