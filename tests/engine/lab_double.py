@@ -1,0 +1,143 @@
+"""LabEngineDouble — a test double of the Pulumi engine, clearly not the engine.
+
+The Pulumi CLI and provider plugins cannot run here, so this Mocks subclass plays the
+engine for the real phase programs (dynia.stacks) with the local provider:
+
+* `command:local:Command` runs its `create` for real (the lab node up, via dynia.lab);
+* `command:remote:Command` runs its `create` over SSH with its `stdin` for real — the apply
+  script and bundle reach the lab node exactly as the command provider would send them
+  (inputs arrive camelCase; secrets arrive wrapped and are unwrapped here);
+* `tls:` resources are computed with `cryptography`; StackReferences return the outputs the
+  earlier phase exported.
+
+A failing command raises, which stops every resource that depends on it — as Pulumi does.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import subprocess
+import threading
+
+import pulumi
+
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+
+
+def unwrap(value):
+    if isinstance(value, dict):
+        if SECRET_SIG_KEY in value:
+            return unwrap(value["value"])
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+class CommandFailed(Exception):
+    def __init__(self, resource: str, exit_status: int | None, output: str):
+        super().__init__(f"{resource}: exit {exit_status}: {output.strip()[-500:]}")
+        self.resource, self.exit_status, self.output = resource, exit_status, output
+
+
+class LabEngineDouble(pulumi.runtime.Mocks):
+    def __init__(self, references: dict | None = None):
+        self.references = references or {}   # stack name -> outputs
+        self.executed: list[tuple[str, str]] = []  # (type, name) of commands run for real, in order
+        self.failures: list[CommandFailed] = []
+        self.lock = threading.Lock()
+
+    def new_resource(self, args):
+        inputs = unwrap(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            stack = args.name.rsplit("/", 1)[-1]
+            return args.name, {"name": args.name, "outputs": self.references.get(stack, {}),
+                               "secretOutputNames": ["originPem"]}
+        if args.typ == "command:local:Command":
+            proc = subprocess.run(["sh", "-c", inputs["create"]], capture_output=True, text=True, timeout=300,
+                                  input=inputs.get("stdin"))
+            self._record(args, proc.returncode, proc.stdout + proc.stderr)
+            return f"{args.name}-id", {**inputs, "stdout": proc.stdout, "stderr": proc.stderr}
+        if args.typ == "command:remote:Command":
+            status, out, err = asyncio.run(self._ssh(inputs))
+            self._record(args, status, err or out)
+            return f"{args.name}-id", {**inputs, "stdout": out, "stderr": err}
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            return f"{args.name}-id", {**inputs, "privateKeyPem": self._key_pem()}
+        if args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            return f"{args.name}-id", {**inputs, "certPem": self._self_signed(inputs)}
+        return f"{args.name}-id", inputs
+
+    def call(self, args):
+        return {}
+
+    def _record(self, args, status, output):
+        with self.lock:
+            self.executed.append((args.typ, args.name))
+        if status != 0:
+            failure = CommandFailed(args.name, status, output)
+            with self.lock:
+                self.failures.append(failure)
+            raise failure
+
+    async def _ssh(self, inputs):
+        import asyncssh
+
+        conn_args = inputs["connection"]
+        try:
+            key = asyncssh.import_private_key(conn_args["privateKey"])
+            conn = await asyncio.wait_for(asyncssh.connect(conn_args["host"], username=conn_args.get("user", "root"),
+                                                           client_keys=[key], known_hosts=None), 5)
+        except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+            return None, "", f"dial tcp {conn_args['host']}:22: {exc.__class__.__name__}: {exc}"
+        try:
+            stdin = inputs.get("stdin")
+            result = await conn.run(inputs["create"], input=stdin, check=False)
+            return result.exit_status, result.stdout or "", result.stderr or ""
+        finally:
+            conn.close()
+
+    # tls provider stand-ins
+    def _key_pem(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        self._last_key = key
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+
+    def _self_signed(self, inputs) -> str:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+
+        key = serialization.load_pem_private_key(inputs["privateKeyPem"].encode(), None)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, inputs["subject"]["commonName"])])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(hours=inputs["validityPeriodHours"]))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in inputs["dnsNames"]]), False)
+                .sign(key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def run_phase(module, ctx, phase: str, double: LabEngineDouble) -> tuple[dict, Exception | None]:
+    """Run one phase program on the double; returns (exported outputs, error or None)."""
+    pulumi.runtime.set_mocks(double, project="dynia", stack=f"{ctx.cluster}-{phase}", preview=False)
+    exported: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        module.program(ctx)
+        # What the program exported (the root stack's outputs), for the next phase's reference.
+        root = pulumi.runtime.settings.get_root_resource()
+        return pulumi.Output.from_input(dict(root.outputs)).apply(exported.update)
+
+    try:
+        program()
+        error = None
+    except Exception as exc:
+        error = exc
+    return unwrap(exported), error

@@ -1,0 +1,117 @@
+"""The real phase programs (provision → infra → apps, local provider) run on LabEngineDouble:
+commands really execute, lab nodes really come up, pushes really land over SSH."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from dynia.lab import Lab
+from dynia.outcome import push_error
+from dynia.stacks import apps, infra, provision
+from dynia.stacks.context import PhaseContext
+
+from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
+from .lab_double import LabEngineDouble, run_phase
+
+pytestmark = pytest.mark.root
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def engine_project(tmp_path):
+    _require_lab_tools()
+    root = tmp_path / "proj"
+    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
+    lab_dir = tmp_path / "lab"
+    yield root, lab_dir
+    if (lab_dir / "lab.json").exists():
+        Lab.load(lab_dir).down()
+
+
+def _ctx(root, lab_dir) -> PhaseContext:
+    key = lab_dir / "id_ed25519"
+    return PhaseContext(project_root=root, cluster="lab", lab_dir=str(lab_dir),
+                        ssh_private_key=key.read_text() if key.exists() else "")
+
+
+def _provision(root, lab_dir, double):
+    outputs, error = run_phase(provision, _ctx(root, lab_dir), "provision", double)
+    assert error is None, error
+    double.references["lab-provision"] = outputs
+    return outputs
+
+
+def _lab_cluster(root, lab_dir) -> LabCluster:
+    from dynia.store import Project
+    return LabCluster(Project(root), Lab.load(lab_dir))
+
+
+def test_clean_run_serves_every_service_through_the_vip(engine_project):
+    root, lab_dir = engine_project
+    double = LabEngineDouble()
+    started = time.monotonic()
+    outputs = _provision(root, lab_dir, double)
+    assert sorted(outputs["nodes"]) == ["brave-panda", "calm-otter", "misty-owl"]
+    assert "BEGIN CERTIFICATE" in outputs["originPem"] and outputs["reservedIp"] == "10.213.0.100"
+    for phase, module in (("infra", infra), ("apps", apps)):
+        _, error = run_phase(module, _ctx(root, lab_dir), phase, double)
+        assert error is None, error
+    record("engine_double_provision_to_apps_seconds", round(time.monotonic() - started, 1))
+    pushes = [name for typ, name in double.executed if typ == "command:remote:Command"]
+    assert pushes[:3] == ["brave-panda-infra-push", "calm-otter-infra-push", "misty-owl-infra-push"]
+    assert len(pushes) == 3 + 3 * 3
+    lc = _lab_cluster(root, lab_dir)
+    assert eventually(lambda: lc.vip_holder() == ["misty-owl"])
+    for host, body in (("lab.example", b"web\n"), ("api.lab.example", b"api\n"), ("admin.lab.example", b"admin\n")):
+        assert lc.get(host) == (200, body)
+
+
+def test_unreachable_node_in_first_infra_sync_stops_there_and_resume_completes(engine_project):
+    root, lab_dir = engine_project
+    double = LabEngineDouble()
+    _provision(root, lab_dir, double)
+    lc = _lab_cluster(root, lab_dir)
+    veth = lc.lab.node("calm-otter").veth
+    import subprocess  # the second node in rolling order drops off the network
+    subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+    _, error = run_phase(infra, _ctx(root, lab_dir), "infra", double)
+    assert error is not None
+    failure = double.failures[0]
+    typed = push_error(failure.resource, failure.output, failure.exit_status, "lab")
+    assert typed.kind == "network" and "node calm-otter is unreachable" in typed.message
+    assert typed.resume == "dynia up --phase infra --cluster lab"
+    assert lc.sh("brave-panda", "test -s /opt/dynia/state/applied.json", check=False).returncode == 0
+    assert lc.sh("misty-owl", "test -e /opt/dynia/state/applied.json", check=False).returncode != 0
+    assert ("command:remote:Command", "misty-owl-infra-push") not in double.executed
+    subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+    again = LabEngineDouble(double.references)
+    _, error = run_phase(infra, _ctx(root, lab_dir), "infra", again)
+    assert error is None, error
+    for node in ("brave-panda", "calm-otter", "misty-owl"):
+        assert lc.sh(node, "test -s /opt/dynia/state/applied.json", check=False).returncode == 0
+
+
+def test_failing_service_gate_stops_the_apps_roll_at_that_node(engine_project):
+    root, lab_dir = engine_project
+    double = LabEngineDouble()
+    _provision(root, lab_dir, double)
+    assert run_phase(infra, _ctx(root, lab_dir), "infra", double)[1] is None
+    lc = _lab_cluster(root, lab_dir)
+    # Something else already holds the api port on calm-otter: the api cannot start there.
+    lc.sh("calm-otter", "mkdir -p /opt/squat && busybox httpd -p 127.0.0.1:9002 -h /opt/squat")
+    assert eventually(lambda: lc.sh("calm-otter", "busybox wget -q -O /dev/null http://127.0.0.1:9002/",
+                                    check=False).returncode != 0)  # it answers (404), it does not serve api
+    _, error = run_phase(apps, _ctx(root, lab_dir), "apps", double)
+    assert error is not None
+    failure = double.failures[0]
+    assert failure.resource == "calm-otter-service-api-push" and failure.exit_status == 30
+    typed = push_error(failure.resource, failure.output, failure.exit_status, "lab")
+    assert typed.kind == "health" and typed.message.startswith("node calm-otter, service:api: the health gate failed")
+    pushed = [n for t, n in double.executed if t == "command:remote:Command" and "service" in n]
+    assert "brave-panda-service-api-push" in pushed
+    assert not any(n.startswith("misty-owl-service-api") for n in pushed)
+    assert not any("service-web" in n for n in pushed)  # services roll one after another: web never started
+    assert b"health gate failed" in lc.cat("calm-otter", "/opt/dynia/state/degraded")
