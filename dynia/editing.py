@@ -120,3 +120,32 @@ def unbind_route(project: Project, cluster: str, service: str) -> str:
     return f"dynia plan --offline --cluster {cluster}"
 
 
+
+
+def add_node(project: Project, cluster: str) -> str:
+    with edit_cluster(project, cluster) as raw:
+        nodes = raw["nodes"]
+        if len(nodes) >= 5:
+            raise config_error("a cluster has at most 5 nodes", "remove a node first, or create a second cluster")
+        new = node_ids(cluster, 1, taken=tuple(nodes))[0]
+        nodes.append(new)
+    return new
+
+
+def remove_node(project: Project, cluster: str, node: str) -> None:
+    with edit_cluster(project, cluster) as raw:
+        nodes = raw["nodes"]
+        if node not in nodes:
+            raise config_error(f"no node {node!r} in this cluster", f"nodes here: {', '.join(nodes)}")
+        if len(nodes) == 1:
+            raise config_error("cannot remove the last node", "use `dynia cluster destroy` to remove the cluster")
+        if raw.get("master", nodes[0]) == node:
+            raise config_error(f"{node} is the MASTER", "activate another node first (dynia cluster node activate NODE)")
+        nodes.remove(node)
+
+
+def set_master(project: Project, cluster: str, node: str) -> None:
+    with edit_cluster(project, cluster) as raw:
+        if node not in raw["nodes"]:
+            raise config_error(f"no node {node!r} in this cluster", f"nodes here: {', '.join(raw['nodes'])}")
+        raw["master"] = node

@@ -99,5 +99,9 @@ def markdown(plan: dict) -> str:
     lines += ["#### Resource guard", "", "| " + " | ".join(GUARD_HEADER) + " |",
               "|" + "---|" * len(GUARD_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _guard_rows(plan)]
-    lines += ["", f"**{plan['pending']} file change(s)** across {len(plan['nodes'])} node(s)."]
+    if plan.get("resources"):
+        lines += ["", "#### Engine preview", "", "| phase | node | resource | op | changed |", "|---|---|---|---|---|"]
+        lines += [f"| {r['phase']} | {r['node']} | `{r['resource']}` | {r['op']} | {', '.join(r['changed'])} |"
+                  for r in plan["resources"]]
+    lines += ["", f"**{plan['pending']} change(s)** across {len(plan['nodes'])} node(s)."]
     return "\n".join(lines) + "\n"

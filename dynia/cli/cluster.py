@@ -5,7 +5,7 @@ import typer
 
 from .common import next_step, project, say
 
-app = typer.Typer(help="Create a cluster spec (more cluster commands arrive with the engine).", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Create, destroy and shape a cluster.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("init")
@@ -24,3 +24,92 @@ def init_cmd(
     step = init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image)
     say(f"wrote clusters/{name}.yaml")
     next_step(step)
+
+
+@app.command("create")
+def create_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Cluster name; the spec becomes clusters/NAME.yaml."),
+    region: str = typer.Option(..., "--region"),
+    size: str = typer.Option("s-1vcpu-1gb", "--size"),
+    nodes: int = typer.Option(2, "--nodes"),
+    domain: str = typer.Option(..., "--domain"),
+    image: str = typer.Option("ubuntu-24-04-x64", "--image"),
+) -> None:
+    """Write the spec and run the provision phase only (droplets, reserved IP, certificate; no SSH)."""
+    from ..editing import init_cluster
+    from .apply import run_phases
+
+    init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image)
+    say(f"wrote clusters/{name}.yaml")
+    run_phases(ctx, name, ("provision",))
+    next_step(f"dynia up --phase infra --cluster {name}")
+
+
+@app.command("destroy")
+def destroy_cmd(ctx: typer.Context, cluster: str = typer.Option(None, "--cluster", "-c"),
+                yes: bool = typer.Option(False, "--yes", help="Do not ask (a snapshot is still taken first).")) -> None:
+    """Destroy every phase (apps → infra → provision) after a state snapshot."""
+    from .. import snapshots
+    from .engine_common import confirm, engine_for
+
+    with engine_for(ctx, cluster) as engine:
+        confirm("destroy every droplet, the reserved IP, DNS records and certificates", engine.cluster.name, yes)
+        snap = snapshots.take(engine, "before-destroy")
+        say(f"snapshot {snap}")
+        engine.destroy()
+    say(f"destroyed cluster {engine.cluster.name}; the spec is kept")
+    next_step(f"dynia state revert {snap} --cluster {engine.cluster.name}  (to restore the state records)")
+
+
+node_app = typer.Typer(help="Add, remove or activate nodes (spec edit, then every node is re-pushed).",
+                       no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("add")
+def node_add_cmd(ctx: typer.Context, cluster: str = typer.Option(None, "--cluster", "-c")) -> None:
+    """Add one node; every node's HAProxy backends and keepalived peers then include it."""
+    from ..editing import add_node
+    from .apply import run_phases
+    from .common import cluster_name
+
+    name = cluster_name(ctx, cluster)
+    node = add_node(project(ctx), name)
+    say(f"added node {node} to clusters/{name}.yaml")
+    run_phases(ctx, name, ("provision", "infra", "apps"))
+
+
+@node_app.command("remove")
+def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
+                    cluster: str = typer.Option(None, "--cluster", "-c"),
+                    yes: bool = typer.Option(False, "--yes")) -> None:
+    """Remove a node (snapshot first); the others are re-pushed without it, then it is destroyed."""
+    from .. import snapshots
+    from ..editing import remove_node
+    from .common import cluster_name
+    from .engine_common import confirm, engine_for
+
+    name = cluster_name(ctx, cluster)
+    with engine_for(ctx, name) as engine:
+        confirm(f"remove node {node} and destroy its droplet", name, yes)
+        say(f"snapshot {snapshots.take(engine, 'before-node-remove')}")
+    remove_node(project(ctx), name, node)
+    from .apply import run_phases
+
+    # infra and apps first (nobody routes to it any more), then provision deletes the droplet.
+    run_phases(ctx, name, ("infra", "apps"))
+    run_phases(ctx, name, ("provision",))
+
+
+@node_app.command("activate")
+def node_activate_cmd(ctx: typer.Context, node: str = typer.Argument(...),
+                      cluster: str = typer.Option(None, "--cluster", "-c")) -> None:
+    """Make NODE the MASTER (highest priority): keepalived moves the reserved IP to it."""
+    from ..editing import set_master
+    from .apply import run_phases
+    from .common import cluster_name
+
+    name = cluster_name(ctx, cluster)
+    set_master(project(ctx), name, node)
+    run_phases(ctx, name, ("infra",))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from . import cluster, context, render, route, service
+from . import apply, cert, cluster, context, render, route, service, state
 from .common import State
 
 app = typer.Typer(
@@ -24,7 +24,10 @@ app.add_typer(context.app, name="context")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(service.app, name="service")
 app.add_typer(route.app, name="route")
+app.add_typer(state.app, name="state")
+app.add_typer(cert.app, name="cert")
 render.register(app)
+apply.register(app)
 
 _debug = False
 

@@ -57,30 +57,41 @@ def render_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
 
 def plan_cmd(
     ctx: typer.Context,
-    offline: bool = typer.Option(False, "--offline", help="Diff the render against the last applied manifest; no Pulumi, no network."),
+    offline: bool = typer.Option(False, "--offline", help="Only the file diff against the last applied manifest; no Pulumi, no network."),
+    phase: str = typer.Option(None, "--phase", help="Preview from this phase on (provision, infra, apps)."),
     fmt: str = typer.Option("table", "--format", help="table | markdown (a PR comment)."),
     cluster: str = CLUSTER_OPT,
     as_json: bool = JSON_OPT,
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 3 when changes are pending."),
 ) -> None:
-    """Show what would change on which node, in rolling order, with the resource guard."""
+    """Show what would change on which node, in rolling order, with the resource guard.
+
+    Online (default) it adds the Pulumi preview of each phase; --offline needs no Pulumi.
+    """
     from ..errors import EXIT_CHANGES, DyniaError
     from ..render import applied_record
     from ..report import markdown, offline_plan, print_plan
 
-    if not offline:
-        raise DyniaError("engine", "the Pulumi preview is not part of this dynia build yet",
-                         "run `dynia plan --offline` for the per-node file plan")
     if fmt not in ("table", "markdown"):
         raise DyniaError("config", f"--format {fmt!r} is not a plan format", "use --format table or --format markdown")
     proj, c, rendering = _rendering(ctx, cluster)
     plan = offline_plan(rendering, applied_record(c))
+    rows = None
+    if not offline:
+        from .engine_common import engine_for, phases_from, print_rows
+
+        with engine_for(ctx, cluster) as engine:
+            rows = engine.preview(phases_from(phase))
+        plan["resources"] = [r.as_dict() for r in rows]
+        plan["pending"] += len(rows)
     if as_json:
         emit_json(plan)
     elif fmt == "markdown":
         sys.stdout.write(markdown(plan))
     else:
         print_plan(plan, console())
+        if rows is not None:
+            print_rows(rows)
     rendering.guard.enforce()
     _warn_guard(rendering)
     if detailed_exitcode and plan["pending"]:

@@ -8,24 +8,45 @@ from .common import CLUSTER_OPT, cluster_name, next_step, project, say
 app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True, rich_markup_mode=None)
 
 
+APPLY_OPT = typer.Option(False, "--apply", help="Also run the apps phase (Caddy routes, then DNS).")
+
+
 @app.command("bind")
 def bind_cmd(ctx: typer.Context, service: str = typer.Argument(...), domain: str = typer.Argument(...),
-             cluster: str = CLUSTER_OPT) -> None:
+             apply: bool = APPLY_OPT, cluster: str = CLUSTER_OPT) -> None:
     """Route DOMAIN to SERVICE."""
     from ..editing import bind_route
 
     name = cluster_name(ctx, cluster)
     step = bind_route(project(ctx), name, service, domain)
     say(f"bound {domain} → {service} in clusters/{name}.yaml")
-    next_step(step)
+    _apply_or_next(ctx, name, apply, step)
 
 
 @app.command("unbind")
-def unbind_cmd(ctx: typer.Context, service: str = typer.Argument(...), cluster: str = CLUSTER_OPT) -> None:
+def unbind_cmd(ctx: typer.Context, service: str = typer.Argument(...), apply: bool = APPLY_OPT,
+               cluster: str = CLUSTER_OPT) -> None:
     """Remove SERVICE's domain."""
     from ..editing import unbind_route
 
     name = cluster_name(ctx, cluster)
     step = unbind_route(project(ctx), name, service)
     say(f"unbound {service}'s domain in clusters/{name}.yaml")
-    next_step(step)
+    _apply_or_next(ctx, name, apply, step)
+
+
+@app.command("plan")
+def plan_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, offline: bool = typer.Option(False, "--offline")) -> None:
+    """What the current routes would change: the files per node and the apps phase preview."""
+    from .render import plan_cmd as plan
+
+    plan(ctx, offline=offline, phase="apps", fmt="table", cluster=cluster, as_json=False, detailed_exitcode=False)
+
+
+def _apply_or_next(ctx, name: str, apply: bool, step: str) -> None:
+    if apply:
+        from .apply import run_phases
+
+        run_phases(ctx, name, ("apps",))
+    else:
+        next_step(step)

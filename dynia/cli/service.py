@@ -39,3 +39,31 @@ def remove_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Service
     step = remove_service(project(ctx), name_, name)
     say(f"removed service {name} from clusters/{name_}.yaml")
     next_step(step)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Service name."),
+    compose: str = typer.Option(None, "--compose", help="Compose file (adds the service when it is new)."),
+    port: int = typer.Option(None, "--port"),
+    domain: str = typer.Option(None, "--domain"),
+    health_path: str = typer.Option("/", "--health-path"),
+    placement: str = typer.Option("all", "--placement"),
+    cluster: str = CLUSTER_OPT,
+) -> None:
+    """Add the service to the spec if needed, then run the apps phase (DNS only after its gates pass)."""
+    from ..editing import add_service
+    from ..errors import DyniaError
+    from ..store import load_cluster
+    from .apply import run_phases
+
+    name_ = cluster_name(ctx, cluster)
+    if name not in load_cluster(project(ctx), name_).spec.services:
+        if compose is None or port is None:
+            raise DyniaError("config", f"service {name!r} is not in the spec yet",
+                             "pass --compose FILE and --port PORT to add it")
+        add_service(project(ctx), name_, name, compose=compose, port=port, domain=domain,
+                    health_path=health_path, placement=placement)
+        say(f"added service {name} to clusters/{name_}.yaml")
+    run_phases(ctx, name_, ("apps",))

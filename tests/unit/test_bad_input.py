@@ -67,7 +67,7 @@ COMMAND_CASES = [
     ("init-bad-region", ["cluster", "init", "big", "--region", "mars1", "--domain", "example.com"],
      CONFIG, "fix the value"),
     ("plan-bad-format", ["plan", "--offline", "--format", "html"], CONFIG, "--format markdown"),
-    ("plan-online-without-engine", ["plan"], ENGINE, "dynia plan --offline"),
+    ("plan-online-without-pulumi-cli", ["plan"], ENGINE, "install the Pulumi CLI"),
     ("unknown-cluster", ["plan", "--offline", "--cluster", "nope"], CONFIG, "dynia cluster init nope"),
     ("context-use-unknown", ["context", "use", "nope"], CONFIG, "pick one of"),
 ]

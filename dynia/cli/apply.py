@@ -1,0 +1,40 @@
+"""dynia up | infra sync: apply phases through the Pulumi engine, node by node."""
+from __future__ import annotations
+
+import typer
+
+from .common import CLUSTER_OPT, JSON_OPT, emit_json, say
+from .engine_common import engine_for, phases_from
+
+infra_app = typer.Typer(help="Push the infra layer (HAProxy, Caddy, keepalived) to every node.",
+                        no_args_is_help=True, rich_markup_mode=None)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up_cmd)
+    app.add_typer(infra_app, name="infra")
+
+
+def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False) -> dict:
+    with engine_for(ctx, cluster) as engine:
+        outputs = engine.up(phases, continue_on_error=continue_on_error)
+    if as_json:
+        emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
+                                                       for p, o in outputs.items()}})
+    else:
+        say(f"applied: {', '.join(phases)}")
+    return outputs
+
+
+def up_cmd(ctx: typer.Context,
+           phase: str = typer.Option(None, "--phase", help="Start at this phase (provision, infra, apps); resumes a stopped roll."),
+           continue_on_error: bool = typer.Option(False, "--continue-on-error", help="Pulumi's: keep applying independent resources after a failure."),
+           cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
+    """Apply the spec: provision → infra → apps, each node health-gated, in rolling order."""
+    run_phases(ctx, cluster, phases_from(phase), continue_on_error, as_json)
+
+
+@infra_app.command("sync")
+def infra_sync_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
+    """Re-render and push the infra layer to every node (backups first, VIP holder last)."""
+    run_phases(ctx, cluster, ("infra",), as_json=as_json)

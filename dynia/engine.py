@@ -1,0 +1,263 @@
+"""The Pulumi Automation API, driven phase by phase: preview, up, destroy, export/import.
+
+Imported only by commands that need the engine: `pulumi` and the provider SDKs load here,
+never at CLI start-up. The Pulumi CLI must be installed (the Automation API drives it); when
+it is missing or too old, every entry point raises a typed `engine` error saying how to
+install it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import DyniaError
+from .outcome import push_error
+from .store import Cluster, write_json
+
+PHASES = ("provision", "infra", "apps")
+MIN_CLI = "3.100.0"
+INSTALL_HINT = "install the Pulumi CLI (curl -fsSL https://get.pulumi.com | sh) and put it on PATH"
+_EXIT = re.compile(r"(?:exit(?:ed)? (?:with )?(?:status|code)?\s*)(\d+)", re.I)
+
+
+@dataclass
+class ChangeRow:
+    phase: str
+    node: str
+    resource: str
+    type: str
+    op: str
+    changed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"phase": self.phase, "node": self.node, "resource": self.resource, "type": self.type,
+                "op": self.op, "changed": self.changed}
+
+
+def node_of(resource: str, nodes: list[str]) -> str:
+    return next((n for n in nodes if resource.startswith(n + "-") or resource == n), "cluster")
+
+
+def backend_url(cluster: Cluster) -> str:
+    url = cluster.spec.backend or os.environ.get("PULUMI_BACKEND_URL")
+    if url:
+        return url
+    state = cluster.project.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    return f"file://{state}"
+
+
+def ssh_key_pair() -> tuple[str, str]:
+    from .doctor import ssh_key_path
+
+    key = ssh_key_path()
+    try:
+        private = key.read_text()
+        public = Path(str(key) + ".pub").read_text().strip()
+    except OSError:
+        raise DyniaError("config", f"SSH key {key} (and {key}.pub) is not readable",
+                         "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it") from None
+    return private, public
+
+
+class Engine:
+    def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None):
+        self.cluster = cluster
+        self.holder = holder
+        self.on_progress = on_progress or (lambda line: None)
+        self._command = None
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _pulumi_command(self):
+        if self._command is None:
+            from pulumi.automation import PulumiCommand
+            from semver import VersionInfo
+
+            try:
+                self._command = PulumiCommand(version=VersionInfo.parse(MIN_CLI))
+            except FileNotFoundError:
+                raise DyniaError("engine", "the Pulumi CLI is not installed (needed to plan and apply)",
+                                 INSTALL_HINT) from None
+            except Exception as exc:  # the SDK's version check
+                raise DyniaError("engine", f"the Pulumi CLI is not usable: {str(exc).splitlines()[0]}",
+                                 f"upgrade it to v{MIN_CLI} or newer: pulumi self-update") from None
+        return self._command
+
+    def _env(self) -> dict[str, str]:
+        url = backend_url(self.cluster)
+        env = {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if not url.startswith("https://") and not (os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+                                                  or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
+            raise DyniaError("engine", "PULUMI_CONFIG_PASSPHRASE is not set",
+                             "export PULUMI_CONFIG_PASSPHRASE=… (it encrypts the secrets in the Pulumi state; "
+                             "keep it in your password manager)")
+        return env
+
+    def context(self):
+        from .stacks.context import PhaseContext
+
+        spec = self.cluster.spec
+        lab_dir = str(self.cluster.project.runtime / "lab" / self.cluster.name)
+        if spec.provider.kind == "local":
+            key = Path(lab_dir) / "id_ed25519"
+            private = key.read_text() if key.exists() else ""
+            public = ""
+        else:
+            private, public = ssh_key_pair()
+        import pulumi
+
+        token = os.environ.get("DIGITALOCEAN_TOKEN")
+        return PhaseContext(project_root=self.cluster.project.root, cluster=self.cluster.name,
+                            ssh_private_key=pulumi.Output.secret(private) if private else "",
+                            ssh_public_key=public, holder=self.holder, lab_dir=lab_dir,
+                            provider_token=pulumi.Output.secret(token) if token else None)
+
+    def stack(self, phase: str):
+        from pulumi import automation as auto
+
+        from .stacks import apps, infra, provision
+
+        module = {"provision": provision, "infra": infra, "apps": apps}[phase]
+        cmd = self._pulumi_command()
+        env = self._env()
+        work_dir = self.cluster.project.runtime / "engine"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        settings = auto.ProjectSettings(name="dynia", runtime="python",
+                                        backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]))
+        opts = auto.LocalWorkspaceOptions(work_dir=str(work_dir), project_settings=settings, env_vars=env,
+                                          secrets_provider="passphrase", pulumi_command=cmd)
+        return auto.create_or_select_stack(stack_name=f"{self.cluster.name}-{phase}", project_name="dynia",
+                                           program=lambda: module.program(self.context()), opts=opts)
+
+    # --- operations -----------------------------------------------------------------------
+
+    def preview(self, phases=PHASES) -> list[ChangeRow]:
+        rows: list[ChangeRow] = []
+        for phase in phases:
+            events: list = []
+            try:
+                self.stack(phase).preview(on_event=events.append, color="never")
+            except DyniaError:
+                raise
+            except Exception as exc:
+                raise self._failure(phase, events, exc) from None
+            rows += self._rows(phase, events)
+        return rows
+
+    def _rows(self, phase: str, events) -> list[ChangeRow]:
+        out = []
+        for ev in events:
+            pre = getattr(ev, "resource_pre_event", None)
+            if pre is None:
+                continue
+            md = pre.metadata
+            op = getattr(md.op, "value", str(md.op))
+            if op in ("same", "read"):
+                continue
+            name = md.urn.rsplit("::", 1)[-1]
+            if md.type.startswith("dynia:index:") or md.type == "pulumi:pulumi:Stack":
+                continue
+            out.append(ChangeRow(phase, node_of(name, self.cluster.spec.nodes), name, md.type, op,
+                                 sorted(md.diffs or [])))
+        return out
+
+    def up(self, phases=PHASES, *, continue_on_error: bool = False) -> dict:
+        outputs: dict = {}
+        for phase in phases:
+            events: list = []
+
+            def on_event(ev, phase=phase):
+                events.append(ev)
+                pre = getattr(ev, "res_outputs_event", None)
+                if pre is not None:
+                    name = pre.metadata.urn.rsplit("::", 1)[-1]
+                    if name.endswith("-push") or pre.metadata.type.endswith("Droplet"):
+                        self.on_progress(f"{phase}: {name} done")
+
+            self.on_progress(f"{phase}: starting")
+            try:
+                result = self.stack(phase).up(on_event=on_event, color="never",
+                                              continue_on_error=continue_on_error or None)
+            except DyniaError:
+                raise
+            except Exception as exc:
+                raise self._failure(phase, events, exc) from None
+            outputs[phase] = {k: v.value for k, v in result.outputs.items()}
+            if phase == "provision":
+                self.cache_outputs(outputs[phase])
+        applied = [p for p in phases if p in ("infra", "apps")]
+        if applied:
+            self.cache_applied(applied)
+        return outputs
+
+    def destroy(self, phases=tuple(reversed(PHASES))) -> None:
+        for phase in phases:
+            try:
+                self.stack(phase).destroy(color="never")
+            except DyniaError:
+                raise
+            except Exception as exc:
+                raise self._failure(phase, [], exc) from None
+
+    def _failure(self, phase: str, events, exc: Exception) -> DyniaError:
+        """The first failed push becomes a typed error naming its node; anything else an engine error."""
+        resume = f"dynia up --phase {phase} --cluster {self.cluster.name}"
+        for ev in events:
+            diag = getattr(ev, "diagnostic_event", None)
+            if diag is None or diag.severity != "error" or not diag.urn:
+                continue
+            name = diag.urn.rsplit("::", 1)[-1]
+            if name.endswith("-push"):
+                m = _EXIT.search(diag.message or "")
+                return push_error(name, diag.message or "", int(m.group(1)) if m else None, self.cluster.name)
+        text = getattr(exc, "stderr", "") or str(exc)
+        lines = [l for l in text.strip().splitlines() if l.strip()]
+        return DyniaError("engine", f"phase {phase} failed: {lines[-1] if lines else exc.__class__.__name__}",
+                          "rerun with --debug for the engine's full output", resume)
+
+    # --- local cache (what status and the offline plan read without Pulumi) -----------------
+
+    def cache_outputs(self, provision: dict) -> None:
+        nodes = {n: {"private_ip": v["private_ip"], "public_ip": v["public_ip"]}
+                 for n, v in (provision.get("nodes") or {}).items()}
+        write_json(self.cluster.project.cache_dir(self.cluster.name) / "outputs.json",
+                   {"nodes": nodes, "reserved_ip": provision.get("reservedIp")})
+
+    def cache_applied(self, phases: list[str]) -> None:
+        """Merge the layers these phases pushed into the last applied manifest."""
+        from .render import applied_record, render
+
+        rendering = render(self.cluster, holder=self.holder)
+        previous = applied_record(self.cluster).get("nodes", {})
+
+        def pushed(entry: dict) -> bool:
+            return ("infra" if entry["layer"] == "infra" else "apps") in phases
+
+        nodes = {}
+        for node in rendering.files:
+            kept = {t: e for t, e in previous.get(node, {}).items() if not pushed(e)}
+            fresh = {t: e for t, e in rendering.manifest(node).items() if pushed(e)}
+            nodes[node] = dict(sorted({**kept, **fresh}.items()))
+        complete = set(phases) == {"infra", "apps"}
+        write_json(self.cluster.project.cache_dir(self.cluster.name) / "applied.json",
+                   {"configVersion": rendering.config_version,
+                    "contentHash": rendering.content_hash if complete else None, "nodes": nodes})
+
+
+def stack_export(engine: Engine, phase: str) -> dict:
+    """export_stack() as plain JSON (a Deployment's version + deployment)."""
+    dep = engine.stack(phase).export_stack()
+    return {"version": dep.version, "deployment": dep.deployment}
+
+
+def stack_import(engine: Engine, phase: str, data: dict) -> None:
+    from pulumi.automation import Deployment
+
+    engine.stack(phase).import_stack(Deployment(version=data["version"], deployment=data["deployment"]))
+
+
+__all__ = ["Engine", "PHASES", "ChangeRow", "stack_export", "stack_import"]

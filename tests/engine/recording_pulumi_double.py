@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""RECORDING TEST DOUBLE of the `pulumi` executable — not Pulumi.
+
+Installed as `pulumi` on PATH by tests/engine/test_engine_flow.py. It records every argv
+(one JSON line per call in $RECORDING_PULUMI_LOG) and answers the few subcommands the
+Automation API runs with minimal, well-formed output, so the tests can check what dynia's
+engine asks Pulumi to do and in which order. It never runs a program or touches a cloud.
+
+$RECORDING_PULUMI_FAIL="<stack>:<resource>:<message>" makes `up` on that stack fail with
+an error diagnostic on that resource (as the command provider reports a failed push).
+"""
+import json
+import os
+import sys
+import time
+
+args = [a for a in sys.argv[1:] if a != "--non-interactive"]
+state_dir = os.environ["RECORDING_PULUMI_STATE"]
+with open(os.environ["RECORDING_PULUMI_LOG"], "a") as log:
+    log.write(json.dumps({"argv": args, "backend": os.environ.get("PULUMI_BACKEND_URL"),
+                          "passphrase_set": bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE"))}) + "\n")
+
+
+def opt(name):
+    return args[args.index(name) + 1] if name in args else None
+
+
+def events(path, items):
+    with open(path, "a") as f:
+        for i, ev in enumerate(items):
+            f.write(json.dumps({"sequence": i, "timestamp": int(time.time()), **ev}) + "\n")
+
+
+stack = opt("--stack") or ""
+summary = {"summaryEvent": {"maybeCorrupt": False, "durationSeconds": 0, "resourceChanges": {"same": 1},
+                            "PolicyPacks": {}}}
+if args[:1] == ["version"]:
+    print("v3.200.0")
+elif args[:2] == ["stack", "output"]:
+    outputs = {}
+    if stack.endswith("-provision"):
+        outputs = {"nodes": {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11", "droplet_id": "1"},
+                             "brave-panda": {"public_ip": "198.51.100.12", "private_ip": "10.110.0.12", "droplet_id": "2"}},
+                   "reservedIp": "203.0.113.50"}
+    print(json.dumps(outputs))
+elif args[:2] == ["stack", "history"]:
+    print(json.dumps([{"version": 1, "kind": "update", "startTime": "2026-01-01T00:00:00.000Z",
+                       "endTime": "2026-01-01T00:00:01.000Z", "message": "", "environment": {}, "config": {},
+                       "result": "succeeded", "resourceChanges": {}}]))
+elif args[:2] == ["stack", "export"]:
+    print(json.dumps({"version": 3, "deployment": {"manifest": {"time": "t"}, "resources": [{"urn": f"urn:{stack}"}]}}))
+elif args[:2] == ["stack", "import"]:
+    with open(opt("--file")) as f, open(os.path.join(state_dir, f"imported-{stack}.json"), "w") as out:
+        out.write(f.read())
+elif args[:1] in (["preview"], ["up"], ["destroy"]):
+    log_file = opt("--event-log")
+    fail = os.environ.get("RECORDING_PULUMI_FAIL", "")
+    if args[0] == "up" and fail.startswith(stack + ":"):
+        _, resource, message = fail.split(":", 2)
+        urn = f"urn:pulumi:{stack}::dynia::dynia:index:NodeConfig$command:remote:Command::{resource}"
+        if log_file:
+            events(log_file, [{"diagnosticEvent": {"urn": urn, "message": message, "color": "never",
+                                                   "severity": "error"}}, {"cancelEvent": {}}])
+        print(f"error: update failed: {message}", file=sys.stderr)
+        sys.exit(255)
+    if log_file:
+        pre = {"resourcePreEvent": {"metadata": {"op": "create", "urn": f"urn:pulumi:{stack}::dynia::x::misty-owl-{stack}",
+                                                 "type": "command:remote:Command", "provider": "", "diffs": ["stdin"]}}}
+        events(log_file, [pre, summary, {"cancelEvent": {}}])
+    print(f"{args[0]} of {stack}: done")
+# every other subcommand (stack select/init, config, whoami, plugin …) succeeds silently

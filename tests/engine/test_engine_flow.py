@@ -1,0 +1,146 @@
+"""The engine's conversation with Pulumi, against RECORDING TEST DOUBLE of the `pulumi`
+executable (tests/engine/recording_pulumi_double.py): which commands, for which stacks, in
+which order; typed errors and resume; snapshots via export/import. No program runs here —
+the programs themselves are covered under mocks (tests/pulumi) and on the lab (test_lab_engine)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOUBLE = Path(__file__).with_name("recording_pulumi_double.py")
+
+
+@pytest.fixture
+def env(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {DOUBLE} \"$@\"\n")
+    (bindir / "pulumi").chmod(0o755)
+    proj = tmp_path / "proj"
+    shutil.copytree(REPO / "examples", proj, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
+    return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
+            "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),
+                    "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase"}}
+
+
+def dynia(env, *args, extra=None):
+    e = {**env["env"], **(extra or {})}
+    return subprocess.run([sys.executable, "-m", "dynia", "-C", str(env["proj"]), *args], env=e,
+                          capture_output=True, text=True, timeout=120)
+
+
+def calls(env) -> list[list[str]]:
+    if not env["log"].exists():
+        return []
+    return [json.loads(line)["argv"] for line in env["log"].read_text().splitlines()]
+
+
+def ops(env, verbs=("preview", "up", "destroy")) -> list[tuple[str, str]]:
+    out = []
+    for argv in calls(env):
+        if argv[0] in verbs:
+            out.append((argv[0], argv[argv.index("--stack") + 1]))
+        elif argv[:2] in (["stack", "export"], ["stack", "import"]):
+            out.append((" ".join(argv[:2]), argv[argv.index("--stack") + 1]))
+    return out
+
+
+def test_up_runs_the_three_phases_in_order_on_the_local_backend_and_caches_outputs(env):
+    r = dynia(env, "up", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps")]
+    ups = [a for a in calls(env) if a[0] == "up"]
+    assert all("--event-log" in a and "--exec-kind" in a for a in ups)
+    first = json.loads(env["log"].read_text().splitlines()[1])
+    assert first["backend"] == f"file://{env['proj'] / '.dynia' / 'state'}" and first["passphrase_set"]
+    cached = json.loads((env["proj"] / ".dynia/cache/shop/outputs.json").read_text())
+    assert cached["nodes"]["misty-owl"]["public_ip"] == "198.51.100.11" and cached["reserved_ip"] == "203.0.113.50"
+    applied = json.loads((env["proj"] / ".dynia/cache/shop/applied.json").read_text())
+    assert applied["contentHash"] and set(applied["nodes"]) == {"misty-owl", "brave-panda"}
+
+
+def test_failed_push_stops_the_phase_with_a_typed_error_and_resume_skips_finished_phases(env):
+    fail = {"RECORDING_PULUMI_FAIL": "shop-infra:brave-panda-infra-push:"
+                                     "Process exited with status 30: dynia apply: brave-panda infra: health gate failed"}
+    r = dynia(env, "up", "--cluster", "shop", extra=fail)
+    assert r.returncode == 16, r.stderr
+    assert "error: node brave-panda, infra: the health gate failed" in r.stderr
+    assert "resume: dynia up --phase infra --cluster shop" in r.stderr
+    assert ops(env) == [("up", "shop-provision"), ("up", "shop-infra")]  # apps never ran
+    env["log"].unlink()
+    r = dynia(env, "up", "--phase", "infra", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == [("up", "shop-infra"), ("up", "shop-apps")]
+
+
+def test_unreachable_node_is_a_network_error_naming_it(env):
+    fail = {"RECORDING_PULUMI_FAIL": "shop-infra:misty-owl-infra-push:"
+                                     "ssh: dial tcp 198.51.100.11:22: connect: no route to host"}
+    r = dynia(env, "infra", "sync", "--cluster", "shop", extra=fail)
+    assert r.returncode == 14, r.stderr
+    assert "node misty-owl is unreachable over SSH" in r.stderr
+    assert ops(env) == [("up", "shop-infra")]
+
+
+def test_online_plan_previews_every_phase_and_merges_the_file_diff(env):
+    r = dynia(env, "plan", "--cluster", "shop", "--json")
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == [("preview", "shop-provision"), ("preview", "shop-infra"), ("preview", "shop-apps")]
+    plan = json.loads(r.stdout)
+    assert plan["nodes"] and {row["phase"] for row in plan["resources"]} == {"provision", "infra", "apps"}
+    assert all(row["op"] == "create" and row["changed"] == ["stdin"] for row in plan["resources"])
+
+
+def test_missing_cli_and_missing_passphrase_are_engine_errors(env):
+    r = dynia(env, "up", "--cluster", "shop", extra={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 19 and "the Pulumi CLI is not installed" in r.stderr
+    assert "hint: install the Pulumi CLI" in r.stderr
+    e = {k: v for k, v in env["env"].items() if k != "PULUMI_CONFIG_PASSPHRASE"}
+    proc = subprocess.run([sys.executable, "-m", "dynia", "-C", str(env["proj"]), "up", "--cluster", "shop"], env=e,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 19 and "PULUMI_CONFIG_PASSPHRASE is not set" in proc.stderr
+    assert not ops(env)
+
+
+def test_snapshot_exports_every_phase_and_revert_imports_them_and_restores_the_spec(env):
+    r = dynia(env, "state", "snapshot", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    snap = r.stdout.split()[-1]
+    assert ops(env) == [("stack export", f"shop-{p}") for p in ("provision", "infra", "apps")]
+    snap_dir = env["proj"] / ".dynia/snapshots/shop" / snap
+    assert oct(snap_dir.stat().st_mode & 0o777) == "0o700"
+    spec = env["proj"] / "clusters/shop.yaml"
+    original = spec.read_text()
+    spec.write_text(original.replace("port: 8082", "port: 8083"))
+    listed = json.loads(dynia(env, "state", "list", "--cluster", "shop", "--json").stdout)
+    assert [s["id"] for s in listed] == [snap]
+    env["log"].unlink()
+    r = dynia(env, "state", "revert", snap, "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == [("stack import", f"shop-{p}") for p in ("provision", "infra", "apps")]
+    assert spec.read_text() == original
+    imported = json.loads((env["state"] / "imported-shop-infra.json").read_text())
+    assert imported["deployment"]["resources"] == [{"urn": "urn:shop-infra"}]
+
+
+def test_destroy_takes_a_snapshot_first_then_destroys_apps_infra_provision(env):
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop")
+    assert r.returncode == 10 and "--yes" in r.stderr and not ops(env)  # no tty, no --yes: nothing happens
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == [("stack export", "shop-provision"), ("stack export", "shop-infra"),
+                        ("stack export", "shop-apps"), ("destroy", "shop-apps"), ("destroy", "shop-infra"),
+                        ("destroy", "shop-provision")]
+
+
+def test_snapshots_keep_the_last_five(env):
+    for _ in range(7):
+        assert dynia(env, "state", "snapshot", "--cluster", "shop").returncode == 0
+    assert len(json.loads(dynia(env, "state", "list", "--cluster", "shop", "--json").stdout)) == 5
