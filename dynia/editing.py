@@ -132,15 +132,19 @@ def add_node(project: Project, cluster: str) -> str:
     return new
 
 
+def check_removable(nodes: list[str], master: str, node: str) -> None:
+    if node not in nodes:
+        raise config_error(f"no node {node!r} in this cluster", f"nodes here: {', '.join(nodes)}")
+    if len(nodes) == 1:
+        raise config_error("cannot remove the last node", "use `dynia cluster destroy` to remove the cluster")
+    if master == node:
+        raise config_error(f"{node} is the MASTER", "activate another node first (dynia cluster node activate NODE)")
+
+
 def remove_node(project: Project, cluster: str, node: str) -> None:
     with edit_cluster(project, cluster) as raw:
         nodes = raw["nodes"]
-        if node not in nodes:
-            raise config_error(f"no node {node!r} in this cluster", f"nodes here: {', '.join(nodes)}")
-        if len(nodes) == 1:
-            raise config_error("cannot remove the last node", "use `dynia cluster destroy` to remove the cluster")
-        if raw.get("master", nodes[0]) == node:
-            raise config_error(f"{node} is the MASTER", "activate another node first (dynia cluster node activate NODE)")
+        check_removable(list(nodes), raw.get("master") or nodes[0], node)
         nodes.remove(node)
 
 

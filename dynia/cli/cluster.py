@@ -86,12 +86,13 @@ def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
                     yes: bool = typer.Option(False, "--yes")) -> None:
     """Remove a node (snapshot first); the others are re-pushed without it, then it is destroyed."""
     from .. import snapshots
-    from ..editing import remove_node
+    from ..editing import check_removable, remove_node
     from .common import cluster_name
     from .engine_common import confirm, engine_for
 
     name = cluster_name(ctx, cluster)
     with engine_for(ctx, name) as engine:
+        check_removable(engine.cluster.spec.nodes, engine.cluster.spec.master_node, node)  # before any snapshot
         confirm(f"remove node {node} and destroy its droplet", name, yes)
         say(f"snapshot {snapshots.take(engine, 'before-node-remove')}")
     remove_node(project(ctx), name, node)

@@ -144,3 +144,36 @@ def test_snapshots_keep_the_last_five(env):
     for _ in range(7):
         assert dynia(env, "state", "snapshot", "--cluster", "shop").returncode == 0
     assert len(json.loads(dynia(env, "state", "list", "--cluster", "shop", "--json").stdout)) == 5
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["cluster", "create", "blog", "--region", "ams3", "--domain", "example.com"], [("up", "blog-provision")]),
+    (["infra", "sync", "--cluster", "shop"], [("up", "shop-infra")]),
+    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-apps")]),
+    (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"], [("up", "shop-apps")]),
+    (["route", "unbind", "api", "--apply", "--cluster", "shop"], [("up", "shop-apps")]),
+    (["cluster", "node", "activate", "brave-panda", "--cluster", "shop"], [("up", "shop-infra")]),
+    (["cluster", "node", "add", "--cluster", "shop"],
+     [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps")]),
+    (["cluster", "node", "remove", "brave-panda", "--yes", "--cluster", "shop"],
+     [("stack export", "shop-provision"), ("stack export", "shop-infra"), ("stack export", "shop-apps"),
+      ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-provision")]),
+    (["cert", "provision", "--dry-run", "--cluster", "shop"], [("preview", "shop-provision")]),
+], ids=["cluster-create", "infra-sync", "service-deploy", "route-bind-apply", "route-unbind-apply",
+        "node-activate", "node-add", "node-remove", "cert-dry-run"])
+def test_each_command_runs_exactly_its_phases(env, argv, expected):
+    r = dynia(env, *argv)
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == expected
+
+
+def test_node_commands_edit_the_spec_first(env):
+    from dynia.store import Project, load_cluster
+    assert dynia(env, "cluster", "node", "add", "--cluster", "shop").returncode == 0
+    nodes = load_cluster(Project(env["proj"]), "shop").spec.nodes
+    assert len(nodes) == 3 and nodes[:2] == ["misty-owl", "brave-panda"]
+    assert dynia(env, "cluster", "node", "activate", nodes[2], "--cluster", "shop").returncode == 0
+    assert load_cluster(Project(env["proj"]), "shop").spec.master == nodes[2]
+    r = dynia(env, "cluster", "node", "remove", nodes[2], "--yes", "--cluster", "shop")
+    assert r.returncode == 10 and "activate another node first" in r.stderr
+    assert not (env["proj"] / ".dynia/snapshots/shop").exists()  # refused before any snapshot
