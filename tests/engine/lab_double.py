@@ -132,6 +132,8 @@ class LabEngineDouble(pulumi.runtime.Mocks):
 
 def run_phase(module, ctx, phase: str, double: LabEngineDouble) -> tuple[dict, Exception | None]:
     """Run one phase program on the double; returns (exported outputs, error or None)."""
+    # Each push runs asyncio.run(), which leaves the main thread without a loop; Pulumi needs one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(double, project="dynia", stack=f"{ctx.cluster}-{phase}", preview=False)
     exported: dict = {}
 

@@ -125,6 +125,10 @@ def run_phase(project):
     from dynia.stacks.context import PhaseContext
 
     def run(module, cluster: str, phase: str, mocks: GraphMocks):
+        import asyncio
+
+        # An earlier test's asyncio.run() leaves the main thread without a loop; Outputs need one.
+        asyncio.set_event_loop(asyncio.new_event_loop())
         mocks.provision_outputs = mocks.provision_outputs or {
             "nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "kind": "digitalocean"}
         pulumi.runtime.set_mocks(mocks, project="dynia", stack=f"{cluster}-{phase}", preview=False,
