@@ -5,18 +5,14 @@ from __future__ import annotations
 import pulumi
 
 from dynia.components.dns_records import DnsRecords
-from dynia.planner import rolling_order
 
 from .context import PhaseContext
-from .pushes import bundles_output, chain
+from .pushes import chain, prepare
 
 
 def program(ctx: PhaseContext) -> None:
-    cluster = ctx.load()
+    cluster, provision, bundles, order = prepare(ctx)
     spec = cluster.spec
-    provision = ctx.reference("provision")
-    bundles = bundles_output(ctx, cluster, provision)
-    order = rolling_order(spec.nodes, spec.master_node, ctx.holder)
     previous = None
     for name in sorted(spec.services):
         gates = chain(ctx, provision, bundles, f"service:{name}", order, after=previous)

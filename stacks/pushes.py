@@ -39,6 +39,16 @@ def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference)
         provision.require_output("originPem"), ctx.provider_token or "").apply(build))
 
 
+def prepare(ctx: PhaseContext):
+    """What infra and apps both start from: the cluster, provision's outputs, the bundles, the order."""
+    from dynia.planner import rolling_order
+
+    cluster = ctx.load()
+    provision = ctx.reference("provision")
+    bundles = bundles_output(ctx, cluster, provision)
+    return cluster, provision, bundles, rolling_order(cluster.spec.nodes, cluster.spec.master_node, ctx.holder)
+
+
 def chain(ctx: PhaseContext, provision: pulumi.StackReference, bundles: pulumi.Output, layer: str,
           order: list[str], after: pulumi.Resource | None) -> list[NodeConfig]:
     """One push per node in rolling order, each depending on the previous node's gate."""
