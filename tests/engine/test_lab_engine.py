@@ -115,3 +115,29 @@ def test_failing_service_gate_stops_the_apps_roll_at_that_node(engine_project):
     assert not any(n.startswith("misty-owl-service-api") for n in pushed)
     assert not any("service-web" in n for n in pushed)  # services roll one after another: web never started
     assert b"health gate failed" in lc.cat("calm-otter", "/opt/dynia/state/degraded")
+
+
+def test_node_add_brings_up_the_node_and_every_node_learns_it(engine_project):
+    from dynia.editing import add_node
+    from dynia.store import Project
+
+    root, lab_dir = engine_project
+    double = LabEngineDouble()
+    _provision(root, lab_dir, double)
+    for phase, module in (("infra", infra), ("apps", apps)):
+        assert run_phase(module, _ctx(root, lab_dir), phase, double)[1] is None
+    new = add_node(Project(root), "lab")
+    again = LabEngineDouble()
+    outputs = _provision(root, lab_dir, again)
+    assert new in outputs["nodes"]
+    for phase, module in (("infra", infra), ("apps", apps)):
+        _, error = run_phase(module, _ctx(root, lab_dir), phase, again)
+        assert error is None, error
+    lc = _lab_cluster(root, lab_dir)
+    new_ip = lc.lab.node(new).ip
+    for node in ("misty-owl", "brave-panda", "calm-otter", new):
+        assert f"server {new} {new_ip}:8880".encode() in lc.cat(node, "/etc/haproxy/haproxy.cfg")
+    assert new_ip.encode() in lc.cat("misty-owl", "/etc/keepalived/keepalived.conf")
+    assert lc.sh(new, "busybox wget -qO- http://127.0.0.1:9002/healthz").stdout == b"ok\n"
+    assert eventually(lambda: lc.vip_holder() == ["misty-owl"])
+    assert lc.get("api.lab.example") == (200, b"api\n")
