@@ -1,0 +1,52 @@
+"""Properties of render over generated clusters (hypothesis): whatever the spec, the promises hold."""
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dynia.names import node_ids
+from dynia.render import render
+from dynia.store import Project, load_cluster
+
+services = st.lists(
+    st.tuples(st.sampled_from(["all", "all", "active-only", "standby-only"]), st.booleans()),
+    min_size=0, max_size=6)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(node_count=st.integers(1, 5), svc=services, master_index=st.integers(0, 4))
+def test_any_valid_spec_renders_deterministically_with_every_promise_kept(tmp_path_factory, node_count, svc, master_index):
+    root = tmp_path_factory.mktemp("prop")
+    (root / "clusters").mkdir()
+    (root / "services").mkdir()
+    nodes = node_ids("prop", node_count)
+    lines = ["version: 1", "name: prop", "provider: {region: ams3, size: m-4vcpu-32gb}",
+             f"nodes: [{', '.join(nodes)}]", f"master: {nodes[master_index % node_count]}",
+             "domain: example.com", "services:"]
+    for i, (placement, with_domain) in enumerate(svc):
+        port = 9000 + i
+        (root / "services" / f"s{i}.yml").write_text(
+            f'services:\n  app:\n    image: x\n    ports: ["{port}:80"]\n    mem_limit: 32m\n')
+        lines += [f"  s{i}:", f"    compose: services/s{i}.yml", f"    port: {port}", f"    placement: {placement}"]
+        if with_domain and placement != "standby-only":
+            lines.append(f"    domain: {'example.com' if i == 0 else f's{i}.example.com'}")
+    if not svc:
+        lines[-1] = "services: {}"
+    (root / "clusters" / "prop.yaml").write_text("\n".join(lines) + "\n")
+    cluster = load_cluster(Project(root), "prop")
+    first, second = render(cluster), render(cluster)
+    assert first.content_hash == second.content_hash
+    assert first.rolling_order[-1] == cluster.spec.master_node and sorted(first.rolling_order) == sorted(nodes)
+    private = {n: a[0] for n, a in first.inventory.nodes.items()}
+    for node, files in first.files.items():
+        by_target = {f.target: f.content.decode() for f in files}
+        backend = by_target["/etc/haproxy/haproxy.cfg"].split("\nbackend be_cluster", 1)[1].split("\n\n", 1)[0]
+        assert sorted(re.findall(r"server (\S+) (\S+):8880", backend)) == sorted(private.items())
+        peers = re.findall(r"^        (\d+\.\d+\.\d+\.\d+)$", by_target["/etc/keepalived/keepalived.conf"], re.M)
+        assert sorted(peers) == sorted(ip for n, ip in private.items() if n != node)
+        for target, text in by_target.items():
+            if target.endswith("docker-compose.yml"):
+                assert all(p.startswith("127.0.0.1:") for p in re.findall(r"^\s+- (\S+)$", text, re.M))
+        assert not any("PASSWORD=" in t for t in by_target.values())
