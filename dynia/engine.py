@@ -63,6 +63,21 @@ def ssh_key_pair() -> tuple[str, str]:
     return private, public
 
 
+def require_cli():
+    """The Pulumi CLI, at least MIN_CLI, or a typed engine error saying how to get it."""
+    from pulumi.automation import PulumiCommand
+    from semver import VersionInfo
+
+    try:
+        return PulumiCommand(version=VersionInfo.parse(MIN_CLI))
+    except FileNotFoundError:
+        raise DyniaError("engine", "the Pulumi CLI is not installed (needed to plan and apply)",
+                         INSTALL_HINT) from None
+    except Exception as exc:  # the SDK's version check
+        raise DyniaError("engine", f"the Pulumi CLI is not usable: {str(exc).splitlines()[0]}",
+                         f"upgrade it to v{MIN_CLI} or newer: pulumi self-update") from None
+
+
 class Engine:
     def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None):
         self.cluster = cluster
@@ -74,17 +89,7 @@ class Engine:
 
     def _pulumi_command(self):
         if self._command is None:
-            from pulumi.automation import PulumiCommand
-            from semver import VersionInfo
-
-            try:
-                self._command = PulumiCommand(version=VersionInfo.parse(MIN_CLI))
-            except FileNotFoundError:
-                raise DyniaError("engine", "the Pulumi CLI is not installed (needed to plan and apply)",
-                                 INSTALL_HINT) from None
-            except Exception as exc:  # the SDK's version check
-                raise DyniaError("engine", f"the Pulumi CLI is not usable: {str(exc).splitlines()[0]}",
-                                 f"upgrade it to v{MIN_CLI} or newer: pulumi self-update") from None
+            self._command = require_cli()
         return self._command
 
     def _env(self) -> dict[str, str]:

@@ -40,6 +40,9 @@ def revert_cmd(ctx: typer.Context, snapshot_id: str = typer.Argument(...), clust
     """Restore the spec and import every phase's stack from a snapshot."""
     from .. import snapshots
 
+    from ..engine import require_cli
+
+    require_cli()  # before the spec is touched: a revert that cannot import must not half-happen
     restore = lambda proj, name: snapshots.restore_spec(proj, name, snapshot_id)  # noqa: E731
     with engine_for(ctx, cluster, before_load=restore) as engine:
         snapshots.import_stacks(engine, snapshot_id)

@@ -98,10 +98,12 @@ def test_online_plan_previews_every_phase_and_merges_the_file_diff(env):
     assert all(row["op"] == "create" and row["changed"] == ["stdin"] for row in plan["resources"])
 
 
-def test_missing_cli_and_missing_passphrase_are_engine_errors(env):
+def test_missing_or_old_cli_and_missing_passphrase_are_engine_errors(env):
     r = dynia(env, "up", "--cluster", "shop", extra={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 19 and "the Pulumi CLI is not installed" in r.stderr
     assert "hint: install the Pulumi CLI" in r.stderr
+    r = dynia(env, "plan", "--cluster", "shop", extra={"RECORDING_PULUMI_VERSION": "v3.50.0"})
+    assert r.returncode == 19 and "the Pulumi CLI is not usable" in r.stderr and "pulumi self-update" in r.stderr
     e = {k: v for k, v in env["env"].items() if k != "PULUMI_CONFIG_PASSPHRASE"}
     proc = subprocess.run([sys.executable, "-m", "dynia", "-C", str(env["proj"]), "up", "--cluster", "shop"], env=e,
                           capture_output=True, text=True, timeout=120)
@@ -121,6 +123,9 @@ def test_snapshot_exports_every_phase_and_revert_imports_them_and_restores_the_s
     spec.write_text(original.replace("port: 8082", "port: 8083"))
     listed = json.loads(dynia(env, "state", "list", "--cluster", "shop", "--json").stdout)
     assert [s["id"] for s in listed] == [snap]
+    broken = spec.read_text()
+    r = dynia(env, "state", "revert", snap, "--cluster", "shop", extra={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 19 and spec.read_text() == broken  # no CLI: nothing restored, nothing lost
     env["log"].unlink()
     r = dynia(env, "state", "revert", snap, "--cluster", "shop")
     assert r.returncode == 0, r.stderr
