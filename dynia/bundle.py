@@ -75,11 +75,6 @@ def _file(target: str, mode: int, owner: str, component: str, content: bytes) ->
             "sha256": hashlib.sha256(content).hexdigest(), "content": base64.b64encode(content).decode()}
 
 
-def _runs_here(spec: ClusterSpec, service: str, node: str) -> bool:
-    placement = spec.services[service].placement
-    return placement == "all" or (placement == "active-only") == (node == spec.master_node)
-
-
 def infra_health(profile: NodeProfile, private_ip: str) -> list[dict]:
     checks = [
         {"name": "caddy", "type": "http", "host": private_ip, "port": PORTS["caddy"], "path": HEALTH_URI,
@@ -130,7 +125,7 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
                                     component_order=list(COMPONENT_ORDER))
             continue
         service = layer.split(":", 1)[1]
-        here = _runs_here(spec, service, node)
+        here = spec.services[service].runs_on(node == spec.master_node)
         reload = {"caddy": profile.reload_command("caddy")}
         if here:
             reload[layer] = profile.compose(service, "up", "-d")

@@ -106,7 +106,7 @@ class Engine:
         from .stacks.context import PhaseContext
 
         spec = self.cluster.spec
-        lab_dir = str(self.cluster.project.runtime / "lab" / self.cluster.name)
+        lab_dir = str(self.cluster.project.lab_dir(self.cluster.name))
         if spec.provider.kind == "local":
             key = Path(lab_dir) / "id_ed25519"
             private = key.read_text() if key.exists() else ""
@@ -144,12 +144,7 @@ class Engine:
         rows: list[ChangeRow] = []
         for phase in phases:
             events: list = []
-            try:
-                self.stack(phase).preview(on_event=events.append, color="never")
-            except DyniaError:
-                raise
-            except Exception as exc:
-                raise self._failure(phase, events, exc) from None
+            self._run(phase, events, lambda s: s.preview(on_event=events.append, color="never"))
             rows += self._rows(phase, events)
         return rows
 
@@ -184,13 +179,8 @@ class Engine:
                         self.on_progress(f"{phase}: {name} done")
 
             self.on_progress(f"{phase}: starting")
-            try:
-                result = self.stack(phase).up(on_event=on_event, color="never",
-                                              continue_on_error=continue_on_error or None)
-            except DyniaError:
-                raise
-            except Exception as exc:
-                raise self._failure(phase, events, exc) from None
+            result = self._run(phase, events, lambda s, on_event=on_event: s.up(
+                on_event=on_event, color="never", continue_on_error=continue_on_error or None))
             outputs[phase] = {k: v.value for k, v in result.outputs.items()}
             if phase == "provision":
                 self.cache_outputs(outputs[phase])
@@ -201,12 +191,15 @@ class Engine:
 
     def destroy(self, phases=tuple(reversed(PHASES))) -> None:
         for phase in phases:
-            try:
-                self.stack(phase).destroy(color="never")
-            except DyniaError:
-                raise
-            except Exception as exc:
-                raise self._failure(phase, [], exc) from None
+            self._run(phase, [], lambda s: s.destroy(color="never"))
+
+    def _run(self, phase: str, events: list, operation):
+        """Run one operation on the phase's stack; any Pulumi failure becomes a typed error."""
+        stack = self.stack(phase)  # its own errors are already typed
+        try:
+            return operation(stack)
+        except Exception as exc:
+            raise self._failure(phase, events, exc) from None
 
     def _failure(self, phase: str, events, exc: Exception) -> DyniaError:
         """The first failed push becomes a typed error naming its node; anything else an engine error."""

@@ -67,9 +67,8 @@ def check_guard(cluster) -> GuardReport:
     mem = {name: info.memory_mib for name, info in cluster.compose.items()}
     for node in spec.nodes:
         is_master = node == spec.master_node
-        steady = [n for n, s in spec.services.items()
-                  if s.placement == "all" or (s.placement == "active-only") == is_master]
-        as_master = [n for n, s in spec.services.items() if s.placement != "standby-only"]
+        steady = [n for n, s in spec.services.items() if s.runs_on(is_master)]
+        as_master = [n for n, s in spec.services.items() if s.runs_on(True)]
         steady_mib = sum(mem[n] for n in steady)
         peak_mib = max(steady_mib, sum(mem[n] for n in as_master))
         report.rows.append(GuardRow(node, "MASTER" if is_master else "BACKUP", spec.ram_mib,

@@ -67,6 +67,15 @@ class LabError(RuntimeError):
     pass
 
 
+def missing_tools(with_apps: bool = True) -> list[str]:
+    """The programs lab nodes need that this machine lacks."""
+    missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived")
+               if not shutil.which(b) and not Path(f"/usr/sbin/{b}").exists()]
+    if with_apps:
+        missing += [b for b in ("podman", "podman-compose", "busybox") if not shutil.which(b)]
+    return missing
+
+
 def sh(*argv: str, check: bool = True, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, capture_output=True, input=input, timeout=timeout)
     if check and proc.returncode != 0:
@@ -153,10 +162,7 @@ class Lab:
     def _check_tools(self, with_apps: bool) -> None:
         if os.geteuid() != 0:
             raise LabError("lab nodes need root (network and mount namespaces)")
-        missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived")
-                   if not shutil.which(b) and not Path(f"/usr/sbin/{b}").exists()]
-        if with_apps:
-            missing += [b for b in ("podman", "podman-compose", "busybox") if not shutil.which(b)]
+        missing = missing_tools(with_apps)
         if missing:
             raise LabError(f"missing on this machine: {', '.join(missing)} (bash .ci/test installs them)")
 

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -96,14 +96,13 @@ class Inventory:
 
 
 def planned_inventory(cluster: Cluster) -> Inventory:
-    net = ipaddress.ip_network(cluster.spec.provider.vpc_ip_range)
-    hosts = list(net.hosts())
     if cluster.spec.provider.kind == "local":
         # The lab assigns exactly these (dynia.lab.addresses): they are real, not planned.
         from .lab import addresses
 
         nodes, vip = addresses(cluster.spec.provider.vpc_ip_range, cluster.spec.nodes)
         return Inventory({n: (ip, ip) for n, ip in nodes.items()}, vip, planned=False)
+    hosts = list(ipaddress.ip_network(cluster.spec.provider.vpc_ip_range).hosts())
     nodes = {n: (str(hosts[i + 1]), None) for i, n in enumerate(cluster.spec.nodes)}
     return Inventory(nodes, PLANNED_RESERVED_IP, planned=True)
 
@@ -216,7 +215,6 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     nodes = [NodeAddr(n, inv.nodes[n][0], inv.nodes[n][1],
                       150 if n == spec.master_node else 100 - 10 * i) for i, n in enumerate(order)]
     me = next(a for a in nodes if a.id == node)
-    is_master = node == spec.master_node
     services = spec.services
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
                paths=PATHS, ports=PORTS, health_uri=HEALTH_URI, vip=inv.reserved_ip,

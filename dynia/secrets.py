@@ -31,12 +31,6 @@ def load(project: Project, cluster: str) -> dict | None:
         return None
 
 
-def values(project: Project, cluster: str) -> list[str]:
-    """Every secret value known for the cluster: what output must never contain."""
-    data = load(project, cluster) or {}
-    return [v for v in data.values() if isinstance(v, str) and len(v) >= 8]
-
-
 def self_signed_origin(project: Project, cluster: str, domain: str) -> bytes:
     """For the local provider: a self-signed stand-in for the Cloudflare Origin CA certificate
     (*.domain and the apex), created once and kept in .dynia/secrets (0600). PEM: cert + key."""
@@ -66,23 +60,32 @@ def self_signed_origin(project: Project, cluster: str, domain: str) -> bytes:
     return pem
 
 
-def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
-    """The values the secret slots are filled with at push time."""
-    import os
-
-    from .errors import DyniaError
-
+def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
+                provider_token: str | None) -> dict[str, bytes]:
+    """What each secret slot is filled with at push time (stats credentials generated once)."""
     ensure(project, cluster)
     creds = load(project, cluster)
     out = {"stats_credentials": (f"DYNIA_STATS_USER={creds['stats_user']}\n"
                                  f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
-    if spec.provider.kind == "local":
-        out["origin_certificate"] = self_signed_origin(project, cluster, spec.domain)
-    else:
-        token = os.environ.get(TOKEN_ENV["digitalocean"])
-        if not token:
-            raise DyniaError("provider", f"{TOKEN_ENV['digitalocean']} is not set",
-                             f"export {TOKEN_ENV['digitalocean']}=… (the notify script moves the reserved IP with it)")
-        out["provider_token"] = token.encode() + b"\n"
-        # The origin certificate comes from the provision phase's stack outputs (engine).
+    if origin_pem:
+        out["origin_certificate"] = origin_pem
+    if provider_token:
+        out["provider_token"] = provider_token.encode() + b"\n"
     return out
+
+
+def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
+    """Slot values for a push driven without the engine (the lab tests): the local provider's
+    self-signed certificate, or the provider token from the environment."""
+    import os
+
+    from .errors import DyniaError
+
+    if spec.provider.kind == "local":
+        return slot_values(project, cluster, self_signed_origin(project, cluster, spec.domain), None)
+    token = os.environ.get(TOKEN_ENV["digitalocean"])
+    if not token:
+        raise DyniaError("provider", f"{TOKEN_ENV['digitalocean']} is not set",
+                         f"export {TOKEN_ENV['digitalocean']}=… (the notify script moves the reserved IP with it)")
+    # The origin certificate comes from the provision phase's stack outputs (engine).
+    return slot_values(project, cluster, None, token)

@@ -134,6 +134,10 @@ class Service(Strict):
     health_path: str = "/"
     placement: Literal["all", "active-only", "standby-only"] = "all"
 
+    def runs_on(self, is_master: bool) -> bool:
+        """Does this service run on a node in that role? (notify.sh switches it on failover.)"""
+        return self.placement == "all" or (self.placement == "active-only") == is_master
+
     @field_validator("port")
     @classmethod
     def _port(cls, v: int) -> int:

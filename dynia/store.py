@@ -45,6 +45,10 @@ class Project:
     def snapshots_dir(self, cluster: str) -> Path:
         return self.runtime / "snapshots" / cluster
 
+    def lab_dir(self, cluster: str) -> Path:
+        """Lab nodes of a local-provider cluster (dynia.lab)."""
+        return self.runtime / "lab" / cluster
+
     def secrets_path(self, cluster: str) -> Path:
         return self.runtime / "secrets" / f"{cluster}.json"
 

@@ -21,13 +21,7 @@ def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference)
         inventory = Inventory({n: (v["private_ip"], v["public_ip"]) for n, v in nodes.items()}, reserved_ip,
                               planned=False)
         rendering = render(cluster, inventory=inventory, holder=ctx.holder)
-        local_secrets.ensure(cluster.project, cluster.name)
-        creds = local_secrets.load(cluster.project, cluster.name)
-        slots = {"origin_certificate": origin_pem.encode(),
-                 "stats_credentials": (f"DYNIA_STATS_USER={creds['stats_user']}\n"
-                                       f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
-        if token:
-            slots["provider_token"] = token.encode() + b"\n"
+        slots = local_secrets.slot_values(cluster.project, cluster.name, origin_pem.encode(), token or None)
         out = {}
         for node in cluster.spec.nodes:
             out[node] = {layer: {"payload": b.payload().decode(), "digest": b.digest}

@@ -1,7 +1,6 @@
 """dynia's command line: parse, delegate, print. No Pulumi import happens here."""
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -29,7 +28,8 @@ app.add_typer(cert.app, name="cert")
 render.register(app)
 apply.register(app)
 
-_debug = False
+# The callback's State, kept here too: errors are printed after click has left its context.
+_state: State | None = None
 
 
 @app.callback()
@@ -38,9 +38,8 @@ def main(
     directory: Path = typer.Option(Path("."), "--dir", "-C", help="Project directory (holds clusters/ and .dynia/)."),
     debug: bool = typer.Option(False, "--debug", help="On error, print the trace and where it was logged."),
 ) -> None:
-    global _debug
-    _debug = debug
-    ctx.obj = State(root=directory.resolve(), debug=debug)
+    global _state
+    _state = ctx.obj = State(root=directory.resolve(), debug=debug)
 
 
 def _log_trace(root: Path) -> Path | None:
@@ -55,20 +54,21 @@ def _log_trace(root: Path) -> Path | None:
 
 
 def run() -> None:
+    global _state
     from ..errors import EXIT_INTERNAL, DyniaError
 
+    _state = None
     try:
         rc = app(standalone_mode=False)  # returns the code of a typer.Exit
         sys.exit(rc if isinstance(rc, int) else 0)
     except DyniaError as exc:
-        root = _root_from_argv()
         print(f"error: {exc.message}", file=sys.stderr)
         print(f"hint: {exc.hint}", file=sys.stderr)
         if exc.resume:
             print(f"resume: {exc.resume}", file=sys.stderr)
-        if _debug:
+        if _state and _state.debug:
             traceback.print_exc()
-            log = _log_trace(root)
+            log = _log_trace(_state.root)
             if log:
                 print(f"log: {log}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -88,16 +88,7 @@ def run() -> None:
             sys.exit(1)
         print(f"error: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         print("hint: this is a bug in dynia; rerun with --debug and report the trace", file=sys.stderr)
-        if _debug:
+        if _state and _state.debug:
             traceback.print_exc()
         sys.exit(EXIT_INTERNAL)
 
-
-def _root_from_argv() -> Path:
-    args = sys.argv[1:]
-    for i, a in enumerate(args):
-        if a in ("-C", "--dir") and i + 1 < len(args):
-            return Path(args[i + 1]).resolve()
-        if a.startswith("--dir="):
-            return Path(a.split("=", 1)[1]).resolve()
-    return Path(os.getcwd())

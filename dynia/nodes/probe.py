@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
-from .push import Target
+from ..errors import DyniaError
+from .push import Target, connect
 
 PARALLEL = 8
 
@@ -14,13 +16,17 @@ async def _read(target: Target, path: str, sem: asyncio.Semaphore, timeout: floa
 
     async with sem:
         try:
+            conn = await connect(replace(target, connect_timeout=timeout))
+        except DyniaError:  # unreachable: this node has no answer
+            return None
+        try:
             async with asyncio.timeout(timeout):
-                async with asyncssh.connect(target.host, username=target.user, client_keys=[str(target.key)],
-                                            known_hosts=str(target.known_hosts) if target.known_hosts else None) as c:
-                    r = await c.run(f"cat {path}", check=False)
-                    return r.stdout if r.exit_status == 0 else None
+                r = await conn.run(f"cat {path}", check=False)
+            return r.stdout if r.exit_status == 0 else None
         except (OSError, asyncio.TimeoutError, asyncssh.Error):
             return None
+        finally:
+            conn.close()
 
 
 def read_all(targets: list[Target], path: str, timeout: float = 5.0) -> dict[str, str | None]:
@@ -49,7 +55,7 @@ def targets_from_cache(cluster) -> list[Target]:
         return []
     nodes = json.loads(path.read_text()).get("nodes", {})
     if cluster.spec.provider.kind == "local":
-        lab = cluster.project.runtime / "lab" / cluster.name
+        lab = cluster.project.lab_dir(cluster.name)
         key, known = lab / "id_ed25519", lab / "known_hosts"
     else:
         key, known = ssh_key_path(), None

@@ -46,7 +46,7 @@ class ApplyResult:
         return lines[-1] if lines else ""
 
 
-async def _connect(target: Target):
+async def connect(target: Target):
     import asyncssh
 
     try:
@@ -61,7 +61,7 @@ async def _connect(target: Target):
 
 async def push_async(target: Target, bundle: Bundle, timeout: float = 600) -> ApplyResult:
     started = time.monotonic()
-    conn = await _connect(target)
+    conn = await connect(target)
     try:
         proc = await asyncio.wait_for(conn.run(BOOTSTRAP, input=bundle.payload(), encoding=None, check=False),
                                       timeout)

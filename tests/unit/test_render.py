@@ -1,7 +1,6 @@
 """Render: golden output, determinism, topology promises, secrets, guard, versions, rolling order."""
 from __future__ import annotations
 
-import filecmp
 import json
 import os
 import re
