@@ -7,6 +7,7 @@ install it.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Callable
 
 from .errors import DyniaError
 from .outcome import push_error
-from .store import Cluster, write_json
+from .store import Cluster
 
 PHASES = ("provision", "infra", "apps")
 MIN_CLI = "3.100.0"
@@ -42,12 +43,42 @@ def node_of(resource: str, nodes: list[str]) -> str:
 
 
 def backend_url(cluster: Cluster) -> str:
-    url = cluster.spec.backend or os.environ.get("PULUMI_BACKEND_URL")
+    url = _configured_backend(cluster.spec.backend)
     if url:
         return url
     state = cluster.project.state_dir
     state.mkdir(parents=True, exist_ok=True)
     return f"file://{state}"
+
+
+def _configured_backend(spec_backend: str | None) -> str | None:
+    return spec_backend or os.environ.get("PULUMI_BACKEND_URL") or None
+
+
+def require_passphrase(url: str | None) -> None:
+    """DIY backends encrypt the state's secrets with the passphrase; Pulumi Cloud does not need one."""
+    if (url or "").startswith("https://"):
+        return
+    if not (os.environ.get("PULUMI_CONFIG_PASSPHRASE") or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
+        raise DyniaError("engine", "PULUMI_CONFIG_PASSPHRASE is not set",
+                         "export PULUMI_CONFIG_PASSPHRASE=… (it encrypts the secrets in the Pulumi state; "
+                         "keep it in your password manager)")
+
+
+def preflight(provider_kind: str, spec_backend: str | None) -> None:
+    """Everything an engine command needs from this machine, checked before its first write:
+    a command that edits the spec and then applies must not leave the edit behind because the
+    Pulumi CLI, the passphrase, the SSH key or a provider token was missing."""
+    from .secrets import TOKEN_ENV
+
+    require_cli()
+    require_passphrase(_configured_backend(spec_backend))
+    if provider_kind == "digitalocean":
+        ssh_key_pair()
+        for provider, env in TOKEN_ENV.items():
+            if not os.environ.get(env):
+                raise DyniaError("provider", f"{env} is not set (the {provider} provider needs it)",
+                                 f"export {env}=… (a token with write access), then rerun")
 
 
 def ssh_key_pair() -> tuple[str, str]:
@@ -63,6 +94,7 @@ def ssh_key_pair() -> tuple[str, str]:
     return private, public
 
 
+@functools.cache
 def require_cli():
     """The Pulumi CLI, at least MIN_CLI, or a typed engine error saying how to get it."""
     from pulumi.automation import PulumiCommand
@@ -94,13 +126,8 @@ class Engine:
 
     def _env(self) -> dict[str, str]:
         url = backend_url(self.cluster)
-        env = {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
-        if not url.startswith("https://") and not (os.environ.get("PULUMI_CONFIG_PASSPHRASE")
-                                                  or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
-            raise DyniaError("engine", "PULUMI_CONFIG_PASSPHRASE is not set",
-                             "export PULUMI_CONFIG_PASSPHRASE=… (it encrypts the secrets in the Pulumi state; "
-                             "keep it in your password manager)")
-        return env
+        require_passphrase(url)
+        return {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
 
     def context(self):
         from .stacks.context import PhaseContext
@@ -220,20 +247,24 @@ class Engine:
     # --- local cache (what status and the offline plan read without Pulumi) -----------------
 
     def cache_outputs(self, provision: dict) -> None:
-        nodes = {n: {"private_ip": v["private_ip"], "public_ip": v["public_ip"]}
-                 for n, v in (provision.get("nodes") or {}).items()}
-        write_json(self.cluster.project.cache_dir(self.cluster.name) / "outputs.json",
-                   {"nodes": nodes, "reserved_ip": provision.get("reservedIp")})
+        from .cache import ClusterCache
+
+        nodes = provision.get("nodes")
+        if isinstance(nodes, dict):
+            nodes = {n: {k: v.get(k) for k in ("private_ip", "public_ip")} if isinstance(v, dict) else v
+                     for n, v in nodes.items()}
+        ClusterCache.of(self.cluster).write_outputs({"nodes": nodes, "reserved_ip": provision.get("reservedIp")})
 
     def cache_applied(self, phases: list[str]) -> None:
         """Merge the layers these phases pushed into the last applied manifest."""
+        from .cache import ClusterCache
         from .render import applied_record, render
 
         rendering = render(self.cluster, holder=self.holder)
         previous = applied_record(self.cluster).get("nodes", {})
 
         def pushed(entry: dict) -> bool:
-            return ("infra" if entry["layer"] == "infra" else "apps") in phases
+            return ("infra" if (entry.get("layer") or "infra") == "infra" else "apps") in phases
 
         nodes = {}
         for node in rendering.files:
@@ -241,9 +272,9 @@ class Engine:
             fresh = {t: e for t, e in rendering.manifest(node).items() if pushed(e)}
             nodes[node] = dict(sorted({**kept, **fresh}.items()))
         complete = set(phases) == {"infra", "apps"}
-        write_json(self.cluster.project.cache_dir(self.cluster.name) / "applied.json",
-                   {"configVersion": rendering.config_version,
-                    "contentHash": rendering.content_hash if complete else None, "nodes": nodes})
+        ClusterCache.of(self.cluster).write_applied(
+            {"configVersion": rendering.config_version,
+             "contentHash": rendering.content_hash if complete else None, "nodes": nodes})
 
 
 def stack_export(engine: Engine, phase: str) -> dict:

@@ -109,22 +109,17 @@ def planned_inventory(cluster: Cluster) -> Inventory:
 
 def load_inventory(cluster: Cluster) -> Inventory:
     """Addresses cached by the last apply (.dynia/cache/<cluster>/outputs.json), else planned ones."""
-    path = cluster.project.cache_dir(cluster.name) / "outputs.json"
-    if not path.exists():
+    from .cache import ClusterCache
+
+    outputs = ClusterCache.of(cluster).read_outputs()
+    if outputs is None:
         return planned_inventory(cluster)
-    try:
-        data = json.loads(path.read_text())
-        nodes = {n: (data["nodes"][n]["private_ip"], data["nodes"][n].get("public_ip"))
-                 for n in cluster.spec.nodes if n in data["nodes"]}
-        reserved = data["reserved_ip"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise render_error(f"{path} is unreadable ({exc.__class__.__name__}: {exc})",
-                           "delete it; the next `dynia up` writes it again") from None
+    nodes = {n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items() if n in cluster.spec.nodes}
     planned = planned_inventory(cluster)
     missing = [n for n in cluster.spec.nodes if n not in nodes]
     for n in missing:  # nodes added to the spec since the last apply
         nodes[n] = planned.nodes[n]
-    return Inventory(nodes, reserved, planned=bool(missing))
+    return Inventory(nodes, outputs.reserved_ip, planned=bool(missing))
 
 
 @lru_cache(maxsize=4)
@@ -198,14 +193,9 @@ def spec_hash(cluster: Cluster) -> str:
 
 
 def applied_record(cluster: Cluster) -> dict:
-    path = cluster.project.cache_dir(cluster.name) / "applied.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError:
-        raise render_error(f"{path} is not valid JSON",
-                           "delete it; the next apply writes it again (plan then shows every file as new)") from None
+    from .cache import ClusterCache, applied_dict
+
+    return applied_dict(ClusterCache.of(cluster).read_applied())
 
 
 def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: str,

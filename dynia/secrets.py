@@ -5,9 +5,11 @@ time. Provider tokens stay in the environment (DIGITALOCEAN_TOKEN, CLOUDFLARE_AP
 """
 from __future__ import annotations
 
-import json
+import os
+import re
 import secrets as _random
 
+from .errors import DyniaError
 from .store import Project, write_atomic, write_json
 
 TOKEN_ENV = {"digitalocean": "DIGITALOCEAN_TOKEN", "cloudflare": "CLOUDFLARE_API_TOKEN"}
@@ -24,11 +26,24 @@ def ensure(project: Project, cluster: str) -> bool:
     return True
 
 
+_CREDENTIAL = {"stats_user": re.compile(r"[A-Za-z0-9_-]{4,64}"), "stats_password": re.compile(r"[A-Za-z0-9_-]{16,128}")}
+
+
 def load(project: Project, cluster: str) -> dict | None:
-    try:
-        return json.loads(project.secrets_path(cluster).read_text())
-    except (FileNotFoundError, ValueError):
+    """The stats credentials, or None before they exist. They become lines of an environment
+    file on every node, so a value that is not a plain token is refused, never pushed."""
+    from .cache import read_json
+
+    path = project.secrets_path(cluster)
+    shown = os.path.relpath(path, project.root)
+    fix = f"delete {shown}: dynia generates new stats credentials and the next `dynia infra sync` pushes them"
+    data = read_json(path, shown, fix, limit=64 * 1024)
+    if data is None:
         return None
+    if not isinstance(data, dict) or set(data) != set(_CREDENTIAL) or not all(
+            isinstance(data[k], str) and rule.fullmatch(data[k]) for k, rule in _CREDENTIAL.items()):
+        raise DyniaError("state", f"{shown} is corrupt (expected stats_user and stats_password tokens)", fix)
+    return data
 
 
 def self_signed_origin(project: Project, cluster: str, domain: str) -> bytes:
@@ -77,10 +92,6 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
 def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
     """Slot values for a push driven without the engine (the lab tests): the local provider's
     self-signed certificate, or the provider token from the environment."""
-    import os
-
-    from .errors import DyniaError
-
     if spec.provider.kind == "local":
         return slot_values(project, cluster, self_signed_origin(project, cluster, spec.domain), None)
     token = os.environ.get(TOKEN_ENV["digitalocean"])

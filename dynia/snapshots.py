@@ -6,7 +6,8 @@ the snapshot files are 0600 all the same.
 """
 from __future__ import annotations
 
-import json
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from .errors import DyniaError
 from .store import write_atomic, write_json
 
 KEEP = 5
+SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}Z-[a-z][a-z-]{0,40}")
 
 
 def _dir(project, cluster: str) -> Path:
@@ -41,26 +43,68 @@ def take(engine, reason: str) -> str:
 
 def list_ids(project, cluster: str) -> list[str]:
     d = _dir(project, cluster)
-    return sorted(p.name for p in d.iterdir() if (p / "snapshot.json").exists()) if d.is_dir() else []
+    return sorted(p.name for p in d.iterdir()
+                  if SNAPSHOT_ID.fullmatch(p.name) and (p / "snapshot.json").is_file()) if d.is_dir() else []
 
 
 def describe(project, cluster: str) -> list[dict]:
-    return [json.loads((_dir(project, cluster) / i / "snapshot.json").read_text()) for i in list_ids(project, cluster)]
+    return [_record(project, cluster, i) for i in list_ids(project, cluster)]
+
+
+def _record(project, cluster: str, snap_id: str) -> dict:
+    """snapshot.json, checked: it names this snapshot, this cluster and the phases."""
+    from .cache import read_json
+
+    path = _dir(project, cluster) / snap_id / "snapshot.json"
+    shown = os.path.relpath(path, project.root)
+    fix = f"remove the directory {os.path.dirname(shown)} (that snapshot cannot be trusted)"
+    data = read_json(path, shown, fix, limit=64 * 1024)
+    if not (isinstance(data, dict) and data.get("id") == snap_id and data.get("cluster") == cluster
+            and isinstance(data.get("reason"), str) and isinstance(data.get("phases"), list)):
+        raise DyniaError("state", f"{shown} is corrupt (it must name snapshot {snap_id} of cluster {cluster})", fix)
+    return {k: data[k] for k in ("id", "cluster", "reason", "phases")}
 
 
 def restore_spec(project, cluster: str, snap_id: str) -> None:
-    """Put the snapshot's spec back (works even when the current spec no longer validates)."""
-    source = _dir(project, cluster) / snap_id
-    if not (source / "snapshot.json").exists():
-        known = ", ".join(list_ids(project, cluster)) or "none"
+    """Put the snapshot's spec back (works even when the current spec no longer validates),
+    but only a snapshot spec that itself validates: a revert never writes a broken spec."""
+    from .spec import validate_spec
+    from .store import parse_yaml
+
+    known = ", ".join(list_ids(project, cluster)) or "none"
+    if not SNAPSHOT_ID.fullmatch(snap_id) or snap_id not in list_ids(project, cluster):
         raise DyniaError("state", f"no snapshot {snap_id!r} for cluster {cluster}",
                          f"pick one of: {known} (dynia state list)")
-    write_atomic(project.spec_path(cluster), (source / "spec.yaml").read_bytes())
+    _record(project, cluster, snap_id)
+    source = _dir(project, cluster) / snap_id / "spec.yaml"
+    shown = os.path.relpath(source, project.root)
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise DyniaError("state", f"{shown} cannot be read as a spec",
+                         f"pick another snapshot: {known}") from None
+    spec = validate_spec(parse_yaml(text, shown), shown)
+    if spec.name != cluster:
+        raise DyniaError("state", f"{shown} is the spec of cluster {spec.name}, not {cluster}",
+                         f"pick another snapshot: {known}")
+    write_atomic(project.spec_path(cluster), text)
 
 
 def import_stacks(engine, snap_id: str) -> None:
     from .engine import PHASES, stack_import
 
-    source = _dir(engine.cluster.project, engine.cluster.name) / snap_id
+    from .cache import read_json
+
+    project, cluster = engine.cluster.project, engine.cluster.name
+    source = _dir(project, cluster) / snap_id
+    exports = {}
+    for phase in PHASES:  # every export read and checked before the first import
+        path = source / f"{phase}.json"
+        shown = os.path.relpath(path, project.root)
+        data = read_json(path, shown, "pick another snapshot (dynia state list)", limit=256 * 1024 * 1024)
+        if not (isinstance(data, dict) and isinstance(data.get("version"), int)
+                and isinstance(data.get("deployment"), dict)):
+            raise DyniaError("state", f"{shown} is not a stack export", "pick another snapshot (dynia state list)")
+        exports[phase] = data
     for phase in PHASES:
-        stack_import(engine, phase, json.loads((source / f"{phase}.json").read_text()))
+        stack_import(engine, phase, exports[phase])

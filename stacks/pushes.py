@@ -14,12 +14,18 @@ def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference)
     """Output[{node: {layer: {"payload", "digest"}}}], secret (filled slots are inside)."""
     from dynia import secrets as local_secrets
     from dynia.bundle import build_bundles
+    from dynia.cache import ClusterCache
     from dynia.render import Inventory, render
 
     def build(values):
         nodes, reserved_ip, origin_pem, token = values
-        inventory = Inventory({n: (v["private_ip"], v["public_ip"]) for n, v in nodes.items()}, reserved_ip,
-                              planned=False)
+        # Stack outputs are input like any file: an address lands in haproxy.cfg and notify.sh.
+        outputs = ClusterCache.of(cluster).check_outputs(
+            {"nodes": {n: {k: v.get(k) for k in ("private_ip", "public_ip")} for n, v in nodes.items()},
+             "reserved_ip": reserved_ip},
+            "the provision phase's outputs", "check the provision stack (`pulumi stack output`)")
+        inventory = Inventory({n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items()},
+                              outputs.reserved_ip, planned=False)
         rendering = render(cluster, inventory=inventory, holder=ctx.holder)
         slots = local_secrets.slot_values(cluster.project, cluster.name, origin_pem.encode(), token or None)
         out = {}

@@ -38,8 +38,10 @@ def create_cmd(
 ) -> None:
     """Write the spec and run the provision phase only (droplets, reserved IP, certificate; no SSH)."""
     from ..editing import init_cluster
+    from ..engine import preflight
     from .apply import run_phases
 
+    preflight("digitalocean", None)  # before the spec is written
     init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image)
     say(f"wrote clusters/{name}.yaml")
     run_phases(ctx, name, ("provision",))
@@ -74,7 +76,10 @@ def node_add_cmd(ctx: typer.Context, cluster: str = typer.Option(None, "--cluste
     from .apply import run_phases
     from .common import cluster_name
 
+    from .engine_common import ready
+
     name = cluster_name(ctx, cluster)
+    ready(ctx, name)
     node = add_node(project(ctx), name)
     say(f"added node {node} to clusters/{name}.yaml")
     run_phases(ctx, name, ("provision", "infra", "apps"))
@@ -111,6 +116,9 @@ def node_activate_cmd(ctx: typer.Context, node: str = typer.Argument(...),
     from .apply import run_phases
     from .common import cluster_name
 
+    from .engine_common import ready
+
     name = cluster_name(ctx, cluster)
+    ready(ctx, name)
     set_master(project(ctx), name, node)
     run_phases(ctx, name, ("infra",))

@@ -9,9 +9,18 @@ import typer
 from .common import cluster_name, console, project
 
 
+def ready(ctx: typer.Context, cluster: str) -> None:
+    """Check what the engine will need before a command's first write (the spec stays as it was)."""
+    from ..engine import preflight
+    from ..store import load_cluster
+
+    spec = load_cluster(project(ctx), cluster).spec
+    preflight(spec.provider.kind, spec.backend)
+
+
 @contextlib.contextmanager
 def engine_for(ctx: typer.Context, cluster: str | None, before_load=None) -> Iterator:
-    from ..engine import Engine
+    from ..engine import Engine, preflight
     from ..nodes.probe import targets_from_cache, vip_holder
     from ..store import cluster_lock, load_cluster
 
@@ -21,6 +30,7 @@ def engine_for(ctx: typer.Context, cluster: str | None, before_load=None) -> Ite
         if before_load is not None:  # e.g. revert restores the spec before it is read
             before_load(proj, name)
         c = load_cluster(proj, name)
+        preflight(c.spec.provider.kind, c.spec.backend)
         targets = targets_from_cache(c)
         holder = vip_holder(targets) if targets else None
         yield Engine(c, holder=holder, on_progress=lambda line: console().print(f"[dim]›[/] {line}"))

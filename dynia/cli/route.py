@@ -18,6 +18,7 @@ def bind_cmd(ctx: typer.Context, service: str = typer.Argument(...), domain: str
     from ..editing import bind_route
 
     name = cluster_name(ctx, cluster)
+    _ready_if(ctx, name, apply)
     step = bind_route(project(ctx), name, service, domain)
     say(f"bound {domain} → {service} in clusters/{name}.yaml")
     _apply_or_next(ctx, name, apply, step)
@@ -30,6 +31,7 @@ def unbind_cmd(ctx: typer.Context, service: str = typer.Argument(...), apply: bo
     from ..editing import unbind_route
 
     name = cluster_name(ctx, cluster)
+    _ready_if(ctx, name, apply)
     step = unbind_route(project(ctx), name, service)
     say(f"unbound {service}'s domain in clusters/{name}.yaml")
     _apply_or_next(ctx, name, apply, step)
@@ -41,6 +43,13 @@ def plan_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, offline: bool = typ
     from .render import plan_cmd as plan
 
     plan(ctx, offline=offline, phase="apps", fmt="table", cluster=cluster, as_json=False, detailed_exitcode=False)
+
+
+def _ready_if(ctx, name: str, apply: bool) -> None:
+    if apply:
+        from .engine_common import ready
+
+        ready(ctx, name)
 
 
 def _apply_or_next(ctx, name: str, apply: bool, step: str) -> None:

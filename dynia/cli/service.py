@@ -58,7 +58,10 @@ def deploy_cmd(
     from ..store import load_cluster
     from .apply import run_phases
 
+    from .engine_common import ready
+
     name_ = cluster_name(ctx, cluster)
+    ready(ctx, name_)
     if name not in load_cluster(project(ctx), name_).spec.services:
         if compose is None or port is None:
             raise DyniaError("config", f"service {name!r} is not in the spec yet",

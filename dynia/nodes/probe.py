@@ -46,18 +46,16 @@ def vip_holder(targets: list[Target]) -> str | None:
 
 
 def targets_from_cache(cluster) -> list[Target]:
-    import json
-
+    from ..cache import ClusterCache
     from ..doctor import ssh_key_path
 
-    path = cluster.project.cache_dir(cluster.name) / "outputs.json"
-    if not path.exists():
+    outputs = ClusterCache.of(cluster).read_outputs()
+    if outputs is None:
         return []
-    nodes = json.loads(path.read_text()).get("nodes", {})
     if cluster.spec.provider.kind == "local":
         lab = cluster.project.lab_dir(cluster.name)
         key, known = lab / "id_ed25519", lab / "known_hosts"
     else:
         key, known = ssh_key_path(), None
-    return [Target(n, v.get("public_ip") or v["private_ip"], Path(key), known)
-            for n, v in nodes.items() if n in cluster.spec.nodes]
+    return [Target(n, a.public_ip or a.private_ip, Path(key), known)
+            for n, a in outputs.nodes.items() if n in cluster.spec.nodes]

@@ -25,9 +25,13 @@ def env(tmp_path):
     (bindir / "pulumi").chmod(0o755)
     proj = tmp_path / "proj"
     shutil.copytree(REPO / "examples", proj, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # What a DigitalOcean cluster needs from the operator's machine (checked before any write).
+    operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token"}
     return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
             "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),
-                    "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase"}}
+                    "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase", **operator}}
 
 
 def dynia(env, *args, extra=None):
@@ -182,3 +186,58 @@ def test_node_commands_edit_the_spec_first(env):
     r = dynia(env, "cluster", "node", "remove", nodes[2], "--yes", "--cluster", "shop")
     assert r.returncode == 10 and "activate another node first" in r.stderr
     assert not (env["proj"] / ".dynia/snapshots/shop").exists()  # refused before any snapshot
+
+
+EDIT_THEN_APPLY = [
+    ["cluster", "node", "add", "--cluster", "shop"],
+    ["cluster", "node", "activate", "brave-panda", "--cluster", "shop"],
+    ["service", "deploy", "extra", "--compose", "services/api.yml", "--port", "8081", "--cluster", "shop"],
+    ["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"],
+    ["route", "unbind", "api", "--apply", "--cluster", "shop"],
+    ["cluster", "create", "blog", "--region", "ams3", "--domain", "example.com"],
+]
+MISSING = [
+    ("no-pulumi-cli", {"PATH": "/usr/bin:/bin"}, 19, "install the Pulumi CLI"),
+    ("no-passphrase", {"PULUMI_CONFIG_PASSPHRASE": ""}, 19, "export PULUMI_CONFIG_PASSPHRASE"),
+    ("no-ssh-key", {"DYNIA_SSH_KEY": "/nonexistent/id_ed25519"}, 10, "ssh-keygen"),
+    ("no-do-token", {"DIGITALOCEAN_TOKEN": ""}, 13, "export DIGITALOCEAN_TOKEN"),
+]
+
+
+def _project_files(proj: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(proj)): p.read_bytes() for p in sorted(proj.rglob("*"))
+            if p.is_file() and ".dynia" not in p.parts}
+
+
+@pytest.mark.parametrize("missing,extra,code,hint", MISSING, ids=[m[0] for m in MISSING])
+@pytest.mark.parametrize("argv", EDIT_THEN_APPLY, ids=lambda a: "-".join(a[:3]))
+def test_commands_that_edit_then_apply_check_the_engine_before_the_first_write(env, argv, missing, extra, code, hint):
+    before = _project_files(env["proj"])
+    r = dynia(env, *argv, extra=extra)
+    assert r.returncode == code, r.stderr
+    assert hint in r.stderr.splitlines()[1] and "Traceback" not in r.stderr
+    assert _project_files(env["proj"]) == before
+    assert not ops(env)
+
+
+def test_node_add_run_three_times_without_the_pulumi_cli_leaves_the_cluster_at_two_nodes(env):
+    spec = env["proj"] / "clusters/shop.yaml"
+    before = spec.read_bytes()
+    for _ in range(3):
+        assert dynia(env, "cluster", "node", "add", "--cluster", "shop", extra={"PATH": "/usr/bin:/bin"}).returncode == 19
+    assert spec.read_bytes() == before
+
+
+def test_revert_refuses_an_unknown_or_escaping_id_and_a_snapshot_whose_spec_is_broken(env):
+    spec = env["proj"] / "clusters/shop.yaml"
+    before = spec.read_bytes()
+    for bad in ("../../../../etc", "20260101T000000Z-manual", "x" * 300):
+        r = dynia(env, "state", "revert", bad, "--cluster", "shop")
+        assert r.returncode == 11 and "dynia state list" in r.stderr and "Traceback" not in r.stderr
+    snap = dynia(env, "state", "snapshot", "--cluster", "shop").stdout.split()[-1]
+    snap_spec = env["proj"] / ".dynia/snapshots/shop" / snap / "spec.yaml"
+    snap_spec.write_text(snap_spec.read_text().replace("port: 8082", "port: 80"))
+    env["log"].unlink()
+    r = dynia(env, "state", "revert", snap, "--cluster", "shop")
+    assert r.returncode == 10 and "services.admin.port" in r.stderr
+    assert spec.read_bytes() == before and not ops(env)  # nothing restored, nothing imported

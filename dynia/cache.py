@@ -1,0 +1,177 @@
+"""`.dynia/cache/<cluster>/`: what the last apply left behind, read and written in one place.
+
+`outputs.json` holds the node addresses provision returned (so status and the offline plan
+need no Pulumi); `applied.json` the manifest of the last applied render (what the plan
+diffs against). Both are input like the spec: a crafted address would land in haproxy.cfg
+and notify.sh, so every read and every write is validated as strictly as the spec, and a
+file that fails is a typed `state` error naming the file and the fix.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import state_error
+from .spec import NODE_ID
+from .store import write_json
+
+MAX_BYTES = 4 * 1024 * 1024  # five nodes' manifests are a few KiB
+SHA256 = r"^[0-9a-f]{64}$"
+TARGET = r"^/(?:[A-Za-z0-9._@+-]+/)*[A-Za-z0-9._@+-]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeAddresses(_Strict):
+    private_ip: str
+    public_ip: str | None = None
+
+    @field_validator("private_ip", "public_ip")
+    @classmethod
+    def _ipv4(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        addr = ipaddress.IPv4Address(v)  # ValueError for anything else, "10.0.0.1\nserver x" included
+        if addr.is_loopback or addr.is_multicast or addr.is_unspecified or addr.is_link_local or addr.is_reserved:
+            raise ValueError(f"{v} is not a usable node address")
+        return str(addr)
+
+
+class Outputs(_Strict):
+    nodes: dict[str, NodeAddresses]
+    reserved_ip: str
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_ids(cls, v: dict[str, NodeAddresses]) -> dict[str, NodeAddresses]:
+        for node in v:
+            if not NODE_ID.fullmatch(node):
+                raise ValueError(f"{node!r} is not a node id")
+        return v
+
+    @field_validator("reserved_ip")
+    @classmethod
+    def _reserved(cls, v: str) -> str:
+        return NodeAddresses._ipv4(v)
+
+
+class ManifestEntry(_Strict):
+    sha256: str = Field(pattern=SHA256)
+    mode: str = Field(pattern=r"^0[0-7]{3}$")
+    owner: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$")
+    component: str = Field(pattern=r"^(?:haproxy|caddy|keepalived|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
+    # Absent in a record written before layers were kept; such an entry counts as infra.
+    layer: str | None = Field(None, pattern=r"^(?:infra|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
+
+
+class Applied(_Strict):
+    configVersion: int = Field(ge=0, strict=True)
+    contentHash: str | None = Field(None, pattern=SHA256)
+    nodes: dict[str, dict[str, ManifestEntry]] = {}
+
+    @field_validator("nodes")
+    @classmethod
+    def _targets(cls, v: dict[str, dict[str, ManifestEntry]]) -> dict[str, dict[str, ManifestEntry]]:
+        import re
+
+        for node, manifest in v.items():
+            if not NODE_ID.fullmatch(node):
+                raise ValueError(f"{node!r} is not a node id")
+            for target in manifest:
+                if not re.fullmatch(TARGET, target) or "/../" in target + "/":
+                    raise ValueError(f"{target!r} is not a node path")
+        return v
+
+
+def _problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def read_json(path: Path, shown: str, fix: str, limit: int = MAX_BYTES) -> Any | None:
+    """A runtime JSON file, or None when it does not exist; anything unreadable is a state error."""
+    try:
+        if path.stat().st_size > limit:
+            raise state_error(f"{shown} is larger than {limit // 1024} KiB", fix)
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise state_error(f"{shown} is a directory, not a file", fix) from None
+    except PermissionError:
+        raise state_error(f"{shown} cannot be read (permission denied)", "check its owner and mode") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise state_error(f"{shown} is not valid JSON", fix) from None
+
+
+def _validated(model: type[BaseModel], data: Any, shown: str, fix: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise state_error(f"{shown} is corrupt ({_problem(exc)})", fix) from None
+
+
+class ClusterCache:
+    """The cache directory of one cluster; `vpc` is the spec's range every private address is in."""
+
+    OUTPUTS_FIX = "delete it; the next `dynia up` writes it again from the provision phase"
+    APPLIED_FIX = "delete it; the next apply writes it again (until then plan shows every file as new)"
+
+    def __init__(self, directory: Path, project_root: Path, vpc: str):
+        self.dir = directory
+        self.root = project_root
+        self.vpc = ipaddress.ip_network(vpc)
+
+    @classmethod
+    def of(cls, cluster) -> "ClusterCache":
+        return cls(cluster.project.cache_dir(cluster.name), cluster.project.root,
+                   cluster.spec.provider.vpc_ip_range)
+
+    def _shown(self, name: str) -> str:
+        return os.path.relpath(self.dir / name, self.root)
+
+    # --- outputs.json -----------------------------------------------------------------
+
+    def check_outputs(self, data: Any, shown: str, fix: str) -> Outputs:
+        outputs = _validated(Outputs, data, shown, fix)
+        for node, addrs in outputs.nodes.items():
+            if ipaddress.IPv4Address(addrs.private_ip) not in self.vpc:
+                raise state_error(f"{shown} is corrupt (nodes.{node}.private_ip: {addrs.private_ip} is outside "
+                                  f"the VPC range {self.vpc})", fix)
+        return outputs
+
+    def read_outputs(self) -> Outputs | None:
+        shown = self._shown("outputs.json")
+        data = read_json(self.dir / "outputs.json", shown, self.OUTPUTS_FIX)
+        return None if data is None else self.check_outputs(data, shown, self.OUTPUTS_FIX)
+
+    def write_outputs(self, data: Any) -> Outputs:
+        """Provision's outputs are input too: validated before they are kept."""
+        outputs = self.check_outputs(data, "the provision phase's outputs",
+                                     "check the provision stack (`pulumi stack output`); nothing was cached")
+        write_json(self.dir / "outputs.json", outputs.model_dump(mode="json"))
+        return outputs
+
+    # --- applied.json -----------------------------------------------------------------
+
+    def read_applied(self) -> Applied | None:
+        shown = self._shown("applied.json")
+        data = read_json(self.dir / "applied.json", shown, self.APPLIED_FIX)
+        return None if data is None else _validated(Applied, data, shown, self.APPLIED_FIX)
+
+    def write_applied(self, applied: dict) -> None:
+        checked = _validated(Applied, applied, "the applied manifest", "this is a bug in dynia; rerun with --debug")
+        write_json(self.dir / "applied.json", checked.model_dump(mode="json"))
+
+
+def applied_dict(applied: Applied | None) -> dict:
+    """The plain shape the planner and the render read: {} when nothing was applied yet."""
+    return {} if applied is None else applied.model_dump(mode="json")
