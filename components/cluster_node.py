@@ -1,4 +1,4 @@
-"""ClusterNode: one node of a cluster, a DigitalOcean droplet or a local lab node."""
+"""ClusterNode: one node of a cluster on DigitalOcean (a droplet)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,40 +40,3 @@ class ClusterNode(pulumi.ComponentResource):
         self.droplet_id = droplet.id
         self.register_outputs({"public_ip": self.public_ip, "private_ip": self.private_ip,
                                "droplet_id": self.droplet_id})
-
-
-@dataclass
-class LabNodeArgs:
-    lab_dir: str
-    subnet: str
-    nodes: list[str]   # every node of the cluster: addresses derive from the position
-    node: str
-    python: str = "python3"
-
-
-class LabNode(pulumi.ComponentResource):
-    """A lab node on this machine: create brings it up (dynia.lab), delete tears it down."""
-
-    public_ip: pulumi.Output[str]
-    private_ip: pulumi.Output[str]
-    droplet_id: pulumi.Output[str]
-
-    def __init__(self, name: str, args: LabNodeArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("dynia:index:LabNode", name, None, opts)
-        import shlex
-
-        import pulumi_command as command
-
-        from dynia.lab import addresses
-
-        base = (f"{shlex.quote(args.python)} -m dynia.lab {{verb}} {shlex.quote(args.lab_dir)} "
-                f"--subnet {shlex.quote(args.subnet)} " + " ".join(f"--node {n}" for n in args.nodes)
-                + f" --only {args.node}")
-        self.command = command.local.Command(
-            f"{name}-lab", create=base.format(verb="up"), delete=base.format(verb="down"),
-            opts=pulumi.ResourceOptions(parent=self))
-        ip = addresses(args.subnet, args.nodes)[0][args.node]
-        self.public_ip = self.command.stdout.apply(lambda _: ip)
-        self.private_ip = self.public_ip
-        self.droplet_id = self.command.id
-        self.register_outputs({"public_ip": self.public_ip, "private_ip": self.private_ip})

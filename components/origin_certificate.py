@@ -1,5 +1,7 @@
-"""OriginCertificate: the TLS certificate HAProxy serves, for *.domain and the apex."""
+"""OriginCertificate: the Cloudflare Origin CA certificate HAProxy serves, for *.domain and the apex."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 
@@ -7,33 +9,31 @@ import pulumi
 VALIDITY_DAYS = 5475
 
 
+@dataclass
+class OriginCertificateArgs:
+    domain: str
+
+
 class OriginCertificate(pulumi.ComponentResource):
-    """tls.PrivateKey + tls.CertRequest + cloudflare.OriginCaCertificate (origin mode), or a
-    self-signed certificate for the local provider. `pem` (certificate + key) is a secret."""
+    """tls.PrivateKey + tls.CertRequest + cloudflare.OriginCaCertificate. `pem` (certificate +
+    key) is a secret. (The lab's stand-in is dynia.tls.self_signed_pem, not a resource.)"""
 
     pem: pulumi.Output[str]
 
-    def __init__(self, name: str, domain: str, local: bool = False, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: OriginCertificateArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dynia:index:OriginCertificate", name, None, opts)
+        import pulumi_cloudflare as cloudflare
         import pulumi_tls as tls
 
-        child = pulumi.ResourceOptions(parent=self)
-        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        hostnames = [f"*.{domain}", domain]
-        if local:
-            cert = tls.SelfSignedCert(
-                f"{name}-selfsigned", private_key_pem=key.private_key_pem, dns_names=hostnames,
-                subject=tls.SelfSignedCertSubjectArgs(common_name=f"*.{domain}"),
-                validity_period_hours=24 * 365, allowed_uses=["digital_signature", "server_auth"], opts=child)
-            certificate = cert.cert_pem
-        else:
-            import pulumi_cloudflare as cloudflare
+        from dynia.tls import hostnames
 
-            csr = tls.CertRequest(f"{name}-csr", private_key_pem=key.private_key_pem, dns_names=hostnames,
-                                  subject=tls.CertRequestSubjectArgs(common_name=f"*.{domain}"), opts=child)
-            cert = cloudflare.OriginCaCertificate(
-                f"{name}-origin-ca", csr=csr.cert_request_pem, hostnames=hostnames, request_type="origin-ecc",
-                requested_validity=VALIDITY_DAYS, opts=child)
-            certificate = cert.certificate
-        self.pem = pulumi.Output.secret(pulumi.Output.concat(certificate, "\n", key.private_key_pem))
+        child = pulumi.ResourceOptions(parent=self)
+        names = hostnames(args.domain)
+        key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        csr = tls.CertRequest(f"{name}-csr", private_key_pem=key.private_key_pem, dns_names=names,
+                              subject=tls.CertRequestSubjectArgs(common_name=names[0]), opts=child)
+        cert = cloudflare.OriginCaCertificate(
+            f"{name}-origin-ca", csr=csr.cert_request_pem, hostnames=names, request_type="origin-ecc",
+            requested_validity=VALIDITY_DAYS, opts=child)
+        self.pem = pulumi.Output.secret(pulumi.Output.concat(cert.certificate, "\n", key.private_key_pem))
         self.register_outputs({"pem": self.pem})

@@ -1,21 +1,35 @@
 """ReservedIp: the cluster's one public address and its first assignment to the MASTER."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 
+@dataclass
+class ReservedIpArgs:
+    region: str
+
+
 class ReservedIp(pulumi.ComponentResource):
-    """Allocation (provision phase). `assign` (infra phase) binds it to the MASTER once."""
+    """Allocation (provision phase), unassigned: no node is healthy yet."""
 
     address: pulumi.Output[str]
 
-    def __init__(self, name: str, region: str, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: ReservedIpArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dynia:index:ReservedIp", name, None, opts)
         import pulumi_digitalocean as do
 
-        ip = do.ReservedIp(f"{name}-ip", region=region, opts=pulumi.ResourceOptions(parent=self))
+        ip = do.ReservedIp(f"{name}-ip", region=args.region, opts=pulumi.ResourceOptions(parent=self))
         self.address = ip.ip_address
         self.register_outputs({"address": self.address})
+
+
+@dataclass
+class ReservedIpAssignmentArgs:
+    address: pulumi.Input[str]
+    droplet_id: pulumi.Input[str]        # the MASTER's droplet
+    gates: list[pulumi.Resource]         # every node's infra health gate
 
 
 class ReservedIpAssignment(pulumi.ComponentResource):
@@ -25,13 +39,12 @@ class ReservedIpAssignment(pulumi.ComponentResource):
     keeps Pulumi from ever moving it back.
     """
 
-    def __init__(self, name: str, address: pulumi.Input[str], droplet_id: pulumi.Input[str],
-                 gates: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: ReservedIpAssignmentArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dynia:index:ReservedIpAssignment", name, None, opts)
         import pulumi_digitalocean as do
 
         self.assignment = do.ReservedIpAssignment(
-            f"{name}-assignment", ip_address=address,
-            droplet_id=pulumi.Output.from_input(droplet_id).apply(int),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=gates, ignore_changes=["dropletId"]))
+            f"{name}-assignment", ip_address=args.address,
+            droplet_id=pulumi.Output.from_input(args.droplet_id).apply(int),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates, ignore_changes=["dropletId"]))
         self.register_outputs({})

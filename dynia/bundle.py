@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from .profiles import COMPONENT_ORDER, PROFILES, VALIDATE, NodeProfile
-from .render import HEALTH_URI, PORTS, Rendering
+from . import providers
+from .errors import DyniaError
+from .nodes.commands import COMPONENTS, NodeCommands
+from .paths import HEALTH_HOST, HEALTH_URI, PORTS
+from .render import Rendering
 from .spec import ClusterSpec
 
 # Reads the apply script, then hands it the rest of stdin (the bundle). Constant and secret-free.
@@ -75,15 +78,16 @@ def _file(target: str, mode: int, owner: str, component: str, content: bytes) ->
             "sha256": hashlib.sha256(content).hexdigest(), "content": base64.b64encode(content).decode()}
 
 
-def infra_health(profile: NodeProfile, private_ip: str) -> list[dict]:
-    checks = [
-        {"name": "caddy", "type": "http", "host": private_ip, "port": PORTS["caddy"], "path": HEALTH_URI,
-         "hostHeader": "dynia-health", "expect": [200, 200]},
-        {"name": "haproxy", "type": "http", "scheme": "https", "host": "127.0.0.1", "port": PORTS["https"],
-         "path": HEALTH_URI, "hostHeader": "dynia-health", "expect": [200, 200]},
+def infra_health(commands: NodeCommands, private_ip: str) -> list[dict]:
+    """Caddy and HAProxy answer the health URI over HTTP; keepalived has no port, so its
+    process is checked (the profile's way: systemd, or its pid file)."""
+    return [
+        {"name": "caddy", "type": "http", "host": private_ip, "port": PORTS.caddy, "path": HEALTH_URI,
+         "hostHeader": HEALTH_HOST, "expect": [200, 200]},
+        {"name": "haproxy", "type": "http", "scheme": "https", "host": "127.0.0.1", "port": PORTS.https,
+         "path": HEALTH_URI, "hostHeader": HEALTH_HOST, "expect": [200, 200]},
+        {"name": "keepalived", "type": "command", "command": commands.running("keepalived")},
     ]
-    checks += [{"name": c, "type": "command", "command": cmd} for c, cmd in profile.alive]
-    return checks
 
 
 def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dict]:
@@ -92,7 +96,7 @@ def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dic
                "path": svc.health_path, "expect": [200, 399]}]
     if svc.domain:
         checks.append({"name": f"{service} via caddy", "type": "http", "host": private_ip,
-                       "port": PORTS["caddy"], "path": svc.health_path, "hostHeader": svc.domain,
+                       "port": PORTS.caddy, "path": svc.health_path, "hostHeader": svc.domain,
                        "expect": [200, 399]})
     return checks
 
@@ -100,7 +104,7 @@ def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dic
 def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: dict[str, bytes],
                   *, force: bool = False) -> dict[str, Bundle]:
     """Every layer's bundle for one node: {"infra": …, "service:api": …}."""
-    profile = PROFILES[spec.provider.kind]
+    commands = NodeCommands(providers.of(spec).profile)
     private_ip = rendering.inventory.nodes[node][0]
     policy = {"retries": spec.health.retries, "interval": spec.health.interval,
               "backoff": spec.health.backoff, "timeout": spec.health.timeout}
@@ -109,8 +113,6 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
         layers.setdefault(f.layer, []).append(_file(f.target, f.mode, f.owner, f.component, f.content))
     for s in rendering.slots[node]:
         if s.secret not in secrets:
-            from .errors import DyniaError
-
             raise DyniaError("state", f"secret {s.secret} for {s.target} is not available",
                              "run `dynia context doctor` to see which secret is missing")
         layers.setdefault(s.layer, []).append(_file(s.target, s.mode, s.owner, s.component, secrets[s.secret]))
@@ -120,18 +122,18 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
                       files=sorted(files, key=lambda f: f["target"]), policy=policy,
                       lockdown=spec.lockdown, force=force)
         if layer == "infra":
-            bundles[layer] = Bundle(**common, validate=dict(VALIDATE), reload=dict(profile.reload), stop={},
-                                    health=infra_health(profile, private_ip),
-                                    component_order=list(COMPONENT_ORDER))
+            bundles[layer] = Bundle(**common, validate={c: commands.validate(c) for c in COMPONENTS},
+                                    reload={c: commands.reload(c) for c in COMPONENTS}, stop={},
+                                    health=infra_health(commands, private_ip), component_order=list(COMPONENTS))
             continue
         service = layer.split(":", 1)[1]
         here = spec.services[service].runs_on(node == spec.master_node)
-        reload = {"caddy": profile.reload_command("caddy")}
+        reload = {"caddy": commands.reload("caddy")}
         if here:
-            reload[layer] = profile.compose(service, "up", "-d")
+            reload[layer] = commands.compose_up(service)
         bundles[layer] = Bundle(
-            **common, validate={"caddy": VALIDATE["caddy"]}, reload=reload,
-            stop={layer: profile.compose(service, "down")} if here else {},
+            **common, validate={"caddy": commands.validate("caddy")}, reload=reload,
+            stop={layer: commands.compose_down(service)} if here else {},
             health=service_health(spec, service, private_ip) if here else [],
             # Start the app before Caddy routes to it.
             component_order=[layer, "caddy"])

@@ -175,3 +175,26 @@ class ClusterCache:
 def applied_dict(applied: Applied | None) -> dict:
     """The plain shape the planner and the render read: {} when nothing was applied yet."""
     return {} if applied is None else applied.model_dump(mode="json")
+
+
+def inventory(cluster):
+    """The addresses to render with: the last provision's (outputs.json), the provider's plan
+    for nodes added since, and planned ones throughout before the first provision."""
+    from . import providers
+    from .inventory import Inventory
+
+    spec = cluster.spec
+    planned = providers.of(spec).planned_inventory(spec.name, spec.provider.vpc_ip_range, spec.nodes)
+    outputs = ClusterCache.of(cluster).read_outputs()
+    if outputs is None:
+        return planned
+    nodes = {n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items() if n in spec.nodes}
+    missing = [n for n in spec.nodes if n not in nodes]
+    for n in missing:  # nodes added to the spec since the last apply
+        nodes[n] = planned.nodes[n]
+    return Inventory(nodes, outputs.reserved_ip, planned=bool(missing))
+
+
+def applied(cluster) -> dict:
+    """The last applied manifest ({} before the first apply)."""
+    return applied_dict(ClusterCache.of(cluster).read_applied())

@@ -6,13 +6,10 @@ import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from . import providers
 from .errors import DyniaError
-from .secrets import TOKEN_ENV
 from .store import Project, load_cluster
-
-PULUMI_MIN = (3, 100, 0)
 
 
 @dataclass
@@ -24,17 +21,6 @@ class Check:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def ssh_key_path() -> Path:
-    explicit = os.environ.get("DYNIA_SSH_KEY")
-    if explicit:
-        return Path(explicit).expanduser()
-    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
-        p = Path.home() / ".ssh" / name
-        if p.exists():
-            return p
-    return Path.home() / ".ssh" / "id_ed25519"
 
 
 def pulumi_version() -> tuple[tuple[int, ...] | None, str]:
@@ -50,19 +36,24 @@ def pulumi_version() -> tuple[tuple[int, ...] | None, str]:
 
 
 def run_checks(project: Project, cluster: str | None) -> list[Check]:
+    from .engine import MIN_CLI
+
     checks: list[Check] = []
+    # Without a valid spec, check what a DigitalOcean cluster (the default kind) needs.
+    provider = providers.get("digitalocean")
     if cluster is None:
         checks.append(Check("spec", False, "no cluster selected", "run `dynia context use NAME` or pass --cluster"))
     else:
         try:
             c = load_cluster(project, cluster)
+            provider = providers.of(c.spec)
             checks.append(Check("spec", True, f"clusters/{cluster}.yaml is valid ({len(c.spec.nodes)} nodes, "
                                 f"{len(c.spec.services)} services)"))
         except DyniaError as exc:
             checks.append(Check("spec", False, exc.message, exc.hint))
-    for provider, env in TOKEN_ENV.items():
+    for api, env in provider.operator_env:
         present = bool(os.environ.get(env))
-        checks.append(Check(f"{provider} token", present, f"{env} is {'set' if present else 'not set'}",
+        checks.append(Check(f"{api} token", present, f"{env} is {'set' if present else 'not set'}",
                             f"export {env}=… (a token with write access)"))
     passphrase = bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE") or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"))
     checks.append(Check("secrets passphrase", passphrase,
@@ -73,10 +64,9 @@ def run_checks(project: Project, cluster: str | None) -> list[Check]:
         checks.append(Check("pulumi CLI", False, text,
                             "install it: curl -fsSL https://get.pulumi.com | sh (needed by plan/up, not by render)"))
     else:
-        ok = version >= PULUMI_MIN
-        checks.append(Check("pulumi CLI", ok, text,
-                            f"upgrade to v{'.'.join(map(str, PULUMI_MIN))} or newer: pulumi self-update"))
-    key = ssh_key_path()
+        ok = version >= tuple(int(x) for x in MIN_CLI.split("."))
+        checks.append(Check("pulumi CLI", ok, text, f"upgrade to v{MIN_CLI} or newer: pulumi self-update"))
+    key = provider.ssh_identity(project, cluster or "").key
     readable = key.is_file() and os.access(key, os.R_OK)
     checks.append(Check("ssh key", readable, f"{key} {'is readable' if readable else 'is missing or unreadable'}",
                         "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it"))

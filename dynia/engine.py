@@ -11,14 +11,14 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
+from . import providers
 from .errors import DyniaError
-from .outcome import push_error
+from .nodes.push_errors import push_error
+from .phases import PHASES
 from .store import Cluster
 
-PHASES = ("provision", "infra", "apps")
 MIN_CLI = "3.100.0"
 INSTALL_HINT = "install the Pulumi CLI (curl -fsSL https://get.pulumi.com | sh) and put it on PATH"
 _EXIT = re.compile(r"(?:exit(?:ed)? (?:with )?(?:status|code)?\s*)(\d+)", re.I)
@@ -65,33 +65,17 @@ def require_passphrase(url: str | None) -> None:
                          "keep it in your password manager)")
 
 
-def preflight(provider_kind: str, spec_backend: str | None) -> None:
+def preflight(provider: "providers.Provider", spec_backend: str | None, project, cluster: str) -> None:
     """Everything an engine command needs from this machine, checked before its first write:
     a command that edits the spec and then applies must not leave the edit behind because the
     Pulumi CLI, the passphrase, the SSH key or a provider token was missing."""
-    from .secrets import TOKEN_ENV
-
     require_cli()
     require_passphrase(_configured_backend(spec_backend))
-    if provider_kind == "digitalocean":
-        ssh_key_pair()
-        for provider, env in TOKEN_ENV.items():
-            if not os.environ.get(env):
-                raise DyniaError("provider", f"{env} is not set (the {provider} provider needs it)",
-                                 f"export {env}=… (a token with write access), then rerun")
-
-
-def ssh_key_pair() -> tuple[str, str]:
-    from .doctor import ssh_key_path
-
-    key = ssh_key_path()
-    try:
-        private = key.read_text()
-        public = Path(str(key) + ".pub").read_text().strip()
-    except OSError:
-        raise DyniaError("config", f"SSH key {key} (and {key}.pub) is not readable",
-                         "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it") from None
-    return private, public
+    provider.ssh_key_pair(project, cluster)
+    for api, env in provider.operator_env:
+        if not os.environ.get(env):
+            raise DyniaError("provider", f"{env} is not set (the {api} API needs it)",
+                             f"export {env}=… (a token with write access), then rerun")
 
 
 @functools.cache
@@ -129,31 +113,28 @@ class Engine:
         require_passphrase(url)
         return {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
 
-    def context(self):
-        from .stacks.context import PhaseContext
-
-        spec = self.cluster.spec
-        lab_dir = str(self.cluster.project.lab_dir(self.cluster.name))
-        if spec.provider.kind == "local":
-            key = Path(lab_dir) / "id_ed25519"
-            private = key.read_text() if key.exists() else ""
-            public = ""
-        else:
-            private, public = ssh_key_pair()
+    def phase_inputs(self):
         import pulumi
 
-        token = os.environ.get("DIGITALOCEAN_TOKEN")
-        return PhaseContext(project_root=self.cluster.project.root, cluster=self.cluster.name,
-                            ssh_private_key=pulumi.Output.secret(private) if private else "",
-                            ssh_public_key=public, holder=self.holder, lab_dir=lab_dir,
-                            provider_token=pulumi.Output.secret(token) if token else None)
+        from .stacks.inputs import PhaseInputs
+
+        project, name = self.cluster.project, self.cluster.name
+        provider = providers.of(self.cluster.spec)
+        private, public = provider.ssh_key_pair(project, name)
+        token = provider.node_token()
+        lab_dir = provider.lab_dir(project, name)
+        return PhaseInputs(project_root=project.root, cluster=name,
+                           ssh_private_key=pulumi.Output.secret(private) if private else "",
+                           ssh_public_key=public, holder=self.holder,
+                           lab_dir=str(lab_dir) if lab_dir else "",
+                           provider_token=pulumi.Output.secret(token) if token else None)
 
     def stack(self, phase: str):
         from pulumi import automation as auto
 
-        from .stacks import apps, infra, provision
+        from .stacks import program_module
 
-        module = {"provision": provision, "infra": infra, "apps": apps}[phase]
+        module = program_module(phase)
         cmd = self._pulumi_command()
         env = self._env()
         work_dir = self.cluster.project.runtime / "engine"
@@ -163,7 +144,7 @@ class Engine:
         opts = auto.LocalWorkspaceOptions(work_dir=str(work_dir), project_settings=settings, env_vars=env,
                                           secrets_provider="passphrase", pulumi_command=cmd)
         return auto.create_or_select_stack(stack_name=f"{self.cluster.name}-{phase}", project_name="dynia",
-                                           program=lambda: module.program(self.context()), opts=opts)
+                                           program=lambda: module.program(self.phase_inputs()), opts=opts)
 
     # --- operations -----------------------------------------------------------------------
 
@@ -257,11 +238,12 @@ class Engine:
 
     def cache_applied(self, phases: list[str]) -> None:
         """Merge the layers these phases pushed into the last applied manifest."""
+        from . import cache
         from .cache import ClusterCache
-        from .render import applied_record, render
+        from .session import render_cluster
 
-        rendering = render(self.cluster, holder=self.holder)
-        previous = applied_record(self.cluster).get("nodes", {})
+        rendering = render_cluster(self.cluster, holder=self.holder)
+        previous = cache.applied(self.cluster).get("nodes", {})
 
         def pushed(entry: dict) -> bool:
             return ("infra" if (entry.get("layer") or "infra") == "infra" else "apps") in phases

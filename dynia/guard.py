@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import render_error
-from .sizes import INFRA_BUDGET_MIB
+
+# What every node spends before any service: OS, dockerd, HAProxy, Caddy, keepalived.
+INFRA_BUDGET_MIB = 300
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ class GuardReport:
                 "or set guard.on_exceed: warn")
 
 
-def check_guard(cluster) -> GuardReport:
+def check_guard(cluster, ram_mib: int) -> GuardReport:
+    """ram_mib: the node size's memory (the provider knows it)."""
     from .compose import DEFAULT_SERVICE_MIB
 
     spec = cluster.spec
@@ -71,6 +74,6 @@ def check_guard(cluster) -> GuardReport:
         as_master = [n for n, s in spec.services.items() if s.runs_on(True)]
         steady_mib = sum(mem[n] for n in steady)
         peak_mib = max(steady_mib, sum(mem[n] for n in as_master))
-        report.rows.append(GuardRow(node, "MASTER" if is_master else "BACKUP", spec.ram_mib,
+        report.rows.append(GuardRow(node, "MASTER" if is_master else "BACKUP", ram_mib,
                                     INFRA_BUDGET_MIB, steady_mib, peak_mib, tuple(sorted(steady))))
     return report

@@ -7,7 +7,6 @@ which secret fills it at push time.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -16,35 +15,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from . import compose
+from . import compose, providers
 from .errors import render_error
 from .guard import GuardReport, check_guard
+from .inventory import Inventory
+from .nodes.commands import NodeCommands
+from .paths import HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS
 from .planner import rolling_order
-from .profiles import PROFILES, NodeProfile
-from .spec import (CADDY_ADMIN_PORT, CADDY_PORT, HAPROXY_HTTP_PORT, HAPROXY_HTTPS_PORT,
-                   STATS_PORT)
+from .providers.base import NodeProfile
 from .store import Cluster
-
-HEALTH_URI = "/dynia-health"
-# RFC 5737 documentation range: a reserved IP that cannot exist until provision allocates one.
-PLANNED_RESERVED_IP = "192.0.2.10"
-
-PATHS = {
-    "haproxy_cfg": "/etc/haproxy/haproxy.cfg",
-    "haproxy_env": "/etc/default/haproxy",
-    "origin_pem": "/etc/haproxy/certs/origin.pem",
-    "caddyfile": "/etc/caddy/Caddyfile",
-    "caddy_routes": "/etc/caddy/routes",
-    "keepalived_conf": "/etc/keepalived/keepalived.conf",
-    "notify": "/etc/keepalived/notify.sh",
-    "check_haproxy": "/etc/keepalived/check_haproxy.sh",
-    "provider_token": "/etc/dynia/provider-token",
-    "compose_dir": "/opt/dynia/compose",
-    "state_dir": "/opt/dynia/state",
-}
-PORTS = {"http": HAPROXY_HTTP_PORT, "https": HAPROXY_HTTPS_PORT, "caddy": CADDY_PORT,
-         "caddy_admin": CADDY_ADMIN_PORT, "stats": STATS_PORT}
-OWNER = "root:root"
 
 
 @dataclass(frozen=True)
@@ -87,41 +66,6 @@ class NodeAddr:
     priority: int
 
 
-@dataclass(frozen=True)
-class Inventory:
-    """Addresses of the nodes and the reserved IP: from the last apply, or planned."""
-    nodes: dict[str, tuple[str, str | None]]  # id -> (private, public)
-    reserved_ip: str
-    planned: bool
-
-
-def planned_inventory(cluster: Cluster) -> Inventory:
-    if cluster.spec.provider.kind == "local":
-        # The lab assigns exactly these (dynia.lab.addresses): they are real, not planned.
-        from .lab import addresses
-
-        nodes, vip = addresses(cluster.spec.provider.vpc_ip_range, cluster.spec.nodes)
-        return Inventory({n: (ip, ip) for n, ip in nodes.items()}, vip, planned=False)
-    hosts = list(ipaddress.ip_network(cluster.spec.provider.vpc_ip_range).hosts())
-    nodes = {n: (str(hosts[i + 1]), None) for i, n in enumerate(cluster.spec.nodes)}
-    return Inventory(nodes, PLANNED_RESERVED_IP, planned=True)
-
-
-def load_inventory(cluster: Cluster) -> Inventory:
-    """Addresses cached by the last apply (.dynia/cache/<cluster>/outputs.json), else planned ones."""
-    from .cache import ClusterCache
-
-    outputs = ClusterCache.of(cluster).read_outputs()
-    if outputs is None:
-        return planned_inventory(cluster)
-    nodes = {n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items() if n in cluster.spec.nodes}
-    planned = planned_inventory(cluster)
-    missing = [n for n in cluster.spec.nodes if n not in nodes]
-    for n in missing:  # nodes added to the spec since the last apply
-        nodes[n] = planned.nodes[n]
-    return Inventory(nodes, outputs.reserved_ip, planned=bool(missing))
-
-
 @lru_cache(maxsize=4)
 def _environment(templates_dir: str | None):
     import jinja2
@@ -133,6 +77,12 @@ def _environment(templates_dir: str | None):
     return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                               autoescape=False)
+
+
+def cloud_init(cluster: str, node: str) -> str:
+    """A droplet's cloud-init user data (packages and directories; no managed file)."""
+    return _render(_environment(default_templates_dir()), "cloud-init/user-data.yaml.j2",
+                   cluster=cluster, node=node, paths=PATHS).decode()
 
 
 def default_templates_dir() -> str | None:
@@ -192,12 +142,6 @@ def spec_hash(cluster: Cluster) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def applied_record(cluster: Cluster) -> dict:
-    from .cache import ClusterCache, applied_dict
-
-    return applied_dict(ClusterCache.of(cluster).read_applied())
-
-
 def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: str,
                 env) -> tuple[list[RenderedFile], list[SecretSlot]]:
     spec = cluster.spec
@@ -207,7 +151,8 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     me = next(a for a in nodes if a.id == node)
     services = spec.services
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
-               paths=PATHS, ports=PORTS, health_uri=HEALTH_URI, vip=inv.reserved_ip,
+               commands=NodeCommands(profile), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
+               health_host=HEALTH_HOST, vip=inv.reserved_ip,
                vrid=vrid(spec.name),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
                standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
@@ -215,41 +160,42 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
                                           if s.placement == "active-only" and s.domain))
     r = lambda name: _render(env, name, **ctx)  # noqa: E731
     files = [
-        RenderedFile("infra", PATHS["haproxy_cfg"], 0o644, OWNER, "haproxy", r("haproxy/haproxy.cfg.j2")),
-        RenderedFile("infra", PATHS["caddyfile"], 0o644, OWNER, "caddy", r("caddy/Caddyfile.j2")),
-        RenderedFile("infra", PATHS["keepalived_conf"], 0o644, OWNER, "keepalived",
+        RenderedFile("infra", PATHS.haproxy_cfg, 0o644, OWNER, "haproxy", r("haproxy/haproxy.cfg.j2")),
+        RenderedFile("infra", PATHS.caddyfile, 0o644, OWNER, "caddy", r("caddy/Caddyfile.j2")),
+        RenderedFile("infra", PATHS.keepalived_conf, 0o644, OWNER, "keepalived",
                      r("keepalived/keepalived.conf.j2")),
-        RenderedFile("infra", PATHS["notify"], 0o700, OWNER, "keepalived", r("keepalived/notify.sh.j2")),
-        RenderedFile("infra", PATHS["check_haproxy"], 0o700, OWNER, "keepalived",
+        RenderedFile("infra", PATHS.notify, 0o700, OWNER, "keepalived", r("keepalived/notify.sh.j2")),
+        RenderedFile("infra", PATHS.check_haproxy, 0o700, OWNER, "keepalived",
                      r("keepalived/check_haproxy.sh.j2")),
     ]
     slots = [
-        SecretSlot("infra", PATHS["origin_pem"], "origin_certificate", "haproxy"),
-        SecretSlot("infra", PATHS["haproxy_env"], "stats_credentials", "haproxy"),
+        SecretSlot("infra", PATHS.origin_pem, "origin_certificate", "haproxy"),
+        SecretSlot("infra", PATHS.haproxy_env, "stats_credentials", "haproxy"),
     ]
     if profile.assigns_reserved_ip:
-        slots.append(SecretSlot("infra", PATHS["provider_token"], "provider_token", "keepalived"))
+        slots.append(SecretSlot("infra", PATHS.provider_token, "provider_token", "keepalived"))
     for name in sorted(services):
         svc = services[name]
         layer = f"service:{name}"
         # Mirrored everywhere: notify.sh starts active-only/standby-only services on a role change.
-        files.append(RenderedFile(layer, f"{PATHS['compose_dir']}/{name}/docker-compose.yml", 0o644, OWNER,
+        files.append(RenderedFile(layer, PATHS.compose_file(name), 0o644, OWNER,
                                   layer, compose.wrapped(name, cluster.compose[name],
                                                          host_network=profile.compose_host_network).encode()))
         if svc.domain:
-            files.append(RenderedFile(layer, f"{PATHS['caddy_routes']}/{name}.caddy", 0o644, OWNER, "caddy",
+            files.append(RenderedFile(layer, PATHS.route_file(name), 0o644, OWNER, "caddy",
                                       _render(env, "caddy/route.caddy.j2",
                                               service={"name": name, **svc.model_dump()}, **ctx)))
     return files, slots
 
 
-def render(cluster: Cluster, *, templates_dir: str | None = None, holder: str | None = None,
-           inventory: Inventory | None = None) -> Rendering:
+def render(cluster: Cluster, *, inventory: Inventory, applied: dict, holder: str | None = None,
+           templates_dir: str | None = None) -> Rendering:
+    """Pure: the same spec, inventory and applied record give byte-identical files. The caller
+    reads the inventory and the applied record (dynia.cache); nothing here touches .dynia/."""
     spec = cluster.spec
-    profile = PROFILES[spec.provider.kind]
+    profile = providers.of(spec).profile
     env = _environment(templates_dir or default_templates_dir())
-    inv = inventory or load_inventory(cluster)
-    applied = applied_record(cluster)
+    inv = inventory
     order = rolling_order(spec.nodes, spec.master_node, holder)
     shash = spec_hash(cluster)
 
@@ -266,7 +212,7 @@ def render(cluster: Cluster, *, templates_dir: str | None = None, holder: str | 
     last = int(applied.get("configVersion", 0))
     version = last if (last and applied.get("contentHash") == content) else last + 1
     rendering = Rendering(spec.name, shash, version, content, inv, order, files, slots)
-    rendering.guard = check_guard(cluster)
+    rendering.guard = check_guard(cluster, providers.of(spec).ram_mib(spec.provider.size))
     return rendering
 
 

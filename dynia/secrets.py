@@ -10,10 +10,7 @@ import re
 import secrets as _random
 
 from .errors import DyniaError
-from .store import Project, write_atomic, write_json
-
-TOKEN_ENV = {"digitalocean": "DIGITALOCEAN_TOKEN", "cloudflare": "CLOUDFLARE_API_TOKEN"}
-
+from .store import Project, write_json
 
 def ensure(project: Project, cluster: str) -> bool:
     """Generate the cluster's stats credentials once. Returns True if it created them."""
@@ -46,35 +43,6 @@ def load(project: Project, cluster: str) -> dict | None:
     return data
 
 
-def self_signed_origin(project: Project, cluster: str, domain: str) -> bytes:
-    """For the local provider: a self-signed stand-in for the Cloudflare Origin CA certificate
-    (*.domain and the apex), created once and kept in .dynia/secrets (0600). PEM: cert + key."""
-    path = project.runtime / "secrets" / f"{cluster}.origin.pem"
-    if path.exists():
-        return path.read_bytes()
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{domain}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"*.{domain}"), x509.DNSName(domain)]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    project.ensure_runtime()
-    write_atomic(path, pem, mode=0o600)
-    return pem
-
-
 def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
                 provider_token: str | None) -> dict[str, bytes]:
     """What each secret slot is filled with at push time (stats credentials generated once)."""
@@ -90,13 +58,10 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
 
 
 def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
-    """Slot values for a push driven without the engine (the lab tests): the local provider's
-    self-signed certificate, or the provider token from the environment."""
-    if spec.provider.kind == "local":
-        return slot_values(project, cluster, self_signed_origin(project, cluster, spec.domain), None)
-    token = os.environ.get(TOKEN_ENV["digitalocean"])
-    if not token:
-        raise DyniaError("provider", f"{TOKEN_ENV['digitalocean']} is not set",
-                         f"export {TOKEN_ENV['digitalocean']}=… (the notify script moves the reserved IP with it)")
-    # The origin certificate comes from the provision phase's stack outputs (engine).
-    return slot_values(project, cluster, None, token)
+    """Slot values for a push driven without the engine (the lab tests): the provider's
+    certificate for such pushes (the engine's comes from the provision stack) and node token."""
+    from . import providers
+
+    provider = providers.of(spec)
+    return slot_values(project, cluster, provider.origin_pem_for_push(project, cluster, spec.domain),
+                       provider.node_token())

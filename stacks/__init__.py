@@ -1,1 +1,13 @@
 """One Pulumi program per phase (installed as dynia.stacks). Imported lazily by the engine."""
+from __future__ import annotations
+
+import importlib
+
+
+def program_module(phase: str):
+    """dynia.stacks.<phase>: its `program(inputs)` is the phase's Pulumi program."""
+    from dynia.phases import PHASES
+
+    if phase not in PHASES:
+        raise ValueError(f"{phase!r} is not one of {PHASES}")
+    return importlib.import_module(f"dynia.stacks.{phase}")

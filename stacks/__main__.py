@@ -2,10 +2,7 @@
 (<cluster>-provision|infra|apps) selects the phase program."""
 import pulumi
 
-from dynia.stacks import apps, infra, provision
-from dynia.stacks.context import PHASES, PhaseContext
+from dynia.stacks import program_module
+from dynia.stacks.inputs import PhaseInputs
 
-phase = pulumi.get_stack().rsplit("-", 1)[-1]
-if phase not in PHASES:
-    raise ValueError(f"stack {pulumi.get_stack()!r} does not end in one of {PHASES}")
-{"provision": provision, "infra": infra, "apps": apps}[phase].program(PhaseContext.from_config())
+program_module(pulumi.get_stack().rsplit("-", 1)[-1]).program(PhaseInputs.from_config())

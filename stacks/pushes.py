@@ -7,11 +7,12 @@ import pulumi
 from dynia.bundle import BOOTSTRAP
 from dynia.components.node_config import NodeConfig, NodeConfigArgs
 
-from .context import PhaseContext
+from .inputs import PhaseInputs
 
 
-def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference) -> pulumi.Output:
+def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReference) -> pulumi.Output:
     """Output[{node: {layer: {"payload", "digest"}}}], secret (filled slots are inside)."""
+    from dynia import cache
     from dynia import secrets as local_secrets
     from dynia.bundle import build_bundles
     from dynia.cache import ClusterCache
@@ -26,7 +27,7 @@ def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference)
             "the provision phase's outputs", "check the provision stack (`pulumi stack output`)")
         inventory = Inventory({n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items()},
                               outputs.reserved_ip, planned=False)
-        rendering = render(cluster, inventory=inventory, holder=ctx.holder)
+        rendering = render(cluster, inventory=inventory, applied=cache.applied(cluster), holder=inputs.holder)
         slots = local_secrets.slot_values(cluster.project, cluster.name, origin_pem.encode(), token or None)
         out = {}
         for node in cluster.spec.nodes:
@@ -36,20 +37,20 @@ def bundles_output(ctx: PhaseContext, cluster, provision: pulumi.StackReference)
 
     return pulumi.Output.secret(pulumi.Output.all(
         provision.get_output("nodes"), provision.get_output("reservedIp"),
-        provision.require_output("originPem"), ctx.provider_token or "").apply(build))
+        provision.require_output("originPem"), inputs.provider_token or "").apply(build))
 
 
-def prepare(ctx: PhaseContext):
+def prepare(inputs: PhaseInputs):
     """What infra and apps both start from: the cluster, provision's outputs, the bundles, the order."""
     from dynia.planner import rolling_order
 
-    cluster = ctx.load()
-    provision = ctx.reference("provision")
-    bundles = bundles_output(ctx, cluster, provision)
-    return cluster, provision, bundles, rolling_order(cluster.spec.nodes, cluster.spec.master_node, ctx.holder)
+    cluster = inputs.load()
+    provision = inputs.reference("provision")
+    bundles = bundles_output(inputs, cluster, provision)
+    return cluster, provision, bundles, rolling_order(cluster.spec.nodes, cluster.spec.master_node, inputs.holder)
 
 
-def chain(ctx: PhaseContext, provision: pulumi.StackReference, bundles: pulumi.Output, layer: str,
+def chain(inputs: PhaseInputs, provision: pulumi.StackReference, bundles: pulumi.Output, layer: str,
           order: list[str], after: pulumi.Resource | None) -> list[NodeConfig]:
     """One push per node in rolling order, each depending on the previous node's gate."""
     gates: list[NodeConfig] = []
@@ -58,7 +59,7 @@ def chain(ctx: PhaseContext, provision: pulumi.StackReference, bundles: pulumi.O
         previous = gates[-1] if gates else after
         gate = NodeConfig(f"{node}-{layer.replace(':', '-')}", NodeConfigArgs(
             node=node, layer=layer, host=nodes.apply(lambda n, node=node: n[node]["public_ip"]),
-            private_key=ctx.ssh_private_key,
+            private_key=inputs.ssh_private_key,
             payload=bundles.apply(lambda b, node=node: b[node][layer]["payload"]),
             digest=bundles.apply(lambda b, node=node: b[node][layer]["digest"]),
             command=BOOTSTRAP, after=[previous] if previous else []),

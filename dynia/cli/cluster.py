@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import typer
 
-from .common import next_step, project, say
+from .common import CLUSTER_OPT, next_step, project, say
 
 app = typer.Typer(help="Create, destroy and shape a cluster.", no_args_is_help=True, rich_markup_mode=None)
 
 
+NAME_ARG = typer.Argument(..., help="Cluster name; the spec becomes clusters/NAME.yaml.")
+REGION_OPT = typer.Option(..., "--region", help="DigitalOcean region, e.g. sgp1.")
+SIZE_OPT = typer.Option("s-1vcpu-1gb", "--size", help="Droplet size slug.")
+NODES_OPT = typer.Option(2, "--nodes", help="Number of nodes (1-5).")
+DOMAIN_OPT = typer.Option(..., "--domain", help="The Cloudflare zone, e.g. example.com.")
+IMAGE_OPT = typer.Option("ubuntu-24-04-x64", "--image", help="Droplet image slug.")
+
+
 @app.command("init")
-def init_cmd(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Cluster name; the spec becomes clusters/NAME.yaml."),
-    region: str = typer.Option(..., "--region", help="DigitalOcean region, e.g. sgp1."),
-    size: str = typer.Option("s-1vcpu-1gb", "--size", help="Droplet size slug."),
-    nodes: int = typer.Option(2, "--nodes", help="Number of nodes (1-5)."),
-    domain: str = typer.Option(..., "--domain", help="The Cloudflare zone, e.g. example.com."),
-    image: str = typer.Option("ubuntu-24-04-x64", "--image", help="Droplet image slug."),
-) -> None:
+def init_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OPT, size: str = SIZE_OPT,
+             nodes: int = NODES_OPT, domain: str = DOMAIN_OPT, image: str = IMAGE_OPT) -> None:
     """Write clusters/NAME.yaml (spec only: nothing is created anywhere)."""
     from ..editing import init_cluster
 
@@ -27,21 +28,16 @@ def init_cmd(
 
 
 @app.command("create")
-def create_cmd(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Cluster name; the spec becomes clusters/NAME.yaml."),
-    region: str = typer.Option(..., "--region"),
-    size: str = typer.Option("s-1vcpu-1gb", "--size"),
-    nodes: int = typer.Option(2, "--nodes"),
-    domain: str = typer.Option(..., "--domain"),
-    image: str = typer.Option("ubuntu-24-04-x64", "--image"),
-) -> None:
+def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OPT, size: str = SIZE_OPT,
+               nodes: int = NODES_OPT, domain: str = DOMAIN_OPT, image: str = IMAGE_OPT) -> None:
     """Write the spec and run the provision phase only (droplets, reserved IP, certificate; no SSH)."""
+    from .. import providers
     from ..editing import init_cluster
     from ..engine import preflight
-    from .apply import run_phases
+    from .up import run_phases
 
-    preflight("digitalocean", None)  # before the spec is written
+    # Before the spec is written; `cluster init` writes DigitalOcean specs.
+    preflight(providers.get("digitalocean"), None, project(ctx), name)
     init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image)
     say(f"wrote clusters/{name}.yaml")
     run_phases(ctx, name, ("provision",))
@@ -49,7 +45,7 @@ def create_cmd(
 
 
 @app.command("destroy")
-def destroy_cmd(ctx: typer.Context, cluster: str = typer.Option(None, "--cluster", "-c"),
+def destroy_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
                 yes: bool = typer.Option(False, "--yes", help="Do not ask (a snapshot is still taken first).")) -> None:
     """Destroy every phase (apps → infra → provision) after a state snapshot."""
     from .. import snapshots
@@ -70,10 +66,10 @@ app.add_typer(node_app, name="node")
 
 
 @node_app.command("add")
-def node_add_cmd(ctx: typer.Context, cluster: str = typer.Option(None, "--cluster", "-c")) -> None:
+def node_add_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT) -> None:
     """Add one node; every node's HAProxy backends and keepalived peers then include it."""
     from ..editing import add_node
-    from .apply import run_phases
+    from .up import run_phases
     from .common import cluster_name
 
     from .engine_common import ready
@@ -87,7 +83,7 @@ def node_add_cmd(ctx: typer.Context, cluster: str = typer.Option(None, "--cluste
 
 @node_app.command("remove")
 def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
-                    cluster: str = typer.Option(None, "--cluster", "-c"),
+                    cluster: str = CLUSTER_OPT,
                     yes: bool = typer.Option(False, "--yes")) -> None:
     """Remove a node (snapshot first); the others are re-pushed without it, then it is destroyed."""
     from .. import snapshots
@@ -101,7 +97,7 @@ def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
         confirm(f"remove node {node} and destroy its droplet", name, yes)
         say(f"snapshot {snapshots.take(engine, 'before-node-remove')}")
     remove_node(project(ctx), name, node)
-    from .apply import run_phases
+    from .up import run_phases
 
     # infra and apps first (nobody routes to it any more), then provision deletes the droplet.
     run_phases(ctx, name, ("infra", "apps"))
@@ -110,10 +106,10 @@ def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
 
 @node_app.command("activate")
 def node_activate_cmd(ctx: typer.Context, node: str = typer.Argument(...),
-                      cluster: str = typer.Option(None, "--cluster", "-c")) -> None:
+                      cluster: str = CLUSTER_OPT) -> None:
     """Make NODE the MASTER (highest priority): keepalived moves the reserved IP to it."""
     from ..editing import set_master
-    from .apply import run_phases
+    from .up import run_phases
     from .common import cluster_name
 
     from .engine_common import ready

@@ -11,40 +11,20 @@ from .common import cluster_name, console, project
 
 def ready(ctx: typer.Context, cluster: str) -> None:
     """Check what the engine will need before a command's first write (the spec stays as it was)."""
-    from ..engine import preflight
+    from ..session import check_machine
     from ..store import load_cluster
 
-    spec = load_cluster(project(ctx), cluster).spec
-    preflight(spec.provider.kind, spec.backend)
+    check_machine(load_cluster(project(ctx), cluster))
 
 
 @contextlib.contextmanager
 def engine_for(ctx: typer.Context, cluster: str | None, before_load=None) -> Iterator:
-    from ..engine import Engine, preflight
-    from ..nodes.probe import targets_from_cache, vip_holder
-    from ..store import cluster_lock, load_cluster
+    """The session's engine, with progress lines on the console."""
+    from ..session import engine_session
 
-    proj = project(ctx)
-    name = cluster_name(ctx, cluster)
-    with cluster_lock(proj, name):
-        if before_load is not None:  # e.g. revert restores the spec before it is read
-            before_load(proj, name)
-        c = load_cluster(proj, name)
-        preflight(c.spec.provider.kind, c.spec.backend)
-        targets = targets_from_cache(c)
-        holder = vip_holder(targets) if targets else None
-        yield Engine(c, holder=holder, on_progress=lambda line: console().print(f"[dim]›[/] {line}"))
-
-
-def phases_from(phase: str | None) -> tuple[str, ...]:
-    from ..engine import PHASES
-    from ..errors import DyniaError
-
-    if phase is None:
-        return PHASES
-    if phase not in PHASES:
-        raise DyniaError("config", f"--phase {phase!r} is not a phase", f"use one of: {', '.join(PHASES)}")
-    return PHASES[PHASES.index(phase):]
+    with engine_session(project(ctx), cluster_name(ctx, cluster), before_load=before_load,
+                        on_progress=lambda line: console().print(f"[dim]›[/] {line}")) as session:
+        yield session.engine
 
 
 def print_rows(rows) -> None:

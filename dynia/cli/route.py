@@ -40,7 +40,7 @@ def unbind_cmd(ctx: typer.Context, service: str = typer.Argument(...), apply: bo
 @app.command("plan")
 def plan_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, offline: bool = typer.Option(False, "--offline")) -> None:
     """What the current routes would change: the files per node and the apps phase preview."""
-    from .render import plan_cmd as plan
+    from .plan import plan_cmd as plan
 
     plan(ctx, offline=offline, phase="apps", fmt="table", cluster=cluster, as_json=False, detailed_exitcode=False)
 
@@ -54,7 +54,7 @@ def _ready_if(ctx, name: str, apply: bool) -> None:
 
 def _apply_or_next(ctx, name: str, apply: bool, step: str) -> None:
     if apply:
-        from .apply import run_phases
+        from .up import run_phases
 
         run_phases(ctx, name, ("apps",))
     else:

@@ -56,7 +56,7 @@ def deploy_cmd(
     from ..editing import add_service
     from ..errors import DyniaError
     from ..store import load_cluster
-    from .apply import run_phases
+    from .up import run_phases
 
     from .engine_common import ready
 

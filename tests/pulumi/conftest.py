@@ -122,7 +122,7 @@ def project(tmp_path) -> Path:
 @pytest.fixture
 def run_phase(project):
     """run_phase(program_module, stack, mocks) → mocks, with its error (if any)."""
-    from dynia.stacks.context import PhaseContext
+    from dynia.stacks.inputs import PhaseInputs
 
     def run(module, cluster: str, phase: str, mocks: GraphMocks):
         import asyncio
@@ -133,7 +133,7 @@ def run_phase(project):
             "nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "kind": "digitalocean"}
         pulumi.runtime.set_mocks(mocks, project="dynia", stack=f"{cluster}-{phase}", preview=False,
                                  monitor=RecordingMonitor(mocks))
-        ctx = PhaseContext(project_root=project, cluster=cluster,
+        ctx = PhaseInputs(project_root=project, cluster=cluster,
                            ssh_private_key=pulumi.Output.secret("-----BEGIN OPENSSH PRIVATE KEY-----\nssh-secret\n"),
                            ssh_public_key="ssh-ed25519 AAAAtest dynia", provider_token=pulumi.Output.secret(PROVIDER_TOKEN))
 

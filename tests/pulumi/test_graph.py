@@ -50,18 +50,18 @@ def test_a_failed_gate_stops_every_later_node_and_the_assignment(run_phase):
 
 
 def test_holder_read_live_goes_last(run_phase, project):
-    from dynia.stacks.context import PhaseContext
+    from dynia.stacks.inputs import PhaseInputs
     mocks = GraphMocks(delay=0.02)
-    original = PhaseContext.__init__
+    original = PhaseInputs.__init__
 
     def with_holder(self, *a, **kw):
         original(self, *a, **kw)
         self.holder = "brave-panda"
-    PhaseContext.__init__ = with_holder
+    PhaseInputs.__init__ = with_holder
     try:
         assert run_phase(infra, "shop", "infra", mocks) is None
     finally:
-        PhaseContext.__init__ = original
+        PhaseInputs.__init__ = original
     assert any(u.endswith("misty-owl-infra-push") for u in by_name(mocks, "brave-panda-infra-push").dependencies)
 
 

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from dynia.render import render
+from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
 

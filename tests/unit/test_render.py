@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dynia.planner import rolling_order
-from dynia.render import render, write_deploy_config
+from dynia.render import write_deploy_config
+from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynia.names import node_ids
-from dynia.render import render
+from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
 services = st.lists(

@@ -15,7 +15,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from dynia.render import PATHS, Rendering
+from dynia.paths import PATHS
+from dynia.render import Rendering
 
 
 def throwaway_certificate(directory: Path) -> bytes:
@@ -56,14 +57,14 @@ def _in_mounts(root: Path, mounts: list[str], command: str, netns: str | None = 
 
 
 def haproxy_check(root: Path) -> subprocess.CompletedProcess:
-    env = shlex.quote(str(root / PATHS["haproxy_env"].lstrip("/")))
+    env = shlex.quote(str(root / PATHS.haproxy_env.lstrip("/")))
     return _in_mounts(root, ["/etc/haproxy"],
-                      f"set -a && . {env} && set +a && haproxy -c -q -f {PATHS['haproxy_cfg']}")
+                      f"set -a && . {env} && set +a && haproxy -c -q -f {PATHS.haproxy_cfg}")
 
 
 def caddy_check(root: Path) -> subprocess.CompletedProcess:
     return _in_mounts(root, ["/etc/caddy"],
-                      f"caddy validate --adapter caddyfile --config {PATHS['caddyfile']}")
+                      f"caddy validate --adapter caddyfile --config {PATHS.caddyfile}")
 
 
 def keepalived_check(root: Path, interface: str, address: str) -> subprocess.CompletedProcess:
@@ -75,7 +76,7 @@ def keepalived_check(root: Path, interface: str, address: str) -> subprocess.Com
                     ["addr", "add", f"{address}/24", "dev", interface]):
             subprocess.run(["ip", "-n", ns, *cmd], check=True, capture_output=True)
         return _in_mounts(root, ["/etc/keepalived"],
-                          f"keepalived -t -f {PATHS['keepalived_conf']}", netns=ns)
+                          f"keepalived -t -f {PATHS.keepalived_conf}", netns=ns)
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dynia.profiles import PROFILES
-from dynia.render import render
+from dynia import providers
+from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
 from .sandbox import throwaway_certificate, validate_node
@@ -42,7 +42,7 @@ def test_rendered_node_configs_pass_real_validators(project, tmp_path, cert, clu
     c = load_cluster(Project(project), cluster)
     rendering = render(c)
     results = validate_node(rendering, node, tmp_path / "root", cert,
-                            PROFILES[c.spec.provider.kind].private_interface)
+                            providers.of(c.spec).profile.private_interface)
     for name, proc in results.items():
         assert proc.returncode == 0, f"{name} rejected the rendered config:\n{proc.stdout}\n{proc.stderr}"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import DyniaError
+from ..errors import DyniaError
+from ..phases import phase_of
 
 # Exit codes of templates/node/apply.py
 APPLY_EXIT = {10: ("sync", "the bundle was refused"), 20: ("sync", "the node's validator rejected the config"),
@@ -12,10 +13,6 @@ APPLY_EXIT = {10: ("sync", "the bundle was refused"), 20: ("sync", "the node's v
               40: ("sync", "the apply failed; the node's files were restored")}
 _UNREACHABLE = re.compile(r"dial|connect|unreachable|timed out|no route|refused|handshake", re.I)
 _PUSH = re.compile(r"^(?P<node>[a-z]+-[a-z]+)-(?P<layer>infra|service-[a-z0-9-]+)-push$")
-
-
-def phase_of(layer: str) -> str:
-    return "infra" if layer == "infra" else "apps"
 
 
 def push_error(resource: str, message: str, exit_status: int | None, cluster: str) -> DyniaError:

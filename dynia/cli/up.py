@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from .common import CLUSTER_OPT, JSON_OPT, emit_json, say
-from .engine_common import engine_for, phases_from
+from .engine_common import engine_for
 
 infra_app = typer.Typer(help="Push the infra layer (HAProxy, Caddy, keepalived) to every node.",
                         no_args_is_help=True, rich_markup_mode=None)
@@ -31,6 +31,8 @@ def up_cmd(ctx: typer.Context,
            continue_on_error: bool = typer.Option(False, "--continue-on-error", help="Pulumi's: keep applying independent resources after a failure."),
            cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """Apply the spec: provision → infra → apps, each node health-gated, in rolling order."""
+    from ..phases import phases_from
+
     run_phases(ctx, cluster, phases_from(phase), continue_on_error, as_json)
 
 

@@ -1,4 +1,4 @@
-"""What every phase program needs: the cluster (loaded from the project), the SSH key, the
+"""The inputs of every phase program: the cluster (loaded from the project), the SSH key, the
 known VIP holder, and how to reach the earlier phases' outputs."""
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pulumi
 
-PHASES = ("provision", "infra", "apps")
-
 
 @dataclass
-class PhaseContext:
+class PhaseInputs:
     project_root: Path
     cluster: str
     ssh_private_key: pulumi.Input[str] = ""     # secret
@@ -22,10 +20,16 @@ class PhaseContext:
     python: str = field(default_factory=lambda: sys.executable)
     provider_token: pulumi.Input[str] | None = None  # secret; notify.sh moves the reserved IP with it
 
-    def load(self):
-        from dynia.store import Project, load_cluster
+    @property
+    def project(self):
+        from dynia.store import Project
 
-        return load_cluster(Project(self.project_root), self.cluster)
+        return Project(self.project_root)
+
+    def load(self):
+        from dynia.store import load_cluster
+
+        return load_cluster(self.project, self.cluster)
 
     def stack_name(self, phase: str) -> str:
         return f"{self.cluster}-{phase}"
@@ -35,7 +39,7 @@ class PhaseContext:
         return pulumi.StackReference(f"organization/dynia/{self.stack_name(phase)}")
 
     @classmethod
-    def from_config(cls) -> "PhaseContext":
+    def from_config(cls) -> "PhaseInputs":
         """For `pulumi preview --stack <cluster>-<phase>` run by the CLI or a PR workflow."""
         cfg = pulumi.Config("dynia")
         return cls(project_root=Path(cfg.get("projectRoot") or ".").resolve(), cluster=cfg.require("cluster"),

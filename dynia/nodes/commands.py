@@ -1,0 +1,79 @@
+"""Every shell command a node runs, built as data from its profile (the Kamal way).
+
+Validate, reload-or-start, is-it-running, compose up/down: one function each, for both
+service managers (systemd on droplets, pid files in the lab, where every node shares the
+machine's PID namespace and `pidof` would see the neighbours). Bundles, notify.sh and the
+health gate take their commands from here; tests/unit/test_node_commands.py pins every
+string for both profiles.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..paths import PATHS as P
+from ..providers.base import NodeProfile
+
+# Reload order after a change: HAProxy, then Caddy, then keepalived.
+COMPONENTS = ("haproxy", "caddy", "keepalived")
+
+
+def pid_alive(pidfile: str) -> str:
+    """Exits 0 while the process in that pid file runs."""
+    return f'[ -s {pidfile} ] && kill -0 "$(cat {pidfile})" 2>/dev/null'
+
+
+@dataclass(frozen=True)
+class NodeCommands:
+    profile: NodeProfile
+
+    # --- infra components -------------------------------------------------------------
+
+    def validate(self, component: str) -> str:
+        return {
+            # The stats credentials live in the environment file; HAProxy refuses the config without them.
+            "haproxy": f"set -a; . {P.haproxy_env}; set +a; haproxy -c -q -f {P.haproxy_cfg}",
+            "caddy": f"caddy validate --adapter caddyfile --config {P.caddyfile}",
+            "keepalived": f"keepalived -t -f {P.keepalived_conf}",
+        }[component]
+
+    def reload(self, component: str) -> str:
+        """Reload if running, else start: the first push starts what the next ones reload."""
+        if self.profile.service_manager == "systemd":
+            return f"systemctl reload-or-restart {component}"
+        return {
+            # Master-worker: USR2 to the master is a seamless reload.
+            "haproxy": (f'if {pid_alive(P.haproxy_pid)}; then kill -USR2 "$(cat {P.haproxy_pid})"; '
+                        f"else set -a; . {P.haproxy_env}; set +a; mkdir -p {P.haproxy_run_dir}; "
+                        f"haproxy -W -D -f {P.haproxy_cfg} -p {P.haproxy_pid} -S {P.haproxy_master_socket}; fi"),
+            # --force: Caddy skips a reload whose file it thinks unchanged.
+            "caddy": (f"if {pid_alive(P.caddy_pid)}; then caddy reload --config {P.caddyfile} "
+                      "--adapter caddyfile --force >/dev/null 2>&1; "
+                      f"else caddy start --config {P.caddyfile} --adapter caddyfile --pidfile {P.caddy_pid} "
+                      f">{P.caddy_start_log} 2>&1; fi"),
+            "keepalived": (f'if {pid_alive(P.keepalived_pid)}; then kill -HUP "$(cat {P.keepalived_pid})"; '
+                           # No syslog in the lab: stay in the foreground, logging to a file.
+                           f"else setsid keepalived -n -l -D -G -f {P.keepalived_conf} "
+                           f"-p {P.keepalived_pid} -r {P.keepalived_vrrp_pid} "
+                           f"</dev/null >>{P.keepalived_log} 2>&1 & fi"),
+        }[component]
+
+    def running(self, component: str) -> str:
+        """Exits 0 while the component runs (HAProxy and Caddy are gated by HTTP instead)."""
+        if self.profile.service_manager == "systemd":
+            return f"systemctl is-active --quiet {component}"
+        return pid_alive({"haproxy": P.haproxy_pid, "caddy": P.caddy_pid, "keepalived": P.keepalived_pid}[component])
+
+    # --- the operator's services --------------------------------------------------------
+
+    def compose(self, service: str, *args: str) -> str:
+        return f"{self.profile.compose_command} -f {P.compose_file(service)} {' '.join(args)}"
+
+    def compose_up(self, service: str) -> str:
+        return self.compose(service, "up", "-d")
+
+    def compose_down(self, service: str) -> str:
+        return self.compose(service, "down")
+
+
+def commands_for(profile: NodeProfile) -> NodeCommands:
+    return NodeCommands(profile)

@@ -1,0 +1,54 @@
+"""Facts from every node at once: one SSH round trip per node, capped parallelism, a timeout
+per node. An unreachable node is an answer (its error), never an exception."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import DyniaError
+from . import facts as F
+from .push import Target, connect
+
+PARALLEL = 8
+
+
+@dataclass
+class NodeFacts:
+    node: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why this node did not answer
+
+
+async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semaphore, timeout: float) -> NodeFacts:
+    import asyncssh
+
+    async with sem:
+        try:
+            conn = await connect(replace(target, connect_timeout=timeout))
+        except DyniaError as exc:
+            return NodeFacts(target.node, error=exc.message)
+        try:
+            async with asyncio.timeout(timeout):
+                r = await conn.run(F.script(wanted), check=False)
+            return NodeFacts(target.node, F.parse(wanted, r.stdout or ""))
+        except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+            return NodeFacts(target.node, error=f"{exc.__class__.__name__}: {exc}".rstrip(": "))
+        finally:
+            conn.close()
+
+
+def gather(targets: list[Target], wanted: list[F.Fact], timeout: float = 5.0) -> dict[str, NodeFacts]:
+    async def main():
+        sem = asyncio.Semaphore(PARALLEL)
+        return await asyncio.gather(*(_gather_one(t, wanted, sem, timeout) for t in targets))
+
+    return {nf.node: nf for nf in asyncio.run(main())}
+
+
+def vip_holder(targets: list[Target]) -> str | None:
+    """The node whose keepalived last reported MASTER (notify.sh), read live; None if unknown
+    (no answer, or more than one MASTER: then the configured MASTER is assumed to hold it)."""
+    answers = gather(targets, [F.VRRP])
+    masters = [n for n, a in answers.items() if (a.facts.get("vrrp") or {}).get("role") == "MASTER"]
+    return masters[0] if len(masters) == 1 else None

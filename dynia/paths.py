@@ -1,0 +1,64 @@
+"""Every path and port dynia uses on a node, in one place.
+
+Templates (as `paths.*` and `ports.*`), bundles, node commands, probes and tests all read
+these; nothing else spells a node path. (The apply script, `templates/node/apply.py`, runs
+on the node with the standard library only and keeps its own copy of the state paths.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    haproxy_cfg: str = "/etc/haproxy/haproxy.cfg"
+    haproxy_env: str = "/etc/default/haproxy"          # stats credentials, 0600, filled at push
+    origin_pem: str = "/etc/haproxy/certs/origin.pem"  # certificate + key, 0600, filled at push
+    haproxy_admin_socket: str = "/run/haproxy/admin.sock"
+    haproxy_master_socket: str = "/run/haproxy-master.sock"
+    haproxy_pid: str = "/run/haproxy.pid"
+    haproxy_run_dir: str = "/run/haproxy"
+    caddy_pid: str = "/run/caddy.pid"
+    caddy_start_log: str = "/var/log/caddy-start.log"
+    keepalived_pid: str = "/run/keepalived.pid"
+    keepalived_vrrp_pid: str = "/run/keepalived-vrrp.pid"
+    keepalived_log: str = "/var/log/keepalived.log"
+    caddyfile: str = "/etc/caddy/Caddyfile"
+    caddy_routes: str = "/etc/caddy/routes"
+    keepalived_conf: str = "/etc/keepalived/keepalived.conf"
+    notify: str = "/etc/keepalived/notify.sh"
+    check_haproxy: str = "/etc/keepalived/check_haproxy.sh"
+    provider_token: str = "/etc/dynia/provider-token"
+    compose_dir: str = "/opt/dynia/compose"
+    state_dir: str = "/opt/dynia/state"
+    backups_dir: str = "/opt/dynia/backups"
+
+    def compose_file(self, service: str) -> str:
+        return f"{self.compose_dir}/{service}/docker-compose.yml"
+
+    def route_file(self, service: str) -> str:
+        return f"{self.caddy_routes}/{service}.caddy"
+
+    def state(self, name: str) -> str:
+        """A file of the node's own state: vrrp (notify.sh), applied.json, degraded (apply script)."""
+        return f"{self.state_dir}/{name}"
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    http: int = 80
+    https: int = 443
+    caddy: int = 8880
+    caddy_admin: int = 2019
+    stats: int = 8404
+
+
+PATHS = NodePaths()
+PORTS = NodePorts()
+# What a service may not publish: every node listens there itself.
+INFRA_PORTS: dict[int, str] = {PORTS.http: "HAProxy http", PORTS.https: "HAProxy https", PORTS.caddy: "Caddy",
+                               PORTS.caddy_admin: "Caddy admin", PORTS.stats: "HAProxy stats"}
+# Caddy answers this on every node (its own handle block); HAProxy's checks and the gate use it.
+HEALTH_URI = "/dynia-health"
+HEALTH_HOST = "dynia-health"
+OWNER = "root:root"

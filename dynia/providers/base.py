@@ -1,0 +1,96 @@
+"""What a provider is: where nodes live, how they run, how dynia reaches them.
+
+One module per provider (`digitalocean`, `local`) implements this; nothing outside
+`dynia/providers/` asks which provider a cluster uses. Adding a provider = one module here
+plus its name in `dynia.providers.KINDS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # no pulumi, no pydantic models at import time
+    from ..inventory import Inventory
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    """How a kind of node runs its components. Data only: dynia.nodes.commands builds every
+    command a node runs from it (systemd on droplets, pid files in the lab)."""
+    name: str
+    private_interface: str      # VRRP unicast and the Caddy/stats binds live on this interface
+    vip_device: str             # where keepalived puts the VIP on the MASTER
+    vip_prefix: int
+    service_manager: Literal["systemd", "pidfile"]
+    compose_command: str
+    compose_host_network: bool  # lab: podman without a network stack runs containers on the host network
+    assigns_reserved_ip: bool   # notify.sh moves the reserved IP through the provider API
+
+
+@dataclass(frozen=True)
+class SshIdentity:
+    """The key dynia logs in with and the host keys it trusts (None: not pinned yet)."""
+    key: Path
+    known_hosts: Path | None
+
+
+Problem = tuple[tuple, str, str]  # (spec key path, message, hint), as dynia.spec.cross_check
+
+
+class Provider:
+    kind: str
+    profile: NodeProfile
+    # (API, environment variable) the operator's machine needs to plan and apply (checked up front).
+    operator_env: tuple[tuple[str, str], ...] = ()
+
+    # --- the spec -------------------------------------------------------------------------
+    def check(self, provider: Any) -> list[Problem]:
+        """Rules on `provider:` that depend on the kind (regions, sizes)."""
+        raise NotImplementedError
+
+    def ram_mib(self, size: str) -> int:
+        raise NotImplementedError
+
+    def sizes(self) -> list[str]:
+        raise NotImplementedError
+
+    # --- addresses and access ---------------------------------------------------------
+    def planned_inventory(self, cluster: str, vpc: str, nodes: list[str]) -> "Inventory":
+        """Addresses before (or without) a provision: what render uses until outputs exist."""
+        raise NotImplementedError
+
+    def lab_dir(self, project, cluster: str) -> Path | None:
+        """Where this machine keeps the cluster's nodes (the local lab); None for a cloud."""
+        return None
+
+    def ssh_identity(self, project, cluster: str) -> SshIdentity:
+        raise NotImplementedError
+
+    def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
+        """(private key text, public key text) for the engine; a typed error if unreadable."""
+        raise NotImplementedError
+
+    # --- what nodes need ------------------------------------------------------------------
+    def node_token(self) -> str | None:
+        """The token notify.sh moves the reserved IP with (None where nothing moves it)."""
+        return None
+
+    def origin_pem_for_push(self, project, cluster: str, domain: str) -> bytes | None:
+        """The certificate a push made without the engine fills its slot with (lab tests)."""
+        return None
+
+    # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
+    def provision(self, ctx, spec) -> tuple[dict, Any]:
+        """Create the nodes: ({node: Output[(public_ip, private_ip, id)]}, reserved_ip)."""
+        raise NotImplementedError
+
+    def origin_pem(self, project, spec):
+        """Output[str], secret: the certificate and key HAProxy serves (*.domain and the apex)."""
+        raise NotImplementedError
+
+    def assign_reserved_ip(self, spec, provision, gates) -> None:
+        """After every infra gate: bind the reserved IP to the MASTER (once)."""
+
+    def dns_records(self, spec, service: str, domain: str, address, gates) -> None:
+        """After every gate of the service: its DNS record."""

@@ -1,0 +1,149 @@
+"""DigitalOcean droplets: regions and sizes, the systemd node profile, the operator's SSH key,
+the VPC, droplets, reserved IP and its assignment; Cloudflare for the origin certificate
+and DNS (the design pairs them: DigitalOcean nodes behind Cloudflare)."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from ..errors import DyniaError
+from .base import NodeProfile, Problem, Provider, SshIdentity
+
+TOKEN_ENV = "DIGITALOCEAN_TOKEN"
+CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+
+# RAM in MiB of the common droplet sizes (DigitalOcean size slugs, 2024–2026 catalogue).
+SIZE_RAM_MIB: dict[str, int] = {
+    "s-1vcpu-512mb-10gb": 512,
+    "s-1vcpu-1gb": 1024, "s-1vcpu-1gb-amd": 1024, "s-1vcpu-1gb-intel": 1024,
+    "s-1vcpu-2gb": 2048, "s-1vcpu-2gb-amd": 2048, "s-1vcpu-2gb-intel": 2048,
+    "s-2vcpu-2gb": 2048, "s-2vcpu-2gb-amd": 2048, "s-2vcpu-2gb-intel": 2048,
+    "s-2vcpu-4gb": 4096, "s-2vcpu-4gb-amd": 4096, "s-2vcpu-4gb-intel": 4096,
+    "s-4vcpu-8gb": 8192, "s-4vcpu-8gb-amd": 8192, "s-4vcpu-8gb-intel": 8192,
+    "s-8vcpu-16gb": 16384, "s-8vcpu-16gb-amd": 16384, "s-8vcpu-16gb-intel": 16384,
+    "c-2": 4096, "c-4": 8192, "c-8": 16384,
+    "g-2vcpu-8gb": 8192, "g-4vcpu-16gb": 16384,
+    "m-2vcpu-16gb": 16384, "m-4vcpu-32gb": 32768,
+}
+REGIONS: tuple[str, ...] = ("ams3", "atl1", "blr1", "fra1", "lon1", "nyc1", "nyc2", "nyc3",
+                            "sfo2", "sfo3", "sgp1", "syd1", "tor1")
+
+PROFILE = NodeProfile(
+    name="digitalocean",
+    private_interface="eth1",
+    # The reserved IP reaches a droplet through its anchor address; keeping it on lo as well
+    # makes `ip addr` on the MASTER tell the truth about who holds it.
+    vip_device="lo",
+    vip_prefix=32,
+    service_manager="systemd",
+    compose_command="docker compose",
+    compose_host_network=False,
+    assigns_reserved_ip=True,
+)
+
+
+def ssh_key_path() -> Path:
+    """The operator's key: DYNIA_SSH_KEY, else the first of ~/.ssh/id_{ed25519,ecdsa,rsa}."""
+    explicit = os.environ.get("DYNIA_SSH_KEY")
+    if explicit:
+        return Path(explicit).expanduser()
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        p = Path.home() / ".ssh" / name
+        if p.exists():
+            return p
+    return Path.home() / ".ssh" / "id_ed25519"
+
+
+def check_sizes(provider) -> list[Problem]:
+    if provider.size not in SIZE_RAM_MIB:
+        return [(("provider", "size"), f"unknown droplet size {provider.size!r}",
+                 "fix the value; known sizes: " + ", ".join(sorted(SIZE_RAM_MIB)))]
+    return []
+
+
+class DigitalOcean(Provider):
+    kind = "digitalocean"
+    profile = PROFILE
+    operator_env = (("digitalocean", TOKEN_ENV), ("cloudflare", CLOUDFLARE_TOKEN_ENV))
+
+    def check(self, provider) -> list[Problem]:
+        problems = check_sizes(provider)
+        if provider.region is None:
+            problems.append((("provider", "region"), "region is required for digitalocean",
+                             f"add `region:` (one of: {', '.join(REGIONS)})"))
+        elif provider.region not in REGIONS:
+            problems.append((("provider", "region"), f"unknown DigitalOcean region {provider.region!r}",
+                             f"fix the value; known regions: {', '.join(REGIONS)}"))
+        return problems
+
+    def ram_mib(self, size: str) -> int:
+        return SIZE_RAM_MIB[size]
+
+    def sizes(self) -> list[str]:
+        return sorted(SIZE_RAM_MIB)
+
+    def planned_inventory(self, cluster: str, vpc: str, nodes: list[str]):
+        from ..inventory import PLANNED_RESERVED_IP, Inventory
+
+        hosts = list(ipaddress.ip_network(vpc).hosts())
+        # DigitalOcean hands out VPC addresses from .2 on; the real ones arrive with provision.
+        return Inventory({n: (str(hosts[i + 1]), None) for i, n in enumerate(nodes)}, PLANNED_RESERVED_IP,
+                         planned=True)
+
+    def ssh_identity(self, project, cluster: str) -> SshIdentity:
+        return SshIdentity(ssh_key_path(), None)
+
+    def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
+        key = ssh_key_path()
+        try:
+            return key.read_text(), Path(str(key) + ".pub").read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            raise DyniaError("config", f"SSH key {key} (and {key}.pub) is not readable",
+                             "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it") from None
+
+    def node_token(self) -> str | None:
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            raise DyniaError("provider", f"{TOKEN_ENV} is not set",
+                             f"export {TOKEN_ENV}=… (the notify script moves the reserved IP with it)")
+        return token
+
+    # --- Pulumi ---------------------------------------------------------------------------
+
+    def provision(self, ctx, spec):
+        import pulumi
+
+        from ..components.cluster_node import ClusterNode, DropletArgs
+        from ..components.network import Network, NetworkArgs
+        from ..components.reserved_ip import ReservedIp, ReservedIpArgs
+        from ..render import cloud_init
+
+        p = spec.provider
+        network = Network(f"{spec.name}-network", NetworkArgs(spec.name, p.region, p.vpc_ip_range,
+                                                             ctx.ssh_public_key))
+        nodes = {}
+        for node in spec.nodes:
+            n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,
+                                              network.ssh_key_fingerprint, cloud_init(spec.name, node)))
+            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id)
+        return nodes, ReservedIp(f"{spec.name}-rip", ReservedIpArgs(p.region)).address
+
+    def origin_pem(self, project, spec):
+        from ..components.origin_certificate import OriginCertificate, OriginCertificateArgs
+
+        return OriginCertificate(f"{spec.name}-origin", OriginCertificateArgs(spec.domain)).pem
+
+    def assign_reserved_ip(self, spec, provision, gates) -> None:
+        from ..components.reserved_ip import ReservedIpAssignment, ReservedIpAssignmentArgs
+
+        master = spec.master_node
+        ReservedIpAssignment(f"{spec.name}-rip", ReservedIpAssignmentArgs(
+            provision.get_output("reservedIp"),
+            provision.get_output("nodes").apply(lambda n: n[master]["droplet_id"]), gates))
+
+    def dns_records(self, spec, service: str, domain: str, address, gates) -> None:
+        from ..components.dns_records import DnsRecords, DnsRecordsArgs
+
+        DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(spec.domain, [domain], address, gates,
+                                                               proxied=spec.tls.mode == "origin"))

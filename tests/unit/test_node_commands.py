@@ -1,0 +1,65 @@
+"""Every command a node runs, as the exact string, for both node profiles (Kamal's way of
+testing lib/kamal/commands/*). A change here is a change on every node: review it as such."""
+from __future__ import annotations
+
+import pytest
+
+from dynia.nodes.commands import NodeCommands
+from dynia.providers import get
+
+DO = NodeCommands(get("digitalocean").profile)
+LAB = NodeCommands(get("local").profile)
+
+
+@pytest.mark.parametrize("commands", [DO, LAB], ids=["digitalocean", "local"])
+def test_validate_commands_are_the_real_validators_on_the_managed_files(commands):
+    assert commands.validate("haproxy") == ("set -a; . /etc/default/haproxy; set +a; "
+                                            "haproxy -c -q -f /etc/haproxy/haproxy.cfg")
+    assert commands.validate("caddy") == "caddy validate --adapter caddyfile --config /etc/caddy/Caddyfile"
+    assert commands.validate("keepalived") == "keepalived -t -f /etc/keepalived/keepalived.conf"
+
+
+def test_droplets_reload_or_restart_through_systemd():
+    assert DO.reload("haproxy") == "systemctl reload-or-restart haproxy"
+    assert DO.reload("caddy") == "systemctl reload-or-restart caddy"
+    assert DO.reload("keepalived") == "systemctl reload-or-restart keepalived"
+    assert DO.running("keepalived") == "systemctl is-active --quiet keepalived"
+
+
+def test_lab_reloads_haproxy_seamlessly_or_starts_it_in_master_worker_mode():
+    assert LAB.reload("haproxy") == (
+        'if [ -s /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; '
+        'then kill -USR2 "$(cat /run/haproxy.pid)"; '
+        "else set -a; . /etc/default/haproxy; set +a; mkdir -p /run/haproxy; "
+        "haproxy -W -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid -S /run/haproxy-master.sock; fi")
+
+
+def test_lab_reloads_caddy_with_force_or_starts_it_with_a_pid_file():
+    assert LAB.reload("caddy") == (
+        'if [ -s /run/caddy.pid ] && kill -0 "$(cat /run/caddy.pid)" 2>/dev/null; '
+        "then caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile --force >/dev/null 2>&1; "
+        "else caddy start --config /etc/caddy/Caddyfile --adapter caddyfile --pidfile /run/caddy.pid "
+        ">/var/log/caddy-start.log 2>&1; fi")
+
+
+def test_lab_reloads_keepalived_with_hup_or_starts_it_in_the_foreground_logging_to_a_file():
+    assert LAB.reload("keepalived") == (
+        'if [ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null; '
+        'then kill -HUP "$(cat /run/keepalived.pid)"; '
+        "else setsid keepalived -n -l -D -G -f /etc/keepalived/keepalived.conf "
+        "-p /run/keepalived.pid -r /run/keepalived-vrrp.pid </dev/null >>/var/log/keepalived.log 2>&1 & fi")
+    assert LAB.running("keepalived") == ('[ -s /run/keepalived.pid ] && '
+                                         'kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null')
+
+
+def test_lab_never_finds_a_process_by_name():
+    for component in ("haproxy", "caddy", "keepalived"):
+        for command in (LAB.reload(component), LAB.running(component)):
+            assert "pidof" not in command and "pgrep" not in command and "pkill" not in command
+
+
+@pytest.mark.parametrize("commands,binary", [(DO, "docker compose"), (LAB, "podman-compose")],
+                         ids=["digitalocean", "local"])
+def test_compose_up_and_down_name_the_services_rendered_compose_file(commands, binary):
+    assert commands.compose_up("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml up -d"
+    assert commands.compose_down("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml down"
