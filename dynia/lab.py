@@ -38,9 +38,14 @@ default_ulimits = ["nofile=1024:20000", "nproc=4096:4096"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 """
+# vfs, on every machine: a node's /var is itself an overlay, and podman 4.3 (Debian 12) refuses
+# the overlay driver there ("not supported over overlayfs, a mount_program is required"; an
+# ext4 graphroot bind-mounted in fails on its whiteouts). vfs copies each layer instead of
+# stacking it, which costs nothing for the one-binary busybox image, and needs neither
+# fuse-overlayfs nor a particular podman version.
 STORAGE_CONF = """\
 [storage]
-driver = "overlay"
+driver = "vfs"
 runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 """

@@ -96,6 +96,16 @@ def set_immutable(path, on):
         subprocess.run(["chattr", "+i" if on else "-i", path], capture_output=True)
 
 
+def pause_for_test(point):
+    """Test-only: DYNIA_TEST_PAUSE=<point> stops the script there, so a crash test can SIGKILL it
+    at an exact step instead of guessing a moment. Nothing sets it on a node (a push passes no
+    environment over SSH), and then this is one dictionary lookup."""
+    if os.environ.get("DYNIA_TEST_PAUSE") == point:
+        sys.stderr.write("dynia-test-pause: %s\n" % point)
+        sys.stderr.flush()
+        time.sleep(60)  # bounded: a test that forgets its kill leaves no process behind for long
+
+
 def write_atomic(target, content, mode, owner):
     path = host_path(target)
     directory = os.path.dirname(path)
@@ -108,7 +118,9 @@ def write_atomic(target, content, mode, owner):
             f.flush()
             os.fsync(f.fileno())
         apply_owner_mode(tmp, mode, owner)
+        pause_for_test("before-rename")
         os.replace(tmp, path)
+        pause_for_test("after-rename")
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dynia.lab import Lab
-from dynia.outcome import push_error
+from dynia.nodes.push_errors import push_error
 from dynia.stacks import apps, infra, provision
-from dynia.stacks.context import PhaseContext
+from dynia.stacks.inputs import PhaseInputs
 
 from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
 from .lab_double import LabEngineDouble, run_phase
@@ -31,9 +31,9 @@ def engine_project(tmp_path):
         Lab.load(lab_dir).down()
 
 
-def _ctx(root, lab_dir) -> PhaseContext:
+def _ctx(root, lab_dir) -> PhaseInputs:
     key = lab_dir / "id_ed25519"
-    return PhaseContext(project_root=root, cluster="lab", lab_dir=str(lab_dir),
+    return PhaseInputs(project_root=root, cluster="lab", lab_dir=str(lab_dir),
                         ssh_private_key=key.read_text() if key.exists() else "")
 
 

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import os
-import random
 import signal
 import subprocess
 import time
@@ -167,26 +166,52 @@ def test_force_rewrites_and_reloads_an_unchanged_bundle(root):
     assert code == 0 and report["reloaded"] == ["web"]
 
 
-def test_kill_during_write_leaves_old_or_new_file(root):
-    big_old, big_new = b"o" * (8 << 20), b"n" * (8 << 20)
-    assert apply(root, make_bundle([_file("/etc/big", big_old)]))[0] == 0
-    rng = random.Random(7)
-    outcomes = set()
-    for _ in range(30):
-        target = big_new if (root / "etc/big").read_bytes() == big_old else big_old
-        proc = subprocess.Popen(["sh", "-c", BOOTSTRAP], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env={**os.environ, "DYNIA_ROOT": str(root)},
-                                start_new_session=True)
-        payload = make_bundle([_file("/etc/big", target)]).payload()
-        proc.stdin.write(payload)
+def kill_at(root: Path, bundle: Bundle, point: str) -> None:
+    """Run the apply until it stops at `point` (the script's test-only DYNIA_TEST_PAUSE hook),
+    then SIGKILL it there: the crash lands on a known step, never in a timing window."""
+    proc = subprocess.Popen(["sh", "-c", BOOTSTRAP], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "DYNIA_ROOT": str(root), "DYNIA_TEST_PAUSE": point})
+    try:
+        proc.stdin.write(bundle.payload())
         proc.stdin.close()
-        time.sleep(rng.uniform(0.0, 0.25))
+        line = proc.stderr.readline()  # EOF (b"") if the script ended without reaching the point
+        assert line == f"dynia-test-pause: {point}\n".encode(), line + proc.stderr.read()
+    finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        content = (root / "etc/big").read_bytes()
-        assert content in (big_old, big_new)
-        outcomes.add(content == target)
-    assert outcomes == {True, False}  # some kills landed before the rename, some after
+    assert proc.returncode == -signal.SIGKILL
+
+
+def stray_temps(root: Path) -> list[Path]:
+    return sorted(root.rglob(".*.dynia-*.tmp"))
+
+
+def test_kill_before_the_rename_leaves_the_old_file_and_the_next_apply_completes(root):
+    old, new = b"v1\n", b"v2\n"
+    assert apply(root, make_bundle([_file("/etc/web.conf", old)]))[0] == 0
+    kill_at(root, make_bundle([_file("/etc/web.conf", new)], version=2), "before-rename")
+    assert (root / "etc/web.conf").read_bytes() == old
+    # What the crash leaves is a hidden `.NAME.dynia-PID.tmp` beside the target, with the target's
+    # mode: no config glob picks it up (Caddy imports `*.caddy`), and a secret stays as closed.
+    [temp] = stray_temps(root)
+    assert temp.parent == root / "etc" and temp.name.startswith(".") and temp.suffix == ".tmp"
+    assert temp.read_bytes() == new and oct(temp.stat().st_mode & 0o777) == "0o644"
+    assert json.loads((root / "opt/dynia/state/applied.json").read_text())["configVersion"] == 1
+    assert reloads(root) == ["reload v1"]
+    code, report, err = apply(root, make_bundle([_file("/etc/web.conf", new)], version=2))
+    assert code == 0 and report["changed"] == ["/etc/web.conf"], err
+    assert (root / "etc/web.conf").read_bytes() == new
+    assert temp.read_bytes() == new and stray_temps(root) == [temp]  # untouched, and nothing more left
+
+
+def test_kill_after_the_rename_leaves_the_new_file_whole(root):
+    old, new = b"v1\n", b"v2\n"
+    assert apply(root, make_bundle([_file("/etc/web.conf", old)]))[0] == 0
+    kill_at(root, make_bundle([_file("/etc/web.conf", new)], version=2), "after-rename")
+    assert (root / "etc/web.conf").read_bytes() == new
+    assert stray_temps(root) == []  # the rename consumed it
+    assert json.loads((root / "opt/dynia/state/applied.json").read_text())["configVersion"] == 1
 
 
 def test_bootstrap_command_carries_no_bundle_data_and_describe_hides_content(root):
