@@ -138,7 +138,3 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             # Start the app before Caddy routes to it.
             component_order=[layer, "caddy"])
     return bundles
-
-
-def layer_order(bundles: dict[str, Bundle]) -> list[str]:
-    return ["infra"] + sorted(k for k in bundles if k != "infra")

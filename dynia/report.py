@@ -48,37 +48,41 @@ GUARD_HEADER = ("node", "role", "RAM MiB", "infra", "services", "peak", "use", "
 
 def print_plan(plan: dict, console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    head = (f"[bold]{plan['cluster']}[/] config v{plan['configVersion']}"
-            + (f" (applied v{plan['appliedVersion']})" if plan["appliedVersion"] else " (never applied)"))
-    console.print(head)
+    # Every value is text, never markup: paths, names and details come from the spec.
+    def line(*parts) -> None:
+        console.print(Text.assemble(*parts))
+
+    line((plan["cluster"], "bold"), f" config v{plan['configVersion']}",
+         f" (applied v{plan['appliedVersion']})" if plan["appliedVersion"] else " (never applied)")
     if plan["addresses"] == "planned":
-        console.print("[yellow]addresses are planned until provision; infra files change once "
-                      "the droplets have their real private addresses[/]")
-    console.print("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (VIP holder last)")
+        line(("addresses are planned until provision; infra files change once "
+              "the droplets have their real private addresses", "yellow"))
+    line("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (VIP holder last)")
     for n in plan["nodes"]:
-        t = Table(title=f"{n['node']} ({n['privateIp']})", title_justify="left", show_edge=False)
+        t = Table(title=Text(f"{n['node']} ({n['privateIp']})"), title_justify="left", show_edge=False)
         for col in ("op", "path", "old → new", "reloads"):
             t.add_column(col)
         for c in n["changes"]:
             style = {"add": "green", "change": "yellow", "remove": "red"}[c["op"]]
-            t.add_row(f"[{style}]{c['op']}[/]", c["path"] + (f" ({c['detail']})" if c["detail"] else ""),
-                      f"{_short(c['oldSha256'])} → {_short(c['newSha256'])}", c["component"])
+            t.add_row(Text(c["op"], style), Text(c["path"] + (f" ({c['detail']})" if c["detail"] else "")),
+                      Text(f"{_short(c['oldSha256'])} → {_short(c['newSha256'])}"), Text(c["component"]))
         if n["changes"]:
             console.print(t)
         else:
-            console.print(f"[bold]{n['node']}[/]: no changes")
-        console.print(f"  {n['unchanged']} unchanged; reload: {', '.join(n['reload']) or 'nothing'}; "
-                      f"secret slots filled at push: {len(n['secretSlots'])}")
+            line((n["node"], "bold"), ": no changes")
+        line(f"  {n['unchanged']} unchanged; reload: {', '.join(n['reload']) or 'nothing'}; "
+             f"secret slots filled at push: {len(n['secretSlots'])}")
     g = Table(title="resource guard", title_justify="left", show_edge=False)
     for col in GUARD_HEADER:
         g.add_column(col)
     for row in _guard_rows(plan):
-        g.add_row(*row)
+        g.add_row(*(Text(v) for v in row))
     console.print(g)
     for a in plan["guard"]["assumedDefaults"]:
-        console.print(f"  [dim]no memory limit: {a}[/]")
-    console.print(f"{plan['pending']} file change(s) across {len(plan['nodes'])} node(s)")
+        line((f"  no memory limit: {a}", "dim"))
+    line(f"{plan['pending']} file change(s) across {len(plan['nodes'])} node(s)")
 
 
 def markdown(plan: dict) -> str:

@@ -59,9 +59,14 @@ def emit_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def say(message: str) -> None:
-    console().print(message)
+# Output carries user text (cluster names, paths, service names, remote output): it is never
+# read as Rich markup, where `[/x]` raises and `proj[red]old` loses its brackets.
+def say(*parts: str | tuple[str, str]) -> None:
+    """One line from plain-text parts; a part may be (text, style), e.g. ("(from env)", "dim")."""
+    from rich.text import Text
+
+    console().print(Text.assemble(*parts))
 
 
 def next_step(command: str) -> None:
-    console().print(f"next: [bold]{command}[/]")
+    say("next: ", (command, "bold"))

@@ -24,7 +24,7 @@ def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     if as_json:
         emit_json({"currentCluster": name, "source": source})
     elif name:
-        say(f"{name}  [dim](from {source})[/]")
+        say(name, (f"  (from {source})", "dim"))
     else:
         say("no current cluster")
         next_step("dynia context use NAME")
@@ -65,8 +65,7 @@ def doctor_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
         emit_json({"cluster": name, "ok": not failed, "checks": [c.as_dict() for c in checks]})
     else:
         for c in checks:
-            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
-            say(f"{mark} {c.name}: {c.detail}")
+            say(("✓", "green") if c.ok else ("✗", "red"), f" {c.name}: {c.detail}")
     if failed:
         raise config_error(f"doctor: {len(failed)} of {len(checks)} checks failed ({', '.join(c.name for c in failed)})",
                            failed[0].fix)

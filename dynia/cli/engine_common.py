@@ -1,4 +1,4 @@
-"""What the commands that drive the Pulumi engine share: load, lock, probe the holder, print progress."""
+"""What the commands that drive the Pulumi engine share: the session, the preview table, confirmation."""
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +6,7 @@ from typing import Iterator
 
 import typer
 
-from .common import cluster_name, console, project
+from .common import cluster_name, console, project, say
 
 
 def ready(ctx: typer.Context, cluster: str) -> None:
@@ -23,12 +23,13 @@ def engine_for(ctx: typer.Context, cluster: str | None, before_load=None) -> Ite
     from ..session import engine_session
 
     with engine_session(project(ctx), cluster_name(ctx, cluster), before_load=before_load,
-                        on_progress=lambda line: console().print(f"[dim]›[/] {line}")) as session:
+                        on_progress=lambda line: say(("› ", "dim"), line)) as session:
         yield session.engine
 
 
 def print_rows(rows) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     if not rows:
         console().print("engine: no resource changes")
@@ -36,8 +37,8 @@ def print_rows(rows) -> None:
     t = Table(title="engine preview", title_justify="left", show_edge=False)
     for col in ("phase", "node", "resource", "op", "changed"):
         t.add_column(col)
-    for r in rows:
-        t.add_row(r.phase, r.node, r.resource, r.op, ", ".join(r.changed))
+    for r in rows:  # engine output is text, never markup
+        t.add_row(*(Text(v) for v in (r.phase, r.node, r.resource, r.op, ", ".join(r.changed))))
     console().print(t)
 
 

@@ -1,4 +1,4 @@
-"""Push bundles to nodes over SSH and roll them node by node.
+"""Push a bundle to a node over SSH (the engine's pushes run the same command).
 
 The apply script and its bundle go on the stdin of one constant command (bundle.BOOTSTRAP):
 nothing secret is ever on a command line, in an environment or in a log line.
@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import BOOTSTRAP, Bundle, layer_order
+from ..bundle import BOOTSTRAP, Bundle
 from ..errors import DyniaError
 
 
@@ -79,40 +79,3 @@ async def push_async(target: Target, bundle: Bundle, timeout: float = 600) -> Ap
 
 def push(target: Target, bundle: Bundle, timeout: float = 600) -> ApplyResult:
     return asyncio.run(push_async(target, bundle, timeout))
-
-
-@dataclass
-class RollResult:
-    results: list[ApplyResult] = field(default_factory=list)
-    stopped_at: str | None = None
-    untouched: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.stopped_at is None
-
-    def failure(self) -> ApplyResult | None:
-        return next((r for r in self.results if not r.ok), None)
-
-
-def roll(targets: list[Target], bundles: dict[str, dict[str, Bundle]], layers: list[str] | None = None) -> RollResult:
-    """Apply node after node (targets are already in rolling order); the first failure stops the roll.
-
-    bundles: node -> layer -> Bundle. layers: which layers to push (default: all, infra first).
-    """
-    out = RollResult()
-    for i, target in enumerate(targets):
-        node_bundles = bundles[target.node]
-        for layer in (layers or layer_order(node_bundles)):
-            if layer not in node_bundles:
-                continue
-            try:
-                result = push(target, node_bundles[layer])
-            except DyniaError as exc:
-                result = ApplyResult(target.node, layer, 255, {"reason": exc.message}, exc.message, 0.0)
-            out.results.append(result)
-            if not result.ok:
-                out.stopped_at = target.node
-                out.untouched = [t.node for t in targets[i + 1:]]
-                return out
-    return out

@@ -81,7 +81,7 @@ class Provider:
         return None
 
     # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
-    def provision(self, ctx, spec) -> tuple[dict, Any]:
+    def provision(self, inputs, spec) -> tuple[dict, Any]:
         """Create the nodes: ({node: Output[(public_ip, private_ip, id)]}, reserved_ip)."""
         raise NotImplementedError
 

@@ -55,20 +55,29 @@ def ssh_key_path() -> Path:
     return Path.home() / ".ssh" / "id_ed25519"
 
 
-def check_sizes(provider) -> list[Problem]:
-    if provider.size not in SIZE_RAM_MIB:
-        return [(("provider", "size"), f"unknown droplet size {provider.size!r}",
-                 "fix the value; known sizes: " + ", ".join(sorted(SIZE_RAM_MIB)))]
-    return []
+class DropletSizes:
+    """Node sizes are droplet slugs (the lab borrows them for its resource guard)."""
+
+    def check_size(self, provider) -> list[Problem]:
+        if provider.size not in SIZE_RAM_MIB:
+            return [(("provider", "size"), f"unknown droplet size {provider.size!r}",
+                     "fix the value; known sizes: " + ", ".join(sorted(SIZE_RAM_MIB)))]
+        return []
+
+    def ram_mib(self, size: str) -> int:
+        return SIZE_RAM_MIB[size]
+
+    def sizes(self) -> list[str]:
+        return sorted(SIZE_RAM_MIB)
 
 
-class DigitalOcean(Provider):
+class DigitalOcean(DropletSizes, Provider):
     kind = "digitalocean"
     profile = PROFILE
     operator_env = (("digitalocean", TOKEN_ENV), ("cloudflare", CLOUDFLARE_TOKEN_ENV))
 
     def check(self, provider) -> list[Problem]:
-        problems = check_sizes(provider)
+        problems = self.check_size(provider)
         if provider.region is None:
             problems.append((("provider", "region"), "region is required for digitalocean",
                              f"add `region:` (one of: {', '.join(REGIONS)})"))
@@ -76,12 +85,6 @@ class DigitalOcean(Provider):
             problems.append((("provider", "region"), f"unknown DigitalOcean region {provider.region!r}",
                              f"fix the value; known regions: {', '.join(REGIONS)}"))
         return problems
-
-    def ram_mib(self, size: str) -> int:
-        return SIZE_RAM_MIB[size]
-
-    def sizes(self) -> list[str]:
-        return sorted(SIZE_RAM_MIB)
 
     def planned_inventory(self, cluster: str, vpc: str, nodes: list[str]):
         from ..inventory import PLANNED_RESERVED_IP, Inventory
@@ -111,7 +114,7 @@ class DigitalOcean(Provider):
 
     # --- Pulumi ---------------------------------------------------------------------------
 
-    def provision(self, ctx, spec):
+    def provision(self, inputs, spec):
         import pulumi
 
         from ..components.cluster_node import ClusterNode, DropletArgs
@@ -121,7 +124,7 @@ class DigitalOcean(Provider):
 
         p = spec.provider
         network = Network(f"{spec.name}-network", NetworkArgs(spec.name, p.region, p.vpc_ip_range,
-                                                             ctx.ssh_public_key))
+                                                             inputs.ssh_public_key))
         nodes = {}
         for node in spec.nodes:
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,

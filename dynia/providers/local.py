@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from .base import NodeProfile, Problem, Provider, SshIdentity
-from .digitalocean import SIZE_RAM_MIB, check_sizes
+from .digitalocean import DropletSizes
 
 PROFILE = NodeProfile(
     name="local",
@@ -26,23 +26,17 @@ def addresses(subnet: str, node_ids: list[str]) -> tuple[dict[str, str], str]:
     return {n: str(hosts[10 + i]) for i, n in enumerate(node_ids)}, str(hosts[99])
 
 
-class Local(Provider):
+class Local(DropletSizes, Provider):
     kind = "local"
     profile = PROFILE
 
     def check(self, provider) -> list[Problem]:
         # Lab nodes stand in for droplets: the size only feeds the resource guard.
-        problems = check_sizes(provider)
+        problems = self.check_size(provider)
         if ipaddress.ip_network(provider.vpc_ip_range).num_addresses < 128:
             problems.append((("provider", "vpc_ip_range"), "the lab needs a /25 or larger (nodes .11+, VIP .100)",
                              "use a range like 10.213.0.0/24"))
         return problems
-
-    def ram_mib(self, size: str) -> int:
-        return SIZE_RAM_MIB[size]
-
-    def sizes(self) -> list[str]:
-        return sorted(SIZE_RAM_MIB)
 
     def planned_inventory(self, cluster: str, vpc: str, nodes: list[str]):
         from ..inventory import Inventory
@@ -78,7 +72,7 @@ class Local(Provider):
 
     # --- Pulumi ---------------------------------------------------------------------------
 
-    def provision(self, ctx, spec):
+    def provision(self, inputs, spec):
         import pulumi
 
         from ..components.local_node import LocalNode, LocalNodeArgs
@@ -86,7 +80,8 @@ class Local(Provider):
         nodes, previous = {}, None
         for node in spec.nodes:
             # One after the other: lab nodes share a bridge that the first one creates.
-            n = LocalNode(node, LocalNodeArgs(ctx.lab_dir, spec.provider.vpc_ip_range, spec.nodes, node, ctx.python),
+            n = LocalNode(node, LocalNodeArgs(inputs.lab_dir, spec.provider.vpc_ip_range, spec.nodes, node,
+                                                inputs.python),
                           opts=pulumi.ResourceOptions(depends_on=[previous] if previous else []))
             nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id)
             previous = n

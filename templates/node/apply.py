@@ -251,11 +251,15 @@ def write_state(name, data):
 
 
 def read_applied():
+    """The node's record of what was applied; a missing or mangled one counts as nothing applied."""
     try:
         with open(host_path(STATE + "/applied.json")) as f:
-            return json.load(f)
+            data = json.load(f)
     except (FileNotFoundError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
         return {"configVersion": 0, "layers": {}}
+    return data
 
 
 def reload_all(bundle, components):
@@ -271,84 +275,115 @@ def reload_all(bundle, components):
     return done, ""
 
 
-def apply(bundle):
-    started = time.monotonic()
-    files = bundle["files"]
-    lockdown = bool(bundle.get("lockdown"))
+# --- the protocol, one step each (DESIGN §5) --------------------------------------------
+
+def compare(bundle):
+    """Step 1: the files to write and the files to remove. A file counts as changed when the
+    node differs from the bundle, or when this layer's record does not hold it yet: a run
+    killed after the rename but before the stamp must reload on the next run."""
+    recorded = read_applied()["layers"].get(bundle["layer"])
+    recorded = recorded if isinstance(recorded, dict) else {}
     changed = []
-    for f in files:
-        have = current(f["target"])
-        if bundle.get("force") or have != (f["sha256"], f["mode"], f["owner"]):
+    for f in bundle["files"]:
+        want = (f["sha256"], f["mode"], f["owner"])
+        entry = recorded.get(f["target"])
+        stamped = isinstance(entry, dict) and (entry.get("sha256"), entry.get("mode"), entry.get("owner")) == want
+        if bundle.get("force") or current(f["target"]) != want or not stamped:
             changed.append(f)
     removed = [t for t in bundle.get("remove", []) if os.path.exists(host_path(t))]
-    report = {"node": bundle["node"], "layer": bundle["layer"], "configVersion": bundle["configVersion"],
-              "changed": [f["target"] for f in changed], "removed": removed, "reloaded": [],
-              "healthWaitSeconds": 0.0, "healthAttempts": 0}
-    if not changed and not removed:
-        record_applied(bundle)
-        report["status"] = "unchanged"
-        report["seconds"] = round(time.monotonic() - started, 3)
-        return 0, report
-    entries = make_backup(bundle, [f["target"] for f in changed] + removed)
+    return changed, removed
+
+
+def affected_components(bundle, changed, removed):
+    """What must reload, in the bundle's component order."""
     affected = []
-    for f in changed:
-        if f["component"] not in affected:
-            affected.append(f["component"])
-    for t in removed:
-        component = bundle.get("removeComponents", {}).get(t)
+    for component in [f["component"] for f in changed] + \
+            [bundle.get("removeComponents", {}).get(t) for t in removed]:
         if component and component not in affected:
             affected.append(component)
     order = bundle.get("componentOrder", [])
-    affected.sort(key=lambda c: order.index(c) if c in order else len(order))
-    try:
-        for f in changed:
-            path = host_path(f["target"])
-            if lockdown:
-                set_immutable(path, False)
-            content = base64.b64decode(f["content"])
-            if hashlib.sha256(content).hexdigest() != f["sha256"]:
-                raise Failure(10, "bundle is corrupt: %s does not match its sha256" % f["target"])
-            write_atomic(f["target"], content, f["mode"], f["owner"])
-        for t in removed:
-            if lockdown:
-                set_immutable(host_path(t), False)
-            os.unlink(host_path(t))
-        for component in affected:
-            command = bundle.get("validate", {}).get(component)
-            if command:
-                code, out = run(command)
-                if code != 0:
-                    raise Failure(20, "validation failed: %s: %s" % (component, last_line(out)))
-    except Failure as exc:
-        restore(entries, lockdown)
-        report["status"] = "invalid" if exc.code == 20 else "error"
-        return exc.code, dict(report, reason=exc.reason)
-    except OSError as exc:
-        restore(entries, lockdown)
-        return 40, dict(report, status="error", reason="write failed: %s" % exc)
+    return sorted(affected, key=lambda c: order.index(c) if c in order else len(order))
 
-    reloaded, problem = reload_all(bundle, affected)
-    report["reloaded"] = reloaded
-    healthy, waited, attempts, detail = (False, 0.0, 0, problem) if problem else \
-        health_gate(bundle.get("health", []), bundle["policy"])
-    report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
-    if not healthy:
-        reason = ("health gate failed after %d tries: %s" % (attempts, detail)) if not problem else problem
-        restore(entries, lockdown)
-        roll_back_components(bundle, affected, entries)
-        write_state("degraded", {"reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                 "configVersion": bundle["configVersion"], "layer": bundle["layer"]})
-        report.update(status="rolled-back", reason=reason, seconds=round(time.monotonic() - started, 3))
-        return 30, report
+
+def write_files(changed, removed, lockdown):
+    """Step 3: unlock, write each file atomically (content checked against its sha256), remove."""
+    for f in changed:
+        path = host_path(f["target"])
+        if lockdown:
+            set_immutable(path, False)
+        content = base64.b64decode(f["content"])
+        if hashlib.sha256(content).hexdigest() != f["sha256"]:
+            raise Failure(10, "bundle is corrupt: %s does not match its sha256" % f["target"])
+        write_atomic(f["target"], content, f["mode"], f["owner"])
+    for t in removed:
+        if lockdown:
+            set_immutable(host_path(t), False)
+        os.unlink(host_path(t))
+
+
+def validate(bundle, affected):
+    """Step 4: the component's own validator on the new files, before anything reloads."""
+    for component in affected:
+        command = bundle.get("validate", {}).get(component)
+        if command:
+            code, out = run(command)
+            if code != 0:
+                raise Failure(20, "validation failed: %s: %s" % (component, last_line(out)))
+
+
+def roll_back(bundle, affected, entries, reason):
+    """Step 7, failed: restore the files, reload (or stop what is new), mark the node degraded."""
+    restore(entries, bool(bundle.get("lockdown")))
+    roll_back_components(bundle, affected, entries)
+    write_state("degraded", {"reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "configVersion": bundle["configVersion"], "layer": bundle["layer"]})
+
+
+def stamp(bundle):
+    """Step 7, passed: applied.json, re-lock, clear the degraded marker."""
     record_applied(bundle)
-    if lockdown:
-        for f in files:
+    if bundle.get("lockdown"):
+        for f in bundle["files"]:
             set_immutable(host_path(f["target"]), True)
     degraded = host_path(STATE + "/degraded")
     if os.path.exists(degraded):
         os.unlink(degraded)
-    report.update(status="applied", seconds=round(time.monotonic() - started, 3))
-    return 0, report
+
+
+def apply(bundle):
+    started = time.monotonic()
+    lockdown = bool(bundle.get("lockdown"))
+    changed, removed = compare(bundle)
+    report = {"node": bundle["node"], "layer": bundle["layer"], "configVersion": bundle["configVersion"],
+              "changed": [f["target"] for f in changed], "removed": removed, "reloaded": [],
+              "healthWaitSeconds": 0.0, "healthAttempts": 0}
+    done = lambda status, **more: dict(report, status=status, seconds=round(time.monotonic() - started, 3), **more)  # noqa: E731
+    if not changed and not removed:
+        record_applied(bundle)
+        return 0, done("unchanged")
+    entries = make_backup(bundle, [f["target"] for f in changed] + removed)      # step 2
+    affected = affected_components(bundle, changed, removed)
+    try:
+        write_files(changed, removed, lockdown)                                   # step 3
+        validate(bundle, affected)                                                # step 4
+    except Failure as exc:
+        restore(entries, lockdown)
+        return exc.code, done("invalid" if exc.code == 20 else "error", reason=exc.reason)
+    except OSError as exc:
+        restore(entries, lockdown)
+        return 40, done("error", reason="write failed: %s" % exc)
+    report["reloaded"], problem = reload_all(bundle, affected)                     # step 5
+    if problem:
+        roll_back(bundle, affected, entries, problem)
+        return 30, done("rolled-back", reason=problem)
+    healthy, waited, attempts, detail = health_gate(bundle.get("health", []), bundle["policy"])  # step 6
+    report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
+    if not healthy:
+        reason = "health gate failed after %d tries: %s" % (attempts, detail)
+        roll_back(bundle, affected, entries, reason)
+        return 30, done("rolled-back", reason=reason)
+    stamp(bundle)
+    return 0, done("applied")
 
 
 def roll_back_components(bundle, affected, entries):

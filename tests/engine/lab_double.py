@@ -3,12 +3,12 @@
 The Pulumi CLI and provider plugins cannot run here, so this Mocks subclass plays the
 engine for the real phase programs (dynia.stacks) with the local provider:
 
-* `command:local:Command` runs its `create` for real (the lab node up, via dynia.lab);
+* `command:local:Command` runs its `create` for real (the lab node up, via dynia.providers.lab);
 * `command:remote:Command` runs its `create` over SSH with its `stdin` for real — the apply
   script and bundle reach the lab node exactly as the command provider would send them
   (inputs arrive camelCase; secrets arrive wrapped and are unwrapped here);
-* `tls:` resources are computed with `cryptography`; StackReferences return the outputs the
-  earlier phase exported.
+* StackReferences return the outputs the earlier phase exported. (The local provider's
+  certificate is dynia.tls's self-signed one, not a resource: nothing else to stand in for.)
 
 A failing command raises, which stops every resource that depends on it — as Pulumi does.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 
 import asyncio
-import datetime
 import subprocess
 import threading
 
@@ -69,10 +68,6 @@ class LabEngineDouble(pulumi.runtime.Mocks):
             status, out, err = asyncio.run(self._ssh(inputs))
             self._record(args, status, err or out)
             return f"{args.name}-id", {**inputs, "stdout": out, "stderr": err}
-        if args.typ == "tls:index/privateKey:PrivateKey":
-            return f"{args.name}-id", {**inputs, "privateKeyPem": self._key_pem()}
-        if args.typ == "tls:index/selfSignedCert:SelfSignedCert":
-            return f"{args.name}-id", {**inputs, "certPem": self._self_signed(inputs)}
         return f"{args.name}-id", inputs
 
     def call(self, args):
@@ -103,31 +98,6 @@ class LabEngineDouble(pulumi.runtime.Mocks):
             return result.exit_status, result.stdout or "", result.stderr or ""
         finally:
             conn.close()
-
-    # tls provider stand-ins
-    def _key_pem(self) -> str:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        self._last_key = key
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()).decode()
-
-    def _self_signed(self, inputs) -> str:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.x509.oid import NameOID
-
-        key = serialization.load_pem_private_key(inputs["privateKeyPem"].encode(), None)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, inputs["subject"]["commonName"])])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now)
-                .not_valid_after(now + datetime.timedelta(hours=inputs["validityPeriodHours"]))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in inputs["dnsNames"]]), False)
-                .sign(key, hashes.SHA256()))
-        return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def run_phase(module, ctx, phase: str, double: LabEngineDouble) -> tuple[dict, Exception | None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dynia.lab import Lab
+from dynia.providers.lab import Lab
 from dynia.nodes.push_errors import push_error
 from dynia.stacks import apps, infra, provision
 from dynia.stacks.inputs import PhaseInputs

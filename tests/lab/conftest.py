@@ -9,19 +9,60 @@ import json
 import os
 import shutil
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from dynia.bundle import build_bundles
-from dynia.lab import Lab, missing_tools
-from dynia.nodes.push import RollResult, Target, roll
-from dynia.render import Rendering, render
+from dynia.bundle import Bundle, build_bundles
+from dynia.errors import DyniaError
+from dynia.nodes.push import ApplyResult, Target, push
+from dynia.providers.lab import Lab, missing_tools
+from dynia.render import Rendering
 from dynia.secrets import push_secrets
+from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+# A roll without the engine: what the phase programs do, node by node, for tests that
+# drive pushes directly (the product rolls through the engine's chained pushes).
+@dataclass
+class RollResult:
+    results: list[ApplyResult] = field(default_factory=list)
+    stopped_at: str | None = None
+    untouched: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped_at is None
+
+    def failure(self) -> ApplyResult | None:
+        return next((r for r in self.results if not r.ok), None)
+
+
+def roll(targets: list[Target], bundles: dict[str, dict[str, Bundle]], layers: list[str] | None = None) -> RollResult:
+    """Apply node after node (targets are already in rolling order); the first failure stops the roll.
+
+    bundles: node -> layer -> Bundle. layers: which layers to push (default: all, infra first).
+    """
+    out = RollResult()
+    for i, target in enumerate(targets):
+        node_bundles = bundles[target.node]
+        for layer in (layers or ["infra"] + sorted(k for k in node_bundles if k != "infra")):
+            if layer not in node_bundles:
+                continue
+            try:
+                result = push(target, node_bundles[layer])
+            except DyniaError as exc:
+                result = ApplyResult(target.node, layer, 255, {"reason": exc.message}, exc.message, 0.0)
+            out.results.append(result)
+            if not result.ok:
+                out.stopped_at = target.node
+                out.untouched = [t.node for t in targets[i + 1:]]
+                return out
+    return out
 
 
 def eventually(check, timeout: float = 15.0, interval: float = 0.1):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from dynia.profiles import LOCAL
+from dynia.nodes.commands import NodeCommands
+from dynia.providers.local import PROFILE
 
 from .conftest import eventually, record
 
@@ -51,7 +52,7 @@ def test_master_crash_moves_the_vip_and_notify_records_the_new_state(applied_lab
         assert eventually(lambda: lc.get("admin.lab.example")[0] == 200, timeout=15)
         assert lc.get("api.lab.example") == (200, b"api\n")
         # bring the old MASTER back: it preempts (priority 150) and takes the VIP home
-        lc.sh("misty-owl", LOCAL.reload_command("keepalived"))
+        lc.sh("misty-owl", NodeCommands(PROFILE).reload("keepalived"))
         assert eventually(lambda: lc.vip_holder() == ["misty-owl"], timeout=15), lc.vip_holder()
         assert eventually(lambda: lc.cat("brave-panda", "/opt/dynia/state/vrrp").startswith(b"BACKUP"), timeout=5)
     median = statistics.median(seconds)

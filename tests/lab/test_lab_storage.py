@@ -14,7 +14,7 @@ import tomllib
 
 import pytest
 
-from dynia.lab import APP_IMAGE, OVERLAID, STORAGE_CONF, Lab
+from dynia.providers.lab import APP_IMAGE, OVERLAID, STORAGE_CONF, Lab
 
 from .conftest import _require_lab_tools, record
 

@@ -214,6 +214,27 @@ def test_kill_after_the_rename_leaves_the_new_file_whole(root):
     assert json.loads((root / "opt/dynia/state/applied.json").read_text())["configVersion"] == 1
 
 
+def test_rerun_after_a_kill_past_the_rename_still_reloads_and_stamps(root):
+    bundle = make_bundle([_file("/etc/web.conf", b"v1\n")])
+    assert apply(root, bundle)[0] == 0
+    v2 = make_bundle([_file("/etc/web.conf", b"v2\n")], version=2)
+    kill_at(root, v2, "after-rename")  # the file is new, the daemon still runs the old one
+    code, report, _ = apply(root, v2)
+    assert code == 0 and report["status"] == "applied" and report["reloaded"] == ["web"]
+    assert reloads(root) == ["reload v1", "reload v2"]
+    assert json.loads((root / "opt/dynia/state/applied.json").read_text())["configVersion"] == 2
+
+
+@pytest.mark.parametrize("garbage", [b"[]", b'{"layers": []}', b"\xff\x00"], ids=["list", "layers-list", "binary"])
+def test_mangled_node_record_counts_as_nothing_applied(root, garbage):
+    state = root / "opt/dynia/state"
+    state.mkdir(parents=True)
+    (state / "applied.json").write_bytes(garbage)
+    code, report, err = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))
+    assert code == 0 and report["status"] == "applied", err
+    assert json.loads((state / "applied.json").read_text())["configVersion"] == 1
+
+
 def test_bootstrap_command_carries_no_bundle_data_and_describe_hides_content(root):
     secret = b"-----BEGIN PRIVATE KEY-----\nsupersecretvalue\n"
     bundle = make_bundle([_file("/etc/haproxy/certs/origin.pem", secret, mode="0600")])

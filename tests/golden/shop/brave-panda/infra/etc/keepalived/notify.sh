@@ -6,11 +6,18 @@ state="${3:-UNKNOWN}"
 dir=/opt/dynia/state
 mkdir -p "$dir"
 printf '%s %s\n' "$state" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$dir/vrrp.tmp" && mv "$dir/vrrp.tmp" "$dir/vrrp"
+# keepalived starts one notify per transition, and two can overlap (BACKUP, then MASTER a few
+# seconds later while `compose down` still runs): take turns, and act on the latest recorded
+# state, not on this call's, so the last transition always wins.
+# (Children must not inherit the lock: a container's conmon would hold it for its lifetime.)
+exec 9>"$dir/notify.lock"
+flock -w 300 9 || echo "dynia notify: waited 300 s for an earlier transition; going on" >&2
+state=$(cut -d' ' -f1 "$dir/vrrp")
 
 compose() {
     # $1 = service, rest = compose arguments
     svc=$1; shift
-    docker compose -f /opt/dynia/compose/"$svc"/docker-compose.yml "$@" >/dev/null 2>&1 \
+    docker compose -f /opt/dynia/compose/"$svc"/docker-compose.yml "$@" 9>&- >/dev/null 2>&1 \
         || echo "dynia notify: compose $* failed for $svc" >&2
 }
 
@@ -36,7 +43,7 @@ assign_reserved_ip() {
 
 case "$state" in
     MASTER)
-        assign_reserved_ip &
+        assign_reserved_ip 9>&- &
         compose admin up -d
         ;;
     BACKUP|FAULT)

@@ -7,8 +7,8 @@ sshd on its own address with a generated key; HAProxy, Caddy and keepalived are 
 the first infra apply through the `local` node profile (pid files, since every node shares
 the machine's PID namespace); services run under podman-compose with host networking.
 
-    python -m dynia.lab up DIR --subnet 10.213.0.0/24 --node misty-owl --node brave-panda
-    python -m dynia.lab down DIR
+    python -m dynia.providers.lab up DIR --subnet 10.213.0.0/24 --node misty-owl --node brave-panda
+    python -m dynia.providers.lab down DIR
 
 Teardown kills every process living in a node's network namespace, unmounts and deletes
 everything it created; it is safe to run twice and after a failed `up`.
@@ -26,6 +26,8 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .local import addresses
 
 APP_IMAGE = "localhost/dynia-lab-app"
 OVERLAID = ("etc", "opt", "root", "var")
@@ -60,12 +62,6 @@ AuthorizedKeysFile /root/.ssh/authorized_keys
 HostKey /etc/ssh/ssh_host_ed25519_key
 MaxStartups 50:30:100
 """
-
-
-def addresses(subnet: str, node_ids: list[str]) -> tuple[dict[str, str], str]:
-    """Node i gets host .11+i of the subnet, the VIP is .100, the bridge .1."""
-    hosts = list(ipaddress.ip_network(subnet).hosts())
-    return {n: str(hosts[10 + i]) for i, n in enumerate(node_ids)}, str(hosts[99])
 
 
 class LabError(RuntimeError):
@@ -336,7 +332,7 @@ class Lab:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m dynia.lab", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dynia.providers.lab", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("dir", type=Path)
@@ -358,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         elif (args.dir / STATE_FILE).exists():
             Lab.load(args.dir).down(only=args.only)
     except LabError as exc:
-        print(f"dynia.lab: {exc}", file=__import__("sys").stderr)
+        print(f"dynia.providers.lab: {exc}", file=__import__("sys").stderr)
         return 1
     return 0
 
