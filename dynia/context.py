@@ -4,8 +4,12 @@ from __future__ import annotations
 import json
 import os
 
-from .errors import config_error
-from .store import Project, write_json
+from .errors import config_error, state_error
+from .spec import NAME_RULE, is_name
+from .store import Project, check_cluster_name, write_json
+
+# context.json holds one short name; anything much larger is not ours.
+MAX_CONTEXT_BYTES = 4096
 
 
 def _path(project: Project):
@@ -13,13 +17,41 @@ def _path(project: Project):
 
 
 def current(project: Project) -> str | None:
+    """The cluster `dynia context use` selected, or None.
+
+    A context.json of the wrong shape is an error, not "no cluster": ignoring it would let a
+    command silently act on another cluster than the one the operator selected.
+    """
+    path = _path(project)
     try:
-        return json.loads(_path(project).read_text()).get("currentCluster")
-    except (FileNotFoundError, ValueError):
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONTEXT_BYTES + 1)
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise _corrupt(project, f"cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONTEXT_BYTES:
+        raise _corrupt(project, "is too large")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _corrupt(project, "is not JSON") from None
+    if not isinstance(doc, dict) or set(doc) - {"currentCluster"}:
+        raise _corrupt(project, 'is not {"currentCluster": NAME}')
+    name = doc.get("currentCluster")
+    if name is not None and not is_name(name):
+        raise _corrupt(project, f"names {name!r}, which is not a cluster name ({NAME_RULE})")
+    return name
+
+
+def _corrupt(project: Project, why: str):
+    shown = os.path.relpath(_path(project), project.root)
+    return state_error(f"{shown} {why}",
+                       f"run `dynia context clear` (or `dynia context use NAME`) to rewrite {shown}")
 
 
 def use(project: Project, name: str) -> None:
+    check_cluster_name(name)
     if name not in project.cluster_names():
         known = ", ".join(project.cluster_names()) or "none yet"
         raise config_error(f"no cluster spec clusters/{name}.yaml",
@@ -29,17 +61,34 @@ def use(project: Project, name: str) -> None:
 
 
 def clear(project: Project) -> None:
-    if _path(project).exists():
-        _path(project).unlink()
+    shown = os.path.relpath(_path(project), project.root)
+    try:
+        _path(project).unlink(missing_ok=True)
+    except OSError as exc:
+        raise state_error(f"cannot remove {shown}: {exc.strerror or exc}",
+                          f"remove {shown} by hand, then select a cluster with `dynia context use NAME`") from None
 
 
 def resolve(project: Project, explicit: str | None) -> str:
-    name = explicit or os.environ.get("DYNIA_CLUSTER") or current(project)
+    """The cluster a command acts on, checked as a name before any path is built from it."""
+    for name, source in ((explicit, "--cluster"), (os.environ.get("DYNIA_CLUSTER"), "DYNIA_CLUSTER")):
+        if name:
+            if not is_name(name):
+                raise config_error(f"{source} {name!r} is not a cluster name ({NAME_RULE})",
+                                   "pass the NAME of a clusters/NAME.yaml"
+                                   + _known(project))
+            return name
+    name = current(project)
     if name:
         return name
     names = project.cluster_names()
     if len(names) == 1:
-        return names[0]
+        return check_cluster_name(names[0])
     raise config_error("no cluster selected",
                        "pass --cluster NAME, set DYNIA_CLUSTER, or run `dynia context use NAME`"
                        + (f" (clusters here: {', '.join(names)})" if names else ""))
+
+
+def _known(project: Project) -> str:
+    names = [n for n in project.cluster_names() if is_name(n)]
+    return f" (clusters here: {', '.join(names)})" if names else ""

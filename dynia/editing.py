@@ -8,33 +8,37 @@ from . import secrets
 from .errors import config_error
 from .names import node_ids
 from .spec import SCHEMA_VERSION, is_domain
-from .store import Project, cluster_lock, edit_cluster, parse_yaml, validate_cluster, write_atomic
+from .store import Project, cluster_lock, dump_yaml, edit_cluster, validate_cluster, write_atomic
 
-INIT_TEMPLATE = """\
-# dynia cluster spec: the only source of truth for cluster {name}.
-# Edit it by hand or with `dynia service|route …`; preview with `dynia plan`.
-version: {version}
-name: {name}
-provider:
-  kind: digitalocean
-  region: {region}
-  size: {size}
-  image: {image}
-nodes: [{nodes}]   # stable ids: Pulumi resource names derive from them
-domain: {domain}   # the Cloudflare zone
-tls:
-  mode: origin     # Cloudflare Origin CA certificate, proxied records
-health:
-  retries: 5
-  interval: 2s
-  backoff: 2.0
-  timeout: 60s
-guard:
-  memory_threshold: 0.8
-  on_exceed: fail  # warn | fail
-lockdown: false
-services: {{}}
-"""
+
+def _flow(node):
+    node.fa.set_flow_style()
+    return node
+
+
+def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str, image: str):
+    """A fresh spec as round-trip data: CLI values are values, so none can add a key."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    doc = CommentedMap()
+    doc["version"] = SCHEMA_VERSION
+    doc["name"] = name
+    doc["provider"] = CommentedMap([("kind", "digitalocean"), ("region", region), ("size", size),
+                                    ("image", image)])
+    doc["nodes"] = _flow(CommentedSeq(nodes))
+    doc["domain"] = domain
+    doc["tls"] = CommentedMap([("mode", "origin")])
+    doc["health"] = CommentedMap([("retries", 5), ("interval", "2s"), ("backoff", 2.0), ("timeout", "60s")])
+    doc["guard"] = CommentedMap([("memory_threshold", 0.8), ("on_exceed", "fail")])
+    doc["lockdown"] = False
+    doc["services"] = _flow(CommentedMap())
+    doc.yaml_set_start_comment(f"dynia cluster spec: the only source of truth for cluster {name}.\n"
+                               "Edit it by hand or with `dynia service|route …`; preview with `dynia plan`.")
+    doc.yaml_add_eol_comment("stable ids: Pulumi resource names derive from them", "nodes", column=0)
+    doc.yaml_add_eol_comment("the Cloudflare zone", "domain", column=0)
+    doc["tls"].yaml_add_eol_comment("Cloudflare Origin CA certificate, proxied records", "mode", column=0)
+    doc["guard"].yaml_add_eol_comment("warn | fail", "on_exceed", column=0)
+    return doc
 
 
 def init_cluster(project: Project, name: str, *, region: str, size: str, nodes: int,
@@ -44,16 +48,14 @@ def init_cluster(project: Project, name: str, *, region: str, size: str, nodes: 
     domain = domain.lower().rstrip(".")
     if not is_domain(domain):
         raise config_error(f"--domain {domain!r} is not a domain name", "pass the Cloudflare zone, like example.com")
-    path = project.spec_path(name)
+    path = project.spec_path(name)  # refuses a name that is not a cluster name
     with cluster_lock(project, name):
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise config_error(f"clusters/{name}.yaml already exists",
                                "pick another name, or edit the existing spec")
-        text = INIT_TEMPLATE.format(version=SCHEMA_VERSION, name=name, region=region, size=size,
-                                    image=image, nodes=", ".join(node_ids(name, nodes)), domain=domain)
-        raw = parse_yaml(text, f"clusters/{name}.yaml")
-        validate_cluster(project, name, raw)  # same rules as a hand-written spec
-        write_atomic(path, text)
+        raw = new_spec(name, region=region, size=size, nodes=node_ids(name, nodes), domain=domain, image=image)
+        validate_cluster(project, name, raw)  # the same rules as a hand-written spec
+        write_atomic(path, dump_yaml(raw))
     secrets.ensure(project, name)
     return f"dynia service add NAME --compose FILE --port PORT --cluster {name}"
 

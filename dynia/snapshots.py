@@ -16,7 +16,7 @@ from .errors import DyniaError
 from .store import write_atomic, write_json
 
 KEEP = 5
-SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}Z-[a-z][a-z-]{0,40}")
+SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}(?:\.\d{6})?Z-[a-z][a-z-]{0,40}")
 
 
 def _dir(project, cluster: str) -> Path:
@@ -26,7 +26,9 @@ def _dir(project, cluster: str) -> Path:
 def take(engine, reason: str) -> str:
     from .engine import PHASES, stack_export
 
-    snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{reason}"
+    # Microseconds: two snapshots in one second (a script, a retry) must not collide.
+    now = time.time()
+    snap_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z-{reason}"
     proj, name = engine.cluster.project, engine.cluster.name
     target = _dir(proj, name) / snap_id
     target.mkdir(parents=True, exist_ok=False)

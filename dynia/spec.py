@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
@@ -27,17 +28,34 @@ STATS_PORT = 8404
 INFRA_PORTS = {HAPROXY_HTTP_PORT: "HAProxy http", HAPROXY_HTTPS_PORT: "HAProxy https",
                CADDY_PORT: "Caddy", CADDY_ADMIN_PORT: "Caddy admin", STATS_PORT: "HAProxy stats"}
 
-NODE_ID = re.compile(r"^[a-z]{2,12}-[a-z]{2,12}$")
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+# Every identifier pattern is applied with re.fullmatch: `$` also matches before a trailing
+# newline, and "admin\n" as a service name once split a notify.sh line in two.
+NODE_ID = re.compile(r"[a-z]{2,12}-[a-z]{2,12}")
+NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+NAME_RULE = "lower-case letters, digits and dashes, 2-32 characters, starting with a letter"
+LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*")
+IMAGE_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # DigitalOcean slugs (ubuntu-24-04-x64) or image ids
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+# The VPC must be private address space: loopback, 0.0.0.0/8 and the link-local metadata
+# range (169.254.169.254) are "private" to ipaddress but would break or expose the nodes.
+VPC_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+# `pulumi login` URL schemes: Pulumi Cloud (hosted or self-hosted, https) and the DIY backends.
+BACKEND_SCHEMES = ("https", "file", "s3", "azblob", "gs")
+MAX_COMPOSE_PATH = 255
+
+
+def is_name(value: Any) -> bool:
+    """A cluster or service name: safe as a file name, a Pulumi stack part and a shell word."""
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
 def parse_duration(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    m = DURATION.match(str(value).strip())
+    m = DURATION.fullmatch(str(value).strip())
     if not m:
         raise ValueError("a duration like 500ms, 2s or 1m")
     return float(m.group(1)) * _UNIT[m.group(2)]
@@ -50,13 +68,33 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration),
-                     Field(json_schema_extra={"type": "string", "pattern": DURATION.pattern})]
+                     Field(json_schema_extra={"type": "string", "pattern": f"^{DURATION.pattern}$"})]
 
 
 def is_domain(value: str) -> bool:
     labels = value.split(".")
-    return (len(value) <= 253 and len(labels) >= 2 and all(LABEL.match(p) for p in labels)
+    return (len(value) <= 253 and len(labels) >= 2 and all(LABEL.fullmatch(p) for p in labels)
             and not labels[-1].isdigit())
+
+
+def check_compose_path(v: str) -> str:
+    """A compose path is a plain relative path inside the project: it is read from there and
+    shown in the header of the rendered file, so nothing in it may escape either."""
+    parts = PurePosixPath(v).parts
+    if not v or len(v) > MAX_COMPOSE_PATH or not v.isprintable() or "\\" in v:
+        raise ValueError("a relative path of printable characters like services/api.yml")
+    if v.startswith("/") or ".." in parts:
+        raise ValueError("a path inside the project directory like services/api.yml "
+                         "(no absolute path, no ..)")
+    return v
+
+
+def check_backend_url(v: str) -> str:
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme not in BACKEND_SCHEMES or not rest or not v.isprintable() or any(c.isspace() for c in v):
+        raise ValueError("a Pulumi backend URL: " + ", ".join(f"{s}://…" for s in BACKEND_SCHEMES)
+                         + " (no spaces or control characters)")
+    return v
 
 
 def in_zone(domain: str, zone: str) -> bool:
@@ -89,12 +127,24 @@ class Provider(Strict):
             raise ValueError("unknown droplet size; known: " + ", ".join(sorted(SIZE_RAM_MIB)))
         return v
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not IMAGE_SLUG.fullmatch(v):
+            raise ValueError("an image slug like ubuntu-24-04-x64 (lower-case letters, digits, . _ -)")
+        return v
+
     @field_validator("vpc_ip_range")
     @classmethod
     def _vpc(cls, v: str) -> str:
-        net = ipaddress.ip_network(v, strict=True)
-        if not net.is_private or net.version != 4 or net.prefixlen > 28:
-            raise ValueError("a private IPv4 range of /28 or larger, like 10.110.0.0/24")
+        try:
+            net = ipaddress.ip_network(v, strict=True)
+        except ValueError:
+            net = None
+        if (net is None or net.version != 4 or net.prefixlen > 28
+                or not any(net.subnet_of(r) for r in VPC_RANGES)):
+            raise ValueError("a private IPv4 range (inside 10.0.0.0/8, 172.16.0.0/12 or "
+                             "192.168.0.0/16) of /28 or larger, like 10.110.0.0/24")
         return str(net)
 
     @model_validator(mode="after")
@@ -138,6 +188,11 @@ class Service(Strict):
         """Does this service run on a node in that role? (notify.sh switches it on failover.)"""
         return self.placement == "all" or (self.placement == "active-only") == is_master
 
+    @field_validator("compose")
+    @classmethod
+    def _compose(cls, v: str) -> str:
+        return check_compose_path(v)
+
     @field_validator("port")
     @classmethod
     def _port(cls, v: int) -> int:
@@ -155,7 +210,7 @@ class Service(Strict):
     @field_validator("health_path")
     @classmethod
     def _health_path(cls, v: str) -> str:
-        if not re.match(r"^/[A-Za-z0-9._~/%-]*$", v):
+        if not HEALTH_PATH.fullmatch(v):
             raise ValueError("an absolute URL path like /healthz")
         return v
 
@@ -177,15 +232,15 @@ class ClusterSpec(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME.match(v):
-            raise ValueError("lower-case letters, digits and dashes, 2-32 characters")
+        if not is_name(v):
+            raise ValueError(NAME_RULE)
         return v
 
     @field_validator("nodes")
     @classmethod
     def _nodes(cls, v: list[str]) -> list[str]:
         for node in v:
-            if not NODE_ID.match(node):
+            if not NODE_ID.fullmatch(node):
                 raise ValueError(f"node id {node!r} is not two lower-case words like misty-owl")
         if len(set(v)) != len(v):
             raise ValueError("node ids must be unique")
@@ -202,8 +257,15 @@ class ClusterSpec(Strict):
     @classmethod
     def _service_names(cls, v: dict[str, Service]) -> dict[str, Service]:
         for name in v:
-            if not NAME.match(name):
-                raise ValueError(f"service name {name!r}: lower-case letters, digits, dashes")
+            if not is_name(name):
+                raise ValueError(f"service name {name!r}: {NAME_RULE}")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_backend_url(v)
         return v
 
     @property

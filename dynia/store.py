@@ -11,13 +11,42 @@ import fcntl
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import config_error, state_error
-from .spec import ClusterSpec, raise_first, validate_spec
+from .spec import NAME_RULE, ClusterSpec, is_name, raise_first, validate_spec
+
+# Specs and compose files are small; a larger input is a mistake (or an attack) and would
+# take the YAML parser minutes (50 MB: 36 s). 1 MiB is hundreds of times the largest example.
+MAX_INPUT_BYTES = 1 << 20
+
+
+# Flow collections nested deeper than this are never a spec or a compose file, and ruamel's
+# scanner is quadratic in their depth (30,000 `[` take 5 s before any error is raised).
+MAX_FLOW_DEPTH = 64
+_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|(?:^|(?<=\s))#[^\n]*', re.M)
+
+
+def flow_depth(text: str) -> int:
+    """Deepest nesting of [ and { outside quoted strings and comments (a cheap pre-parse check)."""
+    depth = deepest = 0
+    for ch in re.findall(r"[\[\]{}]", _QUOTED_OR_COMMENT.sub("", text)):
+        depth = depth + 1 if ch in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def check_cluster_name(name: Any) -> str:
+    """Every path built from a cluster name goes through here first: `--cluster ../../x`
+    must not name a spec, a lock or a cache directory outside the project."""
+    if not is_name(name):
+        raise config_error(f"{name!r} is not a cluster name ({NAME_RULE})",
+                           "use a name like shop or blog-eu: it names clusters/NAME.yaml")
+    return name
 
 
 @dataclass(frozen=True)
@@ -34,23 +63,26 @@ class Project:
         return self.root / ".dynia"
 
     def spec_path(self, cluster: str) -> Path:
-        return self.clusters_dir / f"{cluster}.yaml"
+        return self.clusters_dir / f"{check_cluster_name(cluster)}.yaml"
 
     def deploy_dir(self, cluster: str) -> Path:
-        return self.root / "deploy-config" / cluster
+        return self.root / "deploy-config" / check_cluster_name(cluster)
 
     def cache_dir(self, cluster: str) -> Path:
-        return self.runtime / "cache" / cluster
+        return self.runtime / "cache" / check_cluster_name(cluster)
 
     def snapshots_dir(self, cluster: str) -> Path:
-        return self.runtime / "snapshots" / cluster
+        return self.runtime / "snapshots" / check_cluster_name(cluster)
 
     def lab_dir(self, cluster: str) -> Path:
         """Lab nodes of a local-provider cluster (dynia.lab)."""
-        return self.runtime / "lab" / cluster
+        return self.runtime / "lab" / check_cluster_name(cluster)
 
     def secrets_path(self, cluster: str) -> Path:
-        return self.runtime / "secrets" / f"{cluster}.json"
+        return self.runtime / "secrets" / f"{check_cluster_name(cluster)}.json"
+
+    def lock_path(self, cluster: str) -> Path:
+        return self.runtime / "locks" / f"{check_cluster_name(cluster)}.lock"
 
     @property
     def state_dir(self) -> Path:
@@ -61,9 +93,12 @@ class Project:
         return self.runtime / "logs"
 
     def ensure_runtime(self) -> None:
-        for sub in ("state", "snapshots", "cache", "logs", "locks", "secrets"):
-            (self.runtime / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(self.runtime / "secrets", 0o700)
+        try:
+            for sub in ("state", "snapshots", "cache", "logs", "locks", "secrets"):
+                (self.runtime / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(self.runtime / "secrets", 0o700)
+        except OSError as exc:
+            raise _write_error(Path(exc.filename or self.runtime), exc) from None
         ignore = self.runtime / ".gitignore"
         if not ignore.exists():
             write_atomic(ignore, b"# dynia runtime data: never commit\n*\n")
@@ -76,30 +111,69 @@ class Project:
 
 # --- atomic writes -------------------------------------------------------------------------
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+def _write_error(path: Path, exc: OSError) -> Exception:
+    return state_error(f"cannot write {path}: {exc.strerror or exc}",
+                       "make the directory writable by this user (and a directory, not a file), "
+                       "or free disk space, then rerun")
+
+
+def _identity(path: Path, mode: int | None) -> tuple[Path, int, tuple[int, int] | None]:
+    """Where to write and with which mode and owner.
+
+    An explicit mode (secrets: 0600) is enforced on the path itself. Otherwise an edit keeps
+    the file what it was: a symlink stays a link (its target is rewritten), and the target
+    keeps its mode and owner; a new file is 0644 and belongs to whoever runs dynia.
+    """
+    if mode is not None:
+        return path, mode, None
+    target = Path(os.path.realpath(path))
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        return target, 0o644, None
+    return target, st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
+    """Write `data` to `path` so a crash leaves the old file or the new one, never a mix.
+
+    Any failure of the disk or its permissions is a typed `state` error naming the file.
+    """
     if isinstance(data, str):
         data = data.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        target, mode, owner = _identity(path, mode)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
+            st = os.fstat(f.fileno())
+            if owner is not None and owner != (st.st_uid, st.st_gid):
+                os.fchown(f.fileno(), *owner)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+        dirfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, PermissionError) and owner is not None:
+            raise state_error(f"cannot write {path} and keep its owner (uid {owner[0]}, gid {owner[1]})",
+                              "run dynia as the user who owns the file, or chown it to yourself") from None
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
-    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
 
 
-def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+def write_json(path: Path, data: Any, mode: int | None = None) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
@@ -108,9 +182,12 @@ def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
 @contextlib.contextmanager
 def cluster_lock(project: Project, cluster: str) -> Iterator[None]:
     """Advisory lock per cluster; a second command fails at once instead of waiting."""
+    path = project.lock_path(cluster)
     project.ensure_runtime()
-    path = project.runtime / "locks" / f"{cluster}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -143,7 +220,12 @@ def parse_yaml(text: str, source: str) -> Any:
     from ruamel.yaml import YAMLError
 
     try:
+        if flow_depth(text) > MAX_FLOW_DEPTH:
+            raise RecursionError  # the answer the parser gives itself, only later
         return _yaml().load(text)
+    except RecursionError:
+        raise config_error(f"{source}: nested too deeply to be a dynia spec",
+                           "a spec is a few levels deep; remove the nested brackets or lists") from None
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -188,14 +270,36 @@ def validate_cluster(project: Project, name: str, raw: Any) -> Cluster:
     return Cluster(project, name, spec, raw, infos)
 
 
+def read_input(path: Path, shown: str, missing: tuple[str, str]) -> str:
+    """The text of an operator's file (spec, compose file): UTF-8, at most 1 MiB, else a config
+    error; `missing` is the (message, hint) for a file that is not there."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_INPUT_BYTES + 1)
+    except FileNotFoundError:
+        raise config_error(*missing) from None
+    except IsADirectoryError:
+        raise config_error(f"{shown} is a directory, not a file", missing[1]) from None
+    except OSError as exc:
+        raise config_error(f"{shown} cannot be read: {exc.strerror or exc}",
+                           "check the file's permissions (ls -l) and that it is a regular file") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise config_error(f"{shown} is larger than {MAX_INPUT_BYTES >> 20} MiB",
+                           "this is not a dynia input file; point at the right file or trim it") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise config_error(f"{shown}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})",
+                           "save the file as UTF-8 (iconv -t UTF-8 converts it)") from None
+
+
 def read_spec_text(project: Project, name: str) -> str:
     path = project.spec_path(name)
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        known = ", ".join(project.cluster_names()) or "none yet"
-        raise config_error(f"no cluster spec {os.path.relpath(path, project.root)}",
-                           f"create it with `dynia cluster init {name} …` (clusters here: {known})") from None
+    known = ", ".join(project.cluster_names()) or "none yet"
+    shown = os.path.relpath(path, project.root)
+    return read_input(path, shown, (f"no cluster spec {shown}",
+                                    f"create it with `dynia cluster init {name} …` (clusters here: {known})"))
 
 
 def load_cluster(project: Project, name: str) -> Cluster:
@@ -212,6 +316,9 @@ def edit_cluster(project: Project, name: str) -> Iterator[Any]:
     with cluster_lock(project, name):
         source = os.path.relpath(project.spec_path(name), project.root)
         raw = parse_yaml(read_spec_text(project, name), source)
+        # Edits start from a spec of the right shape (a list of nodes, a mapping of services),
+        # so no edit trips over a hand-made mistake; compose files are checked after the edit.
+        validate_spec(raw, source)
         yield raw
         cluster = validate_cluster(project, name, raw)
         write_atomic(project.spec_path(name), dump_yaml(cluster.raw))

@@ -159,3 +159,102 @@ def test_doctor_reports_each_check_and_fails_when_something_is_missing(project, 
         "DIGITALOCEAN_TOKEN": "t" * 20, "CLOUDFLARE_API_TOKEN": "c" * 20, "PULUMI_CONFIG_PASSPHRASE": "p" * 12,
         "DYNIA_SSH_KEY": str(key)})
     assert r.code == 10 and "pulumi CLI" in r.err and "t" * 20 not in r.out + r.err
+
+
+# --- an edit changes the spec's content, never what the file is (issue #7, class h) ---------
+
+def _bind(cli, project) -> None:
+    r = cli("-C", str(project), "route", "bind", "api", "v2.example.com", "--cluster", "shop")
+    assert r.code == 0, r.err
+
+
+def test_edit_keeps_a_read_only_spec_read_only(project, cli):
+    spec = project / "clusters/shop.yaml"
+    spec.chmod(0o444)
+    _bind(cli, project)
+    assert "v2.example.com" in spec.read_text()
+    assert oct(spec.stat().st_mode & 0o7777) == "0o444"
+
+
+def test_edit_keeps_the_owner_of_a_spec_owned_by_another_user(project, cli):
+    spec = project / "clusters/shop.yaml"
+    os.chown(spec, 4321, 4322)
+    spec.chmod(0o640)
+    _bind(cli, project)
+    st = spec.stat()
+    assert "v2.example.com" in spec.read_text()
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (4321, 4322, "0o640")
+
+
+def test_edit_writes_through_a_symlinked_spec_to_its_target(project, cli):
+    shared = project / "shared" / "shop.yaml"
+    shared.parent.mkdir()
+    spec = project / "clusters/shop.yaml"
+    os.replace(spec, shared)
+    os.chown(shared, 4321, 4321)
+    shared.chmod(0o600)
+    spec.symlink_to("../shared/shop.yaml")
+    _bind(cli, project)
+    assert spec.is_symlink() and os.readlink(spec) == "../shared/shop.yaml"
+    assert "v2.example.com" in shared.read_text()
+    st = shared.stat()
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (4321, 4321, "0o600")
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["shop.yaml"], "no temp file left behind"
+
+
+def test_edit_follows_a_chain_of_symlinks(project, cli):
+    real = project / "real.yaml"
+    os.replace(project / "clusters/shop.yaml", real)
+    (project / "middle.yaml").symlink_to("real.yaml")
+    (project / "clusters/shop.yaml").symlink_to("../middle.yaml")
+    _bind(cli, project)
+    assert (project / "middle.yaml").is_symlink() and (project / "clusters/shop.yaml").is_symlink()
+    assert "v2.example.com" in real.read_text()
+
+
+def test_edit_that_cannot_keep_the_owner_fails_and_leaves_the_spec_untouched(project, cli, monkeypatch):
+    # What an operator who is not root meets: chown to another user is refused by the kernel.
+    spec = project / "clusters/shop.yaml"
+    os.chown(spec, 4321, 4321)
+    before = spec.read_bytes()
+
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchown", refuse)
+    r = cli("-C", str(project), "route", "bind", "api", "v2.example.com", "--cluster", "shop")
+    assert r.code == 11, r.err
+    assert "keep its owner (uid 4321" in r.err and "hint: run dynia as the user who owns the file" in r.err
+    assert spec.read_bytes() == before and spec.stat().st_uid == 4321
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["lab.yaml", "mini.yaml", "shop.yaml"]
+
+
+def test_explicit_mode_is_enforced_on_an_existing_file(tmp_path):
+    target = tmp_path / "secret.json"
+    target.write_text("{}")
+    target.chmod(0o644)
+    write_atomic(target, b"{}", mode=0o600)
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
+def test_new_file_without_a_mode_is_0644(tmp_path):
+    target = tmp_path / "new.yaml"
+    write_atomic(target, "a: 1\n")
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_cluster_init_builds_a_commented_spec_as_data(tmp_path, cli):
+    r = cli("-C", str(tmp_path), "cluster", "init", "blog", "--region", "ams3", "--domain", "Blog.Example.",
+            "--image", "debian-12-x64")
+    assert r.code == 0, r.err
+    text = (tmp_path / "clusters/blog.yaml").read_text()
+    assert text.startswith("# dynia cluster spec: the only source of truth for cluster blog.\n")
+    for comment in ("# stable ids: Pulumi resource names derive from them", "# the Cloudflare zone",
+                    "# Cloudflare Origin CA certificate, proxied records", "# warn | fail"):
+        assert comment in text
+    data = YAML(typ="safe").load(text)
+    assert data["provider"] == {"kind": "digitalocean", "region": "ams3", "size": "s-1vcpu-1gb",
+                                "image": "debian-12-x64"}
+    assert data["domain"] == "blog.example" and data["services"] == {}
+    assert sorted(data) == sorted(["version", "name", "provider", "nodes", "domain", "tls", "health", "guard",
+                                   "lockdown", "services"])

@@ -1,0 +1,124 @@
+"""Hostile input (issue #7, section 3): what the checks refuse is refused at the root, and what
+an operator legitimately writes still passes (no check may be stricter than the nodes need)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from dynia import compose
+from dynia.errors import DyniaError
+from dynia.spec import ClusterSpec, validate_spec
+from dynia.store import MAX_FLOW_DEPTH, Project, load_cluster, parse_yaml
+
+BASE = {"version": 1, "name": "shop", "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
+        "nodes": ["misty-owl"], "domain": "example.com"}
+
+
+def _spec(**changes) -> dict:
+    spec = {**BASE, **changes}
+    if "provider" in changes:
+        spec["provider"] = {**BASE["provider"], **changes["provider"]}
+    return spec
+
+
+@pytest.mark.parametrize("backend", ["file://~", "file:///var/lib/pulumi", "s3://bucket/dynia?region=sgp1",
+                                     "azblob://state", "gs://bucket/path", "https://api.pulumi.com"])
+def test_every_pulumi_backend_scheme_is_accepted(backend):
+    assert validate_spec(_spec(backend=backend), "t.yaml").backend == backend
+
+
+@pytest.mark.parametrize("vpc", ["10.110.0.0/24", "10.0.0.0/8", "172.16.0.0/12", "172.31.255.0/28",
+                                 "192.168.10.0/24"])
+def test_private_vpc_ranges_are_accepted(vpc):
+    assert validate_spec(_spec(provider={"vpc_ip_range": vpc}), "t.yaml").provider.vpc_ip_range == vpc
+
+
+@pytest.mark.parametrize("key,value", [("name", "shop\n"), ("domain", "example.com\n"),
+                                       ("nodes", ["misty-owl\n"]), ("master", "misty-owl\n")])
+def test_no_identifier_accepts_a_trailing_newline(key, value):
+    with pytest.raises(DyniaError) as exc:
+        validate_spec(_spec(**{key: value}), "t.yaml")
+    assert exc.value.kind == "config"
+
+
+def test_service_names_are_matched_whole():
+    svc = {"compose": "services/a.yml", "port": 9000, "placement": "active-only"}
+    with pytest.raises(DyniaError, match="service name 'admin\\\\n'"):
+        validate_spec(_spec(services={"admin\n": svc}), "t.yaml")
+    assert "admin" in ClusterSpec.model_validate(_spec(services={"admin": svc})).services
+
+
+def _service(tmp_path: Path, compose_text: str, port: int = 9000):
+    (tmp_path / "services").mkdir(exist_ok=True)
+    (tmp_path / "services/app.yml").write_text(compose_text)
+    spec = _spec(services={"app": {"compose": "services/app.yml", "port": port}})
+    return validate_spec(spec, "t.yaml"), tmp_path
+
+
+def test_what_works_on_a_node_passes_the_compose_checks(tmp_path):
+    spec, root = _service(tmp_path, """\
+services:
+  app:
+    image: x
+    ports: ["0.0.0.0:9000:80", {target: 81, published: "9001", host_ip: "127.0.0.1", protocol: udp}]
+    expose: ["5432"]
+    volumes: ["data:/data", "/srv/app:/srv", {type: bind, source: /etc/app, target: /etc/app}, "/cache"]
+    extends: {service: base}
+  base:
+    image: y
+configs:
+  inline: {content: "a=1"}
+secrets:
+  token: {environment: TOKEN}
+volumes:
+  data: {}
+""")
+    infos, problems = compose.check_all(spec, root)
+    assert problems == []
+    rendered = YAML(typ="safe").load(compose.wrapped("app", infos["app"]))
+    ports = rendered["services"]["app"]["ports"]
+    assert ports[0] == "127.0.0.1:9000:80" and ports[1]["host_ip"] == "127.0.0.1"
+
+
+def test_compose_symlink_out_of_the_project_is_refused(tmp_path):
+    outside = tmp_path / "outside.yml"
+    outside.write_text('services:\n  app:\n    image: x\n    ports: ["9000:80"]\n')
+    root = tmp_path / "proj"
+    (root / "services").mkdir(parents=True)
+    (root / "services/app.yml").symlink_to(outside)
+    spec = validate_spec(_spec(services={"app": {"compose": "services/app.yml", "port": 9000}}), "t.yaml")
+    _, problems = compose.check_all(spec, root)
+    assert problems and "leads outside the project directory" in problems[0][1]
+
+
+def test_rendered_header_cannot_leave_its_comment_line(tmp_path):
+    spec, root = _service(tmp_path, 'services:\n  app:\n    image: x\n    ports: ["9000:80"]\n')
+    infos, _ = compose.check_all(spec, root)
+    hostile = compose.ComposeInfo(path=infos["app"].path, shown="services/app.yml\nname: evil\u2028x: 1",
+                                  data=infos["app"].data, memory_mib=1, unlimited=())
+    text = compose.wrapped("app", hostile)
+    assert text.splitlines()[0].startswith("# Rendered by dynia from services/app.yml\\nname: evil\\u2028x: 1")
+    assert YAML(typ="safe").load(text)["name"] == "dynia-app"
+
+
+def test_flow_nesting_up_to_the_limit_parses_and_beyond_is_refused():
+    ok = "x: " + "[" * MAX_FLOW_DEPTH + "]" * MAX_FLOW_DEPTH + "\n"
+    assert parse_yaml(ok, "t.yaml")["x"] is not None
+    deep = "x: " + "[" * (MAX_FLOW_DEPTH + 1) + "]" * (MAX_FLOW_DEPTH + 1) + "\n"
+    with pytest.raises(DyniaError, match="nested too deeply"):
+        parse_yaml(deep, "t.yaml")
+    brackets_in_text = 'x: "' + "[" * 500 + '"  # ' + "{" * 500 + "\n"
+    assert parse_yaml(brackets_in_text, "t.yaml")["x"] == "[" * 500
+
+
+def test_spec_of_exactly_the_size_cap_is_read(project):
+    from dynia.store import MAX_INPUT_BYTES
+
+    spec = project / "clusters/shop.yaml"
+    text = spec.read_text()
+    spec.write_text(text + "#" * (MAX_INPUT_BYTES - len(text.encode()) - 1) + "\n")
+    assert spec.stat().st_size == MAX_INPUT_BYTES
+    assert load_cluster(Project(project), "shop").spec.name == "shop"
+
