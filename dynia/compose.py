@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .spec import INFRA_PORTS, ClusterSpec, Service
+from .paths import INFRA_PORTS
+from .spec import ClusterSpec, Service
 
 # Guard assumption for a container without a memory limit (and the plan says it assumed it).
 DEFAULT_SERVICE_MIB = 256

@@ -15,18 +15,9 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerial
                       ValidationError, field_validator, model_validator)
 
 from .errors import DyniaError, config_error
-from .sizes import REGIONS, SIZE_RAM_MIB
+from .paths import INFRA_PORTS
 
 SCHEMA_VERSION = 1
-
-# Ports dynia itself uses on every node; a service may not publish them.
-HAPROXY_HTTP_PORT = 80
-HAPROXY_HTTPS_PORT = 443
-CADDY_PORT = 8880
-CADDY_ADMIN_PORT = 2019
-STATS_PORT = 8404
-INFRA_PORTS = {HAPROXY_HTTP_PORT: "HAProxy http", HAPROXY_HTTPS_PORT: "HAProxy https",
-               CADDY_PORT: "Caddy", CADDY_ADMIN_PORT: "Caddy admin", STATS_PORT: "HAProxy stats"}
 
 # Every identifier pattern is applied with re.fullmatch: `$` also matches before a trailing
 # newline, and "admin\n" as a service name once split a notify.sh line in two.
@@ -106,26 +97,16 @@ class Strict(BaseModel):
 
 
 class Provider(Strict):
-    # local = lab nodes on this machine (network namespaces; see dynia.lab), for tests and demos.
-    kind: Literal["digitalocean", "local"] = "digitalocean"
-    region: str | None = None
-    size: str
-    image: str = "ubuntu-24-04-x64"
-    vpc_ip_range: str = "10.110.0.0/24"
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        if v is not None and v not in REGIONS:
-            raise ValueError(f"unknown DigitalOcean region; known: {', '.join(REGIONS)}")
-        return v
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        if v not in SIZE_RAM_MIB:
-            raise ValueError("unknown droplet size; known: " + ", ".join(sorted(SIZE_RAM_MIB)))
-        return v
+    """Where the nodes live. The rules that depend on the kind (regions, sizes) are the
+    provider's own (dynia.providers), checked with the other cross-key rules."""
+    kind: Literal["digitalocean", "local"] = Field(
+        "digitalocean", description="digitalocean (droplets behind Cloudflare), or local: lab nodes on this "
+                                    "machine (network namespaces), for tests and demos")
+    region: str | None = Field(None, description="DigitalOcean region slug, e.g. sgp1 (required for digitalocean)")
+    size: str = Field(description="droplet size slug, e.g. s-1vcpu-1gb; its RAM feeds the resource guard")
+    image: str = Field("ubuntu-24-04-x64", description="droplet image slug")
+    vpc_ip_range: str = Field("10.110.0.0/24", description="the private network of the nodes: a private IPv4 "
+                                                           "range of /28 or larger")
 
     @field_validator("image")
     @classmethod
@@ -147,23 +128,20 @@ class Provider(Strict):
                              "192.168.0.0/16) of /28 or larger, like 10.110.0.0/24")
         return str(net)
 
-    @model_validator(mode="after")
-    def _region_for_droplets(self) -> "Provider":
-        if self.kind == "digitalocean" and self.region is None:
-            raise ValueError("region is required for digitalocean (e.g. sgp1)")
-        return self
 
 
 class Tls(Strict):
     # letsencrypt (DNS-only records, ACME on the nodes) is in the design but not built yet.
-    mode: Literal["origin"] = "origin"
+    mode: Literal["origin"] = Field("origin", description="origin: a Cloudflare Origin CA certificate, "
+                                                          "records proxied through Cloudflare")
 
 
 class Health(Strict):
-    retries: int = Field(5, ge=1, le=50)
-    interval: Duration = 2.0
-    backoff: float = Field(2.0, ge=1.0, le=10.0)
-    timeout: Duration = 60.0
+    """The health gate every push passes before the roll moves on."""
+    retries: int = Field(5, ge=1, le=50, description="tries before the gate fails and the node is rolled back")
+    interval: Duration = Field(2.0, description="pause after the first failed try, like 2s or 500ms")
+    backoff: float = Field(2.0, ge=1.0, le=10.0, description="each pause is the previous one times this")
+    timeout: Duration = Field(60.0, description="the gate gives up after this long, whatever the tries left")
 
     @model_validator(mode="after")
     def _timeout_covers_one_try(self) -> "Health":
@@ -173,16 +151,24 @@ class Health(Strict):
 
 
 class Guard(Strict):
-    memory_threshold: float = Field(0.8, gt=0.0, le=1.0)
-    on_exceed: Literal["warn", "fail"] = "fail"
+    """The resource guard: will the services placed on a node fit in its RAM?"""
+    memory_threshold: float = Field(0.8, gt=0.0, le=1.0, description="largest fraction of a node's RAM "
+                                                                     "the infra budget and services may use")
+    on_exceed: Literal["warn", "fail"] = Field("fail", description="fail: render and plan refuse; warn: they "
+                                                                   "print a warning")
 
 
 class Service(Strict):
-    compose: str
-    port: int = Field(ge=1024, le=65535)
-    domain: str | None = None
-    health_path: str = "/"
-    placement: Literal["all", "active-only", "standby-only"] = "all"
+    """One of the operator's docker-compose services, mirrored on the nodes its placement names."""
+    compose: str = Field(description="the compose file, relative to the project directory")
+    port: int = Field(ge=1024, le=65535, description="the host port the compose file publishes "
+                                                     "(bound to 127.0.0.1; Caddy routes to it)")
+    domain: str | None = Field(None, description="the domain routed to it, inside the cluster's zone; "
+                                                 "DNS is created after its gates pass")
+    health_path: str = Field("/", description="a path that answers 2xx or 3xx when the service is healthy")
+    placement: Literal["all", "active-only", "standby-only"] = Field(
+        "all", description="all nodes, only the VIP holder (active-only) or only the others (standby-only); "
+                           "notify.sh switches them on failover")
 
     def runs_on(self, is_master: bool) -> bool:
         """Does this service run on a node in that role? (notify.sh switches it on failover.)"""
@@ -216,18 +202,23 @@ class Service(Strict):
 
 
 class ClusterSpec(Strict):
-    version: int = SCHEMA_VERSION
-    name: str
-    provider: Provider
-    nodes: list[str] = Field(min_length=1, max_length=5)
-    master: str | None = None
-    domain: str
-    tls: Tls = Tls()
-    health: Health = Health()
-    guard: Guard = Guard()
-    lockdown: bool = False
-    backend: str | None = None
-    services: dict[str, Service] = {}
+    """A cluster: clusters/<name>.yaml, the only source of truth."""
+    version: int = Field(SCHEMA_VERSION, description="schema version; a newer spec than this dynia understands "
+                                                     "is refused")
+    name: str = Field(description="cluster name, equal to the file name")
+    provider: Provider = Field(description="where the nodes live: kind, region, size, image, vpc_ip_range")
+    nodes: list[str] = Field(min_length=1, max_length=5, description="1-5 stable two-word node ids (misty-owl); "
+                                                                     "Pulumi names derive from them")
+    master: str | None = Field(None, description="the node that should hold the reserved IP "
+                                                 "(default: the first node)")
+    domain: str = Field(description="the Cloudflare zone; every service domain must be inside it")
+    tls: Tls = Field(Tls(), description="the certificate HAProxy serves (mode)")
+    health: Health = Field(Health(), description="the health gate: retries, interval, backoff, timeout")
+    guard: Guard = Field(Guard(), description="the resource guard: memory_threshold, on_exceed")
+    lockdown: bool = Field(False, description="chattr +i on managed files between applies")
+    backend: str | None = Field(None, description="Pulumi state backend URL (https://, file://, s3://, azblob://, "
+                                                  "gs://); default .dynia/state or PULUMI_BACKEND_URL")
+    services: dict[str, Service] = Field({}, description="the operator's services by name")
 
     @field_validator("name")
     @classmethod
@@ -272,14 +263,12 @@ class ClusterSpec(Strict):
     def master_node(self) -> str:
         return self.master or self.nodes[0]
 
-    @property
-    def ram_mib(self) -> int:
-        return SIZE_RAM_MIB[self.provider.size]
-
 
 def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
     """Rules across keys. Returns (key path, message, hint) for each violation."""
-    problems: list[tuple[tuple, str, str]] = []
+    from . import providers
+
+    problems: list[tuple[tuple, str, str]] = list(providers.of(spec).check(spec.provider))
     if spec.master is not None and spec.master not in spec.nodes:
         problems.append((("master",), f"master {spec.master!r} is not one of the nodes",
                          f"set master to one of: {', '.join(spec.nodes)}"))
@@ -352,9 +341,7 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
             if model is ClusterSpec:
                 return None
             continue  # dict key (service name)
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = _model_at_annotation(field.annotation)
     return model
 
 
@@ -404,6 +391,32 @@ def raise_first(source: str, raw: Any, problems: list[tuple[tuple, str, str]]) -
         path, msg, hint = problems[0]
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise config_error(f"{_where(source, raw, path)}: {msg}{more}", hint)
+
+
+def key_table() -> str:
+    """The README's spec table, from the field descriptions (tests/unit/test_spec_docs.py keeps
+    the two equal): one row per key, nested keys dotted, a service's as services.<name>.KEY."""
+    rows = ["| key | meaning |", "|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = prefix + name
+            nested = _model_at_annotation(field.annotation)
+            if name == "services":
+                rows.append(f"| `{key}` | {field.description} |")
+                walk(Service, "services.<name>.")
+            elif nested is not None:
+                walk(nested, key + ".")
+            else:
+                rows.append(f"| `{key}` | {field.description} |")
+
+    walk(ClusterSpec, "")
+    return "\n".join(rows) + "\n"
+
+
+def _model_at_annotation(ann: Any) -> type[BaseModel] | None:
+    return next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)),
+                None)
 
 
 def json_schema() -> dict:

@@ -75,11 +75,12 @@ class Project:
         return self.runtime / "snapshots" / check_cluster_name(cluster)
 
     def lab_dir(self, cluster: str) -> Path:
-        """Lab nodes of a local-provider cluster (dynia.lab)."""
+        """Lab nodes of a local-provider cluster (dynia.providers.lab)."""
         return self.runtime / "lab" / check_cluster_name(cluster)
 
-    def secrets_path(self, cluster: str) -> Path:
-        return self.runtime / "secrets" / f"{check_cluster_name(cluster)}.json"
+    def secrets_path(self, cluster: str, kind: str = "json") -> Path:
+        """.dynia/secrets/<cluster>.json (stats credentials), .origin.pem (the lab's certificate)."""
+        return self.runtime / "secrets" / f"{check_cluster_name(cluster)}.{kind}"
 
     def lock_path(self, cluster: str) -> Path:
         return self.runtime / "locks" / f"{check_cluster_name(cluster)}.lock"

@@ -17,26 +17,27 @@ CLUSTER_OPT = typer.Option(None, "--cluster", "-c", help="Cluster name (default:
 
 
 @dataclass
-class State:
+class GlobalOptions:
+    """What `dynia -C DIR --debug …` said before the command."""
     root: Path
     debug: bool = False
 
 
-def state(ctx: typer.Context) -> State:
+def global_options(ctx: typer.Context) -> GlobalOptions:
     obj = ctx.find_root().obj
     if obj is None:  # invoked without the root callback (tests calling a sub-app)
-        obj = State(Path(os.getcwd()))
+        obj = GlobalOptions(Path(os.getcwd()))
     return obj
 
 
 def project(ctx: typer.Context):
     from ..store import Project
 
-    return Project(state(ctx).root)
+    return Project(global_options(ctx).root)
 
 
 def cluster_name(ctx: typer.Context, explicit: str | None) -> str:
-    from ..context import resolve
+    from ..selection import resolve
 
     return resolve(project(ctx), explicit)
 

@@ -11,16 +11,15 @@ app = typer.Typer(help="Select the current cluster and check this machine (docto
 @app.command("current")
 def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Print the cluster commands act on, and why."""
-    import os
+    from ..errors import DyniaError
+    from ..selection import resolve_with_source
 
-    from ..context import current
-
-    proj = project(ctx)
-    name, source = None, None
-    if os.environ.get("DYNIA_CLUSTER"):
-        name, source = os.environ["DYNIA_CLUSTER"], "DYNIA_CLUSTER"
-    elif current(proj):
-        name, source = current(proj), ".dynia/context.json"
+    try:
+        name, source = resolve_with_source(project(ctx), None)
+    except DyniaError as exc:
+        if exc.message != "no cluster selected":  # a bad name or a corrupt context.json is the answer
+            raise
+        name = source = None
     if as_json:
         emit_json({"currentCluster": name, "source": source})
     elif name:
@@ -33,7 +32,7 @@ def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
 @app.command("use")
 def use_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Cluster name (clusters/NAME.yaml).")) -> None:
     """Make NAME the current cluster."""
-    from ..context import use
+    from ..selection import use
 
     use(project(ctx), name)
     say(f"current cluster: {name}")
@@ -42,7 +41,7 @@ def use_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Cluster na
 @app.command("clear")
 def clear_cmd(ctx: typer.Context) -> None:
     """Forget the current cluster."""
-    from ..context import clear
+    from ..selection import clear
 
     clear(project(ctx))
     say("current cluster cleared")

@@ -13,7 +13,7 @@ import typer
 
 from ..errors import EXIT_INTERNAL, DyniaError
 from . import cert, cluster, context, plan, render, route, schema, service, state, up
-from .common import State
+from .common import GlobalOptions
 
 app = typer.Typer(
     name="dynia",
@@ -35,8 +35,8 @@ app.add_typer(cert.app, name="cert")
 for group in (schema, render, plan, up):
     group.register(app)
 
-# The callback's State, kept here too: errors are printed after click has left its context.
-_state: State | None = None
+# The callback's options, kept here too: errors are printed after click has left its context.
+_options: GlobalOptions | None = None
 
 
 def _print_version(requested: bool) -> None:
@@ -55,8 +55,8 @@ def main(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print dynia's version and exit."),
 ) -> None:
-    global _state
-    _state = ctx.obj = State(root=directory.resolve(), debug=debug)
+    global _options
+    _options = ctx.obj = GlobalOptions(root=directory.resolve(), debug=debug)
 
 
 def _log_trace(root: Path) -> Path | None:
@@ -104,9 +104,9 @@ def _fail(exc: DyniaError) -> None:
     print(f"hint: {exc.hint}", file=sys.stderr)
     if exc.resume:
         print(f"resume: {exc.resume}", file=sys.stderr)
-    if _state and _state.debug:
+    if _options and _options.debug:
         traceback.print_exc()
-        log = _log_trace(_state.root)
+        log = _log_trace(_options.root)
         if log:
             print(f"log: {log}", file=sys.stderr)
     sys.exit(exc.exit_code)
@@ -115,8 +115,8 @@ def _fail(exc: DyniaError) -> None:
 def run() -> None:
     """Run the app; every outcome is an exit code. Ctrl-C propagates as KeyboardInterrupt to
     `dynia.__main__.main`, the one place that reports it."""
-    global _state
-    _state = None
+    global _options
+    _options = None
     try:
         rc = app(standalone_mode=False)  # returns the code of a typer.Exit
     except DyniaError as exc:
@@ -133,7 +133,7 @@ def run() -> None:
             _usage_error(exc)
         print(f"error: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         print("hint: this is a bug in dynia; rerun with --debug and report the trace", file=sys.stderr)
-        if _state and _state.debug:
+        if _options and _options.debug:
             traceback.print_exc()
         sys.exit(EXIT_INTERNAL)
     if rc == 130:  # typer ≥0.26 turns Ctrl-C into Exit(130); no dynia command exits 130 itself

@@ -227,7 +227,7 @@ class Lab:
            f"--uts={node.uts(self.dir)}", "--propagation", "private", "sh", "-ec", setup)
         pub = (self.key.with_suffix(".pub")).read_text()
         self.run(node.id, "set -e; rm -f /etc/ssh/ssh_host_*; ssh-keygen -q -t ed25519 -N '' "
-                          "-f /etc/ssh/ssh_host_ed25519_key; mkdir -p /run/sshd /root/.ssh /opt/dynia; "
+                          "-f /etc/ssh/ssh_host_ed25519_key; mkdir -p /run/sshd /root/.ssh; "
                           "chmod 700 /root/.ssh; cat > /root/.ssh/authorized_keys; "
                           f"cat > /etc/ssh/sshd_dynia.conf <<'EOF'\n{SSHD_CONFIG.format(ip=node.ip)}EOF\n"
                           "/usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf", input=pub.encode())

@@ -46,7 +46,7 @@ class Local(DropletSizes, Provider):
         return Inventory({n: (ip, ip) for n, ip in ips.items()}, vip, planned=False)
 
     def lab_dir(self, project, cluster: str):
-        return project.runtime / "lab" / cluster
+        return project.lab_dir(cluster)
 
     def ssh_identity(self, project, cluster: str) -> SshIdentity:
         lab = self.lab_dir(project, cluster)
@@ -62,7 +62,7 @@ class Local(DropletSizes, Provider):
 
         from ..store import write_atomic
 
-        path = project.runtime / "secrets" / f"{cluster}.origin.pem"
+        path = project.secrets_path(cluster, "origin.pem")
         if path.exists():
             return path.read_bytes()
         pem = self_signed_pem(domain)

@@ -93,6 +93,8 @@ def test_user_text_with_rich_markup_is_printed_verbatim(tmp_path, project):
     assert proc.returncode == 0, proc.stderr
     assert f"into {odd}/deploy-config/shop " in proc.stdout
 
+    # Not a cluster name: the selection says so (it resolves exactly as every command does),
+    # with the value verbatim and no markup error.
     proc = dynia("-C", str(odd), "context", "current", env={"DYNIA_CLUSTER": "[/x]"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("[/x]  ")
+    assert proc.returncode == 10, proc.stderr
+    assert proc.stderr.startswith("error: DYNIA_CLUSTER '[/x]' is not a cluster name") and "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""Which cluster a command acts on: --cluster, then DYNIA_CLUSTER, then .dynia/context.json."""
+"""Which cluster a command acts on: --cluster, then DYNIA_CLUSTER, then the current cluster
+(`dynia context use`, kept in .dynia/context.json), then the only spec in clusters/."""
 from __future__ import annotations
 
 import json
@@ -71,19 +72,24 @@ def clear(project: Project) -> None:
 
 def resolve(project: Project, explicit: str | None) -> str:
     """The cluster a command acts on, checked as a name before any path is built from it."""
+    return resolve_with_source(project, explicit)[0]
+
+
+def resolve_with_source(project: Project, explicit: str | None) -> tuple[str, str]:
+    """(cluster, where the choice came from): what `dynia context current` explains."""
     for name, source in ((explicit, "--cluster"), (os.environ.get("DYNIA_CLUSTER"), "DYNIA_CLUSTER")):
         if name:
             if not is_name(name):
                 raise config_error(f"{source} {name!r} is not a cluster name ({NAME_RULE})",
                                    "pass the NAME of a clusters/NAME.yaml"
                                    + _known(project))
-            return name
+            return name, source
     name = current(project)
     if name:
-        return name
+        return name, os.path.relpath(_path(project), project.root)
     names = project.cluster_names()
     if len(names) == 1:
-        return check_cluster_name(names[0])
+        return check_cluster_name(names[0]), "the only spec in clusters/"
     raise config_error("no cluster selected",
                        "pass --cluster NAME, set DYNIA_CLUSTER, or run `dynia context use NAME`"
                        + (f" (clusters here: {', '.join(names)})" if names else ""))
