@@ -16,7 +16,7 @@ from typing import Callable
 from . import providers
 from .errors import DyniaError
 from .nodes.push_errors import push_error
-from .phases import PHASES
+from .phases import PHASES, phase_of
 from .store import Cluster
 
 MIN_CLI = "3.100.0"
@@ -246,7 +246,7 @@ class Engine:
         previous = cache.applied(self.cluster).get("nodes", {})
 
         def pushed(entry: dict) -> bool:
-            return ("infra" if (entry.get("layer") or "infra") == "infra" else "apps") in phases
+            return phase_of(entry.get("layer") or "infra") in phases
 
         nodes = {}
         for node in rendering.files:

@@ -63,3 +63,42 @@ def test_lab_never_finds_a_process_by_name():
 def test_compose_up_and_down_name_the_services_rendered_compose_file(commands, binary):
     assert commands.compose_up("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml up -d"
     assert commands.compose_down("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml down"
+
+
+# Which commands a service's bundle carries, per profile, placement and role: the app is
+# started (and, on a failed first deploy, stopped) only where its placement runs it; Caddy is
+# validated and reloaded everywhere, since every node routes to every service.
+ROLE_RUNS = {("all", "MASTER"): True, ("all", "BACKUP"): True, ("active-only", "MASTER"): True,
+             ("active-only", "BACKUP"): False, ("standby-only", "MASTER"): False, ("standby-only", "BACKUP"): True}
+
+
+@pytest.mark.parametrize("kind", ["digitalocean", "local"])
+@pytest.mark.parametrize("placement", ["all", "active-only", "standby-only"])
+def test_service_bundle_commands_follow_placement_and_role(project, kind, placement):
+    from dynia.bundle import build_bundles
+    from dynia.session import render_cluster
+    from dynia.store import Project, load_cluster
+
+    spec = project / "clusters/shop.yaml"
+    text = spec.read_text().replace("    domain: api.example.com\n", "" if placement == "standby-only" else
+                                    "    domain: api.example.com\n")
+    text = text.replace("    health_path: /healthz\n    placement: all\n",
+                        f"    health_path: /healthz\n    placement: {placement}\n", 1)
+    if kind == "local":
+        text = text.replace("kind: digitalocean", "kind: local").replace("  region: sgp1\n", "")
+    spec.write_text(text)
+    cluster = load_cluster(Project(project), "shop")
+    assert cluster.spec.services["api"].placement == placement
+    commands = NodeCommands(get(kind).profile)
+    slots = {"origin_certificate": b"pem", "stats_credentials": b"creds", "provider_token": b"token"}
+    for node in cluster.spec.nodes:
+        role = "MASTER" if node == cluster.spec.master_node else "BACKUP"
+        bundle = build_bundles(cluster.spec, render_cluster(cluster), node, slots)["service:api"]
+        runs = ROLE_RUNS[(placement, role)]
+        assert bundle.validate == {"caddy": commands.validate("caddy")}
+        assert bundle.reload == ({"caddy": commands.reload("caddy"), "service:api": commands.compose_up("api")}
+                                 if runs else {"caddy": commands.reload("caddy")})
+        assert bundle.stop == ({"service:api": commands.compose_down("api")} if runs else {})
+        assert bundle.component_order == ["service:api", "caddy"]
+        assert [c["name"] for c in bundle.health] == ((["api app", "api via caddy"] if placement != "standby-only"
+                                                        else ["api app"]) if runs else [])

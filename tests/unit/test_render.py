@@ -33,6 +33,18 @@ def test_render_matches_golden_files(project, tmp_path, name):
     assert _tree(out) == _tree(golden), "render changed; review, then rerun with DYNIA_UPDATE_GOLDEN=1"
 
 
+def test_cloud_init_matches_its_golden_file_and_carries_no_managed_file():
+    from dynia.render import cloud_init
+
+    text = cloud_init("shop", "misty-owl")
+    golden = GOLDEN / "cloud-init" / "shop-misty-owl.yaml"
+    if os.environ.get("DYNIA_UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), "cloud-init changed; review, then rerun with DYNIA_UPDATE_GOLDEN=1"
+    assert text.startswith("#cloud-config\n") and "haproxy.cfg" not in text and "Caddyfile" not in text
+
+
 @pytest.mark.parametrize("name", CLUSTERS)
 def test_rendering_twice_is_byte_identical(project, cli, name):
     assert cli("-C", str(project), "render", "--cluster", name).code == 0
