@@ -1,9 +1,14 @@
 """ClusterNode: one node of a cluster on DigitalOcean (a droplet)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
+
+# Droplet inputs whose change makes DigitalOcean replace the droplet (image, ssh_keys,
+# vpc_uuid) or that only matter at first boot (user_data): a spec or key change must never
+# replace every node at once, so Pulumi ignores them on existing droplets. A new node gets them.
+IGNORED = ["image", "ssh_keys", "vpc_uuid", "user_data"]
 
 
 @dataclass
@@ -16,10 +21,19 @@ class DropletArgs:
     vpc_id: pulumi.Input[str]
     ssh_key_fingerprint: pulumi.Input[str]
     user_data: str
+    # The previous node's droplet in rolling order: a size change powers a droplet off to resize
+    # it, so droplets resize one after the other (backups first, the VIP holder last), never together.
+    after: list = field(default_factory=list)
+    protect: bool = True
 
 
 class ClusterNode(pulumi.ComponentResource):
-    """A droplet in the cluster VPC with the SSH key, tags and cloud-init; no SSH yet."""
+    """A droplet in the cluster VPC with the SSH key, tags and cloud-init; no SSH yet.
+
+    Protected: nothing deletes or replaces it by accident (a node dropped from the spec by
+    hand, a renamed cluster). `dynia cluster node remove` and `cluster destroy` lift the
+    protection of exactly the droplets they delete (DigitalOcean.release) before deleting them.
+    """
 
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
@@ -33,8 +47,9 @@ class ClusterNode(pulumi.ComponentResource):
             f"{name}-droplet", name=f"{args.cluster}-{args.node}", region=args.region, size=args.size,
             image=args.image, vpc_uuid=args.vpc_id, ssh_keys=[args.ssh_key_fingerprint],
             user_data=args.user_data, tags=["dynia", f"dynia-{args.cluster}"], monitoring=True,
-            # The droplet is the node; never replace it because cloud-init text changed.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["user_data"]))
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=list(IGNORED),
+                                        depends_on=list(args.after)))
+        self.droplet = droplet
         self.public_ip = droplet.ipv4_address
         self.private_ip = droplet.ipv4_address_private
         self.droplet_id = droplet.id

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 import pulumi
 
+DIAL_ERROR_LIMIT = 60
+PER_DIAL_TIMEOUT = 10  # seconds
+
 
 @dataclass
 class NodeConfigArgs:
@@ -32,7 +35,12 @@ class NodeConfig(pulumi.ComponentResource):
             f"{name}-push",
             connection=command.remote.ConnectionArgs(host=args.host, user=args.user,
                                                      private_key=pulumi.Output.secret(args.private_key),
-                                                     dial_error_limit=3),
+                                                     # A droplet turns `active` a minute or more before its sshd
+                                                     # answers: keep dialling for a boot's worth of minutes
+                                                     # (60 tries, each at most 10 s plus the provider's backoff
+                                                     # of up to a few seconds: ~5 to 15 minutes), not 3 tries.
+                                                     dial_error_limit=DIAL_ERROR_LIMIT,
+                                                     per_dial_timeout=PER_DIAL_TIMEOUT),
             create=args.command, update=args.command,
             stdin=pulumi.Output.secret(args.payload),
             triggers=[args.digest],

@@ -33,10 +33,14 @@ class ReservedIpAssignmentArgs:
 
 
 class ReservedIpAssignment(pulumi.ComponentResource):
-    """Assign the reserved IP to the MASTER after every node's infra health gate passed.
+    """The reserved IP's FIRST assignment, to the MASTER, after every node's infra health gate.
 
-    keepalived moves the address on failover (notify.sh); `ignore_changes` on the droplet id
-    keeps Pulumi from ever moving it back.
+    After it, keepalived's notify script owns the assignment (it moves the address on
+    failover). Pulumi must be unable to fight it: `ignore_changes` on the droplet id keeps an
+    update from moving it back; the infra program declares this resource only while no node
+    is known to hold the address, and `retain_on_delete` makes dropping it from the program
+    (or from the state, as a refresh does when keepalived moved the address) leave the live
+    assignment alone instead of unassigning it.
     """
 
     def __init__(self, name: str, args: ReservedIpAssignmentArgs, opts: pulumi.ResourceOptions | None = None):
@@ -46,5 +50,6 @@ class ReservedIpAssignment(pulumi.ComponentResource):
         self.assignment = do.ReservedIpAssignment(
             f"{name}-assignment", ip_address=args.address,
             droplet_id=pulumi.Output.from_input(args.droplet_id).apply(int),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates, ignore_changes=["dropletId"]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates, ignore_changes=["dropletId"],
+                                        retain_on_delete=True))
         self.register_outputs({})

@@ -18,7 +18,7 @@ from importlib import resources
 from . import providers
 from .errors import DyniaError
 from .nodes.commands import COMPONENTS, NodeCommands
-from .paths import HEALTH_HOST, HEALTH_URI, PORTS
+from .paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
 from .render import Rendering
 from .spec import ClusterSpec
 
@@ -46,16 +46,26 @@ class Bundle:
     lockdown: bool
     component_order: list[str]
     remove: list[str] = field(default_factory=list)
+    # target -> component that reloads (or stops) when that file is removed
+    remove_components: dict[str, str] = field(default_factory=dict)
     force: bool = False
 
     def as_json(self) -> dict:
         return {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
                 "files": self.files, "validate": self.validate, "reload": self.reload, "stop": self.stop,
                 "health": self.health, "policy": self.policy, "lockdown": self.lockdown,
-                "componentOrder": self.component_order, "remove": self.remove, "force": self.force}
+                "componentOrder": self.component_order, "remove": self.remove,
+                "removeComponents": self.remove_components, "force": self.force}
 
     def encode(self) -> bytes:
         return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":")).encode()
+
+    def content(self) -> bytes:
+        """What this push delivers, without the config version: the version is cluster-wide,
+        so inside the trigger one service's change would re-run every push on every node."""
+        data = self.as_json()
+        del data["configVersion"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     def payload(self) -> bytes:
         """stdin of BOOTSTRAP: script length, the script, the bundle."""
@@ -64,8 +74,11 @@ class Bundle:
 
     @property
     def digest(self) -> str:
-        """Changes whenever anything the node would receive changes (secrets included, hashed)."""
-        return hashlib.sha256(self.encode() + apply_script()).hexdigest()
+        """The push's trigger: changes whenever the files, filled slots, commands, policy or the
+        apply script of this layer change (secrets included, hashed), never with the cluster's
+        config version alone. The payload's version is stamped per layer (stacks.pushes), so an
+        unchanged layer keeps the payload, and the push, it had."""
+        return hashlib.sha256(self.content() + apply_script()).hexdigest()
 
     def describe(self) -> dict:
         """Loggable summary: paths and hashes, never content."""
@@ -102,8 +115,11 @@ def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dic
 
 
 def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: dict[str, bytes],
-                  *, force: bool = False) -> dict[str, Bundle]:
-    """Every layer's bundle for one node: {"infra": …, "service:api": …}."""
+                  *, force: bool = False, holder: str | None = None) -> dict[str, Bundle]:
+    """Every layer's bundle for one node: {"infra": …, "service:api": …}.
+
+    `holder` is the node holding the reserved IP, read live (None: the configured MASTER is
+    assumed): active-only services run there."""
     commands = NodeCommands(providers.of(spec).profile)
     private_ip = rendering.inventory.nodes[node][0]
     policy = {"retries": spec.health.retries, "interval": spec.health.interval,
@@ -127,14 +143,24 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
                                     health=infra_health(commands, private_ip), component_order=list(COMPONENTS))
             continue
         service = layer.split(":", 1)[1]
-        here = spec.services[service].runs_on(node == spec.master_node)
+        here = spec.services[service].runs_on(node == active_node(spec, holder))
         reload = {"caddy": commands.reload("caddy")}
         if here:
             reload[layer] = commands.compose_up(service)
+        # A service without a domain has no route: removing its route file is a no-op until a
+        # route is unbound, then Caddy stops serving it. Derived from the spec, not from what
+        # was applied, so the bundle (and its trigger) is the same on every machine.
+        route = [] if spec.services[service].domain else [PATHS.route_file(service)]
         bundles[layer] = Bundle(
             **common, validate={"caddy": commands.validate("caddy")}, reload=reload,
             stop={layer: commands.compose_down(service)} if here else {},
             health=service_health(spec, service, private_ip) if here else [],
             # Start the app before Caddy routes to it.
-            component_order=[layer, "caddy"])
+            component_order=[layer, "caddy"],
+            remove=route, remove_components={t: "caddy" for t in route})
     return bundles
+
+
+def active_node(spec: ClusterSpec, holder: str | None) -> str:
+    """Where active-only services run: the live VIP holder when known, else the configured MASTER."""
+    return holder if holder in spec.nodes else spec.master_node

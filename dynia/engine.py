@@ -100,6 +100,9 @@ class Engine:
         self.holder = holder
         self.on_progress = on_progress or (lambda line: None)
         self._command = None
+        self._stats: dict | None = None
+        self._previous: dict[str, dict | None] = {}
+        self._assigned = False
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class Engine:
         require_passphrase(url)
         return {"PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
 
-    def phase_inputs(self):
+    def phase_inputs(self, phase: str | None = None):
         import pulumi
 
         from .stacks.inputs import PhaseInputs
@@ -127,7 +130,10 @@ class Engine:
                            ssh_private_key=pulumi.Output.secret(private) if private else "",
                            ssh_public_key=public, holder=self.holder,
                            lab_dir=str(lab_dir) if lab_dir else "",
-                           provider_token=pulumi.Output.secret(token) if token else None)
+                           provider_token=pulumi.Output.secret(token) if token else None,
+                           stats_credentials=pulumi.Output.secret(self._stats) if self._stats else None,
+                           previous_layers=self._previous.get(phase),
+                           reserved_ip_assigned=bool(self._assigned))
 
     def stack(self, phase: str):
         from pulumi import automation as auto
@@ -144,7 +150,39 @@ class Engine:
         opts = auto.LocalWorkspaceOptions(work_dir=str(work_dir), project_settings=settings, env_vars=env,
                                           secrets_provider="passphrase", pulumi_command=cmd)
         return auto.create_or_select_stack(stack_name=f"{self.cluster.name}-{phase}", project_name="dynia",
-                                           program=lambda: module.program(self.phase_inputs()), opts=opts)
+                                           program=lambda: module.program(self.phase_inputs(phase)), opts=opts)
+
+    # --- what lives with the cluster's state, not on this machine ---------------------------
+
+    def stats_credentials(self) -> dict:
+        """The stats credentials, kept with the cluster's state: the provision stack exports
+        them as a secret output, so CI and a second operator render the same bundles. Before
+        the first provision they come from the operator's .dynia/secrets when a cluster made
+        before this has them there, else they are generated (and provision then keeps them)."""
+        from . import secrets
+
+        if self._stats is not None:
+            return self._stats
+        stored = self._output(self.stack("provision"), "statsCredentials")
+        if stored is not None:
+            self._stats = secrets.check(stored, "the provision stack's statsCredentials output",
+                                        "run `dynia up --phase provision`: it exports them again")
+        else:
+            self._stats = secrets.load(self.cluster.project, self.cluster.name) or secrets.generate()
+        return self._stats
+
+    @staticmethod
+    def _output(stack, name: str):
+        try:
+            out = stack.outputs().get(name)
+        except Exception:  # a stack without an update yet has no outputs to read
+            return None
+        return getattr(out, "value", None)
+
+    def previous_layers(self, phase: str, stack) -> dict | None:
+        """This phase stack's last `layers` output (None before its first update)."""
+        value = self._output(stack, "layers")
+        return value if isinstance(value, dict) else None
 
     # --- operations -----------------------------------------------------------------------
 
@@ -203,9 +241,16 @@ class Engine:
 
     def _run(self, phase: str, events: list, operation):
         """Run one operation on the phase's stack; any Pulumi failure becomes a typed error."""
-        stack = self.stack(phase)  # its own errors are already typed
         try:
+            self.stats_credentials()
+            stack = self.stack(phase)  # its own errors are already typed
+            if phase != "provision":
+                self._previous[phase] = self.previous_layers(phase, stack)
+            if phase == "infra":
+                self._assigned = self._output(stack, "reservedIpAssigned") is True
             return operation(stack)
+        except DyniaError:
+            raise
         except Exception as exc:
             raise self._failure(phase, events, exc) from None
 
@@ -253,7 +298,10 @@ class Engine:
             kept = {t: e for t, e in previous.get(node, {}).items() if not pushed(e)}
             fresh = {t: e for t, e in rendering.manifest(node).items() if pushed(e)}
             nodes[node] = dict(sorted({**kept, **fresh}.items()))
-        complete = set(phases) == {"infra", "apps"}
+        # The content hash says "this render is what the nodes have": true whenever every node's
+        # merged manifest equals the render, whichever phases got it there (infra sync, then
+        # up --phase apps). Without it the next render bumps the version for nothing.
+        complete = all(nodes[n] == rendering.manifest(n) for n in rendering.files)
         ClusterCache.of(self.cluster).write_applied(
             {"configVersion": rendering.config_version,
              "contentHash": rendering.content_hash if complete else None, "nodes": nodes})
@@ -266,9 +314,15 @@ def stack_export(engine: Engine, phase: str) -> dict:
 
 
 def stack_import(engine: Engine, phase: str, data: dict) -> None:
+    """Import an old deployment, then refresh it: the snapshot may name droplets or pushes that
+    no longer exist, and Pulumi must learn that before it plans anything from it."""
     from pulumi.automation import Deployment
 
-    engine.stack(phase).import_stack(Deployment(version=data["version"], deployment=data["deployment"]))
+    def operation(stack):
+        stack.import_stack(Deployment(version=data["version"], deployment=data["deployment"]))
+        stack.refresh(color="never")
+
+    engine._run(phase, [], operation)
 
 
 __all__ = ["Engine", "PHASES", "ChangeRow", "stack_export", "stack_import"]

@@ -18,3 +18,35 @@ def phases_from(start: str | None) -> tuple[str, ...]:
     if start not in PHASES:
         raise DyniaError("config", f"--phase {start!r} is not a phase", f"use one of: {', '.join(PHASES)}")
     return PHASES[PHASES.index(start):]
+
+
+def changed_phases(rendering, applied: dict) -> set[str]:
+    """The push phases whose files differ between a rendering and the last applied manifest.
+
+    A file's layer decides its phase (an entry recorded before layers were kept counts as
+    infra, as in dynia.cache). Added, changed (content, mode, owner) and removed files count.
+    """
+    from .planner import diff_node
+
+    recorded = applied.get("nodes", {})
+    out: set[str] = set()
+    for node in rendering.files:
+        desired, old = rendering.manifest(node), recorded.get(node, {})
+        for change in diff_node(node, desired, old).pending:
+            entry = desired.get(change.target) or old.get(change.target) or {}
+            out.add(phase_of(entry.get("layer") or "infra"))
+    return out
+
+
+def with_changed(own: tuple[str, ...], rendering, applied: dict) -> tuple[str, ...]:
+    """A command's own phases plus every phase whose files its edit changes, in phase order.
+
+    `route bind --apply` of an active-only service's domain changes haproxy.cfg (infra) as
+    well as the Caddy route (apps): pushing only apps would leave HAProxy routing the domain
+    to every node. Without an applied record (nothing applied from this project yet) nothing
+    can be compared and the command's own phases run (`dynia up` applies every phase).
+    """
+    wanted = set(own)
+    if applied.get("nodes"):
+        wanted |= changed_phases(rendering, applied)
+    return tuple(p for p in PHASES if p in wanted)

@@ -4,13 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-def rolling_order(nodes: list[str], master: str, holder: str | None = None) -> list[str]:
-    """BACKUP nodes first (spec order), the node holding the reserved IP last.
+def rolling_order(nodes: list[str], master: str, holder: str | None = None,
+                  applied: dict | None = None) -> list[str]:
+    """BACKUP nodes first (spec order), the node holding the reserved IP after them, and the
+    nodes never applied yet (absent from the last applied record) after everyone.
 
     The holder is read live when known; otherwise the configured MASTER is assumed to hold it.
+    A new node must start keepalived only once every existing node, the holder included,
+    lists it as a unicast peer: pushed earlier, it hears no advert, and after the master-down
+    interval (~3 s, shorter than a droplet's roll) it turns MASTER and its notify script takes
+    the reserved IP, which nothing moves back. Without any applied node (first apply, another
+    machine) nobody is new: nothing advertises yet, so the plain order stands.
     """
     last = holder if holder in nodes else master
-    return [n for n in nodes if n != last] + [last]
+    known = set((applied or {}).get("nodes") or {})
+    new = [n for n in nodes if known and n not in known and n != last]
+    return [n for n in nodes if n != last and n not in new] + [last] + new
 
 
 @dataclass

@@ -196,7 +196,7 @@ def render(cluster: Cluster, *, inventory: Inventory, applied: dict, holder: str
     profile = providers.of(spec).profile
     env = _environment(templates_dir or default_templates_dir())
     inv = inventory
-    order = rolling_order(spec.nodes, spec.master_node, holder)
+    order = rolling_order(spec.nodes, spec.master_node, holder, applied)
     shash = spec_hash(cluster)
 
     files, slots = {}, {}

@@ -1,4 +1,9 @@
-"""Per-cluster generated secrets kept on the operator's machine (.dynia/secrets, 0600).
+"""Per-cluster generated secrets: the stats credentials.
+
+The engine keeps them with the cluster's state (the provision stack exports them as a secret
+output, dynia.engine.Engine.stats_credentials), so every machine pushes the same ones; the
+operator's .dynia/secrets (0600) serves pushes made without the engine (the lab tests) and
+clusters provisioned before the state kept them.
 
 Only names and slots ever reach deploy-config/, plans or logs; the values are read at push
 time. Provider tokens stay in the environment (DIGITALOCEAN_TOKEN, CLOUDFLARE_API_TOKEN).
@@ -18,8 +23,7 @@ def ensure(project: Project, cluster: str) -> bool:
     if path.exists():
         return False
     project.ensure_runtime()
-    write_json(path, {"stats_user": f"stats-{_random.token_hex(4)}",
-                      "stats_password": _random.token_urlsafe(24)}, mode=0o600)
+    write_json(path, generate(), mode=0o600)
     return True
 
 
@@ -37,17 +41,33 @@ def load(project: Project, cluster: str) -> dict | None:
     data = read_json(path, shown, fix, limit=64 * 1024)
     if data is None:
         return None
+    return check(data, shown, fix)
+
+
+def generate() -> dict[str, str]:
+    return {"stats_user": f"stats-{_random.token_hex(4)}", "stats_password": _random.token_urlsafe(24)}
+
+
+def check(data, shown: str, fix: str) -> dict:
+    """Stats credentials from anywhere (a file, the provision stack's config): plain tokens only."""
     if not isinstance(data, dict) or set(data) != set(_CREDENTIAL) or not all(
             isinstance(data[k], str) and rule.fullmatch(data[k]) for k, rule in _CREDENTIAL.items()):
         raise DyniaError("state", f"{shown} is corrupt (expected stats_user and stats_password tokens)", fix)
-    return data
+    return {k: data[k] for k in _CREDENTIAL}
 
 
 def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
-                provider_token: str | None) -> dict[str, bytes]:
-    """What each secret slot is filled with at push time (stats credentials generated once)."""
-    ensure(project, cluster)
-    creds = load(project, cluster)
+                provider_token: str | None, *, credentials: dict | None = None) -> dict[str, bytes]:
+    """What each secret slot is filled with at push time. The engine passes the credentials
+    kept in the provision stack (the same on every machine); pushes without the engine use
+    the operator's .dynia/secrets (generated once)."""
+    if credentials:
+        creds = check(credentials, "the provision stack's stats credentials",
+                      "set them again: `pulumi config rm dynia:statsUser dynia:statsPassword` on the provision "
+                      "stack, then `dynia up` generates new ones")
+    else:
+        ensure(project, cluster)
+        creds = load(project, cluster)
     out = {"stats_credentials": (f"DYNIA_STATS_USER={creds['stats_user']}\n"
                                  f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
     if origin_pem:

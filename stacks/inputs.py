@@ -19,6 +19,13 @@ class PhaseInputs:
     lab_dir: str = ""                           # local provider
     python: str = field(default_factory=lambda: sys.executable)
     provider_token: pulumi.Input[str] | None = None  # secret; notify.sh moves the reserved IP with it
+    # secret: {"stats_user", "stats_password"}, kept in the provision stack's config so every
+    # machine renders the same bundles (None: the operator's .dynia/secrets, e.g. lab pushes)
+    stats_credentials: pulumi.Input[dict] | None = None
+    # this phase stack's last `layers` output: an unchanged layer keeps its config version
+    previous_layers: dict | None = None
+    # the infra stack made the reserved IP's first assignment already (its last output)
+    reserved_ip_assigned: bool = False
 
     @property
     def project(self):
@@ -35,8 +42,7 @@ class PhaseInputs:
         return f"{self.cluster}-{phase}"
 
     def reference(self, phase: str) -> pulumi.StackReference:
-        # DIY backends (file://, s3://) name stacks organization/<project>/<stack>.
-        return pulumi.StackReference(f"organization/dynia/{self.stack_name(phase)}")
+        return pulumi.StackReference(qualified_stack_name(self.stack_name(phase)))
 
     @classmethod
     def from_config(cls) -> "PhaseInputs":
@@ -46,3 +52,9 @@ class PhaseInputs:
                    ssh_private_key=cfg.get_secret("sshPrivateKey") or "", ssh_public_key=cfg.get("sshPublicKey") or "",
                    holder=cfg.get("holder"), lab_dir=cfg.get("labDir") or "",
                    provider_token=cfg.get_secret("providerToken"))
+
+
+def qualified_stack_name(stack: str) -> str:
+    """<organization>/dynia/<stack>: DIY backends (file://, s3://) call the organization
+    `organization`; Pulumi Cloud uses the stack's own organization, which the engine knows."""
+    return f"{pulumi.get_organization() or 'organization'}/dynia/{stack}"

@@ -16,3 +16,6 @@ def program(inputs: PhaseInputs) -> None:
                             for n, o in nodes.items()})
     pulumi.export("reservedIp", reserved_ip)
     pulumi.export("originPem", provider.origin_pem(inputs.project, spec))
+    # Generated once and kept here, with the state: every machine pushes the same credentials.
+    if inputs.stats_credentials is not None:
+        pulumi.export("statsCredentials", pulumi.Output.secret(inputs.stats_credentials))

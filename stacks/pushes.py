@@ -9,35 +9,87 @@ from dynia.components.node_config import NodeConfig, NodeConfigArgs
 
 from .inputs import PhaseInputs
 
+# What fills the certificate slot in a preview before provision issued one: the preview shows
+# the push, nothing is ever sent with it (`up` runs provision first, which issues the real one).
+PLANNED_CERTIFICATE = b"# planned: the origin certificate is issued by the provision phase\n"
+
+
+def planned_inventory(cluster, nodes, reserved_ip):
+    """The addresses to render with: provision's for every node it reported, the provider's
+    planned ones for nodes it has not provisioned yet (before the first `up`, after `node
+    add`). Returns (inventory, planned nodes)."""
+    from dynia import providers
+    from dynia.cache import ClusterCache
+    from dynia.inventory import Inventory
+
+    spec = cluster.spec
+    nodes = nodes if isinstance(nodes, dict) else {}
+    known = {n: v for n, v in nodes.items() if n in spec.nodes and isinstance(v, dict)}
+    planned = providers.of(spec).planned_inventory(spec.name, spec.provider.vpc_ip_range, spec.nodes)
+    addresses = {n: planned.nodes[n] for n in spec.nodes}
+    if known:
+        # Stack outputs are input like any file: an address lands in haproxy.cfg and notify.sh.
+        outputs = ClusterCache.of(cluster).check_outputs(
+            {"nodes": {n: {k: v.get(k) for k in ("private_ip", "public_ip")} for n, v in known.items()},
+             "reserved_ip": reserved_ip or planned.reserved_ip},
+            "the provision phase's outputs", "check the provision stack (`pulumi stack output`)")
+        addresses.update({n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items()})
+        reserved_ip = outputs.reserved_ip
+    missing = [n for n in spec.nodes if n not in known]
+    return Inventory(addresses, reserved_ip or planned.reserved_ip, planned=bool(missing)), missing
+
+
+def stamp_versions(bundles: dict, previous: dict | None, version: int) -> None:
+    """Give each bundle the config version its layer was last applied with when its content
+    is unchanged (the payload, hence the push, stays exactly as it was), else `version`.
+    `previous` is this phase stack's last `layers` output: {node: {layer: {digest, version}}}."""
+    previous = previous if isinstance(previous, dict) else {}
+    for node, layers in bundles.items():
+        for layer, b in layers.items():
+            before = (previous.get(node) or {}).get(layer) or {}
+            same = before.get("digest") == b.digest and isinstance(before.get("version"), int)
+            b.config_version = before["version"] if same else version
+
 
 def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReference) -> pulumi.Output:
-    """Output[{node: {layer: {"payload", "digest"}}}], secret (filled slots are inside)."""
+    """Output[{node: {layer: {"payload", "digest", "version"}}, "_hosts": {node: host}}], secret
+    (filled slots are inside)."""
     from dynia import cache
     from dynia import secrets as local_secrets
     from dynia.bundle import build_bundles
-    from dynia.cache import ClusterCache
-    from dynia.render import Inventory, render
+    from dynia.render import render
 
     def build(values):
-        nodes, reserved_ip, origin_pem, token = values
-        # Stack outputs are input like any file: an address lands in haproxy.cfg and notify.sh.
-        outputs = ClusterCache.of(cluster).check_outputs(
-            {"nodes": {n: {k: v.get(k) for k in ("private_ip", "public_ip")} for n, v in nodes.items()},
-             "reserved_ip": reserved_ip},
-            "the provision phase's outputs", "check the provision stack (`pulumi stack output`)")
-        inventory = Inventory({n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items()},
-                              outputs.reserved_ip, planned=False)
+        nodes, reserved_ip, origin_pem, token, stats = values
+        inventory, missing = planned_inventory(cluster, nodes, reserved_ip)
+        if missing:
+            pulumi.log.warn(f"planned addresses for {', '.join(missing)}: not provisioned yet "
+                            "(the provision phase assigns the real ones before any push)")
         rendering = render(cluster, inventory=inventory, applied=cache.applied(cluster), holder=inputs.holder)
-        slots = local_secrets.slot_values(cluster.project, cluster.name, origin_pem.encode(), token or None)
-        out = {}
-        for node in cluster.spec.nodes:
-            out[node] = {layer: {"payload": b.payload().decode(), "digest": b.digest}
-                         for layer, b in build_bundles(cluster.spec, rendering, node, slots).items()}
+        pem = origin_pem.encode() if origin_pem else (PLANNED_CERTIFICATE if missing else b"")
+        slots = local_secrets.slot_values(cluster.project, cluster.name, pem or None, token or None,
+                                          credentials=stats or None)
+        built = {node: build_bundles(cluster.spec, rendering, node, slots, holder=inputs.holder)
+                 for node in cluster.spec.nodes}
+        stamp_versions(built, inputs.previous_layers, rendering.config_version)
+        out = {node: {layer: {"payload": b.payload().decode(), "digest": b.digest, "version": b.config_version}
+                      for layer, b in layers.items()} for node, layers in built.items()}
+        out["_hosts"] = {n: inventory.ssh_host(n) for n in cluster.spec.nodes}
         return out
 
     return pulumi.Output.secret(pulumi.Output.all(
         provision.get_output("nodes"), provision.get_output("reservedIp"),
-        provision.require_output("originPem"), inputs.provider_token or "").apply(build))
+        provision.get_output("originPem"), inputs.provider_token or "",
+        # provision keeps them (the same on every machine); before the first provision, the engine's
+        pulumi.Output.all(provision.get_output("statsCredentials"), inputs.stats_credentials or {})
+        .apply(lambda v: v[0] or v[1])).apply(build))
+
+
+def export_layers(bundles: pulumi.Output) -> None:
+    """{node: {layer: {digest, version}}}: what the next run of this phase stamps versions from."""
+    pulumi.export("layers", bundles.apply(lambda b: {n: {l: {"digest": v["digest"], "version": v["version"]}
+                                                         for l, v in layers.items()}
+                                                     for n, layers in b.items() if n != "_hosts"}))
 
 
 def prepare(inputs: PhaseInputs):
@@ -47,18 +99,24 @@ def prepare(inputs: PhaseInputs):
     cluster = inputs.load()
     provision = inputs.reference("provision")
     bundles = bundles_output(inputs, cluster, provision)
-    return cluster, provision, bundles, rolling_order(cluster.spec.nodes, cluster.spec.master_node, inputs.holder)
+    export_layers(bundles)
+    # Nodes this phase's stack has never pushed go last (after the holder): the record travels
+    # with the state, so every machine rolls a node add in the same safe order.
+    pushed = {"nodes": inputs.previous_layers} if isinstance(inputs.previous_layers, dict) else None
+    return cluster, provision, bundles, rolling_order(cluster.spec.nodes, cluster.spec.master_node, inputs.holder,
+                                                      pushed)
 
 
 def chain(inputs: PhaseInputs, provision: pulumi.StackReference, bundles: pulumi.Output, layer: str,
           order: list[str], after: pulumi.Resource | None) -> list[NodeConfig]:
     """One push per node in rolling order, each depending on the previous node's gate."""
     gates: list[NodeConfig] = []
-    nodes = provision.get_output("nodes")
     for node in order:
         previous = gates[-1] if gates else after
         gate = NodeConfig(f"{node}-{layer.replace(':', '-')}", NodeConfigArgs(
-            node=node, layer=layer, host=nodes.apply(lambda n, node=node: n[node]["public_ip"]),
+            node=node, layer=layer,
+            # The host is not a secret (the bundles are): unwrap it so the connection shows it.
+            host=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: b["_hosts"][node])),
             private_key=inputs.ssh_private_key,
             payload=bundles.apply(lambda b, node=node: b[node][layer]["payload"]),
             digest=bundles.apply(lambda b, node=node: b[node][layer]["digest"]),

@@ -48,13 +48,14 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
 def destroy_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
                 yes: bool = typer.Option(False, "--yes", help="Do not ask (a snapshot is still taken first).")) -> None:
     """Destroy every phase (apps → infra → provision) after a state snapshot."""
-    from .. import snapshots
+    from .. import providers, snapshots
     from .engine_common import confirm, engine_for
 
     with engine_for(ctx, cluster) as engine:
         confirm("destroy every droplet, the reserved IP, DNS records and certificates", engine.cluster.name, yes)
         snap = snapshots.take(engine, "before-destroy")
         say(f"snapshot {snap}")
+        providers.of(engine.cluster.spec).release(engine, None)  # droplets are protected against accidents
         engine.destroy()
     say(f"destroyed cluster {engine.cluster.name}; the spec is kept")
     next_step(f"dynia state revert {snap} --cluster {engine.cluster.name}  (to restore the state records)")
@@ -86,7 +87,7 @@ def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
                     cluster: str = CLUSTER_OPT,
                     yes: bool = typer.Option(False, "--yes")) -> None:
     """Remove a node (snapshot first); the others are re-pushed without it, then it is destroyed."""
-    from .. import snapshots
+    from .. import providers, snapshots
     from ..editing import check_removable, remove_node
     from .common import cluster_name
     from .engine_common import confirm, engine_for
@@ -96,6 +97,8 @@ def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
         check_removable(engine.cluster.spec.nodes, engine.cluster.spec.master_node, node)  # before any snapshot
         confirm(f"remove node {node} and destroy its droplet", name, yes)
         say(f"snapshot {snapshots.take(engine, 'before-node-remove')}")
+        # Droplets are protected against accidents: lift it for exactly this one.
+        providers.of(engine.cluster.spec).release(engine, [node])
     remove_node(project(ctx), name, node)
     from .up import run_phases
 
@@ -117,4 +120,4 @@ def node_activate_cmd(ctx: typer.Context, node: str = typer.Argument(...),
     name = cluster_name(ctx, cluster)
     ready(ctx, name)
     set_master(project(ctx), name, node)
-    run_phases(ctx, name, ("infra",))
+    run_phases(ctx, name, ("infra",), and_changed=True)

@@ -8,7 +8,7 @@ from .common import CLUSTER_OPT, cluster_name, next_step, project, say
 app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True, rich_markup_mode=None)
 
 
-APPLY_OPT = typer.Option(False, "--apply", help="Also run the apps phase (Caddy routes, then DNS).")
+APPLY_OPT = typer.Option(False, "--apply", help="Also apply: the apps phase (Caddy routes, then DNS), and infra first when HAProxy changes (active-only domains).")
 
 
 @app.command("bind")
@@ -56,6 +56,6 @@ def _apply_or_next(ctx, name: str, apply: bool, step: str) -> None:
     if apply:
         from .up import run_phases
 
-        run_phases(ctx, name, ("apps",))
+        run_phases(ctx, name, ("apps",), and_changed=True)  # an active-only domain changes haproxy.cfg too
     else:
         next_step(step)

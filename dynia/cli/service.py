@@ -52,7 +52,7 @@ def deploy_cmd(
     placement: str = typer.Option("all", "--placement"),
     cluster: str = CLUSTER_OPT,
 ) -> None:
-    """Add the service to the spec if needed, then run the apps phase (DNS only after its gates pass)."""
+    """Add the service to the spec if needed, then run the apps phase (DNS only after its gates pass), and infra first when the edit changes HAProxy (an active-only domain)."""
     from ..editing import add_service
     from ..errors import DyniaError
     from ..store import load_cluster
@@ -69,4 +69,4 @@ def deploy_cmd(
         add_service(project(ctx), name_, name, compose=compose, port=port, domain=domain,
                     health_path=health_path, placement=placement)
         say(f"added service {name} to clusters/{name_}.yaml")
-    run_phases(ctx, name_, ("apps",))
+    run_phases(ctx, name_, ("apps",), and_changed=True)  # an active-only domain changes haproxy.cfg too

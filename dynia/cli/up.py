@@ -15,8 +15,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(infra_app, name="infra")
 
 
-def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False) -> dict:
+def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, and_changed: bool = False) -> dict:
+    """Apply `phases`; with and_changed, also every other push phase the spec edit changes
+    (computed inside the session: the render uses the live holder and the last applied record)."""
     with engine_for(ctx, cluster) as engine:
+        if and_changed:
+            phases = phases_with_changes(engine, tuple(phases))
         outputs = engine.up(phases, continue_on_error=continue_on_error)
     if as_json:
         emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
@@ -24,6 +28,14 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False) -> 
     else:
         say(f"applied: {', '.join(phases)}")
     return outputs
+
+
+def phases_with_changes(engine, own: tuple[str, ...]) -> tuple[str, ...]:
+    from .. import cache
+    from ..phases import with_changed
+    from ..session import render_cluster
+
+    return with_changed(own, render_cluster(engine.cluster, holder=engine.holder), cache.applied(engine.cluster))
 
 
 def up_cmd(ctx: typer.Context,

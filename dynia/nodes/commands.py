@@ -13,13 +13,34 @@ from dataclasses import dataclass
 from ..paths import PATHS as P
 from ..providers.base import NodeProfile
 
-# Reload order after a change: HAProxy, then Caddy, then keepalived.
-COMPONENTS = ("haproxy", "caddy", "keepalived")
+# Reload order after a change: Caddy, then HAProxy, then keepalived. Caddy first because a
+# fresh droplet's Caddy (the package's `:80 { file_server }`) holds :80: dynia's Caddyfile
+# listens on the private address only, so Caddy's reload releases :80 before HAProxy's reload
+# binds it (the other way round, HAProxy's new worker fails to bind and the gate fails on every
+# try). Caddy never needs a port HAProxy holds, so this order is right on every later push too.
+# keepalived last: its track script checks the HAProxy just reloaded. A rollback reloads in
+# the reverse order (templates/node/apply.py), so HAProxy lets go of :80 before the restored
+# package Caddyfile asks for it.
+COMPONENTS = ("caddy", "haproxy", "keepalived")
 
 
 def pid_alive(pidfile: str) -> str:
     """Exits 0 while the process in that pid file runs."""
     return f'[ -s {pidfile} ] && kill -0 "$(cat {pidfile})" 2>/dev/null'
+
+
+HAPROXY_MASTER = f'"$(cat {P.haproxy_pid})"'   # the lab's HAProxy master, from its pid file
+
+
+def env_current(pid: str) -> str:
+    """Exits 0 when the process `pid` (a shell expression) already runs with every assignment of
+    HAProxy's environment file. A reload re-executes HAProxy's master with its *own* environment,
+    so a new or changed file (the stats credentials) only takes effect through a restart; this
+    tells the two apart, so an unchanged file never costs a restart. The file's lines are read by
+    grep as patterns (-f), never put on a command line: they hold the stats password."""
+    return (f'{{ [ -r /proc/{pid}/environ ] && '
+            f"[ \"$(grep -c '^[A-Za-z_][A-Za-z0-9_]*=' {P.haproxy_env})\" = "
+            f"\"$(tr '\\0' '\\n' < /proc/{pid}/environ | grep -cxF -f {P.haproxy_env})\" ]; }}")
 
 
 @dataclass(frozen=True)
@@ -37,12 +58,22 @@ class NodeCommands:
         }[component]
 
     def reload(self, component: str) -> str:
-        """Reload if running, else start: the first push starts what the next ones reload."""
+        """Reload if running, else start: the first push starts what the next ones reload.
+        HAProxy is restarted instead when its running master lacks the environment file's
+        values (see env_current): a fresh droplet's package HAProxy never read dynia's file."""
         if self.profile.service_manager == "systemd":
+            if component == "haproxy":
+                main_pid = '"$(systemctl show -p MainPID --value haproxy)"'
+                return (f"if systemctl is-active --quiet haproxy && {env_current(main_pid)}; "
+                        "then systemctl reload haproxy; else systemctl restart haproxy; fi")
             return f"systemctl reload-or-restart {component}"
         return {
-            # Master-worker: USR2 to the master is a seamless reload.
-            "haproxy": (f'if {pid_alive(P.haproxy_pid)}; then kill -USR2 "$(cat {P.haproxy_pid})"; '
+            # Master-worker: USR2 to the master is a seamless reload. A stale environment: stop
+            # the master (SIGTERM, wait for it to go, bounded) and start it with the file read.
+            "haproxy": (f'if {pid_alive(P.haproxy_pid)} && ! {env_current(HAPROXY_MASTER)}; '
+                        f'then kill "$(cat {P.haproxy_pid})"; '
+                        f"for i in $(seq 50); do {pid_alive(P.haproxy_pid)} || break; sleep 0.1; done; fi; "
+                        f'if {pid_alive(P.haproxy_pid)}; then kill -USR2 "$(cat {P.haproxy_pid})"; '
                         f"else set -a; . {P.haproxy_env}; set +a; mkdir -p {P.haproxy_run_dir}; "
                         f"haproxy -W -D -f {P.haproxy_cfg} -p {P.haproxy_pid} -S {P.haproxy_master_socket}; fi"),
             # --force: Caddy skips a reload whose file it thinks unchanged.

@@ -89,6 +89,10 @@ class Provider:
         """Output[str], secret: the certificate and key HAProxy serves (*.domain and the apex)."""
         raise NotImplementedError
 
+    def release(self, engine, nodes: list[str] | None) -> None:
+        """Before a delete: let the engine delete these nodes (None: every node, for destroy).
+        Providers that protect their nodes against accidental deletion lift it here."""
+
     def assign_reserved_ip(self, spec, provision, gates) -> None:
         """After every infra gate: bind the reserved IP to the MASTER (once)."""
 

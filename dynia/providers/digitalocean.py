@@ -120,17 +120,44 @@ class DigitalOcean(DropletSizes, Provider):
         from ..components.cluster_node import ClusterNode, DropletArgs
         from ..components.network import Network, NetworkArgs
         from ..components.reserved_ip import ReservedIp, ReservedIpArgs
+        from ..planner import rolling_order
         from ..render import cloud_init
 
         p = spec.provider
         network = Network(f"{spec.name}-network", NetworkArgs(spec.name, p.region, p.vpc_ip_range,
                                                              inputs.ssh_public_key))
-        nodes = {}
-        for node in spec.nodes:
+        nodes, previous = {}, []
+        # Rolling order: a resize (power off, resize, power on) reaches one droplet at a time.
+        for node in rolling_order(spec.nodes, spec.master_node, inputs.holder):
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,
-                                              network.ssh_key_fingerprint, cloud_init(spec.name, node)))
+                                              network.ssh_key_fingerprint, cloud_init(spec.name, node),
+                                              after=previous))
+            previous = [n.droplet]
             nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id)
+        nodes = {node: nodes[node] for node in spec.nodes}
         return nodes, ReservedIp(f"{spec.name}-rip", ReservedIpArgs(p.region)).address
+
+    def release(self, engine, nodes: list[str] | None) -> None:
+        """Lift the protection of the droplets about to be deleted (None: every one, for destroy).
+
+        `pulumi state unprotect` on the provision stack: the only way a protected resource can
+        be deleted, and it touches nothing in the cloud. Called by `cluster destroy` and
+        `cluster node remove` after their confirmation and snapshot, right before the delete.
+        """
+        stack = engine.stack("provision")
+        urn = "urn:pulumi:{}::dynia::dynia:index:ClusterNode$digitalocean:index/droplet:Droplet::{}-droplet"
+        calls = ([["state", "unprotect", "--all", "--yes"]] if nodes is None else
+                 [["state", "unprotect", urn.format(stack.name, node), "--yes"] for node in nodes])
+        ws = stack.workspace
+        for args in calls:
+            try:
+                ws.pulumi_command.run([*args, "--stack", stack.name], ws.work_dir, dict(ws.env_vars or {}))
+            except Exception as exc:
+                text = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()
+                if nodes is not None and any("no such resource" in line.lower() for line in text):
+                    continue  # never provisioned: nothing to unprotect
+                raise DyniaError("engine", f"could not lift the droplets' protection: {text[-1] if text else exc}",
+                                 "rerun with --debug; nothing was deleted") from None
 
     def origin_pem(self, project, spec):
         from ..components.origin_certificate import OriginCertificate, OriginCertificateArgs

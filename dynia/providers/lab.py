@@ -3,9 +3,18 @@
 A node is a network namespace (veth `eth0` on a lab bridge, an address in the lab subnet)
 plus a persistent mount namespace with its own /run (tmpfs) and overlays over /etc, /opt,
 /root and /var, so files written on one node are invisible on the others. Each node runs
-sshd on its own address with a generated key; HAProxy, Caddy and keepalived are started by
-the first infra apply through the `local` node profile (pid files, since every node shares
-the machine's PID namespace); services run under podman-compose with host networking.
+sshd on its own address with a generated key; HAProxy, Caddy and keepalived run through the
+`local` node profile's commands (pid files, since every node shares the machine's PID
+namespace); services run under podman-compose with host networking.
+
+By default a node starts like a fresh droplet after its cloud-init (`--blank` for a bare one):
+the distribution packages' own configs, unedited (checked against dpkg's record), with HAProxy
+and Caddy already running on them — Caddy's `:80 { file_server }` holding :80, HAProxy on its
+default config without dynia's environment — and keepalived stopped (its package ships no
+config, and its unit starts only with one). For the first seconds the node is "still
+installing": a lab stand-in for `cloud-init` answers `status: running` and the three daemons'
+commands answer "not found", as while apt runs; then the stand-in "installs" them, starts
+HAProxy and Caddy the lab's way (pid files) and answers `status: done`.
 
     python -m dynia.providers.lab up DIR --subnet 10.213.0.0/24 --node misty-owl --node brave-panda
     python -m dynia.providers.lab down DIR
@@ -30,7 +39,28 @@ from pathlib import Path
 from .local import addresses
 
 APP_IMAGE = "localhost/dynia-lab-app"
-OVERLAID = ("etc", "opt", "root", "var")
+# /usr/local: the node's own PATH entries (the cloud-init stand-in and "not installed yet" shims).
+OVERLAID = ("etc", "opt", "root", "var", "usr/local")
+INSTALLING_SECONDS = 3.0   # the fresh node's "cloud-init still running" window
+PACKAGES = ("haproxy", "caddy", "keepalived")
+# The lab's stand-ins live under these names on the node (never on the machine itself).
+STANDIN_MARKER = "/run/dynia-lab/cloud-init-running"
+STANDIN_LOG = "/var/log/dynia-lab-cloud-init.log"
+CLOUD_INIT_STANDIN = f"""#!/bin/sh
+# dynia LAB STAND-IN for cloud-init (not cloud-init): answers `cloud-init status [--wait]`
+# like a droplet's first boot, "running" while {STANDIN_MARKER} exists.
+[ "${{1:-}}" = status ] || {{ echo "dynia lab stand-in for cloud-init: only 'status' is supported" >&2; exit 1; }}
+if [ "${{2:-}}" = --wait ]; then
+    while [ -e {STANDIN_MARKER} ]; do printf .; sleep 0.1; done
+    echo
+fi
+if [ -e {STANDIN_MARKER} ]; then echo "status: running"; else echo "status: done"; fi
+"""
+NOT_INSTALLED_SHIM = """#!/bin/sh
+# dynia LAB STAND-IN: {name} is "not installed yet" (cloud-init is still running apt).
+echo "sh: 1: {name}: not found" >&2
+exit 127
+"""
 STATE_FILE = "lab.json"
 
 CONTAINERS_CONF = """\
@@ -186,8 +216,11 @@ class Lab:
             sh("ip", "link", "set", self.bridge, "up")
         Path("/opt").mkdir(exist_ok=True)  # overlay lower dir on a bare machine
 
-    def up(self, with_apps: bool = True, only: list[str] | None = None) -> "Lab":
-        """Bring up every node (or only some: the local provider creates them one by one)."""
+    def up(self, with_apps: bool = True, only: list[str] | None = None, fresh: bool = True,
+           installing: float = INSTALLING_SECONDS) -> "Lab":
+        """Bring up every node (or only some: the local provider creates them one by one).
+        fresh: start each node like a fresh droplet (package defaults running, cloud-init
+        "installing" for `installing` seconds); False: a bare node, nothing running but sshd."""
         self._check_tools(with_apps)
         wanted = [n for n in self.nodes if only is None or n.id in only]
         try:
@@ -195,14 +228,15 @@ class Lab:
             image = self._app_image() if with_apps else None
             for node in wanted:
                 if self._netns_inode(node) is None:
-                    self._up_node(node, image)
+                    self._up_node(node, image, fresh, installing)
             self._write_known_hosts()
         except BaseException:
             self.down(only=[n.id for n in wanted])
             raise
         return self
 
-    def _up_node(self, node: LabNode, image: Path | None) -> None:
+    def _up_node(self, node: LabNode, image: Path | None, fresh: bool = True,
+                 installing: float = INSTALLING_SECONDS) -> None:
         prefixlen = ipaddress.ip_network(self.subnet).prefixlen
         sh("ip", "netns", "add", node.netns)
         sh("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
@@ -213,12 +247,13 @@ class Lab:
             sh("ip", "-n", node.netns, *cmd)
         upper = self.dir / "nodes" / node.id
         for d in OVERLAID:
-            (upper / f"{d}-up").mkdir(parents=True, exist_ok=True)
-            (upper / f"{d}-work").mkdir(parents=True, exist_ok=True)
+            (upper / f"{d.replace('/', '-')}-up").mkdir(parents=True, exist_ok=True)
+            (upper / f"{d.replace('/', '-')}-work").mkdir(parents=True, exist_ok=True)
         node.mnt(self.dir).touch()
         node.uts(self.dir).touch()
         overlays = "; ".join(
-            f"mount -t overlay overlay -o lowerdir=/{d},upperdir={upper}/{d}-up,workdir={upper}/{d}-work /{d}"
+            f"mount -t overlay overlay -o lowerdir=/{d},upperdir={upper}/{d.replace('/', '-')}-up,"
+            f"workdir={upper}/{d.replace('/', '-')}-work /{d}"
             for d in OVERLAID)
         setup = (f"hostname {shlex.quote(node.id)}; mount -t tmpfs -o mode=755 tmpfs /run; {overlays}; "
                  # crun refuses cgroup v1 with a v2 'unified' hierarchy beside it (hybrid mode).
@@ -236,6 +271,50 @@ class Lab:
                               f"printf '%s' {shlex.quote(CONTAINERS_CONF)} > /etc/containers/containers.conf; "
                               f"printf '%s' {shlex.quote(STORAGE_CONF)} > /etc/containers/storage.conf; "
                               f"podman import -q --change 'CMD [\"/bin/sh\"]' {image} {APP_IMAGE} >/dev/null")
+        if fresh:
+            self._fresh_droplet(node, installing)
+
+    def _fresh_droplet(self, node: LabNode, installing: float) -> None:
+        """What a droplet looks like when it turns `active`: cloud-init still installing, then the
+        packages' defaults running (see the module docstring)."""
+        from ..nodes.commands import NodeCommands
+        from .local import PROFILE
+
+        commands = NodeCommands(PROFILE)
+        # The packages' own files, as dpkg installed them: the node sees the machine's /etc
+        # through its overlay, so an edited copy on this machine would fake the start state.
+        conffiles = sh("dpkg-query", "-W", "-f", "${Conffiles}\n", *PACKAGES).stdout.decode().split("\n")
+        wanted = {"/etc/haproxy/haproxy.cfg", "/etc/default/haproxy", "/etc/caddy/Caddyfile"}
+        found = {}
+        for line in conffiles:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in wanted:
+                found[parts[0]] = parts[1]
+        if set(found) != wanted:
+            raise LabError(f"dpkg records no package default for {sorted(wanted - set(found))}: "
+                           "reinstall haproxy and caddy (bash .ci/test installs them)")
+        check = "; ".join(f'[ "$(md5sum < {path} | cut -d" " -f1)" = {md5} ] || echo {path}'
+                          for path, md5 in sorted(found.items()))
+        edited = self.run(node.id, check).stdout.decode().split()
+        if edited:
+            raise LabError(f"this machine's {', '.join(edited)} differ from the package default: fresh-droplet "
+                           "lab nodes start from the packages' files (restore them: apt-get install --reinstall "
+                           "-o Dpkg::Options::=--force-confask haproxy caddy)")
+        shims = {"haproxy": "/usr/local/sbin/haproxy", "caddy": "/usr/local/bin/caddy",
+                 "keepalived": "/usr/local/sbin/keepalived"}
+        setup = ["set -e", "mkdir -p /usr/local/bin /usr/local/sbin /run/dynia-lab",
+                 # keepalived's package ships no keepalived.conf (and its unit needs one to start).
+                 "rm -f /etc/keepalived/keepalived.conf",
+                 f"printf '%s' {shlex.quote(CLOUD_INIT_STANDIN)} > /usr/local/bin/cloud-init",
+                 "chmod 755 /usr/local/bin/cloud-init", f": > {STANDIN_MARKER}"]
+        for name, path in shims.items():
+            setup += [f"printf '%s' {shlex.quote(NOT_INSTALLED_SHIM.format(name=name))} > {path}", f"chmod 755 {path}"]
+        # "apt finishes": the real binaries appear, the packages' postinst starts HAProxy and
+        # Caddy on their default configs (the lab's way: pid files), cloud-init reports done.
+        finish = "; ".join([f"sleep {installing}", f"rm -f {' '.join(shims.values())}",
+                            commands.reload("haproxy"), commands.reload("caddy"), f"rm -f {STANDIN_MARKER}"])
+        setup.append(f"setsid sh -c {shlex.quote(finish)} </dev/null >>{STANDIN_LOG} 2>&1 &")
+        self.run(node.id, "\n".join(setup))
 
     def _app_image(self) -> Path:
         """A tiny image from the machine's static busybox (no registry): sh, httpd, wget."""
@@ -339,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--subnet", default="10.213.0.0/24")
     up.add_argument("--node", action="append", required=True)
     up.add_argument("--no-apps", action="store_true")
+    up.add_argument("--blank", action="store_true",
+                    help="a bare node (nothing running but sshd) instead of a fresh droplet's start")
+    up.add_argument("--installing-seconds", type=float, default=INSTALLING_SECONDS,
+                    help="how long the fresh node's cloud-init stand-in reports 'running'")
     down = sub.add_parser("down")
     down.add_argument("dir", type=Path)
     for p in (up, down):
@@ -348,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
-            lab = Lab.plan(args.dir, args.subnet, args.node).up(with_apps=not args.no_apps, only=args.only)
+            lab = Lab.plan(args.dir, args.subnet, args.node).up(with_apps=not args.no_apps, only=args.only,
+                                                                fresh=not args.blank,
+                                                                installing=args.installing_seconds)
             print(json.dumps({"nodes": {n.id: n.ip for n in lab.nodes if not args.only or n.id in args.only},
                               "vip": lab.vip, "key": str(lab.key)}))
         elif (args.dir / STATE_FILE).exists():

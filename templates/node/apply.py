@@ -392,7 +392,9 @@ def roll_back_components(bundle, affected, entries):
     component_files = {}
     for f in bundle["files"]:
         component_files.setdefault(f["component"], []).append(f["target"])
-    for component in affected:
+    # Undo in the reverse order: what the forward order freed first is taken back last (HAProxy
+    # lets go of :80 before a restored package Caddyfile binds it again).
+    for component in reversed(affected):
         brand_new = not any(existed.get(t, True) for t in component_files.get(component, []))
         stop = bundle.get("stop", {}).get(component)
         if brand_new and stop:
@@ -414,6 +416,28 @@ def record_applied(bundle):
     write_state("applied.json", applied)
 
 
+CLOUD_INIT_WAIT = 900  # seconds: a droplet's first boot installs packages; a hung cloud-init ends the wait
+
+
+def wait_for_cloud_init():
+    """Step 0, on a real node only: wait until cloud-init has finished (packages installed and
+    started), bounded. A droplet turns `active` while apt still runs; pushing then fails with
+    `haproxy: not found`. Where there is no cloud-init (or a test root), nothing to wait for.
+    Returns the seconds waited; raises Failure(40) when cloud-init outlives the bound."""
+    if ROOT != "/" or not shutil.which("cloud-init"):
+        return 0.0
+    started = time.monotonic()
+    try:
+        # Exit 1/2 (finished with errors/warnings) still means finished: validation and the
+        # gate judge what was installed.
+        subprocess.run(["cloud-init", "status", "--wait"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       stdin=subprocess.DEVNULL, timeout=CLOUD_INIT_WAIT)
+    except subprocess.TimeoutExpired:
+        raise Failure(40, "cloud-init still running after %d s (see /var/log/cloud-init-output.log)"
+                      % CLOUD_INIT_WAIT)
+    return time.monotonic() - started
+
+
 def main(stream):
     try:
         bundle = json.loads(stream.read())
@@ -430,7 +454,9 @@ def main(stream):
         sys.stderr.write("dynia apply: %s: another apply is running on this node\n" % bundle["node"])
         return 40
     try:
+        waited = wait_for_cloud_init()
         code, report = apply(bundle)
+        report["cloudInitWaitSeconds"] = round(waited, 3)
     except Failure as exc:
         code, report = exc.code, {"status": "error", "reason": exc.reason}
     finally:

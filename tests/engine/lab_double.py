@@ -51,6 +51,7 @@ class LabEngineDouble(pulumi.runtime.Mocks):
         self.references = references or {}   # stack name -> outputs
         self.executed: list[tuple[str, str]] = []  # (type, name) of commands run for real, in order
         self.failures: list[CommandFailed] = []
+        self.connections: dict[str, dict] = {}      # remote command name -> its connection (key removed)
         self.lock = threading.Lock()
 
     def new_resource(self, args):
@@ -65,6 +66,8 @@ class LabEngineDouble(pulumi.runtime.Mocks):
             self._record(args, proc.returncode, proc.stdout + proc.stderr)
             return f"{args.name}-id", {**inputs, "stdout": proc.stdout, "stderr": proc.stderr}
         if args.typ == "command:remote:Command":
+            with self.lock:
+                self.connections[args.name] = {k: v for k, v in inputs["connection"].items() if k != "privateKey"}
             status, out, err = asyncio.run(self._ssh(inputs))
             self._record(args, status, err or out)
             return f"{args.name}-id", {**inputs, "stdout": out, "stderr": err}

@@ -46,7 +46,7 @@ def calls(env) -> list[list[str]]:
     return [json.loads(line)["argv"] for line in env["log"].read_text().splitlines()]
 
 
-def ops(env, verbs=("preview", "up", "destroy")) -> list[tuple[str, str]]:
+def ops(env, verbs=("preview", "up", "destroy", "refresh")) -> list[tuple[str, str]]:
     out = []
     for argv in calls(env):
         if argv[0] in verbs:
@@ -133,7 +133,9 @@ def test_snapshot_exports_every_phase_and_revert_imports_them_and_restores_the_s
     env["log"].unlink()
     r = dynia(env, "state", "revert", snap, "--cluster", "shop")
     assert r.returncode == 0, r.stderr
-    assert ops(env) == [("stack import", f"shop-{p}") for p in ("provision", "infra", "apps")]
+    # each import is refreshed at once: droplets deleted since the snapshot must not be believed in
+    assert ops(env) == [op for p in ("provision", "infra", "apps")
+                        for op in (("stack import", f"shop-{p}"), ("refresh", f"shop-{p}"))]
     assert spec.read_text() == original
     imported = json.loads((env["state"] / "imported-shop-infra.json").read_text())
     assert imported["deployment"]["resources"] == [{"urn": "urn:shop-infra"}]
@@ -241,3 +243,74 @@ def test_revert_refuses_an_unknown_or_escaping_id_and_a_snapshot_whose_spec_is_b
     r = dynia(env, "state", "revert", snap, "--cluster", "shop")
     assert r.returncode == 10 and "services.admin.port" in r.stderr
     assert spec.read_bytes() == before and not ops(env)  # nothing restored, nothing imported
+
+
+AFTER_UP = [
+    (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"], [("up", "shop-apps")]),
+    (["route", "bind", "admin", "ops.example.com", "--apply", "--cluster", "shop"],
+     [("up", "shop-infra"), ("up", "shop-apps")]),
+    (["route", "unbind", "admin", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-apps")]),
+    (["service", "deploy", "jobs", "--compose", "services/jobs.yml", "--port", "8090", "--domain",
+      "jobs.example.com", "--placement", "active-only", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+]
+
+
+@pytest.mark.parametrize("argv,expected", AFTER_UP, ids=["bind-all-service", "bind-active-only-service",
+                                                         "unbind-active-only-service", "deploy-unchanged-routes",
+                                                         "deploy-new-active-only-service"])
+def test_an_apply_after_up_runs_every_phase_whose_files_the_edit_changes(env, argv, expected):
+    # An active-only domain is a HAProxy rule (use_backend be_active): its change must reach
+    # haproxy.cfg through the infra phase, before the apps phase pushes the Caddy route.
+    jobs = (env["proj"] / "services/admin.yml").read_text().replace("admin:", "jobs:").replace("8082", "8090")
+    (env["proj"] / "services/jobs.yml").write_text(jobs.replace("memory: 384m", "memory: 128m"))
+    assert dynia(env, "up", "--cluster", "shop").returncode == 0
+    env["log"].unlink()
+    r = dynia(env, *argv)
+    assert r.returncode == 0, r.stderr
+    assert ops(env) == expected
+    applied = json.loads((env["proj"] / ".dynia/cache/shop/applied.json").read_text())
+    assert applied["contentHash"] is not None or expected == [("up", "shop-apps")]
+
+
+def test_destroy_and_node_remove_lift_the_droplets_protection_right_before_deleting(env):
+    def sequence():
+        out = []
+        for argv in calls(env):
+            if argv[:2] == ["state", "unprotect"]:
+                out.append(("unprotect", " ".join(a for a in argv[2:] if a not in ("--yes", "--stack"))))
+            elif argv[0] in ("up", "destroy"):
+                out.append((argv[0], argv[argv.index("--stack") + 1]))
+        return out
+
+    r = dynia(env, "cluster", "node", "remove", "brave-panda", "--yes", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    urn = "urn:pulumi:shop-provision::dynia::dynia:index:ClusterNode$digitalocean:index/droplet:Droplet::brave-panda-droplet"
+    assert sequence() == [("unprotect", f"{urn} shop-provision"), ("up", "shop-infra"), ("up", "shop-apps"),
+                          ("up", "shop-provision")]
+    env["log"].unlink()
+    r = dynia(env, "cluster", "destroy", "--yes", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert sequence() == [("unprotect", "--all shop-provision"), ("destroy", "shop-apps"), ("destroy", "shop-infra"),
+                          ("destroy", "shop-provision")]
+
+
+def test_infra_sync_then_apps_leave_a_complete_applied_record_so_the_next_plan_keeps_the_version(env):
+    r = dynia(env, "infra", "sync", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    applied = json.loads((env["proj"] / ".dynia/cache/shop/applied.json").read_text())
+    assert applied["contentHash"] is None  # the services are not there yet
+    r = dynia(env, "up", "--phase", "apps", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    applied = json.loads((env["proj"] / ".dynia/cache/shop/applied.json").read_text())
+    assert applied["contentHash"]  # infra then apps: every node has the whole render
+    plan = json.loads(dynia(env, "plan", "--offline", "--cluster", "shop", "--json").stdout)
+    assert plan["pending"] == 0 and plan["configVersion"] == plan["appliedVersion"] == applied["configVersion"]
+
+
+def test_the_engine_never_writes_stats_credentials_on_this_machine_once_provision_keeps_them(env):
+    r = dynia(env, "up", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    # the provision stack is asked for its outputs (where the credentials live) before any phase
+    outputs = [a for a in calls(env) if a[:2] == ["stack", "output"]]
+    assert any(a[a.index("--stack") + 1] == "shop-provision" and "--show-secrets" in a for a in outputs)

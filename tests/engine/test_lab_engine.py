@@ -63,10 +63,32 @@ def test_clean_run_serves_every_service_through_the_vip(engine_project):
     pushes = [name for typ, name in double.executed if typ == "command:remote:Command"]
     assert pushes[:3] == ["brave-panda-infra-push", "calm-otter-infra-push", "misty-owl-infra-push"]
     assert len(pushes) == 3 + 3 * 3
+    # A booting droplet's sshd answers minutes after `active`: the pushes keep dialling that long.
+    for name in pushes:
+        assert double.connections[name]["dialErrorLimit"] * double.connections[name]["perDialTimeout"] >= 300
     lc = _lab_cluster(root, lab_dir)
     assert eventually(lambda: lc.vip_holder() == ["misty-owl"])
     for host, body in (("lab.example", b"web\n"), ("api.lab.example", b"api\n"), ("admin.lab.example", b"admin\n")):
         assert lc.get(host) == (200, body)
+    # The nodes started like fresh droplets (package Caddy on :80, HAProxy without dynia's
+    # environment); HAProxy now holds the stats credentials of /etc/default/haproxy.
+    for node in ("misty-owl", "brave-panda", "calm-otter"):
+        env = dict(line.split("=", 1) for line in lc.cat(node, "/etc/default/haproxy").decode().split())
+        assert _stats_status(lc.lab.node(node).ip) == 401
+        assert _stats_status(lc.lab.node(node).ip, env["DYNIA_STATS_USER"], env["DYNIA_STATS_PASSWORD"]) == 200
+
+
+def _stats_status(ip: str, user: str | None = None, password: str | None = None) -> int:
+    import base64
+    import http.client
+
+    conn = http.client.HTTPConnection(ip, 8404, timeout=5)
+    try:
+        auth = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()} if user else {}
+        conn.request("GET", "/", headers=auth)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_unreachable_node_in_first_infra_sync_stops_there_and_resume_completes(engine_project):

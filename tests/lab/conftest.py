@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import ssl
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,8 +147,8 @@ def _require_lab_tools():
         pytest.fail(f"lab tests need root and {missing or 'the lab tools'}: run `bash .ci/test` (README)")
 
 
-@pytest.fixture
-def lab_cluster(tmp_path) -> LabCluster:
+@contextmanager
+def _lab(tmp_path, **up):
     _require_lab_tools()
     root = tmp_path / "proj"
     shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
@@ -155,11 +156,29 @@ def lab_cluster(tmp_path) -> LabCluster:
     c = load_cluster(project, "lab")
     lab = Lab.plan(tmp_path / "lab", c.spec.provider.vpc_ip_range, c.spec.nodes)
     try:
-        lab.up()
+        lab.up(**up)
         lab.wait_ssh()
         yield LabCluster(project, lab)
     finally:
         lab.down()
+
+
+@pytest.fixture
+def lab_cluster(tmp_path) -> LabCluster:
+    """Three nodes that start like fresh droplets (dynia.providers.lab): the packages' default
+    HAProxy and Caddy running, cloud-init "installing" for the first seconds."""
+    with _lab(tmp_path) as lc:
+        yield lc
+
+
+@pytest.fixture
+def installing_lab(tmp_path) -> LabCluster:
+    """Fresh-droplet nodes whose cloud-init stand-in is still "installing" when the test starts."""
+    with _lab(tmp_path, installing=INSTALLING_WINDOW) as lc:
+        yield lc
+
+
+INSTALLING_WINDOW = 12.0  # seconds: outlasts bringing up three nodes, so the first push meets it
 
 
 @pytest.fixture

@@ -141,6 +141,35 @@ def test_health_failure_rolls_back_reloads_old_config_and_marks_degraded(root):
     assert not (root / "opt/dynia/state/degraded").exists()
 
 
+def test_rollback_reloads_components_in_the_reverse_of_the_forward_order(root):
+    # Forward: caddy lets go of a port before haproxy takes it; back: haproxy lets go first.
+    files = [_file("/etc/caddy.conf", b"c1\n", component="caddy"), _file("/etc/haproxy.conf", b"h1\n", component="haproxy")]
+    bundle = make_bundle(files)
+    bundle.reload = {c: f'echo "{c} $(cat "$DYNIA_ROOT/etc/{c}.conf")" >> "$DYNIA_ROOT/reloads.log"'
+                     for c in ("caddy", "haproxy")}
+    bundle.validate, bundle.stop, bundle.component_order = {}, {}, ["caddy", "haproxy"]
+    assert apply(root, bundle)[0] == 0
+    (root / "healthy").unlink()
+    for f, content in zip(bundle.files, (b"c2\n", b"h2\n")):
+        f.update(_file(f["target"], content, component=f["component"]))
+    bundle.config_version = 2
+    assert apply(root, bundle)[0] == 30
+    assert reloads(root) == ["caddy c1", "haproxy h1", "caddy c2", "haproxy h2", "haproxy h1", "caddy c1"]
+
+
+def test_apply_on_a_test_root_never_waits_for_the_machines_cloud_init(root, tmp_path):
+    # A fake cloud-init that would hang: DYNIA_ROOT is not a node, so it is never asked.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cloud-init").write_text("#!/bin/sh\nsleep 30\n")
+    (bin_dir / "cloud-init").chmod(0o755)
+    bundle = make_bundle([_file("/etc/web.conf", b"v1\n")])
+    proc = subprocess.run(["sh", "-c", BOOTSTRAP], input=bundle.payload(), capture_output=True, timeout=20,
+                          env={**os.environ, "DYNIA_ROOT": str(root), "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.decode().splitlines()[-1])["cloudInitWaitSeconds"] == 0
+
+
 def test_failed_first_deploy_stops_the_new_component_instead_of_reloading(root):
     (root / "healthy").unlink()
     code, _, _ = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))

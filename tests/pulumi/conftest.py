@@ -61,20 +61,25 @@ class Registered:
     ignore_changes: list[str]
     started: float = 0.0
     finished: float = 0.0
+    outputs: dict = field(default_factory=dict)   # register_outputs (a stack's exports), raw
+    retain_on_delete: bool = False
 
 
 @dataclass
 class GraphMocks(pulumi.runtime.Mocks):
     fail: set[str] = field(default_factory=set)       # resource names whose creation raises (a failed gate)
     delay: float = 0.0                                # seconds each command resource "takes"
-    provision_outputs: dict = field(default_factory=dict)
+    provision_outputs: dict | None = None   # None: two provisioned nodes; {}: before the first provision
     created: dict[str, Registered] = field(default_factory=dict)
+    references: list[str] = field(default_factory=list)  # StackReference names, as registered
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def new_resource(self, args):
         if args.typ == "pulumi:pulumi:StackReference":
+            with self.lock:
+                self.references.append(args.name)
             return args.name, {"name": args.name, "outputs": self.provision_outputs,
-                               "secretOutputNames": ["originPem"]}
+                               "secretOutputNames": ["originPem", "statsCredentials"]}
         started = time.monotonic()
         if args.typ.startswith("command:"):
             time.sleep(self.delay)
@@ -106,10 +111,20 @@ class RecordingMonitor(MockMonitor):
         mocks = self.mocks
         with mocks.lock:
             mocks.created[request.name] = Registered(request.type, request.name, "", {}, list(request.dependencies),
-                                                     list(request.ignoreChanges))
+                                                     list(request.ignoreChanges),
+                                                     retain_on_delete=bool(request.retainOnDelete))
         response = super().RegisterResource(request)
         mocks.created[request.name].urn = response.urn
         return response
+
+    def RegisterResourceOutputs(self, request):
+        from google.protobuf.json_format import MessageToDict
+
+        with self.mocks.lock:
+            for reg in self.mocks.created.values():
+                if reg.urn == request.urn:
+                    reg.outputs = MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
 
 
 @pytest.fixture
@@ -124,18 +139,20 @@ def run_phase(project):
     """run_phase(program_module, stack, mocks) → mocks, with its error (if any)."""
     from dynia.stacks.inputs import PhaseInputs
 
-    def run(module, cluster: str, phase: str, mocks: GraphMocks):
+    def run(module, cluster: str, phase: str, mocks: GraphMocks, organization: str | None = None, **more):
         import asyncio
 
         # An earlier test's asyncio.run() leaves the main thread without a loop; Outputs need one.
         asyncio.set_event_loop(asyncio.new_event_loop())
-        mocks.provision_outputs = mocks.provision_outputs or {
-            "nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "kind": "digitalocean"}
+        if mocks.provision_outputs is None:
+            mocks.provision_outputs = {"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM,
+                                       "kind": "digitalocean"}
         pulumi.runtime.set_mocks(mocks, project="dynia", stack=f"{cluster}-{phase}", preview=False,
-                                 monitor=RecordingMonitor(mocks))
+                                 monitor=RecordingMonitor(mocks), organization=organization)
         ctx = PhaseInputs(project_root=project, cluster=cluster,
                            ssh_private_key=pulumi.Output.secret("-----BEGIN OPENSSH PRIVATE KEY-----\nssh-secret\n"),
-                           ssh_public_key="ssh-ed25519 AAAAtest dynia", provider_token=pulumi.Output.secret(PROVIDER_TOKEN))
+                           ssh_public_key="ssh-ed25519 AAAAtest dynia", provider_token=pulumi.Output.secret(PROVIDER_TOKEN),
+                           **more)
 
         @pulumi.runtime.test
         def program():

@@ -19,16 +19,36 @@ def test_validate_commands_are_the_real_validators_on_the_managed_files(commands
     assert commands.validate("keepalived") == "keepalived -t -f /etc/keepalived/keepalived.conf"
 
 
+ENV_CURRENT = ("{{ [ -r /proc/{pid}/environ ] && "
+               "[ \"$(grep -c '^[A-Za-z_][A-Za-z0-9_]*=' /etc/default/haproxy)\" = "
+               "\"$(tr '\\0' '\\n' < /proc/{pid}/environ | grep -cxF -f /etc/default/haproxy)\" ]; }}")
+
+
+def test_infra_components_reload_caddy_before_haproxy_so_the_package_caddy_releases_port_80_first():
+    from dynia.nodes.commands import COMPONENTS
+    assert COMPONENTS == ("caddy", "haproxy", "keepalived")
+
+
+def test_droplets_reload_haproxy_only_when_its_master_already_has_the_environment_file_else_restart():
+    main_pid = '"$(systemctl show -p MainPID --value haproxy)"'
+    assert DO.reload("haproxy") == (
+        "if systemctl is-active --quiet haproxy && " + ENV_CURRENT.format(pid=main_pid) +
+        "; then systemctl reload haproxy; else systemctl restart haproxy; fi")
+
+
 def test_droplets_reload_or_restart_through_systemd():
-    assert DO.reload("haproxy") == "systemctl reload-or-restart haproxy"
     assert DO.reload("caddy") == "systemctl reload-or-restart caddy"
     assert DO.reload("keepalived") == "systemctl reload-or-restart keepalived"
     assert DO.running("keepalived") == "systemctl is-active --quiet keepalived"
 
 
-def test_lab_reloads_haproxy_seamlessly_or_starts_it_in_master_worker_mode():
+def test_lab_reloads_haproxy_seamlessly_restarts_a_stale_environment_or_starts_it_in_master_worker_mode():
+    alive = '[ -s /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null'
     assert LAB.reload("haproxy") == (
-        'if [ -s /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; '
+        f"if {alive} && ! " + ENV_CURRENT.format(pid='"$(cat /run/haproxy.pid)"') + "; "
+        'then kill "$(cat /run/haproxy.pid)"; '
+        f"for i in $(seq 50); do {alive} || break; sleep 0.1; done; fi; "
+        f'if {alive}; '
         'then kill -USR2 "$(cat /run/haproxy.pid)"; '
         "else set -a; . /etc/default/haproxy; set +a; mkdir -p /run/haproxy; "
         "haproxy -W -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid -S /run/haproxy-master.sock; fi")

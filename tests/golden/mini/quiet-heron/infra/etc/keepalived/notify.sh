@@ -24,20 +24,33 @@ compose() {
 assign_reserved_ip() {
     # The token never reaches a command line: curl reads its header from stdin.
     token=$(cat /etc/dynia/provider-token) || { echo "dynia notify: no provider token" >&2; return 1; }
-    droplet=$(curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/id) || return 1
     delay=1
     for try in 1 2 3 4 5 6 7 8; do
-        code=$(printf 'header = "Authorization: Bearer %s"\n' "$token" | curl -sS -K - \
-            --max-time 15 -o /dev/null -w '%{http_code}' -X POST \
-            -H 'Content-Type: application/json' \
-            -d "{\"type\":\"assign\",\"droplet_id\":$droplet}" \
-            "https://api.digitalocean.com/v2/reserved_ips/192.0.2.10/actions")
+        # A later transition may have made this node BACKUP while we waited: only a node that
+        # is still MASTER (the state file, the latest transition's) may take the address.
+        now=$(cut -d' ' -f1 "$dir/vrrp" 2>/dev/null)
+        if [ "$now" != MASTER ]; then
+            echo "dynia notify: no longer MASTER ($now); not assigning the reserved IP" >&2
+            return 0
+        fi
+        # The droplet id is read inside the loop: the metadata service can fail like the API.
+        droplet=$(curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/id) || droplet=
+        code=000
+        if [ -n "$droplet" ]; then
+            code=$(printf 'header = "Authorization: Bearer %s"\n' "$token" | curl -sS -K - \
+                --max-time 15 -o /dev/null -w '%{http_code}' -X POST \
+                -H 'Content-Type: application/json' \
+                -d "{\"type\":\"assign\",\"droplet_id\":$droplet}" \
+                "https://api.digitalocean.com/v2/reserved_ips/192.0.2.10/actions")
+        fi
         case "$code" in
             2??) return 0 ;;
-            422|429|5??) sleep "$delay"; delay=$((delay * 2 > 30 ? 30 : delay * 2)) ;;
+            # 000: no answer (DNS, connect, timeout); 422: an earlier action is pending; 429, 5xx.
+            000|422|429|5??) sleep "$delay"; delay=$((delay * 2 > 30 ? 30 : delay * 2)) ;;
             *) echo "dynia notify: reserved IP assign answered $code" >&2; return 1 ;;
         esac
     done
+    echo "dynia notify: reserved IP not assigned after $try tries (last answer $code)" >&2
     return 1
 }
 

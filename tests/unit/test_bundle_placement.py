@@ -1,0 +1,55 @@
+"""A service bundle follows the live VIP holder, not the spec's master; a service without a
+route removes any route file a node still holds; the trigger ignores the cluster version."""
+from __future__ import annotations
+
+import dataclasses
+
+from dynia import secrets
+from dynia.bundle import build_bundles
+from dynia.paths import PATHS
+from dynia.session import render_cluster
+from dynia.store import Project, load_cluster
+
+
+def bundles(project, node, holder=None, edit=None):
+    spec_path = project / "clusters/shop.yaml"
+    if edit:
+        spec_path.write_text(edit(spec_path.read_text()))
+    cluster = load_cluster(Project(project), "shop")
+    rendering = render_cluster(cluster)
+    slots = secrets.slot_values(cluster.project, "shop", b"PEM", "token")
+    return build_bundles(cluster.spec, rendering, node, slots, holder=holder)
+
+
+def runs_admin(b) -> bool:
+    return "service:admin" in b["service:admin"].reload
+
+
+def test_active_only_runs_on_the_live_holder_after_a_failover(project):
+    # misty-owl is the configured master; keepalived moved the reserved IP to brave-panda
+    assert runs_admin(bundles(project, "brave-panda", holder="brave-panda"))
+    assert not runs_admin(bundles(project, "misty-owl", holder="brave-panda"))
+    assert bundles(project, "brave-panda", holder="brave-panda")["service:admin"].health
+
+
+def test_without_a_known_holder_the_configured_master_runs_it(project):
+    assert runs_admin(bundles(project, "misty-owl"))
+    assert not runs_admin(bundles(project, "brave-panda"))
+    assert runs_admin(bundles(project, "misty-owl", holder="no-such-node"))
+
+
+def test_unbinding_a_route_removes_the_route_file_and_reloads_caddy(project):
+    bound = bundles(project, "misty-owl")["service:api"]
+    assert bound.remove == [] and PATHS.route_file("api") in [f["target"] for f in bound.files]
+    unbound = bundles(project, "misty-owl", edit=lambda t: t.replace("    domain: api.example.com\n", ""))
+    b = unbound["service:api"]
+    assert b.remove == [PATHS.route_file("api")]
+    assert b.as_json()["removeComponents"] == {PATHS.route_file("api"): "caddy"}
+    assert "caddy" in b.reload and PATHS.route_file("api") not in [f["target"] for f in b.files]
+
+
+def test_the_trigger_ignores_the_cluster_version_but_not_the_content(project):
+    b = bundles(project, "misty-owl")["service:api"]
+    assert dataclasses.replace(b, config_version=b.config_version + 5).digest == b.digest
+    changed = dataclasses.replace(b, files=[dict(f, mode="0600") for f in b.files])
+    assert changed.digest != b.digest
