@@ -20,6 +20,20 @@ class NodeConfigArgs:
     command: str                         # dynia.bundle.BOOTSTRAP: constant, secret-free
     after: list | None = None            # the previous node's gate: the dependency *is* the rolling order
     user: str = "root"
+    # The operator's ssh-agent: used when private_key is "" (a passphrase-protected key, or none on
+    # disk: the engine then reads no key); None → SSH_AUTH_SOCK of this process.
+    agent_socket_path: str | None = None
+
+
+def connection_auth(args: NodeConfigArgs) -> dict:
+    """The key options of the push's ConnectionArgs: the private key, or, when the engine has
+    none (the empty string: see providers' ssh_key_pair), the ssh-agent's socket."""
+    import os
+
+    if isinstance(args.private_key, str) and not args.private_key:
+        agent = args.agent_socket_path or os.environ.get("SSH_AUTH_SOCK")
+        return {"agent_socket_path": agent} if agent else {}
+    return {"private_key": pulumi.Output.secret(args.private_key)}
 
 
 class NodeConfig(pulumi.ComponentResource):
@@ -33,8 +47,7 @@ class NodeConfig(pulumi.ComponentResource):
 
         self.push = command.remote.Command(
             f"{name}-push",
-            connection=command.remote.ConnectionArgs(host=args.host, user=args.user,
-                                                     private_key=pulumi.Output.secret(args.private_key),
+            connection=command.remote.ConnectionArgs(host=args.host, user=args.user, **connection_auth(args),
                                                      # A droplet turns `active` a minute or more before its sshd
                                                      # answers: keep dialling for a boot's worth of minutes
                                                      # (60 tries, each at most 10 s plus the provider's backoff

@@ -48,6 +48,9 @@ class Bundle:
     remove: list[str] = field(default_factory=list)
     # target -> component that reloads (or stops) when that file is removed
     remove_components: dict[str, str] = field(default_factory=dict)
+    # component -> {"stop", "running", "restart"}: a component whose files this bundle removes
+    # (a removed service) is stopped before they go, and restarted if a rollback restores them
+    remove_commands: dict[str, dict[str, str]] = field(default_factory=dict)
     force: bool = False
 
     def as_json(self) -> dict:
@@ -55,7 +58,8 @@ class Bundle:
                 "files": self.files, "validate": self.validate, "reload": self.reload, "stop": self.stop,
                 "health": self.health, "policy": self.policy, "lockdown": self.lockdown,
                 "componentOrder": self.component_order, "remove": self.remove,
-                "removeComponents": self.remove_components, "force": self.force}
+                "removeComponents": self.remove_components, "removeCommands": self.remove_commands,
+                "force": self.force}
 
     def encode(self) -> bytes:
         return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":")).encode()
@@ -164,3 +168,40 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
 def active_node(spec: ClusterSpec, holder: str | None) -> str:
     """Where active-only services run: the live VIP holder when known, else the configured MASTER."""
     return holder if holder in spec.nodes else spec.master_node
+
+
+SERVICE_LAYER = "service:"
+
+
+def removed_services(spec: ClusterSpec, previous_layers: dict | None) -> list[str]:
+    """Services pushed by an earlier apply but no longer in the spec. `previous_layers` is the
+    apps stack's last `layers` output ({node: {layer: {digest, version}}}): it travels with the
+    Pulumi state, so every machine (CI included, without .dynia/cache) finds the same ones."""
+    previous = previous_layers if isinstance(previous_layers, dict) else {}
+    named = {layer[len(SERVICE_LAYER):] for layers in previous.values() if isinstance(layers, dict)
+             for layer in layers if isinstance(layer, str) and layer.startswith(SERVICE_LAYER)}
+    return sorted(s for s in named if s and s not in spec.services)
+
+
+def removal_bundle(spec: ClusterSpec, node: str, service: str, config_version: int) -> Bundle:
+    """The push that removes a service from one node: stop its containers (by project, so a
+    retry after the file is gone still finds them), delete its compose file and route, reload
+    Caddy. On every node, whatever its placement was: a node where it never ran has nothing to
+    stop and no files, and the apply leaves it unchanged. A failed gate restores both files and
+    restarts the service only where it ran."""
+    commands = NodeCommands(providers.of(spec).profile)
+    layer = SERVICE_LAYER + service
+    compose, route = PATHS.compose_file(service), PATHS.route_file(service)
+    return Bundle(
+        node=node, layer=layer, config_version=config_version, files=[],
+        validate={"caddy": commands.validate("caddy")}, reload={"caddy": commands.reload("caddy")},
+        stop={}, health=[],
+        policy={"retries": spec.health.retries, "interval": spec.health.interval,
+                "backoff": spec.health.backoff, "timeout": spec.health.timeout},
+        lockdown=spec.lockdown,
+        # Stop the app first, then Caddy stops routing to it (the reverse of a deploy).
+        component_order=[layer, "caddy"],
+        remove=[compose, route], remove_components={compose: layer, route: "caddy"},
+        remove_commands={layer: {"stop": commands.compose_remove(service),
+                                 "running": commands.compose_running(service),
+                                 "restart": commands.compose_up(service)}})

@@ -279,7 +279,9 @@ def wrapped(name: str, info: ComposeInfo, host_network: bool = False) -> str:
     from ruamel.yaml import YAML
 
     data = dict(info.data)
-    data["name"] = f"dynia-{name}"
+    from .nodes.commands import compose_project
+
+    data["name"] = compose_project(name)
     services = {}
     for cname, c in info.data["services"].items():
         c = dict(c)

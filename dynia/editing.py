@@ -134,13 +134,19 @@ def add_node(project: Project, cluster: str) -> str:
     return new
 
 
-def check_removable(nodes: list[str], master: str, node: str) -> None:
+def check_removable(nodes: list[str], master: str, node: str, holder: str | None = None) -> None:
+    """holder: the node holding the reserved IP now (read live). After a failover it is not the
+    configured master, and removing it would take the reserved IP down with its droplet."""
     if node not in nodes:
         raise config_error(f"no node {node!r} in this cluster", f"nodes here: {', '.join(nodes)}")
     if len(nodes) == 1:
         raise config_error("cannot remove the last node", "use `dynia cluster destroy` to remove the cluster")
     if master == node:
         raise config_error(f"{node} is the MASTER", "activate another node first (dynia cluster node activate NODE)")
+    if holder == node:
+        raise config_error(f"{node} holds the reserved IP now (the configured MASTER is {master})",
+                           f"wait until {master} takes it back, or activate another node first "
+                           "(dynia cluster node activate NODE); check with dynia status")
 
 
 def remove_node(project: Project, cluster: str, node: str) -> None:

@@ -186,7 +186,22 @@ class Engine:
 
     # --- operations -----------------------------------------------------------------------
 
+    def check_region(self, phases) -> None:
+        """A region change would replace every droplet (and the VPC) at once: refuse it before
+        anything runs. The provisioned region is the provision stack's own output, so every
+        machine sees it."""
+        if "provision" not in phases:
+            return
+        before = self._output(self.stack("provision"), "region")
+        now = self.cluster.spec.provider.region
+        if before and now != before:
+            raise DyniaError("config", f"provider.region is {now} but the cluster's nodes run in {before}; "
+                             "changing it would replace every droplet",
+                             f"set provider.region back to {before} (to move, create a cluster in {now} "
+                             "and move the services to it)")
+
     def preview(self, phases=PHASES) -> list[ChangeRow]:
+        self.check_region(phases)
         rows: list[ChangeRow] = []
         for phase in phases:
             events: list = []
@@ -212,6 +227,7 @@ class Engine:
         return out
 
     def up(self, phases=PHASES, *, continue_on_error: bool = False) -> dict:
+        self.check_region(phases)
         outputs: dict = {}
         for phase in phases:
             events: list = []

@@ -35,6 +35,32 @@ def targets(cluster: Cluster) -> list[Target]:
             for n, a in outputs.nodes.items() if n in cluster.spec.nodes]
 
 
+def silence_leaving_node(target: Target, profile: providers.NodeProfile) -> None:
+    """Stop keepalived on a node that is about to leave, before the others are re-pushed without
+    it: once they stop advertising to it, a running keepalived turns MASTER after its master-down
+    interval (~3 s) and its notify script takes the reserved IP, which then dies with its droplet.
+    A node dynia cannot reach is refused, not skipped: unreachable over SSH is not the same as
+    down (a firewall, a dead sshd or a partition leave keepalived and the provider API working)."""
+    from .errors import DyniaError
+    from .nodes.commands import commands_for
+    from .nodes.push import run
+
+    try:
+        status, _, err = run(target, commands_for(profile).stop("keepalived"))
+    except DyniaError as exc:
+        raise DyniaError("network", f"cannot stop keepalived on {target.node} before removing it: {exc.message}",
+                         f"bring {target.node} back, or power it off (it must not take the reserved IP), "
+                         f"then retry with --node-down") from None
+    if status != 0:
+        raise DyniaError("node", f"keepalived on {target.node} did not stop (exit {status}): "
+                         f"{err.strip()[-300:]}", f"stop it by hand on {target.node}, then retry")
+
+
+def target_of(cluster: Cluster, node: str) -> Target | None:
+    """The node's SSH target, None when no provision has reported it."""
+    return next((t for t in targets(cluster) if t.node == node), None)
+
+
 @dataclass
 class Session:
     cluster: Cluster

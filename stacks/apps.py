@@ -1,10 +1,13 @@
 """Phase 3: per service, per node in rolling order, push the compose file and route, start it,
-pass its health gate; only then bind its domain (the first deploy binds DNS)."""
+pass its health gate; only then bind its domain (the first deploy binds DNS). A service the
+last apply pushed but the spec no longer names is removed first, node by node (stopped, its
+compose file and route deleted, Caddy reloaded)."""
 from __future__ import annotations
 
 import pulumi
 
 from dynia import providers
+from dynia.bundle import SERVICE_LAYER, removed_services
 
 from .inputs import PhaseInputs
 from .pushes import chain, prepare
@@ -15,6 +18,11 @@ def program(inputs: PhaseInputs) -> None:
     spec = cluster.spec
     provider = providers.of(spec)
     previous = None
+    # Removals first: a service renamed with its domain must give up the route before its
+    # successor claims the same host (two sites for one host fail Caddy's validation).
+    for name in removed_services(spec, inputs.previous_layers):
+        gates = chain(inputs, provision, bundles, SERVICE_LAYER + name, order, after=previous)
+        previous = gates[-1]
     for name in sorted(spec.services):
         gates = chain(inputs, provision, bundles, f"service:{name}", order, after=previous)
         previous = gates[-1]

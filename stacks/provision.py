@@ -15,6 +15,8 @@ def program(inputs: PhaseInputs) -> None:
     pulumi.export("nodes", {n: o.apply(lambda v: {"public_ip": v[0], "private_ip": v[1], "droplet_id": str(v[2])})
                             for n, o in nodes.items()})
     pulumi.export("reservedIp", reserved_ip)
+    # Recorded so a later run can refuse a region change (it would replace every droplet).
+    pulumi.export("region", spec.provider.region)
     pulumi.export("originPem", provider.origin_pem(inputs.project, spec))
     # Generated once and kept here, with the state: every machine pushes the same credentials.
     if inputs.stats_credentials is not None:

@@ -56,7 +56,7 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
     (filled slots are inside)."""
     from dynia import cache
     from dynia import secrets as local_secrets
-    from dynia.bundle import build_bundles
+    from dynia.bundle import build_bundles, removal_bundle, removed_services
     from dynia.render import render
 
     def build(values):
@@ -71,8 +71,14 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
                                           credentials=stats or None)
         built = {node: build_bundles(cluster.spec, rendering, node, slots, holder=inputs.holder)
                  for node in cluster.spec.nodes}
+        removals = removed_services(cluster.spec, inputs.previous_layers)
+        for node in cluster.spec.nodes:
+            for service in removals:
+                b = removal_bundle(cluster.spec, node, service, rendering.config_version)
+                built[node][b.layer] = b
         stamp_versions(built, inputs.previous_layers, rendering.config_version)
-        out = {node: {layer: {"payload": b.payload().decode(), "digest": b.digest, "version": b.config_version}
+        out = {node: {layer: {"payload": b.payload().decode(), "digest": b.digest, "version": b.config_version,
+                              "removal": not b.files and bool(b.remove)}
                       for layer, b in layers.items()} for node, layers in built.items()}
         out["_hosts"] = {n: inventory.ssh_host(n) for n in cluster.spec.nodes}
         return out
@@ -86,9 +92,11 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
 
 
 def export_layers(bundles: pulumi.Output) -> None:
-    """{node: {layer: {digest, version}}}: what the next run of this phase stamps versions from."""
+    """{node: {layer: {digest, version}}}: what the next run of this phase stamps versions from,
+    and which services it finds removed. A removal's layer is left out: once pushed, the
+    service is gone and the next run neither pushes nor removes it again."""
     pulumi.export("layers", bundles.apply(lambda b: {n: {l: {"digest": v["digest"], "version": v["version"]}
-                                                         for l, v in layers.items()}
+                                                         for l, v in layers.items() if not v.get("removal")}
                                                      for n, layers in b.items() if n != "_hosts"}))
 
 

@@ -85,20 +85,31 @@ def node_add_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT) -> None:
 @node_app.command("remove")
 def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
                     cluster: str = CLUSTER_OPT,
-                    yes: bool = typer.Option(False, "--yes")) -> None:
-    """Remove a node (snapshot first); the others are re-pushed without it, then it is destroyed."""
+                    yes: bool = typer.Option(False, "--yes"),
+                    node_down: bool = typer.Option(
+                        False, "--node-down",
+                        help="NODE is powered off or gone: do not stop its keepalived first.")) -> None:
+    """Remove a node (snapshot first); its keepalived is stopped, the others are re-pushed
+    without it, then it is destroyed."""
     from .. import providers, snapshots
     from ..editing import check_removable, remove_node
+    from ..session import silence_leaving_node, target_of
     from .common import cluster_name
     from .engine_common import confirm, engine_for
 
     name = cluster_name(ctx, cluster)
     with engine_for(ctx, name) as engine:
-        check_removable(engine.cluster.spec.nodes, engine.cluster.spec.master_node, node)  # before any snapshot
+        spec = engine.cluster.spec
+        check_removable(spec.nodes, spec.master_node, node, engine.holder)  # before any snapshot
         confirm(f"remove node {node} and destroy its droplet", name, yes)
         say(f"snapshot {snapshots.take(engine, 'before-node-remove')}")
+        # Silence it before anyone drops it as a peer, or it takes the reserved IP with it.
+        target = target_of(engine.cluster, node)
+        if target is not None and not node_down:
+            silence_leaving_node(target, providers.of(spec).profile)
+            say(f"stopped keepalived on {node}")
         # Droplets are protected against accidents: lift it for exactly this one.
-        providers.of(engine.cluster.spec).release(engine, [node])
+        providers.of(spec).release(engine, [node])
     remove_node(project(ctx), name, node)
     from .up import run_phases
 

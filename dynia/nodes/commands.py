@@ -88,6 +88,18 @@ class NodeCommands:
                            f"</dev/null >>{P.keepalived_log} 2>&1 & fi"),
         }[component]
 
+    def stop(self, component: str) -> str:
+        """Stops the component (a node leaving the cluster: its keepalived must be silent before
+        the others drop it as a peer, or it turns MASTER and takes the reserved IP). Exits 0 once
+        it is stopped; the pid-file form waits for the process to go (bounded, 5 s), as
+        `systemctl stop` does, and exits non-zero if it is still running."""
+        if self.profile.service_manager == "systemd":
+            return f"systemctl stop {component}"
+        pid = {"haproxy": P.haproxy_pid, "caddy": P.caddy_pid, "keepalived": P.keepalived_pid}[component]
+        return (f'if {pid_alive(pid)}; then kill -TERM "$(cat {pid})"; '
+                f"for i in $(seq 50); do {pid_alive(pid)} || break; sleep 0.1; done; fi; "
+                f"! {{ {pid_alive(pid)}; }}")
+
     def running(self, component: str) -> str:
         """Exits 0 while the component runs (HAProxy and Caddy are gated by HTTP instead)."""
         if self.profile.service_manager == "systemd":
@@ -104,6 +116,33 @@ class NodeCommands:
 
     def compose_down(self, service: str) -> str:
         return self.compose(service, "down")
+
+    def compose_remove(self, service: str) -> str:
+        """Stop and remove a service's containers without its compose file: a removal deletes
+        the file, and a retry (or a file already gone) must still find the containers. The
+        rendered file names the project `dynia-<service>` (dynia.compose.wrapped), which Docker
+        Compose resolves from its labels alone. podman-compose cannot (it exits "no compose.yaml
+        … found" without a file), so its containers are found by the label it sets on each."""
+        project = compose_project(service)
+        if self.profile.container_engine == "podman":
+            # Not a pipe into xargs: a failing `podman ps` must fail the removal, not read as "none".
+            return (f"ids=$(podman ps -aq --filter label=io.podman.compose.project={project}) && "
+                    '{ [ -z "$ids" ] || podman rm -f $ids >/dev/null; }')
+        return f"{self.profile.compose_command} -p {project} down"
+
+
+    def compose_running(self, service: str) -> str:
+        """Exits 0 while any container of the service's project exists on the node (found the way
+        compose_remove finds them, so it answers without the compose file too)."""
+        project = compose_project(service)
+        if self.profile.container_engine == "podman":
+            return f"podman ps -q --filter label=io.podman.compose.project={project} | grep -q ."
+        return f"{self.profile.compose_command} -p {project} ps -q | grep -q ."
+
+
+def compose_project(service: str) -> str:
+    """The compose project a service runs as (the `name:` dynia.compose.wrapped renders)."""
+    return f"dynia-{service}"
 
 
 def commands_for(profile: NodeProfile) -> NodeCommands:

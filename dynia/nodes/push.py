@@ -23,6 +23,7 @@ class Target:
     known_hosts: Path | None = None
     user: str = "root"
     connect_timeout: float = 10.0
+    port: int = 22
 
 
 @dataclass
@@ -46,13 +47,34 @@ class ApplyResult:
         return lines[-1] if lines else ""
 
 
+def client_auth(key: Path) -> dict:
+    """asyncssh's key options: the key file when it is readable and clear (no agent, as before);
+    the operator's ssh-agent when the file is passphrase-protected or missing."""
+    from ..providers.base import private_key_encrypted, ssh_agent_socket
+
+    try:
+        clear = not private_key_encrypted(key.read_text())
+    except (OSError, UnicodeDecodeError):
+        clear = False
+    agent = ssh_agent_socket()
+    if clear or not agent:
+        return {"client_keys": [str(key)], "agent_path": None}
+    # ignore_encrypted: asyncssh skips the protected file instead of failing; the agent signs.
+    return {"client_keys": [str(key)] if key.exists() else [], "ignore_encrypted": True, "agent_path": agent}
+
+
 async def connect(target: Target):
     import asyncssh
 
     try:
+        auth = client_auth(target.key)
         return await asyncio.wait_for(asyncssh.connect(
-            target.host, username=target.user, client_keys=[str(target.key)],
+            target.host, port=target.port, username=target.user, **auth,
             known_hosts=str(target.known_hosts) if target.known_hosts else None), target.connect_timeout)
+    except asyncssh.KeyImportError as exc:
+        raise DyniaError("config", f"SSH key {target.key} cannot be used: {exc}",
+                         f"a passphrase-protected key needs an ssh-agent: eval \"$(ssh-agent)\" && ssh-add {target.key}"
+                         ) from None
     except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
         raise DyniaError("network", f"cannot reach node {target.node} at {target.host}: "
                          f"{exc.__class__.__name__}: {exc}".rstrip(": "),
@@ -79,3 +101,21 @@ async def push_async(target: Target, bundle: Bundle, timeout: float = 600) -> Ap
 
 def push(target: Target, bundle: Bundle, timeout: float = 600) -> ApplyResult:
     return asyncio.run(push_async(target, bundle, timeout))
+
+
+async def run_async(target: Target, command: str, timeout: float = 60) -> tuple[int, str, str]:
+    """One node command (from dynia.nodes.commands, never secret): (exit status, stdout, stderr)."""
+    conn = await connect(target)
+    try:
+        proc = await asyncio.wait_for(conn.run(command, check=False), timeout)
+    except asyncio.TimeoutError:
+        raise DyniaError("network", f"node {target.node}: `{command}` did not finish in {timeout:.0f} s",
+                         "check the node (dynia status) and retry") from None
+    finally:
+        conn.close()
+    status = proc.exit_status if proc.exit_status is not None else 255
+    return status, str(proc.stdout or ""), str(proc.stderr or "")
+
+
+def run(target: Target, command: str, timeout: float = 60) -> tuple[int, str, str]:
+    return asyncio.run(run_async(target, command, timeout))

@@ -24,6 +24,7 @@ class NodeProfile:
     vip_prefix: int
     service_manager: Literal["systemd", "pidfile"]
     compose_command: str
+    container_engine: Literal["docker", "podman"]  # how a service's containers are found without its file
     compose_host_network: bool  # lab: podman without a network stack runs containers on the host network
     assigns_reserved_ip: bool   # notify.sh moves the reserved IP through the provider API
 
@@ -33,6 +34,33 @@ class SshIdentity:
     """The key dynia logs in with and the host keys it trusts (None: not pinned yet)."""
     key: Path
     known_hosts: Path | None
+
+
+def private_key_encrypted(text: str) -> bool:
+    """Whether a private key file needs a passphrase (then only an ssh-agent can use it):
+    OpenSSH's format names its cipher ("none" when clear), PEM marks encryption in its header."""
+    import base64
+    import binascii
+    import struct
+
+    if "-----BEGIN OPENSSH PRIVATE KEY-----" in text:
+        body = text.split("-----BEGIN OPENSSH PRIVATE KEY-----", 1)[1].split("-----END", 1)[0]
+        try:
+            blob = base64.b64decode("".join(body.split()))
+            magic = b"openssh-key-v1\0"
+            (length,) = struct.unpack(">I", blob[len(magic):len(magic) + 4])
+            return blob.startswith(magic) and blob[len(magic) + 4:len(magic) + 4 + length] != b"none"
+        except (binascii.Error, struct.error, ValueError):
+            return False
+    return "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text or "Proc-Type: 4,ENCRYPTED" in text
+
+
+def ssh_agent_socket() -> str | None:
+    """The operator's ssh-agent (SSH_AUTH_SOCK), when its socket exists."""
+    import os
+
+    sock = os.environ.get("SSH_AUTH_SOCK")
+    return sock if sock and Path(sock).exists() else None
 
 
 Problem = tuple[tuple, str, str]  # (spec key path, message, hint), as dynia.spec.cross_check

@@ -38,6 +38,7 @@ PROFILE = NodeProfile(
     vip_prefix=32,
     service_manager="systemd",
     compose_command="docker compose",
+    container_engine="docker",
     compose_host_network=False,
     assigns_reserved_ip=True,
 )
@@ -53,6 +54,21 @@ def ssh_key_path() -> Path:
         if p.exists():
             return p
     return Path.home() / ".ssh" / "id_ed25519"
+
+
+def _agent_public_key(agent: str | None) -> str | None:
+    """The agent's first public key (`ssh-add -L`), None without an agent or keys in it."""
+    import subprocess
+
+    if not agent:
+        return None
+    try:
+        out = subprocess.run(["ssh-add", "-L"], capture_output=True, text=True, timeout=10,
+                             env={**os.environ, "SSH_AUTH_SOCK": agent})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in out.stdout.splitlines() if line.startswith(("ssh-", "ecdsa-", "sk-"))]
+    return lines[0] if out.returncode == 0 and lines else None
 
 
 class DropletSizes:
@@ -98,12 +114,40 @@ class DigitalOcean(DropletSizes, Provider):
         return SshIdentity(ssh_key_path(), None)
 
     def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
+        """("" when the ssh-agent signs instead, public key). A passphrase-protected key, or none
+        on disk, works through the operator's ssh-agent (SSH_AUTH_SOCK): the private key is then
+        never read, and the public key comes from KEY.pub or, without one, the agent's first key."""
+        from .base import private_key_encrypted, ssh_agent_socket
+
         key = ssh_key_path()
+        agent = ssh_agent_socket()
         try:
-            return key.read_text(), Path(str(key) + ".pub").read_text().strip()
+            private = key.read_text()
         except (OSError, UnicodeDecodeError):
-            raise DyniaError("config", f"SSH key {key} (and {key}.pub) is not readable",
-                             "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it") from None
+            private = None
+        if private is not None and private_key_encrypted(private):
+            if not agent:
+                raise DyniaError("config", f"SSH key {key} is passphrase-protected and no ssh-agent is running",
+                                 f"start one and add the key: eval \"$(ssh-agent)\" && ssh-add {key}")
+            private = ""
+        elif private is None and not agent:
+            raise DyniaError("config", f"SSH key {key} is not readable and no ssh-agent is running",
+                             "create one (ssh-keygen -t ed25519), point DYNIA_SSH_KEY at it, or ssh-add it to an agent")
+        agent_key = None
+        if not private:  # the agent signs: it must hold a key
+            agent_key = _agent_public_key(agent)
+            if not agent_key:
+                raise DyniaError("config", "the ssh-agent holds no key (SSH_AUTH_SOCK is set, the key file is "
+                                 f"{'passphrase-protected' if private == '' else 'missing'})",
+                                 f"add it: ssh-add {key}")
+        try:
+            public = Path(str(key) + ".pub").read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            if not agent_key:
+                raise DyniaError("config", f"SSH public key {key}.pub is not readable",
+                                 f"write it next to the key: ssh-keygen -y -f {key} > {key}.pub") from None
+            public = agent_key
+        return private or "", public
 
     def node_token(self) -> str | None:
         token = os.environ.get(TOKEN_ENV)

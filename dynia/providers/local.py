@@ -15,6 +15,7 @@ PROFILE = NodeProfile(
     vip_prefix=24,
     service_manager="pidfile",
     compose_command="podman-compose",
+    container_engine="podman",
     compose_host_network=True,
     assigns_reserved_ip=False,
 )

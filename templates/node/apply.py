@@ -305,6 +305,32 @@ def affected_components(bundle, changed, removed):
     return sorted(affected, key=lambda c: order.index(c) if c in order else len(order))
 
 
+def stop_removed(bundle, affected, stopped):
+    """Step 3, first for a removal: stop each component whose files this bundle removes (a
+    removed service), while its files still exist. `removeCommands` names, per component, how
+    to stop it, whether it runs, and how to restart it; what ran before the stop is appended to
+    `stopped` (also when the stop fails half-way) so a rollback restarts exactly that."""
+    for component in affected:
+        commands = bundle.get("removeCommands", {}).get(component)
+        if not commands:
+            continue
+        if run(commands["running"])[0] == 0:
+            stopped.append(component)
+        code, out = run(commands["stop"])
+        if code != 0:
+            raise Failure(40, "stop %s failed: %s" % (component, last_line(out)))
+
+
+def restart_stopped(bundle, stopped):
+    """Undo stop_removed once the files are restored: start what ran, from its restored files."""
+    problems = []
+    for component in stopped:
+        code, out = run(bundle["removeCommands"][component]["restart"])
+        if code != 0:
+            problems.append("restart %s failed: %s" % (component, last_line(out)))
+    return "; ".join(problems)
+
+
 def write_files(changed, removed, lockdown):
     """Step 3: unlock, write each file atomically (content checked against its sha256), remove."""
     for f in changed:
@@ -331,10 +357,11 @@ def validate(bundle, affected):
                 raise Failure(20, "validation failed: %s: %s" % (component, last_line(out)))
 
 
-def roll_back(bundle, affected, entries, reason):
-    """Step 7, failed: restore the files, reload (or stop what is new), mark the node degraded."""
+def roll_back(bundle, affected, entries, reason, stopped=()):
+    """Step 7, failed: restore the files, reload (or stop what is new, or restart what a removal
+    stopped), mark the node degraded."""
     restore(entries, bool(bundle.get("lockdown")))
-    roll_back_components(bundle, affected, entries)
+    roll_back_components(bundle, affected, entries, stopped)
     write_state("degraded", {"reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "configVersion": bundle["configVersion"], "layer": bundle["layer"]})
 
@@ -363,31 +390,37 @@ def apply(bundle):
         return 0, done("unchanged")
     entries = make_backup(bundle, [f["target"] for f in changed] + removed)      # step 2
     affected = affected_components(bundle, changed, removed)
+    # A component whose files go is stopped (before they go), never reloaded.
+    removing = [c for c in affected if c in bundle.get("removeCommands", {})]
+    stopped = []
     try:
-        write_files(changed, removed, lockdown)                                   # step 3
+        stop_removed(bundle, removing, stopped)                                   # step 3
+        report["stopped"] = removing
+        write_files(changed, removed, lockdown)
         validate(bundle, affected)                                                # step 4
-    except Failure as exc:
+    except (Failure, OSError) as exc:
         restore(entries, lockdown)
-        return exc.code, done("invalid" if exc.code == 20 else "error", reason=exc.reason)
-    except OSError as exc:
-        restore(entries, lockdown)
-        return 40, done("error", reason="write failed: %s" % exc)
-    report["reloaded"], problem = reload_all(bundle, affected)                     # step 5
+        problem = restart_stopped(bundle, stopped)
+        code, reason = (exc.code, exc.reason) if isinstance(exc, Failure) else (40, "write failed: %s" % exc)
+        reason += ("; " + problem) if problem else ""
+        return code, done("invalid" if code == 20 else "error", reason=reason)
+    report["reloaded"], problem = reload_all(bundle, [c for c in affected if c not in removing])  # step 5
     if problem:
-        roll_back(bundle, affected, entries, problem)
+        roll_back(bundle, affected, entries, problem, stopped)
         return 30, done("rolled-back", reason=problem)
     healthy, waited, attempts, detail = health_gate(bundle.get("health", []), bundle["policy"])  # step 6
     report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
     if not healthy:
         reason = "health gate failed after %d tries: %s" % (attempts, detail)
-        roll_back(bundle, affected, entries, reason)
+        roll_back(bundle, affected, entries, reason, stopped)
         return 30, done("rolled-back", reason=reason)
     stamp(bundle)
     return 0, done("applied")
 
 
-def roll_back_components(bundle, affected, entries):
-    """Reload what was restored; stop what did not exist before (a service added by this apply)."""
+def roll_back_components(bundle, affected, entries, stopped=()):
+    """Reload what was restored; stop what did not exist before (a service added by this apply);
+    restart what a removal stopped, from its restored files (what did not run stays stopped)."""
     existed = {e["target"]: e["existed"] for e in entries}
     component_files = {}
     for f in bundle["files"]:
@@ -395,6 +428,10 @@ def roll_back_components(bundle, affected, entries):
     # Undo in the reverse order: what the forward order freed first is taken back last (HAProxy
     # lets go of :80 before a restored package Caddyfile binds it again).
     for component in reversed(affected):
+        if component in bundle.get("removeCommands", {}):
+            if component in stopped:
+                restart_stopped(bundle, [component])
+            continue
         brand_new = not any(existed.get(t, True) for t in component_files.get(component, []))
         stop = bundle.get("stop", {}).get(component)
         if brand_new and stop:
@@ -410,7 +447,13 @@ def record_applied(bundle):
     if applied.get("layers", {}).get(bundle["layer"]) == manifest and \
             applied.get("configVersion") == bundle["configVersion"]:
         return
-    applied.setdefault("layers", {})[bundle["layer"]] = manifest
+    if not manifest and bundle.get("remove"):
+        # A removal: the layer holds nothing on this node any more, so the record forgets it.
+        if bundle["layer"] not in applied.get("layers", {}):
+            return
+        del applied["layers"][bundle["layer"]]
+    else:
+        applied.setdefault("layers", {})[bundle["layer"]] = manifest
     applied["configVersion"] = bundle["configVersion"]
     applied["node"] = bundle["node"]
     write_state("applied.json", applied)

@@ -42,6 +42,8 @@ elif args[:2] == ["stack", "output"]:
         outputs = {"nodes": {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11", "droplet_id": "1"},
                              "brave-panda": {"public_ip": "198.51.100.12", "private_ip": "10.110.0.12", "droplet_id": "2"}},
                    "reservedIp": "203.0.113.50"}
+        if os.environ.get("RECORDING_PULUMI_REGION"):  # the region an earlier provision recorded
+            outputs["region"] = os.environ["RECORDING_PULUMI_REGION"]
     print(json.dumps(outputs))
 elif args[:2] == ["stack", "history"]:
     print(json.dumps([{"version": 1, "kind": "update", "startTime": "2026-01-01T00:00:00.000Z",

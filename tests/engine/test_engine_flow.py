@@ -314,3 +314,16 @@ def test_the_engine_never_writes_stats_credentials_on_this_machine_once_provisio
     # the provision stack is asked for its outputs (where the credentials live) before any phase
     outputs = [a for a in calls(env) if a[:2] == ["stack", "output"]]
     assert any(a[a.index("--stack") + 1] == "shop-provision" and "--show-secrets" in a for a in outputs)
+
+
+def test_a_region_change_is_refused_before_anything_runs(env):
+    before = _project_files(env["proj"])
+    for argv in (["up"], ["plan"]):
+        r = dynia(env, *argv, "--cluster", "shop", extra={"RECORDING_PULUMI_REGION": "ams3"})
+        assert r.returncode == 10, r.stderr
+        assert "provider.region is sgp1 but the cluster's nodes run in ams3" in r.stderr
+        assert "set provider.region back to ams3" in r.stderr.splitlines()[1]
+    assert not [op for op in ops(env) if op[0] in ("up", "preview")]
+    assert _project_files(env["proj"]) == before
+    r = dynia(env, "up", "--cluster", "shop", extra={"RECORDING_PULUMI_REGION": "sgp1"})
+    assert r.returncode == 0, r.stderr

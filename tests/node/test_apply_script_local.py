@@ -280,3 +280,78 @@ def test_bad_bundle_is_refused_without_touching_anything(root):
                           capture_output=True, env={**os.environ, "DYNIA_ROOT": str(root)})
     assert proc.returncode == 10 and b"bad bundle" in proc.stderr
     assert not (root / "opt").exists()
+
+
+# --- removals: a service gone from the spec ------------------------------------------------
+# The "service" is a marker file: `running` exists while it runs. Its stop command insists on
+# its compose file still being there, so a stop after the deletion would show.
+LOG = '>> "$DYNIA_ROOT/reloads.log"'
+COMPOSE, ROUTE = "/opt/dynia/compose/web/docker-compose.yml", "/etc/caddy/routes/web.caddy"
+
+
+def deployed(root: Path) -> None:
+    bundle = make_bundle([_file(COMPOSE, b"services: {}\n", component="service:web"),
+                          _file(ROUTE, b"web.example {}\n", component="caddy")])
+    bundle.reload = {"service:web": f'touch "$DYNIA_ROOT/running"; echo start {LOG}',
+                     "caddy": f'echo "caddy $(ls "$DYNIA_ROOT/etc/caddy/routes")" {LOG}'}
+    bundle.validate, bundle.stop, bundle.component_order = {}, {}, ["service:web", "caddy"]
+    assert apply(root, bundle)[0] == 0
+    assert (root / "running").exists()
+
+
+def removal(healthy="true", validate="true") -> Bundle:
+    bundle = make_bundle([], healthy=healthy)
+    bundle.validate = {"caddy": validate}
+    bundle.reload = {"caddy": f'echo "caddy $(ls "$DYNIA_ROOT/etc/caddy/routes")" {LOG}'}
+    bundle.stop, bundle.component_order = {}, ["service:web", "caddy"]
+    bundle.remove = [COMPOSE, ROUTE]
+    bundle.remove_components = {COMPOSE: "service:web", ROUTE: "caddy"}
+    bundle.remove_commands = {"service:web": {
+        "stop": f'test -f "$DYNIA_ROOT{COMPOSE}" && rm -f "$DYNIA_ROOT/running" && echo stop {LOG}',
+        "running": 'test -f "$DYNIA_ROOT/running"',
+        "restart": f'test -f "$DYNIA_ROOT{COMPOSE}" && touch "$DYNIA_ROOT/running" && echo restart {LOG}'}}
+    return bundle
+
+
+def test_a_removal_stops_the_service_before_deleting_its_compose_file_and_route_then_reloads_caddy(root):
+    deployed(root)
+    code, report, err = apply(root, removal())
+    assert code == 0, err
+    assert report["status"] == "applied" and report["removed"] == [COMPOSE, ROUTE]
+    assert report["stopped"] == ["service:web"] and report["reloaded"] == ["caddy"]
+    assert not (root / "running").exists()
+    assert not (root / COMPOSE.lstrip("/")).exists() and not (root / ROUTE.lstrip("/")).exists()
+    assert reloads(root)[-2:] == ["stop", "caddy "]
+    # The node's record forgets the layer; a second run finds nothing to do.
+    assert "service:web" not in json.loads((root / "opt/dynia/state/applied.json").read_text())["layers"]
+    code, report, _ = apply(root, removal())
+    assert code == 0 and report["status"] == "unchanged" and reloads(root)[-1] == "caddy "
+
+
+def test_a_removal_whose_gate_fails_restores_the_files_and_restarts_the_service_from_its_compose_file(root):
+    deployed(root)
+    code, report, err = apply(root, removal(healthy="false"))
+    assert code == 30 and report["status"] == "rolled-back", err
+    assert (root / COMPOSE.lstrip("/")).read_bytes() == b"services: {}\n"
+    assert (root / ROUTE.lstrip("/")).read_bytes() == b"web.example {}\n"
+    assert (root / "running").exists()
+    assert reloads(root)[-4:] == ["stop", "caddy ", "caddy web.caddy", "restart"]
+    assert json.loads((root / "opt/dynia/state/degraded").read_text())["layer"] == "service:web"
+    assert "service:web" in json.loads((root / "opt/dynia/state/applied.json").read_text())["layers"]
+
+
+def test_a_removal_refused_by_the_validator_restores_the_files_and_restarts_the_service(root):
+    deployed(root)
+    code, report, _ = apply(root, removal(validate="echo bad route >&2; false"))
+    assert code == 20 and report["status"] == "invalid"
+    assert (root / COMPOSE.lstrip("/")).exists() and (root / ROUTE.lstrip("/")).exists()
+    assert (root / "running").exists() and reloads(root)[-2:] == ["stop", "restart"]
+
+
+def test_a_failed_removal_never_starts_a_service_that_was_not_running_on_the_node(root):
+    # An active-only service has its files on every node but runs on the holder only.
+    deployed(root)
+    (root / "running").unlink()
+    assert apply(root, removal(healthy="false"))[0] == 30
+    assert (root / COMPOSE.lstrip("/")).exists() and not (root / "running").exists()
+    assert "restart" not in reloads(root)

@@ -53,3 +53,23 @@ def test_the_trigger_ignores_the_cluster_version_but_not_the_content(project):
     assert dataclasses.replace(b, config_version=b.config_version + 5).digest == b.digest
     changed = dataclasses.replace(b, files=[dict(f, mode="0600") for f in b.files])
     assert changed.digest != b.digest
+
+
+def test_removed_services_are_the_service_layers_last_applied_that_the_spec_no_longer_names(project):
+    from dynia.bundle import removed_services
+    spec = load_cluster(Project(project), "shop").spec
+    previous = {"misty-owl": {"infra": {}, "service:web": {}, "service:old": {}},
+                "brave-panda": {"service:gone": {}, "service:api": {}}, "junk": None}
+    assert removed_services(spec, previous) == ["gone", "old"]
+    assert removed_services(spec, None) == [] and removed_services(spec, {"misty-owl": ["x"]}) == []
+
+
+def test_a_removal_bundle_deletes_exactly_the_compose_file_and_route_and_stops_the_project(project):
+    from dynia.bundle import removal_bundle
+    spec = load_cluster(Project(project), "shop").spec
+    b = removal_bundle(spec, "misty-owl", "old", 4)
+    assert (b.layer, b.files, b.health, b.config_version) == ("service:old", [], [], 4)
+    assert b.remove == [PATHS.compose_file("old"), PATHS.route_file("old")]
+    assert b.remove_components == {PATHS.compose_file("old"): "service:old", PATHS.route_file("old"): "caddy"}
+    assert b.remove_commands["service:old"]["stop"] == "docker compose -p dynia-old down"
+    assert b.component_order == ["service:old", "caddy"] and set(b.reload) == {"caddy"}

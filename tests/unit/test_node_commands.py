@@ -85,6 +85,32 @@ def test_compose_up_and_down_name_the_services_rendered_compose_file(commands, b
     assert commands.compose_down("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml down"
 
 
+def test_docker_removes_a_service_by_its_project_name_so_it_works_after_the_compose_file_is_gone():
+    assert DO.compose_remove("api") == "docker compose -p dynia-api down"
+
+
+def test_lab_removes_a_service_by_podman_composes_project_label_because_podman_compose_needs_a_file():
+    assert LAB.compose_remove("api") == (
+        "ids=$(podman ps -aq --filter label=io.podman.compose.project=dynia-api) && "
+        '{ [ -z "$ids" ] || podman rm -f $ids >/dev/null; }')
+
+
+def test_whether_a_service_runs_is_asked_by_project_too_so_a_removal_knows_what_a_rollback_restarts():
+    assert DO.compose_running("api") == "docker compose -p dynia-api ps -q | grep -q ."
+    assert LAB.compose_running("api") == "podman ps -q --filter label=io.podman.compose.project=dynia-api | grep -q ."
+
+
+def test_the_removal_names_the_project_the_rendered_compose_file_sets():
+    from pathlib import Path
+
+    import yaml
+
+    from dynia.compose import ComposeInfo, wrapped
+    from dynia.nodes.commands import compose_project
+    info = ComposeInfo(Path("api.yml"), "api.yml", {"services": {"app": {"image": "nginx"}}}, 256, ())
+    assert yaml.safe_load(wrapped("api", info))["name"] == compose_project("api") == "dynia-api"
+
+
 # Which commands a service's bundle carries, per profile, placement and role: the app is
 # started (and, on a failed first deploy, stopped) only where its placement runs it; Caddy is
 # validated and reloaded everywhere, since every node routes to every service.
@@ -122,3 +148,16 @@ def test_service_bundle_commands_follow_placement_and_role(project, kind, placem
         assert bundle.component_order == ["service:api", "caddy"]
         assert [c["name"] for c in bundle.health] == ((["api app", "api via caddy"] if placement != "standby-only"
                                                         else ["api app"]) if runs else [])
+
+
+def test_droplets_stop_a_component_through_systemd():
+    assert DO.stop("keepalived") == "systemctl stop keepalived"
+
+
+def test_lab_stops_a_component_by_its_pid_file_waits_for_it_and_fails_if_it_still_runs():
+    alive = '[ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null'
+    assert LAB.stop("keepalived") == (
+        f'if {alive}; then kill -TERM "$(cat /run/keepalived.pid)"; '
+        f"for i in $(seq 50); do {alive} || break; sleep 0.1; done; fi; "
+        f"! {{ {alive}; }}")
+    assert "pidof" not in LAB.stop("keepalived") and "pkill" not in LAB.stop("keepalived")
