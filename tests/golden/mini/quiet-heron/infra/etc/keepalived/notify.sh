@@ -60,6 +60,10 @@ case "$state" in
         ;;
     BACKUP|FAULT)
         ;;
+    STOP)
+        # keepalived is stopping here: this node no longer holds the reserved IP, and a
+        # single-writer service must not keep running beside the new MASTER's copy.
+        ;;
 esac
 wait
 exit 0

@@ -62,6 +62,11 @@ case "$state" in
     BACKUP|FAULT)
         compose admin down
         ;;
+    STOP)
+        # keepalived is stopping here: this node no longer holds the reserved IP, and a
+        # single-writer service must not keep running beside the new MASTER's copy.
+        compose admin down
+        ;;
 esac
 wait
 exit 0
