@@ -98,10 +98,19 @@ def _problem(exc: ValidationError) -> str:
 
 def read_json(path: Path, shown: str, fix: str, limit: int = MAX_BYTES) -> Any | None:
     """A runtime JSON file, or None when it does not exist; anything unreadable is a state error."""
+    import stat as st
+
     try:
-        if path.stat().st_size > limit:
+        mode = path.stat().st_mode
+        if st.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not st.S_ISREG(mode):  # /dev/zero never ends, a FIFO blocks: neither is ours
+            raise state_error(f"{shown} is not a regular file", fix)
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
             raise state_error(f"{shown} is larger than {limit // 1024} KiB", fix)
-        return json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -142,10 +151,19 @@ class ClusterCache:
 
     def check_outputs(self, data: Any, shown: str, fix: str) -> Outputs:
         outputs = _validated(Outputs, data, shown, fix)
+        seen: dict[str, str] = {}
         for node, addrs in outputs.nodes.items():
-            if ipaddress.IPv4Address(addrs.private_ip) not in self.vpc:
-                raise state_error(f"{shown} is corrupt (nodes.{node}.private_ip: {addrs.private_ip} is outside "
-                                  f"the VPC range {self.vpc})", fix)
+            ip = ipaddress.IPv4Address(addrs.private_ip)
+            why = None
+            if ip not in self.vpc or ip in (self.vpc.network_address, self.vpc.broadcast_address):
+                why = f"{ip} is not a host address of the VPC range {self.vpc}"
+            elif str(ip) in seen:
+                why = f"{ip} is also {seen[str(ip)]}'s address"
+            elif str(ip) == outputs.reserved_ip:
+                why = f"{ip} is the reserved IP"
+            if why:
+                raise state_error(f"{shown} is corrupt (nodes.{node}.private_ip: {why})", fix)
+            seen[str(ip)] = node
         return outputs
 
     def read_outputs(self) -> Outputs | None:
@@ -190,8 +208,12 @@ def inventory(cluster):
         return planned
     nodes = {n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items() if n in spec.nodes}
     missing = [n for n in spec.nodes if n not in nodes]
-    for n in missing:  # nodes added to the spec since the last apply
-        nodes[n] = planned.nodes[n]
+    used = {private for private, _ in nodes.values()} | {outputs.reserved_ip}
+    free = (str(h) for h in ipaddress.ip_network(spec.provider.vpc_ip_range).hosts() if str(h) not in used)
+    for n in missing:  # nodes added to the spec since the last apply: a planned address no node has
+        private, public = planned.nodes[n]
+        nodes[n] = (private, public) if private not in used else (next(free), None)
+        used.add(nodes[n][0])
     return Inventory(nodes, outputs.reserved_ip, planned=bool(missing))
 
 

@@ -243,7 +243,9 @@ class Engine:
             self.on_progress(f"{phase}: starting")
             result = self._run(phase, events, lambda s, on_event=on_event: s.up(
                 on_event=on_event, color="never", continue_on_error=continue_on_error or None))
-            outputs[phase] = {k: v.value for k, v in result.outputs.items()}
+            # The Automation API hands secret outputs back decrypted: keep them out of what
+            # callers print (`up --json`); the cache needs none of them.
+            outputs[phase] = {k: v.value for k, v in result.outputs.items() if not getattr(v, "secret", False)}
             if phase == "provision":
                 self.cache_outputs(outputs[phase])
         applied = [p for p in phases if p in ("infra", "apps")]

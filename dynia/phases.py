@@ -43,10 +43,13 @@ def with_changed(own: tuple[str, ...], rendering, applied: dict) -> tuple[str, .
 
     `route bind --apply` of an active-only service's domain changes haproxy.cfg (infra) as
     well as the Caddy route (apps): pushing only apps would leave HAProxy routing the domain
-    to every node. Without an applied record (nothing applied from this project yet) nothing
-    can be compared and the command's own phases run (`dynia up` applies every phase).
+    to every node. Without an applied record (another machine, CI, or nothing applied yet)
+    nothing can be compared, so every push phase runs: pushes whose content did not change
+    are no-ops, and a skipped infra push would be a wrong cluster.
     """
     wanted = set(own)
     if applied.get("nodes"):
         wanted |= changed_phases(rendering, applied)
+    elif wanted & {"infra", "apps"}:
+        wanted |= {"infra", "apps"}
     return tuple(p for p in PHASES if p in wanted)

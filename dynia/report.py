@@ -59,7 +59,7 @@ def print_plan(plan: dict, console) -> None:
     if plan["addresses"] == "planned":
         line(("addresses are planned until provision; infra files change once "
               "the droplets have their real private addresses", "yellow"))
-    line("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (VIP holder last)")
+    line("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (backups, then the VIP holder, then nodes never applied)")
     for n in plan["nodes"]:
         t = Table(title=Text(f"{n['node']} ({n['privateIp']})"), title_justify="left", show_edge=False)
         for col in ("op", "path", "old → new", "reloads"):
@@ -89,7 +89,7 @@ def markdown(plan: dict) -> str:
     lines = [f"### dynia plan: `{plan['cluster']}` → config v{plan['configVersion']}", ""]
     if plan["addresses"] == "planned":
         lines += ["> Addresses are planned until provision.", ""]
-    lines += [f"Rolling order: {' → '.join(f'`{n}`' for n in plan['rollingOrder'])} (VIP holder last)", ""]
+    lines += [f"Rolling order: {' → '.join(f'`{n}`' for n in plan['rollingOrder'])} (backups, then the VIP holder, then nodes never applied)", ""]
     for n in plan["nodes"]:
         lines.append(f"#### `{n['node']}` — {len(n['changes'])} change(s), reload: "
                      f"{', '.join(n['reload']) or 'nothing'}")

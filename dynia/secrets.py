@@ -20,7 +20,8 @@ from .store import Project, write_json
 def ensure(project: Project, cluster: str) -> bool:
     """Generate the cluster's stats credentials once. Returns True if it created them."""
     path = project.secrets_path(cluster)
-    if path.exists():
+    if path.exists() or path.is_symlink():
+        load(project, cluster)  # a corrupt file is an error now, not at the first push
         return False
     project.ensure_runtime()
     write_json(path, generate(), mode=0o600)

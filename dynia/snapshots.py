@@ -62,7 +62,9 @@ def _record(project, cluster: str, snap_id: str) -> dict:
     fix = f"remove the directory {os.path.dirname(shown)} (that snapshot cannot be trusted)"
     data = read_json(path, shown, fix, limit=64 * 1024)
     if not (isinstance(data, dict) and data.get("id") == snap_id and data.get("cluster") == cluster
-            and isinstance(data.get("reason"), str) and isinstance(data.get("phases"), list)):
+            and isinstance(data.get("reason"), str) and re.fullmatch(r"[a-z][a-z-]{0,40}", data["reason"])
+            and isinstance(data.get("phases"), list) and all(isinstance(p, str) and p.isidentifier()
+                                                             for p in data["phases"])):
         raise DyniaError("state", f"{shown} is corrupt (it must name snapshot {snap_id} of cluster {cluster})", fix)
     return {k: data[k] for k in ("id", "cluster", "reason", "phases")}
 

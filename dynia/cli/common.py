@@ -53,7 +53,15 @@ def console():
         _console = Console(highlight=False)
         if not _console.is_terminal:  # pipes and CI logs: do not cut paths at 80 columns
             _console = Console(highlight=False, width=160)
+        # Rich exits 1 when the reader of a pipe leaves (`dynia plan | head`); 1 means a bug
+        # here, so leave as a shell does after SIGPIPE instead.
+        _console.on_broken_pipe = _reader_left
     return _console
+
+
+def _reader_left() -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(141)
 
 
 def emit_json(data) -> None:

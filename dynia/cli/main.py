@@ -5,6 +5,7 @@ these imports into one line and exit 130.
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -123,6 +124,8 @@ def run() -> None:
         _fail(exc)
     except (SystemExit, KeyboardInterrupt):
         raise
+    except BrokenPipeError:
+        _reader_left()
     except typer.Abort as exc:  # typer ≤0.25 turns Ctrl-C into Abort; every typer does so for EOF at a prompt
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
             raise KeyboardInterrupt from exc
@@ -138,4 +141,16 @@ def run() -> None:
         sys.exit(EXIT_INTERNAL)
     if rc == 130:  # typer ≥0.26 turns Ctrl-C into Exit(130); no dynia command exits 130 itself
         raise KeyboardInterrupt
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_left()
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _reader_left() -> None:
+    """`dynia plan --json | head`: the reader left. Nothing more can be printed: exit as a shell
+    would after SIGPIPE (141), and keep Python from complaining when it flushes stdout at exit."""
+    from .common import _reader_left as leave
+
+    leave()

@@ -82,11 +82,15 @@ async def connect(target: Target):
 
 
 async def push_async(target: Target, bundle: Bundle, timeout: float = 600) -> ApplyResult:
+    import asyncssh
+
     started = time.monotonic()
     conn = await connect(target)
     try:
         proc = await asyncio.wait_for(conn.run(BOOTSTRAP, input=bundle.payload(), encoding=None, check=False),
                                       timeout)
+    except (asyncio.TimeoutError, asyncssh.Error, OSError) as exc:
+        raise _lost(target, f"the push of {bundle.layer}", timeout, exc) from None
     finally:
         conn.close()
     out = (proc.stdout or b"").decode(errors="replace")
@@ -103,14 +107,22 @@ def push(target: Target, bundle: Bundle, timeout: float = 600) -> ApplyResult:
     return asyncio.run(push_async(target, bundle, timeout))
 
 
+def _lost(target: Target, what: str, timeout: float, exc: Exception) -> DyniaError:
+    """A connection that broke, or a command that outlived its timeout, mid-way: typed."""
+    why = (f"did not finish in {timeout:.0f} s" if isinstance(exc, asyncio.TimeoutError)
+           else f"lost the connection ({exc.__class__.__name__}: {exc})".rstrip(": )") + ")")
+    return DyniaError("network", f"node {target.node}: {what} {why}", "check the node (dynia status) and retry")
+
+
 async def run_async(target: Target, command: str, timeout: float = 60) -> tuple[int, str, str]:
     """One node command (from dynia.nodes.commands, never secret): (exit status, stdout, stderr)."""
+    import asyncssh
+
     conn = await connect(target)
     try:
         proc = await asyncio.wait_for(conn.run(command, check=False), timeout)
-    except asyncio.TimeoutError:
-        raise DyniaError("network", f"node {target.node}: `{command}` did not finish in {timeout:.0f} s",
-                         "check the node (dynia status) and retry") from None
+    except (asyncio.TimeoutError, asyncssh.Error, OSError) as exc:
+        raise _lost(target, f"`{command}`", timeout, exc) from None
     finally:
         conn.close()
     status = proc.exit_status if proc.exit_status is not None else 255

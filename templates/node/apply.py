@@ -69,11 +69,16 @@ def current(target):
     return sha256_of(path), "%04o" % (st.st_mode & 0o7777), owner_of(st)
 
 
-def run(command, timeout=120):
-    """Run a profile command under sh with DYNIA_ROOT in its environment."""
+def run(command, timeout=900):
+    """Run a profile command under sh with DYNIA_ROOT in its environment. A command that outlives
+    its timeout (a first `compose up` pulling images on a small droplet) is a failure like any
+    other, so the caller restores and rolls back instead of dying mid-protocol."""
     env = dict(os.environ, DYNIA_ROOT=ROOT)
-    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return 124, "timed out after %d s: %s" % (timeout, command.split()[0] if command.split() else command)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
@@ -484,6 +489,8 @@ def wait_for_cloud_init():
 def main(stream):
     try:
         bundle = json.loads(stream.read())
+        if not isinstance(bundle, dict):
+            raise ValueError("not a JSON object")
         for key in ("node", "layer", "configVersion", "files", "policy"):
             bundle[key]
     except (ValueError, KeyError) as exc:

@@ -160,10 +160,12 @@ def test_snapshots_keep_the_last_five(env):
 @pytest.mark.parametrize("argv,expected", [
     (["cluster", "create", "blog", "--region", "ams3", "--domain", "example.com"], [("up", "blog-provision")]),
     (["infra", "sync", "--cluster", "shop"], [("up", "shop-infra")]),
-    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-apps")]),
-    (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"], [("up", "shop-apps")]),
-    (["route", "unbind", "api", "--apply", "--cluster", "shop"], [("up", "shop-apps")]),
-    (["cluster", "node", "activate", "brave-panda", "--cluster", "shop"], [("up", "shop-infra")]),
+    # No applied record here (a fresh checkout): nothing to compare, so both push phases run.
+    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+    (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"],
+     [("up", "shop-infra"), ("up", "shop-apps")]),
+    (["route", "unbind", "api", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+    (["cluster", "node", "activate", "brave-panda", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
     (["cluster", "node", "add", "--cluster", "shop"],
      [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps")]),
     (["cluster", "node", "remove", "brave-panda", "--yes", "--cluster", "shop"],

@@ -141,3 +141,57 @@ def test_generated_stats_credentials_pass_their_own_check(project):
 
     values = secrets.slot_values(Project(project), "shop", None, None)
     assert values["stats_credentials"].count(b"\n") == 2
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_a_runtime_file_that_is_not_a_regular_file_is_refused_without_reading_it(project, cli, kind):
+    import os
+
+    path = _cache(project) / "outputs.json"
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path)
+    _expect_state_error(cli("-C", str(project), "plan", "--offline", "--cluster", "shop"),
+                        ".dynia/cache/shop/outputs.json")
+
+
+@pytest.mark.parametrize("nodes,reserved", [
+    ({"misty-owl": {"private_ip": "10.110.0.5"}, "brave-panda": {"private_ip": "10.110.0.5"}}, "203.0.113.7"),
+    ({"misty-owl": {"private_ip": "10.110.0.5"}}, "10.110.0.5"),
+    ({"misty-owl": {"private_ip": "10.110.0.255"}}, "203.0.113.7"),
+    ({"misty-owl": {"private_ip": "10.110.0.0"}}, "203.0.113.7"),
+], ids=["two-nodes-one-address", "node-is-the-reserved-ip", "broadcast", "network"])
+def test_addresses_that_would_collide_in_the_rendered_configs_are_refused(project, cli, nodes, reserved):
+    (_cache(project) / "outputs.json").write_text(json.dumps({"reserved_ip": reserved, "nodes": nodes}))
+    _expect_state_error(cli("-C", str(project), "plan", "--offline", "--cluster", "shop"),
+                        ".dynia/cache/shop/outputs.json")
+
+
+def test_a_node_added_since_the_last_apply_gets_a_planned_address_no_node_has(project):
+    from dynia import cache
+    from dynia.store import Project, load_cluster
+
+    # misty-owl was provisioned at the address the plan would give brave-panda (.3).
+    (_cache(project) / "outputs.json").write_text(json.dumps(
+        {"reserved_ip": "203.0.113.7", "nodes": {"misty-owl": {"private_ip": "10.110.0.3"}}}))
+    inv = cache.inventory(load_cluster(Project(project), "shop"))
+    addresses = [inv.nodes[n][0] for n in ("misty-owl", "brave-panda")]
+    assert addresses[0] == "10.110.0.3" and len(set(addresses)) == 2 and inv.planned
+
+
+def test_cluster_init_refuses_a_corrupt_secrets_file_instead_of_leaving_it_for_the_first_push(project, cli):
+    secrets = project / ".dynia/secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "blog.json").write_text("garbage")
+    r = cli("-C", str(project), "cluster", "init", "blog", "--region", "sgp1", "--domain", "example.com")
+    assert r.code == STATE and ".dynia/secrets/blog.json" in r.err
+
+
+def test_a_snapshot_record_with_terminal_escapes_is_refused(project, cli):
+    snap = project / ".dynia/snapshots/shop/20260101T000000.000000Z-manual"
+    snap.mkdir(parents=True)
+    (snap / "snapshot.json").write_text(json.dumps({"id": snap.name, "cluster": "shop", "phases": ["provision"],
+                                                    "reason": "x \u001b[2J\u001b[31mRED"}))
+    r = cli("-C", str(project), "state", "list", "--cluster", "shop")
+    assert r.code == STATE and "\u001b" not in r.out + r.err
