@@ -22,6 +22,8 @@ from .paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
 from .render import Rendering
 from .spec import ClusterSpec
 
+SERVICE_LAYER = "service:"  # a service's layer: service:<name>; the other layer is infra
+
 # Reads the apply script, then hands it the rest of stdin (the bundle). Constant and secret-free.
 BOOTSTRAP = ("python3 -c 'import sys;n=int(sys.stdin.buffer.readline());"
              "exec(compile(sys.stdin.buffer.read(n),\"dynia-apply\",\"exec\"))'")
@@ -62,14 +64,14 @@ class Bundle:
                 "force": self.force}
 
     def encode(self) -> bytes:
-        return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":")).encode()
+        return _canonical(self.as_json())
 
     def content(self) -> bytes:
         """What this push delivers, without the config version: the version is cluster-wide,
         so inside the trigger one service's change would re-run every push on every node."""
         data = self.as_json()
         del data["configVersion"]
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return _canonical(data)
 
     def payload(self) -> bytes:
         """stdin of BOOTSTRAP: script length, the script, the bundle."""
@@ -88,6 +90,16 @@ class Bundle:
         """Loggable summary: paths and hashes, never content."""
         return {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
                 "files": [{k: f[k] for k in ("target", "mode", "owner", "sha256")} for f in self.files]}
+
+
+def _canonical(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _policy(spec: ClusterSpec) -> dict:
+    """The health gate's policy, as the apply script reads it."""
+    h = spec.health
+    return {"retries": h.retries, "interval": h.interval, "backoff": h.backoff, "timeout": h.timeout}
 
 
 def _file(target: str, mode: int, owner: str, component: str, content: bytes) -> dict:
@@ -126,8 +138,6 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
     assumed): active-only services run there."""
     commands = NodeCommands(providers.of(spec).profile)
     private_ip = rendering.inventory.nodes[node][0]
-    policy = {"retries": spec.health.retries, "interval": spec.health.interval,
-              "backoff": spec.health.backoff, "timeout": spec.health.timeout}
     layers: dict[str, list[dict]] = {}
     for f in rendering.files[node]:
         layers.setdefault(f.layer, []).append(_file(f.target, f.mode, f.owner, f.component, f.content))
@@ -139,14 +149,14 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
     bundles = {}
     for layer, files in sorted(layers.items()):
         common = dict(node=node, layer=layer, config_version=rendering.config_version,
-                      files=sorted(files, key=lambda f: f["target"]), policy=policy,
+                      files=sorted(files, key=lambda f: f["target"]), policy=_policy(spec),
                       lockdown=spec.lockdown, force=force)
         if layer == "infra":
             bundles[layer] = Bundle(**common, validate={c: commands.validate(c) for c in COMPONENTS},
                                     reload={c: commands.reload(c) for c in COMPONENTS}, stop={},
                                     health=infra_health(commands, private_ip), component_order=list(COMPONENTS))
             continue
-        service = layer.split(":", 1)[1]
+        service = layer[len(SERVICE_LAYER):]
         here = spec.services[service].runs_on(node == active_node(spec, holder))
         reload = {"caddy": commands.reload("caddy")}
         if here:
@@ -169,8 +179,6 @@ def active_node(spec: ClusterSpec, holder: str | None) -> str:
     """Where active-only services run: the live VIP holder when known, else the configured MASTER."""
     return holder if holder in spec.nodes else spec.master_node
 
-
-SERVICE_LAYER = "service:"
 
 
 def removed_services(spec: ClusterSpec, previous_layers: dict | None) -> list[str]:
@@ -195,10 +203,7 @@ def removal_bundle(spec: ClusterSpec, node: str, service: str, config_version: i
     return Bundle(
         node=node, layer=layer, config_version=config_version, files=[],
         validate={"caddy": commands.validate("caddy")}, reload={"caddy": commands.reload("caddy")},
-        stop={}, health=[],
-        policy={"retries": spec.health.retries, "interval": spec.health.interval,
-                "backoff": spec.health.backoff, "timeout": spec.health.timeout},
-        lockdown=spec.lockdown,
+        stop={}, health=[], policy=_policy(spec), lockdown=spec.lockdown,
         # Stop the app first, then Caddy stops routing to it (the reverse of a deploy).
         component_order=[layer, "caddy"],
         remove=[compose, route], remove_components={compose: layer, route: "caddy"},

@@ -196,16 +196,22 @@ def applied_dict(applied: Applied | None) -> dict:
 
 
 def inventory(cluster):
-    """The addresses to render with: the last provision's (outputs.json), the provider's plan
-    for nodes added since, and planned ones throughout before the first provision."""
+    """The addresses to render with, from the last provision's outputs.json (see merged)."""
+    return merged_inventory(cluster, ClusterCache.of(cluster).read_outputs())[0]
+
+
+def merged_inventory(cluster, outputs: Outputs | None):
+    """(inventory, nodes not provisioned): provision's addresses for every node it reported,
+    a planned address no other node has for each node added since, and the provider's plan
+    throughout before the first provision. The CLI feeds it the cache, the phase programs
+    provision's stack outputs (checked by ClusterCache.check_outputs either way)."""
     from . import providers
     from .inventory import Inventory
 
     spec = cluster.spec
     planned = providers.of(spec).planned_inventory(spec.name, spec.provider.vpc_ip_range, spec.nodes)
-    outputs = ClusterCache.of(cluster).read_outputs()
     if outputs is None:
-        return planned
+        return planned, list(spec.nodes)
     nodes = {n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items() if n in spec.nodes}
     missing = [n for n in spec.nodes if n not in nodes]
     used = {private for private, _ in nodes.values()} | {outputs.reserved_ip}
@@ -214,7 +220,7 @@ def inventory(cluster):
         private, public = planned.nodes[n]
         nodes[n] = (private, public) if private not in used else (next(free), None)
         used.add(nodes[n][0])
-    return Inventory(nodes, outputs.reserved_ip, planned=bool(missing))
+    return Inventory(nodes, outputs.reserved_ip, planned=bool(missing)), missing
 
 
 def applied(cluster) -> dict:

@@ -103,6 +103,7 @@ class Engine:
         self._stats: dict | None = None
         self._previous: dict[str, dict | None] = {}
         self._assigned = False
+        self._stacks: dict[str, object] = {}
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -136,6 +137,13 @@ class Engine:
                            reserved_ip_assigned=bool(self._assigned))
 
     def stack(self, phase: str):
+        """The phase's stack, selected once per command: each selection runs the Pulumi CLI,
+        and a command reads provision's outputs (credentials, region) before it runs a phase."""
+        if phase not in self._stacks:
+            self._stacks[phase] = self._select(phase)
+        return self._stacks[phase]
+
+    def _select(self, phase: str):
         from pulumi import automation as auto
 
         from .stacks import program_module

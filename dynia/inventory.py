@@ -14,9 +14,6 @@ class Inventory:
     reserved_ip: str
     planned: bool
 
-    def private_ip(self, node: str) -> str:
-        return self.nodes[node][0]
-
     def ssh_host(self, node: str) -> str:
         private, public = self.nodes[node]
         return public or private

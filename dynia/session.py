@@ -42,17 +42,17 @@ def silence_leaving_node(target: Target, profile: providers.NodeProfile) -> None
     A node dynia cannot reach is refused, not skipped: unreachable over SSH is not the same as
     down (a firewall, a dead sshd or a partition leave keepalived and the provider API working)."""
     from .errors import DyniaError
-    from .nodes.commands import commands_for
+    from .nodes.commands import NodeCommands
     from .nodes.push import run
 
     try:
-        status, _, err = run(target, commands_for(profile).stop("keepalived"))
+        status, _, err = run(target, NodeCommands(profile).stop("keepalived"))
     except DyniaError as exc:
         raise DyniaError("network", f"cannot stop keepalived on {target.node} before removing it: {exc.message}",
                          f"bring {target.node} back, or power it off (it must not take the reserved IP), "
                          f"then retry with --node-down") from None
     if status != 0:
-        raise DyniaError("node", f"keepalived on {target.node} did not stop (exit {status}): "
+        raise DyniaError("sync", f"keepalived on {target.node} did not stop (exit {status}): "
                          f"{err.strip()[-300:]}", f"stop it by hand on {target.node}, then retry")
 
 
@@ -67,10 +67,6 @@ class Session:
     holder: str | None = None
     on_progress: Callable[[str], None] = field(default=lambda line: None)
     _engine: object = None
-
-    @property
-    def provider(self) -> providers.Provider:
-        return providers.of(self.cluster.spec)
 
     @property
     def engine(self):

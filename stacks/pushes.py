@@ -14,29 +14,23 @@ from .inputs import PhaseInputs
 PLANNED_CERTIFICATE = b"# planned: the origin certificate is issued by the provision phase\n"
 
 
-def planned_inventory(cluster, nodes, reserved_ip):
-    """The addresses to render with: provision's for every node it reported, the provider's
-    planned ones for nodes it has not provisioned yet (before the first `up`, after `node
-    add`). Returns (inventory, planned nodes)."""
-    from dynia import providers
-    from dynia.cache import ClusterCache
-    from dynia.inventory import Inventory
+def provisioned_inventory(cluster, nodes, reserved_ip):
+    """The addresses to render with from provision's stack outputs (nothing before the first
+    provision, no entry for a node added since): dynia.cache.merged_inventory, the same merge
+    the CLI makes from its cache. Stack outputs are input like any file: an address lands in
+    haproxy.cfg and notify.sh, so they are checked first. Returns (inventory, planned nodes)."""
+    from dynia.cache import ClusterCache, merged_inventory
 
-    spec = cluster.spec
-    nodes = nodes if isinstance(nodes, dict) else {}
-    known = {n: v for n, v in nodes.items() if n in spec.nodes and isinstance(v, dict)}
-    planned = providers.of(spec).planned_inventory(spec.name, spec.provider.vpc_ip_range, spec.nodes)
-    addresses = {n: planned.nodes[n] for n in spec.nodes}
+    known = {n: v for n, v in (nodes if isinstance(nodes, dict) else {}).items()
+             if n in cluster.spec.nodes and isinstance(v, dict)}
+    outputs = None
     if known:
-        # Stack outputs are input like any file: an address lands in haproxy.cfg and notify.sh.
-        outputs = ClusterCache.of(cluster).check_outputs(
+        cache = ClusterCache.of(cluster)
+        outputs = cache.check_outputs(
             {"nodes": {n: {k: v.get(k) for k in ("private_ip", "public_ip")} for n, v in known.items()},
-             "reserved_ip": reserved_ip or planned.reserved_ip},
+             "reserved_ip": reserved_ip or merged_inventory(cluster, None)[0].reserved_ip},
             "the provision phase's outputs", "check the provision stack (`pulumi stack output`)")
-        addresses.update({n: (a.private_ip, a.public_ip) for n, a in outputs.nodes.items()})
-        reserved_ip = outputs.reserved_ip
-    missing = [n for n in spec.nodes if n not in known]
-    return Inventory(addresses, reserved_ip or planned.reserved_ip, planned=bool(missing)), missing
+    return merged_inventory(cluster, outputs)
 
 
 def stamp_versions(bundles: dict, previous: dict | None, version: int) -> None:
@@ -61,7 +55,7 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
 
     def build(values):
         nodes, reserved_ip, origin_pem, token, stats = values
-        inventory, missing = planned_inventory(cluster, nodes, reserved_ip)
+        inventory, missing = provisioned_inventory(cluster, nodes, reserved_ip)
         if missing:
             pulumi.log.warn(f"planned addresses for {', '.join(missing)}: not provisioned yet "
                             "(the provision phase assigns the real ones before any push)")

@@ -143,7 +143,3 @@ class NodeCommands:
 def compose_project(service: str) -> str:
     """The compose project a service runs as (the `name:` dynia.compose.wrapped renders)."""
     return f"dynia-{service}"
-
-
-def commands_for(profile: NodeProfile) -> NodeCommands:
-    return NodeCommands(profile)

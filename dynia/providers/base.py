@@ -6,6 +6,7 @@ plus its name in `dynia.providers.KINDS`.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,38 +67,40 @@ def ssh_agent_socket() -> str | None:
 Problem = tuple[tuple, str, str]  # (spec key path, message, hint), as dynia.spec.cross_check
 
 
-class Provider:
+class Provider(ABC):
+    """The abstract methods are what every provider must answer; the others carry the answer of
+    a provider that does not need them (no lab, no node token, nothing to unprotect)."""
+
     kind: str
     profile: NodeProfile
     # (API, environment variable) the operator's machine needs to plan and apply (checked up front).
     operator_env: tuple[tuple[str, str], ...] = ()
 
     # --- the spec -------------------------------------------------------------------------
+    @abstractmethod
     def check(self, provider: Any) -> list[Problem]:
         """Rules on `provider:` that depend on the kind (regions, sizes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ram_mib(self, size: str) -> int:
-        raise NotImplementedError
-
-    def sizes(self) -> list[str]:
-        raise NotImplementedError
+        """The memory of a node of this size (the resource guard's budget)."""
 
     # --- addresses and access ---------------------------------------------------------
+    @abstractmethod
     def planned_inventory(self, cluster: str, vpc: str, nodes: list[str]) -> "Inventory":
         """Addresses before (or without) a provision: what render uses until outputs exist."""
-        raise NotImplementedError
 
     def lab_dir(self, project, cluster: str) -> Path | None:
         """Where this machine keeps the cluster's nodes (the local lab); None for a cloud."""
         return None
 
+    @abstractmethod
     def ssh_identity(self, project, cluster: str) -> SshIdentity:
-        raise NotImplementedError
+        """The key dynia's own SSH (status, node remove) logs in with, and the pinned host keys."""
 
+    @abstractmethod
     def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
         """(private key text, public key text) for the engine; a typed error if unreadable."""
-        raise NotImplementedError
 
     # --- what nodes need ------------------------------------------------------------------
     def node_token(self) -> str | None:
@@ -109,13 +112,13 @@ class Provider:
         return None
 
     # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
+    @abstractmethod
     def provision(self, inputs, spec) -> tuple[dict, Any]:
         """Create the nodes: ({node: Output[(public_ip, private_ip, id)]}, reserved_ip)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def origin_pem(self, project, spec):
         """Output[str], secret: the certificate and key HAProxy serves (*.domain and the apex)."""
-        raise NotImplementedError
 
     def release(self, engine, nodes: list[str] | None) -> None:
         """Before a delete: let the engine delete these nodes (None: every node, for destroy).

@@ -83,9 +83,6 @@ class DropletSizes:
     def ram_mib(self, size: str) -> int:
         return SIZE_RAM_MIB[size]
 
-    def sizes(self) -> list[str]:
-        return sorted(SIZE_RAM_MIB)
-
 
 class DigitalOcean(DropletSizes, Provider):
     kind = "digitalocean"
@@ -214,10 +211,15 @@ class DigitalOcean(DropletSizes, Provider):
         master = spec.master_node
         ReservedIpAssignment(f"{spec.name}-rip", ReservedIpAssignmentArgs(
             provision.get_output("reservedIp"),
-            provision.get_output("nodes").apply(lambda n: n[master]["droplet_id"]), gates))
+            # A preview before the first provision (or after node add) plans the assignment to a
+            # droplet that does not exist yet (id 0); `up` runs provision first, so a real id is there.
+            provision.get_output("nodes").apply(
+                lambda n: ((n if isinstance(n, dict) else {}).get(master) or {}).get("droplet_id", "0")), gates))
 
     def dns_records(self, spec, service: str, domain: str, address, gates) -> None:
         from ..components.dns_records import DnsRecords, DnsRecordsArgs
 
+        from ..tls import proxied
+
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(spec.domain, [domain], address, gates,
-                                                               proxied=spec.tls.mode == "origin"))
+                                                               proxied=proxied(spec.tls.mode)))

@@ -449,16 +449,16 @@ def record_applied(bundle):
     applied = read_applied()
     manifest = {f["target"]: {"sha256": f["sha256"], "mode": f["mode"], "owner": f["owner"],
                               "component": f["component"]} for f in bundle["files"]}
-    if applied.get("layers", {}).get(bundle["layer"]) == manifest and \
-            applied.get("configVersion") == bundle["configVersion"]:
+    layers = applied["layers"]  # read_applied always gives a dict of layers
+    if layers.get(bundle["layer"]) == manifest and applied.get("configVersion") == bundle["configVersion"]:
         return
     if not manifest and bundle.get("remove"):
         # A removal: the layer holds nothing on this node any more, so the record forgets it.
-        if bundle["layer"] not in applied.get("layers", {}):
+        if bundle["layer"] not in layers:
             return
-        del applied["layers"][bundle["layer"]]
+        del layers[bundle["layer"]]
     else:
-        applied.setdefault("layers", {})[bundle["layer"]] = manifest
+        layers[bundle["layer"]] = manifest
     applied["configVersion"] = bundle["configVersion"]
     applied["node"] = bundle["node"]
     write_state("applied.json", applied)
