@@ -255,7 +255,11 @@ class Lab:
             f"mount -t overlay overlay -o lowerdir=/{d},upperdir={upper}/{d.replace('/', '-')}-up,"
             f"workdir={upper}/{d.replace('/', '-')}-work /{d}"
             for d in OVERLAID)
-        setup = (f"hostname {shlex.quote(node.id)}; mount -t tmpfs -o mode=755 tmpfs /run; {overlays}; "
+        # A private /dev/shm too: podman keeps its lock table there (libpod_lock), and one table
+        # shared by every node and every earlier lab hands out locks of containers that are gone
+        # ("no container with name … found" on the next compose up).
+        setup = (f"hostname {shlex.quote(node.id)}; mount -t tmpfs -o mode=755 tmpfs /run; "
+                 f"mount -t tmpfs -o mode=1777 tmpfs /dev/shm; {overlays}; "
                  # crun refuses cgroup v1 with a v2 'unified' hierarchy beside it (hybrid mode).
                  "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi")
         sh("nsenter", f"--net=/run/netns/{node.netns}", "unshare", f"--mount={node.mnt(self.dir)}",
