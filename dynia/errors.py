@@ -24,6 +24,10 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 # `dynia plan --offline --detailed-exitcode`: changes pending (terraform/pulumi convention).
 EXIT_CHANGES = 3
+# `dynia drift-check`: a node differs from the render (the same code: a repair would change it).
+EXIT_DRIFT = EXIT_CHANGES
+# `dynia status` / `dynia infra verify`: the cluster answered, and its verdict is not healthy.
+EXIT_UNHEALTHY = 4
 
 
 @dataclass

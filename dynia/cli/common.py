@@ -10,10 +10,31 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from enum import Enum
+
 import typer
 
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
 CLUSTER_OPT = typer.Option(None, "--cluster", "-c", help="Cluster name (default: DYNIA_CLUSTER, then `dynia context use`).")
+
+
+# Choices are click choices, so a wrong value is a usage error (exit 2, completion offers them),
+# never a config error: the spec is not what is wrong. Kept equal to dynia.phases.PHASES by
+# tests/unit/test_phases_and_order.py (importing phases here would slow every start-up).
+class Phase(str, Enum):
+    provision = "provision"
+    infra = "infra"
+    apps = "apps"
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+
+
+def usage_error(message: str, param_hint: str):
+    """A usage error raised from inside a command: exit 2, `error:` and `hint:` like click's own."""
+    return typer.BadParameter(message, param_hint=param_hint)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from .common import CLUSTER_OPT, JSON_OPT, console, emit_json
+from .common import CLUSTER_OPT, JSON_OPT, Phase, PlanFormat, console, emit_json, usage_error
 from .render import rendering, warn_guard
 
 
@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
 def plan_cmd(
     ctx: typer.Context,
     offline: bool = typer.Option(False, "--offline", help="Only the file diff against the last applied manifest; no Pulumi, no network."),
-    phase: str = typer.Option(None, "--phase", help="Preview from this phase on (provision, infra, apps)."),
-    fmt: str = typer.Option("table", "--format", help="table | markdown (a PR comment)."),
+    phase: Phase = typer.Option(None, "--phase", help="Preview from this phase on."),
+    fmt: PlanFormat = typer.Option(PlanFormat.table, "--format", help="markdown: a pull-request comment."),
     cluster: str = CLUSTER_OPT,
     as_json: bool = JSON_OPT,
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 3 when changes are pending."),
@@ -28,11 +28,11 @@ def plan_cmd(
     Online (default) it adds the Pulumi preview of each phase; --offline needs no Pulumi.
     """
     from .. import cache
-    from ..errors import EXIT_CHANGES, DyniaError
+    from ..errors import EXIT_CHANGES
     from ..report import markdown, offline_plan, print_plan
 
-    if fmt not in ("table", "markdown"):
-        raise DyniaError("config", f"--format {fmt!r} is not a plan format", "use --format table or --format markdown")
+    if as_json and fmt is PlanFormat.markdown:
+        raise usage_error("--json and --format markdown both choose the output; pick one", "--json")
     proj, c, result = rendering(ctx, cluster)
     plan = offline_plan(result, cache.applied(c))
     rows = None
@@ -41,12 +41,12 @@ def plan_cmd(
         from .engine_common import engine_for, print_rows
 
         with engine_for(ctx, cluster) as engine:
-            rows = engine.preview(phases_from(phase))
+            rows = engine.preview(phases_from(phase.value if phase else None))
         plan["resources"] = [r.as_dict() for r in rows]
         plan["pending"] += len(rows)
     if as_json:
         emit_json(plan)
-    elif fmt == "markdown":
+    elif fmt is PlanFormat.markdown:
         sys.stdout.write(markdown(plan))
     else:
         print_plan(plan, console())

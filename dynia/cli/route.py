@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import CLUSTER_OPT, cluster_name, next_step, project, say
+from .common import CLUSTER_OPT, Phase, PlanFormat, cluster_name, next_step, project, say
 
 app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True, rich_markup_mode=None)
 
@@ -42,7 +42,7 @@ def plan_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, offline: bool = typ
     """What the current routes would change: the files per node and the apps phase preview."""
     from .plan import plan_cmd as plan
 
-    plan(ctx, offline=offline, phase="apps", fmt="table", cluster=cluster, as_json=False, detailed_exitcode=False)
+    plan(ctx, offline=offline, phase=Phase.apps, fmt=PlanFormat.table, cluster=cluster, as_json=False, detailed_exitcode=False)
 
 
 def _ready_if(ctx, name: str, apply: bool) -> None:

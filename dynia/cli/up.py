@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import CLUSTER_OPT, JSON_OPT, emit_json, say
+from .common import CLUSTER_OPT, JSON_OPT, Phase, emit_json, say
 from .engine_common import engine_for
 
 infra_app = typer.Typer(help="Push the infra layer (HAProxy, Caddy, keepalived) to every node.",
@@ -39,13 +39,13 @@ def phases_with_changes(engine, own: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def up_cmd(ctx: typer.Context,
-           phase: str = typer.Option(None, "--phase", help="Start at this phase (provision, infra, apps); resumes a stopped roll."),
+           phase: Phase = typer.Option(None, "--phase", help="Start at this phase; resumes a stopped roll."),
            continue_on_error: bool = typer.Option(False, "--continue-on-error", help="Pulumi's: keep applying independent resources after a failure."),
            cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """Apply the spec: provision → infra → apps, each node health-gated, in rolling order."""
     from ..phases import phases_from
 
-    run_phases(ctx, cluster, phases_from(phase), continue_on_error, as_json)
+    run_phases(ctx, cluster, phases_from(phase.value if phase else None), continue_on_error, as_json)
 
 
 @infra_app.command("sync")

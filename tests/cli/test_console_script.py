@@ -49,6 +49,9 @@ def test_tab_completion_completes_commands_and_options():
     (["service", "add", "api2", "--compose", "services/api.yml", "--port", "abc"], "dynia service add"),
     (["no-such-command"], "dynia"),
     (["render", "--cluster"], "dynia render"),
+    (["plan", "--offline", "--format", "html"], "dynia plan"),
+    (["plan", "--offline", "--json", "--format", "markdown"], "dynia plan"),
+    (["up", "--phase", "bogus"], "dynia up"),
 ])
 def test_usage_error_exits_2_with_one_error_line_and_one_hint_line(project, args, command):
     before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}

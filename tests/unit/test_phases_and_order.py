@@ -80,3 +80,10 @@ APPLIED_TWO = {"nodes": {"a-a": {}, "b-b": {}}}
 ])
 def test_rolling_order_pushes_nodes_never_applied_after_the_vip_holder(nodes, master, holder, applied, expected):
     assert rolling_order(nodes, master, holder, applied) == expected
+
+
+def test_the_cli_phase_choices_are_the_engine_phases():
+    from dynia.cli.common import Phase
+    from dynia.phases import PHASES
+
+    assert tuple(p.value for p in Phase) == PHASES
