@@ -6,6 +6,7 @@ fsync of the directory), so a crash leaves the old file or the new one, never a 
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import fcntl
 import io
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import config_error, state_error
+from .errors import DyniaError, config_error, state_error
 from .spec import NAME_RULE, ClusterSpec, is_name, raise_first, validate_spec
 
 # Specs and compose files are small; a larger input is a mistake (or an attack) and would
@@ -155,7 +156,11 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
             os.fchmod(f.fileno(), mode)
             st = os.fstat(f.fileno())
             if owner is not None and owner != (st.st_uid, st.st_gid):
-                os.fchown(f.fileno(), *owner)
+                try:
+                    os.fchown(f.fileno(), *owner)
+                except PermissionError:
+                    raise state_error(f"cannot write {path} and keep its owner (uid {owner[0]}, gid {owner[1]})",
+                                      "run dynia as the user who owns the file, or chown it to yourself") from None
             os.fsync(f.fileno())
         os.replace(tmp, target)
         dirfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -166,9 +171,10 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, PermissionError) and owner is not None:
-            raise state_error(f"cannot write {path} and keep its owner (uid {owner[0]}, gid {owner[1]})",
-                              "run dynia as the user who owns the file, or chown it to yourself") from None
+        if isinstance(exc, PermissionError) and target.exists() and os.access(target.parent, os.W_OK):
+            # The directory is writable, yet the rename was refused: the file itself is locked.
+            raise state_error(f"cannot replace {path}: {exc.strerror or exc} (the file is immutable or append-only)",
+                              f"check `lsattr {target}`; `chattr -i {target}` if you locked it on purpose") from None
         if isinstance(exc, OSError):
             raise _write_error(path, exc) from None
         raise
@@ -299,6 +305,9 @@ def read_spec_text(project: Project, name: str) -> str:
     path = project.spec_path(name)
     known = ", ".join(project.cluster_names()) or "none yet"
     shown = os.path.relpath(path, project.root)
+    if path.is_symlink() and not path.exists():
+        raise config_error(f"{shown} is a symlink to {os.readlink(path)}, which does not exist",
+                           f"restore the link's target, or remove the link ({shown}) and create the spec again")
     return read_input(path, shown, (f"no cluster spec {shown}",
                                     f"create it with `dynia cluster init {name} …` (clusters here: {known})"))
 
@@ -320,6 +329,28 @@ def edit_cluster(project: Project, name: str) -> Iterator[Any]:
         # Edits start from a spec of the right shape (a list of nodes, a mapping of services),
         # so no edit trips over a hand-made mistake; compose files are checked after the edit.
         validate_spec(raw, source)
+        before = copy.deepcopy(raw)
         yield raw
-        cluster = validate_cluster(project, name, raw)
+        try:
+            cluster = validate_cluster(project, name, raw)
+        except DyniaError as exc:
+            raise _edit_error(exc, source, project, name, before) from None
         write_atomic(project.spec_path(name), dump_yaml(cluster.raw))
+
+
+def _edit_error(exc: DyniaError, source: str, project: Project, name: str, before: Any) -> DyniaError:
+    """A value the command was given is wrong: the file's line numbers would point at lines that
+    do not hold it (it was never written), so name the key and say the file is unchanged. A
+    problem the file already had before the edit keeps its location."""
+    if exc.kind != "config" or not exc.message.startswith(source + ":"):
+        return exc
+    try:
+        validate_cluster(project, name, before)
+    except DyniaError as earlier:
+        if earlier.message == exc.message:
+            return exc
+    problem = re.sub(r"^:\d+: ", "", exc.message[len(source):]).lstrip(": ")
+    generic = exc.hint.startswith("fix the value;")
+    return DyniaError("config", f"{problem} ({source} is unchanged)",
+                      "fix the value given on the command line; `dynia schema` lists every key and type"
+                      if generic else exc.hint)

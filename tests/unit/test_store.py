@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+
+import pytest
 import random
 import signal
 import subprocess
@@ -229,6 +231,35 @@ def test_edit_that_cannot_keep_the_owner_fails_and_leaves_the_spec_untouched(pro
     assert sorted(p.name for p in spec.parent.iterdir()) == ["lab.yaml", "mini.yaml", "shop.yaml"]
 
 
+def test_edit_of_an_immutable_spec_says_it_is_locked_not_an_owner_problem(project, cli):
+    import shutil
+    import subprocess
+
+    spec = project / "clusters/shop.yaml"
+    if os.geteuid() != 0 or not shutil.which("chattr") or \
+            subprocess.run(["chattr", "+i", str(spec)], capture_output=True).returncode != 0:
+        pytest.skip("needs root and a filesystem with the immutable attribute")
+    before = spec.read_bytes()
+    try:
+        r = cli("-C", str(project), "route", "bind", "api", "v2.example.com", "--cluster", "shop")
+    finally:
+        subprocess.run(["chattr", "-i", str(spec)], check=True)
+    assert r.code == 11, r.err
+    assert "immutable" in r.err and "lsattr" in r.err and "owner" not in r.err
+    assert spec.read_bytes() == before
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["lab.yaml", "mini.yaml", "shop.yaml"]
+
+
+def test_a_dangling_spec_symlink_names_its_missing_target(project, cli):
+    spec = project / "clusters/shop.yaml"
+    spec.unlink()
+    spec.symlink_to("../shared/gone.yaml")
+    r = cli("-C", str(project), "render", "--cluster", "shop")
+    assert r.code == 10, r.err
+    assert "symlink to ../shared/gone.yaml, which does not exist" in r.err
+    assert "cluster init" not in r.err
+
+
 def test_explicit_mode_is_enforced_on_an_existing_file(tmp_path):
     target = tmp_path / "secret.json"
     target.write_text("{}")
@@ -258,3 +289,22 @@ def test_cluster_init_builds_a_commented_spec_as_data(tmp_path, cli):
     assert data["domain"] == "blog.example" and data["services"] == {}
     assert sorted(data) == sorted(["version", "name", "provider", "nodes", "domain", "tls", "health", "guard",
                                    "lockdown", "services"])
+
+
+def test_a_wrong_value_given_on_the_command_line_is_named_by_key_not_by_a_line_of_the_file(project, cli):
+    spec = project / "clusters/shop.yaml"
+    before = spec.read_bytes()
+    r = cli("-C", str(project), "service", "add", "api2", "--compose", "services/api.yml", "--port", "80",
+            "--cluster", "shop")
+    assert r.code == 10, r.err
+    assert r.err.startswith("error: services.api2.port: ") and "(clusters/shop.yaml is unchanged)" in r.err
+    assert "shop.yaml:" not in r.err and "given on the command line" in r.err
+    assert spec.read_bytes() == before
+
+
+def test_a_problem_the_spec_already_had_keeps_its_line(project, cli):
+    spec = project / "clusters/shop.yaml"
+    spec.write_text(spec.read_text().replace("port: 8081", "port: 80"))
+    r = cli("-C", str(project), "route", "bind", "web", "www.example.com", "--cluster", "shop")
+    assert r.code == 10, r.err
+    assert "clusters/shop.yaml:" in r.err and "services.api.port" in r.err
