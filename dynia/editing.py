@@ -16,6 +16,58 @@ def _flow(node):
     return node
 
 
+def _slot_after(mapping, key):
+    """The (collection, key) whose comment slot holds what follows `mapping[key]` in the file:
+    ruamel keeps the comment lines *before* a key in the slot of the entry just above it (for a
+    nested block, its deepest last entry)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    node, slot = mapping, key
+    while isinstance(node[slot], (CommentedMap, CommentedSeq)) and len(node[slot]):
+        node = node[slot]
+        slot = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+    return node, slot
+
+
+def _split(token) -> tuple[str, str]:
+    """A trailing comment token: (the end-of-line comment of its entry, the lines after it)."""
+    if token is None:
+        return "", ""
+    eol, _, after = token.value.partition("\n")
+    return eol, after
+
+
+def _delete(mapping, key, parent: tuple | None = None) -> None:
+    """Delete `key` with its own comment lines, keeping the comment lines of the key after it
+    (plain `del` does the reverse: the next key's comment goes, the deleted key's stays).
+    `parent`: (the mapping holding `mapping`, its key there)."""
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    keys = list(mapping)
+    at = keys.index(key)
+    holder, slot = _slot_after(mapping, key)
+    following = _split(holder.ca.items.get(slot, [None] * 4)[2])[1]
+    del mapping[key]
+    if at > 0:
+        prev, prev_slot = _slot_after(mapping, keys[at - 1])
+        entry = prev.ca.items.setdefault(prev_slot, [None] * 4)
+        eol = _split(entry[2])[0]
+        if entry[2] is not None and (eol or following):
+            entry[2].value = eol + "\n" + following  # the token keeps its column
+        else:
+            entry[2] = CommentToken("\n" + following, CommentMark(0), None) if following else None
+    else:  # the first key's comment lines sit on the mapping itself (and on its parent's key)
+        col = len(following) - len(following.lstrip(" "))
+        lines = [CommentToken(following.lstrip(" "), CommentMark(col), None)] if following else []
+        if mapping.ca.comment is not None:
+            mapping.ca.comment[1] = lines
+        if parent is not None:
+            parent_entry = parent[0].ca.items.get(parent[1])
+            if parent_entry is not None and len(parent_entry) > 3:
+                parent_entry[3] = lines or None
+
+
 def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str, image: str):
     """A fresh spec as round-trip data: CLI values are values, so none can add a key."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -101,7 +153,7 @@ def add_service(project: Project, cluster: str, service: str, *, compose: str, p
 def remove_service(project: Project, cluster: str, service: str) -> str:
     with edit_cluster(project, cluster) as raw:
         _require(raw, service)
-        del raw["services"][service]
+        _delete(raw["services"], service, (raw, "services"))
     return f"dynia plan --offline --cluster {cluster}"
 
 
@@ -118,7 +170,7 @@ def unbind_route(project: Project, cluster: str, service: str) -> str:
         if "domain" not in entry:
             raise config_error(f"service {service!r} has no domain to unbind",
                                f"bind one with `dynia route bind {service} DOMAIN`")
-        del entry["domain"]
+        _delete(entry, "domain")
     return f"dynia plan --offline --cluster {cluster}"
 
 

@@ -308,3 +308,29 @@ def test_a_problem_the_spec_already_had_keeps_its_line(project, cli):
     r = cli("-C", str(project), "route", "bind", "web", "www.example.com", "--cluster", "shop")
     assert r.code == 10, r.err
     assert "clusters/shop.yaml:" in r.err and "services.api.port" in r.err
+
+
+@pytest.mark.parametrize("removed", ["web", "api", "admin"])
+def test_service_remove_takes_its_own_comment_lines_and_keeps_the_next_services(project, cli, removed):
+    import re
+
+    spec = project / "clusters/shop.yaml"
+    text = spec.read_text()
+    for name in ("web", "api", "admin"):
+        text = text.replace(f"\n  {name}:\n", f"\n  # about-{name}\n  {name}:\n")
+    text = text.replace("placement: all\n", "placement: all   # everywhere\n")
+    spec.write_text(text)
+    r = cli("-C", str(project), "service", "remove", removed, "--cluster", "shop")
+    assert r.code == 0, r.err
+    # exactly the service's block and its own comment line go; every other byte stays
+    assert spec.read_text() == re.sub(rf"  # about-{removed}\n  {removed}:\n(    .*\n)*", "", text)
+
+
+def test_route_unbind_keeps_the_comment_of_the_key_after_the_domain(project, cli):
+    spec = project / "clusters/shop.yaml"
+    text = spec.read_text().replace("    domain: api.example.com\n",
+                                    "    domain: api.example.com\n    # the port the app publishes\n")
+    spec.write_text(text)
+    r = cli("-C", str(project), "route", "unbind", "api", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert spec.read_text() == text.replace("    domain: api.example.com\n", "")
