@@ -1,7 +1,7 @@
 """DnsRecords: the Cloudflare records of one service, created only after its gates pass."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -15,6 +15,23 @@ class DnsRecordsArgs:
     address: pulumi.Input[str]           # the reserved IP
     gates: list[pulumi.Resource]         # every node's gate of the service
     proxied: bool = True                 # origin mode: Cloudflare in front
+    # Names this component had under services since renamed (e.g. ["shop-web-dns"]): a record
+    # created under one of them before records were named by domain is kept, not recreated.
+    renamed_from: list[str] = field(default_factory=list)
+
+
+def record_name(domain: str) -> str:
+    """A record's resource name: its domain, never its service. A service renamed with the same
+    domain (web → site) then keeps the same record (an update at most), where a name by
+    service made Pulumi create the new record before deleting the old one, which Cloudflare
+    refuses (a record of that name exists)."""
+    return f"dns-{domain}"
+
+
+def legacy_record_name(component: str, zone: str, domain: str) -> str:
+    """The name records had before record_name: `<cluster>-<service>-dns-<label>`."""
+    label = "@" if domain == zone else domain[: -len(zone) - 1]
+    return f"{component}-{label.replace('@', 'apex').replace('.', '-')}"
 
 
 class DnsRecords(pulumi.ComponentResource):
@@ -22,6 +39,10 @@ class DnsRecords(pulumi.ComponentResource):
 
     Cloudflare refuses to create a record whose name already exists, and dynia never asks it
     to overwrite: a record dynia does not own stops the deploy instead of being replaced.
+
+    Records are named by domain (record_name). Stacks whose records still carry the name by
+    service find them through `aliases` (the same parent type, so the alias is that old URN):
+    Pulumi adopts them in place — no create, no delete, nothing sent to Cloudflare.
     """
 
     def __init__(self, name: str, args: DnsRecordsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -32,9 +53,12 @@ class DnsRecords(pulumi.ComponentResource):
                                              opts=pulumi.InvokeOutputOptions(parent=self)).id
         self.records = []
         for domain in args.domains:
-            label = "@" if domain == args.zone else domain[: -len(args.zone) - 1]
+            # A child's URN carries its parent's type, not its parent's name: every alias below
+            # (this component's old name, or a renamed service's) resolves under this parent.
+            aliases = [pulumi.Alias(name=legacy_record_name(component, args.zone, domain))
+                       for component in [name, *args.renamed_from]]
             self.records.append(cloudflare.DnsRecord(
-                f"{name}-{label.replace('@', 'apex').replace('.', '-')}", zone_id=zone_id, name=domain,
+                record_name(domain), zone_id=zone_id, name=domain,
                 type="A", content=args.address, proxied=args.proxied, ttl=1, comment=MANAGED,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates)))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates, aliases=aliases)))
         self.register_outputs({"domains": args.domains})

@@ -39,11 +39,13 @@ def connection_auth(args: NodeConfigArgs) -> dict:
 class NodeConfig(pulumi.ComponentResource):
     """The resource *is* the node's health gate: the apply script exits non-zero when the
     gate fails (after rolling the node back), so anything that depends on it — the next
-    node's push, the reserved-IP assignment, DNS — waits for a healthy node."""
+    node's push, DNS, the phase's `layers` output — waits for a healthy node."""
 
     def __init__(self, name: str, args: NodeConfigArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dynia:index:NodeConfig", name, None, opts)
         import pulumi_command as command
+
+        self.node, self.layer = args.node, args.layer
 
         self.push = command.remote.Command(
             f"{name}-push",

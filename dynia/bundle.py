@@ -3,8 +3,10 @@
 Files with target, mode, owner, sha256 and base64 content (binary-safe: a line `EOF` or a
 NUL byte survives), the secret slots filled with their values, the layer's validate and
 reload commands from the node profile, its health checks and the gate policy, the config
-version. The payload travels on the apply command's stdin, never on a command line or in
-an environment variable; `describe()` is what may be logged.
+version. A service layer's bundle also says whether the service should run on this node
+(`run`), which the apply script applies like a file: started or stopped when it differs from
+what the node last recorded. The payload travels on the apply command's stdin, never on a
+command line or in an environment variable; `describe()` is what may be logged.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from . import providers
 from .errors import DyniaError
 from .nodes.commands import COMPONENTS, NodeCommands
 from .paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
-from .render import Rendering
+from .render import Rendering, drain_for
 from .spec import ClusterSpec
 
 SERVICE_LAYER = "service:"  # a service's layer: service:<name>; the other layer is infra
@@ -53,6 +55,9 @@ class Bundle:
     # component -> {"stop", "running", "restart"}: a component whose files this bundle removes
     # (a removed service) is stopped before they go, and restarted if a rollback restores them
     remove_commands: dict[str, dict[str, str]] = field(default_factory=dict)
+    # A service layer only: should the service run on this node (placement, the live VIP
+    # holder)? None for infra and removals, which have no run state.
+    run: bool | None = None
     force: bool = False
 
     def as_json(self) -> dict:
@@ -61,7 +66,7 @@ class Bundle:
                 "health": self.health, "policy": self.policy, "lockdown": self.lockdown,
                 "componentOrder": self.component_order, "remove": self.remove,
                 "removeComponents": self.remove_components, "removeCommands": self.remove_commands,
-                "force": self.force}
+                "run": self.run, "force": self.force}
 
     def encode(self) -> bytes:
         return _canonical(self.as_json())
@@ -80,10 +85,11 @@ class Bundle:
 
     @property
     def digest(self) -> str:
-        """The push's trigger: changes whenever the files, filled slots, commands, policy or the
-        apply script of this layer change (secrets included, hashed), never with the cluster's
-        config version alone. The payload's version is stamped per layer (stacks.pushes), so an
-        unchanged layer keeps the payload, and the push, it had."""
+        """The push's trigger: changes whenever the files, filled slots, commands, policy, run
+        state (a placement or VIP holder change) or the apply script of this layer change
+        (secrets included, hashed), never with the cluster's config version alone. The
+        payload's version is stamped per layer (stacks.pushes), so an unchanged layer keeps the
+        payload, and the push, it had."""
         return hashlib.sha256(self.content() + apply_script()).hexdigest()
 
     def describe(self) -> dict:
@@ -158,16 +164,18 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             continue
         service = layer[len(SERVICE_LAYER):]
         here = spec.services[service].runs_on(node == active_node(spec, holder))
-        reload = {"caddy": commands.reload("caddy")}
-        if here:
-            reload[layer] = commands.compose_up(service)
         # A service without a domain has no route: removing its route file is a no-op until a
         # route is unbound, then Caddy stops serving it. Derived from the spec, not from what
         # was applied, so the bundle (and its trigger) is the same on every machine.
         route = [] if spec.services[service].domain else [PATHS.route_file(service)]
         bundles[layer] = Bundle(
-            **common, validate={"caddy": commands.validate("caddy")}, reload=reload,
-            stop={layer: commands.compose_down(service)} if here else {},
+            **common, validate={"caddy": commands.validate("caddy")},
+            # How the service starts (or takes a new compose file) and stops on every node; `run`
+            # says which it should be doing here. The apply script starts it only where it should
+            # run, and starts or stops it when that differs from what the node last applied.
+            reload={layer: commands.compose_up(service, drain_for(spec, service)),
+                    "caddy": commands.reload("caddy")},
+            stop={layer: commands.compose_down(service)}, run=here,
             health=service_health(spec, service, private_ip) if here else [],
             # Start the app before Caddy routes to it.
             component_order=[layer, "caddy"],

@@ -19,7 +19,9 @@ from .nodes.push_errors import push_error
 from .phases import PHASES, phase_of
 from .store import Cluster
 
-MIN_CLI = "3.100.0"
+# 3.112: a failed update keeps the outputs the program did not register (pulumi/pulumi#14621);
+# older CLIs wipe them, and a pending removal recorded in `layers` would be forgotten.
+MIN_CLI = "3.112.0"
 INSTALL_HINT = "install the Pulumi CLI (curl -fsSL https://get.pulumi.com | sh) and put it on PATH"
 _EXIT = re.compile(r"(?:exit(?:ed)? (?:with )?(?:status|code)?\s*)(\d+)", re.I)
 
@@ -102,7 +104,6 @@ class Engine:
         self._command = None
         self._stats: dict | None = None
         self._previous: dict[str, dict | None] = {}
-        self._assigned = False
         self._stacks: dict[str, object] = {}
 
     # --- set-up -------------------------------------------------------------------------
@@ -133,8 +134,7 @@ class Engine:
                            lab_dir=str(lab_dir) if lab_dir else "",
                            provider_token=pulumi.Output.secret(token) if token else None,
                            stats_credentials=pulumi.Output.secret(self._stats) if self._stats else None,
-                           previous_layers=self._previous.get(phase),
-                           reserved_ip_assigned=bool(self._assigned))
+                           previous_layers=self._previous.get(phase))
 
     def stack(self, phase: str):
         """The phase's stack, selected once per command: each selection runs the Pulumi CLI,
@@ -256,6 +256,8 @@ class Engine:
             outputs[phase] = {k: v.value for k, v in result.outputs.items() if not getattr(v, "secret", False)}
             if phase == "provision":
                 self.cache_outputs(outputs[phase])
+                pem = result.outputs.get("originPem")
+                self.cache_certificate(pem.value if pem is not None else None)
         applied = [p for p in phases if p in ("infra", "apps")]
         if applied:
             self.cache_applied(applied)
@@ -272,8 +274,6 @@ class Engine:
             stack = self.stack(phase)  # its own errors are already typed
             if phase != "provision":
                 self._previous[phase] = self.previous_layers(phase, stack)
-            if phase == "infra":
-                self._assigned = self._output(stack, "reservedIpAssigned") is True
             return operation(stack)
         except DyniaError:
             raise
@@ -297,6 +297,16 @@ class Engine:
                           "rerun with --debug for the engine's full output", resume)
 
     # --- local cache (what status and the offline plan read without Pulumi) -----------------
+
+    def cache_certificate(self, pem) -> None:
+        """The public facts of the state's origin certificate (fingerprint, expiry, names), so
+        `dynia infra verify` compares the served one without Pulumi; the key is never kept."""
+        from .cache import ClusterCache
+        from .store import write_json
+        from .verify import CERTIFICATE_CACHE, certificate_record
+
+        if isinstance(pem, str) and "BEGIN CERTIFICATE" in pem:
+            write_json(ClusterCache.of(self.cluster).dir / CERTIFICATE_CACHE, certificate_record(pem))
 
     def cache_outputs(self, provision: dict) -> None:
         from .cache import ClusterCache

@@ -32,12 +32,24 @@ class NodePaths:
     compose_dir: str = "/opt/dynia/compose"
     state_dir: str = "/opt/dynia/state"
     backups_dir: str = "/opt/dynia/backups"
+    # A service's drain marker and the record of the compose file it last started (under /run:
+    # a reboot never leaves a node drained).
+    drain_dir: str = "/run/dynia/drain"
 
     def compose_file(self, service: str) -> str:
         return f"{self.compose_dir}/{service}/docker-compose.yml"
 
     def route_file(self, service: str) -> str:
         return f"{self.caddy_routes}/{service}.caddy"
+
+    def drain_marker(self, service: str) -> str:
+        """While it exists, Caddy answers the service's health path with 503: every HAProxy
+        takes this node's copy of the service out of its backend."""
+        return f"{self.drain_dir}/{service}"
+
+    def drain_record(self, service: str) -> str:
+        """The sha256 of the compose file the service was last started from (drain only on a change)."""
+        return f"{self.drain_dir}/{service}.up"
 
     def state(self, name: str) -> str:
         """A file of the node's own state: vrrp (notify.sh), applied.json, degraded (apply script)."""

@@ -19,10 +19,11 @@ from . import compose, providers
 from .errors import render_error
 from .guard import GuardReport, check_guard
 from .inventory import Inventory
-from .nodes.commands import NodeCommands
+from .nodes.commands import DRAIN_DIR, HAPROXY_TIMING, Drain, NodeCommands
 from .paths import HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS
 from .planner import rolling_order
 from .providers.base import NodeProfile
+from .spec import ClusterSpec
 from .store import Cluster
 
 
@@ -64,6 +65,47 @@ class NodeAddr:
     private_ip: str
     public_ip: str | None
     priority: int
+
+
+@dataclass(frozen=True)
+class ServiceBackend:
+    """One routed service's HAProxy backend on one node."""
+    name: str
+    service: str
+    domain: str
+    health_path: str
+    placement: str
+    servers: list[NodeAddr]
+
+
+def backend_name(service: str) -> str:
+    """A service's HAProxy backend (what `show stat` calls it). Service names never hold `_`,
+    so no service's backend can be named like the fallback, be_any_node."""
+    return f"be_{service}"
+
+
+def service_backends(spec: ClusterSpec, nodes: list[NodeAddr], me: NodeAddr) -> list[ServiceBackend]:
+    """Every routed service's backend: each node's Caddy, or, for an active-only service, this
+    node's own (it runs on the VIP holder only, and only the holder's HAProxy gets traffic)."""
+    out = []
+    for name in sorted(spec.services):
+        svc = spec.services[name]
+        if not svc.domain:
+            continue
+        servers = [me] if svc.placement == "active-only" else list(nodes)
+        out.append(ServiceBackend(backend_name(name), name, svc.domain, svc.health_path, svc.placement, servers))
+    return out
+
+
+def drain_for(spec: ClusterSpec, service: str) -> Drain | None:
+    """How a service's copy on a node is drained before its containers are recreated (the
+    service layer's compose_up): only where another node's copy takes its requests meanwhile,
+    i.e. a routed service every node runs, on two or more nodes. Elsewhere draining would only
+    turn a short restart into a longer 503."""
+    svc = spec.services[service]
+    if not svc.domain or svc.placement != "all" or len(spec.nodes) < 2:
+        return None
+    return Drain(port=svc.port, health_path=svc.health_path, ready_timeout=spec.health.timeout)
 
 
 @lru_cache(maxsize=4)
@@ -153,11 +195,10 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
                commands=NodeCommands(profile), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
                health_host=HEALTH_HOST, vip=inv.reserved_ip,
-               vrid=vrid(spec.name),
+               vrid=vrid(spec.name), timing=HAPROXY_TIMING, drain_dir=DRAIN_DIR,
+               backends=service_backends(spec, nodes, me),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
-               standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
-               active_only_domains=sorted(s.domain for s in services.values()
-                                          if s.placement == "active-only" and s.domain))
+               standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"))
     r = lambda name: _render(env, name, **ctx)  # noqa: E731
     files = [
         RenderedFile("infra", PATHS.haproxy_cfg, 0o644, OWNER, "haproxy", r("haproxy/haproxy.cfg.j2")),

@@ -10,7 +10,7 @@ from dynia import providers
 from dynia.bundle import SERVICE_LAYER, removed_services
 
 from .inputs import PhaseInputs
-from .pushes import chain, prepare
+from .pushes import chain, export_layers, prepare
 
 
 def program(inputs: PhaseInputs) -> None:
@@ -18,15 +18,20 @@ def program(inputs: PhaseInputs) -> None:
     spec = cluster.spec
     provider = providers.of(spec)
     previous = None
+    every: list = []
     # Removals first: a service renamed with its domain must give up the route before its
     # successor claims the same host (two sites for one host fail Caddy's validation).
-    for name in removed_services(spec, inputs.previous_layers):
+    removed = removed_services(spec, inputs.previous_layers)
+    for name in removed:
         gates = chain(inputs, provision, bundles, SERVICE_LAYER + name, order, after=previous)
+        every += gates
         previous = gates[-1]
     for name in sorted(spec.services):
         gates = chain(inputs, provision, bundles, f"service:{name}", order, after=previous)
+        every += gates
         previous = gates[-1]
         domain = spec.services[name].domain
         if domain:
-            provider.dns_records(spec, name, domain, provision.get_output("reservedIp"), gates)
+            provider.dns_records(spec, name, domain, provision.get_output("reservedIp"), gates, renamed_from=removed)
+    export_layers(bundles, every)
     pulumi.export("services", sorted(spec.services))

@@ -1,26 +1,25 @@
-"""Phase 2: per node, in rolling order, push HAProxy/Caddy/keepalived and pass the health
-gate; then the provider assigns the reserved IP to the MASTER, after every gate."""
+"""Phase 2: per node, in rolling order, push HAProxy/Caddy/keepalived and pass the health gate.
+
+The reserved IP is not assigned here, not even on the first `up`: keepalived's notify script
+is its one owner. Provision creates it unassigned; each node's infra push carries notify.sh
+(with the address) and the provider token, written before keepalived (re)starts, so the first
+node to turn MASTER assigns it and every failover moves it. A Pulumi assignment after the
+gates would race that script (DigitalOcean answers 422 while its action is pending, and the
+provider does not retry) and could later move the address back. Stacks whose earlier `up`
+made one still hold a `ReservedIpAssignment` created with `retain_on_delete`: no longer
+declared, Pulumi drops it from the state as `delete[retain]` without calling the provider's
+Delete, so the live assignment stays where keepalived put it.
+"""
 from __future__ import annotations
 
 import pulumi
 
-from dynia import providers
-
 from .inputs import PhaseInputs
-from .pushes import chain, prepare
+from .pushes import chain, export_layers, prepare
 
 
 def program(inputs: PhaseInputs) -> None:
     cluster, provision, bundles, order = prepare(inputs)
     gates = chain(inputs, provision, bundles, "infra", order, after=None)
-    first = inputs.holder is None and not inputs.reserved_ip_assigned
-    if first:
-        # One owner after the first assignment: keepalived's notify script. Pulumi makes only
-        # the first one (after every gate); once it was made, or a node is known to hold the
-        # address, the program no longer declares it (the resource retains the assignment on
-        # delete), so neither an update nor a refresh-then-update can move it back.
-        providers.of(cluster.spec).assign_reserved_ip(cluster.spec, provision, gates)
-    # Resolves only when every gate passed (and with them the assignment's dependencies).
-    pulumi.export("reservedIpAssigned", pulumi.Output.all(*[g.report for g in gates]).apply(lambda _: True)
-                  if first else True)
+    export_layers(bundles, gates)
     pulumi.export("rollingOrder", order)

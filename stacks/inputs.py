@@ -19,13 +19,15 @@ class PhaseInputs:
     lab_dir: str = ""                           # local provider
     python: str = field(default_factory=lambda: sys.executable)
     provider_token: pulumi.Input[str] | None = None  # secret; notify.sh moves the reserved IP with it
-    # secret: {"stats_user", "stats_password"}, kept in the provision stack's config so every
-    # machine renders the same bundles (None: the operator's .dynia/secrets, e.g. lab pushes)
+    # secret: {"stats_user", "stats_password"}, kept as the provision stack's statsCredentials
+    # output so every machine renders the same bundles. The engine always passes them; None in
+    # pushes made without it (lab tests: the operator's .dynia/secrets) and in a by-hand run
+    # without `dynia:statsCredentials` in the stack's config (provision then refuses to update)
     stats_credentials: pulumi.Input[dict] | None = None
     # this phase stack's last `layers` output: an unchanged layer keeps its config version
     previous_layers: dict | None = None
-    # the infra stack made the reserved IP's first assignment already (its last output)
-    reserved_ip_assigned: bool = False
+    # built by from_config: the Pulumi CLI runs the program by hand, not dynia's engine
+    by_hand: bool = False
 
     @property
     def project(self):
@@ -46,12 +48,38 @@ class PhaseInputs:
 
     @classmethod
     def from_config(cls) -> "PhaseInputs":
-        """For `pulumi preview --stack <cluster>-<phase>` run by the CLI or a PR workflow."""
+        """For `pulumi preview|up --stack <cluster>-<phase>` run by hand (Pulumi.yaml's `main`).
+
+        `dynia:statsCredentials` (a secret object, {"stats_user", "stats_password"}) gives a
+        by-hand run of the provision stack the credentials it keeps as its output; without
+        it that run refuses to update (stacks/provision.py) rather than drop them."""
         cfg = pulumi.Config("dynia")
-        return cls(project_root=Path(cfg.get("projectRoot") or ".").resolve(), cluster=cfg.require("cluster"),
+        cluster = cfg.require("cluster")
+        return cls(project_root=Path(cfg.get("projectRoot") or ".").resolve(), cluster=cluster,
                    ssh_private_key=cfg.get_secret("sshPrivateKey") or "", ssh_public_key=cfg.get("sshPublicKey") or "",
                    holder=cfg.get("holder"), lab_dir=cfg.get("labDir") or "",
-                   provider_token=cfg.get_secret("providerToken"))
+                   provider_token=cfg.get_secret("providerToken"),
+                   stats_credentials=configured_stats_credentials(cfg, cluster), by_hand=True)
+
+
+def by_hand_credentials_hint(cluster: str) -> str:
+    stack = f"{cluster}-provision"
+    return (f"run it through dynia (`dynia up --phase provision --cluster {cluster}`), or give the program the "
+            f"credentials the stack keeps: pulumi config set --stack {stack} --secret dynia:statsCredentials "
+            f"\"$(pulumi stack output --stack {stack} --show-secrets --json statsCredentials)\"")
+
+
+def configured_stats_credentials(cfg: pulumi.Config, cluster: str) -> pulumi.Output | None:
+    """`dynia:statsCredentials` from the stack's config, checked like every other copy of them
+    (they become lines of an environment file on every node), as a secret; None when unset."""
+    from dynia import secrets
+
+    value = cfg.get_secret_object("statsCredentials")
+    if value is None:
+        return None
+    shown = "the stack config dynia:statsCredentials"
+    return pulumi.Output.secret(pulumi.Output.from_input(value).apply(
+        lambda v: secrets.check(v, shown, by_hand_credentials_hint(cluster))))
 
 
 def qualified_stack_name(stack: str) -> str:

@@ -85,23 +85,41 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
         .apply(lambda v: v[0] or v[1])).apply(build))
 
 
-def export_layers(bundles: pulumi.Output) -> None:
-    """{node: {layer: {digest, version}}}: what the next run of this phase stamps versions from,
-    and which services it finds removed. A removal's layer is left out: once pushed, the
-    service is gone and the next run neither pushes nor removes it again."""
-    pulumi.export("layers", bundles.apply(lambda b: {n: {l: {"digest": v["digest"], "version": v["version"]}
-                                                         for l, v in layers.items() if not v.get("removal")}
-                                                     for n, layers in b.items() if n != "_hosts"}))
+def export_layers(bundles: pulumi.Output, gates: list[NodeConfig]) -> None:
+    """{node: {layer: {digest, version}}} of the layers this phase pushed (`gates`: every push of
+    the run, the phase's own layers only): what the next run of this phase stamps versions from,
+    which services it finds removed and which nodes it has never pushed (they roll last). A
+    removal's layer is left out: once pushed, the service is gone and the next run neither
+    pushes nor removes it again.
+
+    The value resolves only once every push of this run passed its gate (`gates`: all of
+    them). What Pulumi records on a failed update: since CLI v3.112 (pulumi/pulumi#14621,
+    fixed by #15754) the engine keeps every stack output the program did not register and
+    takes those it did. The Python SDK registers all of a stack's outputs in one call once
+    they resolve, and a failed push rejects its outputs: with this dependency nothing is
+    registered, so `layers` (and the phase's other outputs) stay those of the last update
+    that passed, and a pending removal or a new node's place at the end of the roll is
+    carried to the rerun. Computed from the bundles alone, it would resolve before the first
+    push and be recorded even when the roll failed half-way."""
+    pushed = {(g.node, g.layer) for g in gates}
+
+    def layers(values):
+        built = values[0]
+        return {n: {l: {"digest": v["digest"], "version": v["version"]}
+                    for l, v in node_layers.items() if (n, l) in pushed and not v.get("removal")}
+                for n, node_layers in built.items() if n != "_hosts"}
+
+    pulumi.export("layers", pulumi.Output.all(bundles, *[g.report for g in gates]).apply(layers))
 
 
 def prepare(inputs: PhaseInputs):
-    """What infra and apps both start from: the cluster, provision's outputs, the bundles, the order."""
+    """What infra and apps both start from: the cluster, provision's outputs, the bundles, the order.
+    Each phase exports its `layers` itself (export_layers) once it has chained every push."""
     from dynia.planner import rolling_order
 
     cluster = inputs.load()
     provision = inputs.reference("provision")
     bundles = bundles_output(inputs, cluster, provision)
-    export_layers(bundles)
     # Nodes this phase's stack has never pushed go last (after the holder): the record travels
     # with the state, so every machine rolls a node add in the same safe order.
     pushed = {"nodes": inputs.previous_layers} if isinstance(inputs.previous_layers, dict) else None

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_INTERNAL, DyniaError
-from . import cert, cluster, context, plan, render, route, schema, service, state, up
+from . import cert, cluster, context, drift, plan, render, route, schema, service, state, status, up, verify
 from .common import GlobalOptions
 
 app = typer.Typer(
@@ -33,8 +33,9 @@ app.add_typer(service.app, name="service")
 app.add_typer(route.app, name="route")
 app.add_typer(state.app, name="state")
 app.add_typer(cert.app, name="cert")
-for group in (schema, render, plan, up):
+for group in (schema, render, plan, up, status, drift):
     group.register(app)
+verify.register(up.infra_app)
 
 # The callback's options, kept here too: errors are printed after click has left its context.
 _options: GlobalOptions | None = None

@@ -8,9 +8,11 @@ string for both profiles.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from ..paths import PATHS as P
+from ..paths import PORTS
 from ..providers.base import NodeProfile
 
 # Reload order after a change: Caddy, then HAProxy, then keepalived. Caddy first because a
@@ -41,6 +43,64 @@ def env_current(pid: str) -> str:
     return (f'{{ [ -r /proc/{pid}/environ ] && '
             f"[ \"$(grep -c '^[A-Za-z_][A-Za-z0-9_]*=' {P.haproxy_env})\" = "
             f"\"$(tr '\\0' '\\n' < /proc/{pid}/environ | grep -cxF -f {P.haproxy_env})\" ]; }}")
+
+
+# Where a node takes one service's copy out of every HAProxy: while DRAIN_DIR/<service> exists,
+# Caddy answers that service's health path with 503 (templates/caddy/route.caddy.j2), so each
+# HAProxy's check marks this node's server down. DRAIN_DIR/<service>.up holds the sha256 of the
+# compose file the running containers were started from. Under /run: a reboot clears both, so a
+# node that died mid-drain never stays out of HAProxy.
+DRAIN_DIR = P.drain_dir
+
+
+@dataclass(frozen=True)
+class HAProxyTiming:
+    """How every node's HAProxy checks each service's servers (templates/haproxy, `default-server`)
+    and how long it lets a server answer; a drain's waits are derived from these, not guessed.
+    Check intervals in milliseconds, as HAProxy reads them."""
+    inter: int = 2000      # between checks of a server that is up
+    fastinter: int = 500   # between checks of a server changing state (going down, coming up)
+    downinter: int = 1000  # between checks of a server that is down
+    fall: int = 2          # failed checks in a row that mark a server down
+    rise: int = 2          # passed checks in a row that mark it up again
+    server_timeout: int = 60  # s: `timeout server`, the longest a server may stay silent
+
+    @property
+    def check_timeout(self) -> int:
+        # haproxy.cfg sets no `timeout check`: then one whole check (connect + answer) may take
+        # `inter` (HAProxy's configuration manual, "timeout check").
+        return self.inter
+
+    @property
+    def marked_down_within(self) -> int:
+        """ms from the moment a server's health check starts failing until every HAProxy has
+        marked it down: a check already in flight may still pass (its timeout), the next one
+        starts `inter` after it, and each further failure of the `fall` follows `fastinter` later."""
+        return self.check_timeout + self.inter + (self.fall - 1) * self.fastinter
+
+    @property
+    def marked_up_within(self) -> int:
+        """ms from the moment a down server's check passes again until every HAProxy has marked it
+        up: the next check within `downinter`, each further pass of the `rise` `fastinter` later,
+        the last answer within the check's timeout."""
+        return self.downinter + (self.rise - 1) * self.fastinter + self.check_timeout
+
+
+HAPROXY_TIMING = HAProxyTiming()
+
+
+@dataclass(frozen=True)
+class Drain:
+    """What a drained restart of one service needs (bundle → NodeCommands.compose_up): where its
+    app answers on the node and how long a new container may take to answer there."""
+    port: int             # the app's host port: Caddy's upstream 127.0.0.1:<port>
+    health_path: str      # answers 2xx/3xx once the app is healthy (the spec's health_path)
+    ready_timeout: float  # s: the spec's health timeout
+    timing: HAProxyTiming = field(default=HAPROXY_TIMING)
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}"
 
 
 @dataclass(frozen=True)
@@ -111,8 +171,47 @@ class NodeCommands:
     def compose(self, service: str, *args: str) -> str:
         return f"{self.profile.compose_command} -f {P.compose_file(service)} {' '.join(args)}"
 
-    def compose_up(self, service: str) -> str:
-        return self.compose(service, "up", "-d")
+    def compose_up(self, service: str, drain: Drain | None = None) -> str:
+        """Start the service, or let it take a new compose file (compose recreates the containers
+        whose configuration changed). Without `drain`, a recreated container's in-flight requests
+        are lost: right where there is no other copy to send them to (an active-only service,
+        a one-node cluster), and when nothing runs yet.
+
+        With `drain` (a routed service every node runs), Kamal's per-host rollout: when the
+        service runs here and the compose file differs from the one its containers came from,
+        mark it draining (every HAProxy's check of this node's server gets 503 and marks it down
+        within the check timing), wait for Caddy's requests to the app to finish (bounded by
+        HAProxy's `timeout server`), `compose up`, wait for the app's own health on the node
+        (bounded by the spec's health timeout), remove the mark, wait for every HAProxy to mark
+        it up again. The mark goes on every exit. Nothing running (a first deploy, a new VIP
+        holder) or the same file (a forced re-apply): a plain `compose up`."""
+        up = self.compose(service, "up", "-d")
+        if drain is None:
+            return up
+        t = drain.timing
+        mark, record = P.drain_marker(service), P.drain_record(service)
+        app = f"http://127.0.0.1:{drain.port}{drain.health_path}"
+        ready_s = math.ceil(drain.ready_timeout)
+        # Caddy's in-flight requests per upstream (admin API, `num_requests`): idle when the
+        # answer holds no entry for this app's address with a count other than 0.
+        idle = (f"u=$(curl -fsS --max-time 2 http://localhost:{PORTS.caddy_admin}/reverse_proxy/upstreams) && "
+                f"! printf '%s\\n' \"$u\" | tr '{{' '\\n' | grep -F '\"address\":\"127.0.0.1:{drain.port}\"' "
+                "| grep -qv '\"num_requests\":0[,}]'")
+        ready = f"curl -fs -o /dev/null --max-time 2 {app}"
+        return (
+            f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum < {P.compose_file(service)} | cut -d' ' -f1) || exit 1; "
+            f'if {self.compose_running(service)} && [ "$(cat {record} 2>/dev/null)" != "$sum" ]; then '
+            f"trap 'rm -f {mark}' EXIT; : > {mark}; "
+            f"sleep {_seconds(t.marked_down_within)}; "
+            f"end=$(($(date +%s) + {t.server_timeout})); "
+            f"until {{ {idle}; }} || [ $(date +%s) -ge $end ]; do sleep 0.1; done; "
+            f"rm -f {record}; {up} || exit 1; echo \"$sum\" > {record}; "
+            f"end=$(($(date +%s) + {ready_s})); "
+            f"until {ready}; do [ $(date +%s) -lt $end ] || "
+            f"{{ echo \"dynia: {service} did not answer {drain.health_path} on 127.0.0.1:{drain.port} "
+            f"within {ready_s} s of its restart\" >&2; exit 1; }}; sleep 0.2; done; "
+            f"rm -f {mark}; sleep {_seconds(t.marked_up_within)}; "
+            f"else rm -f {record}; {up} && echo \"$sum\" > {record}; fi")
 
     def compose_down(self, service: str) -> str:
         return self.compose(service, "down")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..paths import PATHS
+from ..providers.base import NodeProfile
 
 VRRP_ROLES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
@@ -60,7 +61,8 @@ def script(facts: list[Fact]) -> str:
     parts = []
     for f in facts:
         # The extra echo ends a last line that has no newline; parse() removes it again.
-        parts.append(f"echo '{MARK} {f.name}'; {f.command} 2>/dev/null; rc=$?; echo; echo \"{MARK}-rc $rc\"")
+        # Braces: a compound command's every part is quiet, and rc is the whole command's status.
+        parts.append(f"echo '{MARK} {f.name}'; {{ {f.command}; }} 2>/dev/null; rc=$?; echo; echo \"{MARK}-rc $rc\"")
     return "; ".join(parts)
 
 
@@ -82,3 +84,200 @@ def parse(facts: list[Fact], output: str) -> dict[str, Any]:
         elif name is not None:
             lines.append(line)
     return results
+
+
+# --- status facts ---------------------------------------------------------------------------
+#
+# Some facts depend on the node: how a component is checked comes from the provider's node
+# profile (systemd on droplets, pid files in the lab), which container engine runs the services
+# and which device carries the VIP too, and Caddy answers on the node's own private address.
+# Those are built by a function of (profile, private address); BUILDERS names them, so the
+# recorded-output tests build each with the profile the output was recorded on.
+
+def _lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def component_states(output: str, exit_status: int) -> dict[str, bool] | None:
+    """{"caddy": True, "haproxy": True, "keepalived": False}: whether each infra component runs."""
+    states = {}
+    for line in _lines(output):
+        words = line.split()
+        if len(words) == 2 and words[1] in ("up", "down"):
+            states[words[0]] = words[1] == "up"
+    return states or None
+
+
+def running(profile: NodeProfile) -> Fact:
+    from .commands import COMPONENTS, NodeCommands
+
+    cmds = NodeCommands(profile)
+    # Each check's own exit status decides; the script as a whole always exits 0.
+    return Fact("running", "; ".join(f"if {cmds.running(c)}; then echo {c} up; else echo {c} down; fi"
+                                     for c in COMPONENTS), component_states)
+
+
+# HAProxy's admin socket speaks a line protocol; socat is not on droplets or lab nodes, python3
+# is on both (the apply script needs it), so python3 asks. Read-only: `show stat` changes nothing.
+SHOW_STAT_PY = ("import socket,sys;s=socket.socket(socket.AF_UNIX);s.settimeout(3);s.connect(sys.argv[1]);"
+                's.sendall(b"show stat\\n");'
+                'sys.stdout.write(b"".join(iter(lambda:s.recv(65536),b"")).decode())')
+HRSP = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+
+
+def _int(value: str) -> int:
+    return int(value) if value.strip().isdigit() else 0
+
+
+def show_stat(output: str, exit_status: int) -> dict | None:
+    """HAProxy's `show stat` CSV → {"backends": {name: {"status", "hrsp": {"2xx": n, …},
+    "servers": {name: {"status", "check_status", "check_desc", "last_chk"}}}}}; None when the
+    socket did not answer. Counters are cumulative since HAProxy's master last started."""
+    import csv
+
+    lines = output.splitlines()
+    if exit_status != 0 or not lines or not lines[0].startswith("# "):
+        return None
+    rows = csv.DictReader([lines[0][2:]] + [line for line in lines[1:] if line.strip()])
+    backends: dict[str, dict] = {}
+    for row in rows:
+        px, sv = row.get("pxname") or "", row.get("svname") or ""
+        if not px or sv == "FRONTEND":
+            continue
+        be = backends.setdefault(px, {"status": None, "hrsp": {}, "servers": {}})
+        if sv == "BACKEND":
+            be["status"] = row.get("status") or None
+            be["hrsp"] = {k: _int(row.get(f"hrsp_{k}") or "") for k in HRSP}
+        else:
+            be["servers"][sv] = {"status": row.get("status") or None,
+                                 "check_status": row.get("check_status") or None,
+                                 "check_desc": row.get("check_desc") or None,
+                                 "last_chk": row.get("last_chk") or None}
+    return {"backends": backends}
+
+
+def http_code(output: str, exit_status: int) -> dict:
+    """curl's `%{http_code}`: {"code": 200}; no answer → {"code": None, "error": …}."""
+    text = output.strip()
+    code = int(text) if text.isdigit() and text != "000" else None
+    if code is None:
+        return {"code": None, "error": f"no answer (curl exit {exit_status})"}
+    return {"code": code}
+
+
+def caddy_health(profile: NodeProfile, private_ip: str) -> Fact:
+    from ..paths import HEALTH_HOST, HEALTH_URI, PORTS
+
+    return Fact("caddy_health", f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 -H 'Host: {HEALTH_HOST}' "
+                                f"http://{private_ip}:{PORTS.caddy}{HEALTH_URI}", http_code)
+
+
+# The managed files every node has; the apply script sets `chattr +i` on each while lockdown is on.
+LOCKED_FILES = (PATHS.haproxy_cfg, PATHS.origin_pem, PATHS.caddyfile, PATHS.keepalived_conf, PATHS.notify)
+
+
+def immutable_flags(output: str, exit_status: int) -> dict | None:
+    """`lsattr -d FILE…` → {"files": {path: immutable}, "lockdown": "on" | "off" | "partial"};
+    a missing file is left out (lsattr reports it on stderr); None when no file was listed."""
+    files = {}
+    for line in _lines(output):
+        words = line.split(None, 1)
+        if len(words) == 2 and words[1].startswith("/"):
+            files[words[1].strip()] = "i" in words[0]
+    if not files:
+        return None
+    locked = sum(files.values())
+    return {"files": files, "lockdown": "on" if locked == len(files) else "off" if not locked else "partial"}
+
+
+def keepalived_priority(output: str, exit_status: int) -> int | None:
+    """The `priority N` of the node's keepalived.conf (what keepalived runs with after its last reload)."""
+    for line in _lines(output):
+        words = line.split()
+        if len(words) >= 2 and words[0] == "priority" and words[1].isdigit():
+            return int(words[1])
+    return None
+
+
+def ipv4_addresses(output: str, exit_status: int) -> list[str] | None:
+    """`ip -4 -o addr show dev D` → ["10.213.0.11", "10.213.0.100"]; None when the device is unknown."""
+    if exit_status != 0:
+        return None
+    out = []
+    for line in _lines(output):
+        words = line.split()
+        if "inet" in words and words.index("inet") + 1 < len(words):
+            out.append(words[words.index("inet") + 1].split("/")[0])
+    return out
+
+
+def vip_device_addresses(profile: NodeProfile) -> Fact:
+    return Fact("addresses", f"ip -4 -o addr show dev {profile.vip_device}", ipv4_addresses)
+
+
+# Compose labels its containers with their project; dynia's projects are `dynia-<service>`.
+PROJECT_LABELS = ("com.docker.compose.project", "io.podman.compose.project")
+PROJECT_PREFIX = "dynia-"
+
+
+def containers_inspect(output: str, exit_status: int) -> list[dict] | None:
+    """`docker inspect` / `podman inspect` of the compose containers → one dict per dynia
+    container: {"service", "name", "state", "image", "image_id", "digest"}; digest is the
+    repository digest the engine reports (podman's ImageDigest), else the image id (both are
+    content addresses of what runs). None when the engine could not be asked."""
+    if exit_status != 0:
+        return None
+    try:
+        data = json.loads(output or "[]")
+    except ValueError:
+        return None
+    if not isinstance(data, list):
+        return None
+    out = []
+    for c in data:
+        if not isinstance(c, dict):
+            continue
+        config = c.get("Config") or {}
+        labels = config.get("Labels") or c.get("Labels") or {}
+        project = next((labels[k] for k in PROJECT_LABELS if labels.get(k)), "")
+        if not project.startswith(PROJECT_PREFIX):
+            continue  # a container someone else runs on the node
+        image_id = c.get("Image") or ""
+        if image_id and ":" not in image_id:
+            image_id = f"sha256:{image_id}"
+        state = c.get("State")
+        out.append({"service": project[len(PROJECT_PREFIX):], "name": (c.get("Name") or "").lstrip("/"),
+                    "state": (state.get("Status") if isinstance(state, dict) else state) or None,
+                    "image": c.get("ImageName") or config.get("Image") or None,
+                    "image_id": image_id or None, "digest": c.get("ImageDigest") or image_id or None})
+    return sorted(out, key=lambda c: (c["service"], c["name"]))
+
+
+def containers(profile: NodeProfile) -> Fact:
+    engine = profile.container_engine
+    label = PROJECT_LABELS[1] if engine == "podman" else PROJECT_LABELS[0]
+    # No container → "[]" (inspect without an argument fails); a failing `ps` fails the fact.
+    return Fact("containers", f"ids=$({engine} ps -aq --filter label={label}) && "
+                              f"{{ if [ -z \"$ids\" ]; then echo '[]'; else {engine} inspect $ids; fi; }}",
+                containers_inspect)
+
+
+PRIORITY = Fact("priority", f"grep -E '^[[:space:]]*priority[[:space:]]' {PATHS.keepalived_conf}",
+                keepalived_priority)
+LOCKDOWN = Fact("lockdown", f"lsattr -d {' '.join(LOCKED_FILES)}", immutable_flags)
+SHOW_STAT = Fact("show_stat", f"python3 -c '{SHOW_STAT_PY}' {PATHS.haproxy_admin_socket}", show_stat)
+FACTS.update({f.name: f for f in (PRIORITY, LOCKDOWN, SHOW_STAT)})
+
+# Facts built from the node: name → builder(profile, private_ip).
+BUILDERS: dict[str, Callable[[NodeProfile, str], Fact]] = {
+    "running": lambda profile, ip: running(profile),
+    "addresses": lambda profile, ip: vip_device_addresses(profile),
+    "containers": lambda profile, ip: containers(profile),
+    "caddy_health": caddy_health,
+}
+
+
+def status_facts(profile: NodeProfile, private_ip: str) -> list[Fact]:
+    """Every fact `dynia status` reads from one node, in one round trip."""
+    return [VRRP, APPLIED, DEGRADED, PRIORITY, LOCKDOWN, SHOW_STAT,
+            *(build(profile, private_ip) for build in BUILDERS.values())]

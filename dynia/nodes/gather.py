@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import DyniaError
 from . import facts as F
@@ -38,10 +38,15 @@ async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semapho
             conn.close()
 
 
-def gather(targets: list[Target], wanted: list[F.Fact], timeout: float = 5.0) -> dict[str, NodeFacts]:
+def gather(targets: list[Target], wanted: list[F.Fact] | Callable[[Target], list[F.Fact]],
+           timeout: float = 5.0) -> dict[str, NodeFacts]:
+    """wanted: the facts for every node, or a function target → that node's facts (a fact may
+    depend on the node, e.g. Caddy's health on its own private address)."""
+    per_node = wanted if callable(wanted) else (lambda target: wanted)
+
     async def main():
         sem = asyncio.Semaphore(PARALLEL)
-        return await asyncio.gather(*(_gather_one(t, wanted, sem, timeout) for t in targets))
+        return await asyncio.gather(*(_gather_one(t, per_node(t), sem, timeout) for t in targets))
 
     return {nf.node: nf for nf in asyncio.run(main())}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 if TYPE_CHECKING:  # no pulumi, no pydantic models at import time
     from ..inventory import Inventory
@@ -102,6 +102,19 @@ class Provider(ABC):
     def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
         """(private key text, public key text) for the engine; a typed error if unreadable."""
 
+    @abstractmethod
+    def reserved_ip_holder(self, reserved_ip: str, nodes: Mapping[str, Iterable[str]]) -> str | None:
+        """Which node holds the reserved IP right now, as the provider sees it (read live, no Pulumi).
+
+        nodes: node id → the IPv4 addresses that node has: its public and private address (the
+        cache's outputs) plus those read live on its VIP device (the `addresses` fact, dynia.nodes
+        .facts; leave them out for a node that did not answer). Each provider uses what it trusts:
+        DigitalOcean asks its API which droplet has the address and matches the droplet's own
+        addresses; the lab reads which node has the address on its interface.
+        Returns the node id; None when no node of `nodes` holds it (unassigned, or elsewhere).
+        Raises DyniaError (`provider` or `network`) when the provider cannot tell.
+        Used by `dynia status` and `dynia infra verify`."""
+
     # --- what nodes need ------------------------------------------------------------------
     def node_token(self) -> str | None:
         """The token notify.sh moves the reserved IP with (None where nothing moves it)."""
@@ -124,8 +137,6 @@ class Provider(ABC):
         """Before a delete: let the engine delete these nodes (None: every node, for destroy).
         Providers that protect their nodes against accidental deletion lift it here."""
 
-    def assign_reserved_ip(self, spec, provision, gates) -> None:
-        """After every infra gate: bind the reserved IP to the MASTER (once)."""
-
-    def dns_records(self, spec, service: str, domain: str, address, gates) -> None:
-        """After every gate of the service: its DNS record."""
+    def dns_records(self, spec, service: str, domain: str, address, gates, renamed_from=()) -> None:
+        """After every gate of the service: its DNS record. `renamed_from`: services the last
+        apply had and the spec no longer names (a rename keeps a record created under the old name)."""

@@ -1,5 +1,5 @@
 """DigitalOcean droplets: regions and sizes, the systemd node profile, the operator's SSH key,
-the VPC, droplets, reserved IP and its assignment; Cloudflare for the origin certificate
+the VPC, droplets, reserved IP (keepalived's notify script assigns it); Cloudflare for the origin certificate
 and DNS (the design pairs them: DigitalOcean nodes behind Cloudflare)."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..errors import DyniaError
 from .base import NodeProfile, Problem, Provider, SshIdentity
 
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"
+API = "https://api.digitalocean.com/v2"
 CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 
 # RAM in MiB of the common droplet sizes (DigitalOcean size slugs, 2024–2026 catalogue).
@@ -146,6 +147,18 @@ class DigitalOcean(DropletSizes, Provider):
             public = agent_key
         return private or "", public
 
+    def reserved_ip_holder(self, reserved_ip, nodes):
+        """GET /v2/reserved_ips/<ip>: the droplet it is assigned to, matched to a node by the
+        droplet's own addresses (droplet names are the operator's to change; addresses are not)."""
+        data = api_get(f"/reserved_ips/{reserved_ip}")
+        droplet = (data.get("reserved_ip") or {}).get("droplet")
+        if not droplet:
+            return None
+        networks = (droplet.get("networks") or {}).get("v4") or []
+        addresses = {n.get("ip_address") for n in networks if isinstance(n, dict)} - {reserved_ip, None}
+        matches = [n for n, addrs in nodes.items() if addresses & (set(addrs) - {reserved_ip})]
+        return matches[0] if len(matches) == 1 else None
+
     def node_token(self) -> str | None:
         token = os.environ.get(TOKEN_ENV)
         if not token:
@@ -205,21 +218,59 @@ class DigitalOcean(DropletSizes, Provider):
 
         return OriginCertificate(f"{spec.name}-origin", OriginCertificateArgs(spec.domain)).pem
 
-    def assign_reserved_ip(self, spec, provision, gates) -> None:
-        from ..components.reserved_ip import ReservedIpAssignment, ReservedIpAssignmentArgs
-
-        master = spec.master_node
-        ReservedIpAssignment(f"{spec.name}-rip", ReservedIpAssignmentArgs(
-            provision.get_output("reservedIp"),
-            # A preview before the first provision (or after node add) plans the assignment to a
-            # droplet that does not exist yet (id 0); `up` runs provision first, so a real id is there.
-            provision.get_output("nodes").apply(
-                lambda n: ((n if isinstance(n, dict) else {}).get(master) or {}).get("droplet_id", "0")), gates))
-
-    def dns_records(self, spec, service: str, domain: str, address, gates) -> None:
+    def dns_records(self, spec, service: str, domain: str, address, gates, renamed_from=()) -> None:
         from ..components.dns_records import DnsRecords, DnsRecordsArgs
 
         from ..tls import proxied
 
-        DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(spec.domain, [domain], address, gates,
-                                                               proxied=proxied(spec.tls.mode)))
+        DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
+            spec.domain, [domain], address, gates, proxied=proxied(spec.tls.mode),
+            renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
+
+
+def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    """(status, body) of one GET; the only place this module touches the network (tests replace it)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+            return resp.status, resp.read(1 << 20)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(1 << 16)
+
+
+def api_get(path: str, timeout: float = 10.0) -> dict:
+    """One read of DigitalOcean's API (token from DIGITALOCEAN_TOKEN), every failure typed; the
+    token is sent in a header and never appears in an error."""
+    import json
+
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise DyniaError("provider", f"{TOKEN_ENV} is not set: cannot ask DigitalOcean who holds the reserved IP",
+                         f"export {TOKEN_ENV}=… (a read-only token is enough)")
+    try:
+        status, body = _http_get(API + path, {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                                 timeout)
+    except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
+        reason = getattr(exc, "reason", exc)
+        raise DyniaError("network", f"DigitalOcean's API did not answer GET {path}: {reason}",
+                         "check this machine's network and https://status.digitalocean.com") from None
+    try:
+        data = json.loads(body.decode("utf-8")) if body else {}
+    except (UnicodeDecodeError, ValueError):
+        data = None
+    if status == 200 and isinstance(data, dict):
+        return data
+    message = (data or {}).get("message") if isinstance(data, dict) else None
+    detail = f"{status}" + (f" ({message})" if message else "")
+    if status == 401:
+        raise DyniaError("provider", f"DigitalOcean refused the token: GET {path} answered {detail}",
+                         f"check {TOKEN_ENV}: it may be expired or revoked")
+    if status == 404:
+        raise DyniaError("provider", f"DigitalOcean does not know {path}: {detail}",
+                         "the reserved IP may have been deleted; `dynia up --phase provision` recreates it")
+    if status == 429:
+        raise DyniaError("provider", f"DigitalOcean rate-limited GET {path}: {detail}", "wait a minute and retry")
+    raise DyniaError("provider", f"DigitalOcean answered GET {path} with {detail}",
+                     "retry; if it persists see https://status.digitalocean.com")

@@ -49,6 +49,17 @@ class Local(DropletSizes, Provider):
     def lab_dir(self, project, cluster: str):
         return project.lab_dir(cluster)
 
+    def reserved_ip_holder(self, reserved_ip, nodes):
+        """The node whose interface carries the VIP (keepalived puts it there; nothing else moves it).
+        Two nodes with the address is a split brain: an error, not a guess."""
+        from ..errors import DyniaError
+
+        holders = sorted(n for n, addrs in nodes.items() if reserved_ip in set(addrs))
+        if len(holders) > 1:
+            raise DyniaError("provider", f"the VIP {reserved_ip} is on {len(holders)} nodes: {', '.join(holders)}",
+                             "VRRP split brain: check that the nodes reach each other (unicast peers, protocol 112)")
+        return holders[0] if holders else None
+
     def ssh_identity(self, project, cluster: str) -> SshIdentity:
         lab = self.lab_dir(project, cluster)
         return SshIdentity(lab / "id_ed25519", lab / "known_hosts")

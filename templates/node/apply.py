@@ -5,6 +5,11 @@
 # affected components → health gate → on failure restore + reload + degraded marker, exit
 # non-zero with a one-line reason on stderr; on success applied.json, re-lock, clear degraded.
 #
+# A service layer's bundle also says whether the service should run on this node (`run`: an
+# active-only service runs on the VIP holder only). The node records the run state it applied
+# per layer (applied.json "run"); a difference is a change like a file's: should run → start
+# it (its reload command) and gate it; should not → stop it. A record without it is unknown.
+#
 # Exit codes: 0 applied or unchanged, 10 bad bundle, 20 validation failed (restored, nothing
 # reloaded), 30 health gate failed (rolled back), 40 apply error (restore attempted).
 import base64
@@ -256,15 +261,26 @@ def write_state(name, data):
 
 
 def read_applied():
-    """The node's record of what was applied; a missing or mangled one counts as nothing applied."""
+    """The node's record of what was applied; a missing or mangled one counts as nothing applied.
+    "run" ({layer: true|false}, the run state each service layer was last applied with) is
+    missing from records written before it existed, and a mangled one is as good as missing:
+    both read as {}, every layer's run state unknown."""
     try:
         with open(host_path(STATE + "/applied.json")) as f:
             data = json.load(f)
     except (FileNotFoundError, ValueError):
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
-        return {"configVersion": 0, "layers": {}}
+        return {"configVersion": 0, "layers": {}, "run": {}}
+    if not isinstance(data.get("run"), dict):
+        data["run"] = {}
     return data
+
+
+def recorded_run(applied, layer):
+    """True/False as last applied, None when unknown (never recorded, or not a boolean)."""
+    value = applied["run"].get(layer)
+    return value if isinstance(value, bool) else None
 
 
 def reload_all(bundle, components):
@@ -299,11 +315,25 @@ def compare(bundle):
     return changed, removed
 
 
-def affected_components(bundle, changed, removed):
-    """What must reload, in the bundle's component order."""
+def placement(bundle):
+    """Step 1, for a service layer: {"want", "had"} when its run state on this node must be
+    applied (it differs from the record, the record does not know it, or the push is forced),
+    else None. Infra and removals carry no run state."""
+    want = bundle.get("run")
+    if want is None:
+        return None
+    had = recorded_run(read_applied(), bundle["layer"])
+    if had is want and not bundle.get("force"):
+        return None
+    return {"want": want, "had": had}
+
+
+def affected_components(bundle, changed, removed, moving=None):
+    """What must reload (or start, or stop), in the bundle's component order."""
     affected = []
     for component in [f["component"] for f in changed] + \
-            [bundle.get("removeComponents", {}).get(t) for t in removed]:
+            [bundle.get("removeComponents", {}).get(t) for t in removed] + \
+            [bundle["layer"] if moving else None]:
         if component and component not in affected:
             affected.append(component)
     order = bundle.get("componentOrder", [])
@@ -362,11 +392,38 @@ def validate(bundle, affected):
                 raise Failure(20, "validation failed: %s: %s" % (component, last_line(out)))
 
 
-def roll_back(bundle, affected, entries, reason, stopped=()):
+def reload_affected(bundle, components, moving):
+    """Step 5: reload each component in order. The service layer follows its run state: its
+    reload (which starts it) only where it should run; where it should not, it is stopped when
+    the run state changes and left alone otherwise (a new compose file does not start it).
+    Returns (reloaded, stopped, problem)."""
+    reloaded, stopped = [], []
+    for component in components:
+        if component == bundle["layer"] and bundle.get("run") is False:
+            if moving:
+                code, out = run(bundle["stop"][component])
+                if code != 0:
+                    return reloaded, stopped, "stop %s failed: %s" % (component, last_line(out))
+                stopped.append(component)
+            continue
+        done, problem = reload_all(bundle, [component])
+        reloaded += done
+        if problem:
+            return reloaded, stopped, problem
+    return reloaded, stopped, ""
+
+
+def roll_back(bundle, affected, entries, reason, stopped=(), moving=None):
     """Step 7, failed: restore the files, reload (or stop what is new, or restart what a removal
-    stopped), mark the node degraded."""
+    stopped, or put the service layer back in the run state it had), mark the node degraded."""
+    undo = undo_actions(bundle, affected, entries, moving)
+    # What ends stopped is stopped before the restore, while the files it was started from exist
+    # (a compose project is found through its compose file, which the restore may delete).
+    for component in reversed(affected):
+        if undo.get(component) == "stop":
+            run(bundle["stop"][component])
     restore(entries, bool(bundle.get("lockdown")))
-    roll_back_components(bundle, affected, entries, stopped)
+    roll_back_components(bundle, affected, undo, stopped)
     write_state("degraded", {"reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "configVersion": bundle["configVersion"], "layer": bundle["layer"]})
 
@@ -382,6 +439,16 @@ def stamp(bundle):
         os.unlink(degraded)
 
 
+def degraded_layer():
+    """The layer whose failed push left the degraded marker (None: no marker, or unreadable)."""
+    try:
+        with open(host_path(STATE + "/degraded")) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data.get("layer") if isinstance(data, dict) else None
+
+
 def apply(bundle):
     started = time.monotonic()
     lockdown = bool(bundle.get("lockdown"))
@@ -390,11 +457,24 @@ def apply(bundle):
               "changed": [f["target"] for f in changed], "removed": removed, "reloaded": [],
               "healthWaitSeconds": 0.0, "healthAttempts": 0}
     done = lambda status, **more: dict(report, status=status, seconds=round(time.monotonic() - started, 3), **more)  # noqa: E731
-    if not changed and not removed:
+    moving = placement(bundle)
+    if moving:
+        report["run"] = moving
+    if not changed and not removed and not moving:
+        if degraded_layer() == bundle["layer"]:
+            # Rolled back from a failed push of this layer, and these files are what it holds:
+            # prove them healthy before the marker goes (nothing to write, reload or restore).
+            healthy, waited, attempts, detail = health_gate(bundle.get("health", []), bundle["policy"])
+            report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
+            if not healthy:
+                return 30, done("degraded", reason="health gate failed after %d tries: %s" % (attempts, detail))
+            stamp(bundle)
+            return 0, done("unchanged")
         record_applied(bundle)
         return 0, done("unchanged")
-    entries = make_backup(bundle, [f["target"] for f in changed] + removed)      # step 2
-    affected = affected_components(bundle, changed, removed)
+    targets = [f["target"] for f in changed] + removed
+    entries = make_backup(bundle, targets) if targets else []                    # step 2
+    affected = affected_components(bundle, changed, removed, moving)
     # A component whose files go is stopped (before they go), never reloaded.
     removing = [c for c in affected if c in bundle.get("removeCommands", {})]
     stopped = []
@@ -409,56 +489,84 @@ def apply(bundle):
         code, reason = (exc.code, exc.reason) if isinstance(exc, Failure) else (40, "write failed: %s" % exc)
         reason += ("; " + problem) if problem else ""
         return code, done("invalid" if code == 20 else "error", reason=reason)
-    report["reloaded"], problem = reload_all(bundle, [c for c in affected if c not in removing])  # step 5
+    report["reloaded"], placed, problem = reload_affected(bundle, [c for c in affected if c not in removing],
+                                                                  moving)  # step 5
+    report["stopped"] = removing + placed
     if problem:
-        roll_back(bundle, affected, entries, problem, stopped)
+        roll_back(bundle, affected, entries, problem, stopped, moving)
         return 30, done("rolled-back", reason=problem)
     healthy, waited, attempts, detail = health_gate(bundle.get("health", []), bundle["policy"])  # step 6
     report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
     if not healthy:
         reason = "health gate failed after %d tries: %s" % (attempts, detail)
-        roll_back(bundle, affected, entries, reason, stopped)
+        roll_back(bundle, affected, entries, reason, stopped, moving)
         return 30, done("rolled-back", reason=reason)
     stamp(bundle)
     return 0, done("applied")
 
 
-def roll_back_components(bundle, affected, entries, stopped=()):
-    """Reload what was restored; stop what did not exist before (a service added by this apply);
-    restart what a removal stopped, from its restored files (what did not run stays stopped)."""
+def undo_actions(bundle, affected, entries, moving=None):
+    """How a rollback leaves each affected component: "reload" (runs again from its restored
+    files), "stop" (ends stopped: it did not exist before this apply, or it is the service layer
+    and did not run here before), "leave" (a service layer that neither ran nor was started),
+    "restart" (a removal's, restarted if the removal stopped it).
+    The service layer goes back to its recorded run state; unknown (an older record) counts as
+    running where it should run, unless its files are new."""
     existed = {e["target"]: e["existed"] for e in entries}
     component_files = {}
     for f in bundle["files"]:
         component_files.setdefault(f["component"], []).append(f["target"])
-    # Undo in the reverse order: what the forward order freed first is taken back last (HAProxy
-    # lets go of :80 before a restored package Caddyfile binds it again).
-    for component in reversed(affected):
+    actions = {}
+    for component in affected:
         if component in bundle.get("removeCommands", {}):
-            if component in stopped:
-                restart_stopped(bundle, [component])
+            actions[component] = "restart"
             continue
         brand_new = not any(existed.get(t, True) for t in component_files.get(component, []))
         stop = bundle.get("stop", {}).get(component)
-        if brand_new and stop:
-            run(stop)
+        if component == bundle["layer"] and bundle.get("run") is not None:
+            want = bundle["run"]
+            had = moving["had"] if moving else want
+            ran = (had is True or (had is None and want)) and not brand_new
+            actions[component] = "reload" if ran else ("stop" if want else "leave")
         else:
+            actions[component] = "stop" if brand_new and stop else "reload"
+    return actions
+
+
+def roll_back_components(bundle, affected, undo, stopped=()):
+    """After the restore: reload what was restored (a service layer that ran before restarts
+    from its restored files); restart what a removal stopped (what did not run stays stopped).
+    Stops happened before the restore (roll_back)."""
+    # Undo in the reverse order: what the forward order freed first is taken back last (HAProxy
+    # lets go of :80 before a restored package Caddyfile binds it again).
+    for component in reversed(affected):
+        action = undo.get(component)
+        if action == "restart":
+            if component in stopped:
+                restart_stopped(bundle, [component])
+        elif action == "reload":
             reload_all(bundle, [component])
 
 
 def record_applied(bundle):
     applied = read_applied()
+    layer, want = bundle["layer"], bundle.get("run")
     manifest = {f["target"]: {"sha256": f["sha256"], "mode": f["mode"], "owner": f["owner"],
                               "component": f["component"]} for f in bundle["files"]}
-    layers = applied["layers"]  # read_applied always gives a dict of layers
-    if layers.get(bundle["layer"]) == manifest and applied.get("configVersion") == bundle["configVersion"]:
+    layers, runs = applied["layers"], applied["run"]  # read_applied always gives both dicts
+    if layers.get(layer) == manifest and applied.get("configVersion") == bundle["configVersion"] \
+            and (want is None or runs.get(layer) is want):
         return
     if not manifest and bundle.get("remove"):
         # A removal: the layer holds nothing on this node any more, so the record forgets it.
-        if bundle["layer"] not in layers:
+        if layer not in layers and layer not in runs:
             return
-        del layers[bundle["layer"]]
+        layers.pop(layer, None)
+        runs.pop(layer, None)
     else:
-        layers[bundle["layer"]] = manifest
+        layers[layer] = manifest
+        if want is not None:
+            runs[layer] = want
     applied["configVersion"] = bundle["configVersion"]
     applied["node"] = bundle["node"]
     write_state("applied.json", applied)
@@ -493,6 +601,10 @@ def main(stream):
             raise ValueError("not a JSON object")
         for key in ("node", "layer", "configVersion", "files", "policy"):
             bundle[key]
+        run_state = bundle.get("run")
+        if run_state is not None and not (isinstance(run_state, bool) and bundle["layer"] in bundle.get("stop", {})
+                                          and bundle["layer"] in bundle.get("reload", {})):
+            raise ValueError("run must be true or false, with the layer's reload and stop commands")
     except (ValueError, KeyError) as exc:
         sys.stderr.write("dynia apply: bad bundle (%s)\n" % exc)
         return 10

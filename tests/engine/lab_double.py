@@ -103,10 +103,22 @@ class LabEngineDouble(pulumi.runtime.Mocks):
             conn.close()
 
 
+def lab_inputs(root, lab_dir, cluster: str = "lab"):
+    """The phase programs' inputs for a lab cluster: the project, the lab directory and its key."""
+    from dynia.stacks.inputs import PhaseInputs
+
+    key = lab_dir / "id_ed25519"
+    return PhaseInputs(project_root=root, cluster=cluster, lab_dir=str(lab_dir),
+                       ssh_private_key=key.read_text() if key.exists() else "")
+
+
 def run_phase(module, ctx, phase: str, double: LabEngineDouble) -> tuple[dict, Exception | None]:
     """Run one phase program on the double; returns (exported outputs, error or None)."""
     # Each push runs asyncio.run(), which leaves the main thread without a loop; Pulumi needs one.
     asyncio.set_event_loop(asyncio.new_event_loop())
+    # set_mocks keeps the previous run's root stack (and its exports): a failed run's outputs
+    # would leak into the next phase's run. Each run starts from no root, as a real one does.
+    pulumi.runtime.settings.set_root_resource(None)
     pulumi.runtime.set_mocks(double, project="dynia", stack=f"{ctx.cluster}-{phase}", preview=False)
     exported: dict = {}
 

@@ -248,7 +248,8 @@ def test_revert_refuses_an_unknown_or_escaping_id_and_a_snapshot_whose_spec_is_b
 
 
 AFTER_UP = [
-    (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"], [("up", "shop-apps")]),
+    (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"],
+     [("up", "shop-infra"), ("up", "shop-apps")]),
     (["route", "bind", "admin", "ops.example.com", "--apply", "--cluster", "shop"],
      [("up", "shop-infra"), ("up", "shop-apps")]),
     (["route", "unbind", "admin", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
@@ -262,7 +263,7 @@ AFTER_UP = [
                                                          "unbind-active-only-service", "deploy-unchanged-routes",
                                                          "deploy-new-active-only-service"])
 def test_an_apply_after_up_runs_every_phase_whose_files_the_edit_changes(env, argv, expected):
-    # An active-only domain is a HAProxy rule (use_backend be_active): its change must reach
+    # A domain is a HAProxy host rule (use_backend be_<service>): its change must reach
     # haproxy.cfg through the infra phase, before the apps phase pushes the Caddy route.
     jobs = (env["proj"] / "services/admin.yml").read_text().replace("admin:", "jobs:").replace("8082", "8090")
     (env["proj"] / "services/jobs.yml").write_text(jobs.replace("memory: 384m", "memory: 128m"))

@@ -11,10 +11,9 @@ import pytest
 from dynia.providers.lab import Lab
 from dynia.nodes.push_errors import push_error
 from dynia.stacks import apps, infra, provision
-from dynia.stacks.inputs import PhaseInputs
 
 from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
-from .lab_double import LabEngineDouble, run_phase
+from .lab_double import LabEngineDouble, lab_inputs, run_phase
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -31,14 +30,8 @@ def engine_project(tmp_path):
         Lab.load(lab_dir).down()
 
 
-def _ctx(root, lab_dir) -> PhaseInputs:
-    key = lab_dir / "id_ed25519"
-    return PhaseInputs(project_root=root, cluster="lab", lab_dir=str(lab_dir),
-                        ssh_private_key=key.read_text() if key.exists() else "")
-
-
 def _provision(root, lab_dir, double):
-    outputs, error = run_phase(provision, _ctx(root, lab_dir), "provision", double)
+    outputs, error = run_phase(provision, lab_inputs(root, lab_dir), "provision", double)
     assert error is None, error
     double.references["lab-provision"] = outputs
     return outputs
@@ -57,7 +50,7 @@ def test_clean_run_serves_every_service_through_the_vip(engine_project):
     assert sorted(outputs["nodes"]) == ["brave-panda", "calm-otter", "misty-owl"]
     assert "BEGIN CERTIFICATE" in outputs["originPem"] and outputs["reservedIp"] == "10.213.0.100"
     for phase, module in (("infra", infra), ("apps", apps)):
-        _, error = run_phase(module, _ctx(root, lab_dir), phase, double)
+        _, error = run_phase(module, lab_inputs(root, lab_dir), phase, double)
         assert error is None, error
     record("engine_double_provision_to_apps_seconds", round(time.monotonic() - started, 1))
     pushes = [name for typ, name in double.executed if typ == "command:remote:Command"]
@@ -99,7 +92,7 @@ def test_unreachable_node_in_first_infra_sync_stops_there_and_resume_completes(e
     veth = lc.lab.node("calm-otter").veth
     import subprocess  # the second node in rolling order drops off the network
     subprocess.run(["ip", "link", "set", veth, "down"], check=True)
-    _, error = run_phase(infra, _ctx(root, lab_dir), "infra", double)
+    _, error = run_phase(infra, lab_inputs(root, lab_dir), "infra", double)
     assert error is not None
     failure = double.failures[0]
     typed = push_error(failure.resource, failure.output, failure.exit_status, "lab")
@@ -110,7 +103,7 @@ def test_unreachable_node_in_first_infra_sync_stops_there_and_resume_completes(e
     assert ("command:remote:Command", "misty-owl-infra-push") not in double.executed
     subprocess.run(["ip", "link", "set", veth, "up"], check=True)
     again = LabEngineDouble(double.references)
-    _, error = run_phase(infra, _ctx(root, lab_dir), "infra", again)
+    _, error = run_phase(infra, lab_inputs(root, lab_dir), "infra", again)
     assert error is None, error
     for node in ("brave-panda", "calm-otter", "misty-owl"):
         assert lc.sh(node, "test -s /opt/dynia/state/applied.json", check=False).returncode == 0
@@ -120,13 +113,13 @@ def test_failing_service_gate_stops_the_apps_roll_at_that_node(engine_project):
     root, lab_dir = engine_project
     double = LabEngineDouble()
     _provision(root, lab_dir, double)
-    assert run_phase(infra, _ctx(root, lab_dir), "infra", double)[1] is None
+    assert run_phase(infra, lab_inputs(root, lab_dir), "infra", double)[1] is None
     lc = _lab_cluster(root, lab_dir)
     # Something else already holds the api port on calm-otter: the api cannot start there.
     lc.sh("calm-otter", "mkdir -p /opt/squat && busybox httpd -p 127.0.0.1:9002 -h /opt/squat")
     assert eventually(lambda: lc.sh("calm-otter", "busybox wget -q -O /dev/null http://127.0.0.1:9002/",
                                     check=False).returncode != 0)  # it answers (404), it does not serve api
-    _, error = run_phase(apps, _ctx(root, lab_dir), "apps", double)
+    _, error = run_phase(apps, lab_inputs(root, lab_dir), "apps", double)
     assert error is not None
     failure = double.failures[0]
     assert failure.resource == "calm-otter-service-api-push" and failure.exit_status == 30
@@ -147,13 +140,13 @@ def test_node_add_brings_up_the_node_and_every_node_learns_it(engine_project):
     double = LabEngineDouble()
     _provision(root, lab_dir, double)
     for phase, module in (("infra", infra), ("apps", apps)):
-        assert run_phase(module, _ctx(root, lab_dir), phase, double)[1] is None
+        assert run_phase(module, lab_inputs(root, lab_dir), phase, double)[1] is None
     new = add_node(Project(root), "lab")
     again = LabEngineDouble()
     outputs = _provision(root, lab_dir, again)
     assert new in outputs["nodes"]
     for phase, module in (("infra", infra), ("apps", apps)):
-        _, error = run_phase(module, _ctx(root, lab_dir), phase, again)
+        _, error = run_phase(module, lab_inputs(root, lab_dir), phase, again)
         assert error is None, error
     lc = _lab_cluster(root, lab_dir)
     new_ip = lc.lab.node(new).ip

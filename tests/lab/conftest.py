@@ -93,6 +93,19 @@ class LabCluster:
     def cluster(self):
         return load_cluster(self.project, "lab")
 
+    def cache_as_after_up(self) -> None:
+        """What `dynia up`'s provision phase leaves in .dynia/ for a local cluster: the nodes'
+        addresses and the SSH identity, so the product's read commands reach these nodes."""
+        from dynia.cache import ClusterCache
+
+        ClusterCache.of(self.cluster()).write_outputs(
+            {"nodes": {n.id: {"private_ip": n.ip, "public_ip": n.ip} for n in self.lab.nodes},
+             "reserved_ip": self.lab.vip})
+        ident = self.project.lab_dir("lab")
+        ident.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.lab.key, ident / "id_ed25519")
+        shutil.copy(self.lab.known_hosts, ident / "known_hosts")
+
     def render(self) -> Rendering:
         return render(self.cluster())
 

@@ -1,6 +1,10 @@
-"""Two lifecycle promises on real lab nodes: after a failover an apps push keeps an
-active-only service on the live VIP holder only, and unbinding a route removes it everywhere."""
+"""Two lifecycle promises on real lab nodes: after a failover an apps push moves an
+active-only service to the live VIP holder (started there, stopped everywhere else) even when
+nothing but the holder changed, and unbinding a route removes it everywhere."""
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 
@@ -20,22 +24,55 @@ def admin_runs_on(lc) -> list[str]:
     return [n for n in NODES if lc.sh(n, "busybox wget -qO- http://127.0.0.1:9003/healthz", check=False).returncode == 0]
 
 
-def test_after_a_failover_an_apps_push_keeps_the_active_only_service_on_the_holder_only(applied_lab):
+def crash_keepalived(lc, node) -> None:
+    """A true crash (as tests/lab/test_failover.py): SIGKILL the VRRP child, then the parent, so
+    notify.sh never runs STOP there; a killed keepalived cannot remove its VIP either."""
+    for pid_file in ("/run/keepalived-vrrp.pid", "/run/keepalived.pid"):
+        os.kill(int(lc.cat(node, pid_file).strip()), signal.SIGKILL)
+    # The node is dead for traffic; the address may already be gone (a parent that saw its
+    # child die first drops it).
+    lc.sh(node, f"ip addr del {lc.lab.vip}/24 dev eth0", check=False)
+
+
+def test_after_a_failover_an_apps_push_with_only_the_holder_changed_moves_the_active_only_service(applied_lab):
     lc = applied_lab
     assert eventually(lambda: admin_runs_on(lc) == ["misty-owl"]), admin_runs_on(lc)
-    # A clean failover: keepalived stops on the MASTER (notify.sh runs STOP there).
-    lc.sh("misty-owl", NodeCommands(PROFILE).stop("keepalived"))
+    # misty-owl crashes: brave-panda takes the VIP and its notify.sh starts admin, but nothing
+    # stops misty-owl's copy (no STOP notify): two writers of a single-writer service.
+    crash_keepalived(lc, "misty-owl")
     assert eventually(lambda: lc.vip_holder() == ["brave-panda"], timeout=10), lc.vip_holder()
-    assert eventually(lambda: admin_runs_on(lc) == ["brave-panda"], timeout=20), admin_runs_on(lc)
-    # A deploy of admin now (forced re-apply): the live holder decides where it runs, not the spec.
+    assert eventually(lambda: admin_runs_on(lc) == ["misty-owl", "brave-panda"], timeout=20), admin_runs_on(lc)
+    # And brave-panda's start failed (notify.sh only logs a failed compose): the push must start it.
+    commands = NodeCommands(PROFILE)
+    lc.sh("brave-panda", commands.compose_down("admin"))
+    assert admin_runs_on(lc) == ["misty-owl"]
+
+    # An apps push (not forced) whose only difference is the live holder: same compose files.
     c = lc.cluster()
     rendering = lc.render()
     secrets = push_secrets(lc.project, "lab", c.spec)
-    bundles = {n: build_bundles(c.spec, rendering, n, secrets, force=True, holder="brave-panda") for n in NODES}
-    result = lc.roll(bundles, layers=["service:admin"], order=["misty-owl", "calm-otter", "brave-panda"])
+    bundles = {n: build_bundles(c.spec, rendering, n, secrets, holder="brave-panda") for n in NODES}
+    services = sorted(layer for layer in bundles["misty-owl"] if layer != "infra")
+    result = lc.roll(bundles, layers=services, order=["misty-owl", "calm-otter", "brave-panda"])
     assert result.ok, [(r.node, r.reason) for r in result.results if not r.ok]
+    outcome = {(r.node, r.layer): r.report for r in result.results}
+    assert all(r["changed"] == [] for r in outcome.values())
+    moved = {k: (r["status"], r.get("stopped"), r["reloaded"]) for k, r in outcome.items() if r["status"] != "unchanged"}
+    assert moved == {("misty-owl", "service:admin"): ("applied", ["service:admin"], []),
+                     ("brave-panda", "service:admin"): ("applied", [], ["service:admin"])}, moved
+    assert outcome[("brave-panda", "service:admin")]["healthAttempts"] >= 1  # started, then gated
     assert admin_runs_on(lc) == ["brave-panda"]
-    assert lc.get("admin.lab.example") == (200, b"admin\n")
+    # Traffic follows once HAProxy's checks see the started app again (`rise` checks).
+    assert eventually(lambda: lc.get("admin.lab.example") == (200, b"admin\n"), timeout=20), \
+        lc.get("admin.lab.example")
+    again = lc.roll(bundles, layers=services, order=["misty-owl", "calm-otter", "brave-panda"])
+    assert again.ok and all(r.report.get("status") == "unchanged" for r in again.results)
+
+    # A clean failover from there: keepalived stops on brave-panda (notify.sh runs STOP, which
+    # stops admin), calm-otter, the only one left, takes the VIP and starts it.
+    lc.sh("brave-panda", commands.stop("keepalived"))
+    assert eventually(lambda: lc.vip_holder() == ["calm-otter"], timeout=10), lc.vip_holder()
+    assert eventually(lambda: admin_runs_on(lc) == ["calm-otter"], timeout=20), admin_runs_on(lc)
 
 
 def test_unbinding_a_route_removes_it_on_every_node_and_the_service_keeps_running(applied_lab):

@@ -141,6 +141,22 @@ def test_health_failure_rolls_back_reloads_old_config_and_marks_degraded(root):
     assert not (root / "opt/dynia/state/degraded").exists()
 
 
+def test_an_unchanged_reapply_of_the_rolled_back_layer_gates_it_and_clears_the_marker(root):
+    # A revert to what the rollback left: no file differs, yet the node is marked degraded by
+    # the failed push. The unchanged apply proves the layer healthy before the marker goes.
+    assert apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))[0] == 0
+    (root / "healthy").unlink()
+    assert apply(root, make_bundle([_file("/etc/web.conf", b"v2\n")], version=2))[0] == 30
+    code, report, _ = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))
+    assert (code, report["status"]) == (30, "degraded") and report["healthAttempts"] == 3
+    assert (root / "opt/dynia/state/degraded").exists(), "an unhealthy layer stays marked"
+    (root / "healthy").touch()
+    code, report, _ = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))
+    assert (code, report["status"], report["changed"]) == (0, "unchanged", [])
+    assert not (root / "opt/dynia/state/degraded").exists()
+    assert reloads(root) == ["reload v1", "reload v2", "reload v1"], "nothing reloaded by the unchanged applies"
+
+
 def test_rollback_reloads_components_in_the_reverse_of_the_forward_order(root):
     # Forward: caddy lets go of a port before haproxy takes it; back: haproxy lets go first.
     files = [_file("/etc/caddy.conf", b"c1\n", component="caddy"), _file("/etc/haproxy.conf", b"h1\n", component="haproxy")]
@@ -355,3 +371,141 @@ def test_a_failed_removal_never_starts_a_service_that_was_not_running_on_the_nod
     assert apply(root, removal(healthy="false"))[0] == 30
     assert (root / COMPOSE.lstrip("/")).exists() and not (root / "running").exists()
     assert "restart" not in reloads(root)
+
+
+# --- placement: whether the service runs on this node -----------------------------------
+# An active-only service runs on the VIP holder only: its compose file is the same on every
+# node, so a placement change (failover, active-only <-> all) reaches a node as `run` alone.
+# The "service" is again a marker file; its start and stop insist on the compose file, as
+# compose does, and log what ran.
+def placed(run: bool, *, healthy: str | None = None, compose: bytes = b"services: {}\n",
+           caddy: str = f'echo caddy {LOG}') -> Bundle:
+    bundle = make_bundle([_file(COMPOSE, compose, component="service:web"),
+                          _file(ROUTE, b"web.example {}\n", component="caddy")])
+    bundle.reload = {"service:web": f'test -f "$DYNIA_ROOT{COMPOSE}" && touch "$DYNIA_ROOT/running" && '
+                                    f'echo "start $(cat "$DYNIA_ROOT{COMPOSE}")" {LOG}',
+                     "caddy": caddy}
+    bundle.stop = {"service:web": f'test -f "$DYNIA_ROOT{COMPOSE}" && rm -f "$DYNIA_ROOT/running" && echo stop {LOG}'}
+    bundle.validate, bundle.component_order, bundle.run = {}, ["service:web", "caddy"], run
+    # The app is gated where it runs (as bundle.service_health does), nowhere else.
+    gate = healthy or 'test -f "$DYNIA_ROOT/running"'
+    bundle.health = [{"name": "web app", "type": "command", "command": gate}] if run else []
+    return bundle
+
+
+def run_record(root: Path) -> dict:
+    return json.loads((root / "opt/dynia/state/applied.json").read_text()).get("run")
+
+
+def test_placement_on_to_off_alone_stops_the_service_and_records_it(root):
+    assert apply(root, placed(True))[0] == 0
+    assert (root / "running").exists() and run_record(root) == {"service:web": True}
+    backups = len(os.listdir(root / "opt/dynia/backups"))
+    code, report, err = apply(root, placed(False))
+    assert code == 0, err
+    assert report["status"] == "applied" and report["changed"] == [] and report["stopped"] == ["service:web"]
+    assert report["reloaded"] == [] and report["run"] == {"want": False, "had": True}
+    assert not (root / "running").exists()
+    assert reloads(root)[-1] == "stop"
+    assert run_record(root) == {"service:web": False}
+    assert len(os.listdir(root / "opt/dynia/backups")) == backups  # no file changed, nothing to back up
+
+
+def test_placement_off_to_on_alone_starts_the_service_and_gates_it(root):
+    assert apply(root, placed(False))[0] == 0
+    assert not (root / "running").exists() and run_record(root) == {"service:web": False}
+    code, report, err = apply(root, placed(True))
+    assert code == 0, err
+    assert report["status"] == "applied" and report["changed"] == [] and report["reloaded"] == ["service:web"]
+    assert report["healthAttempts"] == 1 and report["run"] == {"want": True, "had": False}
+    assert (root / "running").exists() and reloads(root)[-1] == "start services: {}"
+    assert run_record(root) == {"service:web": True}
+
+
+def test_unchanged_placement_and_files_are_unchanged_and_run_no_command(root):
+    for run in (True, False):
+        assert apply(root, placed(run))[0] == 0
+        log = reloads(root)
+        code, report, _ = apply(root, placed(run))
+        assert code == 0 and report["status"] == "unchanged" and "run" not in report
+        assert reloads(root) == log
+
+
+def test_a_new_compose_file_does_not_start_the_service_where_it_should_not_run(root):
+    assert apply(root, placed(False))[0] == 0
+    code, report, _ = apply(root, placed(False, compose=b"services: {v2: {}}\n"))
+    assert code == 0 and report["changed"] == [COMPOSE] and report["reloaded"] == []
+    assert not (root / "running").exists() and "start" not in " ".join(reloads(root))
+
+
+@pytest.mark.parametrize("run", [True, False], ids=["should-run", "should-not-run"])
+def test_a_record_from_before_run_states_counts_as_unknown_and_the_placement_is_applied(root, run):
+    # A node applied by the previous apply script: the files and their manifest, no "run".
+    bundle = placed(run)
+    for f in bundle.files:
+        path = root / f["target"].lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(f["content"]))
+    state = root / "opt/dynia/state"
+    state.mkdir(parents=True)
+    manifest = {f["target"]: {k: f[k] for k in ("sha256", "mode", "owner", "component")} for f in bundle.files}
+    (state / "applied.json").write_text(json.dumps({"configVersion": 1, "node": "n1",
+                                                    "layers": {"service:web": manifest}}))
+    if not run:
+        (root / "running").touch()  # it ran here before the holder moved
+    code, report, err = apply(root, bundle)
+    assert code == 0, err
+    assert report["changed"] == [] and report["run"] == {"want": run, "had": None}
+    assert (root / "running").exists() is run
+    assert reloads(root)[-1] == ("start services: {}" if run else "stop")
+    record = json.loads((state / "applied.json").read_text())
+    assert record["run"] == {"service:web": run} and record["layers"]["service:web"] == manifest
+    assert apply(root, bundle)[1]["status"] == "unchanged"
+
+
+def test_a_failed_gate_after_a_placement_start_stops_it_again_and_keeps_the_old_run_state(root):
+    assert apply(root, placed(False))[0] == 0
+    code, report, _ = apply(root, placed(True, healthy="false"))
+    assert code == 30 and report["status"] == "rolled-back"
+    assert not (root / "running").exists()
+    assert reloads(root)[-2:] == ["start services: {}", "stop"]
+    assert run_record(root) == {"service:web": False}
+    assert json.loads((root / "opt/dynia/state/degraded").read_text())["layer"] == "service:web"
+
+
+def test_a_failed_placement_stop_restarts_the_service_from_its_restored_files(root):
+    assert apply(root, placed(True))[0] == 0
+    # The route changes too and Caddy's reload fails: the whole apply is undone.
+    bundle = placed(False, caddy="echo caddy broken >&2; false")
+    bundle.files[1] = _file(ROUTE, b"web.example { v2 }\n", component="caddy")
+    code, report, err = apply(root, bundle)
+    assert code == 30 and "reload caddy failed" in err
+    assert (root / "running").exists() and reloads(root)[-2:] == ["stop", "start services: {}"]
+    assert (root / ROUTE.lstrip("/")).read_bytes() == b"web.example {}\n"
+    assert run_record(root) == {"service:web": True}
+
+
+def test_a_failed_first_deploy_stops_the_service_while_its_compose_file_still_exists(root):
+    # compose finds the project through its file: stopping after the restore deleted it would
+    # leave the containers running.
+    code, _, _ = apply(root, placed(True, healthy="false"))
+    assert code == 30
+    assert not (root / "running").exists() and not (root / COMPOSE.lstrip("/")).exists()
+    assert reloads(root) == ["start services: {}", "caddy", "stop", "caddy"]
+
+
+def test_forcing_a_bundle_reapplies_its_run_state(root):
+    assert apply(root, placed(False))[0] == 0
+    (root / "running").touch()  # started behind dynia's back (say, a notify without a STOP)
+    forced = placed(False)
+    forced.force = True
+    code, report, _ = apply(root, forced)
+    assert code == 0 and report["stopped"] == ["service:web"] and not (root / "running").exists()
+
+
+def test_a_run_state_without_its_stop_command_is_a_bad_bundle(root):
+    bundle = placed(True)
+    bundle.stop = {}
+    code, _, err = apply(root, bundle)
+    assert code == 10 and "run must be true or false" in err
+    assert not (root / COMPOSE.lstrip("/")).exists()

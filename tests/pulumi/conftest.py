@@ -63,6 +63,8 @@ class Registered:
     finished: float = 0.0
     outputs: dict = field(default_factory=dict)   # register_outputs (a stack's exports), raw
     retain_on_delete: bool = False
+    parent: str = ""                                # the parent's URN, as registered
+    aliases: list[str] = field(default_factory=list)  # each alias as the URN the engine resolves it to
 
 
 @dataclass
@@ -106,13 +108,41 @@ class GraphMocks(pulumi.runtime.Mocks):
         return {}
 
 
+ROOT_STACK = "pulumi:pulumi:Stack"
+
+
+def engine_urn(urn: str) -> str:
+    """A URN as Pulumi's engine writes it: the root stack's type is never part of a type chain
+    (resource.NewURN skips it; the mock monitor keeps it)."""
+    return urn.replace(f"::{ROOT_STACK}$", "::", 1)
+
+
+def alias_urn(alias, request, stack: str, project: str) -> str:
+    """The URN an alias stands for, resolved as Pulumi's engine does (resource.NewURN): an
+    empty field is the resource's own; without noParent the parent is the resource's parent,
+    whose *type chain* (not its name) prefixes the type."""
+    if alias.urn:
+        return engine_urn(alias.urn)
+    spec = alias.spec
+    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+    typ = spec.type or request.type
+    chain = engine_urn(parent).split("::")[2] if parent else ""
+    if chain and chain != ROOT_STACK:
+        typ = chain + "$" + typ
+    return f"urn:pulumi:{spec.stack or stack}::{spec.project or project}::{typ}::{spec.name or request.name}"
+
+
 class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request):
         mocks = self.mocks
+        stack, project = pulumi.get_stack(), pulumi.get_project()
         with mocks.lock:
             mocks.created[request.name] = Registered(request.type, request.name, "", {}, list(request.dependencies),
                                                      list(request.ignoreChanges),
-                                                     retain_on_delete=bool(request.retainOnDelete))
+                                                     retain_on_delete=bool(request.retainOnDelete),
+                                                     parent=request.parent,
+                                                     aliases=[alias_urn(a, request, stack, project)
+                                                              for a in request.aliases])
         response = super().RegisterResource(request)
         mocks.created[request.name].urn = response.urn
         return response
@@ -139,7 +169,13 @@ def run_phase(project):
     """run_phase(program_module, stack, mocks) → mocks, with its error (if any)."""
     from dynia.stacks.inputs import PhaseInputs
 
-    def run(module, cluster: str, phase: str, mocks: GraphMocks, organization: str | None = None, **more):
+    def run(module, cluster: str, phase: str, mocks: GraphMocks, organization: str | None = None,
+            in_stack: bool = False, by_hand: dict | None = None, preview: bool = False, **more):
+        """in_stack: run the program inside its own pulumi:pulumi:Stack, as `pulumi up` does, so
+        its exports reach RegisterResourceOutputs (recorded on the stack's Registered entry,
+        `dynia-<stack>`) exactly when the SDK would send them.
+        by_hand: the stack's `dynia:` config ({key: (value, secret)}, projectRoot and cluster
+        added): the inputs come from PhaseInputs.from_config, as in `pulumi up --stack …`."""
         import asyncio
 
         # An earlier test's asyncio.run() leaves the main thread without a loop; Outputs need one.
@@ -147,9 +183,13 @@ def run_phase(project):
         if mocks.provision_outputs is None:
             mocks.provision_outputs = {"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM,
                                        "kind": "digitalocean"}
-        pulumi.runtime.set_mocks(mocks, project="dynia", stack=f"{cluster}-{phase}", preview=False,
+        pulumi.runtime.set_mocks(mocks, project="dynia", stack=f"{cluster}-{phase}", preview=preview,
                                  monitor=RecordingMonitor(mocks), organization=organization)
-        ctx = PhaseInputs(project_root=project, cluster=cluster,
+        if by_hand is not None:
+            config = {"projectRoot": (str(project), False), "cluster": (cluster, False), **by_hand}
+            pulumi.runtime.set_all_config({f"dynia:{k}": v for k, (v, _) in config.items()},
+                                          [f"dynia:{k}" for k, (_, secret) in config.items() if secret])
+        ctx = PhaseInputs.from_config() if by_hand is not None else PhaseInputs(project_root=project, cluster=cluster,
                            ssh_private_key=pulumi.Output.secret("-----BEGIN OPENSSH PRIVATE KEY-----\nssh-secret\n"),
                            ssh_public_key="ssh-ed25519 AAAAtest dynia", provider_token=pulumi.Output.secret(PROVIDER_TOKEN),
                            **more)
@@ -159,9 +199,24 @@ def run_phase(project):
             module.program(ctx)
 
         try:
-            program()
+            if in_stack:
+                from pulumi.runtime import settings
+                from pulumi.runtime.stack import run_in_stack
+                from pulumi.runtime.sync_await import _sync_await
+
+                # set_mocks made (and finished) a root stack of its own: start from none, as a
+                # program run by the engine does.
+                settings.SETTINGS.rpc_manager.clear()
+                settings.SETTINGS.outputs.clear()
+                settings.set_root_resource(None)
+                _sync_await(run_in_stack(lambda: module.program(ctx)))
+            else:
+                program()
             return None
         except Exception as exc:  # a failed gate surfaces when the program settles
             return exc
+        finally:
+            if by_hand is not None:
+                pulumi.runtime.set_all_config({}, [])
 
     return run

@@ -1,9 +1,13 @@
 """The phase programs' resource graphs: rolling order, gates, reserved IP, DNS, secrets."""
 from __future__ import annotations
 
+import base64
 import json
 
+import pytest
+
 from dynia.bundle import BOOTSTRAP
+from dynia.paths import PATHS
 from dynia.stacks import apps, infra, provision
 
 from .conftest import ORIGIN_PEM, PROVIDER_TOKEN, GraphMocks, is_secret, plain_strings
@@ -24,44 +28,67 @@ def was_created(mocks, name) -> bool:
     return reg is not None and reg.finished > 0
 
 
-def test_infra_pushes_chain_in_rolling_order_and_the_reserved_ip_waits_for_every_gate(run_phase):
+def test_infra_pushes_chain_in_rolling_order(run_phase):
     mocks = GraphMocks(delay=0.05)
     assert run_phase(infra, "shop", "infra", mocks) is None
     first, last = by_name(mocks, "brave-panda-infra-push"), by_name(mocks, "misty-owl-infra-push")
     # the dependency Pulumi received, and the order the engine honoured
     assert any(u.endswith("brave-panda-infra-push") for u in last.dependencies)
     assert last.started >= first.finished
-    assignment = by_name(mocks, "shop-rip-assignment")
-    assert assignment.typ == "digitalocean:index/reservedIpAssignment:ReservedIpAssignment"
-    deps = " ".join(assignment.dependencies)
-    assert "brave-panda-infra" in deps and "misty-owl-infra" in deps
-    assert assignment.started >= max(first.finished, last.finished)
-    assert assignment.ignore_changes == ["dropletId"]
-    assert assignment.inputs["dropletId"] == 1001  # the MASTER's droplet
 
 
-def test_once_a_node_holds_the_reserved_ip_pulumi_no_longer_declares_the_assignment(run_phase):
-    """keepalived's notify script owns the assignment after the first one: the program stops
-    declaring it (retained on delete, so dropping it never unassigns), and nothing in Pulumi can
-    move the address back to the configured MASTER, whether by update or after a refresh."""
+ASSIGNMENT_STATES = {
+    "first up": dict(),
+    "before the first provision": dict(provision_outputs={}),
+    "a node holds the address": dict(holder="brave-panda"),
+}
+
+
+@pytest.mark.parametrize("state", sorted(ASSIGNMENT_STATES))
+@pytest.mark.parametrize("module,phase", [(provision, "provision"), (infra, "infra"), (apps, "apps")])
+def test_pulumi_registers_no_reserved_ip_assignment_in_any_state(run_phase, module, phase, state):
+    """keepalived's notify script is the one owner of the assignment from the very first up:
+    no phase, in no state, declares one (an existing stack's, created with retain_on_delete,
+    is then dropped from the state as delete[retain], without an API call)."""
+    more = dict(ASSIGNMENT_STATES[state])
+    mocks = GraphMocks(provision_outputs=more.pop("provision_outputs", None))
+    assert run_phase(module, "shop", phase, mocks, **more) is None
+    assert mocks.created  # the phase did register its resources
+    assert not [r.name for r in mocks.created.values() if "reservedipassignment" in r.typ.lower()]
+    if phase == "provision":
+        rip = next(r for r in mocks.created.values() if r.typ == "digitalocean:index/reservedIp:ReservedIp")
+        assert "dropletId" not in rip.inputs  # created unassigned ...
+        assert rip.ignore_changes == ["dropletId"]  # ... and never unassigned after a refresh saw keepalived's
+
+
+def test_every_droplet_nodes_infra_push_carries_what_notify_needs_to_assign_the_reserved_ip(run_phase):
+    """The notify script assigns the reserved IP when keepalived first turns MASTER during the
+    infra push: the script (with the address), the provider token and keepalived's config
+    arrive in that same bundle, which apply.py writes entirely before it reloads anything."""
     mocks = GraphMocks()
-    assert run_phase(infra, "shop", "infra", mocks, holder="brave-panda") is None
-    assert not any("reservedIpAssignment" in r.typ for r in mocks.created.values())
-    made = GraphMocks()  # the infra stack's last run made it; nobody answers for the VIP right now
-    assert run_phase(infra, "shop", "infra", made, reserved_ip_assigned=True) is None
-    assert not any("reservedIpAssignment" in r.typ for r in made.created.values())
-    first = GraphMocks()
-    assert run_phase(infra, "shop", "infra", first) is None
-    assert by_name(first, "shop-rip-assignment").retain_on_delete is True
+    assert run_phase(infra, "shop", "infra", mocks) is None
+    for node in ("misty-owl", "brave-panda"):
+        stdin = by_name(mocks, f"{node}-infra-push").inputs["stdin"]["value"]
+        script_len, rest = stdin.encode().split(b"\n", 1)
+        bundle = json.loads(rest[int(script_len):])
+        files = {f["target"]: f for f in bundle["files"]}
+        notify = base64.b64decode(files[PATHS.notify]["content"]).decode()
+        assert "/v2/reserved_ips/203.0.113.50/actions" in notify and "assign_reserved_ip 9>&- &" in notify
+        assert files[PATHS.notify]["mode"] == "0700"
+        token = files[PATHS.provider_token]
+        assert base64.b64decode(token["content"]).decode().strip() == PROVIDER_TOKEN
+        assert (token["mode"], token["owner"]) == ("0600", "root:root")
+        assert PATHS.notify in base64.b64decode(files[PATHS.keepalived_conf]["content"]).decode()
+        assert {files[t]["component"] for t in (PATHS.notify, PATHS.provider_token, PATHS.keepalived_conf)} \
+            == {"keepalived"}
 
 
-def test_a_failed_gate_stops_every_later_node_and_the_assignment(run_phase):
+def test_a_failed_gate_stops_every_later_node(run_phase):
     mocks = GraphMocks(fail={"brave-panda-infra-push"})
     error = run_phase(infra, "shop", "infra", mocks)
     assert error is not None and "health gate failed" in str(error)
     assert was_created(mocks, "brave-panda-infra") is True  # the component, not the failed push
     assert not was_created(mocks, "misty-owl-infra-push")
-    assert not was_created(mocks, "shop-rip-assignment")
 
 
 def test_holder_read_live_goes_last(run_phase, project):
@@ -76,12 +103,12 @@ def test_dns_records_wait_for_every_gate_of_their_service_and_exist_only_for_dom
     mocks = GraphMocks(delay=0.02)
     assert run_phase(apps, "shop", "apps", mocks) is None
     records = {r.name: r for r in mocks.created.values() if r.typ == "cloudflare:index/dnsRecord:DnsRecord"}
-    assert sorted(records) == ["shop-api-dns-api", "shop-web-dns-apex"]
-    apex = records["shop-web-dns-apex"]
+    assert sorted(records) == ["dns-api.example.com", "dns-example.com"]
+    apex = records["dns-example.com"]
     assert (apex.inputs["name"], apex.inputs["type"], apex.inputs["content"], apex.inputs["proxied"]) == \
            ("example.com", "A", "203.0.113.50", True)
     assert apex.inputs["zoneId"] == "zone-123"
-    for service, record in (("api", records["shop-api-dns-api"]), ("web", apex)):
+    for service, record in (("api", records["dns-api.example.com"]), ("web", apex)):
         gates = [by_name(mocks, f"{n}-service-{service}-push") for n in ("brave-panda", "misty-owl")]
         assert all(record.started >= g.finished for g in gates)
         assert all(f"{n}-service-{service}" in " ".join(record.dependencies) for n in ("brave-panda", "misty-owl"))
@@ -90,7 +117,7 @@ def test_dns_records_wait_for_every_gate_of_their_service_and_exist_only_for_dom
 def test_a_failed_service_gate_binds_no_domain(run_phase):
     mocks = GraphMocks(fail={"brave-panda-service-api-push"})
     assert run_phase(apps, "shop", "apps", mocks) is not None
-    assert not was_created(mocks, "shop-api-dns-api")
+    assert not was_created(mocks, "dns-api.example.com")
     assert not was_created(mocks, "misty-owl-service-api-push")
     assert not was_created(mocks, "brave-panda-service-web-push")  # services roll one after another
 

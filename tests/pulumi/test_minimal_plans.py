@@ -89,6 +89,23 @@ def test_one_image_change_changes_exactly_that_services_pushes(run_phase, projec
            {n: p["stdin"] for n, p in pushes(infra_first).items()}
 
 
+def test_a_holder_change_changes_exactly_the_active_only_services_pushes(run_phase, project):
+    # After a failover the live holder is brave-panda: only admin (active-only) moves, so only
+    # its pushes re-run (stop on misty-owl, start on brave-panda); infra and the all-nodes
+    # services keep their pushes.
+    for module, phase, expected in ((apps, "apps", ["brave-panda-service-admin-push", "misty-owl-service-admin-push"]),
+                                    (infra, "infra", [])):
+        first = GraphMocks()
+        assert run_phase(module, "shop", phase, first, holder="misty-owl") is None
+        before = pushes(first)
+        applied_after_up(project, 1)
+        second = GraphMocks()
+        assert run_phase(module, "shop", phase, second, holder="brave-panda", previous_layers=layers(before)) is None
+        after = pushes(second)
+        assert sorted(n for n in after if after[n]["trigger"] != before[n]["trigger"]) == expected, phase
+        assert sorted(n for n in after if after[n]["stdin"] != before[n]["stdin"]) == expected, phase
+
+
 def test_the_stats_credentials_come_from_the_provision_stack_not_this_machine(run_phase, project):
     creds = {"stats_user": "stats-0a1b2c3d", "stats_password": "kept-with-the-state-0123456789"}
     outputs = {"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "statsCredentials": creds}

@@ -1,5 +1,7 @@
-"""A service bundle follows the live VIP holder, not the spec's master; a service without a
-route removes any route file a node still holds; the trigger ignores the cluster version."""
+"""A service bundle follows the live VIP holder, not the spec's master, and carries that run
+state (so a placement change alone is a change the node applies, and a new trigger); a service
+without a route removes any route file a node still holds; the trigger ignores the cluster
+version."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +24,7 @@ def bundles(project, node, holder=None, edit=None):
 
 
 def runs_admin(b) -> bool:
-    return "service:admin" in b["service:admin"].reload
+    return b["service:admin"].run
 
 
 def test_active_only_runs_on_the_live_holder_after_a_failover(project):
@@ -36,6 +38,41 @@ def test_without_a_known_holder_the_configured_master_runs_it(project):
     assert runs_admin(bundles(project, "misty-owl"))
     assert not runs_admin(bundles(project, "brave-panda"))
     assert runs_admin(bundles(project, "misty-owl", holder="no-such-node"))
+
+
+def test_every_node_gets_the_commands_to_start_and_stop_a_service_and_run_says_which(project):
+    from dynia.nodes.commands import NodeCommands
+    from dynia.providers.digitalocean import PROFILE
+    do = NodeCommands(PROFILE)
+    for node, runs in (("misty-owl", True), ("brave-panda", False)):
+        b = bundles(project, node)["service:admin"]
+        assert b.as_json()["run"] is runs
+        assert b.reload == {"service:admin": do.compose_up("admin"), "caddy": do.reload("caddy")}
+        assert b.stop == {"service:admin": do.compose_down("admin")}
+        assert bool(b.health) is runs  # the app is gated only where it should run
+    # all-nodes services run everywhere; infra has no run state
+    assert all(bundles(project, n)["service:api"].run is True for n in ("misty-owl", "brave-panda"))
+    assert bundles(project, "misty-owl")["infra"].as_json()["run"] is None
+
+
+def test_a_holder_change_changes_only_the_active_only_services_triggers_on_the_nodes_concerned(project):
+    three = lambda t: t.replace("nodes: [misty-owl, brave-panda]", "nodes: [misty-owl, brave-panda, calm-otter]")  # noqa: E731
+    nodes = ("misty-owl", "brave-panda", "calm-otter")
+    before = {n: bundles(project, n, holder="misty-owl", edit=three) for n in nodes}
+    after = {n: bundles(project, n, holder="brave-panda") for n in nodes}
+    changed = sorted((n, layer) for n in nodes for layer in before[n]
+                     if before[n][layer].digest != after[n][layer].digest)
+    assert changed == [("brave-panda", "service:admin"), ("misty-owl", "service:admin")]
+    # The compose file is the same on every node: only the run state (and its gate) moved.
+    assert before["misty-owl"]["service:admin"].files == after["misty-owl"]["service:admin"].files
+    assert (before["misty-owl"]["service:admin"].run, after["misty-owl"]["service:admin"].run) == (True, False)
+
+
+def test_switching_a_service_to_all_nodes_starts_it_on_the_backups(project):
+    before = bundles(project, "brave-panda")["service:admin"]
+    after = bundles(project, "brave-panda", edit=lambda t: t.replace("placement: active-only", "placement: all"))
+    assert (before.run, after["service:admin"].run) == (False, True)
+    assert after["service:admin"].digest != before.digest
 
 
 def test_unbinding_a_route_removes_the_route_file_and_reloads_caddy(project):

@@ -85,6 +85,63 @@ def test_compose_up_and_down_name_the_services_rendered_compose_file(commands, b
     assert commands.compose_down("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml down"
 
 
+DRAIN = ("mkdir -p /run/dynia/drain && sum=$(sha256sum < /opt/dynia/compose/api/docker-compose.yml | cut -d' ' -f1) "
+         "|| exit 1; "
+         'if {running} && [ "$(cat /run/dynia/drain/api.up 2>/dev/null)" != "$sum" ]; then '
+         # Mark it draining; the mark goes on every exit.
+         "trap 'rm -f /run/dynia/drain/api' EXIT; : > /run/dynia/drain/api; "
+         # Every HAProxy marks the server down: check timeout 2 s + inter 2 s + (fall-1) x fastinter 0.5 s.
+         "sleep 4.5; "
+         # Caddy's in-flight requests to the app finish, bounded by HAProxy's timeout server.
+         "end=$(($(date +%s) + 60)); "
+         "until { u=$(curl -fsS --max-time 2 http://localhost:2019/reverse_proxy/upstreams) && "
+         "! printf '%s\\n' \"$u\" | tr '{' '\\n' | grep -F '\"address\":\"127.0.0.1:9002\"' "
+         "| grep -qv '\"num_requests\":0[,}]'; } || [ $(date +%s) -ge $end ]; do sleep 0.1; done; "
+         # The new containers, and the record of the file they came from.
+         "rm -f /run/dynia/drain/api.up; {up} || exit 1; echo \"$sum\" > /run/dynia/drain/api.up; "
+         # The app's own health on the node, bounded by the spec's health timeout.
+         "end=$(($(date +%s) + 15)); "
+         "until curl -fs -o /dev/null --max-time 2 http://127.0.0.1:9002/healthz; do [ $(date +%s) -lt $end ] || "
+         "{ echo \"dynia: api did not answer /healthz on 127.0.0.1:9002 within 15 s of its restart\" >&2; exit 1; }; "
+         "sleep 0.2; done; "
+         # Back: downinter 1 s + (rise-1) x fastinter 0.5 s + check timeout 2 s.
+         "rm -f /run/dynia/drain/api; sleep 3.5; "
+         # Nothing runs, or the same file: a plain up.
+         "else rm -f /run/dynia/drain/api.up; {up} && echo \"$sum\" > /run/dynia/drain/api.up; fi")
+
+
+@pytest.mark.parametrize("commands,binary", [(DO, "docker compose"), (LAB, "podman-compose")],
+                         ids=["digitalocean", "local"])
+def test_a_drained_compose_up_takes_a_running_copy_out_of_every_haproxy_until_the_new_one_is_healthy(
+        commands, binary):
+    from dynia.nodes.commands import Drain
+
+    up = f"{binary} -f /opt/dynia/compose/api/docker-compose.yml up -d"
+    assert commands.compose_up("api", Drain(port=9002, health_path="/healthz", ready_timeout=14.2)) == \
+        DRAIN.replace("{running}", commands.compose_running("api")).replace("{up}", up)
+
+
+def test_the_drain_waits_are_derived_from_haproxys_check_timing():
+    from dynia.nodes.commands import HAPROXY_TIMING, HAProxyTiming
+
+    assert HAPROXY_TIMING == HAProxyTiming(inter=2000, fastinter=500, downinter=1000, fall=2, rise=2,
+                                           server_timeout=60)
+    # No `timeout check` in haproxy.cfg: one check may take `inter`.
+    assert HAPROXY_TIMING.marked_down_within == 2000 + 2000 + 1 * 500
+    assert HAPROXY_TIMING.marked_up_within == 1000 + 1 * 500 + 2000
+    slower = HAProxyTiming(inter=5000, fastinter=1000, downinter=3000, fall=3, rise=4)
+    assert (slower.marked_down_within, slower.marked_up_within) == (5000 + 5000 + 2 * 1000, 3000 + 3 * 1000 + 5000)
+
+
+def test_the_drained_compose_up_is_valid_shell_for_both_profiles():
+    import subprocess
+
+    from dynia.nodes.commands import Drain
+    for commands in (DO, LAB):
+        command = commands.compose_up("api", Drain(port=9002, health_path="/healthz", ready_timeout=15))
+        assert subprocess.run(["sh", "-n", "-c", command], capture_output=True).returncode == 0
+
+
 def test_docker_removes_a_service_by_its_project_name_so_it_works_after_the_compose_file_is_gone():
     assert DO.compose_remove("api") == "docker compose -p dynia-api down"
 
@@ -122,6 +179,7 @@ ROLE_RUNS = {("all", "MASTER"): True, ("all", "BACKUP"): True, ("active-only", "
 @pytest.mark.parametrize("placement", ["all", "active-only", "standby-only"])
 def test_service_bundle_commands_follow_placement_and_role(project, kind, placement):
     from dynia.bundle import build_bundles
+    from dynia.render import drain_for
     from dynia.session import render_cluster
     from dynia.store import Project, load_cluster
 
@@ -142,9 +200,13 @@ def test_service_bundle_commands_follow_placement_and_role(project, kind, placem
         bundle = build_bundles(cluster.spec, render_cluster(cluster), node, slots)["service:api"]
         runs = ROLE_RUNS[(placement, role)]
         assert bundle.validate == {"caddy": commands.validate("caddy")}
-        assert bundle.reload == ({"caddy": commands.reload("caddy"), "service:api": commands.compose_up("api")}
-                                 if runs else {"caddy": commands.reload("caddy")})
-        assert bundle.stop == ({"service:api": commands.compose_down("api")} if runs else {})
+        # Every node carries how the service starts (drained where another copy serves meanwhile:
+        # placement all, routed, two nodes) and stops; `run` says which applies here.
+        drain = drain_for(cluster.spec, "api")
+        assert (drain is not None) == (placement == "all")
+        assert bundle.reload == {"caddy": commands.reload("caddy"), "service:api": commands.compose_up("api", drain)}
+        assert bundle.stop == {"service:api": commands.compose_down("api")}
+        assert bundle.run is runs
         assert bundle.component_order == ["service:api", "caddy"]
         assert [c["name"] for c in bundle.health] == ((["api app", "api via caddy"] if placement != "standby-only"
                                                         else ["api app"]) if runs else [])

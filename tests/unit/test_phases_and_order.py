@@ -34,11 +34,11 @@ def test_an_active_only_domain_changes_haproxy_so_its_bind_needs_infra_and_apps(
     assert with_changed(("apps",), r, applied) == ("infra", "apps")
 
 
-def test_a_domain_of_a_service_on_every_node_changes_only_apps(project):
+def test_a_domain_change_changes_its_haproxy_rule_and_its_route(project):
     applied = _applied(project)
     r = _edit(project, "domain: api.example.com", "domain: v2.example.com")
-    assert changed_phases(r, applied) == {"apps"}
-    assert with_changed(("apps",), r, applied) == ("apps",)
+    assert changed_phases(r, applied) == {"infra", "apps"}
+    assert with_changed(("apps",), r, applied) == ("infra", "apps")
 
 
 def test_a_removed_file_counts_for_its_layer(project):

@@ -42,8 +42,16 @@ def test_any_valid_spec_renders_deterministically_with_every_promise_kept(tmp_pa
     private = {n: a[0] for n, a in first.inventory.nodes.items()}
     for node, files in first.files.items():
         by_target = {f.target: f.content.decode() for f in files}
-        backend = by_target["/etc/haproxy/haproxy.cfg"].split("\nbackend be_cluster", 1)[1].split("\n\n", 1)[0]
-        assert sorted(re.findall(r"server (\S+) (\S+):8880", backend)) == sorted(private.items())
+        haproxy = by_target["/etc/haproxy/haproxy.cfg"]
+        backends = dict(re.findall(r"^backend (\S+)\n(.*?)(?:\n\n|\Z)", haproxy, re.M | re.S))
+        assert sorted(re.findall(r"server (\S+) (\S+):8880", backends.pop("be_any_node"))) == sorted(private.items())
+        # One backend per routed service: every node's Caddy, or only this node's for active-only.
+        routed = {f"be_{n}": s for n, s in cluster.spec.services.items() if s.domain}
+        assert sorted(backends) == sorted(routed)
+        for name, svc in routed.items():
+            want = [(node, private[node])] if svc.placement == "active-only" else list(private.items())
+            assert sorted(re.findall(r"server (\S+) (\S+):8880", backends[name])) == sorted(want), name
+            assert f"uri {svc.health_path} ver HTTP/1.1 hdr Host {svc.domain}" in backends[name]
         peers = re.findall(r"^        (\d+\.\d+\.\d+\.\d+)$", by_target["/etc/keepalived/keepalived.conf"], re.M)
         assert sorted(peers) == sorted(ip for n, ip in private.items() if n != node)
         for target, text in by_target.items():

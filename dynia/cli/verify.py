@@ -1,0 +1,38 @@
+"""dynia infra verify: the provider side (reserved IP, DNS, certificate) against the live nodes."""
+from __future__ import annotations
+
+import typer
+
+from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, project, say
+
+STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
+
+
+def register(infra_app: typer.Typer) -> None:
+    infra_app.command("verify")(verify_cmd)
+
+
+def verify_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT,
+               timeout: float = typer.Option(5.0, "--timeout", min=0.5, max=120.0,
+                                             help="Seconds per node (SSH round trip, TLS handshake).")) -> None:
+    """Check the provider side against reality: reserved-IP holder = VRRP MASTER, every backend
+    up, one config version, the state's certificate served on every node (> 30 days left), DNS
+    records → reserved IP, proxied. Exit 0 when nothing failed, 4 otherwise (skipped rows say why)."""
+    from .. import verify
+    from ..errors import EXIT_UNHEALTHY
+    from ..store import load_cluster
+
+    c = load_cluster(project(ctx), cluster_name(ctx, cluster))
+    checks = verify.verify(c, timeout=timeout)
+    if as_json:
+        emit_json(verify.as_json(c.name, checks))
+    else:
+        width = max((len(f"{r.check} {r.target}") for r in checks), default=0)
+        for r in checks:
+            say((f"{r.status:<7}", STYLE[r.status]), " ", f"{r.check} {r.target}".ljust(width), "  ", r.detail)
+        counts = verify.summary(checks)
+        verdict = "healthy" if verify.healthy(checks) else "NOT healthy"
+        say((verdict, "green" if verify.healthy(checks) else "bold red"),
+            f": {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
+    if not verify.healthy(checks):
+        raise typer.Exit(EXIT_UNHEALTHY)

@@ -1,0 +1,369 @@
+"""`dynia status`: one truthful view of a cluster, read back from its nodes.
+
+Two halves. `read(cluster)` gathers the status facts (dynia.nodes.facts.status_facts) from every
+node in parallel, one SSH round trip each, and asks the provider who holds the reserved IP.
+`assemble(...)` is pure: facts + desired state → a ClusterStatus, whose verdict and exit code
+follow from the problems it finds. No Pulumi anywhere (the addresses come from the cache).
+
+The JSON form (`dynia status --json`) is `ClusterStatus.as_dict()`: exactly the dataclasses
+below, field for field (tests/unit/test_status.py checks the output against them). Schema
+version 1:
+
+ClusterStatus
+    schema: int                 1
+    cluster: str
+    reserved_ip: str
+    holder: str | None          the node the provider says holds the reserved IP (None: none/unknown)
+    holder_error: str | None    why the provider could not tell
+    masters: list[str]          nodes whose keepalived runs and last reported MASTER
+    serving_node: str | None    whose HAProxy view `backends` shows (the holder; else a MASTER; else
+                                the first node that answered)
+    desired_version: int        the config version the current spec renders to
+    http_window_seconds: float | None
+                                the HTTP counts cover this many seconds (`--watch`: since the last
+                                refresh); None: since each HAProxy last started (one-shot)
+    nodes: list[NodeStatus]
+    services: list[ServiceStatus]
+    backends: list[BackendView] the serving node's HAProxy, every backend with its servers
+    problems: list[str]         everything that makes the cluster unhealthy, worst first
+    healthy: bool               no problems
+    verdict: str                one line
+NodeStatus
+    node, address: str
+    reachable: bool;  error: str | None        why the node did not answer
+    role: MASTER | BACKUP | FAULT | STOP | None  (keepalived not running → STOP; None: never recorded)
+    role_since: str | None      when notify.sh recorded the role (UTC, ISO 8601)
+    priority: int | None        keepalived.conf's priority on the node
+    holds_reserved_ip: bool | None
+    applied_version: int | None (None: never applied);  desired_version: int
+    degraded: Degraded | None   {reason, time, layer}: the apply script's marker
+    lockdown: on | off | partial | None        immutable attribute on the managed files
+    running: {haproxy, caddy, keepalived: bool | None}
+    caddy_health: int | None;  caddy_error: str | None   HTTP status of Caddy's health URI
+    containers: list[Container] {service, name, state, image, digest}
+    problems: list[str]
+ServiceStatus
+    service, placement: str
+    backend: str | None         HAProxy backend of this service (None: it has none of its own)
+    servers: dict[str, str]     node → that server's status in the serving node's backend
+    http: dict[str, int] | None {1xx, 2xx, 3xx, 4xx, 5xx, other}: responses of the backend,
+                                summed over every node's HAProxy
+    containers: dict[str, list[Container]]     node → that node's containers of the service
+    problems: list[str]
+BackendView
+    name: str;  service: str | None;  status: str | None;  http: dict[str, int]
+    servers: list[ServerView]   {name, status, check_status, check_desc}
+
+Backends are matched to services by the name render gives them (`dynia.render.backend_name`:
+`be_<service>`). Other backends (be_any_node, stats) are listed in `backends` only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .nodes import facts as F
+from .nodes.commands import COMPONENTS
+
+SCHEMA_VERSION = 1
+HTTP_CLASSES = F.HRSP
+GATHER_TIMEOUT = 8.0  # seconds per node: connect + one script (show stat, podman ps, a 2 s curl)
+SERVER_BAD = ("DOWN", "MAINT", "NOLB", "DRAIN")
+
+
+@dataclass
+class Degraded:
+    reason: str | None
+    time: str | None
+    layer: str | None
+
+
+@dataclass
+class Container:
+    service: str
+    name: str
+    state: str | None
+    image: str | None
+    digest: str | None
+
+
+@dataclass
+class ServerView:
+    name: str
+    status: str | None
+    check_status: str | None
+    check_desc: str | None
+
+
+@dataclass
+class BackendView:
+    name: str
+    service: str | None
+    status: str | None
+    http: dict[str, int]
+    servers: list[ServerView]
+
+
+@dataclass
+class NodeStatus:
+    node: str
+    address: str
+    reachable: bool
+    error: str | None
+    role: str | None
+    role_since: str | None
+    priority: int | None
+    holds_reserved_ip: bool | None
+    applied_version: int | None
+    desired_version: int
+    degraded: Degraded | None
+    lockdown: str | None
+    running: dict[str, bool | None]
+    caddy_health: int | None
+    caddy_error: str | None
+    containers: list[Container]
+    problems: list[str]
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    placement: str
+    backend: str | None
+    servers: dict[str, str]
+    http: dict[str, int] | None
+    containers: dict[str, list[Container]]
+    problems: list[str]
+
+
+@dataclass
+class ClusterStatus:
+    schema: int
+    cluster: str
+    reserved_ip: str
+    holder: str | None
+    holder_error: str | None
+    masters: list[str]
+    serving_node: str | None
+    desired_version: int
+    http_window_seconds: float | None
+    nodes: list[NodeStatus]
+    services: list[ServiceStatus]
+    backends: list[BackendView]
+    problems: list[str]
+    healthy: bool
+    verdict: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- pure assembly --------------------------------------------------------------------------
+
+def backend_service(backend: str, services: list[str]) -> str | None:
+    """The service a backend serves, by its name (see the module docstring), or None."""
+    from .render import backend_name
+
+    return next((s for s in services if backend_name(s) == backend), None)
+
+
+def _backends(show_stat: dict | None, services: list[str]) -> list[BackendView]:
+    out = []
+    for name, be in ((show_stat or {}).get("backends") or {}).items():
+        out.append(BackendView(name, backend_service(name, services), be.get("status"),
+                               {k: int((be.get("hrsp") or {}).get(k, 0)) for k in HTTP_CLASSES},
+                               [ServerView(sv, s.get("status"), s.get("check_status"), s.get("check_desc"))
+                                for sv, s in (be.get("servers") or {}).items()]))
+    return out
+
+
+def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus:
+    """One node's row and its own problems (the cluster-wide ones come later)."""
+    running = {c: None for c in COMPONENTS}
+    if answer is None or answer.error is not None:
+        error = answer.error if answer is not None else "not gathered"
+        return NodeStatus(node, address, False, error, None, None, None, None, None, desired, None, None,
+                          running, None, None, [], [f"{node} is unreachable: {error}"])
+    f = answer.facts
+    running.update(f.get("running") or {})
+    vrrp = f.get("vrrp") or {}
+    role, since = vrrp.get("role"), vrrp.get("since")
+    if running.get("keepalived") is False:
+        role = "STOP"  # a killed keepalived leaves its last role in the file: it is in no role now
+    applied = f.get("applied") or {}
+    version = applied.get("configVersion") if isinstance(applied.get("configVersion"), int) else None
+    marker = f.get("degraded")
+    degraded = (Degraded(str(marker.get("reason") or "unknown"), marker.get("time"), marker.get("layer"))
+                if marker else None)
+    caddy = f.get("caddy_health") or {}
+    addresses = f.get("addresses")
+    lock = f.get("lockdown") or {}
+    containers = [Container(c["service"], c["name"], c.get("state"), c.get("image"), c.get("digest"))
+                  for c in f.get("containers") or []]
+    problems = []
+    if degraded:
+        problems.append(f"{node} is degraded since {degraded.time or '?'}: {degraded.reason}")
+    if version is None:
+        problems.append(f"{node} was never applied (desired v{desired})")
+    elif version < desired:
+        problems.append(f"{node} is behind: v{version}, desired v{desired}")
+    elif version > desired:
+        problems.append(f"{node} runs v{version}, newer than this spec's v{desired} (is your spec up to date?)")
+    for c in COMPONENTS:
+        if running[c] is False:
+            problems.append(f"{c} is not running on {node}")
+    if caddy.get("code") != 200:
+        problems.append(f"Caddy on {node} answers its health check with "
+                        f"{caddy.get('code') or caddy.get('error') or 'nothing'}")
+    return NodeStatus(node, address, True, None, role, since, f.get("priority"),
+                      (vip in addresses) if addresses is not None else None, version, desired, degraded,
+                      lock.get("lockdown"), running, caddy.get("code"), caddy.get("error"), containers, problems)
+
+
+def _expected_on(placement: str, node: str, holder: str | None) -> bool:
+    if placement == "all":
+        return True
+    if holder is None:
+        return False  # nobody holds the VIP: where active-only/standby-only belong is unknown
+    return (node == holder) == (placement == "active-only")
+
+
+def _delta(now: dict[str, int], before: dict[str, int] | None) -> dict[str, int]:
+    # A HAProxy restart resets its counters: a negative delta means "since the restart".
+    return {k: (now[k] - before.get(k, 0)) if before and now[k] >= before.get(k, 0) else now[k] for k in now}
+
+
+def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], desired_version: int,
+             reserved_ip: str, answers: dict[str, Any], holder: str | None, holder_error: str | None = None,
+             previous: ClusterStatus | None = None, window: float | None = None) -> ClusterStatus:
+    """Pure: the facts every node answered (dynia.nodes.gather.NodeFacts by node), the holder the
+    provider named → the cluster's status. nodes: node → address shown; services: name →
+    placement. With `previous` (the last `--watch` sample) HTTP counts are the difference."""
+    rows = [_node(n, addr, answers.get(n), desired_version, reserved_ip) for n, addr in nodes.items()]
+    by_node = {r.node: r for r in rows}
+    service_names = list(services)
+    masters = [r.node for r in rows if r.role == "MASTER"]
+    reachable = [r.node for r in rows if r.reachable]
+    serving = (holder if holder in reachable else
+               next((m for m in masters if m in reachable), None) or (reachable[0] if reachable else None))
+    views = {n: _backends((answers[n].facts or {}).get("show_stat"), service_names) for n in reachable}
+    backends = views.get(serving, []) if serving else []
+
+    # Worst first: a node that did not answer, then what the answering nodes reported.
+    problems = [p for r in rows if not r.reachable for p in r.problems]
+    problems += [p for r in rows if r.reachable for p in r.problems]
+    if holder_error:
+        problems.append(f"reserved IP {reserved_ip}: holder unknown ({holder_error})")
+    elif holder is None:
+        problems.append(f"no node holds the reserved IP {reserved_ip}")
+    elif holder not in masters:
+        role = by_node[holder].role if holder in by_node else None
+        problems.append(f"{holder} holds the reserved IP {reserved_ip} but is {role or 'in no known role'}, "
+                        f"not the VRRP MASTER ({', '.join(masters) or 'none'})")
+    if len(masters) > 1:
+        problems.append(f"more than one VRRP MASTER: {', '.join(masters)}")
+    for be in backends:
+        for sv in be.servers:
+            if (sv.status or "").split()[0] in SERVER_BAD:
+                problems.append(f"HAProxy on {serving}: {be.name}/{sv.name} is {sv.status}"
+                                f" ({sv.check_desc or sv.check_status or 'no check'})")
+
+    service_rows = []
+    for name, placement in services.items():
+        mine = [b for b in backends if b.service == name]
+        backend = mine[0] if mine else None
+        http = None
+        if backend is not None:
+            total = {k: 0 for k in HTTP_CLASSES}
+            for n in reachable:
+                for b in views[n]:
+                    if b.name == backend.name:
+                        total = {k: total[k] + b.http[k] for k in HTTP_CLASSES}
+            prev = next((s.http for s in previous.services if s.service == name), None) if previous else None
+            http = _delta(total, prev) if previous else total
+        containers = {n: [c for c in by_node[n].containers if c.service == name] for n in reachable}
+        svc_problems = []
+        for n in reachable:
+            up = [c for c in containers[n] if c.state == "running"]
+            if _expected_on(placement, n, holder) and not up:
+                svc_problems.append(f"{name} has no running container on {n}")
+        service_rows.append(ServiceStatus(name, placement, backend.name if backend else None,
+                                          {s.name: s.status or "?" for s in backend.servers} if backend else {},
+                                          http, containers, svc_problems))
+        problems += svc_problems
+
+    healthy = not problems
+    if healthy:
+        verdict = (f"healthy: {len(rows)} node{'s' if len(rows) != 1 else ''} at v{desired_version}, "
+                   f"{holder} is MASTER and holds {reserved_ip}")
+    else:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        verdict = f"unhealthy: {problems[0]}{more}"
+    return ClusterStatus(SCHEMA_VERSION, cluster, reserved_ip, holder, holder_error, masters, serving,
+                         desired_version, window if previous else None, rows, service_rows, backends, problems,
+                         healthy, verdict)
+
+
+# --- reading the cluster --------------------------------------------------------------------
+
+def gather_status_facts(targets, profile, private_ips: dict[str, str], timeout: float = GATHER_TIMEOUT) -> dict:
+    """Every node's status facts, in parallel, one round trip per node. The facts differ per node
+    (Caddy answers on the node's own private address), so each target gets its own list."""
+    from .nodes import gather as G
+
+    return G.gather(targets, lambda t: F.status_facts(profile, private_ips[t.node]), timeout)
+
+
+def holder_of(provider, reserved_ip: str, known: dict[str, set[str]], answers: dict) -> tuple[str | None, str | None]:
+    """(holder, error): the provider's answer, given each node's known addresses plus those read
+    live on its VIP device (nodes that did not answer contribute their known addresses only)."""
+    from .errors import DyniaError
+
+    addresses = {}
+    for node, known_here in known.items():
+        answer = answers.get(node)
+        live = (answer.facts.get("addresses") or []) if answer is not None and answer.error is None else []
+        addresses[node] = set(known_here) | set(live)
+    try:
+        return provider.reserved_ip_holder(reserved_ip, addresses), None
+    except DyniaError as exc:
+        return None, exc.message
+
+
+def read(cluster, previous: ClusterStatus | None = None, window: float | None = None,
+         timeout: float = GATHER_TIMEOUT) -> ClusterStatus:
+    """Gather and assemble the status of a loaded cluster (dynia.store.Cluster)."""
+    from . import providers
+    from .errors import DyniaError
+    from .session import render_cluster, targets
+
+    rendering = render_cluster(cluster)
+    order = list(cluster.spec.nodes)
+    nodes = sorted(targets(cluster), key=lambda t: order.index(t.node))  # rows in the spec's order
+    if not nodes:
+        raise DyniaError("state", f"cluster {cluster.name} has no node addresses yet (never provisioned)",
+                         "run `dynia up` first; status reads the addresses the last provision reported")
+    inv = rendering.inventory
+    private = {n: inv.nodes[n][0] for n in inv.nodes}
+    provider = providers.of(cluster.spec)
+    answers = gather_status_facts(nodes, provider.profile, private, timeout)
+    known = {t.node: {a for a in (inv.nodes[t.node][0], inv.nodes[t.node][1], t.host) if a} for t in nodes}
+    holder, holder_error = holder_of(provider, inv.reserved_ip, known, answers)
+    return assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},
+                    services={s: svc.placement for s, svc in cluster.spec.services.items()},
+                    desired_version=rendering.config_version, reserved_ip=inv.reserved_ip, answers=answers,
+                    holder=holder, holder_error=holder_error, previous=previous, window=window)
+
+
+def watch(cluster, interval: float, on_sample, stop=lambda: False) -> None:
+    """Sample every `interval` seconds until stop() (or Ctrl-C, which propagates); each sample's
+    HTTP counts cover the time since the previous one."""
+    previous, last = None, None
+    while not stop():
+        started = time.monotonic()
+        current = read(cluster, previous, (started - last) if last is not None else None)
+        on_sample(current)
+        previous, last = current, started
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,460 @@
+"""`dynia infra verify`: what the provider side should look like, checked against reality.
+
+One row per check, each `ok`, `failed` or `skipped` with a one-line detail:
+
+* reserved_ip_holder — the node the provider says holds the reserved IP is the one VRRP MASTER;
+* haproxy_backends   — per node: HAProxy (admin socket `show stat`) sees every backend server up;
+* config_version     — every node applied the same config version, the one the last apply recorded;
+* certificate        — per node: the certificate its HAProxy *serves* (fetched over TLS, SNI a
+                       bound domain; the key is never read) is the state's and lives > 30 days;
+* dns_record         — per bound domain: an A record at Cloudflare, pointing at the reserved IP,
+                       proxied as the TLS mode wants.
+
+Collection (`collect`) does the I/O, in parallel: the node facts (one SSH round trip per node,
+dynia.nodes.gather), the served certificates, the provider's holder and Cloudflare's records.
+Assembly (`assemble`) is pure: facts + desired state → rows, tested on recorded inputs.
+A skipped row says why (what the provider cannot answer: the lab has no DNS records; the
+state's certificate missing from the cache); it does not fail the verdict. No Pulumi here: addresses and the state's certificate come from the cache.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .paths import PORTS
+
+SCHEMA = "dynia.infra-verify/1"
+MIN_CERT_DAYS = 30
+TLS_TIMEOUT = 5.0
+CERTIFICATE_CACHE = "certificate.json"  # .dynia/cache/<cluster>/: the state certificate's public facts
+STATUSES = ("ok", "failed", "skipped")
+CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record")
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str      # one of CHECKS
+    target: str     # a node, a domain, the reserved IP or "cluster"
+    status: str     # one of STATUSES
+    detail: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- certificates (public parts only) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class CertInfo:
+    sha256: str            # fingerprint of the DER certificate, lower-case hex
+    not_after: dt.datetime  # UTC
+    names: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"sha256": self.sha256, "not_after": self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "names": list(self.names)}
+
+
+def cert_info_der(der: bytes) -> CertInfo:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        names = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                      .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    return CertInfo(hashlib.sha256(der).hexdigest(), cert.not_valid_after_utc, names)
+
+
+def certificate_record(pem: str) -> dict:
+    """The public facts of the first certificate in a PEM bundle (certificate + key, as the
+    provision phase exports `originPem`): what the cache keeps so verify needs no Pulumi. Only
+    the CERTIFICATE block is parsed; nothing of the key is kept or returned."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    if begin not in pem or end not in pem.split(begin, 1)[1]:
+        raise ValueError("no certificate in the PEM")
+    block = begin + pem.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    der = x509.load_pem_x509_certificate(block.encode()).public_bytes(Encoding.DER)
+    return cert_info_der(der).as_dict()
+
+
+def read_state_certificate(cluster) -> tuple[CertInfo | None, str]:
+    """(the state's certificate, None + why not): from the cache, never from Pulumi."""
+    import os
+    import re
+
+    from .cache import ClusterCache, read_json
+    from .errors import DyniaError
+
+    cache = ClusterCache.of(cluster)
+    path = cache.dir / CERTIFICATE_CACHE
+    shown = os.path.relpath(path, cache.root)
+    try:
+        data = read_json(path, shown, "delete it; the next `dynia up` writes it again", limit=64 * 1024)
+    except DyniaError as exc:
+        return None, exc.message
+    if data is None:
+        return None, f"{shown} does not exist (written by `dynia up` from the provision phase)"
+    try:
+        sha = data["sha256"]
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise ValueError
+        when = dt.datetime.strptime(data["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        names = tuple(n for n in data.get("names", []) if isinstance(n, str))
+    except (KeyError, TypeError, ValueError):
+        return None, f"{shown} is corrupt (it needs sha256 and not_after); delete it, `dynia up` rewrites it"
+    return CertInfo(sha, when, names), ""
+
+
+def served_certificate(host: str, sni: str, port: int = PORTS.https, timeout: float = TLS_TIMEOUT) -> CertInfo:
+    """The certificate HAProxy serves at host:port for `sni`. Not verified against any CA on
+    purpose: an Origin CA certificate is trusted only by Cloudflare, and what is compared here
+    is the fingerprint itself."""
+    import socket
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as tls:
+            der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise ssl.SSLError("the server sent no certificate")
+    return cert_info_der(der)
+
+
+def name_covers(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        return host.count(".") == pattern.count(".") and host.endswith(pattern[1:])
+    return pattern == host
+
+
+# --- what verify compares ---------------------------------------------------------------------
+
+@dataclass
+class Expected:
+    cluster: str
+    nodes: list[str]
+    reserved_ip: str
+    domains: list[str]                  # bound domains (services with a domain)
+    proxied: bool                       # what the TLS mode wants of their records
+    applied_version: int | None         # the last apply's configVersion (cache), None before one
+    certificate: CertInfo | None        # the state's, None: why in certificate_missing
+    certificate_missing: str = ""
+    dns_provider: str | None = "cloudflare"  # None: the provider manages no DNS
+    provider_kind: str = ""
+    addresses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> (public, private), cache
+    placements: dict[str, str] = field(default_factory=dict)  # HAProxy backend -> its service's placement
+
+
+@dataclass
+class Observed:
+    facts: dict[str, dict]                     # node -> facts (dynia.nodes.facts names)
+    unreachable: dict[str, str]                # node -> why it did not answer over SSH
+    holder: str | None = None                  # the provider's answer
+    holder_error: str | None = None            # the provider was asked and failed
+    served: dict[str, CertInfo] = field(default_factory=dict)
+    served_errors: dict[str, str] = field(default_factory=dict)
+    sni: str = ""
+    dns: list[Any] | None = None               # DnsRecord-like: name, type, content, proxied
+    dns_error: str | None = None
+
+
+def _row(check: str, target: str, ok: bool, detail: str) -> Check:
+    return Check(check, target, "ok" if ok else "failed", detail)
+
+
+def _holder_rows(e: Expected, o: Observed) -> list[Check]:
+    roles = {n: ((o.facts.get(n) or {}).get("vrrp") or {}).get("role") for n in e.nodes if n not in o.unreachable}
+    masters = sorted(n for n, r in roles.items() if r == "MASTER")
+    if o.holder_error:
+        return [_row("reserved_ip_holder", e.reserved_ip, False, f"the provider did not answer: {o.holder_error}")]
+    unseen = f" ({', '.join(sorted(o.unreachable))} unreachable)" if o.unreachable else ""
+    if o.holder is None:
+        return [_row("reserved_ip_holder", e.reserved_ip, False,
+                     f"no node holds it; VRRP MASTER: {', '.join(masters) or 'none'}{unseen}")]
+    if masters == [o.holder]:
+        return [_row("reserved_ip_holder", e.reserved_ip, True, f"held by {o.holder}, the VRRP MASTER")]
+    if not masters:
+        why = f"no node reports VRRP MASTER{unseen}"
+    elif len(masters) > 1:
+        why = f"{len(masters)} nodes report VRRP MASTER ({', '.join(masters)}): a split brain"
+    else:
+        why = f"the VRRP MASTER is {masters[0]}"
+    return [_row("reserved_ip_holder", e.reserved_ip, False, f"held by {o.holder}, but {why}")]
+
+
+def _servers(stat: Any) -> list[tuple[str, str, dict]] | None:
+    """(backend, server, state) of every server in the `show_stat` fact (dynia.nodes.facts);
+    None when the fact is missing (HAProxy's admin socket did not answer)."""
+    if not isinstance(stat, dict) or not isinstance(stat.get("backends"), dict):
+        return None
+    return [(be, sv, state if isinstance(state, dict) else {})
+            for be, data in sorted(stat["backends"].items()) if isinstance(data, dict)
+            for sv, state in sorted((data.get("servers") or {}).items())]
+
+
+def _expected_up(placement: str | None, node: str, server: str, holder: str | None) -> bool | None:
+    """Whether `server` in a backend of `node`'s HAProxy should be up: every copy of a service
+    placed on all nodes; an active-only service runs on the holder only, and only the holder's
+    HAProxy gets its traffic; a standby-only one runs everywhere but the holder. None: cannot
+    tell (the holder is unknown)."""
+    if placement == "active-only":
+        return None if holder is None else node == holder
+    if placement == "standby-only":
+        return None if holder is None else server != holder
+    return True
+
+
+def _backend_rows(e: Expected, o: Observed) -> list[Check]:
+    rows = []
+    for node in e.nodes:
+        if node in o.unreachable:
+            rows.append(_row("haproxy_backends", node, False, f"unreachable: {o.unreachable[node]}"))
+            continue
+        servers = _servers((o.facts.get(node) or {}).get("show_stat"))
+        if servers is None:
+            rows.append(_row("haproxy_backends", node, False, "HAProxy's admin socket did not answer (is it running?)"))
+            continue
+        if not servers:
+            rows.append(_row("haproxy_backends", node, False, "HAProxy reports no backend servers"))
+            continue
+        wanted, unknown = [], 0
+        for be, sv, st in servers:
+            want = _expected_up(e.placements.get(be), node, sv, o.holder)
+            if want is None:
+                unknown += 1
+            elif want:
+                wanted.append((be, sv, st))
+        # "UP" and "UP 1/2" (up, one failed check on the way down) are up; DOWN, MAINT, DRAIN,
+        # NOLB and "no check" are not what dynia renders for a healthy node.
+        down = [f"{be}/{sv} {st.get('status') or '?'}" + (f" ({st['check_status']})" if st.get("check_status") else "")
+                for be, sv, st in wanted if not str(st.get("status") or "").startswith("UP")]
+        backends = sorted({be for be, _, _ in wanted})
+        aside = len(servers) - len(wanted) - unknown
+        notes = (f"; {aside} not serving here by placement" if aside else "") + \
+                (f"; {unknown} not judged (holder unknown)" if unknown else "")
+        if down:
+            rows.append(_row("haproxy_backends", node, False,
+                             f"{len(down)} of {len(wanted)} down: " + ", ".join(down) + notes))
+        else:
+            rows.append(_row("haproxy_backends", node, True,
+                             f"{len(wanted)} servers up in {', '.join(backends)}{notes}"))
+    return rows
+
+
+def _version_rows(e: Expected, o: Observed) -> list[Check]:
+    versions: dict[str, int | None] = {}
+    problems = []
+    for node in e.nodes:
+        if node in o.unreachable:
+            problems.append(f"{node} unreachable")
+            continue
+        applied = (o.facts.get(node) or {}).get("applied")
+        v = applied.get("configVersion") if isinstance(applied, dict) else None
+        if not isinstance(v, int) or isinstance(v, bool):
+            problems.append(f"{node} has no applied config" if applied is None else f"{node}'s applied.json is unreadable")
+            continue
+        versions[node] = v
+    distinct = sorted(set(versions.values()))
+    shown = ", ".join(f"{n} v{v}" for n, v in versions.items())
+    if len(distinct) > 1:
+        problems.insert(0, f"nodes differ: {shown}")
+    elif distinct and e.applied_version is not None and distinct[0] != e.applied_version:
+        problems.insert(0, f"nodes at v{distinct[0]}, the last apply recorded v{e.applied_version}")
+    if problems:
+        return [_row("config_version", "cluster", False, "; ".join(problems))]
+    recorded = "" if e.applied_version is not None else " (no applied record in the cache to compare with)"
+    return [_row("config_version", "cluster", True, f"every node at v{distinct[0]}{recorded}")]
+
+
+def _certificate_rows(e: Expected, o: Observed, now: dt.datetime) -> list[Check]:
+    rows = []
+    limit = now + dt.timedelta(days=MIN_CERT_DAYS)
+    for node in e.nodes:
+        if node in o.served_errors or node not in o.served:
+            rows.append(_row("certificate", node, False,
+                             f"no certificate from :{PORTS.https} (SNI {o.sni}): "
+                             f"{o.served_errors.get(node, 'not fetched')}"))
+            continue
+        got = o.served[node]
+        problems = []
+        if e.certificate is not None and got.sha256 != e.certificate.sha256:
+            problems.append(f"serves sha256 {got.sha256[:16]}…, the state's is {e.certificate.sha256[:16]}…")
+        days = (got.not_after - now).days
+        if got.not_after <= limit:
+            problems.append(f"expires {got.not_after:%Y-%m-%d} ({days} days, needs > {MIN_CERT_DAYS})")
+        uncovered = [d for d in e.domains if got.names and not any(name_covers(p, d) for p in got.names)]
+        if uncovered:
+            problems.append(f"does not cover {', '.join(uncovered)}")
+        if problems:
+            rows.append(_row("certificate", node, False, "; ".join(problems)))
+        elif e.certificate is None:
+            rows.append(Check("certificate", node, "skipped",
+                              f"expires {got.not_after:%Y-%m-%d} ({days} days), but not compared with the state: "
+                              f"{e.certificate_missing}"))
+        else:
+            rows.append(_row("certificate", node, True,
+                             f"the state's (sha256 {got.sha256[:16]}…), expires {got.not_after:%Y-%m-%d} ({days} days)"))
+    # Nodes that all serve one certificate, even when the state's is unknown: say if they differ.
+    if e.certificate is None and len({c.sha256 for c in o.served.values()}) > 1:
+        rows = [_row(r.check, r.target, False, r.detail + "; the nodes serve different certificates")
+                if r.status == "skipped" else r for r in rows]
+    return rows
+
+
+def _dns_rows(e: Expected, o: Observed) -> list[Check]:
+    if e.dns_provider is None:
+        return [Check("dns_record", d, "skipped",
+                      f"provider {e.provider_kind} manages no DNS records (nothing to compare; "
+                      f"served names are checked by the certificate rows)") for d in e.domains]
+    if o.dns_error is not None:
+        return [_row("dns_record", d, False, o.dns_error) for d in e.domains]
+    rows = []
+    want = "proxied" if e.proxied else "DNS only"
+    for d in e.domains:
+        found = [r for r in (o.dns or []) if r.name == d and r.type in ("A", "AAAA", "CNAME")]
+        if not found:
+            rows.append(_row("dns_record", d, False, "no A record"))
+            continue
+        problems = []
+        others = [f"{r.type} {r.content}" for r in found if not (r.type == "A" and r.content == e.reserved_ip)]
+        if others:
+            problems.append(f"points at {', '.join(others)}, not the reserved IP {e.reserved_ip}")
+        unproxied = [r for r in found if r.proxied != e.proxied]
+        if unproxied:
+            problems.append(f"{'not proxied' if e.proxied else 'proxied'} (the TLS mode wants {want})")
+        rows.append(_row("dns_record", d, not problems,
+                         "; ".join(problems) if problems else f"A {e.reserved_ip}, {want}"))
+    return rows
+
+
+def assemble(e: Expected, o: Observed, now: dt.datetime | None = None) -> list[Check]:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return [*_holder_rows(e, o), *_backend_rows(e, o), *_version_rows(e, o),
+            *_certificate_rows(e, o, now), *_dns_rows(e, o)]
+
+
+def summary(checks: list[Check]) -> dict[str, int]:
+    return {s: sum(1 for c in checks if c.status == s) for s in STATUSES}
+
+
+def healthy(checks: list[Check]) -> bool:
+    return not any(c.status == "failed" for c in checks)
+
+
+def as_json(cluster: str, checks: list[Check]) -> dict:
+    """The `--json` document (README, "infra verify --json"; pinned by tests/unit/test_verify.py)."""
+    return {"schema": SCHEMA, "cluster": cluster, "ok": healthy(checks), "summary": summary(checks),
+            "checks": [c.as_dict() for c in checks]}
+
+
+# --- collection (I/O) -------------------------------------------------------------------------
+
+def _provider_holder(provider, e: Expected, answers) -> tuple[str | None, str | None]:
+    """(holder, error): the provider's own answer (DigitalOcean: its API; the lab: the address
+    on the node's interface), given each node's cached addresses plus those read live on its
+    VIP device (Provider.reserved_ip_holder)."""
+    from .errors import DyniaError
+
+    nodes = {}
+    for node in e.nodes:
+        live = (answers.get(node).facts.get("addresses") if node in answers else None) or []
+        nodes[node] = [*e.addresses.get(node, ()), *live]
+    try:
+        return provider.reserved_ip_holder(e.reserved_ip, nodes), None
+    except DyniaError as exc:
+        return None, exc.message
+
+
+def expected(cluster) -> Expected:
+    from . import providers
+    from .cache import ClusterCache
+    from .errors import DyniaError
+    from .render import backend_name
+    from .tls import proxied
+
+    spec = cluster.spec
+    cache = ClusterCache.of(cluster)
+    outputs = cache.read_outputs()
+    if outputs is None:
+        raise DyniaError("state", f"cluster {cluster.name} has no provisioned nodes in the cache",
+                         f"run `dynia up --cluster {cluster.name}` first (verify checks what an apply left)")
+    applied = cache.read_applied()
+    cert, missing = read_state_certificate(cluster)
+    provider = providers.of(spec)
+    # The provider declares the DNS API it needs on the operator's machine (DigitalOcean pairs
+    # with Cloudflare); a provider without one manages no records.
+    dns = "cloudflare" if "cloudflare" in dict(provider.operator_env) else None
+    domains = sorted({s.domain for s in spec.services.values() if s.domain})
+    addresses = {n: tuple(a for a in (ad.public_ip, ad.private_ip) if a) for n, ad in outputs.nodes.items()}
+    placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domain}
+    return Expected(cluster.name, list(spec.nodes), outputs.reserved_ip, domains, proxied(spec.tls.mode),
+                    applied.configVersion if applied else None, cert, missing, dns, spec.provider.kind, addresses,
+                    placements)
+
+
+def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> Observed:
+    """Everything verify reads, in parallel: node facts (one SSH round trip each), served
+    certificates (one TLS handshake each), Cloudflare's records; then the provider's holder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import providers
+    from .errors import DyniaError
+    from .nodes import facts as F
+    from .nodes.gather import gather
+    from .session import targets
+
+    provider = providers.of(cluster.spec)
+    nodes = [t for t in targets(cluster) if t.node in e.nodes]
+    wanted = [F.VRRP, F.APPLIED, F.SHOW_STAT, F.vip_device_addresses(provider.profile)]
+    sni = e.domains[0] if e.domains else cluster.spec.domain
+
+    def dns():
+        if e.dns_provider is None:
+            return None, None
+        try:
+            from .providers.cloudflare_api import CloudflareApi
+
+            api = cloudflare or CloudflareApi.from_env()
+            return api.records_for(cluster.spec.domain), None
+        except DyniaError as exc:
+            return None, exc.message
+
+    def served(t):
+        try:
+            return t.node, served_certificate(t.host, sni, timeout=timeout), None
+        except Exception as exc:  # noqa: BLE001 — every failure of one node is that node's row
+            return t.node, None, f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+
+    with ThreadPoolExecutor(max_workers=len(nodes) + 2) as pool:
+        facts_f = pool.submit(gather, nodes, wanted, timeout)
+        dns_f = pool.submit(dns)
+        certs = list(pool.map(served, nodes))
+        answers = facts_f.result()
+        records, dns_error = dns_f.result()
+    o = Observed(facts={n: a.facts for n, a in answers.items() if a.error is None},
+                 unreachable={n: a.error for n, a in answers.items() if a.error is not None},
+                 sni=sni, dns=records, dns_error=dns_error)
+    for n in e.nodes:
+        if n not in answers:
+            o.unreachable[n] = "not provisioned (no address in the cache)"
+    for node, info, error in certs:
+        if info is not None:
+            o.served[node] = info
+        else:
+            o.served_errors[node] = error or "no certificate"
+    o.holder, o.holder_error = _provider_holder(provider, e, answers)
+    return o
+
+
+def verify(cluster, **kw) -> list[Check]:
+    e = expected(cluster)
+    return assemble(e, collect(cluster, e, **kw))
