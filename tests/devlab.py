@@ -231,7 +231,7 @@ class DevLab:
             cache = self.project.cache_dir(self.name)
             # The nodes these files describe are gone: without them `status` says "nothing
             # provisioned" and the next up starts from a first apply, as on fresh droplets.
-            for name in ("outputs.json", "applied.json"):
+            for name in ("outputs.json", "applied.json", "certificate.json"):
                 (cache / name).unlink(missing_ok=True)
             if cache.is_dir() and not any(cache.iterdir()):
                 cache.rmdir()
