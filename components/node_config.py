@@ -60,6 +60,8 @@ class NodeConfig(pulumi.ComponentResource):
             stdin=pulumi.Output.secret(args.payload),
             triggers=[args.digest],
             # The script prints a JSON report (paths, hashes, timings) and one-line reasons: no content.
+            # Logged, each output line becomes an engine event on this push *while it runs*: the
+            # script's `dynia-step …` lines are how `dynia up` shows where a node is (cli/progress).
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             # Given to the push itself: a component's depends_on does not reach its children.
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after or []))

@@ -8,6 +8,7 @@ file that fails is a typed `state` error naming the file and the fix.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -21,6 +22,12 @@ from .spec import NODE_ID
 from .store import write_json
 
 MAX_BYTES = 4 * 1024 * 1024  # five nodes' manifests are a few KiB
+# content/<sha256>: the last applied bytes of each non-secret file, so the plan shows line
+# diffs. A rendered file is a config or a wrapped compose file (compose inputs are capped at
+# 1 MiB); the whole store is what is applied now, stored once per distinct content.
+CONTENT_DIR = "content"
+MAX_CONTENT_BYTES = 1 << 20
+MAX_CONTENT_TOTAL = 32 << 20
 SHA256 = r"^[0-9a-f]{64}$"
 TARGET = r"^/(?:[A-Za-z0-9._@+-]+/)*[A-Za-z0-9._@+-]+$"
 
@@ -71,10 +78,21 @@ class ManifestEntry(_Strict):
     layer: str | None = Field(None, pattern=r"^(?:infra|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
 
 
+class SlotEntry(_Strict):
+    """A secret slot as last applied: which secret filled it, never its value or a hash of it."""
+    secret: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    mode: str = Field(pattern=r"^0[0-7]{3}$")
+    owner: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$")
+    component: str = Field(pattern=r"^(?:haproxy|caddy|keepalived|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
+    layer: str = Field(pattern=r"^(?:infra|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
+
+
 class Applied(_Strict):
     configVersion: int = Field(ge=0, strict=True)
     contentHash: str | None = Field(None, pattern=SHA256)
     nodes: dict[str, dict[str, ManifestEntry]] = {}
+    # Absent in a record written before slots were kept: the plan then compares no slot.
+    slots: dict[str, dict[str, SlotEntry]] | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -185,14 +203,113 @@ class ClusterCache:
         data = read_json(self.dir / "applied.json", shown, self.APPLIED_FIX)
         return None if data is None else _validated(Applied, data, shown, self.APPLIED_FIX)
 
-    def write_applied(self, applied: dict) -> None:
-        checked = _validated(Applied, applied, "the applied manifest", "this is a bug in dynia; rerun with --debug")
-        write_json(self.dir / "applied.json", checked.model_dump(mode="json"))
+    def write_applied(self, applied: dict, rendering=None) -> None:
+        """Keep the applied manifest and, given the rendering it came from, the content of its
+        files (what the plan diffs against next time) and its secret slots (names only).
+
+        A layer's slots and contents are taken from the rendering only where the merged
+        manifest holds that layer exactly as rendered (the layers just pushed); other layers
+        keep what the previous record had. Contents no manifest refers to are dropped, so the
+        store never outgrows what the nodes have."""
+        fix = "this is a bug in dynia; rerun with --debug"
+        checked = _validated(Applied, applied, "the applied manifest", fix)
+        record = checked.model_dump(mode="json")
+        if rendering is not None:
+            previous = self.read_applied()
+            old_slots = (previous.model_dump(mode="json").get("slots") if previous else None) or {}
+            slots: dict[str, dict] = {}
+            for node, manifest in record["nodes"].items():
+                if node not in rendering.files:
+                    continue
+                as_rendered = _layers_as_rendered(manifest, rendering.manifest(node))
+                kept = {t: e for t, e in old_slots.get(node, {}).items() if e["layer"] not in as_rendered}
+                fresh = {s.target: {"secret": s.secret, "mode": f"{s.mode:04o}", "owner": s.owner,
+                                    "component": s.component, "layer": s.layer}
+                         for s in rendering.slots[node] if s.layer in as_rendered}
+                slots[node] = dict(sorted({**kept, **fresh}.items()))
+            record = _validated(Applied, {**record, "slots": slots}, "the applied manifest", fix).model_dump(mode="json")
+            wanted = {e["sha256"] for m in record["nodes"].values() for e in m.values()}
+            self._store_contents(f.content for files in rendering.files.values() for f in files
+                                 if f.sha256 in wanted)
+        if record.get("slots") is None:
+            record.pop("slots", None)  # the shape older readers and records have
+        write_json(self.dir / "applied.json", record)
+        self._prune_contents({e["sha256"] for m in record["nodes"].values() for e in m.values()})
+
+    # --- content/<sha256> ---------------------------------------------------------------
+
+    def _store_contents(self, contents) -> None:
+        from .store import write_atomic
+
+        folder = self.dir / CONTENT_DIR
+        total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+        for data in contents:
+            sha = hashlib.sha256(data).hexdigest()
+            path = folder / sha
+            if len(data) > MAX_CONTENT_BYTES or path.exists():
+                continue
+            if total + len(data) > MAX_CONTENT_TOTAL:
+                break  # the plan says "no previous content recorded" for the rest
+            write_atomic(path, data, mode=0o600)
+            total += len(data)
+
+    def _prune_contents(self, keep: set[str]) -> None:
+        folder = self.dir / CONTENT_DIR
+        if not folder.is_dir():
+            return
+        for p in folder.iterdir():
+            if p.name not in keep and (p.is_file() or p.is_symlink()):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass  # a leftover costs disk only; it is never read for another hash
+
+    def read_content(self, sha256: str) -> bytes | None:
+        """The applied content with this hash, or None when none was recorded (an older cache,
+        a file over the cap). A file whose bytes do not hash to its name is a state error."""
+        import re
+        import stat as st
+
+        if not re.fullmatch(SHA256[1:-1], sha256):
+            return None
+        path = self.dir / CONTENT_DIR / sha256
+        shown = self._shown(f"{CONTENT_DIR}/{sha256[:12]}…")
+        fix = f"delete {self._shown(CONTENT_DIR)}; the next apply records the contents again"
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return None
+        except OSError:
+            raise state_error(f"{shown} cannot be read (not a regular file, or permission denied)", fix) from None
+        with os.fdopen(fd, "rb") as f:
+            if not st.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise state_error(f"{shown} is not a regular file", fix)
+            data = f.read(MAX_CONTENT_BYTES + 1)
+        if len(data) > MAX_CONTENT_BYTES or hashlib.sha256(data).hexdigest() != sha256:
+            raise state_error(f"{shown} is corrupt (its content does not match its name)", fix)
+        return data
+
+
+def _layers_as_rendered(merged: dict[str, dict], rendered: dict[str, dict]) -> set[str]:
+    """The layers whose entries in the merged manifest are exactly the rendering's."""
+    def by_layer(manifest):
+        out: dict[str, dict] = {}
+        for t, e in manifest.items():
+            out.setdefault(e.get("layer") or "infra", {})[t] = {k: v for k, v in e.items() if k != "layer"}
+        return out
+
+    have, want = by_layer(merged), by_layer(rendered)
+    return {layer for layer, entries in want.items() if have.get(layer) == entries}
 
 
 def applied_dict(applied: Applied | None) -> dict:
     """The plain shape the planner and the render read: {} when nothing was applied yet."""
-    return {} if applied is None else applied.model_dump(mode="json")
+    if applied is None:
+        return {}
+    out = applied.model_dump(mode="json")
+    if out.get("slots") is None:
+        out.pop("slots", None)
+    return out
 
 
 def inventory(cluster):

@@ -26,6 +26,33 @@ INSTALL_HINT = "install the Pulumi CLI (curl -fsSL https://get.pulumi.com | sh) 
 _EXIT = re.compile(r"(?:exit(?:ed)? (?:with )?(?:status|code)?\s*)(\d+)", re.I)
 
 
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+# How the engine serializes a secret in its events (the "secret signature" of Pulumi's state
+# format): {SIG: SECRET_SIG, "ciphertext": …} or, with --show-secrets, {…, "plaintext": …}.
+_SECRET_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+# The value the engine sends for an input not known until apply.
+_UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+VALUE_LIMIT = 60  # characters of a shown value: a preview row is one line per property
+# The steps the engine emits for one replacement; the preview shows them as one `replace` row.
+_REPLACE_STEPS = ("create-replacement", "replace", "delete-replaced", "discard-replaced", "read-replacement")
+_PATH_PART = re.compile(r'\.?([^.\[\]]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
+
+
+@dataclass
+class PropertyChange:
+    """One property of a resource the preview changes: shown values, never secret ones."""
+    path: str              # the engine's property path: "size", "connection.host", "triggers[0]"
+    kind: str              # add | update | delete
+    old: str | None        # the shown value before ([secret] for a secret), None when absent
+    new: str | None
+    replaces: bool = False  # this change forces a replacement
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "old": self.old, "new": self.new,
+                "forcesReplace": self.replaces}
+
+
 @dataclass
 class ChangeRow:
     phase: str
@@ -34,10 +61,140 @@ class ChangeRow:
     type: str
     op: str
     changed: list[str] = field(default_factory=list)
+    properties: list[PropertyChange] = field(default_factory=list)
+    replace_because: list[str] = field(default_factory=list)  # the properties that force a replace
 
     def as_dict(self) -> dict:
         return {"phase": self.phase, "node": self.node, "resource": self.resource, "type": self.type,
-                "op": self.op, "changed": self.changed}
+                "op": self.op, "changed": self.changed, "properties": [p.as_dict() for p in self.properties],
+                "replaceBecause": self.replace_because}
+
+    def describe(self) -> list[str]:
+        return describe_change(self.as_dict())
+
+
+def describe_change(row: dict) -> list[str]:
+    """The lines a person reads for one preview row (`ChangeRow.as_dict()`), in the table and
+    in the markdown plan: why a replace happens, then each property from what to what."""
+    lines = []
+    if row.get("replaceBecause"):
+        lines.append("replaced because " + ", ".join(row["replaceBecause"]) + " changed")
+    props = row.get("properties") or []
+    for p in props:
+        shown = {"add": f"+ {p['new']}", "delete": f"- {p['old']}"}.get(p["kind"], f"{p['old']} → {p['new']}")
+        lines.append(f"{p['path']}: {shown}" + (" (forces replace)" if p.get("forcesReplace") else ""))
+    if not props and row.get("changed"):
+        lines.append(", ".join(row["changed"]))
+    return lines
+
+
+def preview_rows(phase: str, events, nodes: list[str]) -> list[ChangeRow]:
+    """The preview's changed resources, one row each, with the properties that change: from the
+    engine's ResourcePreEvents (their detailed diff, and old/new inputs for the values). The
+    three steps of a replacement are one `replace` row naming the properties that force it."""
+    out: list[ChangeRow] = []
+    by_urn: dict[str, ChangeRow] = {}
+    for ev in events:
+        pre = getattr(ev, "resource_pre_event", None)
+        if pre is None:
+            continue
+        md = pre.metadata
+        op = getattr(md.op, "value", str(md.op))
+        if op in ("same", "read") or md.type.startswith("dynia:index:") or md.type == "pulumi:pulumi:Stack":
+            continue
+        replacing = op in _REPLACE_STEPS
+        props, because = property_changes(md)
+        if replacing and not because:
+            because = sorted(str(k) for k in md.keys or [])
+        row = by_urn.get(md.urn)
+        if row is not None and replacing:  # the same replacement's other steps
+            row.op = "replace"
+            row.changed = sorted(set(row.changed) | set(md.diffs or []))
+            row.properties = row.properties or props
+            row.replace_because = row.replace_because or because
+            continue
+        name = md.urn.rsplit("::", 1)[-1]
+        row = ChangeRow(phase, node_of(name, nodes), name, md.type, "replace" if replacing else op,
+                        sorted(md.diffs or []), props if op not in ("create", "delete") else [], because)
+        by_urn[md.urn] = row
+        out.append(row)
+    return out
+
+
+def property_changes(md) -> tuple[list[PropertyChange], list[str]]:
+    """(the properties that change, the paths among them that force a replace), from one step's
+    metadata. Values come from the step's old and new state (inputs for an input diff, else
+    outputs), shown short; anything the engine marks secret is shown as [secret]."""
+    detailed = md.detailed_diff or {}
+    if not detailed:  # a provider without detailed diffs: the top-level keys only
+        detailed = {k: None for k in md.diffs or []}
+    props, because = [], []
+    for path in sorted(detailed):
+        diff = detailed[path]
+        kind = getattr(getattr(diff, "diff_kind", None), "value", "update")
+        input_diff = getattr(diff, "input_diff", True)
+        replaces = kind.endswith("-replace")
+        base = kind.removesuffix("-replace")
+        # An input diff compares old and new inputs; otherwise the old state (outputs) against
+        # the new inputs (PropertyDiff.input_diff).
+        old = _state_value(md.old, path, input_diff)
+        new = _state_value(md.new, path, True)
+        props.append(PropertyChange(path, base, None if base == "add" else old, None if base == "delete" else new,
+                                    replaces))
+        if replaces:
+            because.append(path)
+    return props, because
+
+
+def _state_value(state, path: str, inputs: bool) -> str | None:
+    if state is None:
+        return None
+    value = (state.inputs if inputs else state.outputs) or {}
+    for part in _path_parts(path):
+        if _is_secret(value):
+            return SECRET
+        if isinstance(value, dict) and isinstance(part, str) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return None
+    return show_value(value)
+
+
+def _path_parts(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for m in _PATH_PART.finditer(path):
+        name, index, quoted = m.groups()
+        parts.append(int(index) if index is not None else (quoted if quoted is not None else name))
+    return parts
+
+
+def _is_secret(value) -> bool:
+    return value == SECRET or (isinstance(value, dict) and value.get(_SECRET_KEY) == _SECRET_SIG)
+
+
+def show_value(value) -> str:
+    """A property value as one short line; a secret anywhere inside it makes it [secret]."""
+    import json
+
+    def contains_secret(v) -> bool:
+        if _is_secret(v):
+            return True
+        if isinstance(v, dict):
+            return any(contains_secret(x) for x in v.values())
+        if isinstance(v, list):
+            return any(contains_secret(x) for x in v)
+        return False
+
+    if contains_secret(value):
+        return SECRET
+    if value == _UNKNOWN_VALUE:
+        return UNKNOWN
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(text) if isinstance(value, str) else text
+    text = text.replace("\n", " ")
+    return text if len(text) <= VALUE_LIMIT else text[:VALUE_LIMIT - 1] + "…"
 
 
 def node_of(resource: str, nodes: list[str]) -> str:
@@ -101,6 +258,9 @@ class Engine:
         self.cluster = cluster
         self.holder = holder
         self.on_progress = on_progress or (lambda line: None)
+        # What shows a roll while `up` runs (dynia.cli.progress.Display): told when each phase
+        # starts and ends and given every engine event; None: the progress lines only.
+        self.watcher = None
         self._command = None
         self._stats: dict | None = None
         self._previous: dict[str, dict | None] = {}
@@ -218,21 +378,7 @@ class Engine:
         return rows
 
     def _rows(self, phase: str, events) -> list[ChangeRow]:
-        out = []
-        for ev in events:
-            pre = getattr(ev, "resource_pre_event", None)
-            if pre is None:
-                continue
-            md = pre.metadata
-            op = getattr(md.op, "value", str(md.op))
-            if op in ("same", "read"):
-                continue
-            name = md.urn.rsplit("::", 1)[-1]
-            if md.type.startswith("dynia:index:") or md.type == "pulumi:pulumi:Stack":
-                continue
-            out.append(ChangeRow(phase, node_of(name, self.cluster.spec.nodes), name, md.type, op,
-                                 sorted(md.diffs or [])))
-        return out
+        return preview_rows(phase, events, self.cluster.spec.nodes)
 
     def up(self, phases=PHASES, *, continue_on_error: bool = False) -> dict:
         self.check_region(phases)
@@ -242,6 +388,8 @@ class Engine:
 
             def on_event(ev, phase=phase):
                 events.append(ev)
+                if self.watcher is not None:
+                    self.watcher.event(phase, ev)
                 pre = getattr(ev, "res_outputs_event", None)
                 if pre is not None:
                     name = pre.metadata.urn.rsplit("::", 1)[-1]
@@ -249,8 +397,12 @@ class Engine:
                         self.on_progress(f"{phase}: {name} done")
 
             self.on_progress(f"{phase}: starting")
+            if self.watcher is not None:
+                self.watcher.phase_started(phase)
             result = self._run(phase, events, lambda s, on_event=on_event: s.up(
                 on_event=on_event, color="never", continue_on_error=continue_on_error or None))
+            if self.watcher is not None:
+                self.watcher.phase_done(phase)
             # The Automation API hands secret outputs back decrypted: keep them out of what
             # callers print (`up --json`); the cache needs none of them.
             outputs[phase] = {k: v.value for k, v in result.outputs.items() if not getattr(v, "secret", False)}
@@ -340,7 +492,8 @@ class Engine:
         complete = all(nodes[n] == rendering.manifest(n) for n in rendering.files)
         ClusterCache.of(self.cluster).write_applied(
             {"configVersion": rendering.config_version,
-             "contentHash": rendering.content_hash if complete else None, "nodes": nodes})
+             "contentHash": rendering.content_hash if complete else None, "nodes": nodes},
+            rendering=rendering)  # the contents and slots of the layers pushed: the next plan's line diffs
 
 
 def stack_export(engine: Engine, phase: str) -> dict:
@@ -361,4 +514,5 @@ def stack_import(engine: Engine, phase: str, data: dict) -> None:
     engine._run(phase, [], operation)
 
 
-__all__ = ["Engine", "PHASES", "ChangeRow", "stack_export", "stack_import"]
+__all__ = ["Engine", "PHASES", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",
+           "stack_import"]

@@ -1,28 +1,58 @@
 """The offline plan as data, and its three faces: terminal tables, JSON, a Markdown PR comment."""
 from __future__ import annotations
 
+from .diffs import NO_PREVIOUS, cut, fenced, rich_lines, shared, slot_changes, unified
 from .planner import diff_node
 from .render import Rendering
 
 
-def offline_plan(rendering: Rendering, applied: dict) -> dict:
+def offline_plan(rendering: Rendering, applied: dict, read_content=None) -> dict:
+    """The plan against the last applied record; read_content(sha256) gives the bytes the
+    node had (dynia.cache.ClusterCache.read_content), None where none were recorded."""
     applied_nodes = applied.get("nodes", {})
+    slots = applied.get("slots")
+    nodes = [_node_plan(rendering, node, applied_nodes.get(node, {}), read_content or (lambda sha: None),
+                        (slots or {}).get(node) if slots is not None and node in applied_nodes else None,
+                        None if node in applied_nodes else NO_PREVIOUS)
+             for node in rendering.rolling_order]
+    return _plan(rendering, nodes, applied.get("configVersion"))
+
+
+def against_plan(rendering: Rendering, base: Rendering | None, ref: str, commit: str | None) -> dict:
+    """The plan of this render against the render at a git revision (None: no spec there, a
+    new cluster). Both renders use planned addresses and no applied record."""
     nodes = []
     for node in rendering.rolling_order:
-        d = diff_node(node, rendering.manifest(node), applied_nodes.get(node, {}))
-        nodes.append({
-            "node": node,
-            "privateIp": rendering.inventory.nodes[node][0],
-            "changes": [{"path": c.target, "op": c.op, "oldSha256": c.old_sha, "newSha256": c.new_sha,
-                         "component": c.component, "detail": c.detail} for c in d.pending],
-            "unchanged": sum(1 for c in d.changes if c.op == "same"),
-            "reload": d.reloads,
-            "secretSlots": [s.target for s in rendering.slots[node]],
-        })
+        if base is None or node not in base.files:
+            old_manifest, contents, old_slots = {}, {}, ({} if base is not None else None)
+        else:
+            old_manifest = base.manifest(node)
+            contents = {f.sha256: f.content for f in base.files[node]}
+            old_slots = {s.target: {"secret": s.secret, "mode": f"{s.mode:04o}", "owner": s.owner,
+                                    "component": s.component, "layer": s.layer} for s in base.slots[node]}
+        nodes.append(_node_plan(rendering, node, old_manifest, contents.get, old_slots,
+                                NEW_CLUSTER if base is None else None))
+    if base is not None:  # a node the spec no longer lists: every file of it goes
+        for node in base.rolling_order:
+            if node not in rendering.files:
+                d = diff_node(node, {}, base.manifest(node))
+                contents = {f.sha256: f.content for f in base.files[node]}
+                nodes.append({"node": node, "privateIp": base.inventory.nodes[node][0],
+                              "changes": [_change(c, contents.get, None, None) for c in d.pending],
+                              "unchanged": 0, "reload": [], "secretSlots": [], "removedNode": True})
+    plan = _plan(rendering, nodes, None)
+    plan["against"] = {"ref": ref, "commit": commit, "newCluster": base is None}
+    return plan
+
+
+NEW_CLUSTER = "new cluster: everything is added"
+
+
+def _plan(rendering: Rendering, nodes: list[dict], applied_version) -> dict:
     return {
         "cluster": rendering.cluster,
         "configVersion": rendering.config_version,
-        "appliedVersion": applied.get("configVersion"),
+        "appliedVersion": applied_version,
         "specHash": rendering.spec_hash,
         "addresses": "planned" if rendering.inventory.planned else "provisioned",
         "rollingOrder": rendering.rolling_order,
@@ -30,6 +60,35 @@ def offline_plan(rendering: Rendering, applied: dict) -> dict:
         "guard": rendering.guard.as_dict() if rendering.guard else None,
         "pending": sum(len(n["changes"]) for n in nodes),
     }
+
+
+def _node_plan(rendering: Rendering, node: str, base_manifest: dict, read_old, base_slots, no_base: str | None) -> dict:
+    d = diff_node(node, rendering.manifest(node), base_manifest)
+    new = {f.target: f.content for f in rendering.files[node]}
+    changes = [_change(c, read_old, new.get(c.target), no_base) for c in d.pending]
+    changes += slot_changes(rendering.slots[node], base_slots)
+    return {
+        "node": node,
+        "privateIp": rendering.inventory.nodes[node][0],
+        "changes": changes,
+        "unchanged": sum(1 for c in d.changes if c.op == "same"),
+        "reload": sorted({c["component"] for c in changes}),
+        "secretSlots": [s.target for s in rendering.slots[node]],
+    }
+
+
+def _change(c, read_old, new_content: bytes | None, no_base: str | None) -> dict:
+    diff, note = None, None
+    if no_base is not None:
+        note = no_base
+    elif c.op == "add" or c.old_sha != c.new_sha:
+        old = None if c.op == "add" else read_old(c.old_sha)
+        if old is None and c.op != "add":
+            note = NO_PREVIOUS
+        else:
+            diff, note = unified(c.target, old, new_content if c.op != "remove" else None)
+    return {"path": c.target, "op": c.op, "oldSha256": c.old_sha, "newSha256": c.new_sha,
+            "component": c.component, "detail": c.detail, "secret": False, "diff": diff, "diffNote": note}
 
 
 def _short(sha: str | None) -> str:
@@ -46,34 +105,66 @@ def _guard_rows(plan: dict):
 GUARD_HEADER = ("node", "role", "RAM MiB", "infra", "services", "peak", "use", "guard")
 
 
+def _header(plan: dict) -> str:
+    a = plan.get("against")
+    if a:
+        at = f"{a['ref']} ({a['commit'][:12]})" if a.get("commit") else a["ref"]
+        return f"against {at}" + (": new cluster, everything is added" if a["newCluster"] else "")
+    return (f"config v{plan['configVersion']}"
+            + (f" (applied v{plan['appliedVersion']})" if plan["appliedVersion"] else " (never applied)"))
+
+
+def _path_cell(c: dict) -> str:
+    extra = c["diffNote"] if c.get("secret") else c["detail"]
+    return c["path"] + (f" ({extra})" if extra else "")
+
+
 def print_plan(plan: dict, console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    # Every value is text, never markup: paths, names and details come from the spec.
+    # Every value is text, never markup: paths, names, details and file contents come from the
+    # spec and the operator's compose files.
     def line(*parts) -> None:
         console.print(Text.assemble(*parts))
 
-    line((plan["cluster"], "bold"), f" config v{plan['configVersion']}",
-         f" (applied v{plan['appliedVersion']})" if plan["appliedVersion"] else " (never applied)")
-    if plan["addresses"] == "planned":
+    line((plan["cluster"], "bold"), " ", _header(plan))
+    if plan.get("against"):
+        line(("addresses are planned on both sides (no provision state is read): "
+              "the lines that name node addresses show the planned ones", "yellow"))
+    elif plan["addresses"] == "planned":
         line(("addresses are planned until provision; infra files change once "
               "the droplets have their real private addresses", "yellow"))
     line("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (backups, then the VIP holder, then nodes never applied)")
+    first_shown: dict[tuple[str, str], str] = {}
     for n in plan["nodes"]:
-        t = Table(title=Text(f"{n['node']} ({n['privateIp']})"), title_justify="left", show_edge=False)
+        t = Table(title=Text(f"{n['node']} ({n['privateIp']})" + (" — leaves the cluster" if n.get("removedNode") else "")),
+                  title_justify="left", show_edge=False)
         for col in ("op", "path", "old → new", "reloads"):
             t.add_column(col)
         for c in n["changes"]:
             style = {"add": "green", "change": "yellow", "remove": "red"}[c["op"]]
-            t.add_row(Text(c["op"], style), Text(c["path"] + (f" ({c['detail']})" if c["detail"] else "")),
-                      Text(f"{_short(c['oldSha256'])} → {_short(c['newSha256'])}"), Text(c["component"]))
+            hashes = "secret" if c.get("secret") else f"{_short(c['oldSha256'])} → {_short(c['newSha256'])}"
+            t.add_row(Text(c["op"], style), Text(_path_cell(c)), Text(hashes), Text(c["component"]))
         if n["changes"]:
             console.print(t)
         else:
             line((n["node"], "bold"), ": no changes")
+        for c in n["changes"]:
+            if c.get("secret"):
+                continue
+            if c.get("diff"):
+                key = (c["path"], c["diff"])
+                if key in first_shown:
+                    line(("  " + c["path"], "bold"), (f": the same change as on {first_shown[key]}", "dim"))
+                    continue
+                first_shown[key] = n["node"]
+                for text in rich_lines(c["diff"]):
+                    console.print(Text("  ") + text)
+            elif c.get("diffNote"):
+                line(("  " + c["path"], "bold"), (f": {c['diffNote']}", "dim"))
         line(f"  {n['unchanged']} unchanged; reload: {', '.join(n['reload']) or 'nothing'}; "
-             f"secret slots filled at push: {len(n['secretSlots'])}")
+             f"secret slots filled at push (never rendered, never diffed): {len(n['secretSlots'])}")
     g = Table(title="resource guard", title_justify="left", show_edge=False)
     for col in GUARD_HEADER:
         g.add_column(col)
@@ -85,27 +176,68 @@ def print_plan(plan: dict, console) -> None:
     line(f"{plan['pending']} file change(s) across {len(plan['nodes'])} node(s)")
 
 
+def _code(text: str) -> str:
+    """Inline code for a table cell: a path holds no backtick or pipe (node paths are checked)."""
+    return f"`{text}`"
+
+
 def markdown(plan: dict) -> str:
-    lines = [f"### dynia plan: `{plan['cluster']}` → config v{plan['configVersion']}", ""]
-    if plan["addresses"] == "planned":
+    against = plan.get("against")
+    title = f"### dynia plan: `{plan['cluster']}` → " + (
+        f"against `{against['ref']}`" if against else f"config v{plan['configVersion']}")
+    lines = [title, ""]
+    if against:
+        at = f"`{against['ref']}` (`{against['commit'][:12]}`)" if against.get("commit") else f"`{against['ref']}`"
+        lines += [f"> Compared with the spec and compose files at {at}"
+                  + (": **new cluster, everything is added**." if against["newCluster"] else "."),
+                  "> Addresses are planned on both sides (no provision state is read).", ""]
+    elif plan["addresses"] == "planned":
         lines += ["> Addresses are planned until provision.", ""]
     lines += [f"Rolling order: {' → '.join(f'`{n}`' for n in plan['rollingOrder'])} (backups, then the VIP holder, then nodes never applied)", ""]
+    groups = shared(plan["nodes"])
+    shown: set[tuple[str, str]] = set()
     for n in plan["nodes"]:
-        lines.append(f"#### `{n['node']}` — {len(n['changes'])} change(s), reload: "
+        gone = " (leaves the cluster)" if n.get("removedNode") else ""
+        lines.append(f"#### `{n['node']}`{gone} — {len(n['changes'])} change(s), reload: "
                      f"{', '.join(n['reload']) or 'nothing'}")
         if n["changes"]:
-            lines += ["", "| op | path | old → new | reloads |", "|---|---|---|---|"]
+            lines += ["", "| op | path | reloads |", "|---|---|---|"]
             for c in n["changes"]:
-                path = c["path"] + (f" ({c['detail']})" if c["detail"] else "")
-                lines.append(f"| {c['op']} | `{path}` | `{_short(c['oldSha256'])}` → "
-                             f"`{_short(c['newSha256'])}` | {c['component']} |")
+                lines.append(f"| {c['op']} | {_code(_path_cell(c))} | {c['component']} |")
+        body = []
+        for c in n["changes"]:
+            if c.get("secret"):
+                continue
+            if c.get("diff"):
+                key = (c["path"], c["diff"])
+                where = groups[key]
+                if key in shown:
+                    body += [f"{_code(c['path'])}: the same change as shown for `{where[0]}`.", ""]
+                    continue
+                shown.add(key)
+                on = f" — on {', '.join(f'`{w}`' for w in where)}" if len(where) > 1 else ""
+                text, left = cut(c["diff"])
+                body += [f"{_code(c['path'])}{on}", "", *fenced(text)]
+                if left:
+                    body.append(f"*(cut: {left} more line(s); `dynia plan --json` has the whole diff)*")
+                body.append("")
+            elif c.get("diffNote"):
+                body += [f"{_code(c['path'])}: {c['diffNote']}.", ""]
+        if body:
+            lines += ["", f"<details><summary>Line diffs on <code>{n['node']}</code></summary>", "", *body,
+                      "</details>"]
         lines.append("")
     lines += ["#### Resource guard", "", "| " + " | ".join(GUARD_HEADER) + " |",
               "|" + "---|" * len(GUARD_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _guard_rows(plan)]
     if plan.get("resources"):
         lines += ["", "#### Engine preview", "", "| phase | node | resource | op | changed |", "|---|---|---|---|---|"]
-        lines += [f"| {r['phase']} | {r['node']} | `{r['resource']}` | {r['op']} | {', '.join(r['changed'])} |"
-                  for r in plan["resources"]]
+        from .engine import describe_change  # pure formatting; imports no Pulumi
+
+        def cell(text: str) -> str:  # values are engine text: keep the table's pipes and tags intact
+            return text.replace("|", "\\|").replace("<", "&lt;")
+
+        lines += [f"| {r['phase']} | {r['node']} | `{r['resource']}` | {r['op']} | "
+                  + "<br>".join(cell(line) for line in describe_change(r)) + " |" for r in plan["resources"]]
     lines += ["", f"**{plan['pending']} change(s)** across {len(plan['nodes'])} node(s)."]
     return "\n".join(lines) + "\n"

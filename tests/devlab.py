@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -233,6 +234,7 @@ class DevLab:
             # provisioned" and the next up starts from a first apply, as on fresh droplets.
             for name in ("outputs.json", "applied.json", "certificate.json"):
                 (cache / name).unlink(missing_ok=True)
+            shutil.rmtree(cache / "content", ignore_errors=True)
             if cache.is_dir() and not any(cache.iterdir()):
                 cache.rmdir()
             left = leftovers(lab)

@@ -18,12 +18,12 @@ def ready(ctx: typer.Context, cluster: str) -> None:
 
 
 @contextlib.contextmanager
-def engine_for(ctx: typer.Context, cluster: str | None, before_load=None) -> Iterator:
-    """The session's engine, with progress lines on the console."""
+def engine_for(ctx: typer.Context, cluster: str | None, before_load=None, on_progress=None) -> Iterator:
+    """The session's engine, with progress lines on the console (or where on_progress sends them)."""
     from ..session import engine_session
 
     with engine_session(project(ctx), cluster_name(ctx, cluster), before_load=before_load,
-                        on_progress=lambda line: say(("› ", "dim"), line)) as session:
+                        on_progress=on_progress or (lambda line: say(("› ", "dim"), line))) as session:
         yield session.engine
 
 
@@ -38,7 +38,9 @@ def print_rows(rows) -> None:
     for col in ("phase", "node", "resource", "op", "changed"):
         t.add_column(col)
     for r in rows:  # engine output is text, never markup
-        t.add_row(*(Text(v) for v in (r.phase, r.node, r.resource, r.op, ", ".join(r.changed))))
+        # One line per changed property (`path: old → new`, secrets as [secret]); a replace
+        # first says which properties force it.
+        t.add_row(*(Text(v) for v in (r.phase, r.node, r.resource, r.op, "\n".join(r.describe()))))
     console().print(t)
 
 

@@ -22,10 +22,15 @@ def plan_cmd(
     cluster: str = CLUSTER_OPT,
     as_json: bool = JSON_OPT,
     detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 3 when changes are pending."),
+    against: str = typer.Option(None, "--against", metavar="REF",
+                                help="With --offline: diff against the spec and compose files at this git "
+                                     "revision (e.g. origin/main) instead of the last apply; reads no .dynia/ state."),
 ) -> None:
     """Show what would change on which node, in rolling order, with the resource guard.
 
     Online (default) it adds the Pulumi preview of each phase; --offline needs no Pulumi.
+    Every changed file comes with a line diff against what the node had at the last apply
+    (or, with --against REF, against the render at that git revision).
     """
     from .. import cache
     from ..errors import EXIT_CHANGES
@@ -33,8 +38,14 @@ def plan_cmd(
 
     if as_json and fmt is PlanFormat.markdown:
         raise usage_error("--json and --format markdown both choose the output; pick one", "--json")
-    proj, c, result = rendering(ctx, cluster)
-    plan = offline_plan(result, cache.applied(c))
+    if against is not None and not offline:
+        raise usage_error("--against compares two renders without Pulumi; add --offline", "--against")
+    if against is not None:
+        result, plan = _against(ctx, cluster, against)
+    else:
+        proj, c, result = rendering(ctx, cluster)
+        store = cache.ClusterCache.of(c)
+        plan = offline_plan(result, cache.applied(c), store.read_content)
     rows = None
     if not offline:
         from ..phases import phases_from
@@ -56,3 +67,22 @@ def plan_cmd(
     warn_guard(result)
     if detailed_exitcode and plan["pending"]:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _against(ctx: typer.Context, cluster: str | None, ref: str):
+    """This render and the one at REF, both with planned addresses and no applied record:
+    nothing of .dynia/ is read, so the comparison is the same on every machine."""
+    from ..against import load_at
+    from ..cache import merged_inventory
+    from ..render import render
+    from ..report import against_plan
+    from ..store import load_cluster
+    from .common import cluster_name, project
+
+    proj = project(ctx)
+    name = cluster_name(ctx, cluster)
+    current = load_cluster(proj, name)
+    new = render(current, inventory=merged_inventory(current, None)[0], applied={})
+    at = load_at(proj, name, ref)
+    old = None if at.cluster is None else render(at.cluster, inventory=merged_inventory(at.cluster, None)[0], applied={})
+    return new, against_plan(new, old, ref, at.commit)

@@ -18,16 +18,37 @@ def register(app: typer.Typer) -> None:
 def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, and_changed: bool = False) -> dict:
     """Apply `phases`; with and_changed, also every other push phase the spec edit changes
     (computed inside the session: the render uses the live holder and the last applied record)."""
-    with engine_for(ctx, cluster) as engine:
+    # --json: nothing but the JSON on stdout. Otherwise the roll's progress (dynia.cli.progress)
+    # stands for the engine's progress lines.
+    with engine_for(ctx, cluster, on_progress=lambda line: None) as engine:
         if and_changed:
             phases = phases_with_changes(engine, tuple(phases))
-        outputs = engine.up(phases, continue_on_error=continue_on_error)
+        if as_json:
+            outputs = engine.up(phases, continue_on_error=continue_on_error)
+        else:
+            outputs = up_with_progress(engine, phases, continue_on_error)
     if as_json:
         emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
                                                        for p, o in outputs.items()}})
     else:
         say(f"applied: {', '.join(phases)}")
     return outputs
+
+
+def up_with_progress(engine, phases, continue_on_error: bool) -> dict:
+    """engine.up with the live display (a terminal) or plain one-line events (anything else)."""
+    from .common import console
+    from .progress import Display, expected_rows
+
+    display = Display(console())
+    for row in expected_rows(engine.cluster, engine.holder, phases):
+        display.progress.expect(*row)
+    engine.watcher = display
+    try:
+        with display:
+            return engine.up(phases, continue_on_error=continue_on_error)
+    finally:
+        engine.watcher = None
 
 
 def phases_with_changes(engine, own: tuple[str, ...]) -> tuple[str, ...]:

@@ -40,6 +40,15 @@ class Failure(Exception):
         self.reason = reason
 
 
+def step(name, detail=""):
+    """One progress line per protocol step, on stdout and flushed at once: the command provider
+    logs each output line as an engine event while the push runs, which is how `dynia up` shows
+    where a node is. Step names and counts only, never content. stdout's last line stays the
+    JSON report (read by dynia.nodes.push); stderr keeps the one-line failure reason."""
+    sys.stdout.write("dynia-step %s%s\n" % (name, " " + detail if detail else ""))
+    sys.stdout.flush()
+
+
 def host_path(target):
     return os.path.join(ROOT, target.lstrip("/"))
 
@@ -232,6 +241,7 @@ def health_gate(checks, policy):
     waited = 0.0
     last = {}
     for attempt in range(int(policy["retries"])):
+        step("gate", "%d/%d" % (attempt + 1, int(policy["retries"])))
         failing = []
         for check in checks:
             try:
@@ -384,6 +394,7 @@ def write_files(changed, removed, lockdown):
 
 def validate(bundle, affected):
     """Step 4: the component's own validator on the new files, before anything reloads."""
+    step("validate")
     for component in affected:
         command = bundle.get("validate", {}).get(component)
         if command:
@@ -397,6 +408,7 @@ def reload_affected(bundle, components, moving):
     reload (which starts it) only where it should run; where it should not, it is stopped when
     the run state changes and left alone otherwise (a new compose file does not start it).
     Returns (reloaded, stopped, problem)."""
+    step("reload")
     reloaded, stopped = [], []
     for component in components:
         if component == bundle["layer"] and bundle.get("run") is False:
@@ -416,6 +428,7 @@ def reload_affected(bundle, components, moving):
 def roll_back(bundle, affected, entries, reason, stopped=(), moving=None):
     """Step 7, failed: restore the files, reload (or stop what is new, or restart what a removal
     stopped, or put the service layer back in the run state it had), mark the node degraded."""
+    step("rollback")
     undo = undo_actions(bundle, affected, entries, moving)
     # What ends stopped is stopped before the restore, while the files it was started from exist
     # (a compose project is found through its compose file, which the restore may delete).
@@ -473,6 +486,7 @@ def apply(bundle):
         record_applied(bundle)
         return 0, done("unchanged")
     targets = [f["target"] for f in changed] + removed
+    step("backup")
     entries = make_backup(bundle, targets) if targets else []                    # step 2
     affected = affected_components(bundle, changed, removed, moving)
     # A component whose files go is stopped (before they go), never reloaded.
@@ -624,6 +638,8 @@ def main(stream):
     finally:
         lock.close()
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
+    # Out before the reason: the provider merges both streams, and the reason must end them.
+    sys.stdout.flush()
     if code:
         sys.stderr.write("dynia apply: %s %s: %s\n" % (bundle["node"], bundle["layer"], report.get("reason")))
     return code

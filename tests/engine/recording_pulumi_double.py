@@ -8,6 +8,15 @@ engine asks Pulumi to do and in which order. It never runs a program or touches 
 
 $RECORDING_PULUMI_FAIL="<stack>:<resource>:<message>" makes `up` on that stack fail with
 an error diagnostic on that resource (as the command provider reports a failed push).
+
+`up` of a push stack (infra, apps) reports the pushes as the engine does: a ResourcePreEvent,
+the apply script's `dynia-step` lines as the command provider logs them (ephemeral info
+diagnostics on the push, while it runs), then ResOutputsEvent — or, for the failing push,
+the steps through `rollback` and the error diagnostic.
+
+$RECORDING_PULUMI_PREVIEW_SECRET=<value> makes `preview` of the infra stack report an update of
+misty-owl's push whose secret stdin (that value, in the engine's --show-secrets form) changes,
+with its host changed and a trigger forcing a replacement (the three steps of a replace).
 """
 import json
 import os
@@ -32,6 +41,28 @@ def events(path, items):
 
 
 stack = opt("--stack") or ""
+NODES = ("brave-panda", "misty-owl")  # the shop example's rolling order: the backup first
+PUSH_LAYERS = {"infra": ("infra",), "apps": ("service-admin", "service-api", "service-web")}
+
+
+def push_events(stack, failing=None):
+    """What `up` of a push stack reports, push by push, until the failing one (if any)."""
+    phase = stack.rsplit("-", 1)[-1]
+    out = []
+    for layer in PUSH_LAYERS.get(phase, ()):
+        for node in NODES:
+            name = f"{node}-{layer}-push"
+            urn = f"urn:pulumi:{stack}::dynia::dynia:index:NodeConfig$command:remote:Command::{name}"
+            md = {"op": "update", "urn": urn, "type": "command:remote:Command", "provider": ""}
+            steps = ["backup", "validate", "reload", "gate 1/3"] + (["rollback"] if name == failing else [])
+            out.append({"resourcePreEvent": {"metadata": md}})
+            out += [{"diagnosticEvent": {"urn": urn, "message": f"dynia-step {s}\n", "color": "never",
+                                         "severity": "info", "ephemeral": True}} for s in steps]
+            if name == failing:
+                return out
+            out.append({"resOutputsEvent": {"metadata": md}})
+    return out
+
 summary = {"summaryEvent": {"maybeCorrupt": False, "durationSeconds": 0, "resourceChanges": {"same": 1},
                             "PolicyPacks": {}}}
 if args[:1] == ["version"]:
@@ -61,13 +92,34 @@ elif args[:1] in (["preview"], ["up"], ["destroy"]):
         _, resource, message = fail.split(":", 2)
         urn = f"urn:pulumi:{stack}::dynia::dynia:index:NodeConfig$command:remote:Command::{resource}"
         if log_file:
-            events(log_file, [{"diagnosticEvent": {"urn": urn, "message": message, "color": "never",
-                                                   "severity": "error"}}, {"cancelEvent": {}}])
+            events(log_file, push_events(stack, resource) + [
+                {"diagnosticEvent": {"urn": urn, "message": message, "color": "never", "severity": "error"}},
+                {"cancelEvent": {}}])
         print(f"error: update failed: {message}", file=sys.stderr)
         sys.exit(255)
     if log_file:
         pre = {"resourcePreEvent": {"metadata": {"op": "create", "urn": f"urn:pulumi:{stack}::dynia::x::misty-owl-{stack}",
                                                  "type": "command:remote:Command", "provider": "", "diffs": ["stdin"]}}}
-        events(log_file, [pre, summary, {"cancelEvent": {}}])
+        items = push_events(stack) if args[0] == "up" else [pre]
+        secret = os.environ.get("RECORDING_PULUMI_PREVIEW_SECRET")
+        if args[0] == "preview" and secret and stack.endswith("-infra"):
+            sig = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270"}
+            urn = f"urn:pulumi:{stack}::dynia::dynia:index:NodeConfig$command:remote:Command::misty-owl-infra-push"
+
+            def state(host, value, trigger):
+                inputs = {"connection": {"host": host, "user": "root"}, "stdin": {**sig, "plaintext": json.dumps(value)},
+                          "triggers": [trigger]}
+                return {"type": "command:remote:Command", "urn": urn, "id": "x", "parent": "", "provider": "",
+                        "inputs": inputs, "outputs": inputs}
+
+            md = {"urn": urn, "type": "command:remote:Command", "provider": "", "diffs": ["connection", "stdin", "triggers"],
+                  "keys": ["triggers"], "old": state("10.110.0.9", secret + "-old", "a9eac0c5"),
+                  "new": state("10.110.0.11", secret, "6c0d5dcd"),
+                  "detailedDiff": {"connection.host": {"diffKind": "update", "inputDiff": True},
+                                   "stdin": {"diffKind": "update", "inputDiff": True},
+                                   "triggers[0]": {"diffKind": "update-replace", "inputDiff": True}}}
+            items += [{"resourcePreEvent": {"metadata": {**md, "op": op}}}
+                      for op in ("create-replacement", "replace", "delete-replaced")]
+        events(log_file, items + [summary, {"cancelEvent": {}}])
     print(f"{args[0]} of {stack}: done")
 # every other subcommand (stack select/init, config, whoami, plugin …) succeeds silently

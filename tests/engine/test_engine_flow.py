@@ -5,6 +5,7 @@ the programs themselves are covered under mocks (tests/pulumi) and on the lab (t
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -330,3 +331,91 @@ def test_a_region_change_is_refused_before_anything_runs(env):
     assert _project_files(env["proj"]) == before
     r = dynia(env, "up", "--cluster", "shop", extra={"RECORDING_PULUMI_REGION": "sgp1"})
     assert r.returncode == 0, r.stderr
+
+
+# --- the roll's progress while `up` runs (dynia.cli.progress, fed by the double's events) ----
+
+_TIMES = re.compile(r"\+\d+\.\ds|after \d+\.\ds")
+
+
+def test_up_without_a_terminal_prints_one_line_per_push_state_change(env):
+    fail = {"RECORDING_PULUMI_FAIL": "shop-infra:misty-owl-infra-push:"
+                                     "Process exited with status 30: dynia apply: misty-owl infra: health gate failed"}
+    r = dynia(env, "up", "--cluster", "shop", extra=fail)
+    assert r.returncode == 16, r.stderr
+    lines = [_TIMES.sub(lambda m: "after T" if m.group().startswith("after") else "+T", l)
+             for l in r.stdout.splitlines()]
+    assert lines == [
+        "phase provision: starting",
+        "phase infra: starting",
+        "+T infra brave-panda infra: pushing",
+        "+T infra brave-panda infra: validating",
+        "+T infra brave-panda infra: reloading",
+        "+T infra brave-panda infra: gating (try 1 of 3)",
+        "+T infra brave-panda infra: ok after T",
+        "+T infra misty-owl infra: pushing",
+        "+T infra misty-owl infra: validating",
+        "+T infra misty-owl infra: reloading",
+        "+T infra misty-owl infra: gating (try 1 of 3)",
+        "+T infra misty-owl infra: rolling back",
+        "+T infra misty-owl infra: rolled back (health gate failed) after T",
+    ]
+    assert "error: node misty-owl, infra: the health gate failed" in r.stderr
+
+
+def test_up_json_prints_nothing_but_the_json(env):
+    r = dynia(env, "up", "--cluster", "shop", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["phases"] == ["provision", "infra", "apps"]
+
+
+def test_up_on_a_terminal_shows_the_live_table_of_every_node_and_layer(env):
+    """What a person sees: `dynia up` under a pseudo-terminal draws the live table (no plain
+    event lines), ending with every push ok."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    e = {**env["env"], "TERM": "xterm", "COLUMNS": "120", "LINES": "40"}
+    proc = subprocess.Popen([sys.executable, "-m", "dynia", "-C", str(env["proj"]), "up", "--cluster", "shop"],
+                            env=e, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", b"".join(chunks).decode(errors="replace"))
+    final = screen.split("dynia up: apps")[-1]
+    for node in ("brave-panda", "misty-owl"):
+        assert re.search(rf"infra[\s│]+{node}[\s│]+infra[\s│]+ok[\s│]+\d+\.\ds", final), final
+        for layer in ("service:admin", "service:api", "service:web"):
+            assert re.search(rf"apps[\s│]+{node}[\s│]+{re.escape(layer)}[\s│]+ok[\s│]+\d+\.\ds", final), final
+    assert "+0." not in screen and "applied: provision, infra, apps" in screen
+
+
+def test_online_plan_shows_a_replace_once_with_its_reason_and_never_a_secret_value(env):
+    secret = "stats-password-hunter2"
+    extra = {"RECORDING_PULUMI_PREVIEW_SECRET": secret}
+    r = dynia(env, "plan", "--cluster", "shop", "--json", extra=extra)
+    assert r.returncode == 0, r.stderr
+    [row] = [x for x in json.loads(r.stdout)["resources"] if x["resource"] == "misty-owl-infra-push"]
+    assert (row["op"], row["replaceBecause"]) == ("replace", ["triggers[0]"])
+    assert {p["path"]: (p["old"], p["new"]) for p in row["properties"]} == {
+        "connection.host": ('"10.110.0.9"', '"10.110.0.11"'), "stdin": ("[secret]", "[secret]"),
+        "triggers[0]": ('"a9eac0c5"', '"6c0d5dcd"')}
+    table = dynia(env, "plan", "--cluster", "shop", extra=extra)
+    assert table.returncode == 0, table.stderr
+    assert "replaced because triggers[0] changed" in table.stdout and "stdin: [secret] → [secret]" in table.stdout
+    for out in (r, table):
+        assert secret not in out.stdout + out.stderr
