@@ -238,11 +238,23 @@ class ClusterCache:
 
     # --- content/<sha256> ---------------------------------------------------------------
 
+    def _content_dir(self) -> Path:
+        """content/, refused when it is a symlink: pruning deletes what is in it, so a link would
+        let dynia delete (and write) files anywhere the link points."""
+        folder = self.dir / CONTENT_DIR
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            shown = self._shown(CONTENT_DIR)
+            raise state_error(f"{shown} is not a directory dynia made (a symlink or a file)",
+                              f"remove {shown}; dynia recreates it at the next apply (plans then show "
+                              "no previous content until then)")
+        return folder
+
     def _store_contents(self, contents) -> None:
         from .store import write_atomic
 
-        folder = self.dir / CONTENT_DIR
-        total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+        folder = self._content_dir()
+        total = sum(p.lstat().st_size for p in folder.iterdir() if not p.is_symlink() and p.is_file()) \
+            if folder.is_dir() else 0
         for data in contents:
             sha = hashlib.sha256(data).hexdigest()
             path = folder / sha
@@ -254,7 +266,7 @@ class ClusterCache:
             total += len(data)
 
     def _prune_contents(self, keep: set[str]) -> None:
-        folder = self.dir / CONTENT_DIR
+        folder = self._content_dir()
         if not folder.is_dir():
             return
         for p in folder.iterdir():

@@ -15,6 +15,9 @@ NOT_TEXT = "not UTF-8 text; not shown"
 # each file's diff is cut at this size there; --json and the terminal carry all of it.
 MARKDOWN_MAX_LINES = 80
 MARKDOWN_MAX_CHARS = 6000
+# All diffs of one markdown plan together: GitHub refuses a comment over 65,536 characters, and
+# the tables and guard around the diffs need room too.
+MARKDOWN_DIFF_BUDGET = 48000
 
 
 def _text(data: bytes) -> str | None:

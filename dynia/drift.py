@@ -391,6 +391,11 @@ def check(cluster, *, timeout: float = 10.0, holder: str | None = None) -> tuple
     profile = providers.of(cluster.spec).profile
     rendering = render_cluster(cluster, holder=holder)
     nodes = targets(cluster)
+    if not nodes:
+        from .errors import DyniaError
+
+        raise DyniaError("state", f"cluster {cluster.name} has no node addresses yet (never provisioned)",
+                         "run `dynia up` first; drift-check reads the addresses the last provision reported")
     # `running` rides in the same round trip: a component stopped by hand leaves its files alone.
     wanted = [fact_for(rendering, profile), F.APPLIED, F.VRRP, F.running(profile)]
     answers = gather(nodes, wanted, timeout=timeout) if nodes else {}

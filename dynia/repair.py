@@ -117,8 +117,9 @@ def slot_secrets(cluster, rendering, report: DriftReport, steps: list[RepairStep
         local = {}
 
     def recorded(node, slot):
-        layers = (records.get(node) or {}).get("layers") or {}
-        return ((layers.get(slot.layer) or {}).get(slot.target) or {}).get("sha256")
+        from .drift import _recorded
+
+        return (_recorded(records.get(node), slot.layer, slot.target) or {}).get("sha256")
 
     if all(slot.secret in local and hashlib.sha256(local[slot.secret]).hexdigest() == recorded(node, slot)
            for node, slot in needed):

@@ -1,7 +1,10 @@
 """The offline plan as data, and its three faces: terminal tables, JSON, a Markdown PR comment."""
 from __future__ import annotations
 
-from .diffs import NO_PREVIOUS, cut, fenced, rich_lines, shared, slot_changes, unified
+import re
+
+from .diffs import (MARKDOWN_DIFF_BUDGET, MARKDOWN_MAX_CHARS, NO_PREVIOUS, cut, fenced, rich_lines, shared,
+                    slot_changes, unified)
 from .planner import diff_node
 from .render import Rendering
 
@@ -177,17 +180,20 @@ def print_plan(plan: dict, console) -> None:
 
 
 def _code(text: str) -> str:
-    """Inline code for a table cell: a path holds no backtick or pipe (node paths are checked)."""
-    return f"`{text}`"
+    """Inline code: a fence longer than any run of backticks in the text (a git ref may hold
+    them), so the text can never close it early. Node paths hold no backtick or pipe."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}" if longest else f"`{text}`"
 
 
 def markdown(plan: dict) -> str:
     against = plan.get("against")
     title = f"### dynia plan: `{plan['cluster']}` → " + (
-        f"against `{against['ref']}`" if against else f"config v{plan['configVersion']}")
+        f"against {_code(against['ref'])}" if against else f"config v{plan['configVersion']}")
     lines = [title, ""]
     if against:
-        at = f"`{against['ref']}` (`{against['commit'][:12]}`)" if against.get("commit") else f"`{against['ref']}`"
+        at = f"{_code(against['ref'])} (`{against['commit'][:12]}`)" if against.get("commit") else _code(against["ref"])
         lines += [f"> Compared with the spec and compose files at {at}"
                   + (": **new cluster, everything is added**." if against["newCluster"] else "."),
                   "> Addresses are planned on both sides (no provision state is read).", ""]
@@ -196,6 +202,7 @@ def markdown(plan: dict) -> str:
     lines += [f"Rolling order: {' → '.join(f'`{n}`' for n in plan['rollingOrder'])} (backups, then the VIP holder, then nodes never applied)", ""]
     groups = shared(plan["nodes"])
     shown: set[tuple[str, str]] = set()
+    budget = MARKDOWN_DIFF_BUDGET  # what is left for diffs in this document
     for n in plan["nodes"]:
         gone = " (leaves the cluster)" if n.get("removedNode") else ""
         lines.append(f"#### `{n['node']}`{gone} — {len(n['changes'])} change(s), reload: "
@@ -216,7 +223,12 @@ def markdown(plan: dict) -> str:
                     continue
                 shown.add(key)
                 on = f" — on {', '.join(f'`{w}`' for w in where)}" if len(where) > 1 else ""
-                text, left = cut(c["diff"])
+                if budget <= 0:
+                    body += [f"{_code(c['path'])}{on}: diff left out (this comment reached its size "
+                             "budget; `dynia plan --json` has every diff).", ""]
+                    continue
+                text, left = cut(c["diff"], max_chars=min(MARKDOWN_MAX_CHARS, budget))
+                budget -= len(text)
                 body += [f"{_code(c['path'])}{on}", "", *fenced(text)]
                 if left:
                     body.append(f"*(cut: {left} more line(s); `dynia plan --json` has the whole diff)*")

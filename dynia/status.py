@@ -187,7 +187,7 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
         return NodeStatus(node, address, False, error, None, None, None, None, None, desired, None, None,
                           running, None, None, [], [f"{node} is unreachable: {error}"])
     f = answer.facts
-    running.update(f.get("running") or {})
+    running.update({k: v for k, v in (f.get("running") or {}).items() if k in running})
     vrrp = f.get("vrrp") or {}
     role, since = vrrp.get("role"), vrrp.get("since")
     if running.get("keepalived") is False:
@@ -195,8 +195,9 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
     applied = f.get("applied") or {}
     version = applied.get("configVersion") if isinstance(applied.get("configVersion"), int) else None
     marker = f.get("degraded")
-    degraded = (Degraded(str(marker.get("reason") or "unknown"), marker.get("time"), marker.get("layer"))
-                if marker else None)
+    text = lambda v: v if isinstance(v, str) else None  # noqa: E731 — the node's file is not trusted
+    degraded = (Degraded(str(marker.get("reason") or "unknown"), text(marker.get("time")), text(marker.get("layer")))
+                if isinstance(marker, dict) and marker else None)
     caddy = f.get("caddy_health") or {}
     addresses = f.get("addresses")
     lock = f.get("lockdown") or {}
@@ -205,7 +206,9 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
     problems = []
     if degraded:
         problems.append(f"{node} is degraded since {degraded.time or '?'}: {degraded.reason}")
-    if version is None:
+    if "unreadable" in applied:
+        problems.append(f"{node}'s applied.json is unreadable ({applied['unreadable']}; desired v{desired})")
+    elif version is None:
         problems.append(f"{node} was never applied (desired v{desired})")
     elif version < desired:
         problems.append(f"{node} is behind: v{version}, desired v{desired}")
@@ -266,7 +269,7 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
         problems.append(f"more than one VRRP MASTER: {', '.join(masters)}")
     for be in backends:
         for sv in be.servers:
-            if (sv.status or "").split()[0] in SERVER_BAD:
+            if ((sv.status or "").split() or ["?"])[0] in SERVER_BAD:
                 problems.append(f"HAProxy on {serving}: {be.name}/{sv.name} is {sv.status}"
                                 f" ({sv.check_desc or sv.check_status or 'no check'})")
 
@@ -321,6 +324,9 @@ def holder_of(provider, reserved_ip: str, known: dict[str, set[str]], answers: d
     live on its VIP device (nodes that did not answer contribute their known addresses only)."""
     from .errors import DyniaError
 
+    if getattr(provider, "holder_read_from_nodes", False) and \
+            not any(a is not None and a.error is None for a in answers.values()):
+        return None, "no node answered (the reserved IP's holder is read from the nodes' interfaces)"
     addresses = {}
     for node, known_here in known.items():
         answer = answers.get(node)

@@ -17,7 +17,7 @@ def drift_check_cmd(
     ctx: typer.Context,
     cluster: str = CLUSTER_OPT,
     as_json: bool = JSON_OPT,
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds each node may take to answer."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.5, max=300.0, help="Seconds each node may take to answer."),
 ) -> None:
     """Per node, per managed file: missing, content (whitespace only or real), mode, owner,
     immutable bit, leftovers, running image; per node, infra components and services stopped
@@ -65,7 +65,7 @@ def repair_cmd(
     cluster: str = CLUSTER_OPT,
     yes: bool = YES_OPT,
     as_json: bool = JSON_OPT,
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds each node may take to answer the checks."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.5, max=300.0, help="Seconds each node may take to answer the checks."),
 ) -> None:
     """Re-apply exactly the drifted nodes and layers, in rolling order, through the apply protocol
     (backup, validate, reload, health gate, rollback); then check again.
@@ -81,12 +81,21 @@ def repair_cmd(
     progress = (lambda line: None) if as_json else (lambda line: say(("› ", "dim"), line))
     with cluster_lock(proj, name):
         c = load_cluster(proj, name)
+        if node is not None and node not in c.spec.nodes:
+            from ..errors import DyniaError
+
+            raise DyniaError("config", f"{node} is not a node of {name}", f"pick one of: {', '.join(c.spec.nodes)}")
         if not yes:
             report, _ = drift.check(c, timeout=timeout)
-            print_report(report)
+            if as_json:  # stdout carries JSON only; the table would break it
+                if not report.drifted:
+                    emit_json(report.as_dict())
+            else:
+                print_report(report)
             if not report.drifted:
                 raise typer.Exit(report.exit_code)
-            confirm(f"repair {', '.join(n for n in report.drifted if node is None or n == node)}", name, yes)
+            confirm(f"repair {', '.join(n for n in report.drifted if node is None or n == node)}", name, yes,
+                    unattended="pass --yes to repair without asking (nothing is pushed until you confirm)")
         result = repair(c, node=node, on_progress=progress, timeout=timeout)
     if as_json:
         emit_json(result.as_dict())

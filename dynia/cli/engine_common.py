@@ -44,7 +44,7 @@ def print_rows(rows) -> None:
     console().print(t)
 
 
-def confirm(what: str, cluster: str, yes: bool) -> None:
+def confirm(what: str, cluster: str, yes: bool, *, unattended: str = "pass --yes (a state snapshot is taken first)") -> None:
     import sys
 
     from ..errors import DyniaError
@@ -52,7 +52,7 @@ def confirm(what: str, cluster: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise DyniaError("config", f"{what} needs confirmation", "pass --yes (a state snapshot is taken first)")
+        raise DyniaError("config", f"{what} needs confirmation", unattended)
     answer = typer.prompt(f"{what}: type the cluster name ({cluster}) to confirm")
     if answer.strip() != cluster:
         raise DyniaError("config", "confirmation did not match; nothing was done", f"type {cluster} exactly, or pass --yes")

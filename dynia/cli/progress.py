@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 STEP_LINE = re.compile(r"^dynia-step (?P<step>[a-z-]+)(?: (?P<k>\d+)/(?P<n>\d+))?\s*$")
-_PUSH = re.compile(r"^(?P<node>[a-z0-9]+(?:-[a-z0-9]+)*?)-(?P<layer>infra|service-[a-z0-9-]+)-push$")
+# Node ids are two words (dynia.spec.NODE_ID), so `my-service-infra-push` is node my-service.
+_PUSH = re.compile(r"^(?P<node>[a-z]+-[a-z]+)-(?P<layer>infra|service-[a-z0-9-]+)-push$")
 _REASON = re.compile(r"dynia apply: \S+ \S+: (.*)$")
 STEP_STATES = {"backup": "pushing", "validate": "validating", "reload": "reloading", "gate": "gating",
                "rollback": "rolling back"}

@@ -199,9 +199,11 @@ class NodeCommands:
                 "| grep -qv '\"num_requests\":0[,}]'")
         ready = f"curl -fs -o /dev/null --max-time 2 {app}"
         return (
-            f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum < {P.compose_file(service)} | cut -d' ' -f1) || exit 1; "
+            # A pipeline's status is its last command's: sha256sum's own failure must stop here.
+            f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum < {P.compose_file(service)}) && sum=${{sum%% *}} || exit 1; "
             f'if {self.compose_running(service)} && [ "$(cat {record} 2>/dev/null)" != "$sum" ]; then '
-            f"trap 'rm -f {mark}' EXIT; : > {mark}; "
+            # dash skips EXIT traps on a signal: turn TERM/HUP/INT into an exit that runs it.
+            f"trap 'rm -f {mark}' EXIT; trap 'exit 143' TERM HUP INT; : > {mark} || exit 1; "
             f"sleep {_seconds(t.marked_down_within)}; "
             f"end=$(($(date +%s) + {t.server_timeout})); "
             f"until {{ {idle}; }} || [ $(date +%s) -ge $end ]; do sleep 0.1; done; "

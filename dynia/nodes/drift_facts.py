@@ -74,20 +74,26 @@ def look(target, secret):
     path = hp(target)
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {"exists": False}
+    except OSError as exc:
+        return {"exists": True, "type": "other", "mode": None, "owner": None, "error": exc.strerror}
     out = {"exists": True, "mode": "%04o" % (st.st_mode & 0o7777), "owner": owner(st)}
     if not stat.S_ISREG(st.st_mode):
         out["type"] = "symlink" if stat.S_ISLNK(st.st_mode) else "other"
         return out
     out["type"] = "file"
     h, parts, size = hashlib.sha256(), [], 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-            size += len(chunk)
-            if not secret and size <= CAP:
-                parts.append(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 16), b""):
+                h.update(chunk)
+                size += len(chunk)
+                if not secret and size <= CAP:
+                    parts.append(chunk)
+    except OSError as exc:
+        out.update(type="other", error=exc.strerror)
+        return out
     out["sha256"] = h.hexdigest()
     if not secret and size <= CAP:
         out["normalized"] = hashlib.sha256(normalize(b"".join(parts))).hexdigest()
@@ -96,7 +102,7 @@ def look(target, secret):
 def listing(directory):
     try:
         return sorted(os.listdir(hp(directory)))
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return []
 def engine_json(engine, args):
     try:
@@ -171,6 +177,12 @@ def parse_drift(output: str, exit_status: int) -> dict:
         return {"error": "the drift reader's answer is not JSON"}
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         return {"error": "the drift reader's answer has no files"}
+    containers = data.get("containers")
+    if not all(isinstance(v, dict) for v in data["files"].values()) \
+            or not isinstance(data.get("composeDirs", {}), dict) or not isinstance(data.get("routes", {}), dict) \
+            or not isinstance(containers if containers is not None else {}, dict) \
+            or not all(isinstance(c, dict) for c in ((containers or {}).get("running") or [])):
+        return {"error": "the drift reader's answer is malformed"}
     data.setdefault("composeDirs", {})
     data.setdefault("routes", {})
     data.setdefault("containers", None)

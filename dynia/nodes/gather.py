@@ -31,7 +31,10 @@ async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semapho
         try:
             async with asyncio.timeout(timeout):
                 r = await conn.run(F.script(wanted), check=False)
-            return NodeFacts(target.node, F.parse(wanted, r.stdout or ""))
+            try:
+                return NodeFacts(target.node, F.parse(wanted, r.stdout or ""))
+            except Exception as exc:  # noqa: BLE001 — a garbage answer is this node's row, never a crash
+                return NodeFacts(target.node, error=f"its answer could not be read ({exc.__class__.__name__})")
         except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
             return NodeFacts(target.node, error=f"{exc.__class__.__name__}: {exc}".rstrip(": "))
         finally:

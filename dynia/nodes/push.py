@@ -66,6 +66,13 @@ def client_auth(key: Path) -> dict:
 async def connect(target: Target):
     import asyncssh
 
+    from ..providers.base import ssh_agent_socket
+
+    if not target.key.exists() and not ssh_agent_socket():
+        # Not the node's fault: say so, instead of "cannot reach node".
+        raise DyniaError("config", f"SSH key {target.key} does not exist",
+                         "create it or point dynia at yours (context doctor shows which key is used), "
+                         "or load your key into an ssh-agent (SSH_AUTH_SOCK)")
     try:
         auth = client_auth(target.key)
         return await asyncio.wait_for(asyncssh.connect(

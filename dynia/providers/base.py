@@ -102,6 +102,10 @@ class Provider(ABC):
     def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
         """(private key text, public key text) for the engine; a typed error if unreadable."""
 
+    # True where reserved_ip_holder can only tell from the addresses read live on the nodes (the
+    # lab): with no node answering, "nobody holds it" would be a guess.
+    holder_read_from_nodes: bool = False
+
     @abstractmethod
     def reserved_ip_holder(self, reserved_ip: str, nodes: Mapping[str, Iterable[str]]) -> str | None:
         """Which node holds the reserved IP right now, as the provider sees it (read live, no Pulumi).

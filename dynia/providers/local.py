@@ -49,6 +49,8 @@ class Local(DropletSizes, Provider):
     def lab_dir(self, project, cluster: str):
         return project.lab_dir(cluster)
 
+    holder_read_from_nodes = True
+
     def reserved_ip_holder(self, reserved_ip, nodes):
         """The node whose interface carries the VIP (keepalived puts it there; nothing else moves it).
         Two nodes with the address is a split brain: an error, not a guess."""

@@ -581,3 +581,33 @@ def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeyp
     monkeypatch.setattr("dynia.nodes.gather.gather", fake_gather)
     D.check(c)
     assert seen == [["drift", "applied", "vrrp", "running"]]
+
+
+@pytest.mark.parametrize("answer", [
+    {"files": {"/etc/caddy/Caddyfile": "x"}},
+    {"files": {}, "composeDirs": []},
+    {"files": {}, "containers": "podman"},
+    {"files": {}, "containers": {"running": ["x"]}},
+])
+def test_a_malformed_drift_answer_is_that_nodes_error_never_a_crash(answer):
+    assert DF.parse_drift(json.dumps(answer), 0) == {"error": "the drift reader's answer is malformed"}
+
+
+def test_drift_check_before_the_first_provision_is_a_state_error_not_unreachable_nodes(lab):
+    c, _ = lab
+    with pytest.raises(DyniaError) as exc:
+        D.check(c)
+    assert exc.value.kind == "state" and "never provisioned" in exc.value.message and "dynia up" in exc.value.hint
+
+
+def test_the_drift_reader_reports_a_managed_path_under_a_file_as_missing_not_a_dead_node(tmp_path, lab):
+    c, r = lab
+    fact = D.fact_for(r, __import__("dynia.providers", fromlist=["of"]).of(c.spec).profile)
+    # /opt/dynia/compose/web is a file where a directory should be: the reader keeps going
+    (tmp_path / "opt/dynia/compose").mkdir(parents=True)
+    (tmp_path / "opt/dynia/compose/web").write_text("not a directory\n")
+    proc = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DYNIA_ROOT": str(tmp_path)})
+    data = fact.process(proc.stdout, proc.returncode)
+    assert "error" not in data, (proc.returncode, proc.stderr[-500:])
+    assert data["files"][PATHS.compose_file("web")] == {"exists": False}

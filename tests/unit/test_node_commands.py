@@ -85,11 +85,11 @@ def test_compose_up_and_down_name_the_services_rendered_compose_file(commands, b
     assert commands.compose_down("api") == f"{binary} -f /opt/dynia/compose/api/docker-compose.yml down"
 
 
-DRAIN = ("mkdir -p /run/dynia/drain && sum=$(sha256sum < /opt/dynia/compose/api/docker-compose.yml | cut -d' ' -f1) "
-         "|| exit 1; "
+DRAIN = ("mkdir -p /run/dynia/drain && sum=$(sha256sum < /opt/dynia/compose/api/docker-compose.yml) "
+         "&& sum=${sum%% *} || exit 1; "
          'if {running} && [ "$(cat /run/dynia/drain/api.up 2>/dev/null)" != "$sum" ]; then '
          # Mark it draining; the mark goes on every exit.
-         "trap 'rm -f /run/dynia/drain/api' EXIT; : > /run/dynia/drain/api; "
+         "trap 'rm -f /run/dynia/drain/api' EXIT; trap 'exit 143' TERM HUP INT; : > /run/dynia/drain/api || exit 1; "
          # Every HAProxy marks the server down: check timeout 2 s + inter 2 s + (fall-1) x fastinter 0.5 s.
          "sleep 4.5; "
          # Caddy's in-flight requests to the app finish, bounded by HAProxy's timeout server.

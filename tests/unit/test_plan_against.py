@@ -189,8 +189,17 @@ def test_the_pull_request_workflow_plans_every_pull_request_against_its_base_wit
     steps = yaml.safe_load(workflow.read_text())["jobs"]["plan"]["steps"]
     assert steps[0]["with"]["fetch-depth"] == 0  # origin/<base> and the merge base are there
     (against,) = [s for s in steps if "--against" in s.get("run", "")]
-    assert "if" not in against and "env" not in against  # every pull request, forks included
-    assert 'git merge-base "origin/${{ github.base_ref }}" HEAD' in against["run"]
+    assert "if" not in against  # every pull request, forks included
+    assert not any("secrets." in v for v in against["env"].values())  # and it reads no secret
+    assert 'git merge-base "origin/$BASE_REF" HEAD' in against["run"]
     assert "dynia plan --offline --against \"$base\"" in against["run"] and "--format markdown > plan.md" in against["run"]
+    # no expression is pasted into a script: a branch name like main$(…) is a valid git ref
+    assert not any("${{" in s.get("run", "") for s in steps)
     live = [s for s in steps if "DYNIA_SSH_KEY" in s.get("run", "")]
-    assert live and all(s["if"] == "${{ env.DIGITALOCEAN_TOKEN != '' }}" for s in live)
+    assert live and all(s["if"] == "${{ env.HAS_LIVE == 'true' }}" for s in live)
+    # secrets reach the live plan's step only, never the job (the install step runs the PR's code)
+    job = yaml.safe_load(workflow.read_text())["jobs"]["plan"]
+    assert not any("secrets." in v and "!= ''" not in v for v in job["env"].values())
+    with_secrets = [s.get("name") for s in steps if any("secrets." in str(v) for v in (s.get("env") or {}).values())]
+    assert with_secrets == ["live plan (Pulumi preview)"]
+    assert all(s["with"].get("persist-credentials") is False for s in steps if s.get("uses", "").startswith("actions/checkout"))

@@ -175,6 +175,24 @@ def test_a_symlinked_content_file_is_refused_not_followed(project, tmp_path):
     assert exc.value.kind == "state"
 
 
+def test_a_symlinked_content_folder_is_refused_and_nothing_it_points_at_is_touched(project, tmp_path):
+    c, r = _apply(project)
+    cache = ClusterCache.of(c)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "important").write_text("keep\n")
+    folder = cache.dir / CONTENT_DIR
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    folder.symlink_to(victim)
+    with pytest.raises(DyniaError) as exc:
+        ClusterCache.of(c).write_applied({"configVersion": 1, "contentHash": r.content_hash,
+                                          "nodes": {n: r.manifest(n) for n in r.files}}, rendering=r)
+    assert exc.value.kind == "state" and "symlink" in exc.value.message
+    assert [p.name for p in victim.iterdir()] == ["important"], "nothing deleted or written through the link"
+
+
 def test_markdown_cuts_a_long_diff_with_a_note_and_no_content_can_close_the_code_block(project, cli):
     _apply(project)
     api = project / "services/api.yml"

@@ -163,3 +163,16 @@ def test_on_a_terminal_the_live_table_shows_one_row_per_node_and_layer():
     assert any("brave-panda" in l and " ok" in l and "3.5s" in l for l in lines), final
     assert any("misty-owl" in l and "rolled back" in l and "2.0s" in l for l in lines), final
     assert "pushing" not in final.split("misty-owl")[0]  # no plain event lines on a terminal
+
+
+def test_a_node_whose_second_word_is_service_keeps_its_own_row():
+    from types import SimpleNamespace
+
+    from dynia.cli.progress import _key
+
+    def md(name):
+        return SimpleNamespace(urn=f"urn:pulumi:s::dynia::dynia:index:NodeConfig$command:remote:Command::{name}",
+                               type="command:remote:Command")
+
+    assert _key(md("my-service-infra-push")) == ("my-service", "infra")
+    assert _key(md("my-service-service-api-push")) == ("my-service", "service:api")

@@ -407,3 +407,35 @@ def test_holder_of_adds_live_addresses_and_reports_provider_errors_as_text():
     answers["b"] = NodeFacts("b", {"addresses": ["10.213.0.12", "10.213.0.100"]})
     holder, error = S.holder_of(local.Local(), "10.213.0.100", known, answers)
     assert holder is None and "on 2 nodes: a, b" in error
+
+
+def test_a_server_without_a_status_in_show_stat_is_no_crash():
+    snap, answers = recorded("lab-applied")
+    backends = answers["misty-owl"].facts["show_stat"]["backends"]
+    server = next(iter(next(iter(backends.values()))["servers"].values()))
+    server.update(status=None)
+    assemble(snap, answers)  # no IndexError: a server of unknown status is simply not judged DOWN
+
+
+def test_an_answer_the_parsers_cannot_read_is_that_nodes_error(monkeypatch):
+    from dynia.nodes import facts as F
+    from dynia.nodes import gather as G
+    from dynia.nodes.push import Target
+
+    class Conn:
+        async def run(self, script, check=False):
+            return type("R", (), {"stdout": "::dynia-fact vrrp\nMASTER\n::dynia-fact-rc 0\n"})()
+
+        def close(self):
+            pass
+
+    async def connect(target):
+        return Conn()
+
+    def broken(output, status):
+        raise AttributeError("'str' object has no attribute 'get'")
+
+    monkeypatch.setattr(G, "connect", connect)
+    answers = G.gather([Target("misty-owl", "10.213.0.11", Path("/nonexistent"), None)],
+                       [F.Fact("vrrp", "cat /x", broken)])
+    assert answers["misty-owl"].error == "its answer could not be read (AttributeError)"
