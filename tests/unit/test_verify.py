@@ -117,7 +117,7 @@ def stat(*servers: tuple[str, str, str]) -> dict:
     return {"backends": backends}
 
 
-HEALTHY_STAT = stat(("be_cluster", "misty-owl", "UP"), ("be_cluster", "brave-panda", "UP"))
+HEALTHY_STAT = stat(("be_any_node", "misty-owl", "UP"), ("be_any_node", "brave-panda", "UP"))
 GOOD_RECORDS = [DnsRecord(d, "A", RIP, True) for d in DOMAINS]
 
 
@@ -180,11 +180,11 @@ def test_the_labs_holder_is_the_node_with_the_vip_on_its_interface_read_live():
 
 def test_a_backend_server_down_fails_that_nodes_row_and_names_the_server():
     o = observed()
-    o.facts["brave-panda"]["show_stat"] = stat(("be_cluster", "misty-owl", "UP"), ("be_cluster", "brave-panda", "DOWN"))
+    o.facts["brave-panda"]["show_stat"] = stat(("be_any_node", "misty-owl", "UP"), ("be_any_node", "brave-panda", "DOWN"))
     checks = V.assemble(expected(), o, NOW)
     assert rows(checks, "haproxy_backends") == [("haproxy_backends", "misty-owl", "ok"),
                                                 ("haproxy_backends", "brave-panda", "failed")]
-    assert "1 of 2 down: be_cluster/brave-panda DOWN (L7STS)" in checks[2].detail
+    assert "1 of 2 down: be_any_node/brave-panda DOWN (L7STS)" in checks[2].detail
     assert not V.healthy(checks)
 
 
@@ -299,7 +299,7 @@ def test_an_unreachable_node_is_failed_rows_never_a_crash():
 
 def test_the_json_document_has_the_documented_schema():
     o = observed()
-    o.facts["brave-panda"]["show_stat"] = stat(("be_cluster", "brave-panda", "DOWN"))
+    o.facts["brave-panda"]["show_stat"] = stat(("be_any_node", "brave-panda", "DOWN"))
     doc = V.as_json("shop", V.assemble(expected(dns_provider=None, provider_kind="local"), o, NOW))
     assert set(doc) == {"schema", "cluster", "ok", "summary", "checks"}
     assert doc["schema"] == "dynia.infra-verify/1" and doc["cluster"] == "shop" and doc["ok"] is False
