@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import random
-import signal
 import subprocess
 import sys
 import time
@@ -21,39 +19,57 @@ def _spec_text(marker: str, size: int) -> str:
     return f"version: 1\nname: shop\nmarker: {marker}\n{padding}"
 
 
+# Run in a fresh, single-threaded interpreter: os.fork() from pytest's process copies whatever
+# lock another thread (a library's pool, an earlier test's leftovers) held at that moment, and a
+# child that blocks on it never writes at all (seen in CI: 200 kills, not one new spec).
+KILL_LOOP = """
+import json, os, random, signal, sys, time
+from dynia.store import write_atomic
+path, old, new = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
+write_atomic(path, old)
+# Kills must land across whole write cycles whatever fsync costs on this machine.
+cycle = []
+for _ in range(5):
+    t = time.monotonic(); write_atomic(path, old); cycle.append(time.monotonic() - t)
+window = max(0.004, 4 * sorted(cycle)[2])
+rng, seen, torn = random.Random(20261126), {"old": 0, "new": 0}, []
+for i in range(200):
+    pid = os.fork()
+    if pid == 0:  # child: keep rewriting until killed
+        try:
+            n = 0
+            while True:
+                write_atomic(path, new if n % 2 == 0 else old)
+                n += 1
+        finally:
+            os._exit(0)
+    time.sleep(rng.uniform(0.0, window))
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    text = open(path).read()
+    if text not in (old, new):
+        torn.append(i)
+    else:
+        seen["old" if text == old else "new"] += 1
+print(json.dumps({"seen": seen, "torn": torn}))
+"""
+
+
 def test_sigkill_during_spec_writes_leaves_old_or_new_spec_200_times(tmp_path):
+    import json
+
     path = tmp_path / "clusters" / "shop.yaml"
     old, new = _spec_text("old", 3000), _spec_text("new", 3000)
-    write_atomic(path, old)
-    # Kills must land across whole write cycles whatever the disk's fsync costs (a loaded CI
-    # machine takes far longer than 4 ms): the window is a few of this machine's own writes.
-    cycle = []
-    for _ in range(5):
-        t = time.monotonic()
-        write_atomic(path, old)
-        cycle.append(time.monotonic() - t)
-    window = max(0.004, 4 * sorted(cycle)[2])
-    rng = random.Random(20261126)
-    seen = {"old": 0, "new": 0}
-    for i in range(200):
-        pid = os.fork()
-        if pid == 0:  # child: keep rewriting until killed
-            try:
-                n = 0
-                while True:
-                    write_atomic(path, new if n % 2 == 0 else old)
-                    n += 1
-            finally:
-                os._exit(0)
-        time.sleep(rng.uniform(0.0, window))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        text = path.read_text()
-        assert text in (old, new), f"iteration {i}: torn file"
-        seen["old" if text == old else "new"] += 1
+    (tmp_path / "old").write_text(old)
+    (tmp_path / "new").write_text(new)
+    proc = subprocess.run([sys.executable, "-c", KILL_LOOP, str(path), str(tmp_path / "old"), str(tmp_path / "new")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["torn"] == [], f"torn files at iterations {result['torn']}"
     # Whichever survived parses to its spec, and kills landed at different points.
     assert YAML(typ="safe").load(old)["marker"] == "old" and YAML(typ="safe").load(new)["marker"] == "new"
-    assert seen["old"] and seen["new"], seen
+    assert result["seen"]["old"] and result["seen"]["new"], result["seen"]
 
 
 def test_atomic_write_sets_mode_and_leaves_no_temp_file(tmp_path):
