@@ -130,10 +130,70 @@ class Provider(Strict):
 
 
 
+ACME_DIRECTORIES = {
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[a-z0-9.-]{1,253}\.[a-z]{2,63}")
+
+
 class Tls(Strict):
-    # letsencrypt (DNS-only records, ACME on the nodes) is in the design but not built yet.
-    mode: Literal["origin"] = Field("origin", description="origin: a Cloudflare Origin CA certificate, "
-                                                          "records proxied through Cloudflare")
+    mode: Literal["origin", "letsencrypt"] = Field(
+        "origin", description="origin: a Cloudflare Origin CA certificate, records proxied through Cloudflare; "
+                              "letsencrypt: one ACME certificate for the cluster, records DNS-only (not proxied)")
+    acme_directory: str = Field("production", description="letsencrypt only: production or staging (Let's "
+                                                          "Encrypt's), or the https URL of another ACME directory")
+    email: str | None = Field(None, description="letsencrypt only: the ACME account's contact e-mail (optional)")
+
+    @field_validator("acme_directory")
+    @classmethod
+    def _directory(cls, v: str) -> str:
+        if v not in ACME_DIRECTORIES and not (v.startswith("https://") and v.isprintable() and " " not in v
+                                             and len(v) <= 512):
+            raise ValueError("production, staging, or an https:// ACME directory URL")
+        return v
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is not None and not EMAIL.fullmatch(v):
+            raise ValueError("an e-mail address like ops@example.com")
+        return v
+
+    @property
+    def directory_url(self) -> str:
+        return ACME_DIRECTORIES.get(self.acme_directory, self.acme_directory)
+
+
+def check_ranges(v: list[str]) -> list[str]:
+    """CIDR ranges rendered into every node's firewall: normalised, so `10.0.0.1/8` cannot
+    read as a host while nft loads the whole /8."""
+    out = []
+    for r in v:
+        try:
+            out.append(str(ipaddress.ip_network(r, strict=True)))
+        except ValueError:
+            raise ValueError(f"{r!r} is not a CIDR range like 203.0.113.0/24 or 2001:db8::/32 "
+                             "(host bits must be zero; a single address is /32 or /128)") from None
+    if len(set(out)) != len(out):
+        raise ValueError("a range is listed twice")
+    return out
+
+
+class Firewall(Strict):
+    """Every node's host firewall (nftables). Whatever is set here, a node accepts 80/443 only
+    from Cloudflare's ranges in origin mode (from everyone with letsencrypt) and VRRP, Caddy and
+    the stats port only from the other nodes."""
+    admin_ranges: list[str] = Field(["0.0.0.0/0", "::/0"], min_length=1, max_length=64,
+                                    description="who may reach SSH (22) on every node, as CIDR ranges: dynia "
+                                                "itself must connect from one of them. Default: everyone "
+                                                "(keys only, no passwords); narrow it to your office, VPN and "
+                                                "CI ranges")
+
+    @field_validator("admin_ranges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        return check_ranges(v)
 
 
 class Health(Strict):
@@ -158,6 +218,24 @@ class Guard(Strict):
                                                                    "print a warning")
 
 
+HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+# Rendered inside a quoted HAProxy log-format string: no quote, backslash or % (a format directive).
+HEADER_VALUE = re.compile(r'[ !#-$&-\[\]-~]{1,512}')
+
+
+class RateLimit(Strict):
+    """HAProxy counts each client's requests to one service over a sliding window."""
+    requests: int = Field(200, ge=1, le=1_000_000, description="requests one client may make in a window")
+    window: Duration = Field(10.0, description="the window, like 10s or 1m (whole seconds, 1s to 1h)")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: float) -> float:
+        if v != int(v) or not 1 <= v <= 3600:
+            raise ValueError("whole seconds from 1s to 1h, like 10s or 1m")
+        return v
+
+
 class Service(Strict):
     """One of the operator's docker-compose services, mirrored on the nodes its placement names."""
     compose: str = Field(description="the compose file, relative to the project directory")
@@ -170,6 +248,13 @@ class Service(Strict):
         "all", description="all nodes, only the VIP holder (active-only) or only the others (standby-only); "
                            "notify.sh switches them on failover")
 
+    headers: dict[str, str | None] = Field(
+        {}, description="response headers by name, over dynia's security headers (Strict-Transport-Security, "
+                        "X-Frame-Options, X-Content-Type-Options, Referrer-Policy): a value replaces or adds one, "
+                        "null removes one")
+    rate_limit: RateLimit | None = Field(RateLimit(), description="requests per client (its real address) before "
+                                                                  "HAProxy answers 429; null turns it off")
+
     def runs_on(self, is_master: bool) -> bool:
         """Does this service run on a node in that role? (notify.sh switches it on failover.)"""
         return self.placement == "all" or (self.placement == "active-only") == is_master
@@ -178,6 +263,17 @@ class Service(Strict):
     @classmethod
     def _compose(cls, v: str) -> str:
         return check_compose_path(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+        for name, value in v.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header name {name!r}: letters, digits and dashes, like X-Frame-Options")
+            if value is not None and not HEADER_VALUE.fullmatch(value):
+                raise ValueError(f"header {name}: a value of 1-512 printable ASCII characters without "
+                                 '", \\ or %')
+        return v
 
     @field_validator("port")
     @classmethod
@@ -213,6 +309,7 @@ class ClusterSpec(Strict):
                                                  "(default: the first node)")
     domain: str = Field(description="the Cloudflare zone; every service domain must be inside it")
     tls: Tls = Field(Tls(), description="the certificate HAProxy serves (mode)")
+    firewall: Firewall = Field(Firewall(), description="every node's host firewall: admin_ranges")
     health: Health = Field(Health(), description="the health gate: retries, interval, backoff, timeout")
     guard: Guard = Field(Guard(), description="the resource guard: memory_threshold, on_exceed")
     lockdown: bool = Field(False, description="chattr +i on managed files between applies")
@@ -280,6 +377,13 @@ def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
                 problems.append((("services", name, "domain"),
                                  f"service {name}: domain {svc.domain} is outside the zone {spec.domain}",
                                  f"use a name under {spec.domain}, or change the cluster domain"))
+            elif (spec.tls.mode == "origin" and svc.domain != spec.domain
+                  and "." in svc.domain[: -len(spec.domain) - 1]):
+                problems.append((("services", name, "domain"),
+                                 f"service {name}: {svc.domain} is more than one label below {spec.domain}: "
+                                 f"neither the origin certificate (*.{spec.domain}) nor Cloudflare's Universal "
+                                 "SSL covers it",
+                                 f"use a name like {svc.domain.split('.')[0]}.{spec.domain}, or tls.mode: letsencrypt"))
             elif svc.domain in seen_domains:
                 problems.append((("services", name, "domain"),
                                  f"service {name}: domain {svc.domain} is already routed to "
