@@ -29,6 +29,13 @@ class NodePaths:
     notify: str = "/etc/keepalived/notify.sh"
     check_haproxy: str = "/etc/keepalived/check_haproxy.sh"
     provider_token: str = "/etc/dynia/provider-token"
+    # The host firewall (nftables): one table of dynia's own, loaded with `nft -f` (issue 11).
+    firewall_rules: str = "/etc/dynia/firewall.nft"
+    # Cloudflare's origin-pull CA (origin mode): HAProxy asks Cloudflare for its client certificate.
+    origin_pull_ca: str = "/etc/haproxy/certs/origin-pull-ca.pem"
+    # tls.mode letsencrypt: HTTP-01 key authorizations, one file per token, served by Caddy on
+    # ACME_HOST (HAProxy sends /.well-known/acme-challenge/ on port 80 there).
+    acme_challenge_dir: str = "/opt/dynia/acme-challenge"
     compose_dir: str = "/opt/dynia/compose"
     state_dir: str = "/opt/dynia/state"
     backups_dir: str = "/opt/dynia/backups"
@@ -73,4 +80,7 @@ INFRA_PORTS: dict[int, str] = {PORTS.http: "HAProxy http", PORTS.https: "HAProxy
 # Caddy answers this on every node (its own handle block); HAProxy's checks and the gate use it.
 HEALTH_URI = "/dynia-health"
 HEALTH_HOST = "dynia-health"
+# HAProxy rewrites an ACME HTTP-01 request's Host to this and sends it to its own node's Caddy.
+ACME_HOST = "dynia-acme"
+ACME_PREFIX = "/.well-known/acme-challenge/"
 OWNER = "root:root"
