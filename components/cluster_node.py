@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pulumi
 
@@ -20,7 +21,9 @@ class DropletArgs:
     image: str
     vpc_id: pulumi.Input[str]
     ssh_key_fingerprint: pulumi.Input[str]
-    user_data: str
+    # (host private key in OpenSSH format, host public key) → the cloud-init user data that
+    # installs them (dynia.render.cloud_init): the droplet's SSH host key is made with the state.
+    user_data: Callable[[str, str], str]
     # The previous node's droplet in rolling order: a size change powers a droplet off to resize
     # it, so droplets resize one after the other (backups first, the VIP holder last), never together.
     after: list = field(default_factory=list)
@@ -38,20 +41,33 @@ class ClusterNode(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     droplet_id: pulumi.Output[str]
+    host_key: pulumi.Output[str]     # the public SSH host key cloud-init installs ("ssh-ed25519 AAAA…")
 
     def __init__(self, name: str, args: DropletArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dynia:index:ClusterNode", name, None, opts)
         import pulumi_digitalocean as do
+        import pulumi_tls as tls
 
+        # The node's SSH host key, made with the cluster's state (encrypted there): every push
+        # pins its public half (host_key), and status/drift read it from the cache. A droplet
+        # created before host keys were pinned ignores this (user_data is IGNORED on existing
+        # droplets): the engine pins the key it presents, once, on first use and only with the
+        # operator's consent (DYNIA_PIN_FIRST_USE=1; Engine.pin_first_use).
+        key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
+        public = key.public_key_openssh.apply(lambda k: " ".join((k or "").split()[:2]) or None)
+        # The private host key is inside: user data is a secret (never in a plan, log or deploy-config/).
+        user_data = pulumi.Output.secret(pulumi.Output.all(key.private_key_openssh, public).apply(
+            lambda k: args.user_data(k[0], k[1])))
         droplet = do.Droplet(
             f"{name}-droplet", name=f"{args.cluster}-{args.node}", region=args.region, size=args.size,
             image=args.image, vpc_uuid=args.vpc_id, ssh_keys=[args.ssh_key_fingerprint],
-            user_data=args.user_data, tags=["dynia", f"dynia-{args.cluster}"], monitoring=True,
+            user_data=user_data, tags=["dynia", f"dynia-{args.cluster}"], monitoring=True,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=list(IGNORED),
                                         depends_on=list(args.after)))
         self.droplet = droplet
         self.public_ip = droplet.ipv4_address
         self.private_ip = droplet.ipv4_address_private
         self.droplet_id = droplet.id
+        self.host_key = public
         self.register_outputs({"public_ip": self.public_ip, "private_ip": self.private_ip,
-                               "droplet_id": self.droplet_id})
+                               "droplet_id": self.droplet_id, "host_key": self.host_key})

@@ -53,12 +53,45 @@ class DnsRecords(pulumi.ComponentResource):
                                              opts=pulumi.InvokeOutputOptions(parent=self)).id
         self.records = []
         for domain in args.domains:
+            # Ours to create only if no other address record has the name (checked in the
+            # preview too, so `dynia plan` says it): the record's content waits for the check.
+            address = pulumi.Output.all(args.address, self._no_conflict(cloudflare, zone_id, domain)).apply(
+                lambda v: v[0])
             # A child's URN carries its parent's type, not its parent's name: every alias below
             # (this component's old name, or a renamed service's) resolves under this parent.
             aliases = [pulumi.Alias(name=legacy_record_name(component, args.zone, domain))
                        for component in [name, *args.renamed_from]]
             self.records.append(cloudflare.DnsRecord(
                 record_name(domain), zone_id=zone_id, name=domain,
-                type="A", content=args.address, proxied=args.proxied, ttl=1, comment=MANAGED,
+                type="A", content=address, proxied=args.proxied, ttl=1, comment=MANAGED,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates, aliases=aliases)))
         self.register_outputs({"domains": args.domains})
+
+    def _no_conflict(self, cloudflare, zone_id, domain: str) -> pulumi.Output:
+        """Output[True] once Cloudflare has no A/AAAA/CNAME for `domain` that dynia does not own;
+        otherwise a typed `dns` error (logged with its hint, then raised: the program stops
+        before this record is created, and the engine reads the kind back from the log).
+
+        Why an invoke here and not a preflight in the engine: it runs in the same program that
+        creates the record, with the provider's credentials, in every preview and update —
+        `dynia plan`, `dynia up` and a by-hand `pulumi up` alike — and reads the zone as it is
+        right before the create, not a minute earlier."""
+        from dynia.nodes.push_errors import log_typed
+        from dynia.providers.cloudflare_api import DnsRecord, conflict_error, conflicts
+
+        found = cloudflare.get_dns_records_output(zone_id=zone_id, name={"exact": domain}, max_items=100,
+                                                  opts=pulumi.InvokeOutputOptions(parent=self))
+
+        def check(result):
+            seen = [DnsRecord(str(getattr(r, "name", "") or ""), str(getattr(r, "type", "") or ""),
+                              str(getattr(r, "content", "") or ""), getattr(r, "proxied", None) is True,
+                              str(getattr(r, "comment", "") or ""))
+                    for r in (getattr(result, "results", None) or [])]
+            others = conflicts(seen, domain, MANAGED)
+            if others:
+                error = conflict_error(domain, others)
+                log_typed(error, self)
+                raise error
+            return True
+
+        return found.apply(check)

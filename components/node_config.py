@@ -14,6 +14,9 @@ class NodeConfigArgs:
     node: str
     layer: str
     host: pulumi.Input[str]
+    # The node's SSH host key ("ssh-ed25519 AAAA…", provision's record): the push connects to
+    # nothing else (the command provider refuses another key: "ssh: host key mismatch").
+    host_key: pulumi.Input[str] | None
     private_key: pulumi.Input[str]       # secret
     payload: pulumi.Input[str]           # secret: apply script + bundle (files, filled secret slots)
     digest: pulumi.Input[str]            # changes whenever the payload does
@@ -49,7 +52,8 @@ class NodeConfig(pulumi.ComponentResource):
 
         self.push = command.remote.Command(
             f"{name}-push",
-            connection=command.remote.ConnectionArgs(host=args.host, user=args.user, **connection_auth(args),
+            connection=command.remote.ConnectionArgs(host=args.host, user=args.user, host_key=args.host_key,
+                                                     **connection_auth(args),
                                                      # A droplet turns `active` a minute or more before its sshd
                                                      # answers: keep dialling for a boot's worth of minutes
                                                      # (60 tries, each at most 10 s plus the provider's backoff

@@ -19,7 +19,7 @@ from importlib import resources
 
 from . import providers
 from .errors import DyniaError
-from .nodes.commands import COMPONENTS, NodeCommands
+from .nodes.commands import INFRA_COMPONENTS, NodeCommands
 from .paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
 from .render import Rendering, drain_for
 from .spec import ClusterSpec
@@ -115,8 +115,11 @@ def _file(target: str, mode: int, owner: str, component: str, content: bytes) ->
 
 def infra_health(commands: NodeCommands, private_ip: str) -> list[dict]:
     """Caddy and HAProxy answer the health URI over HTTP; keepalived has no port, so its
-    process is checked (the profile's way: systemd, or its pid file)."""
+    process is checked (the profile's way: systemd, or its pid file). The firewall's table is
+    loaded and still admits SSH from the address this push came from (a firewall that locks
+    dynia out fails the gate and is rolled back while this connection still stands)."""
     return [
+        {"name": "firewall", "type": "command", "command": commands.firewall_admits_ssh()},
         {"name": "caddy", "type": "http", "host": private_ip, "port": PORTS.caddy, "path": HEALTH_URI,
          "hostHeader": HEALTH_HOST, "expect": [200, 200]},
         {"name": "haproxy", "type": "http", "scheme": "https", "host": "127.0.0.1", "port": PORTS.https,
@@ -158,9 +161,12 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
                       files=sorted(files, key=lambda f: f["target"]), policy=_policy(spec),
                       lockdown=spec.lockdown, force=force)
         if layer == "infra":
-            bundles[layer] = Bundle(**common, validate={c: commands.validate(c) for c in COMPONENTS},
-                                    reload={c: commands.reload(c) for c in COMPONENTS}, stop={},
-                                    health=infra_health(commands, private_ip), component_order=list(COMPONENTS))
+            bundles[layer] = Bundle(**common, validate={c: commands.validate(c) for c in INFRA_COMPONENTS},
+                                    reload={c: commands.reload(c) for c in INFRA_COMPONENTS},
+                                    # A first firewall whose gate fails is unloaded, not "reloaded"
+                                    # from a file that did not exist (apply.py's undo_actions).
+                                    stop={"nftables": commands.stop("nftables")},
+                                    health=infra_health(commands, private_ip), component_order=list(INFRA_COMPONENTS))
             continue
         service = layer[len(SERVICE_LAYER):]
         here = spec.services[service].runs_on(node == active_node(spec, holder))

@@ -30,6 +30,10 @@ MAX_CONTENT_BYTES = 1 << 20
 MAX_CONTENT_TOTAL = 32 << 20
 SHA256 = r"^[0-9a-f]{64}$"
 TARGET = r"^/(?:[A-Za-z0-9._@+-]+/)*[A-Za-z0-9._@+-]+$"
+# A node's pinned SSH host key as the state keeps it (OpenSSH public key, no comment): it goes
+# into a known_hosts file, so nothing else (no newline, no marker, no option) is accepted.
+HOST_KEY = __import__("re").compile(r"ssh-ed25519 [A-Za-z0-9+/]{68}")
+KNOWN_HOSTS = "known_hosts"
 
 
 class _Strict(BaseModel):
@@ -39,6 +43,17 @@ class _Strict(BaseModel):
 class NodeAddresses(_Strict):
     private_ip: str
     public_ip: str | None = None
+    # The node's pinned SSH host key (absent in a cache written before keys were pinned) and
+    # where it came from: generated with the state, recorded on first use, or the lab's.
+    host_key: str | None = None
+    host_key_source: str | None = Field(None, pattern=r"^(?:generated|first-use|lab)$")
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, v: str | None) -> str | None:
+        if v is not None and not HOST_KEY.fullmatch(v):
+            raise ValueError("not an OpenSSH ed25519 public key (ssh-ed25519 AAAA…)")
+        return v
 
     @field_validator("private_ip", "public_ip")
     @classmethod
@@ -73,7 +88,7 @@ class ManifestEntry(_Strict):
     sha256: str = Field(pattern=SHA256)
     mode: str = Field(pattern=r"^0[0-7]{3}$")
     owner: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$")
-    component: str = Field(pattern=r"^(?:haproxy|caddy|keepalived|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
+    component: str = Field(pattern=r"^(?:haproxy|caddy|keepalived|nftables|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
     # Absent in a record written before layers were kept; such an entry counts as infra.
     layer: str | None = Field(None, pattern=r"^(?:infra|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
 
@@ -83,7 +98,7 @@ class SlotEntry(_Strict):
     secret: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
     mode: str = Field(pattern=r"^0[0-7]{3}$")
     owner: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}$")
-    component: str = Field(pattern=r"^(?:haproxy|caddy|keepalived|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
+    component: str = Field(pattern=r"^(?:haproxy|caddy|keepalived|nftables|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
     layer: str = Field(pattern=r"^(?:infra|service:[a-z][a-z0-9-]{0,30}[a-z0-9])$")
 
 
@@ -194,7 +209,23 @@ class ClusterCache:
         outputs = self.check_outputs(data, "the provision phase's outputs",
                                      "check the provision stack (`pulumi stack output`); nothing was cached")
         write_json(self.dir / "outputs.json", outputs.model_dump(mode="json"))
+        self._write_known_hosts(outputs)
         return outputs
+
+    # --- known_hosts ------------------------------------------------------------------
+
+    def known_hosts(self) -> Path:
+        """The pinned host keys of the last provision, as an OpenSSH known_hosts file (what
+        dynia's own SSH — status, drift, repair — verifies nodes with). It may not exist (no
+        provision since keys were pinned): then no node's key is trusted."""
+        return self.dir / KNOWN_HOSTS
+
+    def _write_known_hosts(self, outputs: Outputs) -> None:
+        from .store import write_atomic
+
+        lines = [f"{addr} {a.host_key}\n" for a in outputs.nodes.values() if a.host_key
+                 for addr in dict.fromkeys(x for x in (a.public_ip, a.private_ip) if x)]
+        write_atomic(self.known_hosts(), "".join(lines).encode(), mode=0o644)
 
     # --- applied.json -----------------------------------------------------------------
 

@@ -51,10 +51,7 @@ def run_checks(project: Project, cluster: str | None) -> list[Check]:
                                 f"{len(c.spec.services)} services)"))
         except DyniaError as exc:
             checks.append(Check("spec", False, exc.message, exc.hint))
-    for api, env in provider.operator_env:
-        present = bool(os.environ.get(env))
-        checks.append(Check(f"{api} token", present, f"{env} is {'set' if present else 'not set'}",
-                            f"export {env}=… (a token with write access)"))
+    checks += token_checks(provider, os.environ)
     passphrase = bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE") or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"))
     checks.append(Check("secrets passphrase", passphrase,
                         "PULUMI_CONFIG_PASSPHRASE is " + ("set" if passphrase else "not set"),
@@ -70,4 +67,32 @@ def run_checks(project: Project, cluster: str | None) -> list[Check]:
     readable = key.is_file() and os.access(key, os.R_OK)
     checks.append(Check("ssh key", readable, f"{key} {'is readable' if readable else 'is missing or unreadable'}",
                         "create one (ssh-keygen -t ed25519) or point DYNIA_SSH_KEY at it"))
+    return checks
+
+
+def token_checks(provider, env) -> list[Check]:
+    """Which token is which: the operator's (plan and apply, never leaves this machine) and the
+    node token (written to every node for the reserved IP). Only presence is shown, never a value
+    or any part of one; the node token failing when it is the operator's token."""
+    checks = []
+    operator = {}
+    for api, var in provider.operator_env:
+        present = bool(env.get(var))
+        operator[var] = env.get(var)
+        checks.append(Check(f"{api} token", present,
+                            f"{var} is {'set' if present else 'not set'} (the operator's token: plan and apply "
+                            "on this machine; never written to nodes)",
+                            f"export {var}=… (a token with write access)"))
+    var = provider.node_token_env
+    if var:
+        value = env.get(var)
+        same = [v for v, t in operator.items() if value and t == value]
+        if not value:
+            ok, detail = False, f"{var} is not set"
+        elif same:
+            ok, detail = False, f"{var} is the same token as {', '.join(same)}: the operator's token would be on every node"
+        else:
+            ok, detail = True, f"{var} is set and differs from the operator's tokens"
+        checks.append(Check("node token", ok, detail + " (written to every node: keepalived moves the reserved "
+                            "IP with it)", provider.node_token_hint))
     return checks

@@ -15,7 +15,7 @@ from typing import Callable
 
 from . import providers
 from .errors import DyniaError
-from .nodes.push_errors import push_error
+from .nodes.push_errors import push_error, typed_diagnostic
 from .phases import PHASES, phase_of
 from .store import Cluster
 
@@ -25,6 +25,9 @@ MIN_CLI = "3.112.0"
 INSTALL_HINT = "install the Pulumi CLI (curl -fsSL https://get.pulumi.com | sh) and put it on PATH"
 _EXIT = re.compile(r"(?:exit(?:ed)? (?:with )?(?:status|code)?\s*)(\d+)", re.I)
 
+
+# Set to 1 by the operator to pin, once, the host keys of droplets made before dynia pinned them.
+PIN_FIRST_USE_ENV = "DYNIA_PIN_FIRST_USE"
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
@@ -235,6 +238,7 @@ def preflight(provider: "providers.Provider", spec_backend: str | None, project,
         if not os.environ.get(env):
             raise DyniaError("provider", f"{env} is not set (the {api} API needs it)",
                              f"export {env}=… (a token with write access), then rerun")
+    provider.node_token()  # the scoped token pushes write to nodes: missing or the operator's → typed error
 
 
 @functools.cache
@@ -263,6 +267,8 @@ class Engine:
         self.watcher = None
         self._command = None
         self._stats: dict | None = None
+        self._acme = None          # dynia.certs.AcmeState: read once (acme_state), or set after an order
+        self._acme_read = False
         self._previous: dict[str, dict | None] = {}
         self._stacks: dict[str, object] = {}
 
@@ -294,6 +300,7 @@ class Engine:
                            lab_dir=str(lab_dir) if lab_dir else "",
                            provider_token=pulumi.Output.secret(token) if token else None,
                            stats_credentials=pulumi.Output.secret(self._stats) if self._stats else None,
+                           acme=pulumi.Output.secret(self._acme.to_dict()) if self._acme else None,
                            previous_layers=self._previous.get(phase))
 
     def stack(self, phase: str):
@@ -338,6 +345,30 @@ class Engine:
         else:
             self._stats = secrets.load(self.cluster.project, self.cluster.name) or secrets.generate()
         return self._stats
+
+    def acme_state(self):
+        """tls.mode letsencrypt's state (dynia.certs.AcmeState), kept with the cluster's state: the
+        provision stack's secret `acme` output, read back here and passed in on every run so the
+        account and the certificate are never lost. None in origin mode when none was kept. In
+        letsencrypt mode before the first order: a self-signed placeholder, made once (provision
+        then keeps it) — HAProxy cannot bind 443 without a certificate, and the first HTTP-01
+        validation needs HAProxy up on port 80."""
+        from . import certs
+        from .tls import uses_acme
+
+        if not self._acme_read:
+            stored = self._output(self.stack("provision"), "acme")
+            if stored is not None:
+                self._acme = certs.AcmeState.from_dict(stored)
+            elif uses_acme(self.cluster.spec.tls.mode):
+                self._acme = certs.placeholder_state(self.cluster.spec)
+            self._acme_read = True
+        return self._acme
+
+    def keep_acme(self, state) -> None:
+        """A freshly ordered certificate: the next provision run stores it, the next infra run
+        pushes it (both read it from here, never from a file)."""
+        self._acme, self._acme_read = state, True
 
     @staticmethod
     def _output(stack, name: str):
@@ -423,9 +454,12 @@ class Engine:
         """Run one operation on the phase's stack; any Pulumi failure becomes a typed error."""
         try:
             self.stats_credentials()
+            self.acme_state()
             stack = self.stack(phase)  # its own errors are already typed
             if phase != "provision":
                 self._previous[phase] = self.previous_layers(phase, stack)
+            else:
+                self.pin_first_use(stack)
             return operation(stack)
         except DyniaError:
             raise
@@ -437,6 +471,10 @@ class Engine:
         resume = f"dynia up --phase {phase} --cluster {self.cluster.name}"
         for ev in events:
             diag = getattr(ev, "diagnostic_event", None)
+            if diag is not None and diag.severity == "error":
+                typed = typed_diagnostic(diag.message or "", resume)  # a program's own typed error (log_typed)
+                if typed is not None:
+                    return typed
             if diag is None or diag.severity != "error" or not diag.urn:
                 continue
             name = diag.urn.rsplit("::", 1)[-1]
@@ -465,9 +503,69 @@ class Engine:
 
         nodes = provision.get("nodes")
         if isinstance(nodes, dict):
-            nodes = {n: {k: v.get(k) for k in ("private_ip", "public_ip")} if isinstance(v, dict) else v
-                     for n, v in nodes.items()}
+            # The pinned host keys travel with the addresses: status, drift and repair verify
+            # each node with them (ClusterCache.known_hosts).
+            nodes = {n: {k: v.get(k) for k in ("private_ip", "public_ip", "host_key", "host_key_source")
+                         if k in ("private_ip", "public_ip") or v.get(k) is not None}
+                     if isinstance(v, dict) else v for n, v in nodes.items()}
         ClusterCache.of(self.cluster).write_outputs({"nodes": nodes, "reserved_ip": provision.get("reservedIp")})
+
+    def pin_first_use(self, stack) -> None:
+        """Pin the host key of each droplet created before dynia pinned host keys.
+
+        Such a droplet never got the key made with the state: cloud-init ran once, and user
+        data changes are ignored on existing droplets (components/cluster_node.py IGNORED). Its
+        pin is the key it presents when the operator first provisions with DYNIA_PIN_FIRST_USE=1
+        after the upgrade (without it: a typed error saying so — never trusted silently) —
+        trust on first use, said on the progress line with its fingerprint, and recorded once:
+        in the provision stack's config (dynia:hostKeys) for this run, then in the state's
+        `nodes` output (host_key_source "first-use"), from which every later run on any machine
+        takes it again. From then on a node presenting another key is refused like any other."""
+        import json
+
+        provider = providers.of(self.cluster.spec)
+        if not provider.first_use_host_keys:
+            return
+        previous = self._output(stack, "nodes")
+        if not isinstance(previous, dict):
+            return  # the first provision: every droplet gets the state's key
+        from .cache import HOST_KEY
+        from .nodes.push import Target, fingerprint, server_host_key
+
+        pins, legacy, had = {}, [], False
+        for node, v in previous.items():
+            if not isinstance(v, dict):
+                continue
+            first_use = v.get("host_key_source") == "first-use" and isinstance(v.get("host_key"), str)
+            had = had or first_use
+            if node not in self.cluster.spec.nodes:
+                continue
+            if first_use and HOST_KEY.fullmatch(v["host_key"]):
+                pins[node] = v["host_key"]
+            elif not v.get("host_key") and isinstance(v.get("public_ip"), str):
+                legacy.append((node, v["public_ip"]))
+        if legacy and os.environ.get(PIN_FIRST_USE_ENV) != "1":
+            # Never trusted silently: the operator says so once, and checks the fingerprints.
+            names = ", ".join(n for n, _ in legacy)
+            raise DyniaError("state", f"{names}: created before dynia pinned SSH host keys, so the state holds no "
+                             "host key to verify them with",
+                             f"pin the keys they present now (trust on first use, fingerprints printed): "
+                             f"{PIN_FIRST_USE_ENV}=1 dynia up --phase provision --cluster {self.cluster.name}; then "
+                             "compare each fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on "
+                             "the droplet's console")
+        identity = provider.ssh_identity(self.cluster.project, self.cluster.name)
+        for node, host in legacy:
+            key = server_host_key(Target(node, host, identity.key))
+            self.on_progress(f"provision: {node} was created before dynia pinned host keys: pinning the key it "
+                             f"presents now ({fingerprint(key)}), trusted on first use; to check it, run "
+                             "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its DigitalOcean console")
+            pins[node] = key
+        from pulumi.automation import ConfigValue
+
+        if pins:
+            stack.set_config("dynia:hostKeys", ConfigValue(json.dumps(pins, sort_keys=True)))
+        elif had:
+            stack.remove_config("dynia:hostKeys")
 
     def cache_applied(self, phases: list[str]) -> None:
         """Merge the layers these phases pushed into the last applied manifest."""

@@ -31,6 +31,7 @@ class NodePaths:
     provider_token: str = "/etc/dynia/provider-token"
     # The host firewall (nftables): one table of dynia's own, loaded with `nft -f` (issue 11).
     firewall_rules: str = "/etc/dynia/firewall.nft"
+    firewall_unit: str = "/etc/systemd/system/dynia-firewall.service"   # loads it at boot (droplets)
     # Cloudflare's origin-pull CA (origin mode): HAProxy asks Cloudflare for its client certificate.
     origin_pull_ca: str = "/etc/haproxy/certs/origin-pull-ca.pem"
     # tls.mode letsencrypt: HTTP-01 key authorizations, one file per token, served by Caddy on

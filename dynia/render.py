@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from . import compose, providers
+from . import compose, edge, firewall, providers
 from .errors import render_error
 from .guard import GuardReport, check_guard
 from .inventory import Inventory
-from .nodes.commands import DRAIN_DIR, HAPROXY_TIMING, Drain, NodeCommands
-from .paths import HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS
+from .nodes.commands import DRAIN_DIR, FIREWALL_UNIT, HAPROXY_TIMING, Drain, NodeCommands
+from .paths import ACME_HOST, ACME_PREFIX, HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS
 from .planner import rolling_order
 from .providers.base import NodeProfile
 from .spec import ClusterSpec
@@ -121,10 +121,20 @@ def _environment(templates_dir: str | None):
                               autoescape=False)
 
 
-def cloud_init(cluster: str, node: str) -> str:
-    """A droplet's cloud-init user data (packages and directories; no managed file)."""
+def cloud_init(cluster: str, node: str, host_key: tuple[str, str] | None = None) -> str:
+    """A droplet's cloud-init user data (packages and directories; no managed file) and, given
+    host_key = (private key in OpenSSH format, "ssh-ed25519 AAAA…"), the SSH host key it installs.
+    With a key it holds a secret: only the provision program renders it (as a secret Output);
+    `dynia render` and deploy-config/ never do."""
+    import re
+
+    if host_key is not None:
+        private, public = host_key
+        if "PRIVATE KEY-----" not in private or not re.fullmatch(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}", public):
+            raise render_error("the node's SSH host key is not an OpenSSH ed25519 key pair",
+                               "check the provision stack's host key resources")
     return _render(_environment(default_templates_dir()), "cloud-init/user-data.yaml.j2",
-                   cluster=cluster, node=node, paths=PATHS).decode()
+                   cluster=cluster, node=node, paths=PATHS, host_key=host_key).decode()
 
 
 def default_templates_dir() -> str | None:
@@ -184,6 +194,21 @@ def spec_hash(cluster: Cluster) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _firewall_files(cluster: Cluster, profile: NodeProfile, nodes: list[NodeAddr], me: NodeAddr,
+                    env) -> list[RenderedFile]:
+    """The host firewall (dynia.firewall): its rules, and on systemd nodes the unit that loads
+    them at boot. Root-only readable: the admin ranges are the operator's business."""
+    spec = cluster.spec
+    ctx = dict(cluster=spec.name, node=me, paths=PATHS, ports=PORTS, table=firewall.TABLE,
+               firewall=firewall.sources(spec, providers.of(spec), [n.private_ip for n in nodes]))
+    files = [RenderedFile("infra", PATHS.firewall_rules, 0o600, OWNER, "nftables",
+                          _render(env, "nftables/dynia.nft.j2", **ctx))]
+    if profile.service_manager == "systemd":
+        files.append(RenderedFile("infra", FIREWALL_UNIT, 0o644, OWNER, "nftables",
+                                  _render(env, "nftables/dynia-firewall.service.j2", **ctx)))
+    return files
+
+
 def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: str,
                 env) -> tuple[list[RenderedFile], list[SecretSlot]]:
     spec = cluster.spec
@@ -198,7 +223,8 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
                vrid=vrid(spec.name), timing=HAPROXY_TIMING, drain_dir=DRAIN_DIR,
                backends=service_backends(spec, nodes, me),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
-               standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"))
+               standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
+               edge=edge.policy(spec, providers.of(spec)), acme_host=ACME_HOST, acme_prefix=ACME_PREFIX)
     r = lambda name: _render(env, name, **ctx)  # noqa: E731
     files = [
         RenderedFile("infra", PATHS.haproxy_cfg, 0o644, OWNER, "haproxy", r("haproxy/haproxy.cfg.j2")),
@@ -209,6 +235,11 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         RenderedFile("infra", PATHS.check_haproxy, 0o700, OWNER, "keepalived",
                      r("keepalived/check_haproxy.sh.j2")),
     ]
+    files += _firewall_files(cluster, profile, nodes, me, env)
+    # Origin mode: the CA of the client certificate Cloudflare presents (public; HAProxy's ca-file).
+    pull_ca = edge.origin_pull_ca(spec, providers.of(spec))
+    if pull_ca is not None:
+        files.append(RenderedFile("infra", PATHS.origin_pull_ca, 0o644, OWNER, "haproxy", pull_ca))
     slots = [
         SecretSlot("infra", PATHS.origin_pem, "origin_certificate", "haproxy"),
         SecretSlot("infra", PATHS.haproxy_env, "stats_credentials", "haproxy"),

@@ -26,12 +26,16 @@ def render_cluster(cluster: Cluster, *, holder: str | None = None, templates_dir
 
 
 def targets(cluster: Cluster) -> list[Target]:
-    """SSH targets of the nodes the last provision reported (none before the first one)."""
-    outputs = ClusterCache.of(cluster).read_outputs()
+    """SSH targets of the nodes the last provision reported (none before the first one), each
+    pinned to its host key: the provider's own known_hosts (the lab's), else the keys the last
+    provision recorded in the cache (ClusterCache.known_hosts; a node without one is refused)."""
+    cache = ClusterCache.of(cluster)
+    outputs = cache.read_outputs()
     if outputs is None:
         return []
     identity = providers.of(cluster.spec).ssh_identity(cluster.project, cluster.name)
-    return [Target(n, a.public_ip or a.private_ip, identity.key, identity.known_hosts)
+    known_hosts = identity.known_hosts or cache.known_hosts()
+    return [Target(n, a.public_ip or a.private_ip, identity.key, known_hosts)
             for n, a in outputs.nodes.items() if n in cluster.spec.nodes]
 
 

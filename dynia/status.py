@@ -28,6 +28,14 @@ ClusterStatus
     problems: list[str]         everything that makes the cluster unhealthy, worst first
     healthy: bool               no problems
     verdict: str                one line
+    certificate: CertificateView | None
+                                the certificate the nodes serve, as the last apply recorded it
+CertificateView
+    not_after: str | None       expiry (UTC, ISO 8601);  days_left: int | None
+    names: list[str]            the DNS names it covers
+    source: str                 "cache": .dynia/cache/<cluster>/certificate.json (written by
+                                `dynia up` from the provision phase; status never reads Pulumi)
+    error: str | None           why the expiry is unknown
 NodeStatus
     node, address: str
     reachable: bool;  error: str | None        why the node did not answer
@@ -155,9 +163,34 @@ class ClusterStatus:
     problems: list[str]
     healthy: bool
     verdict: str
+    certificate: "CertificateView | None" = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class CertificateView:
+    not_after: str | None
+    days_left: int | None
+    names: list[str]
+    source: str
+    error: str | None = None
+
+
+def certificate_view(cluster, now=None) -> CertificateView:
+    """The served certificate's expiry from the cache (the public facts `dynia up` recorded from
+    the provision phase: origin or ACME alike); never a key, never Pulumi."""
+    import datetime as dt
+
+    from .verify import read_state_certificate
+
+    cert, missing = read_state_certificate(cluster)
+    if cert is None:
+        return CertificateView(None, None, [], "cache", missing)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return CertificateView(cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), (cert.not_after - now).days,
+                           list(cert.names), "cache")
 
 
 # --- pure assembly --------------------------------------------------------------------------
@@ -357,10 +390,12 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     answers = gather_status_facts(nodes, provider.profile, private, timeout)
     known = {t.node: {a for a in (inv.nodes[t.node][0], inv.nodes[t.node][1], t.host) if a} for t in nodes}
     holder, holder_error = holder_of(provider, inv.reserved_ip, known, answers)
-    return assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},
-                    services={s: svc.placement for s, svc in cluster.spec.services.items()},
-                    desired_version=rendering.config_version, reserved_ip=inv.reserved_ip, answers=answers,
-                    holder=holder, holder_error=holder_error, previous=previous, window=window)
+    st = assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},
+                  services={s: svc.placement for s, svc in cluster.spec.services.items()},
+                  desired_version=rendering.config_version, reserved_ip=inv.reserved_ip, answers=answers,
+                  holder=holder, holder_error=holder_error, previous=previous, window=window)
+    st.certificate = certificate_view(cluster)
+    return st
 
 
 def watch(cluster, interval: float, on_sample, stop=lambda: False) -> None:

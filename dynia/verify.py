@@ -51,6 +51,9 @@ class CertInfo:
     sha256: str            # fingerprint of the DER certificate, lower-case hex
     not_after: dt.datetime  # UTC
     names: tuple[str, ...] = ()
+    # issuer = subject: the lab's stand-in, or letsencrypt's placeholder (read from the served
+    # certificate, not kept in the cache record)
+    self_signed: bool = False
 
     def as_dict(self) -> dict:
         return {"sha256": self.sha256, "not_after": self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -66,7 +69,7 @@ def cert_info_der(der: bytes) -> CertInfo:
                       .get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         names = ()
-    return CertInfo(hashlib.sha256(der).hexdigest(), cert.not_valid_after_utc, names)
+    return CertInfo(hashlib.sha256(der).hexdigest(), cert.not_valid_after_utc, names, cert.issuer == cert.subject)
 
 
 def certificate_record(pem: str) -> dict:
@@ -152,6 +155,7 @@ class Expected:
     provider_kind: str = ""
     addresses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> (public, private), cache
     placements: dict[str, str] = field(default_factory=dict)  # HAProxy backend -> its service's placement
+    acme: bool = False                  # tls.mode letsencrypt: a self-signed certificate is the placeholder
 
 
 @dataclass
@@ -294,6 +298,9 @@ def _certificate_rows(e: Expected, o: Observed, now: dt.datetime) -> list[Check]
         uncovered = [d for d in e.domains if got.names and not any(name_covers(p, d) for p in got.names)]
         if uncovered:
             problems.append(f"does not cover {', '.join(uncovered)}")
+        if e.acme and got.self_signed:
+            problems.append("serves the self-signed placeholder: no ACME certificate issued yet "
+                            "(`dynia cert provision`)")
         if problems:
             rows.append(_row("certificate", node, False, "; ".join(problems)))
         elif e.certificate is None:
@@ -379,7 +386,7 @@ def expected(cluster) -> Expected:
     from .cache import ClusterCache
     from .errors import DyniaError
     from .render import backend_name
-    from .tls import proxied
+    from .tls import proxied, uses_acme
 
     spec = cluster.spec
     cache = ClusterCache.of(cluster)
@@ -398,7 +405,7 @@ def expected(cluster) -> Expected:
     placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domain}
     return Expected(cluster.name, list(spec.nodes), outputs.reserved_ip, domains, proxied(spec.tls.mode),
                     applied.configVersion if applied else None, cert, missing, dns, spec.provider.kind, addresses,
-                    placements)
+                    placements, uses_acme(spec.tls.mode))
 
 
 def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> Observed:

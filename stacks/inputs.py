@@ -24,6 +24,11 @@ class PhaseInputs:
     # pushes made without it (lab tests: the operator's .dynia/secrets) and in a by-hand run
     # without `dynia:statsCredentials` in the stack's config (provision then refuses to update)
     stats_credentials: pulumi.Input[dict] | None = None
+    # secret: tls.mode letsencrypt's state (dynia.certs.AcmeState.to_dict: account key, certificate
+    # + key, expiry, names), kept as the provision stack's `acme` output, read back by the engine
+    # (Engine.acme_state) and passed in on every run: never lost, never in deploy-config/ or output.
+    # A by-hand run passes it from `dynia:acme` in the stack's config (from_config).
+    acme: pulumi.Input[dict] | None = None
     # this phase stack's last `layers` output: an unchanged layer keeps its config version
     previous_layers: dict | None = None
     # built by from_config: the Pulumi CLI runs the program by hand, not dynia's engine
@@ -59,7 +64,8 @@ class PhaseInputs:
                    ssh_private_key=cfg.get_secret("sshPrivateKey") or "", ssh_public_key=cfg.get("sshPublicKey") or "",
                    holder=cfg.get("holder"), lab_dir=cfg.get("labDir") or "",
                    provider_token=cfg.get_secret("providerToken"),
-                   stats_credentials=configured_stats_credentials(cfg, cluster), by_hand=True)
+                   stats_credentials=configured_stats_credentials(cfg, cluster),
+                   acme=configured_acme(cfg), by_hand=True)
 
 
 def by_hand_credentials_hint(cluster: str) -> str:
@@ -80,6 +86,25 @@ def configured_stats_credentials(cfg: pulumi.Config, cluster: str) -> pulumi.Out
     shown = "the stack config dynia:statsCredentials"
     return pulumi.Output.secret(pulumi.Output.from_input(value).apply(
         lambda v: secrets.check(v, shown, by_hand_credentials_hint(cluster))))
+
+
+def by_hand_acme_hint(cluster: str) -> str:
+    stack = f"{cluster}-provision"
+    return (f"run it through dynia (`dynia up --phase provision --cluster {cluster}`), or give the program the "
+            f"ACME state the stack keeps: pulumi config set --stack {stack} --secret dynia:acme "
+            f"\"$(pulumi stack output --stack {stack} --show-secrets --json acme)\"")
+
+
+def configured_acme(cfg: pulumi.Config) -> pulumi.Output | None:
+    """`dynia:acme` from the stack's config (the provision stack's own `acme` output), checked
+    like the engine's copy, as a secret; None when unset."""
+    from dynia.certs import AcmeState
+
+    value = cfg.get_secret_object("acme")
+    if value is None:
+        return None
+    return pulumi.Output.secret(pulumi.Output.from_input(value).apply(
+        lambda v: AcmeState.from_dict(v, "the stack config dynia:acme").to_dict()))
 
 
 def qualified_stack_name(stack: str) -> str:

@@ -6,20 +6,30 @@ import pulumi
 from dynia import providers
 from dynia.errors import DyniaError
 
-from .inputs import PhaseInputs, by_hand_credentials_hint
+from .inputs import PhaseInputs, by_hand_acme_hint, by_hand_credentials_hint
 
 
 def program(inputs: PhaseInputs) -> None:
     spec = inputs.load().spec
+    acme = keep_acme(inputs, spec)  # before any export or resource: a refused by-hand update registers nothing
     keep_stats_credentials(inputs)
     provider = providers.of(spec)
     nodes, reserved_ip = provider.provision(inputs, spec)
-    pulumi.export("nodes", {n: o.apply(lambda v: {"public_ip": v[0], "private_ip": v[1], "droplet_id": str(v[2])})
-                            for n, o in nodes.items()})
+    pulumi.export("nodes", {n: o.apply(node_output) for n, o in nodes.items()})
     pulumi.export("reservedIp", reserved_ip)
     # Recorded so a later run can refuse a region change (it would replace every droplet).
     pulumi.export("region", spec.provider.region)
-    pulumi.export("originPem", provider.origin_pem(inputs.project, spec))
+    pulumi.export("originPem", certificate(inputs, provider, spec, acme))
+
+
+def node_output(v) -> dict:
+    """One node's entry of the `nodes` output from the provider's (public_ip, private_ip, id,
+    host_key, host_key_source): the host key is public (what every connection pins), never
+    the private half."""
+    out = {"public_ip": v[0], "private_ip": v[1], "droplet_id": str(v[2])}
+    if len(v) > 3 and v[3]:
+        out["host_key"], out["host_key_source"] = v[3], v[4]
+    return out
 
 
 def keep_stats_credentials(inputs: PhaseInputs) -> None:
@@ -45,3 +55,45 @@ def keep_stats_credentials(inputs: PhaseInputs) -> None:
     # The Pulumi CLI prints an exception's message under a traceback, never dynia's hint: say both.
     pulumi.log.error(f"{error.message}\n  hint: {error.hint}")
     raise error
+
+
+def certificate(inputs: PhaseInputs, provider, spec, acme):
+    """Output[str], secret: what fills the origin certificate's slot (HAProxy's PEM), which infra
+    pushes node by node through the apply protocol. origin mode: the provider's Origin CA
+    certificate. letsencrypt: the ACME state's certificate (dynia.certs), ordered outside Pulumi
+    by `dynia cert provision|renew` and `dynia up`; no Origin CA certificate is created."""
+    from dynia.tls import uses_acme
+
+    if not uses_acme(spec.tls.mode):
+        return provider.origin_pem(inputs.project, spec)
+    return pulumi.Output.secret(pulumi.Output.from_input(acme).apply(lambda v: v["pem"]))
+
+
+def keep_acme(inputs: PhaseInputs, spec):
+    """The ACME state (account key, certificate), kept as the secret `acme` output like the
+    stats credentials: an update that did not export it would lose the account and the
+    certificate. The engine passes it on every run (Engine.acme_state); with none yet in
+    letsencrypt mode it passes the self-signed placeholder HAProxy binds 443 with until the
+    first order. A by-hand update of a letsencrypt cluster without `dynia:acme` is refused
+    (a preview warns); programs run without the engine (lab tests) make a placeholder here."""
+    from dynia.certs import placeholder_state
+    from dynia.nodes.push_errors import log_typed
+    from dynia.tls import uses_acme
+
+    if inputs.acme is not None:
+        pulumi.export("acme", pulumi.Output.secret(inputs.acme))
+        return inputs.acme
+    if not uses_acme(spec.tls.mode):
+        return None
+    if inputs.by_hand:
+        message = (f"the ACME state of {inputs.cluster} is not given: this update would drop the provision "
+                   "stack's acme output (the account key and the certificate every node serves)")
+        if pulumi.runtime.is_dry_run():
+            pulumi.log.warn(f"{message}; `pulumi up` refuses it. To keep it: {by_hand_acme_hint(inputs.cluster)}")
+        else:
+            error = DyniaError("state", message, by_hand_acme_hint(inputs.cluster))
+            log_typed(error)
+            raise error
+    state = placeholder_state(spec).to_dict()
+    pulumi.export("acme", pulumi.Output.secret(state))
+    return state

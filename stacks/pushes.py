@@ -75,6 +75,9 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
                               "removal": not b.files and bool(b.remove)}
                       for layer, b in layers.items()} for node, layers in built.items()}
         out["_hosts"] = {n: inventory.ssh_host(n) for n in cluster.spec.nodes}
+        # The host key each push pins (provision's `nodes` output; none for a planned node).
+        out["_host_keys"] = {n: ((nodes or {}).get(n) or {}).get("host_key") if isinstance(nodes, dict) else None
+                             for n in cluster.spec.nodes}
         return out
 
     return pulumi.Output.secret(pulumi.Output.all(
@@ -107,9 +110,27 @@ def export_layers(bundles: pulumi.Output, gates: list[NodeConfig]) -> None:
         built = values[0]
         return {n: {l: {"digest": v["digest"], "version": v["version"]}
                     for l, v in node_layers.items() if (n, l) in pushed and not v.get("removal")}
-                for n, node_layers in built.items() if n != "_hosts"}
+                for n, node_layers in built.items() if not n.startswith("_")}
 
     pulumi.export("layers", pulumi.Output.all(bundles, *[g.report for g in gates]).apply(layers))
+
+
+def pinned_host_key(cluster: str, bundles: dict, node: str) -> str | None:
+    """The host key a push to `node` pins: provision's record of it. A push never connects
+    unpinned: without one the update stops with a typed error (a preview, which connects to
+    nothing, shows the push without it: e.g. a node provision has not created yet)."""
+    from dynia.errors import DyniaError
+    from dynia.nodes.push_errors import log_typed
+
+    key = bundles["_host_keys"].get(node)
+    if key or pulumi.runtime.is_dry_run():
+        return key
+    error = DyniaError("state", f"the provision phase recorded no SSH host key for node {node}: "
+                       "a push never connects to a node it cannot verify",
+                       f"run `dynia up --phase provision --cluster {cluster}` (it records every node's "
+                       "host key), then this phase again")
+    log_typed(error)
+    raise error
 
 
 def prepare(inputs: PhaseInputs):
@@ -137,6 +158,7 @@ def chain(inputs: PhaseInputs, provision: pulumi.StackReference, bundles: pulumi
             node=node, layer=layer,
             # The host is not a secret (the bundles are): unwrap it so the connection shows it.
             host=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: b["_hosts"][node])),
+            host_key=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: pinned_host_key(inputs.cluster, b, node))),
             private_key=inputs.ssh_private_key,
             payload=bundles.apply(lambda b, node=node: b[node][layer]["payload"]),
             digest=bundles.apply(lambda b, node=node: b[node][layer]["digest"]),

@@ -47,6 +47,7 @@ from dynia.store import Cluster, Project, cluster_lock, load_cluster
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECT = REPO / "examples"
 DOUBLE_STATE = "engine-double"            # inside the lab directory: the stand-in stacks' outputs
+CLIENT_PEM = "origin-pull-client.pem"     # inside the lab directory: what curl presents as Cloudflare would
 SECRET_OUTPUTS = ("originPem", "statsCredentials")  # what Pulumi would hand back marked secret
 ME = "python -m tests.devlab"
 
@@ -209,8 +210,19 @@ class DevLab:
             holder = vip_holder(nodes) if nodes and self.running() else None
             engine = DevlabEngine(cluster, self.lab_dir / DOUBLE_STATE, holder=holder, on_progress=say)
             engine.up()
+        self._write_client_certificate()
         say(f"applied provision → infra → apps in {time.monotonic() - started:.0f} s")
         return self.describe()
+
+    def _write_client_certificate(self) -> None:
+        from dynia.tls import lab_origin_pull_client
+
+        path = self.lab_dir / CLIENT_PEM
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(lab_origin_pull_client(self.name))
+        os.replace(tmp, path)
 
     def running(self) -> bool:
         lab = self.lab()
@@ -257,9 +269,11 @@ class DevLab:
             "nodes": {n.id: {"ip": n.ip, "up": lab._netns_inode(n) is not None,
                              "ssh": shlex.join([*ssh, f"root@{n.ip}"]),
                              "enter": shlex.join([*lab.enter_argv(n), "bash"])} for n in lab.nodes},
-            # The lab's certificate is self-signed (dynia.tls): -k.
+            # The lab's certificate is self-signed (dynia.tls): -k. HAProxy asks for the origin-pull
+            # client certificate Cloudflare presents (origin mode): the lab's own, written by up().
             "services": {s: {"domain": svc.domain, "placement": svc.placement,
-                             "curl": (f"curl -k --resolve {svc.domain}:443:{lab.vip} https://{svc.domain}/"
+                             "curl": (f"curl -k --cert {lab.dir / CLIENT_PEM} --resolve {svc.domain}:443:{lab.vip} "
+                                      f"https://{svc.domain}/"
                                       if svc.domain else None)}
                          for s, svc in sorted(spec.services.items())},
             "dynia": [f"dynia -C {project_arg} {cmd} --cluster {self.name}"

@@ -1,4 +1,11 @@
-"""dynia cert: the origin certificate (provisioned with the provision phase)."""
+"""dynia cert: the certificate HAProxy serves on every node.
+
+origin mode: the Cloudflare Origin CA certificate, made by the provision phase.
+letsencrypt mode: the cluster's one ACME certificate (dynia.certs): ordered here (HTTP-01,
+answered by whichever node holds the VIP), kept with the cluster's state as a secret (the
+provision phase), rolled node by node (the infra phase). Safe from cron or CI: no prompt, exit
+0 when renewed or nothing is due, a typed error's exit code otherwise (`cert`: 18).
+"""
 from __future__ import annotations
 
 import typer
@@ -6,21 +13,117 @@ import typer
 from .common import CLUSTER_OPT, JSON_OPT, emit_json, say
 from .engine_common import engine_for, print_rows
 
-app = typer.Typer(help="The Cloudflare Origin CA certificate HAProxy serves.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(help="The certificate HAProxy serves: Cloudflare Origin CA (origin) or ACME (letsencrypt).",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+
+def _letsencrypt(engine) -> bool:
+    from ..tls import uses_acme
+
+    return uses_acme(engine.cluster.spec.tls.mode)
+
+
+def _result(action: str, state, reason: str | None) -> dict:
+    from ..certs import public_facts
+
+    return {"action": action, "reason": reason, "certificate": public_facts(state) if state is not None else None}
+
+
+def _say_result(out: dict) -> None:
+    cert = out["certificate"]
+    if out["action"] == "nothing to do":
+        when = f"; expires {cert['not_after'][:10]}" if cert else ""
+        say(f"nothing to do: the certificate covers every bound domain{when}")
+        return
+    say(f"certificate issued for {', '.join(cert['domains'])} (expires {cert['not_after'][:10]}; "
+        f"{out['reason']}); stored with the cluster's state and rolled to every node")
 
 
 @app.command("provision")
 def provision_cmd(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry-run", help="Preview only."),
                   cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
-    """Create or renew the origin certificate (the provision phase); --dry-run previews it."""
+    """Create the certificate and roll it to the nodes; --dry-run previews it. origin: the
+    provision phase's Origin CA certificate. letsencrypt: orders one for every bound domain now."""
+    from .. import certs
+
     with engine_for(ctx, cluster) as engine:
-        if dry_run:
-            rows = [r for r in engine.preview(("provision",)) if r.type.startswith(("tls:", "cloudflare:"))]
-            if as_json:
-                emit_json([r.as_dict() for r in rows])
-            else:
-                print_rows(rows)
+        if not _letsencrypt(engine):
+            if dry_run:
+                rows = [r for r in engine.preview(("provision",)) if r.type.startswith(("tls:", "cloudflare:"))]
+                if as_json:
+                    emit_json([r.as_dict() for r in rows])
+                else:
+                    print_rows(rows)
+                return
+            engine.up(("provision",))
+            say("origin certificate provisioned; `dynia infra sync` pushes it to the nodes")
             return
-        engine.up(("provision",))
-    say("origin certificate provisioned; `dynia infra sync` pushes it to the nodes")
+        if dry_run:
+            # A preview, not a staging order: it needs no challenge on the nodes, spends no rate
+            # limit, and says exactly what the real order would ask for.
+            import datetime as dt
+
+            preview = certs.order_preview(engine.acme_state(), engine.cluster.spec, dt.datetime.now(dt.timezone.utc))
+            if as_json:
+                emit_json(preview)
+            else:
+                say(f"would order from {preview['directory']} ({preview['account']} account): "
+                    f"{', '.join(preview['domains']) or 'no bound domain'}")
+                if preview["reason"]:
+                    say(f"due: {preview['reason']}")
+            return
+        state, reason = certs.roll(engine, force=True)
+    out = _result("issued", state, reason)
+    emit_json(out) if as_json else _say_result(out)
+
+
+@app.command("renew")
+def renew_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT,
+              days: int = typer.Option(30, "--days", min=1, max=89,
+                                       help="Renew when fewer than this many days remain.")) -> None:
+    """Renew when fewer than 30 days remain or a bound domain is not covered, then roll it to
+    every node; otherwise exit 0, "nothing to do". No prompt: safe from cron or CI."""
+    import datetime as dt
+
+    from .. import certs
+    from ..errors import DyniaError
+
+    with engine_for(ctx, cluster, on_progress=(lambda line: None) if as_json else None) as engine:
+        if not _letsencrypt(engine):
+            out = _origin_renewal(engine.cluster, days)
+        else:
+            state = engine.acme_state()
+            now = dt.datetime.now(dt.timezone.utc)
+            if certs.renewal_reason(state, engine.cluster.spec, now, days) is None:
+                out = _result("nothing to do", state, None)
+            elif not certs.covered_domains(engine.cluster.spec):
+                out = _result("nothing to do", state, "no service is bound to a domain")
+            else:
+                try:
+                    state, reason = certs.roll(engine, force=True)
+                except DyniaError as exc:
+                    exc.resume = exc.resume or f"dynia cert renew --cluster {engine.cluster.name}"
+                    raise
+                out = _result("renewed", state, reason)
+    emit_json(out) if as_json else _say_result(out)
+
+
+def _origin_renewal(cluster, days: int) -> dict:
+    """origin mode: the Origin CA certificate lives for years; report it, or say it is due."""
+    import datetime as dt
+
+    from ..errors import DyniaError
+    from ..verify import read_state_certificate
+
+    cert, missing = read_state_certificate(cluster)
+    if cert is None:
+        raise DyniaError("cert", f"the origin certificate's expiry is unknown: {missing}",
+                         f"run `dynia cert provision --cluster {cluster.name}` (origin mode: the provision phase)")
+    left = cert.not_after - dt.datetime.now(dt.timezone.utc)
+    if left <= dt.timedelta(days=days):
+        raise DyniaError("cert", f"the origin certificate expires {cert.not_after:%Y-%m-%d} ({max(left.days, 0)} "
+                         "days left)", "replace it: `pulumi up --replace` on its resource in the provision stack, "
+                         "then `dynia infra sync`")
+    return {"action": "nothing to do", "reason": None,
+            "certificate": {"domains": list(cert.names), "not_after": cert.as_dict()["not_after"],
+                            "placeholder": False, "directory": None, "account": False}}

@@ -124,6 +124,13 @@ def print_status(st) -> None:
                               Text(sv.status or "?", "green" if (sv.status or "").startswith("UP") else "red"),
                               Text(sv.check_desc or sv.check_status or ""), Text(_http(b.http) if i == 0 else ""))
         out.print(table)
+    cert = getattr(st, "certificate", None)
+    if cert is not None:
+        if cert.not_after is None:
+            out.print(Text(f"certificate: expiry unknown ({cert.error})", "yellow"))
+        else:
+            out.print(Text(f"certificate: expires {cert.not_after[:10]} ({cert.days_left} days)",
+                           "red" if cert.days_left < 30 else ""))
     out.print(Text(st.verdict, "bold green" if st.healthy else "bold red"))
     for p in st.problems[1:]:
         out.print(Text(f"  also: {p}", "red"))

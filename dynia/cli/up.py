@@ -27,12 +27,37 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
             outputs = engine.up(phases, continue_on_error=continue_on_error)
         else:
             outputs = up_with_progress(engine, phases, continue_on_error)
+        issued = certificate_after_apps(engine, phases)
     if as_json:
         emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
-                                                       for p, o in outputs.items()}})
+                                                       for p, o in outputs.items()},
+                   **({"certificate": issued} if issued else {})})
     else:
         say(f"applied: {', '.join(phases)}")
+        if issued:
+            say(f"certificate issued for {', '.join(issued['domains'])} (expires {issued['not_after'][:10]}) "
+                "and rolled to every node")
     return outputs
+
+
+def certificate_after_apps(engine, phases) -> dict | None:
+    """tls.mode letsencrypt: once the apps phase has run, the certificate must cover every bound
+    domain: order it (HTTP-01), store it (provision), roll it (infra). After apps, not before:
+    the CA resolves a brand-new name to the reserved IP, so its DNS-only record must exist, and
+    it is created only after the service's gates. The public facts of a new certificate, or None.
+    A failed order is a `cert` error: nothing pushed, every node keeps its certificate, the
+    services stay applied; `dynia cert renew` retries it."""
+    from .. import certs
+    from ..errors import DyniaError
+
+    if "apps" not in phases:
+        return None
+    try:
+        state, reason = certs.roll(engine)
+    except DyniaError as exc:
+        exc.resume = exc.resume or f"dynia cert renew --cluster {engine.cluster.name}"
+        raise
+    return certs.public_facts(state) if reason is not None else None
 
 
 def up_with_progress(engine, phases, continue_on_error: bool) -> dict:

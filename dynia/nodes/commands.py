@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..firewall import TABLE
 from ..paths import PATHS as P
 from ..paths import PORTS
 from ..providers.base import NodeProfile
@@ -23,7 +24,31 @@ from ..providers.base import NodeProfile
 # keepalived last: its track script checks the HAProxy just reloaded. A rollback reloads in
 # the reverse order (templates/node/apply.py), so HAProxy lets go of :80 before the restored
 # package Caddyfile asks for it.
+# (These are the daemons: status, drift and the `running` fact read them.)
 COMPONENTS = ("caddy", "haproxy", "keepalived")
+# What an infra push reloads, in order: the host firewall (nftables) before every daemon. A
+# node's new peers and ports are admitted before the daemons that talk to them reload, and the
+# gate then checks every component through the firewall it will live with. The firewall needs
+# no port of anyone's, so it can go first; a rollback restores it last, after the daemons are
+# back on their old files.
+INFRA_COMPONENTS = ("nftables", *COMPONENTS)
+
+# The firewall's table (dynia.firewall.TABLE; one table of dynia's own) and, on systemd nodes,
+# the unit that loads it at boot.
+FIREWALL_TABLE = f"inet {TABLE}"
+FIREWALL_UNIT = P.firewall_unit
+
+
+def ssh_admitted() -> str:
+    """Exits 0 when the loaded `inet dynia` table admits SSH from the address this push's SSH
+    connection comes from (SSH_CONNECTION, set by sshd; `::ffff:` stripped from a mapped IPv4);
+    without an SSH connection (a local test) there is nothing to check. Otherwise it prints the
+    address and the spec key on stderr: a firewall that would lock dynia out is refused."""
+    return ('a=${SSH_CONNECTION%% *}; a=${a#::ffff:}; [ -z "$a" ] || { '
+            'case $a in *:*) s=admin6;; *) s=admin4;; esac; '
+            f'nft get element {FIREWALL_TABLE} $s "{{ $a }}" >/dev/null 2>&1 || {{ '
+            'echo "dynia: this push connects from $a, which firewall.admin_ranges does not admit: '
+            'the firewall would lock dynia out" >&2; exit 1; }; }')
 
 
 def pid_alive(pidfile: str) -> str:
@@ -110,6 +135,12 @@ class NodeCommands:
     # --- infra components -------------------------------------------------------------
 
     def validate(self, component: str) -> str:
+        if component == "nftables":
+            # The syntax against the live ruleset, then the whole file loaded in a scratch network
+            # namespace (the node's own is untouched) to ask it whether this push's address may
+            # still reach SSH: refused before it is ever loaded.
+            return (f"nft -c -f {P.firewall_rules} && "
+                    f"unshare -n sh -c 'nft -f {P.firewall_rules} && {{ {ssh_admitted()}; }}'")
         return {
             # The stats credentials live in the environment file; HAProxy refuses the config without them.
             "haproxy": f"set -a; . {P.haproxy_env}; set +a; haproxy -c -q -f {P.haproxy_cfg}",
@@ -121,6 +152,13 @@ class NodeCommands:
         """Reload if running, else start: the first push starts what the next ones reload.
         HAProxy is restarted instead when its running master lacks the environment file's
         values (see env_current): a fresh droplet's package HAProxy never read dynia's file."""
+        if component == "nftables":
+            # One transaction (the file deletes and redefines the table). On systemd nodes the
+            # unit loads the same file at every boot, before the network comes up.
+            load = f"nft -f {P.firewall_rules}"
+            if self.profile.service_manager == "systemd":
+                return f"{load} && systemctl daemon-reload && systemctl enable --quiet dynia-firewall.service"
+            return load
         if self.profile.service_manager == "systemd":
             if component == "haproxy":
                 main_pid = '"$(systemctl show -p MainPID --value haproxy)"'
@@ -152,7 +190,13 @@ class NodeCommands:
         """Stops the component (a node leaving the cluster: its keepalived must be silent before
         the others drop it as a peer, or it turns MASTER and takes the reserved IP). Exits 0 once
         it is stopped; the pid-file form waits for the process to go (bounded, 5 s), as
-        `systemctl stop` does, and exits non-zero if it is still running."""
+        `systemctl stop` does, and exits non-zero if it is still running. The firewall's
+        stop deletes dynia's table (and, on systemd, no longer loads it at boot)."""
+        if component == "nftables":
+            delete = f"if nft list table {FIREWALL_TABLE} >/dev/null 2>&1; then nft delete table {FIREWALL_TABLE}; fi"
+            if self.profile.service_manager == "systemd":
+                return f"systemctl disable --quiet dynia-firewall.service 2>/dev/null; {delete}"
+            return delete
         if self.profile.service_manager == "systemd":
             return f"systemctl stop {component}"
         pid = {"haproxy": P.haproxy_pid, "caddy": P.caddy_pid, "keepalived": P.keepalived_pid}[component]
@@ -161,10 +205,22 @@ class NodeCommands:
                 f"! {{ {pid_alive(pid)}; }}")
 
     def running(self, component: str) -> str:
-        """Exits 0 while the component runs (HAProxy and Caddy are gated by HTTP instead)."""
+        """Exits 0 while the component runs (HAProxy and Caddy are gated by HTTP instead); the
+        firewall "runs" while its table is loaded."""
+        if component == "nftables":
+            return f"nft list table {FIREWALL_TABLE} >/dev/null 2>&1"
         if self.profile.service_manager == "systemd":
             return f"systemctl is-active --quiet {component}"
         return pid_alive({"haproxy": P.haproxy_pid, "caddy": P.caddy_pid, "keepalived": P.keepalived_pid}[component])
+
+    def firewall_admits_ssh(self) -> str:
+        """The health gate's firewall check: the table is loaded, its SSH rules read the admin
+        sets, and those admit the address this push connects from (ssh_admitted)."""
+        return (f"r=$(nft list chain {FIREWALL_TABLE} input) || exit 1; "
+                "for w in 'ip saddr @admin4' 'ip6 saddr @admin6'; do "
+                'printf \'%s\\n\' "$r" | grep -qF "tcp dport 22 $w accept" || '
+                '{ echo "dynia: the loaded firewall has no SSH rule for $w" >&2; exit 1; }; done; '
+                f"{ssh_admitted()}")
 
     # --- the operator's services --------------------------------------------------------
 
@@ -244,3 +300,30 @@ class NodeCommands:
 def compose_project(service: str) -> str:
     """The compose project a service runs as (the `name:` dynia.compose.wrapped renders)."""
     return f"dynia-{service}"
+
+
+# --- tls.mode letsencrypt: HTTP-01 key authorizations (dynia.nodes.challenge) ---------------
+# One file per token under PATHS.acme_challenge_dir, 0644 (Caddy serves them as its own user).
+# A token is the CA's base64url string; dynia.acme_client checks it, and the node checks it again
+# before it becomes a file name. The tokens and key authorizations are public (the CA fetches
+# them over plain HTTP), but they travel on stdin, one "token key-authorization" line each, so
+# the command itself stays constant.
+ACME_TOKEN_CHARS = "A-Za-z0-9_-"
+
+
+def acme_publish() -> str:
+    d = P.acme_challenge_dir
+    return ("umask 022 && mkdir -p " + d + " && chmod 0755 " + d + " && "
+            'while read -r t k; do case "$t" in ""|*[!' + ACME_TOKEN_CHARS + ']*) '
+            'echo "dynia: malformed ACME token" >&2; exit 2;; esac; '
+            f"printf '%s' \"$k\" > {d}/.$t.tmp && chmod 0644 {d}/.$t.tmp && mv -f {d}/.$t.tmp {d}/$t "
+            "|| exit 1; done")
+
+
+def acme_withdraw(tokens: list[str]) -> str:
+    import re
+
+    bad = [t for t in tokens if not re.fullmatch(f"[{ACME_TOKEN_CHARS}]+", t)]
+    if bad or not tokens:
+        raise ValueError("ACME tokens are base64url strings")
+    return "rm -f " + " ".join(f"{P.acme_challenge_dir}/{t}" for t in tokens)

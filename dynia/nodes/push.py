@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..bundle import BOOTSTRAP, Bundle
 from ..errors import DyniaError
+from .push_errors import host_key_error
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ async def connect(target: Target):
         auth = client_auth(target.key)
         return await asyncio.wait_for(asyncssh.connect(
             target.host, port=target.port, username=target.user, **auth,
-            known_hosts=str(target.known_hosts) if target.known_hosts else None), target.connect_timeout)
+            known_hosts=known_hosts_option(target)), target.connect_timeout)
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise host_key_error(target.node, target.host, str(exc), pinned=_pinned(target)) from None
     except asyncssh.KeyImportError as exc:
         raise DyniaError("config", f"SSH key {target.key} cannot be used: {exc}",
                          f"a passphrase-protected key needs an ssh-agent: eval \"$(ssh-agent)\" && ssh-add {target.key}"
@@ -86,6 +89,59 @@ async def connect(target: Target):
         raise DyniaError("network", f"cannot reach node {target.node} at {target.host}: "
                          f"{exc.__class__.__name__}: {exc}".rstrip(": "),
                          "check that the node is up and reachable over SSH (dynia status)") from None
+
+
+def known_hosts_option(target: Target):
+    """asyncssh's known_hosts for the target: its pinned keys. A known_hosts path that does not
+    exist (no provision has recorded keys yet) trusts no key, never every key; None is kept only
+    for a target made without one (a caller that pins nothing by design must say so)."""
+    import asyncssh
+
+    if target.known_hosts is None:
+        return None
+    if not Path(target.known_hosts).exists():
+        return asyncssh.import_known_hosts("")
+    return str(target.known_hosts)
+
+
+def _pinned(target: Target) -> bool:
+    """Whether the target's known_hosts has any line for its host (port 22 or [host]:port)."""
+    try:
+        lines = Path(target.known_hosts).read_text().splitlines() if target.known_hosts else []
+    except OSError:
+        return False
+    names = {target.host, f"[{target.host}]:{target.port}"}
+    return any(names & set(line.split()[0].split(",")) for line in lines if line.strip())
+
+
+def fingerprint(public_key: str) -> str:
+    """SHA256:… of an OpenSSH public key, as `ssh-keygen -l` prints it."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(public_key.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def server_host_key(target: Target, timeout: float = 10.0) -> str:
+    """The ed25519 host key the node presents ("ssh-ed25519 AAAA…"), read without logging in:
+    only for pinning a node on first use (Engine.pin_first_use), never to trust a connection."""
+    import asyncssh
+
+    async def main():
+        return await asyncio.wait_for(asyncssh.get_server_host_key(
+            target.host, target.port, server_host_key_algs=["ssh-ed25519"]), timeout)
+
+    try:
+        key = asyncio.run(main())
+    except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+        raise DyniaError("network", f"cannot read the SSH host key of node {target.node} at {target.host}: "
+                         f"{exc.__class__.__name__}: {exc}".rstrip(": "),
+                         "bring the node up (its sshd must answer), then rerun") from None
+    if key is None:
+        raise DyniaError("network", f"node {target.node} at {target.host} presented no ed25519 host key",
+                         "check its sshd (HostKey /etc/ssh/ssh_host_ed25519_key), then rerun")
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
 
 
 async def push_async(target: Target, bundle: Bundle, timeout: float = 600) -> ApplyResult:

@@ -31,6 +31,17 @@ class NodeProfile:
 
 
 @dataclass(frozen=True)
+class FirewallSources:
+    """Where a provider's nodes are reached from, where that is not production's (dynia.firewall).
+    edge: what stands in for Cloudflare's ranges on 80/443 in origin mode (None: Cloudflare's own,
+    dynia/data/cloudflare-ips.json); monitors: besides the nodes themselves, who may read HAProxy's
+    stats port. CIDR ranges."""
+    edge: tuple[str, ...] | None = None
+    edge_name: str = ""
+    monitors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SshIdentity:
     """The key dynia logs in with and the host keys it trusts (None: not pinned yet)."""
     key: Path
@@ -75,6 +86,12 @@ class Provider(ABC):
     profile: NodeProfile
     # (API, environment variable) the operator's machine needs to plan and apply (checked up front).
     operator_env: tuple[tuple[str, str], ...] = ()
+    # The environment variable of the separate, narrowly scoped token written to nodes
+    # (node_token); None where nodes get no token. `context doctor` tells it from operator_env's.
+    node_token_env: str | None = None
+    node_token_hint: str = ""  # how to create it (the scopes it needs)
+    # Nodes made before dynia pinned host keys get theirs pinned on first use (Engine.pin_first_use).
+    first_use_host_keys: bool = False
 
     # --- the spec -------------------------------------------------------------------------
     @abstractmethod
@@ -124,6 +141,11 @@ class Provider(ABC):
         """The token notify.sh moves the reserved IP with (None where nothing moves it)."""
         return None
 
+    def firewall_sources(self, spec) -> FirewallSources:
+        """Stand-ins for the firewall's sources (dynia.firewall): none on a cloud, where
+        Cloudflare's edge really connects and only the nodes read each other's stats."""
+        return FirewallSources()
+
     def origin_pem_for_push(self, project, cluster: str, domain: str) -> bytes | None:
         """The certificate a push made without the engine fills its slot with (lab tests)."""
         return None
@@ -131,7 +153,9 @@ class Provider(ABC):
     # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
     @abstractmethod
     def provision(self, inputs, spec) -> tuple[dict, Any]:
-        """Create the nodes: ({node: Output[(public_ip, private_ip, id)]}, reserved_ip)."""
+        """Create the nodes: ({node: Output[(public_ip, private_ip, id, host_key, host_key_source)]},
+        reserved_ip). host_key: the node's SSH host public key ("ssh-ed25519 AAAA…") that every
+        connection pins; host_key_source: generated | first-use | lab."""
 
     @abstractmethod
     def origin_pem(self, project, spec):

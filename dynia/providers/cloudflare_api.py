@@ -13,7 +13,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import DyniaError
@@ -34,6 +34,28 @@ class DnsRecord:
     type: str
     content: str
     proxied: bool
+    # Who made it ("managed by dynia" for dynia's own); not part of what a record *is* (equality).
+    comment: str = field(default="", compare=False)
+
+
+# The types that answer for a name's address: a second one of them beside dynia's A record
+# and Cloudflare splits the traffic between them (it accepts a second A record silently).
+ADDRESS_TYPES = ("A", "AAAA", "CNAME")
+
+
+def conflicts(records: list[DnsRecord], name: str, managed: str) -> list[DnsRecord]:
+    """The address records of `name` dynia does not own (their comment is not `managed`)."""
+    name = name.lower().rstrip(".")
+    return [r for r in records if r.name.lower().rstrip(".") == name and r.type.upper() in ADDRESS_TYPES
+            and (r.comment or "") != managed]
+
+
+def conflict_error(name: str, found: list[DnsRecord]) -> DyniaError:
+    shown = ", ".join(f"{r.type} → {r.content[:80]}" for r in found[:3]) + (" …" if len(found) > 3 else "")
+    return DyniaError("dns", f"{name} already has a DNS record dynia does not own ({shown}): a second record "
+                      "would make Cloudflare split its traffic between them",
+                      f"delete that record in Cloudflare (DNS → Records → {name}) or bind the service to another "
+                      "name, then rerun; dynia never overwrites a record it did not create")
 
 
 def _default_opener(request: urllib.request.Request, timeout: float):
@@ -116,7 +138,8 @@ class CloudflareApi:
             data = self._get(f"/zones/{zone_id}/dns_records", {"per_page": PER_PAGE, "page": page})
             for r in data.get("result") or []:
                 if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("name", "type", "content")):
-                    records.append(DnsRecord(r["name"], r["type"], r["content"], r.get("proxied") is True))
+                    records.append(DnsRecord(r["name"], r["type"], r["content"], r.get("proxied") is True,
+                                             r["comment"] if isinstance(r.get("comment"), str) else ""))
             info = data.get("result_info") if isinstance(data.get("result_info"), dict) else {}
             total = info.get("total_pages")
             if not isinstance(total, int) or page >= total:

@@ -11,6 +11,18 @@ from ..errors import DyniaError
 from .base import NodeProfile, Problem, Provider, SshIdentity
 
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"
+# The token written to every node (0600, root) for keepalived's notify script: a separate,
+# custom-scoped token, never the operator's DIGITALOCEAN_TOKEN (a full-account token on every
+# node would hand the whole account to anyone who gets root on one of them).
+NODE_TOKEN_ENV = "DIGITALOCEAN_NODE_TOKEN"
+# What notify.sh does with it: POST /v2/reserved_ips/<ip>/actions (assign), which needs
+# reserved_ip:update; DigitalOcean makes a token with that scope also carry the scopes it
+# requires (https://docs.digitalocean.com/reference/api/scopes/reserved_ip/update).
+NODE_TOKEN_SCOPES = ("reserved_ip:update", "reserved_ip:read", "droplet:read", "regions:read", "sizes:read",
+                     "actions:read", "image:read")
+NODE_TOKEN_HINT = (f"create a custom-scoped token in DigitalOcean (API → Tokens → Custom Scopes) with only "
+                   f"{', '.join(NODE_TOKEN_SCOPES)} and export {NODE_TOKEN_ENV}=… (it is written to every node; "
+                   f"never reuse {TOKEN_ENV})")
 API = "https://api.digitalocean.com/v2"
 CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 
@@ -89,6 +101,9 @@ class DigitalOcean(DropletSizes, Provider):
     kind = "digitalocean"
     profile = PROFILE
     operator_env = (("digitalocean", TOKEN_ENV), ("cloudflare", CLOUDFLARE_TOKEN_ENV))
+    node_token_env = NODE_TOKEN_ENV
+    node_token_hint = NODE_TOKEN_HINT
+    first_use_host_keys = True  # droplets created before host keys were pinned (see Engine.pin_first_use)
 
     def check(self, provider) -> list[Problem]:
         problems = self.check_size(provider)
@@ -160,11 +175,11 @@ class DigitalOcean(DropletSizes, Provider):
         return matches[0] if len(matches) == 1 else None
 
     def node_token(self) -> str | None:
-        token = os.environ.get(TOKEN_ENV)
-        if not token:
-            raise DyniaError("provider", f"{TOKEN_ENV} is not set",
-                             f"export {TOKEN_ENV}=… (the notify script moves the reserved IP with it)")
-        return token
+        """DIGITALOCEAN_NODE_TOKEN: what nodes move the reserved IP with. Never DIGITALOCEAN_TOKEN:
+        missing is an error, not a fallback, and the same value as the operator's token is refused
+        (it would put the full-account token on every node). Asked only where a push needs it
+        (plan, up, repair, the engine's preflight); status, drift and verify never ask."""
+        return node_token_from_env()
 
     # --- Pulumi ---------------------------------------------------------------------------
 
@@ -184,12 +199,32 @@ class DigitalOcean(DropletSizes, Provider):
         # Rolling order: a resize (power off, resize, power on) reaches one droplet at a time.
         for node in rolling_order(spec.nodes, spec.master_node, inputs.holder):
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,
-                                              network.ssh_key_fingerprint, cloud_init(spec.name, node),
+                                              network.ssh_key_fingerprint,
+                                              lambda private, public, node=node: cloud_init(
+                                                  spec.name, node, (private, public) if private and public else None),
                                               after=previous))
             previous = [n.droplet]
-            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id)
+            # A droplet created before host keys were pinned never got the generated key (user
+            # data is ignored on existing droplets): the key it presented on first use, pinned
+            # once by the engine (stack config dynia:hostKeys, see Engine.pin_first_use), is its pin.
+            first_use = first_use_host_keys().get(node)
+            host_key = first_use or n.host_key
+            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key,
+                                            "first-use" if first_use else "generated")
         nodes = {node: nodes[node] for node in spec.nodes}
+        self.zone_settings(spec)
         return nodes, ReservedIp(f"{spec.name}-rip", ReservedIpArgs(p.region)).address
+
+    def zone_settings(self, spec):
+        """Origin mode: the zone's SSL mode strict and Authenticated Origin Pulls on (set by
+        provision, before any record points at the nodes). Letsencrypt mode proxies nothing:
+        the zone's settings are left as the operator has them."""
+        from ..components.zone_settings import ZoneSettings, ZoneSettingsArgs
+        from ..tls import proxied
+
+        if not proxied(spec.tls.mode):
+            return None
+        return ZoneSettings(f"{spec.name}-zone", ZoneSettingsArgs(spec.domain, origin_pulls=True))
 
     def release(self, engine, nodes: list[str] | None) -> None:
         """Lift the protection of the droplets about to be deleted (None: every one, for destroy).
@@ -226,6 +261,33 @@ class DigitalOcean(DropletSizes, Provider):
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
             spec.domain, [domain], address, gates, proxied=proxied(spec.tls.mode),
             renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
+
+
+def first_use_host_keys() -> dict[str, str]:
+    """{node: "ssh-ed25519 AAAA…"}: the host keys pinned on first use for droplets created
+    before dynia pinned host keys (the provision stack's config `dynia:hostKeys`, which the
+    engine sets from the state's earlier outputs, or from the node once, on first use)."""
+    import pulumi
+
+    from ..cache import HOST_KEY
+
+    value = pulumi.Config("dynia").get_object("hostKeys") or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) and HOST_KEY.fullmatch(v) for v in value.values()):
+        raise DyniaError("state", "the provision stack's config dynia:hostKeys is not {node: \"ssh-ed25519 …\"}",
+                         "remove it (pulumi config rm dynia:hostKeys) and rerun `dynia up --phase provision`")
+    return value
+
+
+def node_token_from_env(env=None) -> str:
+    env = os.environ if env is None else env
+    token = env.get(NODE_TOKEN_ENV)
+    if not token:
+        raise DyniaError("config", f"{NODE_TOKEN_ENV} is not set (keepalived's notify script on every node moves "
+                         "the reserved IP with it)", NODE_TOKEN_HINT)
+    if token == env.get(TOKEN_ENV):
+        raise DyniaError("config", f"{NODE_TOKEN_ENV} is the same token as {TOKEN_ENV}: the operator's token "
+                         "would be written to every node", NODE_TOKEN_HINT)
+    return token
 
 
 def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:

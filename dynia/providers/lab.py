@@ -33,7 +33,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .local import addresses
@@ -129,12 +129,23 @@ class LabNode:
 
 
 @dataclass
+class LabClient:
+    """A bare network namespace on the lab bridge (no mounts, no daemons): a client standing
+    somewhere on the network, e.g. one of Cloudflare's servers, or an outsider."""
+    name: str
+    ip: str
+    netns: str
+    veth: str
+
+
+@dataclass
 class Lab:
     dir: Path
     subnet: str
     prefix: str
     nodes: list[LabNode]
     vip: str
+    clients: list[LabClient] = field(default_factory=list)
 
     # --- naming and persistence ---------------------------------------------------------
 
@@ -150,11 +161,12 @@ class Lab:
     def load(cls, directory: Path) -> "Lab":
         data = json.loads((directory / STATE_FILE).read_text())
         return cls(Path(data["dir"]), data["subnet"], data["prefix"],
-                   [LabNode(**n) for n in data["nodes"]], data["vip"])
+                   [LabNode(**n) for n in data["nodes"]], data["vip"],
+                   [LabClient(**c) for c in data.get("clients", [])])
 
     def save(self) -> None:
         data = {"dir": str(self.dir), "subnet": self.subnet, "prefix": self.prefix, "vip": self.vip,
-                "nodes": [asdict(n) for n in self.nodes]}
+                "nodes": [asdict(n) for n in self.nodes], "clients": [asdict(c) for c in self.clients]}
         (self.dir / STATE_FILE).write_text(json.dumps(data, indent=2))
 
     @property
@@ -359,6 +371,48 @@ class Lab:
                         raise LabError(f"sshd on {node.id} ({node.ip}) did not come up")
                     time.sleep(0.05)
 
+    # --- client namespaces ----------------------------------------------------------------
+
+    def add_client(self, name: str, ip: str) -> LabClient:
+        """A client namespace with `ip` on the lab bridge (default route via the gateway), torn
+        down with the lab (down) or on its own (remove_client). The lab must be up."""
+        if any(c.name == name for c in self.clients):
+            raise LabError(f"lab client {name} exists already")
+        taken = {n.ip for n in self.nodes} | {c.ip for c in self.clients} | {self.vip, self.gateway}
+        if ip in taken or ipaddress.ip_address(ip) not in ipaddress.ip_network(self.subnet):
+            raise LabError(f"lab client {name}: {ip} is taken or outside {self.subnet}")
+        index = max([int(c.veth.rsplit("c", 1)[1]) for c in self.clients], default=-1) + 1
+        client = LabClient(name, ip, f"{self.prefix}-client-{name}", f"{self.prefix}c{index}")
+        self.clients.append(client)
+        self.save()  # saved first: a failed setup is still found and removed by down()
+        prefixlen = ipaddress.ip_network(self.subnet).prefixlen
+        try:
+            sh("ip", "netns", "add", client.netns)
+            sh("ip", "link", "add", client.veth, "type", "veth", "peer", "name", "eth0", "netns", client.netns)
+            sh("ip", "link", "set", client.veth, "master", self.bridge, "up")
+            for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
+                        ["addr", "add", f"{ip}/{prefixlen}", "dev", "eth0"],
+                        ["route", "add", "default", "via", self.gateway]):
+                sh("ip", "-n", client.netns, *cmd)
+        except BaseException:
+            self.remove_client(name)
+            raise
+        return client
+
+    def client_argv(self, name: str) -> list[str]:
+        """Prefix that runs a program inside the client's network namespace."""
+        client = next(c for c in self.clients if c.name == name)
+        return ["ip", "netns", "exec", client.netns]
+
+    def remove_client(self, name: str) -> None:
+        for client in [c for c in self.clients if c.name == name]:
+            self._kill_in_netns(client.netns)
+            sh("ip", "netns", "del", client.netns, check=False)
+            sh("ip", "link", "del", client.veth, check=False)
+            self.clients.remove(client)
+        if self.dir.exists():
+            self.save()
+
     # --- down -----------------------------------------------------------------------------
 
     def _netns_inode(self, node: LabNode) -> int | None:
@@ -369,8 +423,12 @@ class Lab:
 
     def kill_node_processes(self, node: LabNode) -> int:
         """SIGKILL every process whose network namespace is the node's (daemons, containers)."""
-        inode = self._netns_inode(node)
-        if inode is None:
+        return self._kill_in_netns(node.netns)
+
+    def _kill_in_netns(self, netns: str) -> int:
+        try:
+            inode = os.stat(f"/run/netns/{netns}").st_ino
+        except FileNotFoundError:
             return 0
         killed = 0
         for _ in range(20):
@@ -394,7 +452,11 @@ class Lab:
         return killed
 
     def down(self, only: list[str] | None = None) -> None:
-        """Remove the nodes (or only some); the shared parts go with the last node."""
+        """Remove the nodes (or only some); the shared parts (and every client namespace) go
+        with the last node."""
+        if only is None:
+            for client in list(self.clients):
+                self.remove_client(client.name)
         for node in self.nodes:
             if only is not None and node.id not in only:
                 continue
@@ -407,6 +469,8 @@ class Lab:
             if self.known_hosts.exists():
                 self._write_known_hosts()
             return
+        for client in list(self.clients):
+            self.remove_client(client.name)
         sh("ip", "link", "del", self.bridge, check=False)
         sh("umount", "-l", str(self.dir / "ns"), check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from .base import NodeProfile, Problem, Provider, SshIdentity
+from .base import FirewallSources, NodeProfile, Problem, Provider, SshIdentity
 from .digitalocean import DropletSizes
 
 PROFILE = NodeProfile(
@@ -25,6 +25,42 @@ def addresses(subnet: str, node_ids: list[str]) -> tuple[dict[str, str], str]:
     """Node i gets host .11+i of the subnet, the VIP is .100, the bridge .1."""
     hosts = list(ipaddress.ip_network(subnet).hosts())
     return {n: str(hosts[10 + i]) for i, n in enumerate(node_ids)}, str(hosts[99])
+
+
+def lab_edge(subnet: str) -> tuple[str, str]:
+    """(the bridge's gateway address, the lab's "Cloudflare" range): what stands in for
+    Cloudflare's edge in the lab firewall (Cloudflare's own addresses cannot reach a lab).
+    The gateway is this machine on the lab bridge, where dynia, the tests' clients and the
+    host's SSH connect from; the range is the subnet's last /28, which no node, VIP or bridge
+    address uses (nodes .11–.15, VIP .100, gateway .1 on a /25 or larger), for a client
+    namespace that stands for one of Cloudflare's servers (dynia.providers.lab.Lab.add_client)."""
+    net = ipaddress.ip_network(subnet)
+    gateway = str(next(net.hosts()))
+    last = list(net.subnets(new_prefix=28))[-1]
+    return gateway, str(last)
+
+
+def lab_outsider(subnet: str) -> str:
+    """An address of the lab subnet outside every range the lab firewall allows: two below the
+    "Cloudflare" range (no node, VIP or gateway address either)."""
+    _, cloudflare = lab_edge(subnet)
+    return str(ipaddress.ip_network(cloudflare).network_address - 2)
+
+
+def lab_host_key(lab_dir: str, ip: str) -> str | None:
+    """The host key the lab recorded for the node at `ip` (the lab's known_hosts: "ip type key"),
+    None when the lab has none for it."""
+    from pathlib import Path
+
+    try:
+        lines = (Path(lab_dir) / "known_hosts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == ip and parts[1] == "ssh-ed25519":
+            return f"{parts[1]} {parts[2]}"
+    return None
 
 
 class Local(DropletSizes, Provider):
@@ -62,6 +98,14 @@ class Local(DropletSizes, Provider):
                              "VRRP split brain: check that the nodes reach each other (unicast peers, protocol 112)")
         return holders[0] if holders else None
 
+    def firewall_sources(self, spec) -> FirewallSources:
+        """The lab's edge: this machine (gateway) and the "Cloudflare" client range (lab_edge).
+        The machine also reads every node's stats port (the lab tests check its credentials)."""
+        gateway, cloudflare = lab_edge(spec.provider.vpc_ip_range)
+        return FirewallSources(edge=(f"{gateway}/32", cloudflare),
+                               edge_name=f"the lab's stand-in for Cloudflare: this machine ({gateway}) and {cloudflare}",
+                               monitors=(f"{gateway}/32",))
+
     def ssh_identity(self, project, cluster: str) -> SshIdentity:
         lab = self.lab_dir(project, cluster)
         return SshIdentity(lab / "id_ed25519", lab / "known_hosts")
@@ -70,6 +114,13 @@ class Local(DropletSizes, Provider):
         key = self.ssh_identity(project, cluster).key
         # Before the first provision the lab has no key yet; provision creates it.
         return (key.read_text() if key.exists() else ""), ""
+
+    def origin_pull_ca(self, cluster: str) -> bytes:
+        """The lab's stand-in for Cloudflare's origin-pull CA (dynia.tls.lab_origin_pull_ca): the
+        lab's clients present a certificate it signed, as Cloudflare's edge presents Cloudflare's."""
+        from ..tls import lab_origin_pull_ca
+
+        return lab_origin_pull_ca(cluster)
 
     def origin_pem_for_push(self, project, cluster: str, domain: str) -> bytes | None:
         from ..tls import self_signed_pem
@@ -97,7 +148,10 @@ class Local(DropletSizes, Provider):
             n = LocalNode(node, LocalNodeArgs(inputs.lab_dir, spec.provider.vpc_ip_range, spec.nodes, node,
                                                 inputs.python),
                           opts=pulumi.ResourceOptions(depends_on=[previous] if previous else []))
-            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id)
+            # The lab makes each node's host key when it starts the node and writes the lab's
+            # known_hosts: read once the node is up (public_ip resolves after the lab command).
+            host_key = n.public_ip.apply(lambda ip, lab=inputs.lab_dir: lab_host_key(lab, ip))
+            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key, "lab")
             previous = n
         return nodes, addresses(spec.provider.vpc_ip_range, spec.nodes)[1]
 

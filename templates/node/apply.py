@@ -10,6 +10,12 @@
 # per layer (applied.json "run"); a difference is a change like a file's: should run → start
 # it (its reload command) and gate it; should not → stop it. A record without it is unknown.
 #
+# The host firewall is one more component of the infra layer (nftables): its validator is
+# `nft -c` plus a load into a scratch network namespace that refuses a file not admitting this
+# push's SSH address; its reload is one `nft -f` transaction; its gate check reads the loaded
+# table; a rollback loads the previous file again, or deletes the table when there was none.
+# Backups keep each file's mode (a 0600 secret's copy is 0600).
+#
 # Exit codes: 0 applied or unchanged, 10 bad bundle, 20 validation failed (restored, nothing
 # reloaded), 30 health gate failed (rolled back), 40 apply error (restore attempted).
 import base64
@@ -170,8 +176,8 @@ def make_backup(bundle, targets):
         if entry["existed"]:
             st = os.stat(path)
             copy = os.path.join(directory, "files", target.lstrip("/"))
-            os.makedirs(os.path.dirname(copy), exist_ok=True)
-            shutil.copyfile(path, copy)
+            os.makedirs(os.path.dirname(copy), mode=0o700, exist_ok=True)
+            copy_keeping_mode(path, copy, st.st_mode & 0o777)
             entry.update(mode="%04o" % (st.st_mode & 0o7777), owner=owner_of(st), copy=copy)
         entries.append(entry)
     with open(os.path.join(directory, "manifest.json"), "w") as f:
@@ -181,6 +187,21 @@ def make_backup(bundle, targets):
         os.fsync(f.fileno())
     rotate_backups(root)
     return entries
+
+
+def copy_keeping_mode(src, dst, mode):
+    """A backup copy with the original's permission bits: a 0600 secret's copy is 0600 too, and
+    it never exists with wider ones (created 0600, widened only to the original's mode)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        os.unlink(dst)
+        raise
+    os.chmod(dst, mode)
 
 
 def rotate_backups(root):

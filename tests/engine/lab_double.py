@@ -89,10 +89,16 @@ class LabEngineDouble(pulumi.runtime.Mocks):
         import asyncssh
 
         conn_args = inputs["connection"]
+        # As the command provider: a hostKey is the one key accepted (Go's ssh.FixedHostKey);
+        # without one it verifies nothing.
+        host_key = conn_args.get("hostKey")
+        known = ([asyncssh.import_public_key(host_key)], [], []) if host_key else None
         try:
             key = asyncssh.import_private_key(conn_args["privateKey"])
             conn = await asyncio.wait_for(asyncssh.connect(conn_args["host"], username=conn_args.get("user", "root"),
-                                                           client_keys=[key], known_hosts=None), 5)
+                                                           client_keys=[key], known_hosts=known), 5)
+        except asyncssh.HostKeyNotVerifiable:
+            return None, "", f"ssh: handshake failed: ssh: host key mismatch ({conn_args['host']}:22)"
         except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
             return None, "", f"dial tcp {conn_args['host']}:22: {exc.__class__.__name__}: {exc}"
         try:
@@ -103,13 +109,14 @@ class LabEngineDouble(pulumi.runtime.Mocks):
             conn.close()
 
 
-def lab_inputs(root, lab_dir, cluster: str = "lab"):
-    """The phase programs' inputs for a lab cluster: the project, the lab directory and its key."""
+def lab_inputs(root, lab_dir, cluster: str = "lab", **fields):
+    """The phase programs' inputs for a lab cluster: the project, the lab directory and its key
+    (fields: further PhaseInputs, e.g. the ACME state the provision phase keeps)."""
     from dynia.stacks.inputs import PhaseInputs
 
     key = lab_dir / "id_ed25519"
     return PhaseInputs(project_root=root, cluster=cluster, lab_dir=str(lab_dir),
-                       ssh_private_key=key.read_text() if key.exists() else "")
+                       ssh_private_key=key.read_text() if key.exists() else "", **fields)
 
 
 def run_phase(module, ctx, phase: str, double: LabEngineDouble) -> tuple[dict, Exception | None]:

@@ -29,7 +29,8 @@ def env(tmp_path):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # What a DigitalOcean cluster needs from the operator's machine (checked before any write).
-    operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token"}
+    operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token",
+                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token"}
     return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
             "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),
                     "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase", **operator}}
@@ -206,6 +207,8 @@ MISSING = [
     ("no-passphrase", {"PULUMI_CONFIG_PASSPHRASE": ""}, 19, "export PULUMI_CONFIG_PASSPHRASE"),
     ("no-ssh-key", {"DYNIA_SSH_KEY": "/nonexistent/id_ed25519"}, 10, "ssh-keygen"),
     ("no-do-token", {"DIGITALOCEAN_TOKEN": ""}, 13, "export DIGITALOCEAN_TOKEN"),
+    ("no-node-token", {"DIGITALOCEAN_NODE_TOKEN": ""}, 10, "export DIGITALOCEAN_NODE_TOKEN"),
+    ("node-token-is-the-operators", {"DIGITALOCEAN_NODE_TOKEN": "test-do-token"}, 10, "never reuse DIGITALOCEAN_TOKEN"),
 ]
 
 

@@ -4,11 +4,15 @@ Every namespace, process and mount is removed in the fixture's finalizer, also w
 """
 from __future__ import annotations
 
+import atexit
 import http.client
+import ipaddress
+import itertools
 import json
 import os
 import shutil
 import ssl
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,11 +82,50 @@ def eventually(check, timeout: float = 15.0, interval: float = 0.1):
         time.sleep(interval)
 
 
-# The lab's origin certificate is self-signed: the client checks nothing (built once: loading
-# the CA store per request costs more than the request).
-_CLIENT_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-_CLIENT_TLS.check_hostname = False
-_CLIENT_TLS.verify_mode = ssl.CERT_NONE
+LAB_CLUSTER = "lab"  # examples/clusters/lab.yaml: every lab test's cluster
+
+
+def _client_context(client_pem: bytes | None) -> ssl.SSLContext:
+    """The lab's origin certificate is self-signed: the client checks nothing. client_pem: the
+    certificate + key it presents (None: none)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if client_pem is not None:
+        # ssl loads a certificate only from a file; the key is the lab CA's, derivable by anyone
+        # (dynia.tls), so a temporary file is no secret on disk.
+        fd, path = tempfile.mkstemp(prefix="dynia-lab-pull-", suffix=".pem")
+        with os.fdopen(fd, "wb") as f:
+            f.write(client_pem)
+        atexit.register(os.unlink, path)
+        ctx.load_cert_chain(path)
+    return ctx
+
+
+def _lab_pull_client() -> bytes:
+    from dynia.tls import lab_origin_pull_client
+
+    return lab_origin_pull_client(LAB_CLUSTER)
+
+
+# The lab's clients stand for Cloudflare's edge (the lab machine is in the lab's edge ranges,
+# dynia.providers.local.lab_edge): they present the origin-pull client certificate of the lab's
+# CA, as Cloudflare presents Cloudflare's (Authenticated Origin Pulls; refused without it).
+# Built once: loading a context per request costs more than the request.
+_CLIENT_TLS = _client_context(_lab_pull_client())
+_NO_CLIENT_CERT_TLS = _client_context(None)
+
+# Each request from the lab's edge names its visitor in CF-Connecting-IP, as Cloudflare's do;
+# HAProxy rate-limits per visitor. By default every request is another visitor (RFC 2544's
+# benchmarking range, 198.18.0.0/15): load and rolling tests measure the deploy, not the limit.
+# A test of the limit names its visitors itself.
+_VISITORS = itertools.count(1)
+_VISITOR_BASE = ipaddress.ip_address("198.18.0.0")
+
+
+def new_visitor() -> str:
+    """A new visitor address (thread-safe: itertools.count under the GIL)."""
+    return str(_VISITOR_BASE + next(_VISITORS) % (1 << 17))
 
 
 @dataclass
@@ -144,12 +187,22 @@ class LabCluster:
         return holders
 
     def get(self, host: str, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
-        """HTTPS through the VIP: HAProxy → Caddy → app."""
-        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=_CLIENT_TLS)
+        """HTTPS through the VIP: HAProxy → Caddy → app, as a new visitor through the lab's edge."""
+        status, _, body = self.fetch(host, path, timeout=timeout)
+        return status, body
+
+    def fetch(self, host: str, path: str = "/", *, visitor: str | None = None, timeout: float = 5.0,
+              context: ssl.SSLContext | None = None, headers: dict | None = None
+              ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """GET through the VIP from this machine (the lab's edge): status, headers, body.
+        visitor: the CF-Connecting-IP sent (default: a new one); context: the client's TLS (default:
+        with the origin-pull client certificate)."""
+        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=context or _CLIENT_TLS)
         try:
-            conn.request("GET", path, headers={"Host": host})
+            conn.request("GET", path, headers={"Host": host, "CF-Connecting-IP": visitor or new_visitor(),
+                                               **(headers or {})})
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            return resp.status, resp.headers, resp.read()
         finally:
             conn.close()
 

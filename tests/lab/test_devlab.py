@@ -101,8 +101,11 @@ def test_devlab_up_leaves_an_applied_cluster_the_product_operates_and_down_leave
     assert described["vip_holder"] == ["misty-owl"]
     assert {n: v["ip"] for n, v in described["nodes"].items()} == {
         "misty-owl": "10.213.0.11", "brave-panda": "10.213.0.12", "calm-otter": "10.213.0.13"}
+    client_pem = Path(described["lab_dir"]) / "origin-pull-client.pem"
     assert described["services"]["api"]["curl"] == \
-        "curl -k --resolve api.lab.example:443:10.213.0.100 https://api.lab.example/"
+        f"curl -k --cert {client_pem} --resolve api.lab.example:443:10.213.0.100 https://api.lab.example/"
+    # What the printed curl presents is the lab's origin-pull client certificate, readable by root only.
+    assert client_pem.stat().st_mode & 0o777 == 0o600 and b"BEGIN CERTIFICATE" in client_pem.read_bytes()
     lab_dir = Project(root).lab_dir("lab")
     lab = Lab.load(lab_dir)
     lc = LabCluster(Project(root), lab)

@@ -203,7 +203,7 @@ def test_keepalived_and_containers_stopped_by_hand_are_reported_stopped_and_repa
     row = data["nodes"][[n["node"] for n in data["nodes"]].index(NODE)]
     assert data["drifted"] == [NODE] and [(d["kind"], d["layer"]) for d in row["drift"]] == [("stopped", "infra")]
     # The forced infra push reload-or-starts every infra component (a reload for the running ones).
-    _heal(lc, "infra", ["caddy", "haproxy", "keepalived"], forced=True)
+    _heal(lc, "infra", ["nftables", "caddy", "haproxy", "keepalived"], forced=True)
     assert _running(lc, NODE, "keepalived")
     assert lc.vip_holder() == holders, "the VIP moved"
 

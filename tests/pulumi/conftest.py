@@ -26,8 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
-NODES = {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11", "droplet_id": "1001"},
-         "brave-panda": {"public_ip": "198.51.100.12", "private_ip": "10.110.0.12", "droplet_id": "1002"}}
+HOST_KEYS = {"misty-owl": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmt3qYqL4nKkQ2xXw0m3o3h6b9tqPq8S4cNn2x3mZ1a",
+             "brave-panda": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq7s1gR0v9m2rJc5aT8qZlP3wYk6dN4hX2bV9uE0fLc"}
+NODES = {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11", "droplet_id": "1001",
+                       "host_key": HOST_KEYS["misty-owl"], "host_key_source": "generated"},
+         "brave-panda": {"public_ip": "198.51.100.12", "private_ip": "10.110.0.12", "droplet_id": "1002",
+                         "host_key": HOST_KEYS["brave-panda"], "host_key_source": "generated"}}
 ORIGIN_PEM = "-----BEGIN CERTIFICATE-----\nMIIBtestcert\n-----END CERTIFICATE-----\n" \
              "-----BEGIN PRIVATE KEY-----\nMIGHorigin-key-secret-material\n-----END PRIVATE KEY-----\n"
 PROVIDER_TOKEN = "dop_v1_test_token_value_123456"

@@ -39,7 +39,8 @@ def test_infra_pushes_chain_in_rolling_order(run_phase):
 
 ASSIGNMENT_STATES = {
     "first up": dict(),
-    "before the first provision": dict(provision_outputs={}),
+    # a preview: an update never runs before provision recorded the nodes (and their host keys)
+    "before the first provision": dict(provision_outputs={}, preview=True),
     "a node holds the address": dict(holder="brave-panda"),
 }
 
@@ -133,7 +134,9 @@ def test_provision_creates_nodes_reserved_ip_and_origin_certificate_but_no_dns(r
     assert cert.inputs["hostnames"] == ["*.example.com", "example.com"]
     assert cert.inputs["requestedValidity"] == 5475  # an integer number of days (a JSON number on the wire)
     droplet = next(r for r in mocks.created.values() if r.typ.endswith("droplet:Droplet"))
-    assert "haproxy" in droplet.inputs["userData"] and "userData" in droplet.ignore_changes
+    # user data carries the node's private host key: a secret
+    assert is_secret(droplet.inputs["userData"]) and "haproxy" in droplet.inputs["userData"]["value"]
+    assert "userData" in droplet.ignore_changes
 
 
 def test_every_secret_input_is_marked_secret_and_no_plain_string_holds_one(run_phase, project):

@@ -142,7 +142,7 @@ def test_provision_keeps_the_engines_credentials_as_a_secret_output(run_phase, m
 @pytest.mark.parametrize("module,phase", [(infra, "infra"), (apps, "apps")])
 def test_plan_before_the_first_provision_uses_planned_addresses(run_phase, module, phase):
     mocks = GraphMocks(provision_outputs={})
-    assert run_phase(module, "shop", phase, mocks) is None
+    assert run_phase(module, "shop", phase, mocks, preview=True) is None
     registered = pushes(mocks)
     assert {p["node"] for p in registered.values()} == {"misty-owl", "brave-panda"}
     hosts = {plain(r.inputs["connection"])["host"] for r in mocks.created.values() if r.typ == PUSH}
@@ -153,7 +153,7 @@ def test_plan_after_node_add_plans_the_new_node_with_a_planned_address(run_phase
     spec = project / "clusters/shop.yaml"
     spec.write_text(spec.read_text().replace("nodes: [misty-owl, brave-panda]", "nodes: [misty-owl, brave-panda, calm-heron]"))
     mocks = GraphMocks()
-    assert run_phase(infra, "shop", "infra", mocks) is None
+    assert run_phase(infra, "shop", "infra", mocks, preview=True) is None
     registered = pushes(mocks)
     assert "calm-heron-infra-push" in registered
     # the provisioned nodes keep their real addresses inside the render

@@ -29,6 +29,50 @@ def test_infra_components_reload_caddy_before_haproxy_so_the_package_caddy_relea
     assert COMPONENTS == ("caddy", "haproxy", "keepalived")
 
 
+# --- the host firewall (nftables) ------------------------------------------------------------
+
+SSH_ADMITTED = ('a=${SSH_CONNECTION%% *}; a=${a#::ffff:}; [ -z "$a" ] || { '
+                'case $a in *:*) s=admin6;; *) s=admin4;; esac; '
+                'nft get element inet dynia $s "{ $a }" >/dev/null 2>&1 || { '
+                'echo "dynia: this push connects from $a, which firewall.admin_ranges does not admit: '
+                'the firewall would lock dynia out" >&2; exit 1; }; }')
+
+
+def test_an_infra_push_loads_the_firewall_before_every_daemon():
+    from dynia.nodes.commands import INFRA_COMPONENTS
+    assert INFRA_COMPONENTS == ("nftables", "caddy", "haproxy", "keepalived")
+
+
+@pytest.mark.parametrize("commands", [DO, LAB], ids=["digitalocean", "local"])
+def test_the_firewall_is_checked_by_nft_then_refused_in_a_scratch_namespace_if_it_would_lock_dynia_out(commands):
+    assert commands.validate("nftables") == (
+        "nft -c -f /etc/dynia/firewall.nft && "
+        f"unshare -n sh -c 'nft -f /etc/dynia/firewall.nft && {{ {SSH_ADMITTED}; }}'")
+
+
+@pytest.mark.parametrize("commands", [DO, LAB], ids=["digitalocean", "local"])
+def test_the_firewall_runs_while_its_table_is_loaded_and_the_gate_asks_its_admin_sets(commands):
+    assert commands.running("nftables") == "nft list table inet dynia >/dev/null 2>&1"
+    assert commands.firewall_admits_ssh() == (
+        "r=$(nft list chain inet dynia input) || exit 1; "
+        "for w in 'ip saddr @admin4' 'ip6 saddr @admin6'; do "
+        "printf '%s\\n' \"$r\" | grep -qF \"tcp dport 22 $w accept\" || "
+        "{ echo \"dynia: the loaded firewall has no SSH rule for $w\" >&2; exit 1; }; done; " + SSH_ADMITTED)
+
+
+def test_the_lab_loads_the_firewall_file_in_one_transaction_and_stop_deletes_only_dynias_table():
+    assert LAB.reload("nftables") == "nft -f /etc/dynia/firewall.nft"
+    assert LAB.stop("nftables") == ("if nft list table inet dynia >/dev/null 2>&1; "
+                                    "then nft delete table inet dynia; fi")
+
+
+def test_droplets_load_the_firewall_and_enable_the_unit_that_loads_it_at_boot():
+    assert DO.reload("nftables") == ("nft -f /etc/dynia/firewall.nft && systemctl daemon-reload && "
+                                     "systemctl enable --quiet dynia-firewall.service")
+    assert DO.stop("nftables") == ("systemctl disable --quiet dynia-firewall.service 2>/dev/null; "
+                                   "if nft list table inet dynia >/dev/null 2>&1; then nft delete table inet dynia; fi")
+
+
 def test_droplets_reload_haproxy_only_when_its_master_already_has_the_environment_file_else_restart():
     main_pid = '"$(systemctl show -p MainPID --value haproxy)"'
     assert DO.reload("haproxy") == (
@@ -223,3 +267,48 @@ def test_lab_stops_a_component_by_its_pid_file_waits_for_it_and_fails_if_it_stil
         f"for i in $(seq 50); do {alive} || break; sleep 0.1; done; fi; "
         f"! {{ {alive}; }}")
     assert "pidof" not in LAB.stop("keepalived") and "pkill" not in LAB.stop("keepalived")
+
+
+# --- tls.mode letsencrypt: HTTP-01 answers on every node ----------------------------------------
+
+ACME_PUBLISH = ("umask 022 && mkdir -p /opt/dynia/acme-challenge && chmod 0755 /opt/dynia/acme-challenge && "
+                'while read -r t k; do case "$t" in ""|*[!A-Za-z0-9_-]*) '
+                'echo "dynia: malformed ACME token" >&2; exit 2;; esac; '
+                "printf '%s' \"$k\" > /opt/dynia/acme-challenge/.$t.tmp && "
+                "chmod 0644 /opt/dynia/acme-challenge/.$t.tmp && "
+                "mv -f /opt/dynia/acme-challenge/.$t.tmp /opt/dynia/acme-challenge/$t || exit 1; done")
+
+
+def test_acme_answers_are_read_from_stdin_by_one_constant_command():
+    from dynia.nodes.commands import acme_publish
+    assert acme_publish() == ACME_PUBLISH
+
+
+def test_acme_answers_are_withdrawn_by_token_and_a_token_that_is_not_base64url_is_refused():
+    from dynia.nodes.commands import acme_withdraw
+    assert acme_withdraw(["abc-DEF_123", "xyz"]) == ("rm -f /opt/dynia/acme-challenge/abc-DEF_123 "
+                                                     "/opt/dynia/acme-challenge/xyz")
+    for bad in (["../etc/passwd"], ["a b"], ["a;rm -rf /"], []):
+        with pytest.raises(ValueError):
+            acme_withdraw(bad)
+
+
+def test_acme_publish_writes_each_answer_world_readable_and_refuses_a_path_in_a_token(tmp_path):
+    """Executed for real, against a scratch directory standing in for PATHS.acme_challenge_dir."""
+    import os
+    import subprocess
+
+    from dynia.nodes.commands import acme_publish
+    from dynia.paths import PATHS
+
+    d = tmp_path / "acme"
+    script = acme_publish().replace(PATHS.acme_challenge_dir, str(d))
+    r = subprocess.run(["sh", "-c", script], input="tok-1 tok-1.thumb_A\ntok_2 tok_2.thumb-B\n", text=True,
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert (d / "tok-1").read_text() == "tok-1.thumb_A" and (d / "tok_2").read_text() == "tok_2.thumb-B"
+    assert oct(os.stat(d / "tok-1").st_mode & 0o777) == "0o644" and oct(os.stat(d).st_mode & 0o777) == "0o755"
+    assert sorted(p.name for p in d.iterdir()) == ["tok-1", "tok_2"]  # no temp file left
+    r = subprocess.run(["sh", "-c", script], input="../escape x.y\n", text=True, capture_output=True)
+    assert r.returncode == 2 and "malformed ACME token" in r.stderr
+    assert not (tmp_path / "escape").exists()

@@ -106,6 +106,7 @@ def test_the_engine_preflight_accepts_an_agent_only_setup(agent, monkeypatch):
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test")
     for _, env in get("digitalocean").operator_env:
         monkeypatch.setenv(env, "test-token")
+    monkeypatch.setenv(get("digitalocean").node_token_env, "test-node-token")
     engine.preflight(get("digitalocean"), None, None, "shop")
 
 

@@ -169,7 +169,7 @@ def test_context_use_current_clear_and_overrides(project, cli, monkeypatch):
 
 
 def test_doctor_reports_each_check_and_fails_when_something_is_missing(project, cli, monkeypatch, tmp_path):
-    for var in ("DIGITALOCEAN_TOKEN", "CLOUDFLARE_API_TOKEN", "PULUMI_CONFIG_PASSPHRASE"):
+    for var in ("DIGITALOCEAN_TOKEN", "CLOUDFLARE_API_TOKEN", "DIGITALOCEAN_NODE_TOKEN", "PULUMI_CONFIG_PASSPHRASE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.setenv("DYNIA_SSH_KEY", str(tmp_path / "nokey"))
@@ -177,12 +177,13 @@ def test_doctor_reports_each_check_and_fails_when_something_is_missing(project, 
     assert r.code == 10
     import json
     checks = {c["name"]: c["ok"] for c in json.loads(r.out)["checks"]}
-    assert checks == {"spec": True, "digitalocean token": False, "cloudflare token": False,
+    assert checks == {"spec": True, "digitalocean token": False, "cloudflare token": False, "node token": False,
                       "secrets passphrase": False, "pulumi CLI": False, "ssh key": False}
     key = tmp_path / "key"
     key.write_text("k")
     r = cli("-C", str(project), "context", "doctor", "--cluster", "shop", env={
-        "DIGITALOCEAN_TOKEN": "t" * 20, "CLOUDFLARE_API_TOKEN": "c" * 20, "PULUMI_CONFIG_PASSPHRASE": "p" * 12,
+        "DIGITALOCEAN_TOKEN": "t" * 20, "CLOUDFLARE_API_TOKEN": "c" * 20, "DIGITALOCEAN_NODE_TOKEN": "n" * 20,
+        "PULUMI_CONFIG_PASSPHRASE": "p" * 12,
         "DYNIA_SSH_KEY": str(key)})
     assert r.code == 10 and "pulumi CLI" in r.err and "t" * 20 not in r.out + r.err
 

@@ -70,3 +70,35 @@ def test_deliberately_broken_template_is_rejected_by_its_validator(project, tmp_
     assert results[component].returncode != 0, f"{component} accepted a broken config"
     others = [n for n, p in results.items() if n != component and p.returncode != 0]
     assert not others, f"breaking {component} should not break {others}"
+
+
+# The edge policy's overrides (dynia.edge): a value HAProxy must not read as `${VAR}` or a comment,
+# a removed default, an added header, a per-service limit and one turned off.
+EDGE_OVERRIDES = {
+    "api": ("    headers:\n      X-Frame-Options: DENY\n      Referrer-Policy: null\n"
+            "      Content-Security-Policy: \"default-src 'self'; img-src * data:\"\n"
+            "      X-Price: \"${DYNIA_STATS_PASSWORD} #1\"\n"
+            "    rate_limit: {requests: 50, window: 1m}\n"),
+    "web": "    rate_limit: null\n",
+}
+
+
+@pytest.mark.parametrize("mode", ["origin", "letsencrypt"])
+def test_edge_policy_with_overrides_passes_real_haproxy_and_caddy_in_each_tls_mode(project, tmp_path, cert, mode):
+    path = Path(project) / "clusters" / "shop.yaml"
+    text = path.read_text().replace("  mode: origin\n", f"  mode: {mode}\n")
+    for service, block in EDGE_OVERRIDES.items():
+        anchor = f"  {service}:\n    compose: services/{service}.yml\n"
+        assert anchor in text, anchor
+        text = text.replace(anchor, anchor + block)
+    path.write_text(text)
+    c = load_cluster(Project(project), "shop")
+    rendering = render(c)
+    haproxy = next(f for f in rendering.files["misty-owl"] if f.target.endswith("haproxy.cfg")).content.decode()
+    assert ("verify optional" in haproxy) == (mode == "origin")
+    assert ("be_acme" in haproxy) == (mode == "letsencrypt")
+    for node in c.spec.nodes:
+        results = validate_node(rendering, node, tmp_path / node, cert,
+                                providers.of(c.spec).profile.private_interface)
+        for name, proc in results.items():
+            assert proc.returncode == 0, f"{name} rejected the rendered config:\n{proc.stdout}\n{proc.stderr}"

@@ -1,0 +1,157 @@
+"""The edge policy every node's HAProxy enforces, as data for templates/haproxy/haproxy.cfg.j2.
+
+- Security headers on every response (dynia's defaults, one place: SECURITY_HEADERS), merged
+  per service with `services.<n>.headers` (a value replaces or adds a header, null removes it).
+- A rate limit per service, keyed on the real client address, answering 429 over the limit
+  (`services.<n>.rate_limit`; null turns it off).
+- Whose address is the client's: `CF-Connecting-IP` only when the TCP source is the edge
+  (origin mode: Cloudflare's published ranges, or the provider's stand-in in the lab), the
+  source address otherwise; letsencrypt mode trusts no header (the records are DNS-only).
+- Origin mode: Authenticated Origin Pulls — HAProxy asks every client on 443 for Cloudflare's
+  origin-pull client certificate (the CA is public data, dynia/data/cloudflare-origin-pull-ca.pem).
+
+Pure: no network, no clock, no randomness (render's promise).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from .errors import DyniaError, render_error
+
+CLOUDFLARE_ORIGIN_PULL_CA = "data/cloudflare-origin-pull-ca.pem"
+
+# dynia's defaults, on every response of every service (and of the fallback backend).
+# - HSTS for two years with includeSubDomains: browsers never try plain HTTP again for the
+#   service's name and the names below it. No `preload`: submitting a domain to the browsers'
+#   preload list is a separate, slow-to-undo commitment for the *whole* registrable domain (every
+#   host of the zone, also those dynia does not serve, must then be HTTPS-only); an operator who
+#   wants it says so with a per-service override.
+# - X-Frame-Options SAMEORIGIN rather than DENY: it stops other sites framing the app
+#   (clickjacking) and still lets an app frame its own pages (admin UIs, previews), which DENY breaks.
+# - nosniff: browsers honour the declared Content-Type (no script from a text/plain upload).
+# - strict-origin-when-cross-origin: other sites see only the origin, never paths or queries.
+SECURITY_HEADERS: dict[str, str] = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+# Entries per service backend's stick table (one per client address seen within a window). Each
+# holds an IPv6 key and a rate counter (well under 100 bytes): 50k entries stay a few MB on a
+# 1 GB droplet. A full table evicts the oldest entries; it never refuses anyone.
+RATE_TABLE_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    """One `http-after-response` rule: set a header to a value, or delete it."""
+    action: str      # "set" | "del"
+    name: str
+    value: str = ""  # HAProxy-quoted, ready to render (set only)
+
+    def line(self) -> str:
+        return f"set-header {self.name} {self.value}" if self.action == "set" else f"del-header {self.name}"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    window: int      # whole seconds (the spec allows 1s-1h)
+    table_size: int = RATE_TABLE_SIZE
+
+
+@dataclass(frozen=True)
+class ServiceEdge:
+    headers: list[HeaderRule]
+    rate_limit: RateLimit | None
+
+
+@dataclass(frozen=True)
+class EdgePolicy:
+    """The node-independent part: what every HAProxy of the cluster does at its frontends."""
+    trusted_edge: list[str]          # sources whose CF-Connecting-IP names the client ([]: none)
+    origin_pulls: bool               # 443 asks for the origin-pull client certificate
+    acme_http01: bool                # port 80 sends ACME HTTP-01 requests to this node's Caddy
+    default_headers: list[HeaderRule]
+    services: dict[str, ServiceEdge]
+
+
+def haproxy_quote(value: str) -> str:
+    """A header value as one double-quoted HAProxy argument. The spec refuses `"`, `\\` and `%`
+    (a log-format directive); `$` is escaped here, since HAProxy expands `${VAR}` inside double
+    quotes from its environment, which holds the stats credentials."""
+    if any(c in value for c in '"\\%') or not value.isprintable():
+        raise render_error(f"header value {value!r} cannot be rendered into HAProxy's configuration",
+                           'use printable ASCII without ", \\ or %')
+    return '"' + value.replace("$", "\\$") + '"'
+
+
+def header_rules(overrides: dict[str, str | None] | None = None) -> list[HeaderRule]:
+    """dynia's defaults merged with a service's overrides. Header names are case-insensitive:
+    an override of `x-frame-options` replaces X-Frame-Options (spelled as the override spells it).
+    Defaults first in their order, then added headers in the spec's order; a null deletes."""
+    merged: dict[str, tuple[str, str | None]] = {n.lower(): (n, v) for n, v in SECURITY_HEADERS.items()}
+    for name, value in (overrides or {}).items():
+        merged[name.lower()] = (name, value)
+    return [HeaderRule("set", name, haproxy_quote(value)) if value is not None else HeaderRule("del", name)
+            for name, value in merged.values()]
+
+
+def rate_limit(limit) -> RateLimit | None:
+    """A service's `rate_limit` (dynia.spec.RateLimit or None) as HAProxy's numbers."""
+    if limit is None:
+        return None
+    return RateLimit(requests=int(limit.requests), window=int(limit.window))
+
+
+def trusted_edge(spec, provider) -> list[str]:
+    """Where a CF-Connecting-IP header is believed: origin mode only, and only from Cloudflare's
+    published ranges (dynia/data/cloudflare-ips.json, read through dynia.firewall) or the
+    provider's stand-in for them (the lab's: Provider.firewall_sources). The firewall lets the
+    same sources reach 80/443, so the two never disagree."""
+    if spec.tls.mode != "origin":
+        return []
+    substitute = provider.firewall_sources(spec).edge
+    if substitute is not None:
+        ranges = list(substitute)
+    else:
+        from .firewall import cloudflare_ranges
+
+        cf = cloudflare_ranges()
+        ranges = [*cf.ipv4, *cf.ipv6]
+    return [str(ipaddress.ip_network(r, strict=True)) for r in ranges]
+
+
+@lru_cache(maxsize=1)
+def cloudflare_origin_pull_ca() -> bytes:
+    """Cloudflare's origin-pull CA (package data, dated in dynia/data/README.md)."""
+    try:
+        pem = resources.files("dynia").joinpath(CLOUDFLARE_ORIGIN_PULL_CA).read_bytes()
+    except OSError as exc:
+        raise DyniaError("state", f"dynia's copy of Cloudflare's origin-pull CA ({CLOUDFLARE_ORIGIN_PULL_CA}) "
+                                  f"is unreadable: {exc}", "reinstall dynia") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise DyniaError("state", f"{CLOUDFLARE_ORIGIN_PULL_CA} holds no PEM certificate",
+                         "reinstall dynia, or restore the file as dynia/data/README.md describes")
+    return pem
+
+
+def origin_pull_ca(spec, provider) -> bytes | None:
+    """The CA HAProxy verifies client certificates on 443 against: origin mode only. A provider
+    that Cloudflare cannot reach (the lab) substitutes its own (`origin_pull_ca(cluster)`)."""
+    if spec.tls.mode != "origin":
+        return None
+    substitute = getattr(provider, "origin_pull_ca", None)
+    return substitute(spec.name) if substitute is not None else cloudflare_origin_pull_ca()
+
+
+def policy(spec, provider) -> EdgePolicy:
+    services = {name: ServiceEdge(header_rules(svc.headers), rate_limit(svc.rate_limit))
+                for name, svc in sorted(spec.services.items())}
+    return EdgePolicy(trusted_edge=trusted_edge(spec, provider), origin_pulls=spec.tls.mode == "origin",
+                      acme_http01=spec.tls.mode == "letsencrypt", default_headers=header_rules(),
+                      services=services)

@@ -1,0 +1,42 @@
+"""dynia.nodes.challenge on real lab nodes (real sshd, one SSH round trip per node, in
+parallel): every node gets every HTTP-01 answer, world-readable (Caddy serves them as its own
+user), and every answer is gone again after withdraw. A node that cannot take them is a `cert`
+error naming it. (The order through the VIP against pebble is the pebble lab proof's.)"""
+from __future__ import annotations
+
+import pytest
+
+from dynia.errors import DyniaError
+from dynia.nodes import challenge
+from dynia.nodes.push import Target, run
+from dynia.paths import PATHS
+
+pytestmark = pytest.mark.root
+
+ANSWERS = {"tok-AAAAAAAAAAAAAAAA": "tok-AAAAAAAAAAAAAAAA.thumb_1", "tok_BBBBBBBBBBBBBBBB": "tok_BBBBBBBBBBBBBBBB.thumb-2"}
+
+
+def test_every_node_answers_every_token_then_none_after_withdraw(lab_cluster):
+    targets = lab_cluster.targets(["misty-owl", "brave-panda", "calm-otter"])
+    challenge.publish(targets, ANSWERS)
+    for t in targets:
+        for token, value in ANSWERS.items():
+            status, out, err = run(t, f"stat -c %a {PATHS.acme_challenge_dir}/{token} && "
+                                      f"cat {PATHS.acme_challenge_dir}/{token}")
+            assert status == 0, (t.node, err)
+            assert out.splitlines() == ["644", value], t.node
+    assert challenge.withdraw(targets, list(ANSWERS)) == {}
+    for t in targets:
+        status, out, _ = run(t, f"ls -A {PATHS.acme_challenge_dir}")
+        assert status == 0 and out.strip() == "", t.node
+
+
+def test_an_unreachable_node_is_a_cert_error_naming_it(lab_cluster):
+    targets = lab_cluster.targets(["misty-owl"])
+    gone = Target("brave-panda", "10.213.0.250", lab_cluster.lab.key, lab_cluster.lab.known_hosts,
+                  connect_timeout=2.0)
+    with pytest.raises(DyniaError) as caught:
+        challenge.publish([*targets, gone], ANSWERS, timeout=5)
+    assert caught.value.kind == "cert" and "brave-panda" in caught.value.message
+    assert "misty-owl" not in caught.value.message
+    challenge.withdraw(targets, list(ANSWERS))

@@ -1,0 +1,261 @@
+"""tls.mode letsencrypt without the network: what the certificate covers, when it is renewed,
+the state kept with the provision stack, and that no key ever reaches an error or a repr."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dynia import certs
+from dynia.acme_client import Issued, new_key_pem
+from dynia.certs import AcmeState, covered_domains, needs_renewal, renewal_reason
+from dynia.errors import DyniaError
+from dynia.store import Project, load_cluster
+from dynia.tls import proxied, self_signed_pem, uses_acme
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+ALL = ["admin.example.com", "api.example.com", "example.com"]
+
+
+def unbound(spec, *names):
+    """The spec with these services' domains unbound (specs are frozen: a copy)."""
+    services = {n: s.model_copy(update={"domain": None}) if n in names else s for n, s in spec.services.items()}
+    return spec.model_copy(update={"services": services})
+
+
+@pytest.fixture
+def shop(project):
+    path = project / "clusters/shop.yaml"
+    path.write_text(path.read_text().replace("  mode: origin\n", "  mode: letsencrypt\n  acme_directory: staging\n"))
+    return load_cluster(Project(project), "shop")
+
+
+def state(domains, days_left=60.0, directory=STAGING, placeholder=False, key=True) -> AcmeState:
+    return AcmeState(new_key_pem() if key else None, self_signed_pem("example.com").decode(),
+                     NOW + dt.timedelta(days=days_left), tuple(domains), directory, placeholder)
+
+
+def test_the_certificate_covers_every_bound_domain_and_the_apex_when_a_service_is_bound_to_it(shop):
+    assert covered_domains(shop.spec) == ALL
+    assert covered_domains(unbound(shop.spec, "web")) == ALL[:2]   # the apex only when bound
+
+
+def test_letsencrypt_records_are_dns_only_and_origin_records_proxied():
+    assert proxied("origin") is True and proxied("letsencrypt") is False
+    assert uses_acme("letsencrypt") and not uses_acme("origin")
+
+
+@pytest.mark.parametrize("current,expected", [
+    (None, "no certificate yet"),
+    ("placeholder", "only the self-signed placeholder so far"),
+    ("expiring", "expires 2026-12-18 (20 days left, renewed within 30)"),
+    ("narrow", "does not cover example.com"),
+    ("other-ca", f"issued by https://acme.example/dir, tls.acme_directory is now {STAGING}"),
+    ("fresh", None),
+])
+def test_renewal_is_due_when_missing_placeholder_expiring_narrow_or_from_another_ca(shop, current, expected):
+    both = ALL
+    s = {None: None, "placeholder": state([], placeholder=True, key=False), "expiring": state(both, 20),
+         "narrow": state(ALL[:2]), "other-ca": state(both, directory="https://acme.example/dir"),
+         "fresh": state(both + ["old.example.com"], 31)}[current]
+    assert renewal_reason(s, shop.spec, NOW) == expected
+    assert needs_renewal(s, shop.spec, NOW) is (expected is not None)
+
+
+def test_exactly_thirty_days_left_renews():
+    class Spec:
+        services: dict = {}
+        tls = type("T", (), {"directory_url": STAGING})()
+    assert needs_renewal(state([], 30), Spec(), NOW) and not needs_renewal(state([], 30.01), Spec(), NOW)
+
+
+def test_the_state_round_trips_through_the_dict_the_provision_stack_keeps():
+    s = state(["api.example.com"])
+    s = AcmeState(s.account_key, s.pem, s.not_after.replace(microsecond=0), s.domains, s.directory,
+                  issued_at=NOW)
+    assert AcmeState.from_dict(s.to_dict()) == s
+    p = state([], placeholder=True, key=False)
+    back = AcmeState.from_dict(p.to_dict())
+    assert back.placeholder and back.account_key is None
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d.pop("pem"), lambda d: d.update(version=2), lambda d: d.update(pem="not a pem"),
+    lambda d: d.update(not_after="tomorrow"), lambda d: d.update(domains="example.com"),
+    lambda d: d.update(account_key="ssh-ed25519 AAAA"),
+])
+def test_a_damaged_state_is_a_state_error_that_quotes_nothing_of_it(damage):
+    data = state(["api.example.com"]).to_dict()
+    damage(data)
+    with pytest.raises(DyniaError) as caught:
+        AcmeState.from_dict(data)
+    err = caught.value
+    assert err.kind == "state" and "corrupt" in err.message
+    assert "PRIVATE KEY" not in err.message + err.hint and "BEGIN" not in err.message + err.hint
+
+
+def test_no_key_reaches_a_repr_or_the_printable_facts():
+    s = state(["api.example.com"])
+    issued = Issued(s.pem, new_key_pem(), s.not_after, s.domains)
+    for text in (repr(s), str(s), repr(issued), repr(certs.public_facts(s)),
+                 repr(certs.order_preview(s, type("S", (), {"services": {}, "tls": type(
+                     "T", (), {"directory_url": STAGING, "email": None})()})(), NOW))):
+        assert "PRIVATE KEY" not in text and "BEGIN" not in text
+
+
+def test_the_placeholder_is_self_signed_for_the_zone_and_due_for_renewal(shop):
+    p = certs.placeholder_state(shop.spec)
+    assert p.placeholder and p.account_key is None and "BEGIN CERTIFICATE" in p.pem and "PRIVATE KEY" in p.pem
+    assert needs_renewal(p, shop.spec, NOW)
+
+
+def test_obtain_publishes_on_every_node_withdraws_always_and_keeps_the_account(shop, monkeypatch):
+    from dynia import acme_client
+    from dynia.nodes import challenge
+
+    calls = []
+    monkeypatch.setattr(challenge, "publish", lambda targets, answers: calls.append(("publish", targets, answers)))
+    monkeypatch.setattr(challenge, "withdraw", lambda targets, tokens: calls.append(("withdraw", targets, tokens)))
+    old = state(["api.example.com"])
+
+    def fake_issue(domains, *, directory_url, email, account_key_pem, publish, withdraw, verify, timeout):
+        assert (domains, directory_url, account_key_pem, verify) == (
+            ALL, STAGING, old.account_key, "/ca.pem")
+        publish({"tok": "tok.thumb"})
+        withdraw(["tok"])
+        return Issued("-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n",
+                      "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n",
+                      NOW + dt.timedelta(days=90), tuple(domains)), account_key_pem
+
+    monkeypatch.setattr(acme_client, "issue", fake_issue)
+    new = certs.obtain(shop, ["n1", "n2"], old, verify="/ca.pem")
+    assert calls == [("publish", ["n1", "n2"], {"tok": "tok.thumb"}), ("withdraw", ["n1", "n2"], ["tok"])]
+    assert new.account_key == old.account_key and not new.placeholder and new.directory == STAGING
+    assert new.domains == tuple(ALL)
+    assert new.pem.index("BEGIN CERTIFICATE") < new.pem.index("BEGIN PRIVATE KEY")
+    assert not needs_renewal(new, shop.spec, NOW)
+
+
+def test_obtain_without_a_bound_domain_or_a_node_is_a_cert_error(shop):
+    with pytest.raises(DyniaError) as caught:
+        certs.obtain(shop, [], None)
+    assert caught.value.kind == "cert" and "no node" in caught.value.message
+    from dataclasses import replace
+
+    bare = replace(shop, spec=unbound(shop.spec, *shop.spec.services))
+    with pytest.raises(DyniaError) as caught:
+        certs.obtain(bare, ["n1"], None)
+    assert caught.value.kind == "cert" and "no service is bound" in caught.value.message
+
+
+def test_a_node_that_cannot_take_the_challenge_is_a_cert_error_naming_it(monkeypatch):
+    from dynia.nodes import challenge
+
+    monkeypatch.setattr(challenge, "_run_all", lambda targets, command, stdin, timeout: {"brave-panda": "exit 1: x"})
+    with pytest.raises(DyniaError) as caught:
+        challenge.publish(["t"], {"tok_1": "tok_1.thumb"})
+    assert caught.value.kind == "cert" and "brave-panda (exit 1: x)" in caught.value.message
+    with pytest.raises(DyniaError):
+        challenge.publish(["t"], {"../x": "../x.thumb"})   # never a path on a node
+
+
+# --- status and infra verify show the expiry; verify flags letsencrypt's placeholder -------------
+
+def test_status_shows_the_certificate_expiry_from_the_cache_and_never_a_key(shop):
+    from dynia.cache import ClusterCache
+    from dynia.status import CertificateView, certificate_view
+    from dynia.store import write_json
+    from dynia.verify import CERTIFICATE_CACHE, certificate_record
+
+    missing = certificate_view(shop, NOW)
+    assert missing.not_after is None and "does not exist" in missing.error
+    pem = self_signed_pem("example.com", days=40).decode()
+    cache = ClusterCache.of(shop)
+    cache.dir.mkdir(parents=True, exist_ok=True)
+    write_json(cache.dir / CERTIFICATE_CACHE, certificate_record(pem))
+    view = certificate_view(shop, dt.datetime.now(dt.timezone.utc))
+    assert isinstance(view, CertificateView) and view.days_left in (39, 40) and view.source == "cache"
+    assert sorted(view.names) == ["*.example.com", "example.com"] and "KEY" not in repr(view)
+
+
+def test_verify_fails_a_node_serving_the_letsencrypt_placeholder():
+    from dynia import verify as V
+
+    der_pem = self_signed_pem("example.com").decode()
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = x509.load_pem_x509_certificate(der_pem.split("-----BEGIN PRIVATE KEY")[0].encode()).public_bytes(Encoding.DER)
+    served = V.cert_info_der(der)
+    assert served.self_signed
+    base = dict(cluster="shop", nodes=["misty-owl"], reserved_ip="203.0.113.50", domains=["api.example.com"],
+                proxied=False, applied_version=1, certificate=served, dns_provider=None, provider_kind="local")
+    observed = V.Observed(facts={}, unreachable={}, served={"misty-owl": served}, sni="api.example.com")
+    rows = [r for r in V.assemble(V.Expected(**base, acme=True), observed) if r.check == "certificate"]
+    assert rows[0].status == "failed" and "self-signed placeholder" in rows[0].detail
+    rows = [r for r in V.assemble(V.Expected(**base), observed) if r.check == "certificate"]
+    assert rows[0].status == "ok"   # origin mode (the lab's stand-in is self-signed too)
+
+
+# --- the engine keeps the state with the cluster's (the provision stack's secret output) ---------
+
+@pytest.mark.parametrize("mode,stored,expect", [
+    ("letsencrypt", None, "placeholder"), ("letsencrypt", "issued", "issued"), ("origin", None, None),
+    ("origin", "issued", "issued")])
+def test_the_engine_reads_the_acme_state_back_from_the_provision_stack_once(shop, monkeypatch, mode, stored, expect):
+    from dataclasses import replace
+
+    from dynia.engine import Engine
+
+    issued = AcmeState(new_key_pem(), self_signed_pem("example.com").decode(),
+                       NOW.replace(microsecond=0), ("api.example.com",), STAGING)
+    cluster = shop if mode == "letsencrypt" else replace(
+        shop, spec=shop.spec.model_copy(update={"tls": shop.spec.tls.model_copy(update={"mode": "origin"})}))
+    engine = Engine(cluster)
+    reads = []
+    monkeypatch.setattr(engine, "stack", lambda phase: phase)
+    monkeypatch.setattr(Engine, "_output", staticmethod(
+        lambda stack, name: reads.append((stack, name)) or (issued.to_dict() if stored and name == "acme" else None)))
+    got = engine.acme_state()
+    assert engine.acme_state() is got and reads == [("provision", "acme")]   # read once per command
+    if expect is None:
+        assert got is None
+    elif expect == "placeholder":
+        assert got.placeholder and got.account_key is None
+    else:
+        assert got == issued
+    fresh = replace(issued, domains=ALL)
+    engine.keep_acme(fresh)
+    assert engine.acme_state() is fresh and len(reads) == 1
+
+
+def test_status_json_with_a_certificate_is_the_documented_document():
+    import dataclasses
+    import json
+
+    from dynia import status as S
+    from tests.unit.test_status import _conforms, assemble, recorded
+
+    st = assemble(*recorded("lab-applied"))
+    st.certificate = S.CertificateView("2027-02-01T00:00:00Z", 65, ["api.lab.example"], "cache")
+    data = json.loads(json.dumps(st.as_dict()))
+    _conforms(data, S.ClusterStatus)
+    assert data["certificate"]["days_left"] == 65
+    assert all(f.name in S.__doc__ for f in dataclasses.fields(S.CertificateView))
+
+
+def test_status_prints_the_certificate_expiry(monkeypatch):
+    from typer.testing import CliRunner
+
+    from dynia import status as S
+    from tests.unit.test_status import _app, _fake_read, assemble, recorded
+
+    st = assemble(*recorded("lab-applied"))
+    st.certificate = S.CertificateView("2027-02-01T00:00:00Z", 65, ["api.lab.example"], "cache")
+    _fake_read(monkeypatch, st)
+    r = CliRunner().invoke(_app(), ["status"])
+    assert r.exit_code == 0 and "certificate: expires 2027-02-01 (65 days)" in r.output
+    st.certificate = S.CertificateView(None, None, [], "cache", "certificate.json does not exist")
+    r = CliRunner().invoke(_app(), ["status"])
+    assert "certificate: expiry unknown (certificate.json does not exist)" in r.output
