@@ -1,0 +1,326 @@
+"""A real ACME server inside the lab: pebble (RFC 8555 test CA) and pebble-challtestsrv (its DNS).
+
+Both run in a network namespace of their own, with an address on the lab bridge (by default
+the subnet's .200: nodes are .11+, the VIP .100, the gateway .1, and the lab firewall's
+"Cloudflare" stand-in is the subnet's last /28 with its "outsider" just below it
+(dynia.providers.local.lab_edge): pebble connects from an address no rule singles out, as
+Let's Encrypt's validators do), so pebble reaches the
+cluster exactly as Let's Encrypt reaches a droplet: it resolves every name through
+challtestsrv, whose default A record is the lab VIP, and validates HTTP-01 on port 80 of
+that address — VIP → HAProxy → the holder's Caddy. Nothing of pebble's listens on the
+machine itself, and nothing the nodes do can reach pebble but through the bridge.
+
+pebble's own listener certificate is a self-signed one generated per run (`ca_bundle`):
+dynia's ACME client trusts it through REQUESTS_CA_BUNDLE or an explicit `verify`, never by
+turning verification off. `root_pem` is pebble's issuing root (management /roots/0, new on
+every start), against which the certificates the cluster serves are verified.
+
+Every wait is bounded; `stop()` kills every process in the namespace and removes it (and
+its veth), also after a failed `start()`; it is safe to call twice.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+PEBBLE = "/usr/bin/pebble"
+CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
+ACME_PORT = 14000          # pebble's ACME API (https)
+PEBBLE_MGMT_PORT = 15000   # pebble's management API (https): /roots/0
+DNS_PORT = 8053            # challtestsrv's DNS (udp+tcp)
+DNS_MGMT_PORT = 8055       # challtestsrv's management API (http): add-a, clear-a
+# .200 of the lab subnet: no node (.11+), VIP (.100), gateway (.1), nor the firewall's
+# "Cloudflare" (last /28) or "outsider" (two below it) client addresses.
+HOST_INDEX = 199
+
+
+class AcmeLabError(RuntimeError):
+    pass
+
+
+def _sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AcmeLabError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-400:]}")
+    return proc
+
+
+def address(subnet: str, host_index: int = HOST_INDEX) -> str:
+    """pebble's address on the lab bridge (known before the lab is up: the spec names it)."""
+    return str(list(ipaddress.ip_network(subnet).hosts())[host_index])
+
+
+def directory_url(subnet: str, host_index: int = HOST_INDEX) -> str:
+    """pebble's ACME directory (what the cluster spec's tls.acme_directory says)."""
+    return f"https://{address(subnet, host_index)}:{ACME_PORT}/dir"
+
+
+def missing_tools() -> list[str]:
+    return [p for p in (PEBBLE, CHALLTESTSRV, "/usr/bin/openssl") if not os.access(p, os.X_OK)]
+
+
+class AcmeLab:
+    """pebble + pebble-challtestsrv on the lab bridge. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, workdir: Path, *, bridge: str, subnet: str, vip: str, name: str,
+                 host_index: int = HOST_INDEX, taken: tuple[str, ...] = ()):
+        net = ipaddress.ip_network(subnet)
+        self.subnet = subnet
+        self.workdir = Path(workdir)
+        self.bridge, self.vip, self.prefixlen = bridge, vip, net.prefixlen
+        self.gateway = str(next(net.hosts()))
+        self.ip = address(subnet, host_index)
+        if self.ip in (vip, self.gateway, *taken):
+            raise AcmeLabError(f"{self.ip} is already the lab's (VIP, gateway, a node or a lab client)")
+        self.netns = f"{name}-acme"
+        # Interface names: 15 characters at most; the lab's own veths are <prefix>v<i>.
+        self.veth = f"{name[:10]}acme"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.root_pem = ""
+
+    @classmethod
+    def for_lab(cls, lab, workdir: Path) -> "AcmeLab":
+        """Beside a dynia.providers.lab.Lab (its bridge must exist: bring the lab up first)."""
+        return cls(workdir, bridge=lab.bridge, subnet=lab.subnet, vip=lab.vip, name=lab.prefix,
+                   # the lab's client namespaces too (Lab.add_client: "cloudflare", "outsider")
+                   taken=tuple(n.ip for n in lab.nodes) + tuple(c.ip for c in getattr(lab, "clients", ())))
+
+    # --- addresses ------------------------------------------------------------------------
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://{self.ip}:{ACME_PORT}/dir"
+
+    @property
+    def root_path(self) -> Path:
+        return self.workdir / "pebble-root.pem"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """pebble's listener certificate (self-signed, this run's): what an ACME client trusts."""
+        return self.workdir / "listener.pem"
+
+    @property
+    def dns_server(self) -> str:
+        return f"{self.ip}:{DNS_PORT}"
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> "AcmeLab":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 20.0) -> "AcmeLab":
+        missing = missing_tools()
+        if missing:
+            raise AcmeLabError(f"missing on this machine: {', '.join(missing)} (apt-get install pebble openssl)")
+        if _sh("ip", "link", "show", self.bridge, check=False).returncode != 0:
+            raise AcmeLabError(f"the lab bridge {self.bridge} does not exist: bring the lab up first")
+        try:
+            self._network()
+            self._listener_cert()
+            self._start_challtestsrv()
+            self._start_pebble()
+            deadline = time.monotonic() + timeout
+            self._wait_port("pebble", ACME_PORT, deadline)
+            self._wait_port("pebble", PEBBLE_MGMT_PORT, deadline)
+            self._wait_port("pebble-challtestsrv", DNS_MGMT_PORT, deadline)
+            self.root_pem = self._get(f"https://{self.ip}:{PEBBLE_MGMT_PORT}/roots/0").decode()
+            if "BEGIN CERTIFICATE" not in self.root_pem:
+                raise AcmeLabError(f"pebble's /roots/0 answered no certificate: {self.root_pem[:200]!r}")
+            self.root_path.write_text(self.root_pem)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _network(self) -> None:
+        if Path(f"/run/netns/{self.netns}").exists():
+            # Left by a run of this same lab directory that was killed before its teardown (the
+            # lab lock rules out a live one): remove it, processes first.
+            self.stop()
+        _sh("ip", "netns", "add", self.netns)
+        _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        _sh("ip", "link", "set", self.veth, "master", self.bridge, "up")
+        for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
+                    ["addr", "add", f"{self.ip}/{self.prefixlen}", "dev", "eth0"],
+                    ["route", "add", "default", "via", self.gateway]):
+            _sh("ip", "-n", self.netns, *cmd)
+
+    def _listener_cert(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        _sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "2", "-subj", "/CN=dynia lab pebble", "-addext", f"subjectAltName=IP:{self.ip}",
+            "-keyout", str(self.workdir / "listener-key.pem"), "-out", str(self.ca_bundle))
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")
+        try:
+            self.procs[name] = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, *argv], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True)
+        finally:
+            log.close()
+
+    def _start_challtestsrv(self) -> None:
+        # Every A query answers the VIP (so lab.example, api.lab.example, … all point at the
+        # cluster, as their DNS records would); no AAAA, so pebble never tries IPv6; only DNS and
+        # the management API listen (the HTTP-01/TLS-ALPN responders would squat ports).
+        self._spawn("pebble-challtestsrv", [
+            CHALLTESTSRV, "-defaultIPv4", self.vip, "-defaultIPv6", "",
+            "-dns01", f"{self.ip}:{DNS_PORT}", "-http01", "", "-https01", "", "-tlsalpn01", "",
+            "-management", f"{self.ip}:{DNS_MGMT_PORT}"])
+
+    def _start_pebble(self) -> None:
+        config = {"pebble": {
+            "listenAddress": f"{self.ip}:{ACME_PORT}",
+            "managementListenAddress": f"{self.ip}:{PEBBLE_MGMT_PORT}",
+            "certificate": str(self.ca_bundle), "privateKey": str(self.workdir / "listener-key.pem"),
+            # Validate where Let's Encrypt does: port 80 of the name's address (the VIP).
+            "httpPort": 80, "tlsPort": 443,
+            "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        path = self.workdir / "pebble-config.json"
+        path.write_text(json.dumps(config, indent=2))
+        # NOSLEEP: validate at once (pebble otherwise waits up to 15 s per challenge);
+        # NONCEREJECT=0: no random badNonce (the client's retry is not what is under test);
+        # AUTHZREUSE=0: every order validates again (a renewal after failover must be answered
+        # by the new VIP holder, not skipped because an earlier authorization is still valid).
+        self._spawn("pebble", [PEBBLE, "-config", str(path), "-dnsserver", self.dns_server],
+                    env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"})
+
+    def _wait_port(self, name: str, port: int, deadline: float) -> None:
+        while True:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise AcmeLabError(f"{name} exited ({proc.returncode}): {self.log(name)[-800:]}")
+            try:
+                socket.create_connection((self.ip, port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AcmeLabError(f"{name} does not listen on {self.ip}:{port}: {self.log(name)[-800:]}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.procs.clear()
+        self._kill_namespace_processes()
+        _sh("ip", "netns", "del", self.netns, check=False)
+        _sh("ip", "link", "del", self.veth, check=False)
+
+    @property
+    def gone(self) -> bool:
+        """Nothing of this harness is left: no namespace, no veth, no process."""
+        return (not Path(f"/run/netns/{self.netns}").exists() and not self.procs
+                and _sh("ip", "link", "show", self.veth, check=False).returncode != 0)
+
+    def _kill_namespace_processes(self) -> None:
+        """Anything else still living in the namespace (a process that escaped its group)."""
+        try:
+            inode = os.stat(f"/run/netns/{self.netns}").st_ino
+        except FileNotFoundError:
+            return
+        for _ in range(20):
+            pids = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
+                            pids.append(int(entry))
+                    except (FileNotFoundError, ProcessLookupError, PermissionError):
+                        continue
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    # --- talking to pebble and challtestsrv --------------------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_bundle))
+
+    def _get(self, url: str, timeout: float = 5.0) -> bytes:
+        with urllib.request.urlopen(url, timeout=timeout, context=self._context()) as resp:
+            return resp.read()
+
+    def directory(self) -> dict:
+        return json.loads(self._get(self.directory_url))
+
+    def _manage(self, path: str, body: dict) -> None:
+        req = urllib.request.Request(f"http://{self.ip}:{DNS_MGMT_PORT}/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            if resp.status != 200:
+                raise AcmeLabError(f"challtestsrv {path}: HTTP {resp.status}")
+
+    def add_a(self, host: str, addresses: list[str]) -> None:
+        """Point one name elsewhere than the VIP (challtestsrv's mock DNS)."""
+        self._manage("add-a", {"host": host, "addresses": addresses})
+
+    def clear_a(self, host: str) -> None:
+        self._manage("clear-a", {"host": host})
+
+    def resolve(self, host: str, timeout: float = 3.0) -> list[str]:
+        """The A records challtestsrv answers for host (a plain DNS query over UDP)."""
+        return _query_a(self.ip, DNS_PORT, host, timeout)
+
+
+def _query_a(server: str, port: int, host: str, timeout: float) -> list[str]:
+    import struct
+
+    qid = int.from_bytes(os.urandom(2), "big")
+    question = b"".join(bytes([len(p)]) + p.encode() for p in host.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, (server, port))
+        data, _ = s.recvfrom(4096)
+    rid, _flags, qd, an = struct.unpack(">HHHH", data[:8])
+    if rid != qid:
+        raise AcmeLabError("DNS answer for another query")
+    pos = 12
+    for _ in range(qd):   # skip the echoed question
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 5
+    found = []
+    for _ in range(an):
+        if data[pos] & 0xC0 == 0xC0:
+            pos += 2
+        else:
+            while data[pos]:
+                pos += data[pos] + 1
+            pos += 1
+        rtype, _cls, _ttl, length = struct.unpack(">HHIH", data[pos:pos + 10])
+        pos += 10
+        if rtype == 1 and length == 4:
+            found.append(str(ipaddress.IPv4Address(data[pos:pos + 4])))
+        pos += length
+    return found
