@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-MANAGED = "managed by dynia"
 
 
 @dataclass
@@ -15,6 +14,7 @@ class DnsRecordsArgs:
     address: pulumi.Input[str]           # the reserved IP
     gates: list[pulumi.Resource]         # every node's gate of the service
     proxied: bool = True                 # origin mode: Cloudflare in front
+    cluster: str | None = None           # whose records (their comment); None: this stack's cluster
     # Names this component had under services since renamed (e.g. ["shop-web-dns"]): a record
     # created under one of them before records were named by domain is kept, not recreated.
     renamed_from: list[str] = field(default_factory=list)
@@ -49,26 +49,34 @@ class DnsRecords(pulumi.ComponentResource):
         super().__init__("dynia:index:DnsRecords", name, None, opts)
         import pulumi_cloudflare as cloudflare
 
+        from dynia.providers.cloudflare_api import managed_comment
+
+        # The stack is `<cluster>-apps` (stacks/inputs.py PhaseInputs.stack_name).
+        cluster = args.cluster or pulumi.get_stack().rsplit("-", 1)[0]
         zone_id = cloudflare.get_zone_output(filter={"name": args.zone},
                                              opts=pulumi.InvokeOutputOptions(parent=self)).id
         self.records = []
         for domain in args.domains:
             # Ours to create only if no other address record has the name (checked in the
             # preview too, so `dynia plan` says it): the record's content waits for the check.
-            address = pulumi.Output.all(args.address, self._no_conflict(cloudflare, zone_id, domain)).apply(
-                lambda v: v[0])
+            address = pulumi.Output.all(args.address, self._no_conflict(cloudflare, zone_id, domain, cluster,
+                                                                        args.address)).apply(lambda v: v[0])
             # A child's URN carries its parent's type, not its parent's name: every alias below
             # (this component's old name, or a renamed service's) resolves under this parent.
             aliases = [pulumi.Alias(name=legacy_record_name(component, args.zone, domain))
                        for component in [name, *args.renamed_from]]
             self.records.append(cloudflare.DnsRecord(
                 record_name(domain), zone_id=zone_id, name=domain,
-                type="A", content=address, proxied=args.proxied, ttl=1, comment=MANAGED,
+                # The comment names the cluster: a record created before it did (the legacy
+                # comment) is updated in place, nothing recreated.
+                type="A", content=address, proxied=args.proxied, ttl=1, comment=managed_comment(cluster),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.gates, aliases=aliases)))
         self.register_outputs({"domains": args.domains})
 
-    def _no_conflict(self, cloudflare, zone_id, domain: str) -> pulumi.Output:
-        """Output[True] once Cloudflare has no A/AAAA/CNAME for `domain` that dynia does not own;
+    def _no_conflict(self, cloudflare, zone_id, domain: str, cluster: str, address) -> pulumi.Output:
+        """Output[True] once Cloudflare has no A/AAAA/CNAME for `domain` this cluster does not own
+        (cloudflare_api.owns: its own comment, or the legacy one on a record pointing at its
+        reserved IP — read only when such a record exists, so a first plan still checks);
         otherwise a typed `dns` error (logged with its hint, then raised: the program stops
         before this record is created, and the engine reads the kind back from the log).
 
@@ -77,7 +85,7 @@ class DnsRecords(pulumi.ComponentResource):
         `dynia plan`, `dynia up` and a by-hand `pulumi up` alike — and reads the zone as it is
         right before the create, not a minute earlier."""
         from dynia.nodes.push_errors import log_typed
-        from dynia.providers.cloudflare_api import DnsRecord, conflict_error, conflicts
+        from dynia.providers.cloudflare_api import LEGACY_MANAGED, DnsRecord, conflict_error, conflicts
 
         found = cloudflare.get_dns_records_output(zone_id=zone_id, name={"exact": domain}, max_items=100,
                                                   opts=pulumi.InvokeOutputOptions(parent=self))
@@ -87,7 +95,12 @@ class DnsRecords(pulumi.ComponentResource):
                               str(getattr(r, "content", "") or ""), getattr(r, "proxied", None) is True,
                               str(getattr(r, "comment", "") or ""))
                     for r in (getattr(result, "results", None) or [])]
-            others = conflicts(seen, domain, MANAGED)
+            others = conflicts(seen, domain, cluster)
+            if others and all(r.comment == LEGACY_MANAGED for r in others):
+                return pulumi.Output.from_input(address).apply(lambda ip: decide(conflicts(seen, domain, cluster, ip)))
+            return decide(others)
+
+        def decide(others):
             if others:
                 error = conflict_error(domain, others)
                 log_typed(error, self)

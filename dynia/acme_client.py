@@ -181,6 +181,7 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
             for challb, response in pending:
                 acme.answer_challenge(challb, response)
         order = acme.poll_and_finalize(order, deadline)
+        issued = checked_issue(order.fullchain_pem, key_pem, domains)
     except DyniaError:
         raise
     except Exception as exc:  # noqa: BLE001 — every failure of the order is typed here
@@ -193,8 +194,38 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
                 # A leftover token file answers nothing once the CA is done with it.
                 logging.getLogger(__name__).warning("ACME challenge answers not withdrawn (%s)",
                                                     exc.__class__.__name__)
-    not_after, _names = certificate_facts(order.fullchain_pem)
-    return Issued(order.fullchain_pem, key_pem, not_after, tuple(domains)), account_key_pem
+    return issued, account_key_pem
+
+
+def checked_issue(fullchain_pem: str, key_pem: str, domains: list[str]) -> Issued:
+    """The CA's answer, checked before anything stores or pushes it: a parseable chain whose
+    leaf carries every requested name and the public key of the key we made (a CA bug or a
+    mixed-up order must not reach HAProxy, where it would fail every handshake). `domains` of
+    the result are the leaf's own names. A failure is a `cert` error — never the PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from .verify import name_covers
+
+    hint = "order again (`dynia cert provision`); nothing was stored or pushed, every node keeps its certificate"
+    try:
+        chain = x509.load_pem_x509_certificates(fullchain_pem.encode())
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        not_after, names = certificate_facts(fullchain_pem)
+    except (ValueError, TypeError, AttributeError):
+        raise DyniaError("cert", f"{', '.join(domains)}: the ACME server's certificate chain cannot be read",
+                         hint) from None
+    if not chain:
+        raise DyniaError("cert", f"{', '.join(domains)}: the ACME server sent no certificate", hint)
+    uncovered = [d for d in domains if not any(name_covers(n, d) for n in names)]
+    if uncovered:
+        raise DyniaError("cert", f"the issued certificate does not cover {', '.join(uncovered)} "
+                         f"(it names {', '.join(names) or 'nothing'})", hint)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if chain[0].public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise DyniaError("cert", f"{', '.join(domains)}: the issued certificate is not for the key this order "
+                         "made (its public key differs)", hint)
+    return Issued(fullchain_pem, key_pem, not_after, tuple(sorted(names)))
 
 
 def _conflict():

@@ -33,6 +33,11 @@ TARGET = r"^/(?:[A-Za-z0-9._@+-]+/)*[A-Za-z0-9._@+-]+$"
 # A node's pinned SSH host key as the state keeps it (OpenSSH public key, no comment): it goes
 # into a known_hosts file, so nothing else (no newline, no marker, no option) is accepted.
 HOST_KEY = __import__("re").compile(r"ssh-ed25519 [A-Za-z0-9+/]{68}")
+# What the state records for a droplet made before dynia pinned host keys that did not answer
+# when its key was to be pinned (Engine.pin_first_use): the all-zero ed25519 key, which no sshd
+# presents — every connection to the node is refused — and which the next `up` with consent
+# replaces with the key the node presents. Never written into known_hosts.
+UNPINNED_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 KNOWN_HOSTS = "known_hosts"
 
 
@@ -223,7 +228,8 @@ class ClusterCache:
     def _write_known_hosts(self, outputs: Outputs) -> None:
         from .store import write_atomic
 
-        lines = [f"{addr} {a.host_key}\n" for a in outputs.nodes.values() if a.host_key
+        lines = [f"{addr} {a.host_key}\n" for a in outputs.nodes.values()
+                 if a.host_key and a.host_key != UNPINNED_HOST_KEY
                  for addr in dict.fromkeys(x for x in (a.public_ip, a.private_ip) if x)]
         write_atomic(self.known_hosts(), "".join(lines).encode(), mode=0o644)
 

@@ -4,12 +4,15 @@ be renewed, how it is ordered, and the state it lives in.
 One certificate for the cluster, ordered once and pushed to every node through the origin
 certificate's secret slot: only the VIP holder receives the CA's validation request, so a
 BACKUP could never answer for itself, and several nodes ordering the same names would burn
-the CA's rate limits. The key authorization is published on every node (whichever holds the
-VIP answers), HTTP-01 through HAProxy → the node's Caddy → PATHS.acme_challenge_dir.
+the CA's rate limits. The key authorization is published on every node — the VIP holder (read
+live) must take it, the others are best effort, named in a warning — HTTP-01 through HAProxy →
+the node's Caddy → PATHS.acme_challenge_dir.
 
 The state (account key, certificate + key, expiry, names) is kept as the provision stack's
 secret `acme` output (stacks/provision.py), read back by the engine on every run
-(dynia.engine.Engine.acme_state) — never in deploy-config/, the cache or any output. Before
+(dynia.engine.Engine.acme_state) — never in deploy-config/, the cache or any output. A fresh
+order is first kept in the provision stack's secret config `dynia:acme` (Engine.keep_acme), so
+a provision that fails after the order loses nothing: the next run stores that one. Before
 the first order it holds a self-signed placeholder (`placeholder_state`): HAProxy cannot bind
 443 without a certificate, and the very first HTTP-01 validation needs HAProxy running on 80.
 
@@ -134,14 +137,18 @@ def order_preview(state: AcmeState | None, spec, now: dt.datetime) -> dict:
 
 
 def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = True,
-           timeout: float = 120.0) -> AcmeState:
+           timeout: float = 120.0, warnings: list[str] | None = None) -> AcmeState:
     """Order the cluster's certificate (every bound domain) and return the new state; nothing is
-    stored or pushed here (the caller runs provision, then infra). Key authorizations go to
-    EVERY node and are removed again, whatever happens. A failure is a `cert` error."""
+    stored or pushed here (the caller keeps it, runs provision, then infra). Key authorizations
+    go to every node — the VIP holder (read live) must take them, the others are best effort —
+    and are removed again, whatever happens. A node that missed them, or kept them, is a line
+    in `warnings`. A failure is a `cert` error."""
     from . import acme_client
     from .nodes import challenge
+    from .nodes.gather import vip_holder
 
     spec = cluster.spec
+    warnings = warnings if warnings is not None else []
     domains = covered_domains(spec)
     if not domains:
         raise DyniaError("cert", f"{cluster.name}: no service is bound to a domain, nothing to certify",
@@ -149,13 +156,31 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
     if not targets:
         raise DyniaError("cert", f"{cluster.name}: no node to answer the ACME challenge",
                          "provision the cluster first: dynia up")
+    holder = vip_holder(targets)
+
+    def publish(answers):
+        missed = challenge.publish(targets, answers, holder)
+        if missed:
+            warnings.append("the ACME challenge was not placed on " + "; ".join(
+                f"{n} ({why})" for n, why in sorted(missed.items())) + f": only {holder} (the VIP holder) "
+                "answers it, so the order fails if the reserved IP moves during validation")
+
+    def withdraw(tokens):
+        try:
+            left = challenge.withdraw(targets, tokens)
+        except Exception as exc:  # noqa: BLE001 — said, not raised: the order's outcome matters more
+            left = {t.node: exc.__class__.__name__ for t in targets}
+        if left:
+            from .paths import PATHS
+
+            warnings.append("ACME challenge answers were left on " + "; ".join(
+                f"{n} ({why})" for n, why in sorted(left.items())) + f": remove {PATHS.acme_challenge_dir}/"
+                f"{{{','.join(tokens)}}} there (each answers nothing once the CA is done with it)")
 
     issued, account_key = acme_client.issue(
         domains, directory_url=spec.tls.directory_url, email=spec.tls.email,
         account_key_pem=state.account_key if state is not None else None,
-        publish=lambda answers: challenge.publish(targets, answers),
-        withdraw=lambda tokens: challenge.withdraw(targets, tokens),
-        verify=verify, timeout=timeout)
+        publish=publish, withdraw=withdraw, verify=verify, timeout=timeout)
     return AcmeState(account_key, issued.haproxy_pem(), issued.not_after, issued.domains, spec.tls.directory_url,
                      placeholder=False, issued_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
 
@@ -166,34 +191,161 @@ def public_facts(state: AcmeState) -> dict:
             "directory": state.directory, "account": bool(state.account_key)}
 
 
-__all__ = ["AcmeState", "RENEW_DAYS", "covered_domains", "needs_renewal", "obtain", "order_preview",
-           "placeholder_state", "public_facts", "renewal_reason"]
+def newer(candidate: AcmeState, than: AcmeState | None) -> bool:
+    """Whether `candidate` was issued after `than` (no issued_at — the placeholder, a state from
+    before it was recorded — is older than any order; a tie is not newer)."""
+    if than is None:
+        return True
+    if candidate.issued_at is None:
+        return False
+    return than.issued_at is None or candidate.issued_at > than.issued_at
 
 
-def roll(engine, *, force: bool = False, verify: bool | str = True,
-         now: dt.datetime | None = None) -> tuple[AcmeState | None, str | None]:
-    """tls.mode letsencrypt: order when due (or `force`), then store it (provision) and roll it
-    to every node (infra, node by node through the apply protocol, health-gated). Returns
-    (the state now in force, why it was ordered — None when nothing was due). Any failure
-    before the store raises a `cert` error: nothing is pushed, every node keeps its certificate.
+def fingerprint(state: AcmeState) -> str:
+    """SHA-256 of the state's leaf certificate (DER): what a node serving it presents."""
+    from .verify import certificate_record
 
-    `engine`: a dynia.engine.Engine (duck-typed: acme_state, keep_acme, up, cluster); the node
-    list is the last provision's (dynia.session.targets), read after whatever the engine just
-    applied. The ACME directory's TLS is checked with `verify` (True: the system's CAs, or
-    REQUESTS_CA_BUNDLE)."""
+    return certificate_record(state.pem)["sha256"]
+
+
+def stale_nodes(cluster, state: AcmeState, targets, gather=None) -> dict[str, str]:
+    """node → why it does not serve the stored certificate (another fingerprint, or no answer),
+    read as `dynia infra verify` reads it: the node's own TLS handshake on its loopback
+    (dynia.nodes.facts.served_certificate — the host firewall may keep this machine off 443),
+    one SSH round trip per node. Empty: every node serves it. A node that does not answer
+    counts as not serving it — unknown is not done, and the infra roll that follows says
+    precisely what is wrong with it."""
+    from .nodes import facts as F
+    from .verify import served_from_fact
+
+    if not targets:
+        return {}
+    if gather is None:
+        from .nodes.gather import gather
+    want = fingerprint(state)
+    domains = covered_domains(cluster.spec)
+    sni = domains[0] if domains else cluster.spec.domain
+    stale = {}
+    for node, answer in gather(targets, [F.served_certificate(sni)]).items():
+        if answer.error is not None:
+            stale[node] = f"unreachable: {answer.error}"
+            continue
+        info, why = served_from_fact(answer.facts.get("served_certificate"))
+        if info is None:
+            stale[node] = why
+        elif info.sha256 != want:
+            stale[node] = f"serves {info.sha256[:16]}…, the stored certificate is {want[:16]}…"
+    return stale
+
+
+@dataclass(frozen=True)
+class Rolled:
+    """What `roll` did: `action` is "issued" (ordered, stored, rolled), "stored" (an order kept by
+    an earlier run whose provision failed: stored and rolled, nothing ordered), "rolled" (the
+    stored certificate pushed to the nodes that did not serve it) or "nothing to do"."""
+    state: AcmeState | None
+    action: str
+    reason: str | None = None
+    nodes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+__all__ = ["AcmeState", "RENEW_DAYS", "Rolled", "covered_domains", "needs_renewal", "newer", "obtain",
+           "order_preview", "placeholder_state", "public_facts", "renewal_reason", "roll", "stale_nodes"]
+
+
+def pending_changes(engine, stale: dict[str, str]) -> list[str]:
+    """What `dynia up` would change besides this certificate, read from the engine's preview of
+    provision and infra before anything is ordered (with the state in force, so the certificate
+    itself changes nothing yet): one line per resource. The pushes to `stale` nodes (a roll that
+    stopped at a failed gate left them behind) are what the certificate roll finishes, and are
+    left out — their bundles are secret, so whether they carry other changes too cannot be told
+    apart here."""
+    rows = engine.preview(("provision", "infra"))
+    return [f"{r.phase}: {r.op} {r.resource}" for r in rows
+            if not (r.phase == "infra" and r.node in stale and r.resource.endswith("-push"))]
+
+
+def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.datetime | None = None,
+         days: int = RENEW_DAYS, check_nodes: bool = True, unattended: bool = False) -> Rolled:
+    """tls.mode letsencrypt: bring every node to a current certificate.
+
+    1. An order kept by an earlier run that failed before storing it (engine.acme_pending) is
+       stored and rolled — never ordered again (Let's Encrypt: 5 duplicates a week).
+    2. Else order when due (or `force`): the new state is made durable at once (engine.keep_acme:
+       the provision stack's secret config), then stored (provision) and rolled (infra, node by
+       node through the apply protocol, health-gated).
+    3. Else, with `check_nodes`, every node is probed (stale_nodes): a node that does not serve
+       the stored certificate (a roll stopped at a failed gate) gets it through infra.
+    A failed order raises a `cert` error: nothing stored, nothing pushed.
+    `unattended` (cron's `dynia cert renew`): before ordering or pushing anything, refuse with a
+    `config` error when provision or infra would change anything else (pending_changes) — a
+    renewal must never apply a spec edit nobody has reviewed.
+
+    `engine`: a dynia.engine.Engine (duck-typed: refresh_outputs, acme_state, acme_pending,
+    keep_acme, up, cluster); the node list is the provision stack's (refreshed into the cache
+    first: a fresh checkout has none). The ACME directory's TLS is checked with `verify` (True:
+    the system's CAs, or REQUESTS_CA_BUNDLE)."""
     from .session import targets
     from .tls import uses_acme
 
     cluster = engine.cluster
     if not uses_acme(cluster.spec.tls.mode):
-        return None, None
+        return Rolled(None, "nothing to do")
+    engine.refresh_outputs()
+    warnings: list[str] = []
     state = engine.acme_state()
     now = now or dt.datetime.now(dt.timezone.utc)
-    reason = renewal_reason(state, cluster.spec, now) or ("ordered on request" if force else None)
-    if reason is None or not covered_domains(cluster.spec):
-        return state, None
-    new = obtain(cluster, targets(cluster), state, verify=verify)
-    engine.keep_acme(new)
-    engine.up(("provision",))
-    engine.up(("infra",))
-    return new, reason
+    if engine.acme_pending():
+        action, reason = "stored", "an order kept by an earlier run whose provision did not finish"
+        if unattended:
+            _refuse_pending(engine, {})
+    else:
+        reason = renewal_reason(state, cluster.spec, now, days) or ("ordered on request" if force else None)
+        if reason is not None and not covered_domains(cluster.spec):
+            return Rolled(state, "nothing to do", "no service is bound to a domain")
+        stale = stale_nodes(cluster, state, targets(cluster)) if check_nodes else {}
+        if reason is None and not stale:
+            return Rolled(state, "nothing to do")
+        if unattended:   # something will be done: only if nothing else would be
+            _refuse_pending(engine, stale)
+        if reason is None:
+            _apply(engine, ("infra",), "the stored certificate")
+            return Rolled(state, "rolled", "; ".join(f"{n}: {why}" for n, why in sorted(stale.items())),
+                          tuple(sorted(stale)))
+        try:
+            state = obtain(cluster, targets(cluster), state, verify=verify, warnings=warnings)
+        except DyniaError as exc:
+            exc.resume = exc.resume or f"dynia cert renew --cluster {cluster.name}"
+            raise
+        engine.keep_acme(state)
+        action = "issued"
+    _apply(engine, ("provision", "infra"), "the certificate just ordered" if action == "issued" else
+           "the kept order")
+    return Rolled(state, action, reason, warnings=tuple(warnings))
+
+
+def _refuse_pending(engine, stale: dict[str, str]) -> None:
+    pending = pending_changes(engine, stale)
+    if pending:
+        shown = "; ".join(pending[:8]) + (f"; and {len(pending) - 8} more" if len(pending) > 8 else "")
+        raise DyniaError("config", f"pending changes besides the certificate: {shown}",
+                         f"review and apply them first (`dynia plan`, then `dynia up --cluster "
+                         f"{engine.cluster.name}`); a renewal applies nothing else. Nothing was ordered or pushed")
+
+
+def _apply(engine, phases, what: str) -> None:
+    """Store and/or roll; a failure says what the retry really does."""
+    name = engine.cluster.name
+    for phase in phases:
+        try:
+            engine.up((phase,))
+        except DyniaError as exc:
+            if phase == "provision":
+                retry = (f"{what} is kept in the provision stack's config (dynia:acme): it stores that one and "
+                         "rolls it, nothing is ordered again")
+            else:
+                retry = "it rolls the stored certificate to every node that does not serve it yet"
+            exc.hint = f"{exc.hint} — then `dynia cert renew --cluster {name}`: {retry}"
+            exc.resume = f"dynia cert renew --cluster {name}"
+            raise

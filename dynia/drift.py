@@ -398,5 +398,8 @@ def check(cluster, *, timeout: float = 10.0, holder: str | None = None) -> tuple
                          "run `dynia up` first; drift-check reads the addresses the last provision reported")
     # `running` rides in the same round trip: a component stopped by hand leaves its files alone.
     wanted = [fact_for(rendering, profile), F.APPLIED, F.VRRP, F.running(profile)]
-    answers = gather(nodes, wanted, timeout=timeout) if nodes else {}
+    # A node whose host key this machine does not hold is not connected to: its row says what to run.
+    from .session import unpinned
+
+    answers = gather(nodes, wanted, timeout=timeout, refused=unpinned(cluster)) if nodes else {}
     return assemble(cluster, rendering, answers, [t.node for t in nodes]), rendering

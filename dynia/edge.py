@@ -40,10 +40,29 @@ SECURITY_HEADERS: dict[str, str] = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
 }
 
-# Entries per service backend's stick table (one per client address seen within a window). Each
-# holds an IPv6 key and a rate counter (well under 100 bytes): 50k entries stay a few MB on a
-# 1 GB droplet. A full table evicts the oldest entries; it never refuses anyone.
+# What one rate-limit bucket is: an IPv4 address, or an IPv6 /64. An IPv6 client gets a whole /64
+# (the smallest prefix a network hands out: SLAAC needs it), so counting per address would give it
+# 2^64 fresh buckets, one per request. /64 rather than a shorter prefix: a /56 or /48 is often
+# one ISP customer, but just as often a hosting provider's or a carrier's block shared by strangers,
+# who would then share one limit.
+RATE_KEY = "var(txn.client),ipmask(32,64)"
+# Entries per service backend's stick table (one per bucket seen within a window; an entry expires
+# one window after its last request, when its rate has fallen to 0 anyway). Each holds an IPv6 key
+# and a rate counter (well under 100 bytes): 50k entries stay a few MB on a 1 GB droplet, however
+# many distinct buckets a flood brings. A full table evicts its least recently used entries to make
+# room: a flood of distinct keys can at worst reset other clients' counts early (the limit lets
+# them through), never make HAProxy refuse or block a client who stays under the limit.
 RATE_TABLE_SIZE = 50_000
+
+# Request headers that name a client address, which HAProxy deletes from every request on 443
+# before anything else reads them: a client could write any address there, and an app (or its
+# framework's "real IP" middleware) that believes one would log, allow-list or rate-limit by it.
+# HAProxy then sets the one answer itself: X-Forwarded-For (fe_https), and CF-Connecting-IP stays
+# only on a connection from the edge. Forwarded (RFC 7239) and X-Forwarded-Host/-Port would
+# also let a client choose the host or scheme an app builds its redirects and links from.
+SPOOFABLE_CLIENT_HEADERS = ("Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "Client-IP",
+                            "X-Cluster-Client-IP", "Fastly-Client-IP", "X-Originating-IP",
+                            "CF-Connecting-IPv6", "CF-Pseudo-IPv4", "X-Forwarded-Host", "X-Forwarded-Port")
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,7 @@ class RateLimit:
     requests: int
     window: int      # whole seconds (the spec allows 1s-1h)
     table_size: int = RATE_TABLE_SIZE
+    key: str = RATE_KEY  # the sample HAProxy tracks: the client's bucket
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,7 @@ class EdgePolicy:
     acme_http01: bool                # port 80 sends ACME HTTP-01 requests to this node's Caddy
     default_headers: list[HeaderRule]
     services: dict[str, ServiceEdge]
+    spoofable_headers: tuple[str, ...] = SPOOFABLE_CLIENT_HEADERS  # deleted from every request on 443
 
 
 def haproxy_quote(value: str) -> str:

@@ -257,6 +257,22 @@ def require_cli():
                          f"upgrade it to v{MIN_CLI} or newer: pulumi self-update") from None
 
 
+ACME_CONFIG = "dynia:acme"  # the provision stack's config: an order not yet stored (Engine.keep_acme)
+
+
+def origin_to_letsencrypt(cluster: str) -> DyniaError:
+    """A cluster provisioned in origin mode (its provision stack holds an Origin CA certificate
+    and no ACME state) whose spec now says letsencrypt. Refused before anything runs: provision
+    would delete (revoke) the Origin CA certificate and infra push the self-signed placeholder
+    while the records are still proxied — Cloudflare answers 526 to every visitor until the
+    first order, which itself needs the DNS-only records that only the apps phase makes."""
+    return DyniaError("config", f"{cluster} was provisioned with tls.mode origin and its spec now says letsencrypt: "
+                      "switching in place would revoke the Origin CA certificate and serve a self-signed "
+                      "placeholder behind Cloudflare's proxy (HTTP 526 for every visitor) until the first order",
+                      f"set tls.mode back to origin for {cluster}; to move to Let's Encrypt, create a new cluster "
+                      "with tls.mode letsencrypt, move the services to it, then destroy this one")
+
+
 class Engine:
     def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None):
         self.cluster = cluster
@@ -269,6 +285,10 @@ class Engine:
         self._stats: dict | None = None
         self._acme = None          # dynia.certs.AcmeState: read once (acme_state), or set after an order
         self._acme_read = False
+        # the provision stack's config dynia:acme is set (an order not yet stored, or a by-hand
+        # copy): removed once a provision run has exported the state (Engine.up)
+        self._acme_config = False
+        self._acme_pending = False  # the state in force is an order the acme output does not hold yet
         self._previous: dict[str, dict | None] = {}
         self._stacks: dict[str, object] = {}
 
@@ -349,26 +369,110 @@ class Engine:
     def acme_state(self):
         """tls.mode letsencrypt's state (dynia.certs.AcmeState), kept with the cluster's state: the
         provision stack's secret `acme` output, read back here and passed in on every run so the
-        account and the certificate are never lost. None in origin mode when none was kept. In
-        letsencrypt mode before the first order: a self-signed placeholder, made once (provision
-        then keeps it) — HAProxy cannot bind 443 without a certificate, and the first HTTP-01
-        validation needs HAProxy up on port 80."""
+        account and the certificate are never lost — or, when newer (a later `issued_at`), the
+        stack's secret config dynia:acme: an order kept there (keep_acme) by a run whose
+        provision then failed, reused rather than ordered again. A stale config (older than the
+        output, e.g. a by-hand copy that outlived a renewal) never wins. None in origin mode
+        when none was kept. In letsencrypt mode before the first order: a self-signed
+        placeholder, made once (provision then keeps it) — HAProxy cannot bind 443 without a
+        certificate, and the first HTTP-01 validation needs HAProxy up on port 80."""
         from . import certs
         from .tls import uses_acme
 
         if not self._acme_read:
-            stored = self._output(self.stack("provision"), "acme")
-            if stored is not None:
-                self._acme = certs.AcmeState.from_dict(stored)
-            elif uses_acme(self.cluster.spec.tls.mode):
+            stack = self.stack("provision")
+            stored = self._output(stack, "acme")
+            output = certs.AcmeState.from_dict(stored) if stored is not None else None
+            # origin mode orders nothing, so keeps no order there (and skips a Pulumi CLI call)
+            kept = self._configured_acme(stack) if uses_acme(self.cluster.spec.tls.mode) else None
+            self._acme_config = kept is not None
+            self._acme_pending = kept is not None and certs.newer(kept, output)
+            self._acme = kept if self._acme_pending else output
+            if self._acme is None and uses_acme(self.cluster.spec.tls.mode):
+                if self._output(stack, "originPem") is not None:
+                    raise origin_to_letsencrypt(self.cluster.name)
                 self._acme = certs.placeholder_state(self.cluster.spec)
             self._acme_read = True
         return self._acme
 
+    def acme_pending(self) -> bool:
+        """The state in force is an order kept in the stack's config that no provision has
+        stored yet: the next provision stores it, infra rolls it — nothing is ordered again."""
+        self.acme_state()
+        return self._acme_pending
+
     def keep_acme(self, state) -> None:
-        """A freshly ordered certificate: the next provision run stores it, the next infra run
-        pushes it (both read it from here, never from a file)."""
-        self._acme, self._acme_read = state, True
+        """A freshly ordered certificate, made durable before anything else runs: written to the
+        provision stack's secret config dynia:acme (a failed or interrupted provision must not
+        lose it — Let's Encrypt allows 5 duplicate certificates a week), then stored as the
+        `acme` output by the next provision and pushed by the next infra run."""
+        import json
+
+        from pulumi.automation import ConfigValue
+
+        self._acme, self._acme_read, self._acme_pending = state, True, True
+        try:
+            self.stack("provision").set_config(ACME_CONFIG, ConfigValue(json.dumps(state.to_dict()), secret=True))
+        except DyniaError:
+            raise
+        except Exception as exc:
+            raise DyniaError("state", f"the certificate just ordered for {', '.join(state.domains)} could not be "
+                             f"kept in the provision stack's config ({exc.__class__.__name__})",
+                             "check the Pulumi backend and the passphrase; the next `dynia cert renew` orders "
+                             "again (the account key is lost with it on a first order)") from None
+        self._acme_config = True
+
+    @staticmethod
+    def _configured_acme(stack):
+        """The provision stack's config dynia:acme (checked; a damaged one is a `state` error),
+        None when unset."""
+        import json
+
+        from . import certs
+
+        try:
+            value = stack.get_config(ACME_CONFIG)
+        except Exception:  # unset: `pulumi config get` fails
+            return None
+        text = getattr(value, "value", None)
+        shown = "the provision stack's config dynia:acme"
+        try:
+            data = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            data = None
+        return certs.AcmeState.from_dict(data, shown)
+
+    def _forget_acme_config(self, stack) -> None:
+        """After a provision run exported the state in force: the config copy is either that
+        same state or older, and an older one must never come back (acme_state would ignore it,
+        a by-hand `pulumi up` would not)."""
+        if not self._acme_config:
+            return
+        try:
+            stack.remove_config(ACME_CONFIG)
+        except Exception as exc:
+            self.on_progress(f"provision: could not remove the stack config {ACME_CONFIG} "
+                             f"({exc.__class__.__name__}); remove it: pulumi config rm --stack "
+                             f"{self.cluster.name}-provision {ACME_CONFIG}")
+            return
+        self._acme_config = self._acme_pending = False
+
+    def refresh_outputs(self) -> None:
+        """The cache's node addresses and certificate facts from the provision stack's current
+        outputs: a fresh checkout or a CI runner has no .dynia/cache, and `dynia cert` needs the
+        nodes (the ACME challenge, the roll) and the origin certificate's expiry."""
+        try:
+            outputs = self.stack("provision").outputs()
+        except DyniaError:
+            raise
+        except Exception:  # a stack without an update yet has no outputs
+            return
+        values = {k: getattr(v, "value", None) for k, v in outputs.items()}
+        if not isinstance(values.get("nodes"), dict):
+            return
+        self.cache_outputs({k: v for k, v in values.items()
+                            if not getattr(outputs[k], "secret", False)})
+        self.cache_certificate(values.get("originPem"))
 
     @staticmethod
     def _output(stack, name: str):
@@ -404,7 +508,7 @@ class Engine:
         rows: list[ChangeRow] = []
         for phase in phases:
             events: list = []
-            self._run(phase, events, lambda s: s.preview(on_event=events.append, color="never"))
+            self._run(phase, events, lambda s: s.preview(on_event=events.append, color="never"), "preview")
             rows += self._rows(phase, events)
         return rows
 
@@ -431,13 +535,14 @@ class Engine:
             if self.watcher is not None:
                 self.watcher.phase_started(phase)
             result = self._run(phase, events, lambda s, on_event=on_event: s.up(
-                on_event=on_event, color="never", continue_on_error=continue_on_error or None))
+                on_event=on_event, color="never", continue_on_error=continue_on_error or None), "up")
             if self.watcher is not None:
                 self.watcher.phase_done(phase)
             # The Automation API hands secret outputs back decrypted: keep them out of what
             # callers print (`up --json`); the cache needs none of them.
             outputs[phase] = {k: v.value for k, v in result.outputs.items() if not getattr(v, "secret", False)}
             if phase == "provision":
+                self._forget_acme_config(self.stack(phase))  # the run exported the state in force
                 self.cache_outputs(outputs[phase])
                 pem = result.outputs.get("originPem")
                 self.cache_certificate(pem.value if pem is not None else None)
@@ -450,8 +555,9 @@ class Engine:
         for phase in phases:
             self._run(phase, [], lambda s: s.destroy(color="never"))
 
-    def _run(self, phase: str, events: list, operation):
-        """Run one operation on the phase's stack; any Pulumi failure becomes a typed error."""
+    def _run(self, phase: str, events: list, operation, first_use: str = "none"):
+        """Run one operation on the phase's stack; any Pulumi failure becomes a typed error.
+        first_use: what pin_first_use does before it ("up", "preview"; else nothing)."""
         try:
             self.stats_credentials()
             self.acme_state()
@@ -459,7 +565,7 @@ class Engine:
             if phase != "provision":
                 self._previous[phase] = self.previous_layers(phase, stack)
             else:
-                self.pin_first_use(stack)
+                self.pin_first_use(stack, first_use)
             return operation(stack)
         except DyniaError:
             raise
@@ -510,7 +616,7 @@ class Engine:
                      if isinstance(v, dict) else v for n, v in nodes.items()}
         ClusterCache.of(self.cluster).write_outputs({"nodes": nodes, "reserved_ip": provision.get("reservedIp")})
 
-    def pin_first_use(self, stack) -> None:
+    def pin_first_use(self, stack, mode: str = "up") -> None:
         """Pin the host key of each droplet created before dynia pinned host keys.
 
         Such a droplet never got the key made with the state: cloud-init ran once, and user
@@ -520,16 +626,25 @@ class Engine:
         trust on first use, said on the progress line with its fingerprint, and recorded once:
         in the provision stack's config (dynia:hostKeys) for this run, then in the state's
         `nodes` output (host_key_source "first-use"), from which every later run on any machine
-        takes it again. From then on a node presenting another key is refused like any other."""
+        takes it again. From then on a node presenting another key is refused like any other.
+
+        mode: "up" pins (the only operation that connects to a node or records a new pin);
+        "preview" passes on the pins the state already holds (no connection) and warns about the
+        nodes still unpinned, saying what to run — a plan never fails on them and never makes a
+        first-use connection; anything else (destroy, import) leaves pins alone. A node that
+        does not answer while pinning is skipped with a warning: its push then fails with its
+        own typed error (no key is pinned for it), the others are pinned."""
         import json
 
+        if mode not in ("up", "preview"):
+            return  # destroy/refresh read no node and keep no pin: a legacy node may be off
         provider = providers.of(self.cluster.spec)
         if not provider.first_use_host_keys:
             return
         previous = self._output(stack, "nodes")
         if not isinstance(previous, dict):
             return  # the first provision: every droplet gets the state's key
-        from .cache import HOST_KEY
+        from .cache import HOST_KEY, UNPINNED_HOST_KEY
         from .nodes.push import Target, fingerprint, server_host_key
 
         pins, legacy, had = {}, [], False
@@ -540,26 +655,56 @@ class Engine:
             had = had or first_use
             if node not in self.cluster.spec.nodes:
                 continue
-            if first_use and HOST_KEY.fullmatch(v["host_key"]):
+            if first_use and HOST_KEY.fullmatch(v["host_key"]) and v["host_key"] != UNPINNED_HOST_KEY:
                 pins[node] = v["host_key"]
-            elif not v.get("host_key") and isinstance(v.get("public_ip"), str):
+            elif (not v.get("host_key") or (first_use and v["host_key"] == UNPINNED_HOST_KEY)) \
+                    and isinstance(v.get("public_ip"), str):
                 legacy.append((node, v["public_ip"]))
+        pin_cmd = f"{PIN_FIRST_USE_ENV}=1 dynia up --phase provision --cluster {self.cluster.name}"
+        check = ("then compare each fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the "
+                 "droplet's console")
+        if legacy and mode == "preview":
+            import sys
+
+            # stderr, like the plan's other warnings: `plan --json` / `--format markdown` keep stdout.
+            names = ", ".join(n for n, _ in legacy)
+            print(f"warning: {names}: created before dynia pinned SSH host keys, not pinned yet (this plan shows "
+                  f"them with a key they do not have); pin them once: {pin_cmd}; {check}", file=sys.stderr)
+            legacy = []
         if legacy and os.environ.get(PIN_FIRST_USE_ENV) != "1":
             # Never trusted silently: the operator says so once, and checks the fingerprints.
             names = ", ".join(n for n, _ in legacy)
             raise DyniaError("state", f"{names}: created before dynia pinned SSH host keys, so the state holds no "
                              "host key to verify them with",
                              f"pin the keys they present now (trust on first use, fingerprints printed): "
-                             f"{PIN_FIRST_USE_ENV}=1 dynia up --phase provision --cluster {self.cluster.name}; then "
-                             "compare each fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on "
-                             "the droplet's console")
-        identity = provider.ssh_identity(self.cluster.project, self.cluster.name)
+                             f"{pin_cmd}; {check}")
+        if legacy:
+            identity = provider.ssh_identity(self.cluster.project, self.cluster.name)
         for node, host in legacy:
-            key = server_host_key(Target(node, host, identity.key))
+            try:
+                key = server_host_key(Target(node, host, identity.key))
+            except DyniaError as exc:
+                # One node off must not hold back the others' pins. It is recorded as not pinned
+                # (never as the key generated with the state, which it does not have: that would
+                # look pinned and refuse it for good): its push is refused, typed, and the next
+                # `up` with consent pins it.
+                self.on_progress(f"warning: provision: {node} not pinned ({exc.message}); its push will be refused "
+                                 f"until it is: start it, then rerun {pin_cmd}")
+                pins[node] = UNPINNED_HOST_KEY
+                continue
             self.on_progress(f"provision: {node} was created before dynia pinned host keys: pinning the key it "
                              f"presents now ({fingerprint(key)}), trusted on first use; to check it, run "
                              "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its DigitalOcean console")
             pins[node] = key
+            other = _other_host_key_type(host)
+            if other:
+                # The push client (pulumi-command, Go's x/crypto/ssh) may negotiate a type it
+                # prefers over ed25519 and then refuse the pinned key; droplets dynia creates
+                # offer ed25519 only (cloud-init ssh_deletekeys), so make this one alike.
+                self.on_progress(f"warning: provision: {node} also offers a {other} host key, which the push client "
+                                 "may negotiate instead of the pinned ed25519 one and refuse; offer ed25519 only, as "
+                                 "dynia's own droplets do — on its console: `rm -f /etc/ssh/ssh_host_rsa_key* "
+                                 "/etc/ssh/ssh_host_ecdsa_key* /etc/ssh/ssh_host_dsa_key* && systemctl restart ssh`")
         from pulumi.automation import ConfigValue
 
         if pins:
@@ -610,6 +755,29 @@ def stack_import(engine: Engine, phase: str, data: dict) -> None:
         stack.refresh(color="never")
 
     engine._run(phase, [], operation)
+
+
+# Host key types an SSH client may prefer over ed25519 (Go's x/crypto/ssh lists ECDSA and RSA first).
+OTHER_HOST_KEY_ALGS = ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512",
+                       "rsa-sha2-256", "ssh-rsa", "ssh-dss")
+
+
+def _other_host_key_type(host: str, port: int = 22, timeout: float = 10.0) -> str | None:
+    """The first host key type other than ed25519 that `host` offers (None: ed25519 only, or no
+    answer). Read without logging in, only to warn about a legacy droplet (Engine.pin_first_use)."""
+    import asyncio
+
+    import asyncssh
+
+    async def main():
+        return await asyncio.wait_for(asyncssh.get_server_host_key(
+            host, port, server_host_key_algs=list(OTHER_HOST_KEY_ALGS)), timeout)
+
+    try:
+        key = asyncio.run(main())
+    except (OSError, asyncio.TimeoutError, asyncssh.Error):
+        return None  # no common algorithm: ed25519 only
+    return key.get_algorithm() if key is not None else None
 
 
 __all__ = ["Engine", "PHASES", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",

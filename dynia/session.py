@@ -39,6 +39,30 @@ def targets(cluster: Cluster) -> list[Target]:
             for n, a in outputs.nodes.items() if n in cluster.spec.nodes]
 
 
+def unpinned(cluster: Cluster) -> dict[str, str]:
+    """node → why dynia will not connect to it and exactly what to run: the nodes whose host key
+    this machine's cache does not hold (a cache written before dynia pinned host keys, or by a
+    provision run elsewhere), when the cache's known_hosts is what pins them. Every connection
+    to such a node is refused (no key is trusted); status, drift-check, repair and verify show
+    this instead of a bare "not pinned"."""
+    import os
+
+    cache = ClusterCache.of(cluster)
+    outputs = cache.read_outputs()
+    if outputs is None or providers.of(cluster.spec).ssh_identity(cluster.project, cluster.name).known_hosts:
+        return {}
+    shown = os.path.relpath(cache.known_hosts(), cache.root)
+    up = f"dynia up --phase provision --cluster {cluster.name}"
+    from .cache import UNPINNED_HOST_KEY
+    from .engine import PIN_FIRST_USE_ENV  # no Pulumi at import: read commands stay Pulumi-free
+
+    return {n: (f"no SSH host key for {n} in {shown} (written by a provision run since dynia pinned host keys); "
+                f"dynia did not connect. Run `{up}`: it records every node's key from the state. A droplet created "
+                f"before dynia pinned host keys needs it once as `{PIN_FIRST_USE_ENV}=1 {up}` (it prints each "
+                "fingerprint: compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console)")
+            for n, a in outputs.nodes.items() if n in cluster.spec.nodes and a.host_key in (None, UNPINNED_HOST_KEY)}
+
+
 def silence_leaving_node(target: Target, profile: providers.NodeProfile) -> None:
     """Stop keepalived on a node that is about to leave, before the others are re-pushed without
     it: once they stop advertising to it, a running keepalived turns MASTER after its master-down

@@ -344,12 +344,13 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
 
 # --- reading the cluster --------------------------------------------------------------------
 
-def gather_status_facts(targets, profile, private_ips: dict[str, str], timeout: float = GATHER_TIMEOUT) -> dict:
+def gather_status_facts(targets, profile, private_ips: dict[str, str], timeout: float = GATHER_TIMEOUT,
+                        refused: dict[str, str] | None = None) -> dict:
     """Every node's status facts, in parallel, one round trip per node. The facts differ per node
     (Caddy answers on the node's own private address), so each target gets its own list."""
     from .nodes import gather as G
 
-    return G.gather(targets, lambda t: F.status_facts(profile, private_ips[t.node]), timeout)
+    return G.gather(targets, lambda t: F.status_facts(profile, private_ips[t.node]), timeout, refused=refused)
 
 
 def holder_of(provider, reserved_ip: str, known: dict[str, set[str]], answers: dict) -> tuple[str | None, str | None]:
@@ -376,7 +377,7 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     """Gather and assemble the status of a loaded cluster (dynia.store.Cluster)."""
     from . import providers
     from .errors import DyniaError
-    from .session import render_cluster, targets
+    from .session import render_cluster, targets, unpinned
 
     rendering = render_cluster(cluster)
     order = list(cluster.spec.nodes)
@@ -387,7 +388,7 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     inv = rendering.inventory
     private = {n: inv.nodes[n][0] for n in inv.nodes}
     provider = providers.of(cluster.spec)
-    answers = gather_status_facts(nodes, provider.profile, private, timeout)
+    answers = gather_status_facts(nodes, provider.profile, private, timeout, refused=unpinned(cluster))
     known = {t.node: {a for a in (inv.nodes[t.node][0], inv.nodes[t.node][1], t.host) if a} for t in nodes}
     holder, holder_error = holder_of(provider, inv.reserved_ip, known, answers)
     st = assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},

@@ -5,13 +5,16 @@ One row per check, each `ok`, `failed` or `skipped` with a one-line detail:
 * reserved_ip_holder — the node the provider says holds the reserved IP is the one VRRP MASTER;
 * haproxy_backends   — per node: HAProxy (admin socket `show stat`) sees every backend server up;
 * config_version     — every node applied the same config version, the one the last apply recorded;
-* certificate        — per node: the certificate its HAProxy *serves* (fetched over TLS, SNI a
-                       bound domain; the key is never read) is the state's and lives > 30 days;
+* certificate        — per node: the certificate its HAProxy *serves* (a TLS handshake made ON
+                       the node to 127.0.0.1:443, SNI a bound domain, over the pinned SSH
+                       session; the key is never read) is the state's and lives > 30 days;
 * dns_record         — per bound domain: an A record at Cloudflare, pointing at the reserved IP,
                        proxied as the TLS mode wants.
 
 Collection (`collect`) does the I/O, in parallel: the node facts (one SSH round trip per node,
-dynia.nodes.gather), the served certificates, the provider's holder and Cloudflare's records.
+dynia.nodes.gather, the served certificate among them), the provider's holder and Cloudflare's
+records. Nothing connects to a node's port 443 from the operator's machine: in origin mode the
+host firewall opens it to Cloudflare's ranges only.
 Assembly (`assemble`) is pure: facts + desired state → rows, tested on recorded inputs.
 A skipped row says why (what the provider cannot answer: the lab has no DNS records; the
 state's certificate missing from the cache); it does not fail the verdict. No Pulumi here: addresses and the state's certificate come from the cache.
@@ -116,9 +119,11 @@ def read_state_certificate(cluster) -> tuple[CertInfo | None, str]:
 
 
 def served_certificate(host: str, sni: str, port: int = PORTS.https, timeout: float = TLS_TIMEOUT) -> CertInfo:
-    """The certificate HAProxy serves at host:port for `sni`. Not verified against any CA on
-    purpose: an Origin CA certificate is trusted only by Cloudflare, and what is compared here
-    is the fingerprint itself."""
+    """The certificate HAProxy serves at host:port for `sni`, over TLS from this machine. Only
+    where 443 is open to the operator (tls.mode letsencrypt: dynia.certs.stale_nodes); `infra
+    verify` reads it on the node instead (served_from_fact): in origin mode the firewall opens
+    443 to Cloudflare only. Not verified against any CA on purpose: what is compared is the
+    fingerprint itself."""
     import socket
     import ssl
 
@@ -131,6 +136,21 @@ def served_certificate(host: str, sni: str, port: int = PORTS.https, timeout: fl
     if not der:
         raise ssl.SSLError("the server sent no certificate")
     return cert_info_der(der)
+
+
+def served_from_fact(fact: Any) -> tuple[CertInfo | None, str]:
+    """(the certificate a node reported serving, None + why not): the `served_certificate` fact
+    (dynia.nodes.facts) turned into a CertInfo; anything malformed is that node's failure."""
+    if not isinstance(fact, dict):
+        return None, "the node did not report it"
+    if fact.get("error"):
+        return None, str(fact["error"])
+    try:
+        when = dt.datetime.strptime(fact["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        names = tuple(n for n in fact.get("names") or () if isinstance(n, str))
+        return CertInfo(str(fact["sha256"]), when, names, bool(fact.get("self_signed"))), ""
+    except (KeyError, TypeError, ValueError):
+        return None, "the node's answer is not a certificate"
 
 
 def name_covers(pattern: str, host: str) -> bool:
@@ -164,7 +184,7 @@ class Observed:
     unreachable: dict[str, str]                # node -> why it did not answer over SSH
     holder: str | None = None                  # the provider's answer
     holder_error: str | None = None            # the provider was asked and failed
-    served: dict[str, CertInfo] = field(default_factory=dict)
+    served: dict[str, CertInfo] = field(default_factory=dict)        # node -> what it serves (read on it)
     served_errors: dict[str, str] = field(default_factory=dict)
     sni: str = ""
     dns: list[Any] | None = None               # DnsRecord-like: name, type, content, proxied
@@ -285,7 +305,7 @@ def _certificate_rows(e: Expected, o: Observed, now: dt.datetime) -> list[Check]
     for node in e.nodes:
         if node in o.served_errors or node not in o.served:
             rows.append(_row("certificate", node, False,
-                             f"no certificate from :{PORTS.https} (SNI {o.sni}): "
+                             f"no certificate from 127.0.0.1:{PORTS.https} on the node (SNI {o.sni}): "
                              f"{o.served_errors.get(node, 'not fetched')}"))
             continue
         got = o.served[node]
@@ -409,20 +429,20 @@ def expected(cluster) -> Expected:
 
 
 def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> Observed:
-    """Everything verify reads, in parallel: node facts (one SSH round trip each), served
-    certificates (one TLS handshake each), Cloudflare's records; then the provider's holder."""
+    """Everything verify reads, in parallel: node facts (one SSH round trip each, the served
+    certificate read on the node among them), Cloudflare's records; then the provider's holder."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import providers
     from .errors import DyniaError
     from .nodes import facts as F
     from .nodes.gather import gather
-    from .session import targets
+    from .session import targets, unpinned
 
     provider = providers.of(cluster.spec)
     nodes = [t for t in targets(cluster) if t.node in e.nodes]
-    wanted = [F.VRRP, F.APPLIED, F.SHOW_STAT, F.vip_device_addresses(provider.profile)]
     sni = e.domains[0] if e.domains else cluster.spec.domain
+    wanted = [F.VRRP, F.APPLIED, F.SHOW_STAT, F.vip_device_addresses(provider.profile), F.served_certificate(sni)]
 
     def dns():
         if e.dns_provider is None:
@@ -435,16 +455,9 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
         except DyniaError as exc:
             return None, exc.message
 
-    def served(t):
-        try:
-            return t.node, served_certificate(t.host, sni, timeout=timeout), None
-        except Exception as exc:  # noqa: BLE001 — every failure of one node is that node's row
-            return t.node, None, f"{exc.__class__.__name__}: {exc}".rstrip(": ")
-
-    with ThreadPoolExecutor(max_workers=len(nodes) + 2) as pool:
-        facts_f = pool.submit(gather, nodes, wanted, timeout)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        facts_f = pool.submit(gather, nodes, wanted, timeout, unpinned(cluster))
         dns_f = pool.submit(dns)
-        certs = list(pool.map(served, nodes))
         answers = facts_f.result()
         records, dns_error = dns_f.result()
     o = Observed(facts={n: a.facts for n, a in answers.items() if a.error is None},
@@ -453,11 +466,15 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
     for n in e.nodes:
         if n not in answers:
             o.unreachable[n] = "not provisioned (no address in the cache)"
-    for node, info, error in certs:
+    for node, answer in answers.items():
+        if answer.error is not None:
+            o.served_errors[node] = f"unreachable: {answer.error}"
+            continue
+        info, why = served_from_fact(answer.facts.get("served_certificate"))
         if info is not None:
             o.served[node] = info
         else:
-            o.served_errors[node] = error or "no certificate"
+            o.served_errors[node] = why
     o.holder, o.holder_error = _provider_holder(provider, e, answers)
     return o
 

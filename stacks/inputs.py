@@ -27,7 +27,8 @@ class PhaseInputs:
     # secret: tls.mode letsencrypt's state (dynia.certs.AcmeState.to_dict: account key, certificate
     # + key, expiry, names), kept as the provision stack's `acme` output, read back by the engine
     # (Engine.acme_state) and passed in on every run: never lost, never in deploy-config/ or output.
-    # A by-hand run passes it from `dynia:acme` in the stack's config (from_config).
+    # A by-hand run passes it from `dynia:acme` in the stack's config (from_config); the engine
+    # keeps a fresh order there until a provision stores it (Engine.keep_acme).
     acme: pulumi.Input[dict] | None = None
     # this phase stack's last `layers` output: an unchanged layer keeps its config version
     previous_layers: dict | None = None
@@ -97,7 +98,10 @@ def by_hand_acme_hint(cluster: str) -> str:
 
 def configured_acme(cfg: pulumi.Config) -> pulumi.Output | None:
     """`dynia:acme` from the stack's config (the provision stack's own `acme` output), checked
-    like the engine's copy, as a secret; None when unset."""
+    like the engine's copy, as a secret; None when unset. The engine writes it too, right after
+    an order (Engine.keep_acme: a provision that fails after it must not lose the certificate),
+    reads whichever of it and the output is newer, and removes it after every provision run
+    that exported the state — so a by-hand copy never outlives the next renewal."""
     from dynia.certs import AcmeState
 
     value = cfg.get_secret_object("acme")

@@ -23,17 +23,38 @@ def _letsencrypt(engine) -> bool:
     return uses_acme(engine.cluster.spec.tls.mode)
 
 
-def _result(action: str, state, reason: str | None) -> dict:
+def _result(action: str, state, reason: str | None, nodes=()) -> dict:
     from ..certs import public_facts
 
-    return {"action": action, "reason": reason, "certificate": public_facts(state) if state is not None else None}
+    out = {"action": action, "reason": reason, "certificate": public_facts(state) if state is not None else None}
+    if nodes:
+        out["nodes"] = list(nodes)
+    return out
+
+
+def _rolled(rolled) -> dict:
+    out = _result(rolled.action, rolled.state, rolled.reason, rolled.nodes)
+    if rolled.warnings:
+        out["warnings"] = list(rolled.warnings)
+    return out
 
 
 def _say_result(out: dict) -> None:
+    for line in out.get("warnings", ()):
+        say(("warning: ", "yellow"), line)
     cert = out["certificate"]
     if out["action"] == "nothing to do":
         when = f"; expires {cert['not_after'][:10]}" if cert else ""
-        say(f"nothing to do: the certificate covers every bound domain{when}")
+        why = f" ({out['reason']})" if out["reason"] else ""
+        say(f"nothing to do{why}: every node serves the stored certificate{when}")
+        return
+    if out["action"] == "rolled":
+        say(f"rolled the stored certificate (expires {cert['not_after'][:10]}) to {len(out['nodes'])} "
+            f"node{'s' if len(out['nodes']) != 1 else ''} that did not serve it: {out['reason']}")
+        return
+    if out["action"] == "stored":
+        say(f"stored the certificate an earlier run ordered ({', '.join(cert['domains'])}, expires "
+            f"{cert['not_after'][:10]}) and rolled it to every node; nothing was ordered")
         return
     say(f"certificate issued for {', '.join(cert['domains'])} (expires {cert['not_after'][:10]}; "
         f"{out['reason']}); stored with the cluster's state and rolled to every node")
@@ -72,8 +93,8 @@ def provision_cmd(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry
                 if preview["reason"]:
                     say(f"due: {preview['reason']}")
             return
-        state, reason = certs.roll(engine, force=True)
-    out = _result("issued", state, reason)
+        rolled = certs.roll(engine, force=True)
+    out = _rolled(rolled)
     emit_json(out) if as_json else _say_result(out)
 
 
@@ -82,29 +103,20 @@ def renew_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JS
               days: int = typer.Option(30, "--days", min=1, max=89,
                                        help="Renew when fewer than this many days remain.")) -> None:
     """Renew when fewer than 30 days remain or a bound domain is not covered, then roll it to
-    every node; otherwise exit 0, "nothing to do". No prompt: safe from cron or CI."""
-    import datetime as dt
-
+    every node; store and roll an order an interrupted run kept; roll the stored certificate to
+    any node that does not serve it; otherwise exit 0, "nothing to do". No prompt: safe from
+    cron or CI."""
     from .. import certs
-    from ..errors import DyniaError
 
     with engine_for(ctx, cluster, on_progress=(lambda line: None) if as_json else None) as engine:
         if not _letsencrypt(engine):
+            engine.refresh_outputs()  # a fresh checkout or CI runner has no cache yet
             out = _origin_renewal(engine.cluster, days)
         else:
-            state = engine.acme_state()
-            now = dt.datetime.now(dt.timezone.utc)
-            if certs.renewal_reason(state, engine.cluster.spec, now, days) is None:
-                out = _result("nothing to do", state, None)
-            elif not certs.covered_domains(engine.cluster.spec):
-                out = _result("nothing to do", state, "no service is bound to a domain")
-            else:
-                try:
-                    state, reason = certs.roll(engine, force=True)
-                except DyniaError as exc:
-                    exc.resume = exc.resume or f"dynia cert renew --cluster {engine.cluster.name}"
-                    raise
-                out = _result("renewed", state, reason)
+            # due, or a kept order not yet stored, or a node not serving the stored certificate;
+            # certs.roll's errors already say how to retry
+            out = _rolled(certs.roll(engine, days=days, unattended=True))
+            out["action"] = "renewed" if out["action"] == "issued" else out["action"]
     emit_json(out) if as_json else _say_result(out)
 
 

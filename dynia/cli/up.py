@@ -34,6 +34,8 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
                    **({"certificate": issued} if issued else {})})
     else:
         say(f"applied: {', '.join(phases)}")
+        for line in (issued or {}).get("warnings", ()):
+            say(("warning: ", "yellow"), line)
         if issued:
             say(f"certificate issued for {', '.join(issued['domains'])} (expires {issued['not_after'][:10]}) "
                 "and rolled to every node")
@@ -48,16 +50,14 @@ def certificate_after_apps(engine, phases) -> dict | None:
     A failed order is a `cert` error: nothing pushed, every node keeps its certificate, the
     services stay applied; `dynia cert renew` retries it."""
     from .. import certs
-    from ..errors import DyniaError
 
     if "apps" not in phases:
         return None
-    try:
-        state, reason = certs.roll(engine)
-    except DyniaError as exc:
-        exc.resume = exc.resume or f"dynia cert renew --cluster {engine.cluster.name}"
-        raise
-    return certs.public_facts(state) if reason is not None else None
+    # Nodes are probed only when this run did not just push infra to every node itself.
+    rolled = certs.roll(engine, check_nodes="infra" not in phases)   # its errors say how to retry
+    if rolled.action not in ("issued", "stored"):
+        return None
+    return {**certs.public_facts(rolled.state), **({"warnings": list(rolled.warnings)} if rolled.warnings else {})}
 
 
 def up_with_progress(engine, phases, continue_on_error: bool) -> dict:

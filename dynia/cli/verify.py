@@ -14,7 +14,7 @@ def register(infra_app: typer.Typer) -> None:
 
 def verify_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT,
                timeout: float = typer.Option(5.0, "--timeout", min=0.5, max=120.0,
-                                             help="Seconds per node (SSH round trip, TLS handshake).")) -> None:
+                                             help="Seconds per node (one SSH round trip; the TLS handshake runs on the node).")) -> None:
     """Check the provider side against reality: reserved-IP holder = VRRP MASTER, every backend
     up, one config version, the state's certificate served on every node (> 30 days left), DNS
     records → reserved IP, proxied. Exit 0 when nothing failed, 4 otherwise (skipped rows say why)."""

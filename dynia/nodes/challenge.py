@@ -1,7 +1,8 @@
 """HTTP-01 key authorizations on every node, over SSH (tls.mode letsencrypt).
 
 Every node gets every answer: the CA's request reaches whichever node holds the VIP, and
-that may change between publish and validation (a failover). One SSH round trip per node, in
+that may change between publish and validation (a failover). The holder must take them; the
+others are best effort (one node down must not block every order). One SSH round trip per node, in
 parallel, each with a timeout; the commands come from dynia.nodes.commands (the answers go
 on stdin, the command stays constant).
 """
@@ -50,19 +51,30 @@ def _run_all(targets: list[Target], command: str, stdin: str | None, timeout: fl
     return {node: why for node, why in asyncio.run(main()) if why is not None}
 
 
-def publish(targets: list[Target], answers: dict[str, str], timeout: float = TIMEOUT) -> None:
+def publish(targets: list[Target], answers: dict[str, str], holder: str | None,
+            timeout: float = TIMEOUT) -> dict[str, str]:
     """Write every {token: key authorization} on every node (0644 under PATHS.acme_challenge_dir).
-    Raises a `cert` error naming each node that did not take them: the CA may ask any of them."""
+
+    The VIP holder (`holder`, read live: dynia.nodes.gather.vip_holder) receives the CA's
+    requests, so it must take them: unknown, not among the targets or failing, that is a `cert`
+    error and nothing is ordered. The other nodes are best effort — they matter only if the VIP
+    moves during validation, and one node down must not block every order: {node: why} of
+    those that did not take them, for the caller to warn about."""
     for token, value in answers.items():
         if not (_TOKEN.fullmatch(token) and _KEY_AUTHORIZATION.fullmatch(value) and value.startswith(token + ".")):
             raise DyniaError("cert", "the ACME server sent a malformed challenge", "check tls.acme_directory")
+    if holder is None or holder not in {t.node for t in targets}:
+        raise DyniaError("cert", "the ACME challenge needs the node holding the reserved IP (the CA reaches it), "
+                         "and which node holds it is unknown" + (f" ({holder} is not provisioned)" if holder else ""),
+                         "check keepalived on every node with `dynia status` (exactly one MASTER); nothing was "
+                         "ordered or pushed")
     stdin = "".join(f"{t} {v}\n" for t, v in answers.items())
     failed = _run_all(targets, commands.acme_publish(), stdin, timeout)
-    if failed:
-        raise DyniaError("cert", "the ACME challenge could not be placed on "
-                         + "; ".join(f"{n} ({why})" for n, why in sorted(failed.items())),
-                         "every node must answer it (the CA reaches whichever holds the VIP): check them with "
-                         "`dynia status`; nothing was ordered or pushed")
+    if holder in failed:
+        raise DyniaError("cert", f"the ACME challenge could not be placed on {holder}, the node holding the "
+                         f"reserved IP ({failed[holder]})",
+                         "the CA validates through it: check it with `dynia status`; nothing was ordered or pushed")
+    return failed
 
 
 def withdraw(targets: list[Target], tokens: list[str], timeout: float = TIMEOUT) -> dict[str, str]:

@@ -41,14 +41,22 @@ FIREWALL_UNIT = P.firewall_unit
 
 def ssh_admitted() -> str:
     """Exits 0 when the loaded `inet dynia` table admits SSH from the address this push's SSH
-    connection comes from (SSH_CONNECTION, set by sshd; `::ffff:` stripped from a mapped IPv4);
-    without an SSH connection (a local test) there is nothing to check. Otherwise it prints the
-    address and the spec key on stderr: a firewall that would lock dynia out is refused."""
-    return ('a=${SSH_CONNECTION%% *}; a=${a#::ffff:}; [ -z "$a" ] || { '
+    connection comes from (SSH_CONNECTION, set by sshd; `::ffff:` stripped from a mapped IPv4).
+    Fails closed: when that address is unknown (no SSH_CONNECTION: a root shell reached through
+    `su -` or sudo's env_reset), nothing tells which admin range dynia needs, so only a table
+    whose admin sets hold everyone (0.0.0.0/0 and ::/0) is admitted. Otherwise it prints the
+    address (or that it is unknown) and the spec key on stderr: a firewall that would lock dynia
+    out is refused."""
+    return ('a=${SSH_CONNECTION%% *}; a=${a#::ffff:}; if [ -n "$a" ]; then '
             'case $a in *:*) s=admin6;; *) s=admin4;; esac; '
             f'nft get element {FIREWALL_TABLE} $s "{{ $a }}" >/dev/null 2>&1 || {{ '
             'echo "dynia: this push connects from $a, which firewall.admin_ranges does not admit: '
-            'the firewall would lock dynia out" >&2; exit 1; }; }')
+            'the firewall would lock dynia out" >&2; exit 1; }; '
+            f'elif ! {{ nft get element {FIREWALL_TABLE} admin4 "{{ 0.0.0.0/0 }}" >/dev/null 2>&1 && '
+            f'nft get element {FIREWALL_TABLE} admin6 "{{ ::/0 }}" >/dev/null 2>&1; }}; then '
+            'echo "dynia: the address this push connects from is unknown (no SSH_CONNECTION: '
+            'sudo or su reset the environment), and firewall.admin_ranges does not admit everyone: '
+            'the firewall could lock dynia out" >&2; exit 1; fi')
 
 
 def pid_alive(pidfile: str) -> str:

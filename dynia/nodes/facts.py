@@ -281,3 +281,55 @@ def status_facts(profile: NodeProfile, private_ip: str) -> list[Fact]:
     """Every fact `dynia status` reads from one node, in one round trip."""
     return [VRRP, APPLIED, DEGRADED, PRIORITY, LOCKDOWN, SHOW_STAT,
             *(build(profile, private_ip) for build in BUILDERS.values())]
+
+
+# --- the certificate HAProxy serves, read on the node ----------------------------------------
+#
+# `dynia infra verify` must not open TLS from the operator's machine to a node's public
+# address: in origin mode the host firewall opens 80/443 to Cloudflare's ranges only. On the
+# node, a handshake to 127.0.0.1 reaches the same `bind :443` (every address), and loopback is
+# exempt from the origin-pull check. python3 (on every node, the apply script needs it) does
+# the handshake: openssl is not installed on droplets. No CA check on purpose: an Origin CA
+# certificate is trusted only by Cloudflare; what is compared is the fingerprint itself.
+SERVED_CERT_PY = ("import socket,ssl,sys;c=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT);c.check_hostname=False;"
+                  "c.verify_mode=ssl.CERT_NONE;"
+                  "s=c.wrap_socket(socket.create_connection((sys.argv[1],int(sys.argv[2])),3),server_hostname=sys.argv[3]);"
+                  "sys.stdout.write(ssl.DER_cert_to_PEM_cert(s.getpeercert(True)))")
+
+
+def served_certificate_pem(output: str, exit_status: int) -> dict:
+    """The PEM certificate the handshake got → its public facts: {"sha256", "not_after"
+    (…Z), "names", "self_signed"}; no certificate → {"error": why} (exit status and the last
+    line of the handshake's complaint, which the fact script keeps quiet: so, the status)."""
+    import base64
+    import hashlib
+
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    if exit_status != 0 or begin not in output or end not in output.split(begin, 1)[1]:
+        return {"error": f"no TLS handshake on the node's loopback (exit {exit_status})"}
+    body = output.split(begin, 1)[1].split(end, 1)[0]
+    try:
+        from cryptography import x509
+
+        der = base64.b64decode("".join(body.split()), validate=True)
+        cert = x509.load_der_x509_certificate(der)
+    except Exception as exc:  # noqa: BLE001 — garbage from the node is that node's row
+        return {"error": f"the node's answer is not a certificate ({exc.__class__.__name__})"}
+    try:
+        names = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                     .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = []
+    return {"sha256": hashlib.sha256(der).hexdigest(),
+            "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "names": names, "self_signed": cert.issuer == cert.subject}
+
+
+def served_certificate(sni: str) -> Fact:
+    """The certificate HAProxy serves on this node for `sni` (a bound domain)."""
+    import shlex
+
+    from ..paths import PORTS
+
+    return Fact("served_certificate", f"python3 -c '{SERVED_CERT_PY}' 127.0.0.1 {PORTS.https} {shlex.quote(sni)}",
+                served_certificate_pem)

@@ -20,14 +20,19 @@ class NodeFacts:
     error: str | None = None  # why this node did not answer
 
 
-async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semaphore, timeout: float) -> NodeFacts:
+async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semaphore, timeout: float,
+                      refused: str | None = None) -> NodeFacts:
     import asyncssh
 
+    if refused is not None:
+        return NodeFacts(target.node, error=refused)
     async with sem:
         try:
             conn = await connect(replace(target, connect_timeout=timeout))
         except DyniaError as exc:
-            return NodeFacts(target.node, error=exc.message)
+            # A refused host key is not "down": the row says what to do about it.
+            pinned_problem = exc.kind == "network" and "host key" in exc.message
+            return NodeFacts(target.node, error=f"{exc.message}; {exc.hint}" if pinned_problem else exc.message)
         try:
             async with asyncio.timeout(timeout):
                 r = await conn.run(F.script(wanted), check=False)
@@ -42,14 +47,17 @@ async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semapho
 
 
 def gather(targets: list[Target], wanted: list[F.Fact] | Callable[[Target], list[F.Fact]],
-           timeout: float = 5.0) -> dict[str, NodeFacts]:
+           timeout: float = 5.0, refused: dict[str, str] | None = None) -> dict[str, NodeFacts]:
     """wanted: the facts for every node, or a function target → that node's facts (a fact may
-    depend on the node, e.g. Caddy's health on its own private address)."""
+    depend on the node, e.g. Caddy's health on its own private address). refused: node → why
+    it is not connected to (dynia.session.unpinned: no host key to verify it with), its row."""
     per_node = wanted if callable(wanted) else (lambda target: wanted)
+    refused = refused or {}
 
     async def main():
         sem = asyncio.Semaphore(PARALLEL)
-        return await asyncio.gather(*(_gather_one(t, per_node(t), sem, timeout) for t in targets))
+        return await asyncio.gather(*(_gather_one(t, per_node(t), sem, timeout, refused.get(t.node))
+                                      for t in targets))
 
     return {nf.node: nf for nf in asyncio.run(main())}
 

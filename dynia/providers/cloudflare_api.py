@@ -34,7 +34,7 @@ class DnsRecord:
     type: str
     content: str
     proxied: bool
-    # Who made it ("managed by dynia" for dynia's own); not part of what a record *is* (equality).
+    # Who made it (managed_comment(cluster) for dynia's own); not part of what a record *is* (equality).
     comment: str = field(default="", compare=False)
 
 
@@ -43,19 +43,43 @@ class DnsRecord:
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 
 
-def conflicts(records: list[DnsRecord], name: str, managed: str) -> list[DnsRecord]:
-    """The address records of `name` dynia does not own (their comment is not `managed`)."""
+# The comment dynia put on every record before records named their cluster: the same for every
+# cluster, so on its own it says "some dynia cluster", never which one.
+LEGACY_MANAGED = "managed by dynia"
+
+
+def managed_comment(cluster: str) -> str:
+    """The comment on the records a cluster creates: whose they are, so cluster B never takes a
+    record of cluster A (serving the same name) for its own."""
+    return f"{LEGACY_MANAGED}: cluster {cluster}"
+
+
+def owns(record: DnsRecord, cluster: str, reserved_ip: str | None = None) -> bool:
+    """Whether `record` is this cluster's: its own comment; or the legacy comment on an A record
+    pointing at this cluster's reserved IP (what this cluster created before records named their
+    cluster — the next `up` rewrites the comment in place). A legacy record pointing elsewhere
+    is another cluster's (or stale): never taken over."""
+    comment = record.comment or ""
+    if comment == managed_comment(cluster):
+        return True
+    return (comment == LEGACY_MANAGED and reserved_ip is not None and record.type.upper() == "A"
+            and record.content == reserved_ip)
+
+
+def conflicts(records: list[DnsRecord], name: str, cluster: str, reserved_ip: str | None = None) -> list[DnsRecord]:
+    """The address records of `name` that are not this cluster's (owns)."""
     name = name.lower().rstrip(".")
     return [r for r in records if r.name.lower().rstrip(".") == name and r.type.upper() in ADDRESS_TYPES
-            and (r.comment or "") != managed]
+            and not owns(r, cluster, reserved_ip)]
 
 
 def conflict_error(name: str, found: list[DnsRecord]) -> DyniaError:
     shown = ", ".join(f"{r.type} → {r.content[:80]}" for r in found[:3]) + (" …" if len(found) > 3 else "")
-    return DyniaError("dns", f"{name} already has a DNS record dynia does not own ({shown}): a second record "
-                      "would make Cloudflare split its traffic between them",
-                      f"delete that record in Cloudflare (DNS → Records → {name}) or bind the service to another "
-                      "name, then rerun; dynia never overwrites a record it did not create")
+    return DyniaError("dns", f"{name} already has a DNS record this cluster does not own ({shown}): a second "
+                      "record would make Cloudflare split its traffic between them",
+                      f"if another dynia cluster serves {name}, unbind it there first; otherwise delete that record "
+                      f"in Cloudflare (DNS → Records → {name}) or bind the service to another name, then rerun; "
+                      "dynia never overwrites a record this cluster did not create")
 
 
 def _default_opener(request: urllib.request.Request, timeout: float):

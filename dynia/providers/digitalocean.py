@@ -259,7 +259,7 @@ class DigitalOcean(DropletSizes, Provider):
         from ..tls import proxied
 
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
-            spec.domain, [domain], address, gates, proxied=proxied(spec.tls.mode),
+            spec.domain, [domain], address, gates, proxied=proxied(spec.tls.mode), cluster=spec.name,
             renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
 
 

@@ -12,6 +12,7 @@ import pytest
 from dynia import certs
 from dynia.acme_client import new_key_pem
 from dynia.certs import AcmeState
+from dynia.engine import Engine
 from dynia.errors import DyniaError
 from dynia.store import Project, load_cluster
 from dynia.tls import self_signed_pem
@@ -20,18 +21,66 @@ ALL = ("admin.example.com", "api.example.com", "example.com")
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 
-class FakeEngine:
-    def __init__(self, cluster, state):
-        self.cluster, self._state, self.ran, self.kept = cluster, state, [], None
+class Out:
+    def __init__(self, value, secret=False):
+        self.value, self.secret = value, secret
 
-    def acme_state(self):
-        return self._state
 
-    def keep_acme(self, state):
-        self.kept = self._state = state
+class FakeStack:
+    """The provision stack as the engine sees it: its `acme` output and its config, both kept
+    across commands (each command builds a new engine, as each dynia run does)."""
+
+    def __init__(self):
+        self.config: dict[str, str] = {}
+        self.acme: dict | None = None
+        self.nodes: dict | None = None
+
+    def outputs(self):
+        out = {"acme": Out(self.acme, True)} if self.acme else {}
+        if self.nodes:
+            out["nodes"], out["reservedIp"] = Out(self.nodes), Out("203.0.113.100")
+        return out
+
+    def get_config(self, key):
+        from pulumi.automation import ConfigValue
+
+        if key not in self.config:
+            raise RuntimeError(f"configuration key '{key}' not found for stack")
+        return ConfigValue(self.config[key], secret=True)
+
+    def set_config(self, key, value):
+        self.config[key] = value.value
+
+    def remove_config(self, key):
+        del self.config[key]
+
+
+class FakeEngine(Engine):
+    """The real Engine (acme_state, keep_acme, acme_pending, the config clean-up) on a fake
+    stack; `up` stands in for Pulumi: provision exports the state in force, `fail` makes a
+    phase fail the way Engine._failure reports it."""
+
+    def __init__(self, cluster, stack, fail=None):
+        super().__init__(cluster)
+        self.fake, self.ran, self.fail = stack, [], fail
+        self.previewed, self.pending = [], []
+
+    def stack(self, phase):
+        return self.fake
+
+    def preview(self, phases):
+        self.previewed.append(tuple(phases))
+        return [row for row in self.pending if row.phase in phases]
 
     def up(self, phases, **kw):
-        self.ran.append(tuple(phases))
+        for phase in phases:
+            self.ran.append((phase,))
+            if phase == self.fail:
+                raise DyniaError("engine", f"phase {phase} failed: interrupted", "rerun with --debug",
+                                 f"dynia up --phase {phase} --cluster shop")
+            if phase == "provision":
+                self.fake.acme = self.acme_state().to_dict()
+                self._forget_acme_config(self.fake)
         return {}
 
 
@@ -39,22 +88,30 @@ class FakeEngine:
 def letsencrypt(project, monkeypatch):
     path = project / "clusters/shop.yaml"
     path.write_text(path.read_text().replace("  mode: origin\n", "  mode: letsencrypt\n  acme_directory: staging\n"))
-    box = {}
+    box = {"stack": FakeStack(), "stale": {}, "fail": None}
 
     @contextlib.contextmanager
     def fake_engine_for(ctx, cluster, before_load=None, on_progress=None):
-        box["engine"] = FakeEngine(load_cluster(Project(project), "shop"), box["state"])
+        if "state" in box:
+            box["stack"].acme = box.pop("state").to_dict()
+        box["engine"] = FakeEngine(load_cluster(Project(project), "shop"), box["stack"], box["fail"])
+        box["engine"].pending = list(box.get("pending", []))
         yield box["engine"]
 
     monkeypatch.setattr("dynia.cli.cert.engine_for", fake_engine_for)
     monkeypatch.setattr("dynia.session.targets", lambda cluster: ["misty-owl", "brave-panda"])
+    monkeypatch.setattr(certs, "stale_nodes", lambda cluster, state, targets: dict(box["stale"]))
     return project, box
 
 
-def state(days_left: float, domains=ALL) -> AcmeState:
-    return AcmeState(new_key_pem(), self_signed_pem("example.com").decode(),
-                     dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(days=days_left),
-                     tuple(domains), STAGING)
+def stored(box) -> AcmeState | None:
+    return AcmeState.from_dict(box["stack"].acme) if box["stack"].acme else None
+
+
+def state(days_left: float, domains=ALL, issued=False) -> AcmeState:
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return AcmeState(new_key_pem(), self_signed_pem("example.com").decode(), now + dt.timedelta(days=days_left),
+                     tuple(domains), STAGING, issued_at=now if issued else None)
 
 
 def test_renew_with_more_than_30_days_left_is_nothing_to_do_and_exit_0(cli, letsencrypt):
@@ -62,7 +119,7 @@ def test_renew_with_more_than_30_days_left_is_nothing_to_do_and_exit_0(cli, lets
     box["state"] = state(60)
     r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
     assert r.code == 0 and "nothing to do" in r.out
-    assert box["engine"].ran == [] and box["engine"].kept is None
+    assert box["engine"].ran == [] and box["stack"].config == {}
     r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
     out = json.loads(r.out)
     assert r.code == 0 and out["action"] == "nothing to do" and out["certificate"]["domains"] == list(ALL)
@@ -72,20 +129,21 @@ def test_renew_with_more_than_30_days_left_is_nothing_to_do_and_exit_0(cli, lets
 def test_renew_when_due_orders_stores_then_rolls_and_prints_no_key(cli, letsencrypt, monkeypatch):
     project, box = letsencrypt
     box["state"] = state(10)
-    fresh = state(90)
-    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True: fresh)
+    fresh = state(90, issued=True)
+    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True, **kw: fresh)
     r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert out["action"] == "renewed" and out["reason"].startswith("expires ")
-    assert box["engine"].kept is fresh and box["engine"].ran == [("provision",), ("infra",)]
+    assert stored(box) == fresh and box["engine"].ran == [("provision",), ("infra",)]
+    assert box["stack"].config == {}   # stored as the output: the config copy is gone
     assert "PRIVATE KEY" not in r.out + r.err
 
 
 def test_renew_when_a_bound_domain_is_not_covered_renews(cli, letsencrypt, monkeypatch):
     project, box = letsencrypt
     box["state"] = state(80, domains=ALL[1:])
-    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True: state(90))
+    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True, **kw: state(90, issued=True))
     r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
     assert r.code == 0 and "does not cover admin.example.com" in r.out
 
@@ -94,14 +152,14 @@ def test_a_failed_order_exits_18_with_the_domain_and_pushes_nothing(cli, letsenc
     project, box = letsencrypt
     box["state"] = state(5)
 
-    def refused(cluster, targets, old, verify=True):
+    def refused(cluster, targets, old, verify=True, **kw):
         raise DyniaError("cert", "api.example.com: Non-200 status code from HTTP", "check the record")
 
     monkeypatch.setattr(certs, "obtain", refused)
     r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
     assert r.code == 18
     assert "api.example.com: Non-200 status code from HTTP" in r.err and "dynia cert renew --cluster shop" in r.err
-    assert box["engine"].ran == [] and box["engine"].kept is None   # nothing stored, nothing pushed
+    assert box["engine"].ran == [] and box["stack"].config == {}   # nothing kept, stored or pushed
 
 
 def test_cert_provision_dry_run_previews_the_order_without_the_network_or_a_key(cli, letsencrypt):
@@ -118,7 +176,7 @@ def test_cert_provision_dry_run_previews_the_order_without_the_network_or_a_key(
 def test_cert_provision_orders_even_when_nothing_is_due(cli, letsencrypt, monkeypatch):
     project, box = letsencrypt
     box["state"] = state(80)
-    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True: state(90))
+    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True, **kw: state(90, issued=True))
     r = cli("-C", str(project), "cert", "provision", "--cluster", "shop")
     assert r.code == 0 and "certificate issued for admin.example.com, api.example.com, example.com" in r.out
     assert box["engine"].ran == [("provision",), ("infra",)]
@@ -130,7 +188,7 @@ def test_up_orders_after_the_apps_phase_when_a_newly_bound_domain_is_not_covered
     project, box = letsencrypt
     box["state"] = state(80, domains=ALL[1:])
     monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
-    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True: state(90))
+    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True, **kw: state(90, issued=True))
     r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
@@ -153,10 +211,162 @@ def test_a_failed_order_after_apps_exits_18_and_says_how_to_retry(cli, letsencry
     box["state"] = state(80, domains=ALL[1:])
     monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
 
-    def refused(cluster, targets, old, verify=True):
+    def refused(cluster, targets, old, verify=True, **kw):
         raise DyniaError("cert", "admin.example.com: DNS problem: NXDOMAIN", "check the record")
 
     monkeypatch.setattr(certs, "obtain", refused)
     r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
     assert r.code == 18 and "dynia cert renew --cluster shop" in r.err
-    assert box["engine"].ran == [("apps",)] and box["engine"].kept is None
+    assert box["engine"].ran == [("apps",)] and box["stack"].config == {}
+
+
+# --- an order is never lost, a partial roll is finished, a fresh checkout finds its nodes ---------
+
+def test_a_provision_failing_after_an_order_keeps_it_and_the_next_renew_stores_it_without_ordering(
+        cli, letsencrypt, monkeypatch):
+    """Ctrl-C, a provider error, a refused host key... between the order and the store: the
+    order survives in the provision stack's config, and the retry reuses it (Let's Encrypt
+    allows 5 duplicate certificates a week; a first order would also lose its account key)."""
+    project, box = letsencrypt
+    old = state(10)
+    box["state"], box["fail"] = old, "provision"
+    fresh = state(90, issued=True)
+    orders = []
+    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, prev, verify=True, **kw: orders.append(1) or fresh)
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code != 0 and len(orders) == 1 and stored(box) == old   # ordered, not stored
+    assert "kept in the provision stack's config (dynia:acme)" in r.err and "nothing is ordered again" in r.err
+    assert "dynia cert renew --cluster shop" in r.err and "PRIVATE KEY" not in r.out + r.err
+    box["fail"] = None
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert len(orders) == 1 and out["action"] == "stored"       # the second run ordered nothing
+    assert stored(box) == fresh and box["engine"].ran == [("provision",), ("infra",)]
+    assert box["stack"].config == {}    # the output holds it now: the config copy is removed
+
+
+def test_a_stale_config_copy_never_wins_over_a_newer_output_and_is_removed_by_the_next_provision(
+        cli, letsencrypt, monkeypatch):
+    """A by-hand `pulumi config set dynia:acme` that outlived a renewal must not roll the old
+    certificate back."""
+    project, box = letsencrypt
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    older = AcmeState(new_key_pem(), self_signed_pem("example.com").decode(), now + dt.timedelta(days=40), ALL,
+                      STAGING, issued_at=now - dt.timedelta(days=50))
+    newer = AcmeState(older.account_key, self_signed_pem("example.com").decode(), now + dt.timedelta(days=89), ALL,
+                      STAGING, issued_at=now - dt.timedelta(days=1))
+    box["state"] = newer
+    box["stack"].config["dynia:acme"] = json.dumps(older.to_dict())
+    monkeypatch.setattr(certs, "obtain", lambda *a, **k: pytest.fail("nothing is due"))
+    r = cli("-C", str(project), "cert", "provision", "--cluster", "shop", "--dry-run", "--json")
+    assert json.loads(r.out)["current"]["not_after"][:10] == f"{newer.not_after:%Y-%m-%d}"
+    box["stale"] = {"misty-owl": "serves 0123…"}
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    assert box["engine"].ran == [("infra",)] and stored(box) == newer
+
+
+def test_renew_rolls_the_stored_certificate_to_nodes_a_stopped_roll_left_behind(cli, letsencrypt, monkeypatch):
+    """An infra roll that stopped at a failed gate leaves the VIP holder (last in rolling
+    order) on the old certificate: renew must not say "nothing to do" while a node differs."""
+    project, box = letsencrypt
+    box["state"] = state(60)
+    box["stale"] = {"misty-owl": "serves 0123456789abcdef…, the stored certificate is fedcba9876543210…"}
+    monkeypatch.setattr(certs, "obtain", lambda *a, **k: pytest.fail("nothing is due: no order"))
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert "rolled the stored certificate" in r.out and "to 1 node that did not serve it: misty-owl" in r.out
+    assert box["engine"].ran == [("infra",)]
+    box["stale"] = {}
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
+    assert json.loads(r.out)["action"] == "nothing to do" and box["engine"].ran == []
+
+
+def test_renew_on_a_fresh_checkout_reads_the_nodes_from_the_provision_stack(cli, letsencrypt, monkeypatch):
+    """CI: no .dynia/cache. The nodes come from the provision stack's outputs, not a stale or
+    missing cache."""
+    from dynia.cache import ClusterCache
+
+    project, box = letsencrypt
+    cluster = load_cluster(Project(project), "shop")
+    assert ClusterCache.of(cluster).read_outputs() is None   # no cache: a fresh checkout
+
+    def cached_nodes(c):   # what session.targets reads: the cache's nodes (SSH set-up aside)
+        outputs = ClusterCache.of(c).read_outputs()
+        return sorted(outputs.nodes) if outputs else []
+
+    monkeypatch.setattr("dynia.session.targets", cached_nodes)
+    seen = []
+    monkeypatch.setattr(certs, "obtain", lambda c, targets, prev, verify=True, **kw:
+                        seen.extend(targets) or state(90, issued=True))
+    box["state"] = state(10)
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIMzQ0zS2P0n2j1qk0p2yqgYb7b3Xc9m5g8a9m1Hq7nq0"
+    box["stack"].nodes = {n: {"public_ip": f"203.0.113.{i + 10}", "private_ip": f"10.110.0.{i + 10}",
+                              "droplet_id": str(i), "host_key": f"ssh-ed25519 {key}", "host_key_source": "generated"}
+                          for i, n in enumerate(cluster.spec.nodes)}
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    assert seen == sorted(cluster.spec.nodes) and json.loads(r.out)["action"] == "renewed"
+
+
+def test_origin_renew_on_a_fresh_checkout_reads_the_certificate_from_the_provision_stack(cli, project, monkeypatch):
+    from dynia.tls import self_signed_pem as pem_of
+
+    stack = FakeStack()
+    stack.nodes = {"misty-owl": {"public_ip": "203.0.113.10", "private_ip": "10.110.0.10", "droplet_id": "1"}}
+    origin = pem_of("example.com").decode()
+    outputs = stack.outputs
+
+    stack.outputs = lambda: {**outputs(), "originPem": Out(origin, True)}
+
+    @contextlib.contextmanager
+    def fake_engine_for(ctx, cluster, before_load=None, on_progress=None):
+        yield FakeEngine(load_cluster(Project(project), "shop"), stack)
+
+    monkeypatch.setattr("dynia.cli.cert.engine_for", fake_engine_for)
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["action"] == "nothing to do" and "PRIVATE KEY" not in r.out
+
+
+def _engine_for(project, box):
+    @contextlib.contextmanager
+    def fake_engine_for(ctx, cluster, before_load=None, on_progress=None):
+        if "state" in box:
+            box["stack"].acme = box.pop("state").to_dict()
+        box["engine"] = FakeEngine(load_cluster(Project(project), "shop"), box["stack"], box["fail"])
+        yield box["engine"]
+    return fake_engine_for
+
+
+def test_renew_refuses_to_apply_pending_changes_and_orders_nothing(cli, letsencrypt, monkeypatch):
+    """Cron must not roll out a spec edit nobody reviewed: the preview before the order shows
+    what else provision and infra would change."""
+    from dynia.engine import ChangeRow
+
+    project, box = letsencrypt
+    box["state"] = state(10)
+    box["pending"] = [ChangeRow("provision", "misty-owl", "misty-owl", "digitalocean:index/droplet:Droplet", "update",
+                                ["size"]),
+                      ChangeRow("infra", "brave-panda", "brave-panda-infra-push", "dynia:push", "update")]
+    monkeypatch.setattr(certs, "obtain", lambda *a, **k: pytest.fail("nothing may be ordered"))
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 10, r.err
+    assert "pending changes besides the certificate: provision: update misty-owl; infra: update " \
+           "brave-panda-infra-push" in r.err and "dynia up --cluster shop" in r.err
+    assert box["engine"].ran == [] and box["engine"].previewed == [("provision", "infra")]
+    # the push to a node a stopped roll left behind is what the roll itself finishes
+    box["pending"] = box["pending"][1:]
+    box["state"], box["stale"] = state(60), {"brave-panda": "serves 0123…"}
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert box["engine"].ran == [("infra",)]
+
+
+def test_renew_with_nothing_due_previews_nothing(cli, letsencrypt):
+    """The daily cron run costs one probe of the nodes, not a Pulumi preview."""
+    project, box = letsencrypt
+    box["state"] = state(60)
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 0 and box["engine"].previewed == []

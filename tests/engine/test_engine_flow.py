@@ -422,3 +422,52 @@ def test_online_plan_shows_a_replace_once_with_its_reason_and_never_a_secret_val
     assert "replaced because triggers[0] changed" in table.stdout and "stdin: [secret] → [secret]" in table.stdout
     for out in (r, table):
         assert secret not in out.stdout + out.stderr
+
+
+@pytest.fixture
+def upgraded(env):
+    """A cluster whose droplet misty-owl was created before dynia pinned host keys: the provision
+    stack's `nodes` output has no host key for it (the recording double, with that one answer
+    rewritten)."""
+    wrapper = env["bin"] / "legacy_outputs.py"
+    wrapper.write_text(
+        "import json, subprocess, sys\n"
+        f"r = subprocess.run([sys.executable, {str(DOUBLE)!r}, *sys.argv[1:]], capture_output=True, text=True)\n"
+        "out = r.stdout\n"
+        "words = [a for a in sys.argv[1:] if not a.startswith('--non-interactive')]\n"
+        "if words[:2] == ['stack', 'output'] and any(a.endswith('-provision') for a in words):\n"
+        "    data = json.loads(out)\n"
+        "    for k in ('host_key', 'host_key_source'):\n"
+        "        data['nodes']['misty-owl'].pop(k)\n"
+        "    out = json.dumps(data) + '\\n'\n"
+        "sys.stdout.write(out); sys.stderr.write(r.stderr); sys.exit(r.returncode)\n")
+    (env["bin"] / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {wrapper} \"$@\"\n")
+    return env
+
+
+def _host_keys_config(env) -> list[list[str]]:
+    return [argv for argv in calls(env) if argv[:1] == ["config"] and any("hostKeys" in a for a in argv)]
+
+
+def test_plan_of_an_upgraded_cluster_succeeds_and_says_which_node_to_pin_and_how(upgraded):
+    # consent given: still, a plan makes no first-use connection and records no pin
+    r = dynia(upgraded, "plan", "--cluster", "shop", "--json", extra={"DYNIA_PIN_FIRST_USE": "1"})
+    assert r.returncode == 0, r.stderr
+    json.loads(r.stdout)  # the warning stays off stdout
+    assert "warning: misty-owl: created before dynia pinned SSH host keys, not pinned yet" in r.stderr
+    assert "DYNIA_PIN_FIRST_USE=1 dynia up --phase provision --cluster shop" in r.stderr
+    assert "cannot read the SSH host key" not in r.stderr and not _host_keys_config(upgraded)
+
+
+def test_destroy_of_an_upgraded_cluster_demands_no_pin(upgraded):
+    r = dynia(upgraded, "cluster", "destroy", "--cluster", "shop", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert ("destroy", "shop-provision") in ops(upgraded) and not _host_keys_config(upgraded)
+
+
+def test_up_of_an_upgraded_cluster_without_consent_is_refused_with_the_command_to_run(upgraded):
+    r = dynia(upgraded, "up", "--cluster", "shop")
+    assert r.returncode != 0
+    assert "misty-owl: created before dynia pinned SSH host keys" in r.stderr
+    assert "DYNIA_PIN_FIRST_USE=1 dynia up --phase provision --cluster shop" in r.stderr
+    assert ("up", "shop-provision") not in ops(upgraded)

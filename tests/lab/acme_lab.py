@@ -1,6 +1,6 @@
 """A real ACME server inside the lab: pebble (RFC 8555 test CA) and pebble-challtestsrv (its DNS).
 
-Both run in a network namespace of their own, with an address on the lab bridge (by default
+Both run in a lab client namespace (dynia.providers.lab.Lab.add_client), with an address on the lab bridge (by default
 the subnet's .200: nodes are .11+, the VIP .100, the gateway .1, and the lab firewall's
 "Cloudflare" stand-in is the subnet's last /28 with its "outsider" just below it
 (dynia.providers.local.lab_edge): pebble connects from an address no rule singles out, as
@@ -63,6 +63,9 @@ def directory_url(subnet: str, host_index: int = HOST_INDEX) -> str:
     return f"https://{address(subnet, host_index)}:{ACME_PORT}/dir"
 
 
+CLIENT = "acme"  # the lab client namespace pebble and challtestsrv run in
+
+
 def missing_tools() -> list[str]:
     return [p for p in (PEBBLE, CHALLTESTSRV, "/usr/bin/openssl") if not os.access(p, os.X_OK)]
 
@@ -70,28 +73,24 @@ def missing_tools() -> list[str]:
 class AcmeLab:
     """pebble + pebble-challtestsrv on the lab bridge. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, workdir: Path, *, bridge: str, subnet: str, vip: str, name: str,
-                 host_index: int = HOST_INDEX, taken: tuple[str, ...] = ()):
-        net = ipaddress.ip_network(subnet)
-        self.subnet = subnet
+    def __init__(self, lab, workdir: Path, host_index: int = HOST_INDEX):
+        # A lab client namespace (Lab.add_client: refuses an address a node, the VIP, the gateway
+        # or another client has; lab.down() removes it too, should this harness be killed).
+        self.lab = lab
         self.workdir = Path(workdir)
-        self.bridge, self.vip, self.prefixlen = bridge, vip, net.prefixlen
-        self.gateway = str(next(net.hosts()))
-        self.ip = address(subnet, host_index)
-        if self.ip in (vip, self.gateway, *taken):
-            raise AcmeLabError(f"{self.ip} is already the lab's (VIP, gateway, a node or a lab client)")
-        self.netns = f"{name}-acme"
-        # Interface names: 15 characters at most; the lab's own veths are <prefix>v<i>.
-        self.veth = f"{name[:10]}acme"
+        self.vip = lab.vip
+        self.ip = address(lab.subnet, host_index)
         self.procs: dict[str, subprocess.Popen] = {}
         self.root_pem = ""
 
     @classmethod
     def for_lab(cls, lab, workdir: Path) -> "AcmeLab":
-        """Beside a dynia.providers.lab.Lab (its bridge must exist: bring the lab up first)."""
-        return cls(workdir, bridge=lab.bridge, subnet=lab.subnet, vip=lab.vip, name=lab.prefix,
-                   # the lab's client namespaces too (Lab.add_client: "cloudflare", "outsider")
-                   taken=tuple(n.ip for n in lab.nodes) + tuple(c.ip for c in getattr(lab, "clients", ())))
+        """Beside a dynia.providers.lab.Lab (bring the lab up first)."""
+        return cls(lab, workdir)
+
+    @property
+    def netns(self) -> str:
+        return f"{self.lab.prefix}-client-{CLIENT}"
 
     # --- addresses ------------------------------------------------------------------------
 
@@ -128,8 +127,6 @@ class AcmeLab:
         missing = missing_tools()
         if missing:
             raise AcmeLabError(f"missing on this machine: {', '.join(missing)} (apt-get install pebble openssl)")
-        if _sh("ip", "link", "show", self.bridge, check=False).returncode != 0:
-            raise AcmeLabError(f"the lab bridge {self.bridge} does not exist: bring the lab up first")
         try:
             self._network()
             self._listener_cert()
@@ -149,17 +146,10 @@ class AcmeLab:
         return self
 
     def _network(self) -> None:
-        if Path(f"/run/netns/{self.netns}").exists():
-            # Left by a run of this same lab directory that was killed before its teardown (the
-            # lab lock rules out a live one): remove it, processes first.
-            self.stop()
-        _sh("ip", "netns", "add", self.netns)
-        _sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
-        _sh("ip", "link", "set", self.veth, "master", self.bridge, "up")
-        for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
-                    ["addr", "add", f"{self.ip}/{self.prefixlen}", "dev", "eth0"],
-                    ["route", "add", "default", "via", self.gateway]):
-            _sh("ip", "-n", self.netns, *cmd)
+        # One left by a run of this same lab that was killed before its teardown (the lab lock
+        # rules out a live one): removed first, processes and all.
+        self.lab.remove_client(CLIENT)
+        self.lab.add_client(CLIENT, self.ip)
 
     def _listener_cert(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +161,7 @@ class AcmeLab:
         log = open(self.workdir / f"{name}.log", "ab")
         try:
             self.procs[name] = subprocess.Popen(
-                ["ip", "netns", "exec", self.netns, *argv], stdin=subprocess.DEVNULL, stdout=log,
+                [*self.lab.client_argv(CLIENT), *argv], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True)
         finally:
             log.close()
@@ -227,39 +217,13 @@ class AcmeLab:
                 except subprocess.TimeoutExpired:
                     pass
         self.procs.clear()
-        self._kill_namespace_processes()
-        _sh("ip", "netns", "del", self.netns, check=False)
-        _sh("ip", "link", "del", self.veth, check=False)
+        self.lab.remove_client(CLIENT)  # kills what is left in the namespace, then removes it
 
     @property
     def gone(self) -> bool:
-        """Nothing of this harness is left: no namespace, no veth, no process."""
+        """Nothing of this harness is left: no namespace (and with it no veth), no process."""
         return (not Path(f"/run/netns/{self.netns}").exists() and not self.procs
-                and _sh("ip", "link", "show", self.veth, check=False).returncode != 0)
-
-    def _kill_namespace_processes(self) -> None:
-        """Anything else still living in the namespace (a process that escaped its group)."""
-        try:
-            inode = os.stat(f"/run/netns/{self.netns}").st_ino
-        except FileNotFoundError:
-            return
-        for _ in range(20):
-            pids = []
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
-                            pids.append(int(entry))
-                    except (FileNotFoundError, ProcessLookupError, PermissionError):
-                        continue
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+                and all(c.name != CLIENT for c in self.lab.clients))
 
     # --- talking to pebble and challtestsrv --------------------------------------------------
 

@@ -1,7 +1,7 @@
 """dynia.nodes.challenge on real lab nodes (real sshd, one SSH round trip per node, in
 parallel): every node gets every HTTP-01 answer, world-readable (Caddy serves them as its own
-user), and every answer is gone again after withdraw. A node that cannot take them is a `cert`
-error naming it. (The order through the VIP against pebble is the pebble lab proof's.)"""
+user), and every answer is gone again after withdraw. The VIP holder must take them (else a
+`cert` error naming it); another node that cannot is named in the answer, for a warning. (The order through the VIP against pebble is the pebble lab proof's.)"""
 from __future__ import annotations
 
 import pytest
@@ -18,7 +18,7 @@ ANSWERS = {"tok-AAAAAAAAAAAAAAAA": "tok-AAAAAAAAAAAAAAAA.thumb_1", "tok_BBBBBBBB
 
 def test_every_node_answers_every_token_then_none_after_withdraw(lab_cluster):
     targets = lab_cluster.targets(["misty-owl", "brave-panda", "calm-otter"])
-    challenge.publish(targets, ANSWERS)
+    assert challenge.publish(targets, ANSWERS, "misty-owl") == {}
     for t in targets:
         for token, value in ANSWERS.items():
             status, out, err = run(t, f"stat -c %a {PATHS.acme_challenge_dir}/{token} && "
@@ -31,12 +31,27 @@ def test_every_node_answers_every_token_then_none_after_withdraw(lab_cluster):
         assert status == 0 and out.strip() == "", t.node
 
 
-def test_an_unreachable_node_is_a_cert_error_naming_it(lab_cluster):
+def test_an_unreachable_backup_is_named_and_the_holder_still_answers(lab_cluster):
+    targets = lab_cluster.targets(["misty-owl"])
+    gone = Target("brave-panda", "10.213.0.250", lab_cluster.lab.key, lab_cluster.lab.known_hosts,
+                  connect_timeout=2.0)
+    missed = challenge.publish([*targets, gone], ANSWERS, "misty-owl", timeout=5)
+    assert list(missed) == ["brave-panda"]
+    for token, value in ANSWERS.items():
+        status, out, err = run(targets[0], f"cat {PATHS.acme_challenge_dir}/{token}")
+        assert status == 0 and out.strip() == value, err
+    left = challenge.withdraw([*targets, gone], list(ANSWERS), timeout=5)
+    assert list(left) == ["brave-panda"]     # reported (certs.obtain warns), not discarded
+    status, out, _ = run(targets[0], f"ls -A {PATHS.acme_challenge_dir}")
+    assert status == 0 and out.strip() == ""
+
+
+def test_an_unreachable_holder_is_a_cert_error_naming_it(lab_cluster):
     targets = lab_cluster.targets(["misty-owl"])
     gone = Target("brave-panda", "10.213.0.250", lab_cluster.lab.key, lab_cluster.lab.known_hosts,
                   connect_timeout=2.0)
     with pytest.raises(DyniaError) as caught:
-        challenge.publish([*targets, gone], ANSWERS, timeout=5)
+        challenge.publish([*targets, gone], ANSWERS, "brave-panda", timeout=5)
     assert caught.value.kind == "cert" and "brave-panda" in caught.value.message
     assert "misty-owl" not in caught.value.message
     challenge.withdraw(targets, list(ANSWERS))

@@ -1,6 +1,7 @@
 """The edge policy on real lab nodes, through the VIP (issue 11): security headers on every answer
 with a per-service override; a rate limit per visitor that answers 429 over it and leaves other
-visitors alone, and that a CF-Connecting-IP from outside the edge cannot dodge; Authenticated
+visitors alone, and that neither a CF-Connecting-IP from outside the edge nor a new address inside
+one IPv6 /64 can dodge; Authenticated
 Origin Pulls that let a client certificate of the configured CA in and refuse everyone else.
 
 The lab machine is the lab's stand-in for Cloudflare's edge (dynia.providers.local.lab_edge):
@@ -123,9 +124,15 @@ def test_a_burst_over_the_limit_gets_429s_while_a_visitor_under_it_and_other_vis
     assert time.monotonic() - started < WINDOW
 
 
-def test_a_spoofed_cf_connecting_ip_from_outside_the_edge_gets_no_fresh_bucket(edge_lab):
+def test_neither_a_spoofed_cf_connecting_ip_nor_a_new_address_in_the_same_ipv6_64_gets_a_fresh_bucket(edge_lab):
     lc = edge_lab
     started = time.monotonic()
+    # Through the edge, an IPv6 visitor is its whole /64 (any address inside is its own to use):
+    # a new address for every request is still one bucket; the next /64 is another visitor.
+    rotating = [lc.fetch("echo.lab.example", "/healthz", visitor=f"2001:db8:5:6::{i:x}")[0]
+                for i in range(1, LIMIT + 4)]
+    assert rotating == [200] * LIMIT + [429] * 3, rotating
+    assert lc.fetch("echo.lab.example", "/healthz", visitor="2001:db8:5:7::1")[0] == 200
     # Every request names another "visitor"; from outside the edge the header is dropped, so all
     # of them are the node's loopback, one bucket.
     spoofed = [f"198.51.100.{i}" for i in range(1, LIMIT + 6)]

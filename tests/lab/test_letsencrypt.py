@@ -57,6 +57,7 @@ class Run:
         self.references: dict = {}
         self.acme: AcmeLab | None = None
         self.state = None            # dynia.certs.AcmeState: the provision stack's `acme` output
+        self.pending = False         # an order kept but not yet stored (Engine.acme_pending)
         self.states: list = []       # every state issued, for the secret scan
         self.failures: list[str] = []  # outputs of failed commands (LabEngineDouble.failures)
         self.lc: LabCluster | None = None
@@ -75,7 +76,7 @@ class Run:
         failure = double.failures[0] if double.failures else error
         if failure is None and name == "provision":
             self.references["lab-provision"] = outputs
-            self.state = AcmeState.from_dict(outputs["acme"])
+            self.state, self.pending = AcmeState.from_dict(outputs["acme"]), False
             assert outputs["originPem"] == self.state.pem
         if not check:
             return outputs, failure
@@ -96,12 +97,20 @@ class DoubleEngine:
         self.run = run
         self.cluster = run.cluster()
 
+    def refresh_outputs(self) -> None:
+        """The lab's .dynia/cache is already what a provision leaves (cache_as_after_up)."""
+
     def acme_state(self):
         return self.run.state
 
+    def acme_pending(self) -> bool:
+        return self.run.pending
+
     def keep_acme(self, state) -> None:
+        # The engine keeps it durably (the stack's config) until provision exports it: here,
+        # until the double's provision succeeds (Run.phase).
         self.run.states.append(state)
-        self.run.state = state
+        self.run.state, self.run.pending = state, True
 
     def up(self, phases) -> None:
         from dynia.nodes.push_errors import push_error
@@ -264,8 +273,9 @@ def test_first_certificate_is_validated_through_the_vip_and_served_for_every_dom
     assert {"newAccount", "newNonce", "newOrder"} <= set(run.acme.directory())
     assert [run.acme.resolve(d) for d in DOMAINS] == [[run.lc.lab.vip]] * 3
     before = _validations(run)
-    state, reason = _roll(run)
-    assert reason == "only the self-signed placeholder so far" and state.pem == run.state.pem  # stored
+    rolled = _roll(run)
+    assert rolled.action == "issued" and rolled.reason == "only the self-signed placeholder so far"
+    assert rolled.state.pem == run.state.pem and not run.pending  # stored
     # pebble really validated one challenge per domain (a new account: nothing to reuse),
     # from its own address through the VIP: only misty-owl held it.
     assert _validations(run) - before == len(DOMAINS) == _new_authorizations(run), run.acme.log("pebble")[-2000:]
@@ -338,7 +348,9 @@ def test_renewal_after_failover_is_validated_by_the_new_holder_and_served(le):
     lab, old = run.lc.lab, _vip_serial(run)
     # Today nothing is due (`dynia cert renew` from cron: "nothing to do"); 20 days before the
     # certificate expires, it is.
-    assert _roll(run) == (run.state, None)
+    # (every node serves the stored certificate: probed on each node's loopback)
+    rolled = _roll(run)
+    assert (rolled.action, rolled.state, rolled.nodes) == ("nothing to do", run.state, ())
     due = run.state.not_after - datetime.timedelta(days=20)
     os.kill(int(run.lc.cat("misty-owl", PATHS.keepalived_pid).strip()), signal.SIGTERM)
     assert eventually(lambda: run.lc.vip_holder() == ["brave-panda"], timeout=15), run.lc.vip_holder()
@@ -358,12 +370,19 @@ def test_renewal_after_failover_is_validated_by_the_new_holder_and_served(le):
     assert new != old
     for ip in (lab.vip, lab.node("brave-panda").ip, lab.node("calm-otter").ip):
         assert {_served(ip, d, run.acme.root_pem).serial_number for d in DOMAINS} == {new}, ip
-    # misty-owl comes back (and takes the VIP home, priority 150); the resumed infra roll
-    # (`dynia up --phase infra`, what the typed error says) completes it.
-    assert typed.resume == "dynia up --phase infra --cluster lab"
+    # misty-owl comes back (and takes the VIP home, priority 150). `dynia cert renew` (what
+    # the typed error says) finds it still serving the old certificate — nothing is due, but a
+    # node differs — and rolls the stored one to it: no new order.
+    assert typed.resume == "dynia cert renew --cluster lab" and "nothing is ordered again" not in typed.hint
+    assert "rolls the stored certificate to every node that does not serve it" in typed.hint
     run.lc.sh("misty-owl", NodeCommands(PROFILE).reload("keepalived"))
     assert eventually(lambda: run.lc.vip_holder() == ["misty-owl"], timeout=15), run.lc.vip_holder()
-    DoubleEngine(run).up(("infra",))
+    orders = len(run.states)
+    rolled = _roll(run)
+    assert rolled.action == "rolled" and rolled.nodes == ("misty-owl",), rolled
+    assert len(run.states) == orders   # stored certificate, nothing ordered
+    rolled = _roll(run)
+    assert rolled.action == "nothing to do", rolled
     served = _served_everywhere(run)
     assert set(served.values()) == {new}, served  # the renewed certificate, on every node
     assert run.states[-1].account_key == run.states[0].account_key  # one ACME account, kept

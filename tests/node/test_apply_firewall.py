@@ -74,8 +74,11 @@ def _bundle(content: bytes, healthy: str = "true", version: int = 1) -> Bundle:
                   lockdown=False, component_order=["nftables"])
 
 
-def _apply(netns: list[str], root: Path, bundle: Bundle):
-    env = {**os.environ, "DYNIA_ROOT": str(root), "SSH_CONNECTION": f"{ME} 50000 10.213.0.11 22"}
+def _apply(netns: list[str], root: Path, bundle: Bundle, ssh_connection: str | None = f"{ME} 50000 10.213.0.11 22"):
+    env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
+    env["DYNIA_ROOT"] = str(root)
+    if ssh_connection is not None:
+        env["SSH_CONNECTION"] = ssh_connection
     proc = subprocess.run([*netns, "sh", "-c", BOOTSTRAP], input=bundle.payload(),
                           capture_output=True, timeout=60, env=env)
     report = json.loads(proc.stdout.decode().strip().splitlines()[-1]) if proc.stdout.strip() else {}
@@ -142,6 +145,22 @@ def test_the_gate_fails_when_the_loaded_table_no_longer_admits_the_push(netns, r
     assert code == 30, err
     assert f"this push connects from {ME}" in report["reason"]
     assert _table(netns) is None
+
+
+@pytest.mark.parametrize("ssh_connection", [None, ""], ids=["unset", "empty"])
+def test_without_the_push_address_only_a_firewall_admitting_everyone_loads(netns, root, project, ssh_connection):
+    """sudo's env_reset or `su -` leave no SSH_CONNECTION: the guard cannot tell which admin range
+    dynia needs, so it refuses any firewall that does not admit everyone (fails closed)."""
+    code, report, err = _apply(netns, root, _bundle(_rules(project, ["198.51.100.0/24", "::/0"])),
+                               ssh_connection=ssh_connection)
+    assert code == 20 and report["status"] == "invalid", err
+    assert "the address this push connects from is unknown" in report["reason"]
+    assert "firewall.admin_ranges does not admit everyone" in report["reason"]
+    assert _table(netns) is None
+    code, report, err = _apply(netns, root, _bundle(_rules(project, ["0.0.0.0/0", "::/0"]), version=2),
+                               ssh_connection=ssh_connection)
+    assert code == 0 and report["status"] == "applied", err
+    assert _table(netns) is not None
 
 
 def test_the_backup_of_a_secret_keeps_the_secrets_mode(tmp_path):

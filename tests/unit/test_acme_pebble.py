@@ -180,11 +180,31 @@ def test_issues_a_certificate_for_every_domain_validated_over_http01(pebble):
     assert "PRIVATE KEY" not in repr(issued)
 
 
-def test_a_renewal_reuses_the_stored_account(pebble):
+def test_a_renewal_reuses_the_stored_account(pebble, monkeypatch):
+    """Reuse as pebble sees it: the second order's newAccount is answered with the first
+    order's account (RFC 8555 §7.3.1: 200 + its Location), no new account is created."""
+    from acme import client, errors as acme_errors
+
+    created, existing = [], []
+    real = client.ClientV2.new_account
+
+    def watched(self, registration):
+        try:
+            regr = real(self, registration)
+        except acme_errors.ConflictError as exc:
+            existing.append(exc.location)
+            raise
+        created.append(regr.uri)
+        return regr
+
+    monkeypatch.setattr(client.ClientV2, "new_account", watched)
     first, account_key, _, _ = run_issue(pebble, ["www.shop.test"])
+    assert len(created) == 1 and existing == []
     again, same_key, _, _ = run_issue(pebble, ["www.shop.test", "new.shop.test"], account=account_key)
-    assert same_key == account_key
-    assert again.domains == ("www.shop.test", "new.shop.test") and again.key_pem != first.key_pem
+    assert len(created) == 1 and existing == created          # pebble: the same account, none new
+    assert again.domains == ("new.shop.test", "www.shop.test") and again.key_pem != first.key_pem
+    _, other_key, _, _ = run_issue(pebble, ["www.shop.test"])  # without the stored key: a new account
+    assert len(created) == 2 and created[1] != created[0] and other_key != account_key
 
 
 def test_an_unanswered_challenge_is_a_cert_error_naming_the_domain_with_no_secret(pebble):

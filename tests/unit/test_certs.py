@@ -3,6 +3,7 @@ the state kept with the provision stack, and that no key ever reaches an error o
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -110,13 +111,22 @@ def test_the_placeholder_is_self_signed_for_the_zone_and_due_for_renewal(shop):
     assert needs_renewal(p, shop.spec, NOW)
 
 
-def test_obtain_publishes_on_every_node_withdraws_always_and_keeps_the_account(shop, monkeypatch):
+def _valid_issue(fullchain="-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n"):
+    return lambda domains, account_key_pem: (Issued(
+        fullchain, "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n",
+        NOW + dt.timedelta(days=90), tuple(domains)), account_key_pem)
+
+
+def test_obtain_publishes_on_every_node_with_the_live_holder_withdraws_always_and_keeps_the_account(
+        shop, monkeypatch):
     from dynia import acme_client
     from dynia.nodes import challenge
 
     calls = []
-    monkeypatch.setattr(challenge, "publish", lambda targets, answers: calls.append(("publish", targets, answers)))
-    monkeypatch.setattr(challenge, "withdraw", lambda targets, tokens: calls.append(("withdraw", targets, tokens)))
+    monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: calls.append(("holder", targets)) or "n2")
+    monkeypatch.setattr(challenge, "publish",
+                        lambda targets, answers, holder: calls.append(("publish", targets, answers, holder)) or {})
+    monkeypatch.setattr(challenge, "withdraw", lambda targets, tokens: calls.append(("withdraw", targets, tokens)) or {})
     old = state(["api.example.com"])
 
     def fake_issue(domains, *, directory_url, email, account_key_pem, publish, withdraw, verify, timeout):
@@ -124,17 +134,45 @@ def test_obtain_publishes_on_every_node_withdraws_always_and_keeps_the_account(s
             ALL, STAGING, old.account_key, "/ca.pem")
         publish({"tok": "tok.thumb"})
         withdraw(["tok"])
-        return Issued("-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n",
-                      "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n",
-                      NOW + dt.timedelta(days=90), tuple(domains)), account_key_pem
+        return _valid_issue()(domains, account_key_pem)
 
     monkeypatch.setattr(acme_client, "issue", fake_issue)
-    new = certs.obtain(shop, ["n1", "n2"], old, verify="/ca.pem")
-    assert calls == [("publish", ["n1", "n2"], {"tok": "tok.thumb"}), ("withdraw", ["n1", "n2"], ["tok"])]
+    warnings = []
+    new = certs.obtain(shop, ["n1", "n2"], old, verify="/ca.pem", warnings=warnings)
+    assert calls == [("holder", ["n1", "n2"]), ("publish", ["n1", "n2"], {"tok": "tok.thumb"}, "n2"),
+                     ("withdraw", ["n1", "n2"], ["tok"])]
+    assert warnings == []
     assert new.account_key == old.account_key and not new.placeholder and new.directory == STAGING
     assert new.domains == tuple(ALL)
     assert new.pem.index("BEGIN CERTIFICATE") < new.pem.index("BEGIN PRIVATE KEY")
     assert not needs_renewal(new, shop.spec, NOW)
+
+
+def test_obtain_warns_about_a_node_that_missed_the_answers_or_kept_them(shop, monkeypatch):
+    """One node down does not block the order (the holder answers the CA), and token files left
+    behind are said, not discarded."""
+    from dynia import acme_client
+    from dynia.nodes import challenge
+
+    monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: "n1")
+    monkeypatch.setattr(challenge, "_run_all", lambda targets, command, stdin, timeout:
+                        {"n3": "ConnectionRefusedError: refused"})
+
+    def fake_issue(domains, *, account_key_pem, publish, withdraw, **kw):
+        publish({"tok_AAAAAAAAAAAAAAAA": "tok_AAAAAAAAAAAAAAAA.thumb"})
+        withdraw(["tok_AAAAAAAAAAAAAAAA"])
+        return _valid_issue()(domains, account_key_pem)
+
+    monkeypatch.setattr(acme_client, "issue", fake_issue)
+    from dynia.nodes.push import Target
+
+    nodes = [Target(n, f"203.0.113.{i}", "/k") for i, n in enumerate(["n1", "n2", "n3"])]
+    warnings = []
+    certs.obtain(shop, nodes, None, warnings=warnings)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("the ACME challenge was not placed on n3 (ConnectionRefusedError: refused)")
+    assert "only n1 (the VIP holder) answers it" in warnings[0]
+    assert warnings[1].startswith("ACME challenge answers were left on n3") and "tok_AAAAAAAAAAAAAAAA" in warnings[1]
 
 
 def test_obtain_without_a_bound_domain_or_a_node_is_a_cert_error(shop):
@@ -149,15 +187,25 @@ def test_obtain_without_a_bound_domain_or_a_node_is_a_cert_error(shop):
     assert caught.value.kind == "cert" and "no service is bound" in caught.value.message
 
 
-def test_a_node_that_cannot_take_the_challenge_is_a_cert_error_naming_it(monkeypatch):
+def test_the_vip_holder_must_take_the_challenge_the_others_are_best_effort(monkeypatch):
     from dynia.nodes import challenge
+    from dynia.nodes.push import Target
 
-    monkeypatch.setattr(challenge, "_run_all", lambda targets, command, stdin, timeout: {"brave-panda": "exit 1: x"})
+    nodes = [Target("misty-owl", "203.0.113.1", "/k"), Target("brave-panda", "203.0.113.2", "/k")]
+    failed = {"brave-panda": "exit 1: x"}
+    monkeypatch.setattr(challenge, "_run_all", lambda targets, command, stdin, timeout: dict(failed))
+    answers = {"tok_1": "tok_1.thumb"}
+    assert challenge.publish(nodes, answers, "misty-owl") == {"brave-panda": "exit 1: x"}
     with pytest.raises(DyniaError) as caught:
-        challenge.publish(["t"], {"tok_1": "tok_1.thumb"})
-    assert caught.value.kind == "cert" and "brave-panda (exit 1: x)" in caught.value.message
+        challenge.publish(nodes, answers, "brave-panda")
+    assert caught.value.kind == "cert" and "brave-panda, the node holding the reserved IP (exit 1: x)" in \
+        caught.value.message
+    for holder in (None, "calm-heron"):   # unknown (no MASTER, or two), or not a provisioned node
+        with pytest.raises(DyniaError) as caught:
+            challenge.publish(nodes, answers, holder)
+        assert caught.value.kind == "cert" and "which node holds it is unknown" in caught.value.message
     with pytest.raises(DyniaError):
-        challenge.publish(["t"], {"../x": "../x.thumb"})   # never a path on a node
+        challenge.publish(nodes, {"../x": "../x.thumb"}, "misty-owl")   # never a path on a node
 
 
 # --- status and infra verify show the expiry; verify flags letsencrypt's placeholder -------------
@@ -214,11 +262,26 @@ def test_the_engine_reads_the_acme_state_back_from_the_provision_stack_once(shop
         shop, spec=shop.spec.model_copy(update={"tls": shop.spec.tls.model_copy(update={"mode": "origin"})}))
     engine = Engine(cluster)
     reads = []
-    monkeypatch.setattr(engine, "stack", lambda phase: phase)
+
+    class Stack:   # no dynia:acme in its config; set_config is what keep_acme must call
+        config: dict = {}
+
+        def get_config(self, key):
+            reads.append(("config", key))
+            raise RuntimeError("not set")
+
+        def set_config(self, key, value):
+            self.config[key] = value
+
+    stack = Stack()
+    monkeypatch.setattr(engine, "stack", lambda phase: stack if phase == "provision" else None)
     monkeypatch.setattr(Engine, "_output", staticmethod(
-        lambda stack, name: reads.append((stack, name)) or (issued.to_dict() if stored and name == "acme" else None)))
+        lambda stack, name: reads.append(("provision", name))
+        or (issued.to_dict() if stored and name == "acme" else None)))
     got = engine.acme_state()
-    assert engine.acme_state() is got and reads == [("provision", "acme")]   # read once per command
+    assert engine.acme_state() is got   # read once per command
+    assert reads[:2] == [("provision", "acme"), ("config", "dynia:acme")][:2 if mode == "letsencrypt" else 1]
+    assert reads[2:] == ([("provision", "originPem")] if expect == "placeholder" else [])  # not an origin cluster
     if expect is None:
         assert got is None
     elif expect == "placeholder":
@@ -227,7 +290,83 @@ def test_the_engine_reads_the_acme_state_back_from_the_provision_stack_once(shop
         assert got == issued
     fresh = replace(issued, domains=ALL)
     engine.keep_acme(fresh)
-    assert engine.acme_state() is fresh and len(reads) == 1
+    assert engine.acme_state() is fresh and len(reads) == 1 + (mode == "letsencrypt") + (expect == "placeholder")
+    assert json.loads(stack.config["dynia:acme"].value) == fresh.to_dict() and stack.config["dynia:acme"].secret
+
+
+def _fresh(days_ago: float, days_left: float = 60) -> AcmeState:
+    return AcmeState(new_key_pem(), self_signed_pem("example.com").decode(), NOW + dt.timedelta(days=days_left),
+                     tuple(ALL), STAGING, issued_at=NOW - dt.timedelta(days=days_ago))
+
+
+class ConfigStack:
+    """The provision stack's outputs and config, as the engine reads and writes them."""
+
+    def __init__(self, output=None, config=None):
+        self.output, self.config = output, dict(config or {})
+
+    def outputs(self):
+        return {"acme": type("O", (), {"value": self.output.to_dict(), "secret": True})()} if self.output else {}
+
+    def get_config(self, key):
+        from pulumi.automation import ConfigValue
+
+        if key not in self.config:
+            raise RuntimeError("not set")
+        return ConfigValue(self.config[key], secret=True)
+
+    def set_config(self, key, value):
+        assert value.secret
+        self.config[key] = value.value
+
+    def remove_config(self, key):
+        del self.config[key]
+
+
+@pytest.mark.parametrize("output_age,config_age,wins,pending", [
+    (40, 1, "config", True),      # an order a failed provision did not store: reused
+    (1, 40, "output", False),     # a by-hand copy that outlived a renewal: never rolls it back
+    (5, 5, "output", False),      # the same state
+    (None, 3, "config", True),    # a first order: no output yet
+])
+def test_the_engine_takes_whichever_of_config_and_output_is_newer(shop, monkeypatch, output_age, config_age,
+                                                                  wins, pending):
+    from dynia.engine import Engine
+
+    out = _fresh(output_age) if output_age is not None else None
+    kept = _fresh(config_age) if config_age != output_age else out
+    stack = ConfigStack(out, {"dynia:acme": json.dumps(kept.to_dict())})
+    engine = Engine(shop)
+    monkeypatch.setattr(engine, "stack", lambda phase: stack)
+    assert engine.acme_state() == (kept if wins == "config" else out) and engine.acme_pending() is pending
+    engine._forget_acme_config(stack)   # what Engine.up does after a provision exported the state
+    assert stack.config == {} and engine.acme_pending() is False
+
+
+def test_an_order_kept_by_one_run_is_the_state_of_the_next_run(shop, monkeypatch):
+    """keep_acme writes before provision runs: a new process (the retry) reads it back."""
+    from dynia.engine import Engine
+
+    stack = ConfigStack(_fresh(80, 10))
+    first = Engine(shop)
+    monkeypatch.setattr(first, "stack", lambda phase: stack)
+    first.acme_state()
+    order = _fresh(0, 90)
+    first.keep_acme(order)
+    again = Engine(shop)
+    monkeypatch.setattr(again, "stack", lambda phase: stack)
+    assert again.acme_state() == order and again.acme_pending()
+
+
+def test_a_damaged_config_copy_is_a_state_error_that_quotes_nothing_of_it(shop, monkeypatch):
+    from dynia.engine import Engine
+
+    stack = ConfigStack(None, {"dynia:acme": '{"version": 1, "pem": "-----BEGIN PRIVATE KEY----- secret"}'})
+    engine = Engine(shop)
+    monkeypatch.setattr(engine, "stack", lambda phase: stack)
+    with pytest.raises(DyniaError) as exc:
+        engine.acme_state()
+    assert exc.value.kind == "state" and "dynia:acme" in exc.value.message and "secret" not in str(exc.value)
 
 
 def test_status_json_with_a_certificate_is_the_documented_document():
@@ -259,3 +398,54 @@ def test_status_prints_the_certificate_expiry(monkeypatch):
     st.certificate = S.CertificateView(None, None, [], "cache", "certificate.json does not exist")
     r = CliRunner().invoke(_app(), ["status"])
     assert "certificate: expiry unknown (certificate.json does not exist)" in r.output
+
+
+def test_stale_nodes_names_each_node_serving_another_certificate_or_not_answering(shop):
+    """What decides "nothing to do": the fingerprint each node's own handshake reports."""
+    from dynia.nodes import facts as F
+    from dynia.nodes.gather import NodeFacts
+    from dynia.nodes.push import Target
+
+    current, old = _fresh(1), _fresh(70)
+
+    def served(s):   # the fact as a node reports it (its parser, on the certificate block)
+        return F.served_certificate_pem(s.pem.split("-----BEGIN PRIVATE KEY-----")[0], 0)
+
+    answers = {"misty-owl": NodeFacts("misty-owl", {"served_certificate": served(current)}),
+               "brave-panda": NodeFacts("brave-panda", {"served_certificate": served(old)}),
+               "calm-heron": NodeFacts("calm-heron", error="timed out after 5s"),
+               "shy-lynx": NodeFacts("shy-lynx", {"served_certificate": F.served_certificate_pem("", 1)})}
+    asked = []
+
+    def gather(targets, wanted):
+        asked.extend(f.command for f in wanted)
+        return {t.node: answers[t.node] for t in targets}
+
+    nodes = [Target(n, f"203.0.113.{i}", "/k") for i, n in enumerate(answers)]
+    stale = certs.stale_nodes(shop, current, nodes, gather=gather)
+    assert sorted(stale) == ["brave-panda", "calm-heron", "shy-lynx"]
+    assert stale["brave-panda"].startswith("serves ") and stale["calm-heron"] == "unreachable: timed out after 5s"
+    assert "no TLS handshake" in stale["shy-lynx"]
+    assert all(ALL[0] in c for c in asked)     # the SNI of a bound domain
+    assert certs.stale_nodes(shop, current, nodes[:1], gather=gather) == {}
+
+
+def test_switching_an_origin_cluster_to_letsencrypt_is_refused_before_anything_runs(shop, monkeypatch):
+    """The provision stack holds an Origin CA certificate and no ACME state: letsencrypt now
+    would revoke it and serve the self-signed placeholder behind the proxy (526)."""
+    from dynia.engine import Engine
+
+    class Origin(ConfigStack):
+        def outputs(self):
+            out = type("O", (), {"value": "-----BEGIN CERTIFICATE-----…", "secret": True})()
+            return {"originPem": out, "nodes": type("O", (), {"value": {"misty-owl": {}}, "secret": False})()}
+
+    engine = Engine(shop)
+    monkeypatch.setattr(engine, "stack", lambda phase: Origin())
+    with pytest.raises(DyniaError) as caught:
+        engine.acme_state()
+    err = caught.value
+    assert err.kind == "config" and "526" in err.message and "set tls.mode back to origin" in err.hint
+    fresh = Engine(shop)   # a cluster never provisioned: the placeholder, no refusal
+    monkeypatch.setattr(fresh, "stack", lambda phase: ConfigStack())
+    assert fresh.acme_state().placeholder

@@ -573,7 +573,7 @@ def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeyp
     c, _ = lab
     seen = []
 
-    def fake_gather(nodes, facts, timeout):
+    def fake_gather(nodes, facts, timeout, refused=None):
         seen.append([f.name for f in facts])
         return {}
 

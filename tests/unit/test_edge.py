@@ -89,7 +89,8 @@ def test_each_service_backend_limits_requests_per_client_and_answers_429_with_re
     cfg = _file(render(load_cluster(Project(project), "shop")), "misty-owl", PATHS.haproxy_cfg)
     api, admin, web = (_section(cfg, f"backend be_{s}") for s in ("api", "admin", "web"))
     assert "stick-table type ipv6 size 50000 expire 60s store http_req_rate(60s)" in api
-    assert "http-request track-sc0 var(txn.client)" in api
+    # An IPv6 client is one /64 (it may use any address inside), an IPv4 client one address.
+    assert "    http-request track-sc0 var(txn.client),ipmask(32,64)" in api.splitlines()
     assert "http-request deny deny_status 429 hdr Retry-After 60 if { sc_http_req_rate(0) gt 50 }" in api
     # The default: 200 requests per 10 s.
     assert "stick-table type ipv6 size 50000 expire 10s store http_req_rate(10s)" in admin
@@ -105,7 +106,7 @@ def test_origin_mode_believes_cf_connecting_ip_only_from_cloudflares_ranges(proj
     acl = [r for line in re.findall(r"^\s+acl from_edge src (.+)$", fe, re.M) for r in line.split()]
     cf = cloudflare_ranges()
     assert acl == [*cf.ipv4, *cf.ipv6] and len(acl) >= 20
-    rules = re.findall(r"^\s+(http-request (?:del-header CF-Connecting-IP|set-var\(txn\.client\)|"
+    rules = re.findall(r"^\s+(http-request (?:del-header CF-Connecting-IP(?!v6)|set-var\(txn\.client\)|"
                        r"set-header X-Forwarded-For).*)$", fe, re.M)
     assert rules == ["http-request del-header CF-Connecting-IP unless from_edge",
                      "http-request set-var(txn.client) req.hdr_ip(CF-Connecting-IP,-1) if from_edge",
@@ -115,6 +116,20 @@ def test_origin_mode_believes_cf_connecting_ip_only_from_cloudflares_ranges(proj
     assert fe.index("set-header X-Forwarded-For") < fe.index("use_backend")
     # X-Forwarded-For is HAProxy's own: forwardfor only adds one where none was set.
     assert "option forwardfor if-none" in cfg and not re.search(r"option forwardfor$", cfg, re.M)
+
+
+@pytest.mark.parametrize("mode", ["origin", "letsencrypt"])
+def test_client_address_headers_a_client_could_invent_are_deleted_before_any_rule_reads_them(project, mode):
+    _edit(project, "shop", "  mode: origin\n", f"  mode: {mode}\n")
+    fe = _section(_file(render(load_cluster(Project(project), "shop")), "misty-owl", PATHS.haproxy_cfg),
+                  "frontend fe_https")
+    deleted = re.findall(r"^\s+http-request del-header (\S+)$", fe, re.M)
+    for name in ("Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "Client-IP",
+                 "X-Cluster-Client-IP", "X-Forwarded-Host"):
+        assert name in deleted, name
+    assert fe.index("del-header Forwarded") < fe.index("set-var(txn.client)") < fe.index("use_backend")
+    # HAProxy's own answer: X-Forwarded-For, set (never appended to a client's).
+    assert "http-request set-header X-Forwarded-For %[var(txn.client)]" in fe
 
 
 def test_letsencrypt_mode_believes_no_cf_connecting_ip_and_asks_for_no_client_certificate(project):

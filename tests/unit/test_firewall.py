@@ -135,12 +135,32 @@ def test_rendered_firewall_replaces_its_own_table_in_one_file_and_drops_the_rest
     assert "173.245.48.0/20" in re.search(r"set edge4 \{[^}]*elements = \{ ([^}]*) \}", text).group(1)
 
 
+@pytest.mark.parametrize("name", ["shop", "lab"])
+def test_forwarded_traffic_to_the_droplet_metadata_address_is_dropped_and_the_rest_left_to_docker(project, name):
+    # The metadata service hands out the user data (the SSH host key): a container on a bridge
+    # reaches it through the host's forward path. The output path stays open (the host's own).
+    rendering = render(load_cluster(Project(project), name))
+    text = _firewall_file(rendering, next(iter(rendering.files))).content.decode()
+    forward = re.search(r"chain forward \{\n(.*?)\n\t\}", text, re.S).group(1)
+    rules = [line.strip() for line in forward.splitlines() if line.strip()]
+    assert rules == ["type filter hook forward priority filter; policy accept;",
+                     'ip daddr 169.254.169.254 counter drop comment "metadata from a container"']
+    assert "hook output" not in text
+
+
 def test_systemd_nodes_get_a_unit_that_loads_only_dynias_table_at_boot_and_the_lab_none(project):
     shop = render(load_cluster(Project(project), "shop"))
     unit = next(f for f in shop.files["misty-owl"] if f.target.endswith("dynia-firewall.service"))
     assert unit.component == "nftables" and unit.mode == 0o644
     assert f"ExecStart=/usr/sbin/nft -f {PATHS.firewall_rules}" in unit.content.decode()
     assert "Before=network-pre.target" in unit.content.decode()
+    # Debian's nftables.service flushes the whole ruleset: dynia's table loads after it, and again
+    # whenever it is restarted or reloaded.
+    lines = unit.content.decode().splitlines()
+    assert "After=local-fs.target nftables.service" in lines
+    assert "PartOf=nftables.service" in lines and "ReloadPropagatedFrom=nftables.service" in lines
+    assert f"ExecReload=/usr/sbin/nft -f {PATHS.firewall_rules}" in lines
+    assert not any(line.startswith(("Requires=", "BindsTo=")) for line in lines)
     lab = render(load_cluster(Project(project), "lab"))
     assert not any(f.target.endswith(".service") for fs in lab.files.values() for f in fs)
 

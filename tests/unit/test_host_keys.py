@@ -23,6 +23,11 @@ def keygen(path: Path) -> Path:
     return path
 
 
+def keygen_type(path: Path, kind: str) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "test", "-f", str(path)], check=True)
+    return path
+
+
 def public(path: Path) -> str:
     return " ".join(Path(str(path) + ".pub").read_text().split()[:2])
 
@@ -34,9 +39,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def sshd(tmp_path, monkeypatch):
-    """A real sshd on 127.0.0.1 with its own ed25519 host key; the client's key is a clear file."""
+def sshd(tmp_path, monkeypatch, request):
+    """A real sshd on 127.0.0.1 with its own ed25519 host key (plus the key types an indirect
+    parameter names, as a droplet made before dynia pinned keys has them); the client's key is
+    a clear file."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    extra = list(getattr(request, "param", None) or [])
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(binary).exists():
         pytest.fail("the loopback test needs openssh-server (sshd)")
@@ -48,7 +56,8 @@ def sshd(tmp_path, monkeypatch):
     authorized.write_text(Path(str(client) + ".pub").read_text())
     port = _free_port()
     config = d / "sshd_config"
-    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {authorized}\n"
+    extra_keys = "".join(f"HostKey {keygen_type(d / f'host_{t}', t)}\n" for t in extra)
+    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\n{extra_keys}AuthorizedKeysFile {authorized}\n"
                       "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
                       f"PidFile {d / 'sshd.pid'}\nPermitRootLogin prohibit-password\n")
     if os.geteuid() == 0:
@@ -251,6 +260,7 @@ def test_with_consent_the_key_it_presents_is_pinned_once_and_said_with_its_finge
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
     asked = []
     monkeypatch.setattr(push, "server_host_key", lambda target: asked.append(target.host) or KEY_A)
+    monkeypatch.setattr("dynia.engine._other_host_key_type", lambda host: None)
     lines = []
     stack = _Stack(LEGACY)
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack)
@@ -263,3 +273,176 @@ def test_with_consent_the_key_it_presents_is_pinned_once_and_said_with_its_finge
     stack = _Stack(recorded)
     Engine(_cluster(project)).pin_first_use(stack)
     assert asked == ["198.51.100.11"] and json.loads(stack.config["dynia:hostKeys"]) == {"misty-owl": KEY_A}
+
+
+def test_a_preview_never_connects_never_fails_and_says_which_nodes_to_pin_and_how(project, monkeypatch, capsys):
+    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.nodes import push
+
+    monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")  # even with consent: a plan makes no first-use connection
+    monkeypatch.setattr(push, "server_host_key", lambda *a, **k: pytest.fail("a preview read a node's key"))
+    pinned = {"brave-panda": {**LEGACY["brave-panda"], "host_key": KEY_B, "host_key_source": "first-use"}}
+    stack = _Stack({**LEGACY, **pinned})
+    Engine(_cluster(project)).pin_first_use(stack, "preview")
+    err = capsys.readouterr().err
+    assert "warning: misty-owl: created before dynia pinned SSH host keys, not pinned yet" in err
+    assert f"{PIN_FIRST_USE_ENV}=1 dynia up --phase provision --cluster shop" in err and "brave-panda" not in err
+    # the pins the state already holds are passed on (the plan shows them unchanged); no new one
+    assert json.loads(stack.config["dynia:hostKeys"]) == {"brave-panda": KEY_B}
+
+
+@pytest.mark.parametrize("mode", ["none", "destroy"])
+def test_destroy_and_import_neither_demand_nor_read_pins(project, monkeypatch, mode):
+    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.nodes import push
+
+    monkeypatch.delenv(PIN_FIRST_USE_ENV, raising=False)
+    monkeypatch.setattr(push, "server_host_key", lambda *a, **k: pytest.fail("a node's key was read"))
+    stack = _Stack(LEGACY)
+    stack.outputs = lambda: pytest.fail("the state was read for pins")
+    Engine(_cluster(project)).pin_first_use(stack, mode)
+    assert stack.config == {} and stack.removed == []
+
+
+def test_up_pins_the_nodes_that_answer_and_skips_one_that_is_off_with_a_warning(project, monkeypatch):
+    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.nodes import push
+
+    monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
+    legacy = {**LEGACY, "brave-panda": {k: v for k, v in LEGACY["brave-panda"].items()
+                                        if k not in ("host_key", "host_key_source")}}
+
+    def read(target):
+        if target.node == "brave-panda":
+            raise DyniaError("network", f"cannot read the SSH host key of node brave-panda at {target.host}: "
+                             "TimeoutError", "bring the node up")
+        return KEY_A
+
+    monkeypatch.setattr(push, "server_host_key", read)
+    monkeypatch.setattr("dynia.engine._other_host_key_type", lambda host: None)
+    lines = []
+    stack = _Stack(legacy)
+    Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack, "up")
+    # recorded as not pinned (the all-zero key no sshd presents), never as the state's generated
+    # key, which it does not have and which would refuse it for good
+    from dynia.cache import UNPINNED_HOST_KEY
+
+    assert json.loads(stack.config["dynia:hostKeys"]) == {"misty-owl": KEY_A, "brave-panda": UNPINNED_HOST_KEY}
+    warning = next(line for line in lines if line.startswith("warning: provision: brave-panda not pinned"))
+    assert f"{PIN_FIRST_USE_ENV}=1 dynia up --phase provision --cluster shop" in warning
+    # the next up, the node back: pinned then, the other pin kept without asking again
+    monkeypatch.setattr(push, "server_host_key", lambda target: KEY_B if target.node == "brave-panda"
+                        else pytest.fail("misty-owl was asked again"))
+    recorded = {n: {**v, "host_key": json.loads(stack.config["dynia:hostKeys"])[n], "host_key_source": "first-use"}
+                for n, v in legacy.items()}
+    stack = _Stack(recorded)
+    Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack, "up")
+    assert json.loads(stack.config["dynia:hostKeys"]) == {"misty-owl": KEY_A, "brave-panda": KEY_B}
+
+
+def test_a_node_recorded_as_not_pinned_is_never_in_known_hosts_and_says_what_to_run(project):
+    from dynia.cache import UNPINNED_HOST_KEY, ClusterCache
+    from dynia.engine import Engine
+    from dynia.session import unpinned
+
+    cluster = _cluster(project)
+    outputs = {**OUTPUTS, "nodes": {**OUTPUTS["nodes"], "brave-panda": {
+        **OUTPUTS["nodes"]["brave-panda"], "host_key": UNPINNED_HOST_KEY, "host_key_source": "first-use"}}}
+    Engine(cluster).cache_outputs(outputs)
+    assert UNPINNED_HOST_KEY not in ClusterCache.of(cluster).known_hosts().read_text()
+    assert set(unpinned(cluster)) == {"brave-panda"}
+
+
+def test_each_engine_operation_pins_only_on_up(project, monkeypatch):
+    """plan (preview) warns, destroy and revert's import never demand pins (a legacy node may be
+    off); only `up` pins. The provision stack is a stand-in: what is checked is the mode."""
+    from dynia import engine as E
+
+    class Stack:
+        def outputs(self):
+            return {}
+
+        def preview(self, **kw):
+            return None
+
+        def destroy(self, **kw):
+            return None
+
+        def refresh(self, **kw):
+            return None
+
+    seen = []
+    eng = E.Engine(_cluster(project))
+    monkeypatch.setattr(eng, "stats_credentials", lambda: None)
+    monkeypatch.setattr(eng, "acme_state", lambda: None)
+    monkeypatch.setattr(eng, "stack", lambda phase: Stack())
+    monkeypatch.setattr(eng, "pin_first_use", lambda stack, mode: seen.append(mode))
+    eng.preview(("provision",))
+    eng.destroy(("provision",))
+    eng._run("provision", [], lambda s: s.refresh())  # stack_import's refresh
+    eng._run("provision", [], lambda s: None, "up")
+    assert seen == ["preview", "none", "none", "up"]
+
+
+def test_an_upgraded_clusters_cache_without_keys_refuses_each_node_saying_exactly_what_to_run(project, monkeypatch):
+    """A cache written before dynia pinned host keys (no host_key per node, no known_hosts):
+    status, drift-check and verify show each node refused with the exact commands, and never
+    connect to it (no key would be trusted)."""
+    from dynia.cache import ClusterCache
+    from dynia.nodes import gather as G
+    from dynia.session import targets, unpinned
+
+    cluster = _cluster(project)
+    ClusterCache.of(cluster).write_outputs({"nodes": {n: {k: v for k, v in a.items() if k in ("public_ip", "private_ip")}
+                                                      for n, a in OUTPUTS["nodes"].items()}, "reserved_ip": "203.0.113.50"})
+    why = unpinned(cluster)
+    assert set(why) == {"misty-owl", "brave-panda"}
+    text = why["misty-owl"]
+    assert "no SSH host key for misty-owl in .dynia/cache/" in text and text.count("known_hosts") == 1
+    assert "Run `dynia up --phase provision --cluster shop`" in text
+    assert "`DYNIA_PIN_FIRST_USE=1 dynia up --phase provision --cluster shop`" in text
+
+    async def never(target):
+        pytest.fail(f"connected to {target.node}")
+
+    monkeypatch.setattr(G, "connect", never)
+    rows = G.gather(targets(cluster), [], refused=why)
+    assert {n: r.error for n, r in rows.items()} == why
+    # once a provision recorded the keys, nothing is refused
+    Engine = __import__("dynia.engine", fromlist=["Engine"]).Engine
+    Engine(cluster).cache_outputs(OUTPUTS)
+    assert unpinned(cluster) == {}
+
+
+def test_a_refused_host_key_row_carries_its_hint(sshd, tmp_path):
+    from dynia.nodes import facts as F
+    from dynia.nodes.gather import gather
+
+    rows = gather([_target(sshd, tmp_path / "missing_known_hosts")], [F.VRRP])
+    error = rows["misty-owl"].error
+    assert "no SSH host key is pinned for node misty-owl" in error and "dynia up --phase provision" in error
+
+
+def test_a_node_offering_only_ed25519_needs_no_warning(sshd):
+    from dynia.engine import _other_host_key_type
+
+    assert _other_host_key_type("127.0.0.1", sshd["port"]) is None
+
+
+@pytest.mark.parametrize("sshd", [["ecdsa"]], indirect=True)
+def test_a_legacy_node_also_offering_ecdsa_is_warned_about_with_the_command_that_fixes_it(sshd, project, monkeypatch):
+    """Go's x/crypto/ssh (the push client) lists ECDSA before ed25519: unless the connection
+    restricts the algorithms to the pinned key's type, it negotiates ECDSA and refuses the
+    pinned ed25519 key. The first-use pin says so, with the fix."""
+    from dynia.engine import PIN_FIRST_USE_ENV, Engine, _other_host_key_type
+    from dynia.nodes import push
+
+    assert _other_host_key_type("127.0.0.1", sshd["port"]) == "ecdsa-sha2-nistp256"
+    monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
+    monkeypatch.setattr(push, "server_host_key", lambda target: KEY_A)
+    monkeypatch.setattr("dynia.engine._other_host_key_type",
+                        lambda host: _other_host_key_type("127.0.0.1", sshd["port"]))
+    lines = []
+    Engine(_cluster(project), on_progress=lines.append).pin_first_use(_Stack(LEGACY), "up")
+    warning = next(line for line in lines if "also offers a ecdsa-sha2-nistp256 host key" in line)
+    assert warning.startswith("warning: provision: misty-owl") and "/etc/ssh/ssh_host_ecdsa_key*" in warning

@@ -31,11 +31,26 @@ def test_infra_components_reload_caddy_before_haproxy_so_the_package_caddy_relea
 
 # --- the host firewall (nftables) ------------------------------------------------------------
 
-SSH_ADMITTED = ('a=${SSH_CONNECTION%% *}; a=${a#::ffff:}; [ -z "$a" ] || { '
+SSH_ADMITTED = ('a=${SSH_CONNECTION%% *}; a=${a#::ffff:}; if [ -n "$a" ]; then '
                 'case $a in *:*) s=admin6;; *) s=admin4;; esac; '
                 'nft get element inet dynia $s "{ $a }" >/dev/null 2>&1 || { '
                 'echo "dynia: this push connects from $a, which firewall.admin_ranges does not admit: '
-                'the firewall would lock dynia out" >&2; exit 1; }; }')
+                'the firewall would lock dynia out" >&2; exit 1; }; '
+                'elif ! { nft get element inet dynia admin4 "{ 0.0.0.0/0 }" >/dev/null 2>&1 && '
+                'nft get element inet dynia admin6 "{ ::/0 }" >/dev/null 2>&1; }; then '
+                'echo "dynia: the address this push connects from is unknown (no SSH_CONNECTION: '
+                'sudo or su reset the environment), and firewall.admin_ranges does not admit everyone: '
+                'the firewall could lock dynia out" >&2; exit 1; fi')
+
+
+def test_the_ssh_guard_fails_closed_without_ssh_connection_unless_the_admin_ranges_hold_everyone():
+    from dynia.nodes.commands import ssh_admitted
+    guard = ssh_admitted()
+    assert guard == SSH_ADMITTED
+    # No `[ -z "$a" ] ||` short cut: an empty address goes to the everyone-check, never to exit 0.
+    assert '[ -z "$a" ] ||' not in guard and "elif ! {" in guard
+    # It runs inside `unshare -n sh -c '...'`: no single quote may end that argument early.
+    assert "'" not in guard
 
 
 def test_an_infra_push_loads_the_firewall_before_every_daemon():

@@ -1,6 +1,6 @@
 """`dynia infra verify`: rows assembled from recorded facts, Cloudflare's recorded responses
-(tests/fixtures/cloudflare, no network), a certificate served by a real TLS listener on
-loopback, and the `--json` document's schema and exit codes."""
+(tests/fixtures/cloudflare, no network), a certificate read the way a node reads it (the fact's
+script under sh against a real TLS listener on loopback), and the `--json` document's schema and exit codes."""
 from __future__ import annotations
 
 import datetime as dt
@@ -342,14 +342,102 @@ def tls_server(tmp_path):
     sock.close()
 
 
-def test_the_served_certificate_is_fetched_over_tls_with_the_sni_and_matches_the_state_record(tls_server):
+def _on_node(fact, port: int) -> tuple[str, int]:
+    """Run a fact's one-round-trip script under sh, as a node runs it, with HAProxy's :443
+    played by the loopback listener on `port`: (its framed output, parsed back) → (body, rc)."""
+    import dataclasses
+    import subprocess
+
+    from dynia.nodes import facts as F
+
+    assert " 127.0.0.1 443 " in fact.command  # on the node: loopback, HAProxy's https port
+    fact = dataclasses.replace(fact, command=fact.command.replace(" 127.0.0.1 443 ", f" 127.0.0.1 {port} "),
+                               parser=lambda out, rc: (out, rc))
+    out = subprocess.run(["sh", "-c", F.script([fact])], capture_output=True, text=True, check=True).stdout
+    return F.parse([fact], out)[fact.name]
+
+
+def test_the_served_certificate_is_read_on_the_node_over_loopback_with_the_sni_and_matches_the_state_record(tls_server):
+    from dynia.nodes import facts as F
+
     pem, port, seen_sni = tls_server
-    served = V.served_certificate("127.0.0.1", "api.example.com", port=port)
+    output, rc = _on_node(F.served_certificate("api.example.com"), port)
+    fact = F.served_certificate_pem(output, rc)
+    served, why = V.served_from_fact(fact)
     record = V.certificate_record(pem)
-    assert served.sha256 == record["sha256"] and served.as_dict() == record
+    assert why == "" and served.sha256 == record["sha256"] and served.as_dict() == record
+    assert served.self_signed is True  # the lab's stand-in: what letsencrypt mode calls the placeholder
     assert seen_sni == ["api.example.com"]
     assert sorted(record["names"]) == ["*.example.com", "example.com"]
     assert set(record) == {"sha256", "not_after", "names"}  # the key is never part of the record
+    assert "PRIVATE" not in output
+
+
+def test_no_listener_on_the_nodes_loopback_is_that_nodes_failed_certificate_row():
+    from dynia.nodes import facts as F
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    output, rc = _on_node(F.served_certificate("api.example.com"), port)
+    info, why = V.served_from_fact(F.served_certificate_pem(output, rc))
+    assert info is None and why == f"no TLS handshake on the node's loopback (exit {rc})" and rc != 0
+    o = observed()
+    o.served.pop("misty-owl")
+    o.served_errors["misty-owl"] = why
+    row = next(c for c in V.assemble(expected(), o, NOW) if c.check == "certificate")
+    assert (row.target, row.status) == ("misty-owl", "failed")
+    assert row.detail.startswith("no certificate from 127.0.0.1:443 on the node (SNI ")
+
+
+RECORDED = sorted((Path(__file__).resolve().parents[1] / "facts" / "served_certificate").glob("*.recorded"))
+
+
+@pytest.mark.parametrize("case", RECORDED, ids=[p.stem for p in RECORDED])
+def test_the_served_certificate_fact_parses_its_recorded_output(case):
+    from dynia.nodes import facts as F
+
+    data = json.loads(case.read_text())
+    assert F.served_certificate(data["sni"]).command == data["command"]
+    assert F.served_certificate_pem(data["output"], data["exit_status"]) == data["fact"]
+
+
+def test_verify_never_opens_tls_to_a_nodes_public_address_it_asks_the_node(project, monkeypatch):
+    """Origin mode: the host firewall opens 443 to Cloudflare's ranges only, so a handshake
+    from the operator's machine to public_ip:443 fails on DigitalOcean; the certificate comes
+    from the node itself, in the same SSH round trip as the other facts."""
+    import dynia.nodes.gather as G
+    import dynia.session as S
+    from dynia.nodes.gather import NodeFacts
+    from dynia.nodes.push import Target
+
+    cert = {"sha256": "a" * 64, "not_after": "2040-01-01T00:00:00Z", "names": ["*.example.com"],
+            "self_signed": False}
+    asked = []
+
+    def gather(targets, wanted, timeout=5.0, refused=None):
+        asked.append([f.name for f in wanted])
+        return {t.node: NodeFacts(t.node, {"served_certificate": cert}) for t in targets}
+
+    monkeypatch.setattr(G, "gather", gather)
+    monkeypatch.setattr(S, "targets", lambda cluster: [Target(n, f"198.51.100.{i}", Path("/k"), None)
+                                                       for i, n in enumerate(NODES, 11)])
+    monkeypatch.setattr(S, "unpinned", lambda cluster: {})
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail(f"connected to {a[0]} from here"))
+
+    class Provider:
+        profile = __import__("dynia.providers.digitalocean", fromlist=["PROFILE"]).PROFILE
+
+        def reserved_ip_holder(self, rip, nodes):
+            return "misty-owl"
+
+    import dynia.providers as P
+
+    monkeypatch.setattr(P, "of", lambda spec: Provider())
+    cluster = type("C", (), {"spec": type("S", (), {"domain": "example.com"})(), "name": "shop"})()
+    o = V.collect(cluster, expected(dns_provider=None))
+    assert "served_certificate" in asked[0]
+    assert set(o.served) == set(NODES) and o.served["misty-owl"].sha256 == "a" * 64 and not o.served_errors
 
 
 def test_certificate_record_parses_only_the_certificate_of_a_certificate_plus_key_bundle():
