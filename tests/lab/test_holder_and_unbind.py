@@ -25,10 +25,14 @@ def admin_runs_on(lc) -> list[str]:
 
 
 def crash_keepalived(lc, node) -> None:
-    """A true crash (as tests/lab/test_failover.py): SIGKILL the VRRP child, then the parent, so
-    notify.sh never runs STOP there; a killed keepalived cannot remove its VIP either."""
-    for pid_file in ("/run/keepalived-vrrp.pid", "/run/keepalived.pid"):
-        os.kill(int(lc.cat(node, pid_file).strip()), signal.SIGKILL)
+    """A true crash (as tests/lab/test_failover.py): SIGKILL the VRRP child and the parent, so
+    notify.sh never runs STOP there; a killed keepalived cannot remove its VIP either. Both are
+    frozen first: a parent that sees its child die in between respawns it, and the new child's
+    BACKUP notify stops the active-only service (seen once in a full lab run)."""
+    pids = [int(lc.cat(node, f).strip()) for f in ("/run/keepalived-vrrp.pid", "/run/keepalived.pid")]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            os.kill(pid, sig)
     # The node is dead for traffic; the address may already be gone (a parent that saw its
     # child die first drops it).
     lc.sh(node, f"ip addr del {lc.lab.vip}/24 dev eth0", check=False)
