@@ -1,9 +1,11 @@
-"""One ACME order (RFC 8555), HTTP-01, through the certbot project's `acme` library.
+"""One ACME order (RFC 8555), HTTP-01 and DNS-01, through the certbot project's `acme` library.
 
 dynia orders one certificate for the whole cluster (dynia.certs): the caller says how a key
 authorization becomes answerable (`publish`, on every node: whichever node holds the VIP
-answers the CA) and how it goes away again (`withdraw`, always). Nothing here knows about
-nodes, Pulumi or the spec, so the lab's pebble proof and the unit tests drive it directly.
+answers the CA) and how it goes away again (`withdraw`, always); for the names in `dns01`
+(no DNS record yet, dynia.acme_dns) the same through TXT records (`publish_txt`,
+`withdraw_txt`). Nothing here knows about nodes, Pulumi or the spec, so the lab's pebble
+proof and the unit tests drive it directly.
 
 Secrets: the account key and the certificate key only ever leave as return values. Every
 failure is a DyniaError("cert") made from the CA's problem document (public text) or from the
@@ -91,7 +93,7 @@ def _problem(error) -> str:
     return " ".join(text.split())[:500]
 
 
-def _failure(domains: list[str], exc: Exception, directory_url: str) -> DyniaError:
+def _failure(domains: list[str], exc: Exception, directory_url: str, dns01: frozenset[str] = frozenset()) -> DyniaError:
     """Any failure of the order as a typed `cert` error naming the domain and the CA's words."""
     from acme import errors as acme_errors
     from acme import messages
@@ -99,11 +101,17 @@ def _failure(domains: list[str], exc: Exception, directory_url: str) -> DyniaErr
     hint = ("check that every name resolves to the cluster's reserved IP and that port 80 reaches HAProxy "
             "(tls.mode letsencrypt: DNS-only records); nothing was pushed, the nodes keep their certificate")
     if isinstance(exc, acme_errors.ValidationError):
-        parts = []
+        parts, over_dns = [], []
         for authzr in exc.failed_authzrs:
             name = authzr.body.identifier.value
             errs = [c.error for c in authzr.body.challenges if c.error is not None]
             parts.append(f"{name}: {_problem(errs[0]) if errs else 'authorization ' + str(authzr.body.status)}")
+            if name in dns01:
+                over_dns.append(name)
+        if over_dns:
+            hint = (f"{', '.join(over_dns)} (no DNS record yet) was validated over DNS-01: check that the CA can "
+                    f"resolve _acme-challenge.{over_dns[0]} in the zone (no CAA record refusing the CA, the zone "
+                    "delegated to its DNS provider); nothing was pushed, the nodes keep their certificate")
         return DyniaError("cert", "; ".join(parts) or f"{domains[0]}: validation failed", hint)
     if isinstance(exc, acme_errors.IssuanceError):
         return DyniaError("cert", f"{', '.join(domains)}: {_problem(exc.error)}", hint)
@@ -131,24 +139,31 @@ def _failure(domains: list[str], exc: Exception, directory_url: str) -> DyniaErr
 
 def issue(domains: list[str], *, directory_url: str, email: str | None, account_key_pem: str | None,
           publish: Callable[[dict[str, str]], None], withdraw: Callable[[list[str]], None],
-          verify: bool | str = True, timeout: float = 120.0) -> tuple[Issued, str]:
-    """Order one certificate for `domains` (HTTP-01). Returns (the certificate, the account
-    key PEM: `account_key_pem`, or a new key when None — keep it: it is the account).
+          verify: bool | str = True, timeout: float = 120.0, dns01: frozenset[str] = frozenset(),
+          publish_txt: Callable[[dict[str, str]], None] | None = None,
+          withdraw_txt: Callable[[], None] | None = None) -> tuple[Issued, str]:
+    """Order one certificate for `domains`. Returns (the certificate, the account key PEM:
+    `account_key_pem`, or a new key when None — keep it: it is the account).
 
-    publish({token: key_authorization}) must make every challenge answerable at
+    Every name is validated over HTTP-01 but those in `dns01`, validated over DNS-01.
+    publish({token: key_authorization}) must make every HTTP-01 challenge answerable at
     http://<domain>/.well-known/acme-challenge/<token> before it returns; withdraw(tokens)
-    always runs once something may have been published. verify: the directory's TLS (True,
-    or a CA bundle path: pebble's own certificate in the lab)."""
+    always runs once something may have been published. publish_txt({"_acme-challenge.<name>":
+    value}) must make every TXT visible to the CA before it returns; withdraw_txt() always runs
+    after it was called. verify: the directory's TLS (True, or a CA bundle path: pebble's own
+    certificate in the lab)."""
     from acme import challenges, client, crypto_util, messages
 
     if not domains:
         raise DyniaError("cert", "no domain to order a certificate for",
                          "bind a service to a domain first (dynia service add … --domain …)")
     domains = list(dict.fromkeys(domains))
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
+    if dns01 and (publish_txt is None or withdraw_txt is None):
+        raise ValueError("dns01 names need publish_txt and withdraw_txt")
     account_key_pem = account_key_pem or new_key_pem()
     jwk, alg = _jwk(account_key_pem)
     tokens: list[str] = []
+    txt_published = False
     try:
         net = client.ClientNetwork(jwk, alg=alg, verify_ssl=verify, user_agent=USER_AGENT, timeout=30)
         acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
@@ -160,10 +175,21 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
             net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
         key_pem = new_key_pem()
         order = acme.new_order(crypto_util.make_csr(key_pem.encode(), domains))
-        answers, pending = {}, []
+        answers, records, pending = {}, {}, []
         for authzr in order.authorizations:
             if authzr.body.status == messages.STATUS_VALID:
                 continue  # authorized earlier for this account (the CA reuses it)
+            name = authzr.body.identifier.value
+            if name in dns01:
+                dns = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.DNS01)]
+                if not dns:
+                    raise DyniaError("cert", f"{name}: the ACME server offers no DNS-01 challenge, and the name "
+                                     "has no DNS record yet for HTTP-01",
+                                     "use an ACME directory that validates over DNS-01 (Let's Encrypt does)")
+                response, validation = dns[0].response_and_validation(jwk)
+                records[dns[0].chall.validation_domain_name(name)] = validation
+                pending.append((dns[0], response))
+                continue
             http = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)]
             if not http:
                 raise DyniaError("cert", f"{authzr.body.identifier.value}: the ACME server offers no HTTP-01 "
@@ -175,18 +201,28 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
                                  "challenge token", "check tls.acme_directory")
             answers[token] = validation
             pending.append((http[0], response))
+        if records:
+            txt_published = True
+            publish_txt(dict(records))
         if answers:
             tokens = list(answers)
             publish(dict(answers))
-            for challb, response in pending:
-                acme.answer_challenge(challb, response)
+        for challb, response in pending:
+            acme.answer_challenge(challb, response)
+        # The CA validates from now on; the TXT records' propagation wait has its own bound.
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
         order = acme.poll_and_finalize(order, deadline)
         issued = checked_issue(order.fullchain_pem, key_pem, domains)
     except DyniaError:
         raise
     except Exception as exc:  # noqa: BLE001 — every failure of the order is typed here
-        raise _failure(domains, exc, directory_url) from None
+        raise _failure(domains, exc, directory_url, dns01) from None
     finally:
+        if txt_published:
+            try:
+                withdraw_txt()
+            except Exception as exc:  # noqa: BLE001 — a stale TXT record must not cost the certificate
+                logging.getLogger(__name__).warning("ACME TXT records not withdrawn (%s)", exc.__class__.__name__)
         if tokens:
             try:
                 withdraw(tokens)

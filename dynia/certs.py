@@ -14,7 +14,12 @@ secret `acme` output (stacks/provision.py), read back by the engine on every run
 order is first kept in the provision stack's secret config `dynia:acme` (Engine.keep_acme), so
 a provision that fails after the order loses nothing: the next run stores that one. Before
 the first order it holds a self-signed placeholder (`placeholder_state`): HAProxy cannot bind
-443 without a certificate, and the very first HTTP-01 validation needs HAProxy running on 80.
+443 without a certificate, and HTTP-01 validations need HAProxy running on 80.
+
+A name bound just now has no DNS record yet — it gets one only after a certificate covers it
+(dynia.cli.up orders before the apps phase, where records are made) — so the CA cannot reach
+the cluster under it: such names are validated over DNS-01 through the zone's DNS API
+(dynia.acme_dns), every other name over HTTP-01.
 
 No Pulumi import here: the CLI orders, then the engine stores (provision) and rolls (infra).
 """
@@ -127,9 +132,19 @@ def needs_renewal(state: AcmeState | None, spec, now: dt.datetime, days: int = R
     return renewal_reason(state, spec, now, days) is not None
 
 
-def order_preview(state: AcmeState | None, spec, now: dt.datetime) -> dict:
-    """What `dynia cert provision --dry-run` shows: no key, no network."""
-    return {"domains": covered_domains(spec), "directory": spec.tls.directory_url, "email": spec.tls.email,
+def challenges(domains: list[str], dns) -> dict[str, str]:
+    """domain → the challenge its order would use: dns-01 for a name without its record (with
+    a DNS API, dynia.acme_dns.Dns01), http-01 for the others."""
+    without = set(dns.without_record(domains)) if dns is not None and domains else set()
+    return {d: "dns-01" if d in without else "http-01" for d in domains}
+
+
+def order_preview(state: AcmeState | None, spec, now: dt.datetime, dns=None) -> dict:
+    """What `dynia cert provision --dry-run` shows: no key, nothing asked of the CA (the zone's
+    DNS API, with `dns`, says which names have their record)."""
+    domains = covered_domains(spec)
+    return {"domains": domains, "challenges": challenges(domains, dns),
+            "directory": spec.tls.directory_url, "email": spec.tls.email,
             "account": "existing" if state is not None and state.account_key else "new",
             "current": None if state is None else {
                 "domains": list(state.domains), "not_after": _iso(state.not_after), "placeholder": state.placeholder},
@@ -137,12 +152,18 @@ def order_preview(state: AcmeState | None, spec, now: dt.datetime) -> dict:
 
 
 def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = True,
-           timeout: float = 120.0, warnings: list[str] | None = None) -> AcmeState:
+           timeout: float = 120.0, warnings: list[str] | None = None, dns=None,
+           over_dns: list[str] | None = None) -> AcmeState:
     """Order the cluster's certificate (every bound domain) and return the new state; nothing is
-    stored or pushed here (the caller keeps it, runs provision, then infra). Key authorizations
-    go to every node — the VIP holder (read live) must take them, the others are best effort —
-    and are removed again, whatever happens. A node that missed them, or kept them, is a line
-    in `warnings`. A failure is a `cert` error."""
+    stored or pushed here (the caller keeps it, runs provision, then infra).
+
+    A name whose DNS record already sends the CA to the cluster is validated over HTTP-01: key
+    authorizations go to every node — the VIP holder (read live) must take them, the others
+    are best effort — and are removed again, whatever happens. With `dns` (a
+    dynia.acme_dns.Dns01: the zone's DNS API), a name without such a record yet is validated
+    over DNS-01 instead (its record waits for this certificate); those names are appended to
+    `over_dns`. Without `dns` every name goes over HTTP-01. A node that missed the answers or
+    kept them, a TXT record left behind, is a line in `warnings`. A failure is a `cert` error."""
     from . import acme_client
     from .nodes import challenge
     from .nodes.gather import vip_holder
@@ -153,10 +174,14 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
     if not domains:
         raise DyniaError("cert", f"{cluster.name}: no service is bound to a domain, nothing to certify",
                          "bind one first: dynia route bind <service> <domain>")
-    if not targets:
+    dns01 = frozenset(dns.without_record(domains)) if dns is not None else frozenset()
+    if over_dns is not None:
+        over_dns += [d for d in domains if d in dns01]
+    if not targets and len(dns01) < len(domains):
         raise DyniaError("cert", f"{cluster.name}: no node to answer the ACME challenge",
                          "provision the cluster first: dynia up")
-    holder = vip_holder(targets)
+    # The holder answers HTTP-01; an order all over DNS-01 needs none (a first up's names).
+    holder = vip_holder(targets) if len(dns01) < len(domains) else None
 
     def publish(answers):
         missed = challenge.publish(targets, answers, holder)
@@ -177,10 +202,25 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
                 f"{n} ({why})" for n, why in sorted(left.items())) + f": remove {PATHS.acme_challenge_dir}/"
                 f"{{{','.join(tokens)}}} there (each answers nothing once the CA is done with it)")
 
-    issued, account_key = acme_client.issue(
-        domains, directory_url=spec.tls.directory_url, email=spec.tls.email,
-        account_key_pem=state.account_key if state is not None else None,
-        publish=publish, withdraw=withdraw, verify=verify, timeout=timeout)
+    txt_left: list[str] = []
+
+    def withdraw_txt():
+        left = dns.withdraw()
+        if left:
+            txt_left.extend(f"{fqdn} ({why})" for fqdn, why in sorted(left.items()))
+            warnings.append("ACME TXT records were left in the zone: " + "; ".join(txt_left) + " — delete them "
+                            "in the DNS provider (each answers nothing once the CA is done with it)")
+
+    try:
+        issued, account_key = acme_client.issue(
+            domains, directory_url=spec.tls.directory_url, email=spec.tls.email,
+            account_key_pem=state.account_key if state is not None else None,
+            publish=publish, withdraw=withdraw, verify=verify, timeout=timeout,
+            dns01=dns01, publish_txt=dns.publish if dns01 else None, withdraw_txt=withdraw_txt if dns01 else None)
+    except DyniaError as exc:
+        if txt_left:   # the warnings die with the failed order: the error says it
+            exc.hint = f"{exc.hint}; delete the ACME TXT records left in the zone: {'; '.join(txt_left)}"
+        raise
     return AcmeState(account_key, issued.haproxy_pem(), issued.not_after, issued.domains, spec.tls.directory_url,
                      placeholder=False, issued_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
 
@@ -248,9 +288,10 @@ class Rolled:
     reason: str | None = None
     nodes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    over_dns: tuple[str, ...] = ()   # the names validated over DNS-01 (no record yet)
 
 
-__all__ = ["AcmeState", "RENEW_DAYS", "Rolled", "covered_domains", "needs_renewal", "newer", "obtain",
+__all__ = ["AcmeState", "RENEW_DAYS", "Rolled", "challenges", "covered_domains", "default_dns", "needs_renewal", "newer", "obtain",
            "order_preview", "placeholder_state", "public_facts", "renewal_reason", "roll", "stale_nodes"]
 
 
@@ -266,8 +307,18 @@ def pending_changes(engine, stale: dict[str, str]) -> list[str]:
             if not (r.phase == "infra" and r.node in stale and r.resource.endswith("-push"))]
 
 
+def default_dns(cluster):
+    """The cluster provider's DNS-01 (dynia.acme_dns.Dns01 on the zone's DNS API), or None (a
+    provider with no DNS API: every name over HTTP-01)."""
+    from . import providers
+    from .cache import ClusterCache
+
+    outputs = ClusterCache.of(cluster).read_outputs()
+    return providers.of(cluster.spec).acme_dns(cluster, outputs.reserved_ip if outputs else None)
+
+
 def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.datetime | None = None,
-         days: int = RENEW_DAYS, check_nodes: bool = True, unattended: bool = False) -> Rolled:
+         days: int = RENEW_DAYS, check_nodes: bool = True, unattended: bool = False, dns=None) -> Rolled:
     """tls.mode letsencrypt: bring every node to a current certificate.
 
     1. An order kept by an earlier run that failed before storing it (engine.acme_pending) is
@@ -285,7 +336,8 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
     `engine`: a dynia.engine.Engine (duck-typed: refresh_outputs, acme_state, acme_pending,
     keep_acme, up, cluster); the node list is the provision stack's (refreshed into the cache
     first: a fresh checkout has none). The ACME directory's TLS is checked with `verify` (True:
-    the system's CAs, or REQUESTS_CA_BUNDLE)."""
+    the system's CAs, or REQUESTS_CA_BUNDLE). `dns`: DNS-01 for the names without a record
+    (obtain); None: the provider's (default_dns), made only when an order is due."""
     from .session import targets
     from .tls import uses_acme
 
@@ -294,6 +346,7 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
         return Rolled(None, "nothing to do")
     engine.refresh_outputs()
     warnings: list[str] = []
+    over_dns: list[str] = []
     state = engine.acme_state()
     now = now or dt.datetime.now(dt.timezone.utc)
     if engine.acme_pending():
@@ -314,15 +367,18 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
             return Rolled(state, "rolled", "; ".join(f"{n}: {why}" for n, why in sorted(stale.items())),
                           tuple(sorted(stale)))
         try:
-            state = obtain(cluster, targets(cluster), state, verify=verify, warnings=warnings)
+            state = obtain(cluster, targets(cluster), state, verify=verify, warnings=warnings,
+                           dns=dns if dns is not None else default_dns(cluster), over_dns=over_dns)
         except DyniaError as exc:
             exc.resume = exc.resume or f"dynia cert renew --cluster {cluster.name}"
+            exc.nothing_kept = True   # failed before anything was kept, stored or pushed
             raise
         engine.keep_acme(state)
         action = "issued"
     _apply(engine, ("provision", "infra"), "the certificate just ordered" if action == "issued" else
            "the kept order")
-    return Rolled(state, action, reason, warnings=tuple(warnings))
+    return Rolled(state, action, reason, warnings=tuple(warnings),
+                  over_dns=tuple(over_dns) if action == "issued" else ())
 
 
 def _refuse_pending(engine, stale: dict[str, str]) -> None:

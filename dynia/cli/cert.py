@@ -2,7 +2,7 @@
 
 origin mode: the Cloudflare Origin CA certificate, made by the provision phase.
 letsencrypt mode: the cluster's one ACME certificate (dynia.certs): ordered here (HTTP-01,
-answered by whichever node holds the VIP), kept with the cluster's state as a secret (the
+answered by whichever node holds the VIP; DNS-01 for a name without its record yet), kept with the cluster's state as a secret (the
 provision phase), rolled node by node (the infra phase). Safe from cron or CI: no prompt, exit
 0 when renewed or nothing is due, a typed error's exit code otherwise (`cert`: 18).
 """
@@ -36,6 +36,8 @@ def _rolled(rolled) -> dict:
     out = _result(rolled.action, rolled.state, rolled.reason, rolled.nodes)
     if rolled.warnings:
         out["warnings"] = list(rolled.warnings)
+    if rolled.over_dns:
+        out["over_dns"] = list(rolled.over_dns)
     return out
 
 
@@ -56,8 +58,9 @@ def _say_result(out: dict) -> None:
         say(f"stored the certificate an earlier run ordered ({', '.join(cert['domains'])}, expires "
             f"{cert['not_after'][:10]}) and rolled it to every node; nothing was ordered")
         return
+    over_dns = f"; validated over DNS-01, no record yet: {', '.join(out['over_dns'])}" if out.get("over_dns") else ""
     say(f"certificate issued for {', '.join(cert['domains'])} (expires {cert['not_after'][:10]}; "
-        f"{out['reason']}); stored with the cluster's state and rolled to every node")
+        f"{out['reason']}{over_dns}); stored with the cluster's state and rolled to every node")
 
 
 @app.command("provision")
@@ -84,12 +87,14 @@ def provision_cmd(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry
             # limit, and says exactly what the real order would ask for.
             import datetime as dt
 
-            preview = certs.order_preview(engine.acme_state(), engine.cluster.spec, dt.datetime.now(dt.timezone.utc))
+            engine.refresh_outputs()   # the reserved IP, for which names already point at the cluster
+            preview = certs.order_preview(engine.acme_state(), engine.cluster.spec, dt.datetime.now(dt.timezone.utc),
+                                          certs.default_dns(engine.cluster))
             if as_json:
                 emit_json(preview)
             else:
                 say(f"would order from {preview['directory']} ({preview['account']} account): "
-                    f"{', '.join(preview['domains']) or 'no bound domain'}")
+                    + (", ".join(f"{d} ({c})" for d, c in preview["challenges"].items()) or "no bound domain"))
                 if preview["reason"]:
                     say(f"due: {preview['reason']}")
             return

@@ -17,17 +17,23 @@ def register(app: typer.Typer) -> None:
 
 def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, and_changed: bool = False) -> dict:
     """Apply `phases`; with and_changed, also every other push phase the spec edit changes
-    (computed inside the session: the render uses the live holder and the last applied record)."""
+    (computed inside the session: the render uses the live holder and the last applied record).
+    tls.mode letsencrypt: between infra and apps, the certificate (certificate_before_apps)."""
     # --json: nothing but the JSON on stdout. Otherwise the roll's progress (dynia.cli.progress)
     # stands for the engine's progress lines.
     with engine_for(ctx, cluster, on_progress=lambda line: None) as engine:
         if and_changed:
             phases = phases_with_changes(engine, tuple(phases))
+        certificate: dict = {}
+
+        def before_apps():
+            certificate["facts"] = certificate_before_apps(engine, phases, say_progress=not as_json)
+
         if as_json:
-            outputs = engine.up(phases, continue_on_error=continue_on_error)
+            outputs = apply_parts(engine, tuple(phases), continue_on_error, before_apps)
         else:
-            outputs = up_with_progress(engine, phases, continue_on_error)
-        issued = certificate_after_apps(engine, phases)
+            outputs = up_with_progress(engine, tuple(phases), continue_on_error, before_apps)
+        issued = certificate.get("facts")
     if as_json:
         emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
                                                        for p, o in outputs.items()},
@@ -36,32 +42,96 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
         say(f"applied: {', '.join(phases)}")
         for line in (issued or {}).get("warnings", ()):
             say(("warning: ", "yellow"), line)
-        if issued:
+        if issued and issued.get("action") == "issued":
+            over_dns = issued.get("over_dns") or []
             say(f"certificate issued for {', '.join(issued['domains'])} (expires {issued['not_after'][:10]}) "
-                "and rolled to every node")
+                "and rolled to every node" + (f"; validated over DNS-01, before their records existed: "
+                                              f"{', '.join(over_dns)}" if over_dns else ""))
+        elif issued and issued.get("action") == "stored":
+            say(f"stored the certificate an earlier run ordered ({', '.join(issued['domains'])}, expires "
+                f"{issued['not_after'][:10]}) and rolled it to every node")
     return outputs
 
 
-def certificate_after_apps(engine, phases) -> dict | None:
-    """tls.mode letsencrypt: once the apps phase has run, the certificate must cover every bound
-    domain: order it (HTTP-01), store it (provision), roll it (infra). After apps, not before:
-    the CA resolves a brand-new name to the reserved IP, so its DNS-only record must exist, and
-    it is created only after the service's gates. The public facts of a new certificate, or None.
-    A failed order is a `cert` error: nothing pushed, every node keeps its certificate, the
-    services stay applied; `dynia cert renew` retries it."""
-    from .. import certs
+def apply_parts(engine, phases: tuple[str, ...], continue_on_error: bool, before_apps) -> dict:
+    """engine.up(phases); in tls.mode letsencrypt as (the phases before apps), before_apps(),
+    ("apps",): the certificate goes in between."""
+    from ..tls import uses_acme
 
-    if "apps" not in phases:
+    if "apps" not in phases or not uses_acme(engine.cluster.spec.tls.mode):
+        return engine.up(phases, continue_on_error=continue_on_error)
+    at = phases.index("apps")
+    outputs: dict = {}
+    if phases[:at]:
+        outputs.update(engine.up(phases[:at], continue_on_error=continue_on_error))
+    before_apps()
+    outputs.update(engine.up(phases[at:], continue_on_error=continue_on_error))
+    return outputs
+
+
+def certificate_before_apps(engine, phases, *, say_progress: bool = True) -> dict | None:
+    """tls.mode letsencrypt, before the apps phase runs: the certificate must cover every bound
+    domain before that phase creates their DNS records (after each service's gates). When it
+    does not, it is ordered (a name without a record over DNS-01, the others over HTTP-01),
+    stored (provision) and rolled (infra) here, and a failure stops the run before apps: no
+    record for a name its certificate does not cover. When the stored one covers them all and is
+    merely due for renewal, an order that fails before anything was kept is a warning and apps
+    goes on (`dynia cert renew` retries). The public facts of the certificate when one was
+    stored, else None."""
+    import datetime as dt
+
+    from .. import certs
+    from ..errors import DyniaError
+    from ..tls import uses_acme
+
+    if "apps" not in phases or not uses_acme(engine.cluster.spec.tls.mode):
         return None
-    # Nodes are probed only when this run did not just push infra to every node itself.
-    rolled = certs.roll(engine, check_nodes="infra" not in phases)   # its errors say how to retry
+    name = engine.cluster.name
+    state = engine.acme_state()
+    now = dt.datetime.now(dt.timezone.utc)
+    missing = _uncovered(engine.cluster.spec, state, now)
+    if say_progress and missing:
+        say(f"certificate: ordering one that covers {', '.join(missing)} before the apps phase creates "
+            "their DNS records")
+    try:
+        # Nodes are probed only when this run did not just push infra to every node itself.
+        rolled = certs.roll(engine, check_nodes="infra" not in phases)   # its errors say how to retry
+        if rolled.action == "stored" and _uncovered(engine.cluster.spec, rolled.state, now):
+            # An order an interrupted run kept, from before a domain was bound: now order one.
+            rolled = certs.roll(engine, check_nodes=False)
+    except DyniaError as exc:
+        if missing or not getattr(exc, "nothing_kept", False):
+            exc.hint = (f"{exc.hint} — the apps phase did not run (no DNS record for a name the certificate does "
+                        f"not cover); once the certificate is done, `dynia up --phase apps --cluster {name}`")
+            raise
+        return {**certs.public_facts(state), "action": "nothing to do",
+                "warnings": [f"the certificate is due for renewal but the order failed: {exc.message} ({exc.hint}); "
+                             f"it covers every domain until {state.not_after:%Y-%m-%d}: retry with "
+                             f"`dynia cert renew --cluster {name}`"]}
+    left = _uncovered(engine.cluster.spec, rolled.state, now)
+    if left:   # roll orders every bound domain: a CA that dropped one is not a certificate to route by
+        raise DyniaError("cert", f"the certificate in force does not cover {', '.join(left)}",
+                         f"run `dynia cert provision --cluster {name}`, then `dynia up --phase apps --cluster {name}`; "
+                         "the apps phase did not run")
     if rolled.action not in ("issued", "stored"):
         return None
-    return {**certs.public_facts(rolled.state), **({"warnings": list(rolled.warnings)} if rolled.warnings else {})}
+    return {**certs.public_facts(rolled.state), "action": rolled.action, "over_dns": list(rolled.over_dns),
+            **({"warnings": list(rolled.warnings)} if rolled.warnings else {})}
 
 
-def up_with_progress(engine, phases, continue_on_error: bool) -> dict:
-    """engine.up with the live display (a terminal) or plain one-line events (anything else)."""
+def _uncovered(spec, state, now) -> list[str]:
+    """The bound domains a visitor could not be served a valid certificate for by `state`."""
+    from .. import certs
+
+    domains = certs.covered_domains(spec)
+    if state is None or state.placeholder or state.not_after <= now:
+        return domains
+    return [d for d in domains if d not in state.domains]
+
+
+def up_with_progress(engine, phases, continue_on_error: bool, before_apps=lambda: None) -> dict:
+    """apply_parts with the live display (a terminal) or plain one-line events (anything else);
+    one display for the whole run, the certificate's own provision and infra rolls included."""
     from .common import console
     from .progress import Display, expected_rows
 
@@ -71,7 +141,7 @@ def up_with_progress(engine, phases, continue_on_error: bool) -> dict:
     engine.watcher = display
     try:
         with display:
-            return engine.up(phases, continue_on_error=continue_on_error)
+            return apply_parts(engine, phases, continue_on_error, before_apps)
     finally:
         engine.watcher = None
 

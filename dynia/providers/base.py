@@ -165,6 +165,12 @@ class Provider(ABC):
         """Before a delete: let the engine delete these nodes (None: every node, for destroy).
         Providers that protect their nodes against accidental deletion lift it here."""
 
+    def acme_dns(self, cluster, reserved_ip: str | None):
+        """tls.mode letsencrypt: DNS-01 for the names without a DNS record yet (a
+        dynia.acme_dns.Dns01 on the zone's DNS API), or None — no DNS API here (the lab: its
+        tests bring pebble-challtestsrv's), every name is validated over HTTP-01."""
+        return None
+
     def dns_records(self, spec, service: str, domain: str, address, gates, renamed_from=()) -> None:
         """After every gate of the service: its DNS record. `renamed_from`: services the last
         apply had and the spec no longer names (a rename keeps a record created under the old name)."""

@@ -1,7 +1,9 @@
-"""Cloudflare's API outside Pulumi, read-only: the zone and its DNS records (`dynia infra verify`).
+"""Cloudflare's API outside Pulumi: the zone and its DNS records (`dynia infra verify`), and
+the short-lived `_acme-challenge` TXT records of a DNS-01 validation (dynia.acme_dns) — the
+one thing dynia writes here outside Pulumi, because it lives for seconds, not in the state.
 
-Plain urllib against API v4 (two GETs and their pages): verify needs a zone id and a record
-list, and the standard library answers that without a client package at CLI start. The token
+Plain urllib against API v4: verify needs a zone id and a record list, DNS-01 a create and a
+delete, and the standard library answers that without a client package at CLI start. The token
 comes from the environment (CLOUDFLARE_API_TOKEN, the variable `doctor` checks and Pulumi's
 provider reads) and goes only into the Authorization header: no message, error or hint built
 here ever contains it. Tests replay recorded responses through `opener` (no network).
@@ -98,16 +100,24 @@ class CloudflareApi:
         token = os.environ.get(CLOUDFLARE_TOKEN_ENV)
         if not token:
             raise DyniaError("dns", f"{CLOUDFLARE_TOKEN_ENV} is not set",
-                             f"export {CLOUDFLARE_TOKEN_ENV}=… (a token that can read the zone's DNS)")
+                             f"export {CLOUDFLARE_TOKEN_ENV}=… (a token with Zone:Read and DNS:Edit on the zone: "
+                             "`dynia up` makes its records)")
         return cls(token, opener)
 
-    # --- one GET ------------------------------------------------------------------------
+    # --- one request ----------------------------------------------------------------------
 
     def _get(self, path: str, query: dict[str, str | int]) -> dict:
-        url = f"{self.base}{path}?{urllib.parse.urlencode(query)}"
-        request = urllib.request.Request(url, method="GET", headers={
-            "Authorization": f"Bearer {self._token}", "Accept": "application/json"})
-        shown = path.split("?")[0]
+        return self._call("GET", path, query)
+
+    def _call(self, method: str, path: str, query: dict[str, str | int] | None = None,
+              body: dict | None = None) -> dict:
+        url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        shown = f"{method} {path}" if method != "GET" else path
         try:
             response = self._open(request, self.timeout)
             try:
@@ -136,27 +146,62 @@ class CloudflareApi:
         if status >= 400 or data.get("success") is not True:
             errors = data.get("errors") if isinstance(data.get("errors"), list) else []
             text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
-            hint = (f"{CLOUDFLARE_TOKEN_ENV} must be a valid token with Zone:Read and DNS:Read on the zone"
-                    if status in (400, 401, 403) else "retry; Cloudflare may be having an incident")
+            need = "Zone:Read and DNS:Read" if method == "GET" else "Zone:Read and DNS:Edit"
+            if method == "POST" and status == 400:   # a record the new one conflicts with
+                hint = ("a record at that name conflicts with it (a CNAME, or an identical TXT left by an earlier "
+                        "order): delete it in Cloudflare (DNS → Records) and retry")
+            elif status in (400, 401, 403):
+                hint = f"{CLOUDFLARE_TOKEN_ENV} must be a valid token with {need} on the zone"
+            else:
+                hint = "retry; Cloudflare may be having an incident"
             raise DyniaError("dns", f"Cloudflare refused {shown} ({status}{': ' + text if text else ''})", hint)
         return data
 
     # --- what verify asks -------------------------------------------------------------------
 
     def zone_id(self, zone: str) -> str:
+        return self.zone(zone)["id"]
+
+    def zone(self, zone: str) -> dict:
+        """The zone's object: its `id`, and `name_servers` (the authoritative servers DNS-01
+        waits on)."""
         data = self._get("/zones", {"name": zone})
         zones = [z for z in data.get("result") or [] if isinstance(z, dict) and z.get("name") == zone]
         if not zones or not isinstance(zones[0].get("id"), str):
             raise DyniaError("dns", f"Cloudflare has no zone {zone} this token can see",
                              f"add {zone} to the Cloudflare account, or give {CLOUDFLARE_TOKEN_ENV} access to it")
-        return zones[0]["id"]
+        return zones[0]
+
+    # --- DNS-01 (dynia.acme_dns) ---------------------------------------------------------------
+
+    def create_txt(self, zone_id: str, name: str, content: str, comment: str, ttl: int = 60) -> str:
+        """A TXT record; its id (what delete_record takes). The content is quoted, as RFC 1035's
+        presentation format (and Cloudflare's API, which warns about an unquoted one) has it."""
+        _check_id(zone_id)
+        data = self._call("POST", f"/zones/{zone_id}/dns_records", body={
+            "type": "TXT", "name": name, "content": f'"{content}"', "ttl": ttl, "comment": comment})
+        record = data.get("result") if isinstance(data.get("result"), dict) else {}
+        if not isinstance(record.get("id"), str) or not record["id"].isalnum():
+            raise DyniaError("dns", f"Cloudflare created the TXT record {name} but returned no usable id",
+                             f"delete {name} in Cloudflare (DNS → Records) once the order is done")
+        return record["id"]
+
+    def txt_record_ids(self, zone_id: str, name: str, content: str) -> list[str]:
+        """Ids of the TXT records name → content (quoted or not, as the API may return either)."""
+        _check_id(zone_id)
+        data = self._get(f"/zones/{zone_id}/dns_records", {"type": "TXT", "name": name, "per_page": PER_PAGE})
+        return [r["id"] for r in data.get("result") or [] if isinstance(r, dict) and isinstance(r.get("id"), str)
+                and r["id"].isalnum() and r.get("content") in (content, f'"{content}"')]
+
+    def delete_record(self, zone_id: str, record_id: str) -> None:
+        _check_id(zone_id)
+        _check_id(record_id)
+        self._call("DELETE", f"/zones/{zone_id}/dns_records/{record_id}")
 
     def dns_records(self, zone_id: str) -> list[DnsRecord]:
         """Every record of the zone, page after page (verify filters locally: one list, not one
         request per domain)."""
-        if not zone_id.isalnum():  # it goes into the URL path
-            raise DyniaError("dns", f"Cloudflare returned an unusable zone id {zone_id[:40]!r}",
-                             "retry; if it persists, report it with --debug")
+        _check_id(zone_id)
         records: list[DnsRecord] = []
         for page in range(1, MAX_PAGES + 1):
             data = self._get(f"/zones/{zone_id}/dns_records", {"per_page": PER_PAGE, "page": page})
@@ -172,3 +217,9 @@ class CloudflareApi:
 
     def records_for(self, zone: str) -> list[DnsRecord]:
         return self.dns_records(self.zone_id(zone))
+
+
+def _check_id(value: str) -> None:
+    if not (isinstance(value, str) and value.isalnum()):  # it goes into the URL path
+        raise DyniaError("dns", f"Cloudflare returned an unusable id {str(value)[:40]!r}",
+                         "retry; if it persists, report it with --debug")

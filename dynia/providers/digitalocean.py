@@ -253,6 +253,12 @@ class DigitalOcean(DropletSizes, Provider):
 
         return OriginCertificate(f"{spec.name}-origin", OriginCertificateArgs(spec.domain)).pem
 
+    def acme_dns(self, cluster, reserved_ip: str | None):
+        from ..acme_dns import CloudflareZone, Dns01
+        from .cloudflare_api import CloudflareApi
+
+        return Dns01(CloudflareZone(CloudflareApi.from_env(), cluster.spec.domain, cluster.name, reserved_ip))
+
     def dns_records(self, spec, service: str, domain: str, address, gates, renamed_from=()) -> None:
         from ..components.dns_records import DnsRecords, DnsRecordsArgs
 

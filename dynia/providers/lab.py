@@ -32,6 +32,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,8 +104,19 @@ def missing_tools(with_apps: bool = True) -> list[str]:
     missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived")
                if not shutil.which(b) and not Path(f"/usr/sbin/{b}").exists()]
     if with_apps:
-        missing += [b for b in ("podman", "podman-compose", "busybox") if not shutil.which(b)]
+        missing += [b for b in ("podman", "busybox") if not shutil.which(b)]
+        missing += [] if compose_binary() else ["podman-compose"]
     return missing
+
+
+def compose_binary() -> str | None:
+    """podman-compose: on PATH, or beside this interpreter — the virtual environment `.ci/test`
+    installs it into, whose bin/ is on no PATH (not this process's, not a node's SSH session's)."""
+    found = shutil.which("podman-compose")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "podman-compose"
+    return str(beside) if os.access(beside, os.X_OK) else None
 
 
 def sh(*argv: str, check: bool = True, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -283,7 +295,12 @@ class Lab:
                           f"cat > /etc/ssh/sshd_dynia.conf <<'EOF'\n{SSHD_CONFIG.format(ip=node.ip)}EOF\n"
                           "/usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf", input=pub.encode())
         if image is not None:
-            self.run(node.id, "set -e; mkdir -p /etc/containers; "
+            # The node's own /usr/local (an overlay): a droplet has its compose on the SSH
+            # session's PATH; here it is this machine's podman-compose, wherever pip put it.
+            compose = compose_binary()
+            link = (f"ln -sf {shlex.quote(compose)} /usr/local/bin/podman-compose; "
+                    if compose and compose != "/usr/local/bin/podman-compose" else "")
+            self.run(node.id, "set -e; mkdir -p /etc/containers /usr/local/bin; " + link +
                               f"printf '%s' {shlex.quote(CONTAINERS_CONF)} > /etc/containers/containers.conf; "
                               f"printf '%s' {shlex.quote(STORAGE_CONF)} > /etc/containers/storage.conf; "
                               f"podman import -q --change 'CMD [\"/bin/sh\"]' {image} {APP_IMAGE} >/dev/null")

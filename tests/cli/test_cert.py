@@ -101,6 +101,8 @@ def letsencrypt(project, monkeypatch):
     monkeypatch.setattr("dynia.cli.cert.engine_for", fake_engine_for)
     monkeypatch.setattr("dynia.session.targets", lambda cluster: ["misty-owl", "brave-panda"])
     monkeypatch.setattr(certs, "stale_nodes", lambda cluster, state, targets: dict(box["stale"]))
+    # The zone's DNS API (DNS-01): tests/unit/test_acme_dns.py's; here the order is a stand-in.
+    monkeypatch.setattr(certs, "default_dns", lambda cluster: box.get("dns"))
     return project, box
 
 
@@ -170,7 +172,24 @@ def test_cert_provision_dry_run_previews_the_order_without_the_network_or_a_key(
     out = json.loads(r.out)
     assert out["domains"] == list(ALL) and out["directory"] == STAGING and out["account"] == "new"
     assert out["reason"] == "only the self-signed placeholder so far" and box["engine"].ran == []
+    assert out["challenges"] == {d: "http-01" for d in ALL}   # no DNS API: every name over HTTP-01
     assert "PRIVATE KEY" not in r.out
+
+
+def test_cert_provision_dry_run_says_which_names_would_go_over_dns01(cli, letsencrypt):
+    project, box = letsencrypt
+
+    class Zone:
+        def without_record(self, domains):
+            return [d for d in domains if d == "admin.example.com"]
+
+    box["state"], box["dns"] = state(80, domains=ALL[1:]), Zone()
+    r = cli("-C", str(project), "cert", "provision", "--dry-run", "--cluster", "shop")
+    assert r.code == 0, r.err
+    out = " ".join(r.out.split())
+    assert ("admin.example.com (dns-01), api.example.com (http-01), example.com (http-01)" in out
+            and "due: does not cover admin.example.com" in out), out
+    assert box["engine"].ran == []
 
 
 def test_cert_provision_orders_even_when_nothing_is_due(cli, letsencrypt, monkeypatch):
@@ -182,19 +201,53 @@ def test_cert_provision_orders_even_when_nothing_is_due(cli, letsencrypt, monkey
     assert box["engine"].ran == [("provision",), ("infra",)]
 
 
-def test_up_orders_after_the_apps_phase_when_a_newly_bound_domain_is_not_covered(cli, letsencrypt, monkeypatch):
-    """The certificate after the service's gates and its DNS-only record (apps), then stored
-    (provision) and rolled (infra): the CA must resolve a brand-new name to the reserved IP."""
+def test_up_orders_before_the_apps_phase_when_a_newly_bound_domain_is_not_covered(cli, letsencrypt, monkeypatch):
+    """The certificate first — ordered, stored (provision), rolled (infra) — then the apps phase,
+    which creates the new name's DNS record after the service's gates: the record never points
+    at a name the certificate in force does not cover."""
     project, box = letsencrypt
     box["state"] = state(80, domains=ALL[1:])
+    box["dns"] = object()   # the zone's DNS API, as obtain receives it
     monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
-    monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True, **kw: state(90, issued=True))
+    seen = []
+
+    def order(cluster, targets, old, verify=True, dns=None, over_dns=None, **kw):
+        seen.append((list(box["engine"].ran), dns))
+        over_dns.append("admin.example.com")   # no record yet: DNS-01
+        return state(90, issued=True)
+
+    monkeypatch.setattr(certs, "obtain", order)
     r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert out["phases"] == ["apps"] and out["certificate"]["domains"] == list(ALL)
-    assert box["engine"].ran == [("apps",), ("provision",), ("infra",)]
+    assert out["certificate"]["over_dns"] == ["admin.example.com"]
+    assert seen == [([], box["dns"])]                                 # ordered before anything ran
+    assert box["engine"].ran == [("provision",), ("infra",), ("apps",)]
     assert "PRIVATE KEY" not in r.out
+
+
+def test_a_whole_up_orders_between_infra_and_apps_and_says_which_names_went_over_dns(cli, letsencrypt,
+                                                                                     monkeypatch):
+    project, box = letsencrypt
+    box["state"] = state(80, domains=ALL[1:])
+    monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
+    monkeypatch.setattr("dynia.cli.up.up_with_progress", __import__("dynia.cli.up", fromlist=["x"]).apply_parts)
+    ran_at_order = []
+
+    def order(cluster, targets, old, verify=True, dns=None, over_dns=None, **kw):
+        ran_at_order.append(list(box["engine"].ran))
+        over_dns.append("admin.example.com")
+        return state(90, issued=True)
+
+    monkeypatch.setattr(certs, "obtain", order)
+    r = cli("-C", str(project), "up", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert ran_at_order == [[("provision",), ("infra",)]]
+    assert box["engine"].ran == [("provision",), ("infra",), ("provision",), ("infra",), ("apps",)]
+    out = " ".join(r.out.split())
+    assert "ordering one that covers admin.example.com before the apps phase creates their DNS records" in out
+    assert "validated over DNS-01, before their records existed: admin.example.com" in out
 
 
 def test_up_orders_nothing_when_the_certificate_covers_every_domain(cli, letsencrypt, monkeypatch):
@@ -206,7 +259,8 @@ def test_up_orders_nothing_when_the_certificate_covers_every_domain(cli, letsenc
     assert box["engine"].ran == [("apps",)]
 
 
-def test_a_failed_order_after_apps_exits_18_and_says_how_to_retry(cli, letsencrypt, monkeypatch):
+def test_a_failed_order_for_a_new_name_stops_before_apps_exits_18_and_says_how_to_retry(cli, letsencrypt,
+                                                                                      monkeypatch):
     project, box = letsencrypt
     box["state"] = state(80, domains=ALL[1:])
     monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
@@ -217,7 +271,82 @@ def test_a_failed_order_after_apps_exits_18_and_says_how_to_retry(cli, letsencry
     monkeypatch.setattr(certs, "obtain", refused)
     r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
     assert r.code == 18 and "dynia cert renew --cluster shop" in r.err
-    assert box["engine"].ran == [("apps",)] and box["stack"].config == {}
+    assert "the apps phase did not run" in r.err and "dynia up --phase apps --cluster shop" in r.err
+    assert box["engine"].ran == [] and box["stack"].config == {}   # no apps: no record for admin.example.com
+
+
+def test_a_kept_order_from_before_a_new_binding_is_stored_then_a_covering_one_ordered_before_apps(
+        cli, letsencrypt, monkeypatch):
+    """An interrupted run kept an order for api + apex; admin was bound since. Storing the kept
+    order is not enough: apps would make admin's record under a certificate without it."""
+    from dynia.engine import ACME_CONFIG
+
+    project, box = letsencrypt
+    box["state"] = state(80, domains=ALL[1:])
+    box["stack"].config[ACME_CONFIG] = json.dumps(state(85, domains=ALL[1:], issued=True).to_dict())
+    monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
+    orders = []
+
+    def order(cluster, targets, old, verify=True, **kw):
+        orders.append(list(box["engine"].ran))
+        return state(90, issued=True)
+
+    monkeypatch.setattr(certs, "obtain", order)
+    r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    assert orders == [[("provision",), ("infra",)]]   # after storing the kept one, before apps
+    assert box["engine"].ran == [("provision",), ("infra",), ("provision",), ("infra",), ("apps",)]
+    assert stored(box).domains == ALL and json.loads(r.out)["certificate"]["domains"] == list(ALL)
+
+
+def test_an_expired_certificate_is_not_a_warning_its_failed_order_stops_before_apps(cli, letsencrypt, monkeypatch):
+    project, box = letsencrypt
+    box["state"] = state(-1)
+    monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
+
+    def refused(cluster, targets, old, verify=True, **kw):
+        raise DyniaError("cert", "example.com: the ACME directory did not answer", "check the network")
+
+    monkeypatch.setattr(certs, "obtain", refused)
+    r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
+    assert r.code == 18 and box["engine"].ran == []
+
+
+@pytest.mark.parametrize("kind", ["dns", "network", "cert"])
+def test_a_renewal_that_fails_before_ordering_for_any_reason_is_a_warning(cli, letsencrypt, monkeypatch, kind):
+    """Cloudflare down, its token missing, the CA down: nothing was kept, the certificate still
+    covers every domain for 20 days — apps goes on."""
+    project, box = letsencrypt
+    box["state"] = state(20)
+    monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
+
+    def no_dns(cluster):
+        raise DyniaError(kind, "Cloudflare API unreachable (TimeoutError: timed out)", "check the network")
+
+    monkeypatch.setattr(certs, "default_dns", no_dns)
+    r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert box["engine"].ran == [("apps",)] and "due for renewal but the order failed" in out["certificate"]["warnings"][0]
+
+
+def test_a_failed_renewal_of_a_certificate_that_still_covers_everything_is_a_warning_and_apps_runs(
+        cli, letsencrypt, monkeypatch):
+    """20 days left and the CA is down: shipping an app fix must not wait for it."""
+    project, box = letsencrypt
+    box["state"] = state(20)
+    monkeypatch.setattr("dynia.cli.up.engine_for", __import__("dynia.cli.cert", fromlist=["x"]).engine_for)
+    monkeypatch.setattr("dynia.cli.up.up_with_progress", __import__("dynia.cli.up", fromlist=["x"]).apply_parts)
+
+    def refused(cluster, targets, old, verify=True, **kw):
+        raise DyniaError("cert", "example.com: the ACME directory did not answer", "check the network")
+
+    monkeypatch.setattr(certs, "obtain", refused)
+    r = cli("-C", str(project), "up", "--phase", "apps", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert box["engine"].ran == [("apps",)]
+    out = " ".join(r.out.split())
+    assert "due for renewal but the order failed" in out and "dynia cert renew --cluster shop" in out
 
 
 # --- an order is never lost, a partial roll is finished, a fresh checkout finds its nodes ---------

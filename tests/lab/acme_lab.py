@@ -6,9 +6,18 @@ the subnet's .200: nodes are .11+, the VIP .100, the gateway .1, and the lab fir
 (dynia.providers.local.lab_edge): pebble connects from an address no rule singles out, as
 Let's Encrypt's validators do), so pebble reaches the
 cluster exactly as Let's Encrypt reaches a droplet: it resolves every name through
-challtestsrv, whose default A record is the lab VIP, and validates HTTP-01 on port 80 of
-that address — VIP → HAProxy → the holder's Caddy. Nothing of pebble's listens on the
-machine itself, and nothing the nodes do can reach pebble but through the bridge.
+challtestsrv and validates HTTP-01 on port 80 of its address — VIP → HAProxy → the holder's
+Caddy — or DNS-01 by asking challtestsrv for the name's `_acme-challenge` TXT. Nothing of
+pebble's listens on the machine itself, and nothing the nodes do can reach pebble but
+through the bridge.
+
+challtestsrv answers no name by default: the names given to the harness get an A record to
+the VIP (as the records the apps phase made), and any other name has none — as a name bound
+just now has none until its certificate exists. `dns01()` is the stand-in for the zone's DNS
+API (Cloudflare's, dynia.acme_dns.CloudflareZone): it writes TXT records through
+challtestsrv's management API and names the DNS server pebble asks, so the product's own
+DNS-01 code (dynia.acme_dns.Dns01, its propagation wait included) runs against a real DNS
+server and a real CA (tests/challtestsrv.py).
 
 pebble's own listener certificate is a self-signed one generated per run (`ca_bundle`):
 dynia's ACME client trusts it through REQUESTS_CA_BUNDLE or an explicit `verify`, never by
@@ -30,6 +39,8 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+from ..challtestsrv import ChalltestsrvZone, a_records, manage
 
 PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
@@ -73,7 +84,7 @@ def missing_tools() -> list[str]:
 class AcmeLab:
     """pebble + pebble-challtestsrv on the lab bridge. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, lab, workdir: Path, host_index: int = HOST_INDEX):
+    def __init__(self, lab, workdir: Path, host_index: int = HOST_INDEX, names: tuple[str, ...] = ()):
         # A lab client namespace (Lab.add_client: refuses an address a node, the VIP, the gateway
         # or another client has; lab.down() removes it too, should this harness be killed).
         self.lab = lab
@@ -82,11 +93,12 @@ class AcmeLab:
         self.ip = address(lab.subnet, host_index)
         self.procs: dict[str, subprocess.Popen] = {}
         self.root_pem = ""
+        self.names = tuple(names)
 
     @classmethod
-    def for_lab(cls, lab, workdir: Path) -> "AcmeLab":
-        """Beside a dynia.providers.lab.Lab (bring the lab up first)."""
-        return cls(lab, workdir)
+    def for_lab(cls, lab, workdir: Path, names: tuple[str, ...] = ()) -> "AcmeLab":
+        """Beside a dynia.providers.lab.Lab (bring the lab up first); `names` resolve to its VIP."""
+        return cls(lab, workdir, names=names)
 
     @property
     def netns(self) -> str:
@@ -140,6 +152,8 @@ class AcmeLab:
             if "BEGIN CERTIFICATE" not in self.root_pem:
                 raise AcmeLabError(f"pebble's /roots/0 answered no certificate: {self.root_pem[:200]!r}")
             self.root_path.write_text(self.root_pem)
+            for name in self.names:
+                self.add_a(name, [self.vip])
         except BaseException:
             self.stop()
             raise
@@ -167,11 +181,11 @@ class AcmeLab:
             log.close()
 
     def _start_challtestsrv(self) -> None:
-        # Every A query answers the VIP (so lab.example, api.lab.example, … all point at the
-        # cluster, as their DNS records would); no AAAA, so pebble never tries IPv6; only DNS and
-        # the management API listen (the HTTP-01/TLS-ALPN responders would squat ports).
+        # No default A answer (the harness's names get theirs in start()); no AAAA, so pebble
+        # never tries IPv6; only DNS and the management API listen (the HTTP-01/TLS-ALPN
+        # responders would squat ports).
         self._spawn("pebble-challtestsrv", [
-            CHALLTESTSRV, "-defaultIPv4", self.vip, "-defaultIPv6", "",
+            CHALLTESTSRV, "-defaultIPv4", "", "-defaultIPv6", "",
             "-dns01", f"{self.ip}:{DNS_PORT}", "-http01", "", "-https01", "", "-tlsalpn01", "",
             "-management", f"{self.ip}:{DNS_MGMT_PORT}"])
 
@@ -237,54 +251,29 @@ class AcmeLab:
     def directory(self) -> dict:
         return json.loads(self._get(self.directory_url))
 
-    def _manage(self, path: str, body: dict) -> None:
-        req = urllib.request.Request(f"http://{self.ip}:{DNS_MGMT_PORT}/{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            if resp.status != 200:
-                raise AcmeLabError(f"challtestsrv {path}: HTTP {resp.status}")
+    @property
+    def mgmt(self) -> str:
+        return f"{self.ip}:{DNS_MGMT_PORT}"
 
     def add_a(self, host: str, addresses: list[str]) -> None:
-        """Point one name elsewhere than the VIP (challtestsrv's mock DNS)."""
-        self._manage("add-a", {"host": host, "addresses": addresses})
+        """Give one name A records (challtestsrv's mock DNS)."""
+        manage(self.mgmt, "add-a", host=host, addresses=addresses)
 
     def clear_a(self, host: str) -> None:
-        self._manage("clear-a", {"host": host})
+        manage(self.mgmt, "clear-a", host=host)
+
+    def dns01(self, timeout: float = 20.0):
+        """DNS-01 as the product runs it (dynia.acme_dns.Dns01), on challtestsrv's records."""
+        from dynia.acme_dns import Dns01
+
+        return Dns01(ChalltestsrvZone(self.mgmt, (self.ip, DNS_PORT), self.vip), timeout=timeout, interval=0.2)
+
+    def txt(self, fqdn: str) -> set[str]:
+        """The TXT strings challtestsrv answers for fqdn."""
+        from dynia.acme_dns import txt_values
+
+        return txt_values(fqdn, self.ip, DNS_PORT)
 
     def resolve(self, host: str, timeout: float = 3.0) -> list[str]:
-        """The A records challtestsrv answers for host (a plain DNS query over UDP)."""
-        return _query_a(self.ip, DNS_PORT, host, timeout)
-
-
-def _query_a(server: str, port: int, host: str, timeout: float) -> list[str]:
-    import struct
-
-    qid = int.from_bytes(os.urandom(2), "big")
-    question = b"".join(bytes([len(p)]) + p.encode() for p in host.rstrip(".").split(".")) + b"\0"
-    packet = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(packet, (server, port))
-        data, _ = s.recvfrom(4096)
-    rid, _flags, qd, an = struct.unpack(">HHHH", data[:8])
-    if rid != qid:
-        raise AcmeLabError("DNS answer for another query")
-    pos = 12
-    for _ in range(qd):   # skip the echoed question
-        while data[pos]:
-            pos += data[pos] + 1
-        pos += 5
-    found = []
-    for _ in range(an):
-        if data[pos] & 0xC0 == 0xC0:
-            pos += 2
-        else:
-            while data[pos]:
-                pos += data[pos] + 1
-            pos += 1
-        rtype, _cls, _ttl, length = struct.unpack(">HHIH", data[pos:pos + 10])
-        pos += 10
-        if rtype == 1 and length == 4:
-            found.append(str(ipaddress.IPv4Address(data[pos:pos + 4])))
-        pos += length
-    return found
+        """The A records challtestsrv answers for host."""
+        return a_records(self.ip, DNS_PORT, host, timeout)

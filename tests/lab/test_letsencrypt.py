@@ -17,6 +17,7 @@ from (a test run alone orders the first certificate itself).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -60,6 +61,7 @@ class Run:
         self.pending = False         # an order kept but not yet stored (Engine.acme_pending)
         self.states: list = []       # every state issued, for the secret scan
         self.failures: list[str] = []  # outputs of failed commands (LabEngineDouble.failures)
+        self.ran: list[str] = []       # the phases DoubleEngine.up ran, in order
         self.lc: LabCluster | None = None
 
     def phase(self, module, name: str, check: bool = True):
@@ -112,17 +114,19 @@ class DoubleEngine:
         self.run.states.append(state)
         self.run.state, self.run.pending = state, True
 
-    def up(self, phases) -> None:
+    def up(self, phases, **kw) -> dict:
         from dynia.nodes.push_errors import push_error
         from dynia.stacks import apps, infra, provision
 
         for name in phases:
+            self.run.ran.append(name)
             module = {"provision": provision, "infra": infra, "apps": apps}[name]
             _, failure = self.run.phase(module, name, check=False)
             if failure is not None:
                 if isinstance(failure, CommandFailed):
                     raise push_error(failure.resource, failure.output, failure.exit_status, "lab")
                 raise failure
+        return {}
 
 
 class _captured:
@@ -181,7 +185,7 @@ def le(tmp_path_factory):
         # What the engine's provision leaves in .dynia/ (addresses, SSH identity): roll's
         # session.targets reads the nodes from there.
         run.lc.cache_as_after_up()
-        run.acme = AcmeLab.for_lab(run.lc.lab, run.acme_dir).start()
+        run.acme = AcmeLab.for_lab(run.lc.lab, run.acme_dir, names=DOMAINS).start()
         yield run
     finally:
         if run.acme is not None:
@@ -199,7 +203,7 @@ def _roll(run: Run, **kw):
     started = time.monotonic()
     try:
         with _captured(run.output):
-            return certs.roll(DoubleEngine(run), verify=str(run.acme.ca_bundle), **kw)
+            return certs.roll(DoubleEngine(run), verify=str(run.acme.ca_bundle), dns=run.acme.dns01(), **kw)
     finally:
         record("letsencrypt_roll_seconds", round(time.monotonic() - started, 2))
 
@@ -275,6 +279,7 @@ def test_first_certificate_is_validated_through_the_vip_and_served_for_every_dom
     before = _validations(run)
     rolled = _roll(run)
     assert rolled.action == "issued" and rolled.reason == "only the self-signed placeholder so far"
+    assert rolled.over_dns == ()   # every name has its record: all validated over HTTP-01
     assert rolled.state.pem == run.state.pem and not run.pending  # stored
     # pebble really validated one challenge per domain (a new account: nothing to reuse),
     # from its own address through the VIP: only misty-owl held it.
@@ -305,24 +310,31 @@ def _https_status(run: Run, host: str) -> int:
 
 
 def test_unvalidatable_domain_is_a_cert_error_and_nothing_is_pushed(le):
-    """Starts from the first certificate on every node. The api moves to a new domain whose DNS
-    does not point at the cluster (pebble's DNS sends it to pebble's own address, where nothing
-    answers on 80): the re-issue that must precede its record fails. A name never validated
-    before, so pebble cannot reuse an authorization for it."""
+    """Starts from the first certificate on every node. The api moves to a new domain whose
+    record points at the VIP, but port 80 refuses pebble's address on every node (a provider
+    firewall closing 80, say): the HTTP-01 validation of the re-issue fails. A name never
+    validated before, so pebble cannot reuse an authorization for it."""
     run = le
     _ensure_issued(run)
     served_before, slots_before, state_before = _vip_serial(run), _slot_digests(run), run.state
     states_before = len(run.states)
     run.lc.edit_spec("domain: api.lab.example", "domain: shop.lab.example")
-    run.acme.add_a("shop.lab.example", [run.acme.ip])
+    run.acme.add_a("shop.lab.example", [run.lc.lab.vip])
+    block = (f"nft add table inet lab_block && nft add chain inet lab_block input "
+             f"'{{ type filter hook input priority -10; }}' && nft add rule inet lab_block input "
+             f"ip saddr {run.acme.ip} tcp dport 80 reject with tcp reset")
     try:
-        assert run.acme.resolve("shop.lab.example") == [run.acme.ip]
+        for node in NODES:
+            run.lc.sh(node, block)
+        assert run.acme.resolve("shop.lab.example") == [run.lc.lab.vip]
         _roll(run)  # due: the certificate does not cover shop.lab.example
     except DyniaError as exc:
         err = exc
     else:
         pytest.fail(f"the order succeeded: {run.acme.log('pebble')[-3000:]}")
     finally:
+        for node in NODES:
+            run.lc.sh(node, "nft delete table inet lab_block", check=False)
         run.acme.clear_a("shop.lab.example")
         run.lc.edit_spec("domain: shop.lab.example", "domain: api.lab.example")
     run.failures.append(f"{err.message}\n{err.hint}")  # scanned for secrets by the last test
@@ -386,6 +398,67 @@ def test_renewal_after_failover_is_validated_by_the_new_holder_and_served(le):
     served = _served_everywhere(run)
     assert set(served.values()) == {new}, served  # the renewed certificate, on every node
     assert run.states[-1].account_key == run.states[0].account_key  # one ACME account, kept
+
+
+def test_a_new_domain_is_certified_over_dns01_before_its_record_exists_then_served(le, monkeypatch):
+    """Starts from a certificate for DOMAINS on every node. The api moves to new.lab.example,
+    which has no DNS record (challtestsrv answers no A for it: its record would be made by the
+    apps phase, after the service's gates). `dynia up`'s own sequence (dynia.cli.up.run_phases,
+    the engine on LabEngineDouble) orders before the apps phase: pebble validates the new name
+    over DNS-01 (the TXT written through the zone stand-in, waited for on the DNS server pebble
+    asks) and the others over HTTP-01 through the VIP; the certificate is stored and rolled;
+    only then does apps run. The name never resolved, so HTTP-01 could not have carried it."""
+    from dynia.cli import up as up_cli
+
+    run = le
+    _ensure_issued(run)
+    new_name = "new.lab.example"
+    published_at = []
+    zone = run.acme.dns01()
+    real_publish = zone.publish
+
+    def publish(values):
+        published_at.append((list(run.ran), dict(values)))
+        real_publish(values)
+
+    zone.publish = publish
+
+    @contextlib.contextmanager
+    def engine_for(ctx, cluster, before_load=None, on_progress=None):
+        yield DoubleEngine(run)
+
+    monkeypatch.setattr(up_cli, "engine_for", engine_for)
+    monkeypatch.setattr("dynia.certs.default_dns", lambda cluster: zone)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(run.acme.ca_bundle))   # pebble's listener, trusted
+    run.lc.edit_spec("domain: api.lab.example", f"domain: {new_name}")
+    try:
+        assert run.acme.resolve(new_name) == []
+        run.ran.clear()
+        before, created = _validations(run), _new_authorizations(run)
+        with _captured(run.output):
+            up_cli.run_phases(None, "lab", ("infra", "apps"), as_json=True)
+        # infra (the new route), then the certificate (stored: provision, rolled: infra), then apps.
+        assert run.ran == ["infra", "provision", "infra", "apps"], run.ran
+        assert len(published_at) == 1
+        ran_then, values = published_at[0]
+        assert ran_then == ["infra"] and set(values) == {f"_acme-challenge.{new_name}"}   # before apps
+        assert run.acme.resolve(new_name) == []        # no record, before or after
+        assert run.acme.txt(f"_acme-challenge.{new_name}") == set()   # the TXT is withdrawn
+        validated = _validations(run) - before
+        assert validated >= 1 and validated == _new_authorizations(run) - created   # each validated anew
+        assert sorted(run.state.domains) == sorted([new_name, "lab.example", "admin.lab.example"])
+        lab = run.lc.lab
+        new = _last_issued_serial(run)
+        for ip in [lab.vip] + [lab.node(n).ip for n in NODES]:
+            assert _served(ip, new_name, run.acme.root_pem).serial_number == new, ip
+        assert _https_status(run, new_name) == 200     # the api answers under its new name
+    finally:
+        run.lc.edit_spec(f"domain: {new_name}", "domain: api.lab.example")
+    # Back to api.lab.example, which has its record: re-issued over HTTP-01 alone.
+    with _captured(run.output):
+        up_cli.run_phases(None, "lab", ("infra", "apps"), as_json=True)
+    assert len(published_at) == 1 and _https_status(run, "api.lab.example") == 200
+    assert sorted(run.state.domains) == sorted(DOMAINS)
 
 
 def _secret_lines(pem: str) -> list[str]:

@@ -4,6 +4,7 @@ project's RFC 8555 test CA) and pebble-challtestsrv (its DNS, answering every A 
 for the nodes (HAProxy → Caddy → the challenge directory)."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.server
 import json
@@ -20,6 +21,8 @@ import pytest
 
 from dynia.acme_client import Issued, issue
 from dynia.errors import DyniaError
+
+from ..challtestsrv import running as challtestsrv_running
 
 pytestmark = pytest.mark.skipif(not (shutil.which("pebble") and shutil.which("pebble-challtestsrv")),
                                 reason="Debian's pebble package is not installed")
@@ -97,31 +100,28 @@ def pebble(tmp_path_factory):
     d = tmp_path_factory.mktemp("pebble")
     cert, key = listener_certificate(d)
     acme_port, mgmt_port, http_port, tls_port = free_port(), free_port(), free_port(), free_port()
-    dns_port, chall_mgmt = free_port(socket.SOCK_DGRAM), free_port()
     (d / "config.json").write_text(json.dumps({"pebble": {
         "listenAddress": f"127.0.0.1:{acme_port}", "managementListenAddress": f"127.0.0.1:{mgmt_port}",
         "certificate": str(cert), "privateKey": str(key), "httpPort": http_port, "tlsPort": tls_port,
         "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
     procs = []
+    stack = contextlib.ExitStack()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", http_port), Answers)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        dns = subprocess.Popen(["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-                                "-dns01", f"127.0.0.1:{dns_port}", "-management", f"127.0.0.1:{chall_mgmt}",
-                                "-http01", "", "-https01", "", "-tlsalpn01", ""],
-                               stdout=open(d / "challtestsrv.log", "w"), stderr=subprocess.STDOUT, env=env)
-        procs.append(dns)
-        wait_for_port(chall_mgmt, dns)
-        ca = subprocess.Popen(["pebble", "-config", str(d / "config.json"), "-dnsserver", f"127.0.0.1:{dns_port}"],
+        dns = stack.enter_context(challtestsrv_running(d))
+        ca = subprocess.Popen(["pebble", "-config", str(d / "config.json"), "-dnsserver", "%s:%d" % dns.dns],
                               stdout=open(d / "pebble.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=d)
         procs.append(ca)
         wait_for_port(acme_port, ca)
         ctx = ssl.create_default_context(cafile=str(cert))
         root = urllib.request.urlopen(f"https://127.0.0.1:{mgmt_port}/roots/0", context=ctx, timeout=5).read()
-        yield {"directory": f"https://127.0.0.1:{acme_port}/dir", "verify": str(cert), "root": root, "log": d}
+        yield {"directory": f"https://127.0.0.1:{acme_port}/dir", "verify": str(cert), "root": root, "log": d,
+               "dns": dns.dns, "challtestsrv": dns}
     finally:
         server.shutdown()
+        stack.close()
         for p in reversed(procs):
             p.terminate()
             try:
@@ -244,3 +244,78 @@ def test_the_cli_s_default_verify_trusts_the_ca_bundle_named_by_requests_ca_bund
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", pebble["verify"])
     issued, _key, _p, _w = run_issue({**pebble, "verify": True}, ["env.shop.test"])
     assert issued.domains == ("env.shop.test",)
+
+
+# --- DNS-01: the names with no DNS record yet (dynia.acme_dns) --------------------------------------
+
+def challtestsrv(pebble, what: str, **body) -> None:
+    """challtestsrv's record API: set-txt / clear-txt on the DNS server pebble asks."""
+    pebble["challtestsrv"].manage(what, **body)
+
+
+def test_a_name_without_a_record_is_validated_over_dns01_beside_an_http01_name_in_the_same_order(pebble):
+    from dynia.acme_dns import txt_values, wait_visible
+
+    fresh, existing = "fresh.shop.test", "old.shop.test"
+    txt_published, txt_withdrawn = [], []
+
+    def publish_txt(records):
+        txt_published.append(dict(records))
+        for fqdn, value in records.items():
+            challtestsrv(pebble, "set-txt", host=fqdn.rstrip(".") + ".", value=value)
+        wait_visible(records, [pebble["dns"]], timeout=10, interval=0.1)   # the real propagation wait
+
+    def withdraw_txt():
+        txt_withdrawn.append(True)
+        for records in txt_published:
+            for fqdn in records:
+                challtestsrv(pebble, "clear-txt", host=fqdn.rstrip(".") + ".")
+
+    asked_before = len(Answers.hosts)
+    issued, _key, published, withdrawn = run_issue(pebble, [fresh, existing], dns01=frozenset({fresh}),
+                                                   publish_txt=publish_txt, withdraw_txt=withdraw_txt)
+    from dynia.acme_client import certificate_facts
+
+    assert sorted(issued.domains) == sorted([fresh, existing])
+    assert sorted(certificate_facts(issued.fullchain_pem)[1]) == sorted([fresh, existing])
+    assert chain_verifies_against(pebble["root"], issued)
+    # The fresh name over DNS-01: one TXT at _acme-challenge.<name>, never an HTTP request for it.
+    assert len(txt_published) == 1 and list(txt_published[0]) == [f"_acme-challenge.{fresh}"]
+    assert len(published) == 1 and len(published[0]) == 1 and withdrawn == [list(published[0])]
+    hosts = [h.split(":")[0] for h in Answers.hosts[asked_before:]]
+    assert existing in hosts and fresh not in hosts
+    # Withdrawn once, and the TXT is gone from the DNS server the CA asked.
+    assert txt_withdrawn == [True]
+    assert txt_values(f"_acme-challenge.{fresh}", *pebble["dns"], timeout=2) == set()
+    assert not Answers.files
+
+
+def test_a_dns01_name_whose_txt_is_never_published_is_a_cert_error_naming_it_and_still_withdrawn(pebble):
+    txt_published, txt_withdrawn = [], []
+    name = "unpublished.shop.test"
+    with pytest.raises(DyniaError) as caught:
+        run_issue(pebble, [name], dns01=frozenset({name}), publish_txt=txt_published.append,
+                  withdraw_txt=lambda: txt_withdrawn.append(True))
+    err = caught.value
+    assert err.kind == "cert" and err.exit_code == 18
+    assert err.message.startswith(f"{name}: ") and len(err.message) > len(f"{name}: ")
+    assert "DNS-01" in err.hint and f"_acme-challenge.{name}" in err.hint
+    assert "PRIVATE KEY" not in err.message + err.hint
+    assert txt_published == [{f"_acme-challenge.{name}": txt_published[0][f"_acme-challenge.{name}"]}]
+    assert txt_withdrawn == [True]
+    assert not Answers.files
+
+
+def test_a_slow_txt_propagation_does_not_eat_the_orders_deadline(pebble):
+    """The order's timeout starts when the challenges are answered: a DNS provider that takes
+    as long as the whole timeout to publish still leaves the CA its full time to validate."""
+    name = "slow.shop.test"
+
+    def publish_txt(records):
+        for fqdn, value in records.items():
+            challtestsrv(pebble, "set-txt", host=fqdn + ".", value=value)
+        time.sleep(4)
+
+    issued, *_ = run_issue(pebble, [name], dns01=frozenset({name}), publish_txt=publish_txt,
+                           withdraw_txt=lambda: None, timeout=4)
+    assert issued.domains == (name,)

@@ -129,9 +129,11 @@ def test_obtain_publishes_on_every_node_with_the_live_holder_withdraws_always_an
     monkeypatch.setattr(challenge, "withdraw", lambda targets, tokens: calls.append(("withdraw", targets, tokens)) or {})
     old = state(["api.example.com"])
 
-    def fake_issue(domains, *, directory_url, email, account_key_pem, publish, withdraw, verify, timeout):
+    def fake_issue(domains, *, directory_url, email, account_key_pem, publish, withdraw, verify, timeout,
+                   dns01, publish_txt, withdraw_txt):
         assert (domains, directory_url, account_key_pem, verify) == (
             ALL, STAGING, old.account_key, "/ca.pem")
+        assert dns01 == frozenset() and publish_txt is None is withdraw_txt   # no DNS API: HTTP-01 only
         publish({"tok": "tok.thumb"})
         withdraw(["tok"])
         return _valid_issue()(domains, account_key_pem)
@@ -173,6 +175,64 @@ def test_obtain_warns_about_a_node_that_missed_the_answers_or_kept_them(shop, mo
     assert warnings[0].startswith("the ACME challenge was not placed on n3 (ConnectionRefusedError: refused)")
     assert "only n1 (the VIP holder) answers it" in warnings[0]
     assert warnings[1].startswith("ACME challenge answers were left on n3") and "tok_AAAAAAAAAAAAAAAA" in warnings[1]
+
+
+class FakeDns:
+    """dynia.acme_dns.Dns01's face: which names have a record, what was published, withdrawn."""
+
+    def __init__(self, pointing, left=None):
+        self.pointing, self.left, self.calls = set(pointing), left or {}, []
+
+    def without_record(self, domains):
+        return [d for d in domains if d not in self.pointing]
+
+    def publish(self, values):
+        self.calls.append(("publish_txt", dict(values)))
+
+    def withdraw(self):
+        self.calls.append(("withdraw_txt",))
+        return dict(self.left)
+
+
+def test_obtain_sends_names_without_a_record_over_dns01_and_the_rest_over_http01(shop, monkeypatch):
+    from dynia import acme_client
+    from dynia.nodes import challenge
+
+    monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: "n1")
+    monkeypatch.setattr(challenge, "publish", lambda targets, answers, holder: {})
+    monkeypatch.setattr(challenge, "withdraw", lambda targets, tokens: {})
+    seen = {}
+
+    def fake_issue(domains, *, account_key_pem, dns01, publish_txt, withdraw_txt, publish, withdraw, **kw):
+        seen["dns01"] = dns01
+        publish_txt({"_acme-challenge.admin.example.com": "v"})
+        withdraw_txt()
+        return _valid_issue()(domains, account_key_pem)
+
+    monkeypatch.setattr(acme_client, "issue", fake_issue)
+    dns = FakeDns(pointing=["api.example.com", "example.com"], left={"_acme-challenge.admin.example.com": "403"})
+    warnings, over_dns = [], []
+    certs.obtain(shop, ["n1", "n2"], None, dns=dns, warnings=warnings, over_dns=over_dns)
+    assert seen["dns01"] == frozenset({"admin.example.com"}) and over_dns == ["admin.example.com"]
+    assert dns.calls == [("publish_txt", {"_acme-challenge.admin.example.com": "v"}), ("withdraw_txt",)]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "ACME TXT records were left in the zone: _acme-challenge.admin.example.com (403)")
+
+
+def test_an_order_all_over_dns01_needs_neither_a_node_nor_the_vip_holder(shop, monkeypatch):
+    """A first up: no name has a record yet, so nothing is published on a node."""
+    from dynia import acme_client
+
+    monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: pytest.fail("no holder needed"))
+
+    def fake_issue(domains, *, account_key_pem, dns01, **kw):
+        assert dns01 == frozenset(ALL)
+        return _valid_issue()(domains, account_key_pem)
+
+    monkeypatch.setattr(acme_client, "issue", fake_issue)
+    over_dns = []
+    new = certs.obtain(shop, [], None, dns=FakeDns(pointing=[]), over_dns=over_dns)
+    assert over_dns == ALL and new.domains == tuple(ALL)
 
 
 def test_obtain_without_a_bound_domain_or_a_node_is_a_cert_error(shop):
