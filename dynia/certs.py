@@ -161,8 +161,8 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
     authorizations go to every node — the VIP holder (read live) must take them, the others
     are best effort — and are removed again, whatever happens. With `dns` (a
     dynia.acme_dns.Dns01: the zone's DNS API), a name without such a record yet is validated
-    over DNS-01 instead (its record waits for this certificate); those names are appended to
-    `over_dns`. Without `dns` every name goes over HTTP-01. A node that missed the answers or
+    over DNS-01 instead (its record waits for this certificate); the names whose TXT record the
+    CA was given are appended to `over_dns`. Without `dns` every name goes over HTTP-01. A node that missed the answers or
     kept them, a TXT record left behind, is a line in `warnings`. A failure is a `cert` error."""
     from . import acme_client
     from .nodes import challenge
@@ -175,8 +175,6 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
         raise DyniaError("cert", f"{cluster.name}: no service is bound to a domain, nothing to certify",
                          "bind one first: dynia route bind <service> <domain>")
     dns01 = frozenset(dns.without_record(domains)) if dns is not None else frozenset()
-    if over_dns is not None:
-        over_dns += [d for d in domains if d in dns01]
     if not targets and len(dns01) < len(domains):
         raise DyniaError("cert", f"{cluster.name}: no node to answer the ACME challenge",
                          "provision the cluster first: dynia up")
@@ -204,6 +202,11 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
 
     txt_left: list[str] = []
 
+    def publish_txt(values):
+        if over_dns is not None:   # the names the CA really validates over DNS-01 (not reused ones)
+            over_dns.extend(fqdn.removeprefix("_acme-challenge.") for fqdn in values)
+        dns.publish(values)
+
     def withdraw_txt():
         left = dns.withdraw()
         if left:
@@ -216,7 +219,7 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
             domains, directory_url=spec.tls.directory_url, email=spec.tls.email,
             account_key_pem=state.account_key if state is not None else None,
             publish=publish, withdraw=withdraw, verify=verify, timeout=timeout,
-            dns01=dns01, publish_txt=dns.publish if dns01 else None, withdraw_txt=withdraw_txt if dns01 else None)
+            dns01=dns01, publish_txt=publish_txt if dns01 else None, withdraw_txt=withdraw_txt if dns01 else None)
     except DyniaError as exc:
         if txt_left:   # the warnings die with the failed order: the error says it
             exc.hint = f"{exc.hint}; delete the ACME TXT records left in the zone: {'; '.join(txt_left)}"

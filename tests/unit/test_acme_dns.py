@@ -121,6 +121,29 @@ def test_a_created_record_without_a_usable_id_is_a_dns_error_naming_the_record_t
     assert caught.value.kind == "dns" and "_acme-challenge.x.example.com" in caught.value.hint
 
 
+def test_a_conflicting_record_is_a_dns_error_that_names_the_conflict_not_the_token():
+    """Cloudflare answers 400 when a CNAME or an identical TXT is already at the name."""
+    refused = {"success": False, "errors": [{"code": 81058, "message": "An identical record already exists."}],
+               "messages": [], "result": None}
+    replay = Replay({("POST", f"/zones/{ZONE_ID}/dns_records"): (400, refused)})
+    with pytest.raises(DyniaError) as caught:
+        CloudflareApi(TOKEN, replay).create_txt(ZONE_ID, "_acme-challenge.new.example.com", "abc", "c")
+    err = caught.value
+    assert err.kind == "dns" and "81058: An identical record already exists." in err.message
+    assert "conflicts" in err.hint and "DNS:Edit" not in err.hint
+    assert not leaks_token(err.message, err.hint)
+
+
+def test_txt_record_ids_lists_the_records_of_that_name_and_content_quoted_or_not():
+    path = f"/zones/{ZONE_ID}/dns_records?type=TXT&name=_acme-challenge.a.example.com&per_page=100"
+    replay = Replay({("GET", path): (200, envelope([
+        txt_record("aaa111", "_acme-challenge.a.example.com", '"v"', "c"),
+        txt_record("bbb222", "_acme-challenge.a.example.com", "v", "c"),
+        txt_record("ccc333", "_acme-challenge.a.example.com", '"other"', "c")]))})
+    ids = CloudflareApi(TOKEN, replay).txt_record_ids(ZONE_ID, "_acme-challenge.a.example.com", "v")
+    assert ids == ["aaa111", "bbb222"] and replay.asked() == [("GET", path)]
+
+
 def test_delete_record_sends_delete_to_the_records_path():
     path = f"/zones/{ZONE_ID}/dns_records/7f3e2d1c0b9a88776655443322110000"
     replay = Replay({("DELETE", path): (200, envelope({"id": "7f3e2d1c0b9a88776655443322110000"}))})
