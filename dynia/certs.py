@@ -120,12 +120,21 @@ def renewal_reason(state: AcmeState | None, spec, now: dt.datetime, days: int = 
     left = state.not_after - now
     if left <= dt.timedelta(days=days):
         return f"expires {state.not_after:%Y-%m-%d} ({max(left.days, 0)} days left, renewed within {days})"
-    missing = [d for d in covered_domains(spec) if d not in state.domains]
+    missing = uncovered(state, spec, now)
     if missing:
         return f"does not cover {', '.join(missing)}"
     if state.directory and state.directory != spec.tls.directory_url:
         return f"issued by {state.directory}, tls.acme_directory is now {spec.tls.directory_url}"
     return None
+
+
+def uncovered(state: AcmeState | None, spec, now: dt.datetime) -> list[str]:
+    """The bound domains `state` cannot serve a visitor a valid certificate for: all of them
+    with no certificate, the placeholder or an expired one, else those it does not name."""
+    domains = covered_domains(spec)
+    if state is None or state.placeholder or state.not_after <= now:
+        return domains
+    return [d for d in domains if d not in state.domains]
 
 
 def needs_renewal(state: AcmeState | None, spec, now: dt.datetime, days: int = RENEW_DAYS) -> bool:
@@ -175,11 +184,11 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
         raise DyniaError("cert", f"{cluster.name}: no service is bound to a domain, nothing to certify",
                          "bind one first: dynia route bind <service> <domain>")
     dns01 = frozenset(dns.without_record(domains)) if dns is not None else frozenset()
-    if not targets and len(dns01) < len(domains):
+    over_http = len(dns01) < len(domains)   # an order all over DNS-01 (a first up's names) needs no node
+    if not targets and over_http:
         raise DyniaError("cert", f"{cluster.name}: no node to answer the ACME challenge",
                          "provision the cluster first: dynia up")
-    # The holder answers HTTP-01; an order all over DNS-01 needs none (a first up's names).
-    holder = vip_holder(targets) if len(dns01) < len(domains) else None
+    holder = vip_holder(targets) if over_http else None   # it answers HTTP-01
 
     def publish(answers):
         missed = challenge.publish(targets, answers, holder)
@@ -295,7 +304,7 @@ class Rolled:
 
 
 __all__ = ["AcmeState", "RENEW_DAYS", "Rolled", "challenges", "covered_domains", "default_dns", "needs_renewal", "newer", "obtain",
-           "order_preview", "placeholder_state", "public_facts", "renewal_reason", "roll", "stale_nodes"]
+           "order_preview", "placeholder_state", "public_facts", "renewal_reason", "roll", "stale_nodes", "uncovered"]
 
 
 def pending_changes(engine, stale: dict[str, str]) -> list[str]:
@@ -380,8 +389,7 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
         action = "issued"
     _apply(engine, ("provision", "infra"), "the certificate just ordered" if action == "issued" else
            "the kept order")
-    return Rolled(state, action, reason, warnings=tuple(warnings),
-                  over_dns=tuple(over_dns) if action == "issued" else ())
+    return Rolled(state, action, reason, warnings=tuple(warnings), over_dns=tuple(over_dns))
 
 
 def _refuse_pending(engine, stale: dict[str, str]) -> None:

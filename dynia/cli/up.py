@@ -77,26 +77,23 @@ def certificate_before_apps(engine, phases, *, say_progress: bool = True) -> dic
     record for a name its certificate does not cover. When the stored one covers them all and is
     merely due for renewal, an order that fails before anything was kept is a warning and apps
     goes on (`dynia cert renew` retries). The public facts of the certificate when one was
-    stored, else None."""
+    stored, else None. Called by apply_parts, only where that applies."""
     import datetime as dt
 
     from .. import certs
     from ..errors import DyniaError
-    from ..tls import uses_acme
 
-    if "apps" not in phases or not uses_acme(engine.cluster.spec.tls.mode):
-        return None
-    name = engine.cluster.name
+    name, spec = engine.cluster.name, engine.cluster.spec
     state = engine.acme_state()
     now = dt.datetime.now(dt.timezone.utc)
-    missing = _uncovered(engine.cluster.spec, state, now)
+    missing = certs.uncovered(state, spec, now)
     if say_progress and missing:
         say(f"certificate: ordering one that covers {', '.join(missing)} before the apps phase creates "
             "their DNS records")
     try:
         # Nodes are probed only when this run did not just push infra to every node itself.
         rolled = certs.roll(engine, check_nodes="infra" not in phases)   # its errors say how to retry
-        if rolled.action == "stored" and _uncovered(engine.cluster.spec, rolled.state, now):
+        if rolled.action == "stored" and certs.uncovered(rolled.state, spec, now):
             # An order an interrupted run kept, from before a domain was bound: now order one.
             rolled = certs.roll(engine, check_nodes=False)
     except DyniaError as exc:
@@ -108,7 +105,7 @@ def certificate_before_apps(engine, phases, *, say_progress: bool = True) -> dic
                 "warnings": [f"the certificate is due for renewal but the order failed: {exc.message} ({exc.hint}); "
                              f"it covers every domain until {state.not_after:%Y-%m-%d}: retry with "
                              f"`dynia cert renew --cluster {name}`"]}
-    left = _uncovered(engine.cluster.spec, rolled.state, now)
+    left = certs.uncovered(rolled.state, spec, now)
     if left:   # roll orders every bound domain: a CA that dropped one is not a certificate to route by
         raise DyniaError("cert", f"the certificate in force does not cover {', '.join(left)}",
                          f"run `dynia cert provision --cluster {name}`, then `dynia up --phase apps --cluster {name}`; "
@@ -117,16 +114,6 @@ def certificate_before_apps(engine, phases, *, say_progress: bool = True) -> dic
         return None
     return {**certs.public_facts(rolled.state), "action": rolled.action, "over_dns": list(rolled.over_dns),
             **({"warnings": list(rolled.warnings)} if rolled.warnings else {})}
-
-
-def _uncovered(spec, state, now) -> list[str]:
-    """The bound domains a visitor could not be served a valid certificate for by `state`."""
-    from .. import certs
-
-    domains = certs.covered_domains(spec)
-    if state is None or state.placeholder or state.not_after <= now:
-        return domains
-    return [d for d in domains if d not in state.domains]
 
 
 def up_with_progress(engine, phases, continue_on_error: bool, before_apps=lambda: None) -> dict:
