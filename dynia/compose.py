@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import isolation
+from .isolation import dig, label, show
 from .paths import INFRA_PORTS
 from .spec import ClusterSpec, Service
 
@@ -28,9 +30,9 @@ _SHORT_PORT = re.compile(r"(?:(?P<ip>\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):)?(?:
 
 
 class ComposeProblem(Exception):
-    def __init__(self, message: str, hint: str):
+    def __init__(self, message: str, hint: str, key: str = "compose"):
         super().__init__(message)
-        self.hint = hint
+        self.hint, self.key = hint, key  # key: the service's spec key the problem is located at
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class ComposeInfo:
     data: dict
     memory_mib: int  # sum of the containers' limits (assumed default where unset)
     unlimited: tuple[str, ...]  # containers without a memory limit
+    kept: tuple[str, ...] = ()  # what keeps data on the node (volumes, data-root bind mounts)
+    databases: tuple[str, ...] = ()  # database containers that keep data without a volume
 
 
 def parse_memory(value: Any) -> int:
@@ -47,7 +51,7 @@ def parse_memory(value: Any) -> int:
         return max(1, round(value / (1024 * 1024)))
     m = _MEM.fullmatch(str(value).strip())
     if not m:
-        raise ComposeProblem(f"memory limit {value!r} is not a size",
+        raise ComposeProblem(f"memory limit {show(value)} is not a size",
                              "write it like 256m or 1g")
     return max(1, round(float(m.group(1)) * _FACTOR[m.group(2).lower()]))
 
@@ -55,7 +59,7 @@ def parse_memory(value: Any) -> int:
 def _port_number(value: Any, what: str) -> int:
     """One port number from a long-syntax entry: an int or a numeric string, never a range."""
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        raise ComposeProblem(f"{what} {value!r} is not a single port number",
+        raise ComposeProblem(f"{what} {show(value)} is not a single port number",
                              "write one port like 8080 (ranges are not supported)")
     number = int(str(value).strip())
     if not 1 <= number <= 65535:
@@ -67,20 +71,20 @@ def _published(entry: Any) -> tuple[str | None, int | None, int, str]:
     """(host ip, host port, container port, protocol) of one `ports:` entry."""
     if isinstance(entry, dict):
         if "target" not in entry:
-            raise ComposeProblem(f"ports entry {dict(entry)!r} has no target",
+            raise ComposeProblem(f"ports entry {show(entry)} has no target",
                                  "add target: <container port> (and published: <host port>)")
         ip, proto = entry.get("host_ip"), entry.get("protocol", "tcp")
         if ip is not None and not isinstance(ip, str):
-            raise ComposeProblem(f"ports entry host_ip {ip!r} is not an address",
+            raise ComposeProblem(f"ports entry host_ip {show(ip)} is not an address",
                                  "drop host_ip; dynia binds published ports to 127.0.0.1")
         if proto not in ("tcp", "udp"):
-            raise ComposeProblem(f"ports entry protocol {proto!r} is not tcp or udp", "use protocol: tcp")
+            raise ComposeProblem(f"ports entry protocol {show(proto)} is not tcp or udp", "use protocol: tcp")
         host = entry.get("published")
         return (ip, _port_number(host, "published port") if host is not None else None,
                 _port_number(entry["target"], "target port"), proto)
     m = _SHORT_PORT.fullmatch(str(entry).strip()) if isinstance(entry, (str, int)) else None
     if not m:
-        raise ComposeProblem(f"ports entry {entry!r} is not understood",
+        raise ComposeProblem(f"ports entry {show(entry)} is not understood",
                              "use HOST:CONTAINER like \"8080:80\" (ranges are not supported)")
     host = m.group("host")
     return (m.group("ip"), _port_number(host, "published port") if host else None,
@@ -91,7 +95,7 @@ def load(path: Path, shown: str) -> dict:
     from ruamel.yaml import YAML, YAMLError
 
     from .errors import DyniaError
-    from .store import MAX_FLOW_DEPTH, flow_depth, read_input
+    from .store import MAX_FLOW_DEPTH, flow_depth, read_input, too_deep
 
     try:
         text = read_input(path, f"compose file {shown}", (
@@ -103,12 +107,17 @@ def load(path: Path, shown: str) -> dict:
         if flow_depth(text) > MAX_FLOW_DEPTH:
             raise RecursionError
         data = YAML(typ="safe", pure=True).load(text)
+        if too_deep(data):
+            raise RecursionError
     except RecursionError:
-        raise ComposeProblem(f"compose file {shown} is nested too deeply",
-                             "remove the nested brackets or lists") from None
+        raise ComposeProblem(f"compose file {shown} is nested too deeply (or contains itself through an alias)",
+                             "remove the nested brackets, lists or mappings") from None
     except YAMLError as exc:
-        raise ComposeProblem(f"compose file {shown} is not valid YAML: {str(exc).splitlines()[0]}",
-                             "fix the YAML syntax (docker compose config shows where)") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ComposeProblem(f"compose file {where} is not valid YAML ({problem[:200]})",
+                             "fix the YAML syntax at that line and column") from None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict) or not data["services"]:
         raise ComposeProblem(f"compose file {shown} has no `services:`",
                              "declare at least one container under services:")
@@ -131,7 +140,7 @@ def _check_top_level(shown: str, data: dict) -> None:
         entries = data.get(section)
         for key, item in entries.items() if isinstance(entries, dict) else ():
             if isinstance(item, dict) and "file" in item:
-                raise ComposeProblem(f"compose file {shown}: {section}.{key}.file: {item['file']!r} never "
+                raise ComposeProblem(f"compose file {shown}: {section}.{label(key)}.file: {show(item['file'])} never "
                                      "reaches the nodes",
                                      "use content: or environment: instead of file:, or bake it into the image")
 
@@ -144,32 +153,33 @@ def _bind_source(volume: Any) -> str | None:
     return source if source.startswith((".", "/", "~")) else None
 
 
-def _check_container(shown: str, cname: Any, c: Any) -> list[int]:
-    """Refuse what cannot work on a node; return the host ports the container publishes."""
-    where = f"compose file {shown}: container {cname}"
+def _check_container(shown: str, cname: Any, c: Any) -> list[tuple[int, str]]:
+    """Refuse what cannot work on a node; return the (host port, protocol) it publishes."""
+    where = f"compose file {shown}: container {label(cname)}"
     if not isinstance(c, dict):
         raise ComposeProblem(f"{where} is not a mapping", "each entry under services: needs image:, ports: …")
-    if c.get("network_mode") == "host":
-        raise ComposeProblem(f"{where} uses network_mode: host",
-                             "publish the port with ports: instead, so dynia can keep it on 127.0.0.1")
     for key, hint in _LOCAL_FILE_KEYS.items():
         if key in c:
             raise ComposeProblem(f"{where}: {key}: points at files that never reach the nodes", hint)
     if isinstance(c.get("extends"), dict) and "file" in c["extends"]:
-        raise ComposeProblem(f"{where}: extends.file: {c['extends']['file']!r} never reaches the nodes",
+        raise ComposeProblem(f"{where}: extends.file: {show(c['extends']['file'])} never reaches the nodes",
                              "copy the base service into this compose file")
+    if "extends" not in c and (not isinstance(c.get("image"), str) or not c["image"].strip()):
+        # The nodes pull images; nothing else (no build context) reaches them.
+        raise ComposeProblem(f"{where} has no image: (a container needs image: or build:, and build: "
+                             "never reaches the nodes)", "add image: <registry>/<name>:<tag>")
     for key in ("ports", "volumes"):
         if not isinstance(c.get(key) or [], list):
             raise ComposeProblem(f"{where}: {key}: must be a list", f"write {key}: as a list of entries")
     for volume in c.get("volumes") or []:
         source = _bind_source(volume)
         if source is not None and not str(source).startswith("/"):
-            raise ComposeProblem(f"{where}: volumes: bind mount {source!r} is relative to this machine",
+            raise ComposeProblem(f"{where}: volumes: bind mount {show(source)} is relative to this machine",
                                  "use a named volume, or an absolute path that exists on every node")
     published = []
     for entry in c.get("ports") or []:
         try:
-            ip, host, target, _proto = _published(entry)
+            ip, host, target, proto = _published(entry)
         except ComposeProblem as exc:
             raise ComposeProblem(f"{where}: ports: {exc}", exc.hint) from None
         if host is None:
@@ -179,13 +189,13 @@ def _check_container(shown: str, cname: Any, c: Any) -> list[int]:
                                  "list it under expose: if only other containers use it, "
                                  f"or give it a free host port like \"HOST:{target}\"")
         if ip and ip.strip("[]") not in ("0.0.0.0", "127.0.0.1", "::"):
-            raise ComposeProblem(f"{where} binds a port to {ip}",
+            raise ComposeProblem(f"{where} binds a port to {show(ip)}",
                                  "drop the address; dynia binds published ports to 127.0.0.1")
         if host in INFRA_PORTS or host < 1024:
             owner = INFRA_PORTS.get(host, "the node's own services")
             raise ComposeProblem(f"{where}: ports: host port {host} belongs to {owner} on every node",
                                  "publish on a free port between 1024 and 65535")
-        published.append(host)
+        published.append((host, proto))
     return published
 
 
@@ -198,50 +208,87 @@ def inspect(name: str, svc: Service, root: Path) -> tuple[ComposeInfo, dict[int,
     data = load(path, svc.compose)
     _check_top_level(svc.compose, data)
     ports: dict[int, str] = {}
+    tcp: set[int] = set()
     total, unlimited = 0, []
     for cname, c in data["services"].items():
-        for host in _check_container(svc.compose, cname, c):
+        for host, proto in _check_container(svc.compose, cname, c):
             if host in ports:
-                raise ComposeProblem(f"compose file {svc.compose}: container {cname}: ports: host port "
+                raise ComposeProblem(f"compose file {svc.compose}: container {label(cname)}: ports: host port "
                                      f"{host} is already published by container {ports[host]}",
                                      "publish each host port once")
-            ports[host] = str(cname)
-        key, limit = "deploy.resources.limits.memory", _dig(c, "deploy", "resources", "limits", "memory")
+            ports[host] = label(cname)
+            if proto == "tcp":
+                tcp.add(host)
+        key, limit = "deploy.resources.limits.memory", dig(c, "deploy", "resources", "limits", "memory")
         if limit is None:
             key, limit = "mem_limit", c.get("mem_limit")
         if limit is None:
-            unlimited.append(cname)
+            unlimited.append(label(cname))
             total += DEFAULT_SERVICE_MIB
             continue
         try:
             total += parse_memory(limit)
         except ComposeProblem as exc:
-            raise ComposeProblem(f"compose file {svc.compose}: container {cname}: {key}: {exc}", exc.hint) from None
+            raise ComposeProblem(f"compose file {svc.compose}: container {label(cname)}: {key}: {exc}",
+                                 exc.hint) from None
+    _check_isolation(name, svc, data)
     if svc.port not in ports:
         raise ComposeProblem(f"compose file {svc.compose} does not publish port {svc.port}",
                              f"add ports: [\"{svc.port}:<container port>\"] to the container that serves {name}")
-    info = ComposeInfo(path=path, shown=svc.compose, data=data, memory_mib=total, unlimited=tuple(unlimited))
+    if svc.port not in tcp:
+        raise ComposeProblem(f"compose file {svc.compose}: container {ports[svc.port]}: ports: port {svc.port} is "
+                             "published only as UDP, and Caddy proxies HTTP over TCP",
+                             f"publish it as TCP: \"{svc.port}:<container port>\"")
+    kept, databases = isolation.state(data)
+    info = ComposeInfo(path=path, shown=svc.compose, data=data, memory_mib=total, unlimited=tuple(unlimited),
+                       kept=tuple(kept), databases=tuple(databases))
     return info, ports
 
 
-def _dig(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
+def _check_isolation(name: str, svc: Service, data: dict) -> None:
+    """Refuse what defeats the node's isolation (dynia.isolation) unless the spec opts in; an
+    opt-in the file does not use is refused too, since plan shows it as a risk taken."""
+    used = set()
+    for b in isolation.breaches(data):
+        where = f"compose file {svc.compose}: " + (f"container {b.container}: " if b.container else "") + b.key
+        if b.exception is None:
+            raise ComposeProblem(f"{where}: {b.what}",
+                                 "write the value literally: compose interpolates it on the node, where "
+                                 "dynia's checks cannot see the result")
+        if b.exception not in svc.isolation_exceptions:
+            raise ComposeProblem(f"{where}: {b.what}",
+                                 f"remove it; if service {name} truly needs it, add isolation_exceptions: "
+                                 f"[{b.exception}] to the service in the spec (every plan shows it)")
+        used.add(b.exception)
+    for unused in (e for e in svc.isolation_exceptions if e not in used):
+        raise ComposeProblem(f"isolation_exceptions lists {unused}, which compose file {svc.compose} does not use",
+                             "remove it: every plan shows an exception as a risk taken", key="isolation_exceptions")
+
+
+def _mirrored(spec: ClusterSpec, svc: Service) -> bool:
+    """Does the service run on several nodes at once?"""
+    return svc.placement == "all" or (svc.placement == "standby-only" and len(spec.nodes) > 2)
 
 
 def check_all(spec: ClusterSpec, root: Path) -> tuple[dict[str, ComposeInfo], list[tuple[tuple, str, str]]]:
-    """Inspect every service's compose file; a host port has one owner across the cluster."""
+    """Inspect every service's compose file; a host port has one owner across the cluster; a
+    service that keeps data is not mirrored unless the app replicates it itself."""
     infos, problems = {}, []
     owners = {svc.port: (name, None) for name, svc in spec.services.items()}
     for name, svc in spec.services.items():
         try:
             infos[name], ports = inspect(name, svc, root)
         except ComposeProblem as exc:
-            problems.append((("services", name, "compose"), f"service {name}: {exc}", exc.hint))
+            problems.append((("services", name, exc.key), f"service {name}: {exc}", exc.hint))
             continue
+        kept = infos[name].kept
+        if kept and _mirrored(spec, svc) and svc.state != "replicated":
+            more = f" (and {len(kept) - 1} more)" if len(kept) > 1 else ""
+            problems.append((("services", name, "placement"),
+                             f"service {name}: placement: {svc.placement} runs a copy on several nodes, and "
+                             f"each keeps its own {kept[0]}{more}: no copy sees the others' writes",
+                             "use placement: active-only (one copy, on the VIP holder), keep the data in a "
+                             "managed database, or set state: replicated if the app replicates it itself"))
         for host, cname in ports.items():
             other, other_container = owners.setdefault(host, (name, cname))
             if other != name:
@@ -253,6 +300,28 @@ def check_all(spec: ClusterSpec, root: Path) -> tuple[dict[str, ComposeInfo], li
             elif other_container is None:
                 owners[host] = (name, cname)
     return infos, problems
+
+
+def notices(spec: ClusterSpec, infos: dict[str, ComposeInfo]) -> list[dict]:
+    """What plan shows before anything else: each isolation exception and replicated-state
+    promise the spec makes, and each database that keeps its data inside its container."""
+    out = []
+    for name, svc in sorted(spec.services.items()):
+        for e in svc.isolation_exceptions:
+            out.append({"service": name, "kind": "isolation-exception",
+                        "text": f"service {name} is allowed {isolation.EXCEPTIONS[e]} (isolation_exceptions: {e})"})
+        if svc.state == "replicated" and _mirrored(spec, svc):
+            out.append({"service": name, "kind": "replicated-state",
+                        "text": f"service {name}: state: replicated — a copy runs on several nodes, each with "
+                                "its own data; dynia relies on the app to replicate it"})
+        info = infos.get(name)
+        for db in info.databases if info else ():
+            out.append({"service": name, "kind": "warning",
+                        "text": f"service {name}: {db}: its data lives in the container and is lost when the "
+                                "container is recreated" + ("; every node keeps its own copy"
+                                                            if _mirrored(spec, svc) else "")
+                                + " (add a volume, or use a managed database)"})
+    return out
 
 
 def _loopback(entry: Any) -> Any:

@@ -43,6 +43,9 @@ class NodePaths:
     # A service's drain marker and the record of the compose file it last started (under /run:
     # a reboot never leaves a node drained).
     drain_dir: str = "/run/dynia/drain"
+    # The only node paths a service's compose file may bind-mount (dynia.isolation): the node's
+    # system, its secrets and dynia's own files all live outside it.
+    data_root: str = "/srv"
 
     def compose_file(self, service: str) -> str:
         return f"{self.compose_dir}/{service}/docker-compose.yml"

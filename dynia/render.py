@@ -167,6 +167,7 @@ class Rendering:
     files: dict[str, list[RenderedFile]] = field(default_factory=dict)
     slots: dict[str, list[SecretSlot]] = field(default_factory=dict)
     guard: GuardReport | None = None
+    notices: list[dict] = field(default_factory=list)  # dynia.compose.notices: plan shows them first
 
     def manifest(self, node: str) -> dict[str, dict]:
         """target -> {sha256, mode, owner, component}: what the apply compares against."""
@@ -285,6 +286,7 @@ def render(cluster: Cluster, *, inventory: Inventory, applied: dict, holder: str
     version = last if (last and applied.get("contentHash") == content) else last + 1
     rendering = Rendering(spec.name, shash, version, content, inv, order, files, slots)
     rendering.guard = check_guard(cluster, providers.of(spec).ram_mib(spec.provider.size))
+    rendering.notices = compose.notices(spec, cluster.compose)
     return rendering
 
 

@@ -61,6 +61,7 @@ def _plan(rendering: Rendering, nodes: list[dict], applied_version) -> dict:
         "rollingOrder": rendering.rolling_order,
         "nodes": nodes,
         "guard": rendering.guard.as_dict() if rendering.guard else None,
+        "notices": rendering.notices,
         "pending": sum(len(n["changes"]) for n in nodes),
     }
 
@@ -92,6 +93,12 @@ def _change(c, read_old, new_content: bytes | None, no_base: str | None) -> dict
             diff, note = unified(c.target, old, new_content if c.op != "remove" else None)
     return {"path": c.target, "op": c.op, "oldSha256": c.old_sha, "newSha256": c.new_sha,
             "component": c.component, "detail": c.detail, "secret": False, "diff": diff, "diffNote": note}
+
+
+# A notice's kind as the terminal shows it; the Markdown comment uses the same words.
+NOTICE_LABELS = {"isolation-exception": ("isolation exception: ", "bold red"),
+                 "replicated-state": ("replicated state: ", "bold yellow"),
+                 "warning": ("warning: ", "yellow")}
 
 
 def _short(sha: str | None) -> str:
@@ -138,6 +145,8 @@ def print_plan(plan: dict, console) -> None:
     elif plan["addresses"] == "planned":
         line(("addresses are planned until provision; infra files change once "
               "the droplets have their real private addresses", "yellow"))
+    for n in plan.get("notices", ()):
+        line(NOTICE_LABELS[n["kind"]], (n["text"], "bold"))
     line("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (backups, then the VIP holder, then nodes never applied)")
     first_shown: dict[tuple[str, str], str] = {}
     for n in plan["nodes"]:
@@ -199,6 +208,8 @@ def markdown(plan: dict) -> str:
                   "> Addresses are planned on both sides (no provision state is read).", ""]
     elif plan["addresses"] == "planned":
         lines += ["> Addresses are planned until provision.", ""]
+    for n in plan.get("notices", ()):
+        lines += [f"> **{NOTICE_LABELS[n['kind']][0].rstrip(': ')}**: {_code(n['text'])}", ""]
     lines += [f"Rolling order: {' → '.join(f'`{n}`' for n in plan['rollingOrder'])} (backups, then the VIP holder, then nodes never applied)", ""]
     groups = shared(plan["nodes"])
     shown: set[tuple[str, str]] = set()

@@ -15,6 +15,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerial
                       ValidationError, field_validator, model_validator)
 
 from .errors import DyniaError, config_error
+from .isolation import IsolationException
 from .paths import INFRA_PORTS
 
 SCHEMA_VERSION = 1
@@ -254,6 +255,14 @@ class Service(Strict):
                         "null removes one")
     rate_limit: RateLimit | None = Field(RateLimit(), description="requests per client (its real address) before "
                                                                   "HAProxy answers 429; null turns it off")
+    state: Literal["local", "replicated"] = Field(
+        "local", description="local: each copy keeps its own data, so a service with volumes or data-root bind "
+                             "mounts must not run on several nodes; replicated: the app replicates its data "
+                             "itself, so it may (every plan says so)")
+    isolation_exceptions: list[IsolationException] = Field(
+        [], description="what this service's compose file may do that would otherwise be refused for defeating "
+                        "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
+                        "security-opt, host-mounts (every plan shows each one)")
 
     def runs_on(self, is_master: bool) -> bool:
         """Does this service run on a node in that role? (notify.sh switches it on failover.)"""
@@ -273,6 +282,13 @@ class Service(Strict):
             if value is not None and not HEADER_VALUE.fullmatch(value):
                 raise ValueError(f"header {name}: a value of 1-512 printable ASCII characters without "
                                  '", \\ or %')
+        return v
+
+    @field_validator("isolation_exceptions")
+    @classmethod
+    def _exceptions(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("an exception is listed twice")
         return v
 
     @field_validator("port")

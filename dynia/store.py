@@ -41,6 +41,38 @@ def flow_depth(text: str) -> int:
     return deepest
 
 
+# Levels of nesting, block or flow, in the loaded data: far beyond any spec or compose file,
+# far below what the YAML emitter and copy.deepcopy recurse through (about 250).
+MAX_DEPTH = 2 * MAX_FLOW_DEPTH
+
+
+def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Is the loaded data nested deeper than limit (or does it contain itself)? Each node shared
+    through an alias is measured once, so an alias bomb costs its size on disk, not expanded."""
+    heights: dict[int, int] = {}
+    active: set[int] = set()
+
+    def height(node: Any, budget: int) -> int:
+        if not isinstance(node, (dict, list)):
+            return 0
+        key = id(node)
+        if key in heights:
+            return heights[key]
+        if key in active or budget <= 0:
+            return limit + 1  # a cycle, or deeper than the budget: either way too deep
+        active.add(key)
+        h = 0
+        for child in (node.values() if isinstance(node, dict) else node):
+            h = max(h, 1 + height(child, budget - 1))
+            if h > budget:
+                break  # the first overrun is the answer all the way up
+        active.discard(key)
+        heights[key] = h
+        return h
+
+    return height(data, limit) > limit
+
+
 def check_cluster_name(name: Any) -> str:
     """Every path built from a cluster name goes through here first: `--cluster ../../x`
     must not name a spec, a lock or a cache directory outside the project."""
@@ -229,7 +261,10 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         if flow_depth(text) > MAX_FLOW_DEPTH:
             raise RecursionError  # the answer the parser gives itself, only later
-        return _yaml().load(text)
+        raw = _yaml().load(text)
+        if too_deep(raw):
+            raise RecursionError
+        return raw
     except RecursionError:
         raise config_error(f"{source}: nested too deeply to be a dynia spec",
                            "a spec is a few levels deep; remove the nested brackets or lists") from None

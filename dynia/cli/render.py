@@ -28,6 +28,13 @@ def warn_guard(result) -> None:
               f"{row.ram_mib} MiB RAM (threshold {result.guard.threshold:.0%})", file=sys.stderr)
 
 
+def warn_notices(result) -> None:
+    """plan shows every notice in its output; render has only stderr for the warnings."""
+    for n in result.notices:
+        if n["kind"] == "warning":
+            print(f"warning: {n['text']}", file=sys.stderr)
+
+
 def render_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """Render deploy-config/<cluster>/ from the spec (pure: no network)."""
     from ..render import write_deploy_config
@@ -35,6 +42,7 @@ def render_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
     proj, c, result = rendering(ctx, cluster)
     result.guard.enforce()
     warn_guard(result)
+    warn_notices(result)
     out = proj.deploy_dir(c.name)
     write_deploy_config(result, out)
     meta = result.cluster_metadata()

@@ -82,7 +82,7 @@ def _api(ports: str, extra: str = "") -> str:
 COMPOSE_CASES = [
     ("compose-bad-yaml", "services/api.yml", "services:\n  api: [\n", "fix the YAML syntax"),
     ("compose-host-network", "services/api.yml",
-     "services:\n  api:\n    image: x\n    network_mode: host\n", "publish the port"),
+     "services:\n  api:\n    image: x\n    network_mode: host\n", "isolation_exceptions: [host-network]"),
     ("compose-public-bind", "services/api.yml",
      "services:\n  api:\n    image: x\n    ports: [\"203.0.113.5:8081:8000\"]\n", "drop the address"),
     ("compose-no-services", "services/api.yml", "version: '3'\n", "declare at least one container"),
@@ -131,6 +131,31 @@ COMPOSE_CASES = [
     ("compose-deeply-nested", "services/api.yml", _api('["8081:8000"]') + "x: " + "[" * 5000 + "\n",
      "remove the nested brackets"),
     ("compose-too-large", "services/api.yml", _api('["8081:8000"]') + "# padding\n" * 200_000, "trim it"),
+    # issue 22: what defeats the node's isolation, one case per class (tests/unit/test_compose_isolation.py
+    # has the variants), and the limits that keep an error message short
+    ("compose-privileged", "services/api.yml", _api('["8081:8000"]', "    privileged: true\n"),
+     "isolation_exceptions: [privileged]"),
+    ("compose-host-pid", "services/api.yml", _api('["8081:8000"]', "    pid: host\n"),
+     "isolation_exceptions: [host-namespaces]"),
+    ("compose-external-host-network", "services/api.yml",
+     _api('["8081:8000"]', "    networks: [outside]\n") + "networks:\n  outside: {external: true, name: host}\n",
+     "isolation_exceptions: [host-network]"),
+    ("compose-cap-sys-admin", "services/api.yml", _api('["8081:8000"]', "    cap_add: [SYS_ADMIN]\n"),
+     "isolation_exceptions: [capabilities]"),
+    ("compose-devices", "services/api.yml", _api('["8081:8000"]', "    devices: [/dev/sda:/dev/sda]\n"),
+     "isolation_exceptions: [devices]"),
+    ("compose-seccomp-unconfined", "services/api.yml", _api('["8081:8000"]', "    security_opt: [seccomp:unconfined]\n"),
+     "isolation_exceptions: [security-opt]"),
+    ("compose-docker-socket", "services/api.yml",
+     _api('["8081:8000"]', "    volumes: [/var/run/docker.sock:/var/run/docker.sock]\n"),
+     "isolation_exceptions: [host-mounts]"),
+    ("compose-interpolated-mount", "services/api.yml", _api('["8081:8000"]', '    volumes: ["${D:-/etc}:/x"]\n'),
+     "write the value literally"),
+    ("compose-udp-only-service-port", "services/api.yml", _api('["8081:8000/udp"]'), "publish it as TCP"),
+    ("compose-no-image", "services/api.yml", 'services:\n  api:\n    ports: ["8081:8000"]\n', "add image:"),
+    ("compose-block-nested-400", "services/api.yml",
+     _api('["8081:8000"]', "    labels:\n" + "".join("  " * (3 + i) + f"k{i}:\n" for i in range(400))
+          + "  " * 403 + "v\n"), "remove the nested brackets"),
 ]
 
 COMMAND_CASES = [

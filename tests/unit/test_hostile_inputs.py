@@ -50,10 +50,10 @@ def test_service_names_are_matched_whole():
     assert "admin" in ClusterSpec.model_validate(_spec(services={"admin": svc})).services
 
 
-def _service(tmp_path: Path, compose_text: str, port: int = 9000):
+def _service(tmp_path: Path, compose_text: str, port: int = 9000, **svc):
     (tmp_path / "services").mkdir(exist_ok=True)
     (tmp_path / "services/app.yml").write_text(compose_text)
-    spec = _spec(services={"app": {"compose": "services/app.yml", "port": port}})
+    spec = _spec(services={"app": {"compose": "services/app.yml", "port": port, **svc}})
     return validate_spec(spec, "t.yaml"), tmp_path
 
 
@@ -64,7 +64,7 @@ services:
     image: x
     ports: ["0.0.0.0:9000:80", {target: 81, published: "9001", host_ip: "127.0.0.1", protocol: udp}]
     expose: ["5432"]
-    volumes: ["data:/data", "/srv/app:/srv", {type: bind, source: /etc/app, target: /etc/app}, "/cache"]
+    volumes: ["data:/data", "/srv/app:/srv", {type: bind, source: /srv/app-etc, target: /etc/app}, "/cache"]
     extends: {service: base}
   base:
     image: y
@@ -74,7 +74,7 @@ secrets:
   token: {environment: TOKEN}
 volumes:
   data: {}
-""")
+""", placement="active-only")
     infos, problems = compose.check_all(spec, root)
     assert problems == []
     rendered = YAML(typ="safe").load(compose.wrapped("app", infos["app"]))
