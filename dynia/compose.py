@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import isolation
-from .isolation import dig, label, show
+from .isolation import dig, label, show, text
 from .paths import INFRA_PORTS
 from .spec import ClusterSpec, Service
 
@@ -49,7 +49,7 @@ class ComposeInfo:
 def parse_memory(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return max(1, round(value / (1024 * 1024)))
-    m = _MEM.fullmatch(str(value).strip())
+    m = _MEM.fullmatch(text(value).strip())
     if not m:
         raise ComposeProblem(f"memory limit {show(value)} is not a size",
                              "write it like 256m or 1g")
@@ -149,7 +149,7 @@ def _bind_source(volume: Any) -> str | None:
     """The host path of a bind mount, or None for a named volume / tmpfs."""
     if isinstance(volume, dict):
         return volume.get("source") if volume.get("type") == "bind" else None
-    source = str(volume).split(":", 1)[0]
+    source = text(volume).split(":", 1)[0]
     return source if source.startswith((".", "/", "~")) else None
 
 
@@ -168,12 +168,19 @@ def _check_container(shown: str, cname: Any, c: Any) -> list[tuple[int, str]]:
         # The nodes pull images; nothing else (no build context) reaches them.
         raise ComposeProblem(f"{where} has no image: (a container needs image: or build:, and build: "
                              "never reaches the nodes)", "add image: <registry>/<name>:<tag>")
+    for key in ("privileged", "network_mode", *isolation.NAMESPACE_KEYS):
+        if isinstance(c.get(key), (dict, list)):
+            raise ComposeProblem(f"{where}: {key}: {show(c[key])} is not a single value",
+                                 f"write {key}: as one value (see the compose specification)")
     for key in ("ports", "volumes"):
         if not isinstance(c.get(key) or [], list):
             raise ComposeProblem(f"{where}: {key}: must be a list", f"write {key}: as a list of entries")
     for volume in c.get("volumes") or []:
+        if not isinstance(volume, (str, dict)):
+            raise ComposeProblem(f"{where}: volumes: entry {show(volume)} is not understood",
+                                 "write SOURCE:TARGET[:ro] or a mapping with type:, source:, target:")
         source = _bind_source(volume)
-        if source is not None and not str(source).startswith("/"):
+        if source is not None and not text(source).startswith("/"):
             raise ComposeProblem(f"{where}: volumes: bind mount {show(source)} is relative to this machine",
                                  "use a named volume, or an absolute path that exists on every node")
     published = []

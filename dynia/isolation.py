@@ -61,6 +61,11 @@ def show(value: Any) -> str:
     return _SHOW.repr(value)
 
 
+def text(value: Any) -> str:
+    """A scalar as text; anything else as its bounded repr (str() of an alias bomb is gigabytes)."""
+    return value if isinstance(value, str) else show(value)
+
+
 def label(name: Any) -> str:
     """A container or volume name as messages print it: as written when short and printable."""
     return name if isinstance(name, str) and len(name) <= 64 and name.isprintable() else show(name)
@@ -83,7 +88,7 @@ class Mount:
 
 
 def _off(value: Any) -> bool:
-    return value is None or value is False or str(value).strip().lower() in ("false", "no", "0", "off", "")
+    return value is None or value is False or text(value).strip().lower() in ("false", "no", "0", "off", "")
 
 
 def _strings(value: Any, seen: set[int]) -> Iterator[str]:
@@ -112,10 +117,10 @@ def interpolated(value: Any) -> str | None:
 def _names(value: Any) -> list[str]:
     """The entries of a list-or-mapping key (networks:, volumes_from:), as strings."""
     if isinstance(value, dict):
-        return [str(k) for k in value]
+        return [text(k) for k in value]
     if isinstance(value, list):
-        return [str(v) for v in value]
-    return [] if value is None else [str(value)]
+        return [text(v) for v in value]
+    return [] if value is None else [text(value)]
 
 
 def host_networks(data: dict) -> set[str]:
@@ -127,8 +132,8 @@ def host_networks(data: dict) -> set[str]:
         name = net.get("name") or (external.get("name") if isinstance(external, dict) else None)
         if name is None and not _off(external):
             name = key  # an external network is looked up by its key
-        if str(net.get("driver", "")).strip().lower() == "host" or str(name).strip().lower() == "host":
-            out.add(str(key))
+        if text(net.get("driver", "")).strip().lower() == "host" or text(name).strip().lower() == "host":
+            out.add(text(key))
     return out
 
 
@@ -144,19 +149,19 @@ def mounts(cname: str, c: dict, data: dict) -> list[Mount]:
                 continue
             bind = kind == "bind"
         else:
-            parts = str(v).split(":")
+            parts = text(v).split(":")
             if len(parts) == 1:
                 out.append(Mount(cname, None, False, False))  # anonymous volume
                 continue
             source, options = parts[0], parts[2].split(",") if len(parts) > 2 else []
             read_only = "ro" in options
             bind = source.startswith(("/", ".", "~"))
-        source = None if source is None else str(source)
+        source = None if source is None else text(source)
         if not bind and source is not None:
             opts = (top.get(source) or {}).get("driver_opts") if isinstance(top.get(source), dict) else None
             if isinstance(opts, dict) and opts.get("device") is not None and (
-                    "bind" in str(opts.get("o", "")).split(",") or str(opts.get("type", "")) == "none"):
-                source, bind = str(opts["device"]), True
+                    "bind" in text(opts.get("o", "")).split(",") or text(opts.get("type", "")) == "none"):
+                source, bind = text(opts["device"]), True
         out.append(Mount(cname, source, bind, read_only))
     return out
 
@@ -191,10 +196,10 @@ def _container(cname: str, c: dict, data: dict, hosts: set[str]) -> Iterator[Bre
         yield Breach(cname, "privileged", "gives the container every device and capability of the node "
                      "(root on the host)", "privileged")
     for key in NAMESPACE_KEYS:
-        if str(c.get(key, "")).strip().lower() == "host":
+        if text(c.get(key, "")).strip().lower() == "host":
             yield Breach(cname, key, f"{key}: host shares the node's own namespace with the container",
                          "host-namespaces")
-    mode = str(c.get("network_mode", "")).strip().lower()
+    mode = text(c.get("network_mode", "")).strip().lower()
     if mode == "host":
         yield Breach(cname, "network_mode", "network_mode: host puts the container on the node's network, "
                      "where its ports bypass Caddy and 127.0.0.1", "host-network")
@@ -207,7 +212,7 @@ def _container(cname: str, c: dict, data: dict, hosts: set[str]) -> Iterator[Bre
                          "the container's ports bypass Caddy and 127.0.0.1", "host-network")
     caps = c.get("cap_add")
     for cap in caps if isinstance(caps, list) else ([] if caps is None else [caps]):
-        name = str(cap).strip().upper().removeprefix("CAP_")
+        name = text(cap).strip().upper().removeprefix("CAP_")
         if name not in DEFAULT_CAPS:
             yield Breach(cname, "cap_add", f"{show(cap)} is outside Docker's default capabilities "
                          f"({', '.join(sorted(DEFAULT_CAPS))})", "capabilities")
@@ -219,7 +224,7 @@ def _container(cname: str, c: dict, data: dict, hosts: set[str]) -> Iterator[Bre
                      "devices")
     opts = c.get("security_opt")
     for opt in opts if isinstance(opts, list) else ([] if opts is None else [opts]):
-        if not str(opt).strip().startswith("no-new-privileges"):
+        if not text(opt).strip().startswith("no-new-privileges"):
             yield Breach(cname, "security_opt", f"{show(opt)} turns off or replaces the seccomp, AppArmor or "
                          "SELinux confinement (only no-new-privileges is accepted)", "security-opt")
     for m in mounts(cname, c, data):

@@ -122,3 +122,88 @@ def test_spec_of_exactly_the_size_cap_is_read(project):
     assert spec.stat().st_size == MAX_INPUT_BYTES
     assert load_cluster(Project(project), "shop").spec.name == "shop"
 
+
+
+# --- issue 22h / 21.8: limits and messages wherever a compose file is read ------------------
+
+BOMB = "".join(f"x-{n}: &{n} [" + ", ".join([f"*{p}"] * 9 if p else ['"lol"'] * 9) + "]\n"
+               for p, n in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg"))  # 9**7 strings once expanded
+
+
+@pytest.mark.parametrize("extra", [
+    '    ports: ["9000:80", *g]\n',
+    '    ports: ["9000:80", {target: *g, published: 9001}]\n',
+    '    ports: ["9000:80", {target: 81, published: 9001, host_ip: *g}]\n',
+    '    ports: ["9000:80", {target: 81, published: 9001, protocol: *g}]\n',
+    '    ports: ["9000:80"]\n    mem_limit: *g\n',
+    '    ports: ["9000:80"]\n    volumes: [*g]\n',
+    '    ports: ["9000:80"]\n    cap_add: *g\n',
+    '    ports: ["9000:80"]\n    security_opt: [*g]\n',
+    '    ports: ["9000:80"]\n    network_mode: *g\n',
+    '    ports: ["9000:80"]\n    privileged: *g\n',
+    '    ports: ["9000:80"]\n    extends: {file: *g, service: x}\n',
+])
+def test_an_alias_bomb_never_reaches_an_error_message_expanded(tmp_path, extra):
+    import time
+
+    spec, root = _service(tmp_path, BOMB + "services:\n  app:\n    image: x\n" + extra)
+    started = time.monotonic()
+    _, problems = compose.check_all(spec, root)
+    assert problems, "the bomb was accepted"
+    assert len(problems[0][1]) < 1000 and len(problems[0][2]) < 300
+    assert time.monotonic() - started < 5
+
+
+def _nested(depth: int) -> str:
+    """A compose file `depth` mappings deep: the file, services:, the container, labels: and
+    depth - 4 mappings below it."""
+    body = "".join("  " * (3 + i) + f"k{i}:\n" for i in range(depth - 3)) + "  " * depth + "v\n"
+    return 'services:\n  app:\n    image: x\n    ports: ["9000:80"]\n    labels:\n' + body
+
+
+def test_block_nesting_up_to_the_depth_limit_renders_and_beyond_is_refused(tmp_path):
+    from dynia.store import MAX_DEPTH, too_deep
+
+    assert not too_deep(YAML(typ="safe").load(_nested(MAX_DEPTH)))
+    assert too_deep(YAML(typ="safe").load(_nested(MAX_DEPTH + 1)))
+    spec, root = _service(tmp_path, _nested(MAX_DEPTH))
+    infos, problems = compose.check_all(spec, root)
+    assert problems == []
+    assert compose.wrapped("app", infos["app"]).startswith("# Rendered by dynia")
+    for depth in (MAX_DEPTH + 1, 400, 1000):
+        spec, root = _service(tmp_path, _nested(depth))
+        _, problems = compose.check_all(spec, root)
+        assert problems and "nested too deeply" in problems[0][1], depth
+
+
+def test_a_compose_file_that_contains_itself_is_refused(tmp_path):
+    spec, root = _service(tmp_path, 'services:\n  app:\n    image: x\n    ports: ["9000:80"]\n    x-self: &s [*s]\n')
+    _, problems = compose.check_all(spec, root)
+    assert problems and "contains itself" in problems[0][1]
+
+
+def test_a_spec_nested_400_block_levels_deep_is_refused_as_such():
+    text = "x:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(400)) + "  " * 401 + "v\n"
+    with pytest.raises(DyniaError, match="nested too deeply"):
+        parse_yaml(text, "t.yaml")
+
+
+@pytest.mark.parametrize("text,line,column", [
+    ("services:\n  app: [\n", 3, 1),
+    ("services:\n  app:\n    image: x\n   ports: 1\n", 4, 4),
+    ("services:\n  app:\n    image: *nothing\n", 3, 12),
+])
+def test_a_compose_yaml_error_names_line_and_column_and_assumes_no_docker(tmp_path, text, line, column):
+    spec, root = _service(tmp_path, text)
+    _, problems = compose.check_all(spec, root)
+    assert f"compose file services/app.yml:{line}:{column} is not valid YAML (" in problems[0][1]
+    assert problems[0][2] == "fix the YAML syntax at that line and column"
+
+
+@pytest.mark.parametrize("container", ["    ports: [\"9000:80\"]\n", "    image: ''\n    ports: [\"9000:80\"]\n",
+                                       "    image: [x]\n    ports: [\"9000:80\"]\n"])
+def test_a_container_without_an_image_is_refused(tmp_path, container):
+    spec, root = _service(tmp_path, "services:\n  app:\n" + container)
+    _, problems = compose.check_all(spec, root)
+    assert problems and "container app has no image:" in problems[0][1]
+    assert "add image:" in problems[0][2]

@@ -203,3 +203,15 @@ def test_the_pull_request_workflow_plans_every_pull_request_against_its_base_wit
     with_secrets = [s.get("name") for s in steps if any("secrets." in str(v) for v in (s.get("env") or {}).values())]
     assert with_secrets == ["live plan (Pulumi preview)"]
     assert all(s["with"].get("persist-credentials") is False for s in steps if s.get("uses", "").startswith("actions/checkout"))
+
+
+def test_a_compose_file_nested_400_levels_deep_at_the_ref_is_a_config_error_not_a_crash(project, cli):
+    api = project / "services/api.yml"
+    good = api.read_text()
+    api.write_text(good + "x-deep:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(400)) + "  " * 401 + "v\n")
+    _repo(project)
+    api.write_text(good)
+    git(project, "commit", "-qam", "flatten")
+    r = _plan(cli, project)
+    assert r.code == 10, r.err
+    assert "services/api.yml is nested too deeply" in r.err and "internal error" not in r.err
