@@ -12,6 +12,7 @@ node, after every check here, so a `$` in them is refused rather than guessed at
 from __future__ import annotations
 
 import posixpath
+import re
 import reprlib
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, get_args
@@ -37,6 +38,8 @@ assert set(EXCEPTIONS) == set(get_args(IsolationException))
 DEFAULT_CAPS = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
                           "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
                           "SYS_CHROOT"})
+# The one security option that only tightens: every other one loosens or replaces a profile.
+NO_NEW_PRIVILEGES = re.compile(r"no-new-privileges(?:[:=](?:true|false))?")
 NAMESPACE_KEYS = ("pid", "ipc", "uts", "userns_mode", "cgroup")
 DEVICE_KEYS = ("devices", "device_cgroup_rules", "gpus")
 # Keys whose values decide isolation (and so must be literal), per container and at the top level.
@@ -224,7 +227,7 @@ def _container(cname: str, c: dict, data: dict, hosts: set[str]) -> Iterator[Bre
                      "devices")
     opts = c.get("security_opt")
     for opt in opts if isinstance(opts, list) else ([] if opts is None else [opts]):
-        if not text(opt).strip().startswith("no-new-privileges"):
+        if not NO_NEW_PRIVILEGES.fullmatch(text(opt).strip()):
             yield Breach(cname, "security_opt", f"{show(opt)} turns off or replaces the seccomp, AppArmor or "
                          "SELinux confinement (only no-new-privileges is accepted)", "security-opt")
     for m in mounts(cname, c, data):

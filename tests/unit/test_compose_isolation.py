@@ -60,6 +60,7 @@ REFUSED = [
     ("security-opt", "    security_opt: ['label=type:spc_t']\n", ""),
     ("security-opt", "    security_opt: [systempaths=unconfined]\n", ""),
     ("security-opt", "    security_opt: ['seccomp=/srv/app/loose.json']\n", ""),
+    ("security-opt", "    security_opt: ['no-new-privileges-but-not-really']\n", ""),
     *[("host-mounts", f"    volumes: ['{p}:/mnt:ro']\n", "") for p in
       ("/", "/etc", "/root", "/proc", "/sys", "/dev", "/run", "/var/run/docker.sock", "/home/ops",
        "/srv", "/srv/../etc", "//etc", "/opt/dynia/state", "/etc/dynia", "/etc/haproxy/certs")],
@@ -106,7 +107,7 @@ ACCEPTED = [
     "    network_mode: bridge\n",
     "    networks: [back]\n",
     "    cap_drop: [ALL]\n    cap_add: [NET_BIND_SERVICE, CHOWN, CAP_SETUID]\n",
-    "    security_opt: ['no-new-privileges:true']\n",
+    "    security_opt: ['no-new-privileges:true', no-new-privileges, 'no-new-privileges=false']\n",
     "    volumes: ['/srv/app:/data', '/srv/app/conf/x.conf:/etc/x.conf:ro', 'named:/n']\n",
     "    volumes: [{type: bind, source: /srv/app, target: /data}, {type: tmpfs, target: /tmp}]\n",
     "    environment: {PRICE: '$$5', HOME_DIR: '${HOME}'}\n",
