@@ -32,6 +32,15 @@ def plan_cmd(
     Every changed file comes with a line diff against what the node had at the last apply
     (or, with --against REF, against the render at that git revision).
     """
+    show_plan(ctx, cluster, offline=offline, phase=phase, fmt=fmt, as_json=as_json,
+              detailed_exitcode=detailed_exitcode, against=against)
+
+
+def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: Phase | None = None,
+              fmt: PlanFormat = PlanFormat.table, as_json: bool = False, detailed_exitcode: bool = False,
+              against: str | None = None) -> None:
+    """The plan itself, with plain defaults: other commands (`route plan`) call this, never the
+    Typer function, whose defaults are option descriptions rather than values."""
     from .. import cache
     from ..errors import EXIT_CHANGES
     from ..report import markdown, offline_plan, print_plan

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from .common import CLUSTER_OPT, Phase, PlanFormat, cluster_name, next_step, project, say
+from .common import CLUSTER_OPT, Phase, cluster_name, next_step, project, say
+from .service import SERVICE_ARG
 
 app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True, rich_markup_mode=None)
 
@@ -12,7 +13,8 @@ APPLY_OPT = typer.Option(False, "--apply", help="Also apply: the apps phase (Cad
 
 
 @app.command("bind")
-def bind_cmd(ctx: typer.Context, service: str = typer.Argument(...), domain: str = typer.Argument(...),
+def bind_cmd(ctx: typer.Context, service: str = SERVICE_ARG,
+             domain: str = typer.Argument(..., help="The domain, inside the cluster's zone."),
              apply: bool = APPLY_OPT, cluster: str = CLUSTER_OPT) -> None:
     """Route DOMAIN to SERVICE."""
     from ..editing import bind_route
@@ -25,7 +27,7 @@ def bind_cmd(ctx: typer.Context, service: str = typer.Argument(...), domain: str
 
 
 @app.command("unbind")
-def unbind_cmd(ctx: typer.Context, service: str = typer.Argument(...), apply: bool = APPLY_OPT,
+def unbind_cmd(ctx: typer.Context, service: str = SERVICE_ARG, apply: bool = APPLY_OPT,
                cluster: str = CLUSTER_OPT) -> None:
     """Remove SERVICE's domain."""
     from ..editing import unbind_route
@@ -38,11 +40,12 @@ def unbind_cmd(ctx: typer.Context, service: str = typer.Argument(...), apply: bo
 
 
 @app.command("plan")
-def plan_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, offline: bool = typer.Option(False, "--offline")) -> None:
+def plan_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
+             offline: bool = typer.Option(False, "--offline", help="Only the file diff; no Pulumi, no network.")) -> None:
     """What the current routes would change: the files per node and the apps phase preview."""
-    from .plan import plan_cmd as plan
+    from .plan import show_plan
 
-    plan(ctx, offline=offline, phase=Phase.apps, fmt=PlanFormat.table, cluster=cluster, as_json=False, detailed_exitcode=False)
+    show_plan(ctx, cluster, offline=offline, phase=Phase.apps)
 
 
 def _ready_if(ctx, name: str, apply: bool) -> None:
