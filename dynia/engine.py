@@ -230,15 +230,39 @@ def require_passphrase(url: str | None) -> None:
 def preflight(provider: "providers.Provider", spec_backend: str | None, project, cluster: str) -> None:
     """Everything an engine command needs from this machine, checked before its first write:
     a command that edits the spec and then applies must not leave the edit behind because the
-    Pulumi CLI, the passphrase, the SSH key or a provider token was missing."""
-    require_cli()
-    require_passphrase(_configured_backend(spec_backend))
-    provider.ssh_key_pair(project, cluster)
-    for api, env in provider.operator_env:
+    Pulumi CLI, the passphrase, the SSH key or a provider token was missing. Every check runs,
+    so a new machine learns all it lacks from one run, not one rerun per missing piece."""
+    def operator_token(api: str, env: str) -> None:
         if not os.environ.get(env):
             raise DyniaError("provider", f"{env} is not set (the {api} API needs it)",
-                             f"export {env}=… (a token with write access), then rerun")
-    provider.node_token()  # the scoped token pushes write to nodes: missing or the operator's → typed error
+                             f"export {env}=… (a token with write access)")
+
+    checks = (require_cli, lambda: require_passphrase(_configured_backend(spec_backend)),
+              lambda: provider.ssh_key_pair(project, cluster),
+              *(functools.partial(operator_token, api, env) for api, env in provider.operator_env),
+              provider.node_token)  # the scoped token pushes write to nodes: missing or the operator's
+    missing = []
+    for check in checks:
+        try:
+            check()
+        except DyniaError as exc:
+            missing.append(exc)
+    if missing:
+        raise machine_not_ready(missing)
+
+
+def machine_not_ready(missing: list[DyniaError]) -> DyniaError:
+    """One error for everything this machine lacks, each piece with its own fix; the first
+    piece's kind sets the exit code (the CLI first: nothing runs without it)."""
+    doctor = "`dynia context doctor` checks all of it again"
+    if len(missing) == 1:
+        only = missing[0]
+        return DyniaError(only.kind, only.message, f"{only.hint}; {doctor}")
+    # One `error:` line and one `hint:` line, as every error: numbered, so each fix finds its piece.
+    pieces = "; ".join(f"({i}) {e.message}" for i, e in enumerate(missing, 1))
+    fixes = "; ".join(f"({i}) {e.hint}" for i, e in enumerate(missing, 1))
+    return DyniaError(missing[0].kind, f"this machine is not ready to plan or apply, {len(missing)} pieces are "
+                      f"missing: {pieces}", f"{fixes}; then {doctor}")
 
 
 @functools.cache
@@ -327,7 +351,12 @@ class Engine:
         """The phase's stack, selected once per command: each selection runs the Pulumi CLI,
         and a command reads provision's outputs (credentials, region) before it runs a phase."""
         if phase not in self._stacks:
-            self._stacks[phase] = self._select(phase)
+            try:
+                self._stacks[phase] = self._select(phase)
+            except DyniaError:
+                raise
+            except Exception as exc:  # the CLI could not select or create the stack
+                raise pulumi_failed(f"selecting the stack {self.cluster.name}-{phase}", exc) from None
         return self._stacks[phase]
 
     def _select(self, phase: str):
@@ -587,10 +616,7 @@ class Engine:
             if name.endswith("-push"):
                 m = _EXIT.search(diag.message or "")
                 return push_error(name, diag.message or "", int(m.group(1)) if m else None, self.cluster.name)
-        text = getattr(exc, "stderr", "") or str(exc)
-        lines = [l for l in text.strip().splitlines() if l.strip()]
-        return DyniaError("engine", f"phase {phase} failed: {lines[-1] if lines else exc.__class__.__name__}",
-                          "rerun with --debug for the engine's full output", resume)
+        return pulumi_failed(f"phase {phase}", exc, resume)
 
     # --- local cache (what status and the offline plan read without Pulumi) -----------------
 
@@ -739,9 +765,24 @@ class Engine:
             rendering=rendering)  # the contents and slots of the layers pushed: the next plan's line diffs
 
 
+def pulumi_failed(what: str, exc: Exception, resume: str | None = None) -> DyniaError:
+    """A `pulumi` subprocess that failed (the SDK's CommandError): an engine error with the
+    CLI's last word, never an internal error."""
+    text = getattr(exc, "stderr", "") or str(exc)
+    # The SDK's CommandError reads "code: N / stdout: … / stderr: …": the CLI's words are the last.
+    text = text.rsplit("\n stderr: ", 1)[-1]
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    return DyniaError("engine", f"{what} failed: {lines[-1] if lines else exc.__class__.__name__}",
+                      "--debug prints the engine's full output and logs it", resume)
+
+
 def stack_export(engine: Engine, phase: str) -> dict:
     """export_stack() as plain JSON (a Deployment's version + deployment)."""
-    dep = engine.stack(phase).export_stack()
+    stack = engine.stack(phase)
+    try:
+        dep = stack.export_stack()
+    except Exception as exc:
+        raise pulumi_failed(f"exporting the stack {engine.cluster.name}-{phase}", exc) from None
     return {"version": dep.version, "deployment": dep.deployment}
 
 

@@ -12,10 +12,10 @@ app = typer.Typer(help="Select the current cluster and check this machine (docto
 def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Print the cluster commands act on, and why."""
     from ..errors import DyniaError
-    from ..selection import resolve_with_source
+    from ..selection import existing
 
     try:
-        name, source = resolve_with_source(project(ctx), None)
+        name, source = existing(project(ctx), None)
     except DyniaError as exc:
         if exc.message != "no cluster selected":  # a bad name or a corrupt context.json is the answer
             raise
@@ -65,6 +65,9 @@ def doctor_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
     else:
         for c in checks:
             say(("✓", "green") if c.ok else ("✗", "red"), f" {c.name}: {c.detail}")
+            if not c.ok:
+                say(("    fix: ", "dim"), c.fix)
     if failed:
+        hint = failed[0].fix if len(failed) == 1 else "apply each fix above, then run `dynia context doctor` again"
         raise config_error(f"doctor: {len(failed)} of {len(checks)} checks failed ({', '.join(c.name for c in failed)})",
-                           failed[0].fix)
+                           hint)

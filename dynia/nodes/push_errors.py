@@ -37,7 +37,7 @@ def push_error(resource: str, message: str, exit_status: int | None, cluster: st
                           "bring the node back (or check its firewall), then resume; later nodes were not touched",
                           resume)
     return DyniaError("sync", f"node {node}, {layer}: push failed (exit {exit_status}): {reason}",
-                      "rerun with --debug for the node's full output", resume)
+                      "--debug prints the node's full output and logs it", resume)
 
 
 def host_key_error(node: str, host: str | None, detail: str, pinned: bool = True) -> DyniaError:

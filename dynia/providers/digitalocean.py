@@ -246,7 +246,7 @@ class DigitalOcean(DropletSizes, Provider):
                 if nodes is not None and any("no such resource" in line.lower() for line in text):
                     continue  # never provisioned: nothing to unprotect
                 raise DyniaError("engine", f"could not lift the droplets' protection: {text[-1] if text else exc}",
-                                 "rerun with --debug; nothing was deleted") from None
+                                 "nothing was deleted; --debug prints the engine's full output and logs it") from None
 
     def origin_pem(self, project, spec):
         from ..components.origin_certificate import OriginCertificate, OriginCertificateArgs

@@ -41,6 +41,10 @@ def events(path, items):
 
 
 stack = opt("--stack") or ""
+broken = os.environ.get("RECORDING_PULUMI_BROKEN")  # e.g. "stack export": that subcommand fails as the CLI does
+if broken and " ".join(args).startswith(broken):
+    print(f"error: could not {broken}: the backend did not answer", file=sys.stderr)
+    sys.exit(255)
 NODES = ("brave-panda", "misty-owl")  # the shop example's rolling order: the backup first
 PUSH_LAYERS = {"infra": ("infra",), "apps": ("service-admin", "service-api", "service-web")}
 
