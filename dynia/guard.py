@@ -23,6 +23,7 @@ class GuardRow:
     steady_mib: int      # services running in the node's planned role
     peak_mib: int        # after a failover makes it MASTER (or = steady for the MASTER)
     services: tuple[str, ...]
+    peak_services: tuple[str, ...] = ()  # what it runs at its peak (as MASTER)
 
     @property
     def ratio(self) -> float:
@@ -35,6 +36,7 @@ class GuardReport:
     on_exceed: str
     rows: list[GuardRow] = field(default_factory=list)
     assumed: list[str] = field(default_factory=list)  # "service/container" without a limit
+    service_mib: dict[str, int] = field(default_factory=dict)  # each service's budget
 
     @property
     def exceeded(self) -> list[GuardRow]:
@@ -47,16 +49,25 @@ class GuardReport:
                            "ratio": round(r.ratio, 3), "services": list(r.services),
                            "ok": r.ratio <= self.threshold} for r in self.rows]}
 
+    def explain(self, row: GuardRow) -> str:
+        """Where a node's memory goes, at its peak: every term of the sum and the assumed
+        defaults. One decimal, so 80.3 % never reads as "80 % (threshold 80 %)"."""
+        terms = [f"infra {row.infra_mib}"] + [f"{s} {self.service_mib[s]}" for s in row.peak_services]
+        used = row.infra_mib + row.peak_mib
+        text = (f"resource guard: node {row.node} would use {row.ratio:.1%} of its {row.ram_mib} MiB RAM "
+                f"(threshold {self.threshold:.1%}): {' + '.join(terms)} = {used} MiB")
+        mine = [a for a in self.assumed if a.split("/", 1)[0] in row.peak_services]
+        return text + (f"; no memory limit: {', '.join(mine)}" if mine else "")
+
     def enforce(self) -> None:
         """Raise a render error in fail mode when a node exceeds the threshold."""
         over = self.exceeded
         if over and self.on_exceed == "fail":
             worst = max(over, key=lambda r: r.ratio)
             raise render_error(
-                f"resource guard: node {worst.node} would use {worst.ratio:.0%} of its "
-                f"{worst.ram_mib} MiB RAM (threshold {self.threshold:.0%})",
-                "pick a larger provider.size, lower the services' memory limits, "
-                "or set guard.on_exceed: warn")
+                self.explain(worst),
+                "pick a larger provider.size, set memory limits (deploy.resources.limits.memory) "
+                "or lower them, or set guard.on_exceed: warn")
 
 
 def check_guard(cluster, ram_mib: int) -> GuardReport:
@@ -67,7 +78,7 @@ def check_guard(cluster, ram_mib: int) -> GuardReport:
     report = GuardReport(spec.guard.memory_threshold, spec.guard.on_exceed)
     for name, info in sorted(cluster.compose.items()):
         report.assumed += [f"{name}/{c} ({DEFAULT_SERVICE_MIB} MiB assumed)" for c in info.unlimited]
-    mem = {name: info.memory_mib for name, info in cluster.compose.items()}
+    mem = report.service_mib = {name: info.memory_mib for name, info in cluster.compose.items()}
     for node in spec.nodes:
         is_master = node == spec.master_node
         steady = [n for n, s in spec.services.items() if s.runs_on(is_master)]
@@ -75,5 +86,6 @@ def check_guard(cluster, ram_mib: int) -> GuardReport:
         steady_mib = sum(mem[n] for n in steady)
         peak_mib = max(steady_mib, sum(mem[n] for n in as_master))
         report.rows.append(GuardRow(node, "MASTER" if is_master else "BACKUP", ram_mib,
-                                    INFRA_BUDGET_MIB, steady_mib, peak_mib, tuple(sorted(steady))))
+                                    INFRA_BUDGET_MIB, steady_mib, peak_mib, tuple(sorted(steady)),
+                                    tuple(sorted(as_master if peak_mib > steady_mib else steady))))
     return report

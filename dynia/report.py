@@ -109,7 +109,7 @@ def _guard_rows(plan: dict):
     g = plan["guard"]
     for r in g["nodes"]:
         yield (r["node"], r["role"], str(r["ramMiB"]), str(r["infraMiB"]), str(r["steadyMiB"]),
-               str(r["peakMiB"]), f"{r['ratio']:.0%}", "ok" if r["ok"] else g["onExceed"].upper())
+               str(r["peakMiB"]), f"{r['ratio']:.1%}", "ok" if r["ok"] else g["onExceed"].upper())
 
 
 GUARD_HEADER = ("node", "role", "RAM MiB", "infra", "services", "peak", "use", "guard")
@@ -122,6 +122,15 @@ def _header(plan: dict) -> str:
         return f"against {at}" + (": new cluster, everything is added" if a["newCluster"] else "")
     return (f"config v{plan['configVersion']}"
             + (f" (applied v{plan['appliedVersion']})" if plan["appliedVersion"] else " (never applied)"))
+
+
+def _first_plan(plan: dict) -> bool:
+    """A cluster never applied: no file has previous content, which is said once, not per file."""
+    return not plan.get("against") and not plan["appliedVersion"]
+
+
+def _note(plan: dict, c: dict) -> str | None:
+    return None if _first_plan(plan) and c.get("diffNote") == NO_PREVIOUS else c.get("diffNote")
 
 
 def _path_cell(c: dict) -> str:
@@ -148,6 +157,8 @@ def print_plan(plan: dict, console) -> None:
     for n in plan.get("notices", ()):
         line(NOTICE_LABELS[n["kind"]], (n["text"], "bold"))
     line("rolling order: " + " → ".join(plan["rollingOrder"]) + "  (backups, then the VIP holder, then nodes never applied)")
+    if _first_plan(plan):
+        line((f"never applied: {NO_PREVIOUS} for any file, so no line diffs", "dim"))
     first_shown: dict[tuple[str, str], str] = {}
     for n in plan["nodes"]:
         t = Table(title=Text(f"{n['node']} ({n['privateIp']})" + (" — leaves the cluster" if n.get("removedNode") else "")),
@@ -173,7 +184,7 @@ def print_plan(plan: dict, console) -> None:
                 first_shown[key] = n["node"]
                 for text in rich_lines(c["diff"]):
                     console.print(Text("  ") + text)
-            elif c.get("diffNote"):
+            elif _note(plan, c):
                 line(("  " + c["path"], "bold"), (f": {c['diffNote']}", "dim"))
         line(f"  {n['unchanged']} unchanged; reload: {', '.join(n['reload']) or 'nothing'}; "
              f"secret slots filled at push (never rendered, never diffed): {len(n['secretSlots'])}")
@@ -211,6 +222,8 @@ def markdown(plan: dict) -> str:
     for n in plan.get("notices", ()):
         lines += [f"> **{NOTICE_LABELS[n['kind']][0].rstrip(': ')}**: {_code(n['text'])}", ""]
     lines += [f"Rolling order: {' → '.join(f'`{n}`' for n in plan['rollingOrder'])} (backups, then the VIP holder, then nodes never applied)", ""]
+    if _first_plan(plan):
+        lines += [f"> Never applied: {NO_PREVIOUS} for any file, so no line diffs.", ""]
     groups = shared(plan["nodes"])
     shown: set[tuple[str, str]] = set()
     budget = MARKDOWN_DIFF_BUDGET  # what is left for diffs in this document
@@ -244,7 +257,7 @@ def markdown(plan: dict) -> str:
                 if left:
                     body.append(f"*(cut: {left} more line(s); `dynia plan --json` has the whole diff)*")
                 body.append("")
-            elif c.get("diffNote"):
+            elif _note(plan, c):
                 body += [f"{_code(c['path'])}: {c['diffNote']}.", ""]
         if body:
             lines += ["", f"<details><summary>Line diffs on <code>{n['node']}</code></summary>", "", *body,

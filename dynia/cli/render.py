@@ -24,8 +24,7 @@ def rendering(ctx, cluster):
 
 def warn_guard(result) -> None:
     for row in result.guard.exceeded:
-        print(f"warning: resource guard: node {row.node} would use {row.ratio:.0%} of its "
-              f"{row.ram_mib} MiB RAM (threshold {result.guard.threshold:.0%})", file=sys.stderr)
+        print(f"warning: {result.guard.explain(row)}", file=sys.stderr)
 
 
 def warn_notices(result) -> None:
