@@ -108,6 +108,7 @@ def init_cluster(project: Project, name: str, *, region: str, size: str, nodes: 
         raw = new_spec(name, region=region, size=size, nodes=node_ids(name, nodes), domain=domain, image=image)
         validate_cluster(project, name, raw)  # the same rules as a hand-written spec
         write_atomic(path, dump_yaml(raw))
+    project.ignore_render_output()
     secrets.ensure(project, name)
     return f"dynia service add NAME --compose FILE --port PORT --cluster {name}"
 

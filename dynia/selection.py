@@ -95,6 +95,19 @@ def resolve_with_source(project: Project, explicit: str | None) -> tuple[str, st
                        + (f" (clusters here: {', '.join(names)})" if names else ""))
 
 
+def existing(project: Project, explicit: str | None) -> tuple[str, str]:
+    """resolve_with_source, and the spec must exist: a context naming a deleted or renamed
+    cluster is an error to fix, not an answer (`dynia context current`)."""
+    name, source = resolve_with_source(project, explicit)
+    if not project.spec_path(name).exists():
+        fix = {"--cluster": "pass the NAME of a clusters/NAME.yaml",
+               "DYNIA_CLUSTER": "set DYNIA_CLUSTER to an existing cluster, or unset it"}.get(
+            source, "run `dynia context use NAME` for an existing cluster, or `dynia context clear`")
+        raise config_error(f"the current cluster {name} (from {source}) has no spec: clusters/{name}.yaml does not exist",
+                           fix + _known(project))
+    return name, source
+
+
 def _known(project: Project) -> str:
     names = [n for n in project.cluster_names() if is_name(n)]
     return f" (clusters here: {', '.join(names)})" if names else ""

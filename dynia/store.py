@@ -137,10 +137,28 @@ class Project:
         if not ignore.exists():
             write_atomic(ignore, b"# dynia runtime data: never commit\n*\n")
 
+    def ignore_render_output(self) -> None:
+        """deploy-config/ is regenerated from the spec (render is pure): keep it out of the
+        operator's repository, like .dynia/. Appended to the project's .gitignore once."""
+        ignore = self.root / ".gitignore"
+        try:
+            text = ignore.read_text() if ignore.exists() else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise state_error(f"{ignore} is not readable ({exc.__class__.__name__})",
+                              "fix or remove it, then rerun; the spec was written") from None
+        if any(line.strip() in RENDER_IGNORES for line in text.splitlines()):
+            return
+        sep = "" if not text or text.endswith("\n") else "\n"
+        write_atomic(ignore, text + sep + "# dynia's render output: regenerated from clusters/ (dynia render)\n/deploy-config/\n")
+
     def cluster_names(self) -> list[str]:
         if not self.clusters_dir.is_dir():
             return []
         return sorted(p.stem for p in self.clusters_dir.glob("*.yaml"))
+
+
+# .gitignore lines that already keep deploy-config/ out
+RENDER_IGNORES = ("deploy-config", "deploy-config/", "/deploy-config", "/deploy-config/")
 
 
 # --- atomic writes -------------------------------------------------------------------------
@@ -227,9 +245,11 @@ def cluster_lock(project: Project, cluster: str) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _write_error(path, exc) from None
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
@@ -240,6 +260,10 @@ def cluster_lock(project: Project, cluster: str) -> Iterator[None]:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        # No such cluster (a mistyped --cluster, a failed init): no lock file left for it.
+        if held and not project.spec_path(cluster).exists():
+            with contextlib.suppress(OSError):
+                path.unlink()
         os.close(fd)  # closing releases the flock
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 
+from . import complete
 from .common import CLUSTER_OPT, next_step, project, say
 
 app = typer.Typer(help="Create, destroy and shape a cluster.", no_args_is_help=True, rich_markup_mode=None)
@@ -14,6 +15,9 @@ SIZE_OPT = typer.Option("s-1vcpu-1gb", "--size", help="Droplet size slug.")
 NODES_OPT = typer.Option(2, "--nodes", help="Number of nodes (1-5).")
 DOMAIN_OPT = typer.Option(..., "--domain", help="The Cloudflare zone, e.g. example.com.")
 IMAGE_OPT = typer.Option("ubuntu-24-04-x64", "--image", help="Droplet image slug.")
+NODE_ARG = typer.Argument(..., help="Node id (one of the spec's nodes).", autocompletion=complete.nodes)
+# -y as `repair` takes it: one spelling for "do not ask" across commands.
+YES_HELP = "Do not ask (a state snapshot is still taken first)."
 
 
 @app.command("init")
@@ -46,7 +50,7 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
 
 @app.command("destroy")
 def destroy_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
-                yes: bool = typer.Option(False, "--yes", help="Do not ask (a snapshot is still taken first).")) -> None:
+                yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP)) -> None:
     """Destroy every phase (apps → infra → provision) after a state snapshot."""
     from .. import providers, snapshots
     from .engine_common import confirm, engine_for
@@ -83,9 +87,9 @@ def node_add_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT) -> None:
 
 
 @node_app.command("remove")
-def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
+def node_remove_cmd(ctx: typer.Context, node: str = NODE_ARG,
                     cluster: str = CLUSTER_OPT,
-                    yes: bool = typer.Option(False, "--yes"),
+                    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
                     node_down: bool = typer.Option(
                         False, "--node-down",
                         help="NODE is powered off or gone: do not stop its keepalived first.")) -> None:
@@ -119,7 +123,7 @@ def node_remove_cmd(ctx: typer.Context, node: str = typer.Argument(...),
 
 
 @node_app.command("activate")
-def node_activate_cmd(ctx: typer.Context, node: str = typer.Argument(...),
+def node_activate_cmd(ctx: typer.Context, node: str = NODE_ARG,
                       cluster: str = CLUSTER_OPT) -> None:
     """Make NODE the MASTER (highest priority): keepalived moves the reserved IP to it."""
     from ..editing import set_master

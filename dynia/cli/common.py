@@ -14,8 +14,11 @@ from enum import Enum
 
 import typer
 
+from . import complete
+
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON.")
-CLUSTER_OPT = typer.Option(None, "--cluster", "-c", help="Cluster name (default: DYNIA_CLUSTER, then `dynia context use`).")
+CLUSTER_OPT = typer.Option(None, "--cluster", "-c", help="Cluster name (default: DYNIA_CLUSTER, then `dynia context use`).",
+                           autocompletion=complete.clusters)
 
 
 # Choices are click choices, so a wrong value is a usage error (exit 2, completion offers them),
@@ -25,6 +28,12 @@ class Phase(str, Enum):
     provision = "provision"
     infra = "infra"
     apps = "apps"
+
+
+class Placement(str, Enum):  # kept equal to spec.Service.placement by tests/cli/test_options.py
+    all = "all"
+    active_only = "active-only"
+    standby_only = "standby-only"
 
 
 class PlanFormat(str, Enum):

@@ -61,12 +61,21 @@ def main(
     _options = ctx.obj = GlobalOptions(root=directory.resolve(), debug=debug)
 
 
-def _log_trace(root: Path) -> Path | None:
+def _trace(exc: BaseException) -> str:
+    """The trace, and what a typed error was raised from: a failed `pulumi` or node command's
+    full output (the error itself names only its last line)."""
+    text = "".join(traceback.format_exception(exc))
+    if exc.__suppress_context__ and exc.__context__ is not None:
+        text = "".join(traceback.format_exception(exc.__context__)) + "\nwhich dynia reported as:\n\n" + text
+    return text
+
+
+def _log_trace(root: Path, exc: BaseException) -> Path | None:
     logs = root / ".dynia" / "logs"
     try:
         logs.mkdir(parents=True, exist_ok=True)
         path = logs / "last-error.log"
-        path.write_text(traceback.format_exc())
+        path.write_text(_trace(exc))
         return path
     except OSError:
         return None
@@ -106,12 +115,46 @@ def _fail(exc: DyniaError) -> None:
     print(f"hint: {exc.hint}", file=sys.stderr)
     if exc.resume:
         print(f"resume: {exc.resume}", file=sys.stderr)
-    if _options and _options.debug:
-        traceback.print_exc()
-        log = _log_trace(_options.root)
+    if _debug():
+        print(_trace(exc), end="", file=sys.stderr)
+        log = _log_trace(_root(), exc)
         if log:
             print(f"log: {log}", file=sys.stderr)
     sys.exit(exc.exit_code)
+
+
+def _internal(exc: Exception) -> None:
+    """A bug: the trace is always logged (a report needs it, and the run may not repeat)."""
+    log = _log_trace(_root(), exc)
+    print(f"error: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+    where = f"the trace is in {log}" if log else "the trace could not be logged"
+    if _debug():
+        print(_trace(exc), end="", file=sys.stderr)
+        print(f"hint: this is a bug in dynia; report it with the trace ({where})", file=sys.stderr)
+    else:
+        print(f"hint: this is a bug in dynia; report it with the trace ({where}; --debug prints it)", file=sys.stderr)
+    sys.exit(EXIT_INTERNAL)
+
+
+def _debug() -> bool:
+    return bool(_options and _options.debug)
+
+
+def _root() -> Path:
+    return _options.root if _options else Path(os.getcwd())
+
+
+_DEBUG = "--debug"
+
+
+def _arguments() -> list[str]:
+    """The command line with --debug moved in front of the command: it is a global option, and
+    `dynia plan --offline --debug` (added while looking at an error) must mean the same as
+    `dynia --debug plan --offline`. No dynia option takes a value that could be `--debug`."""
+    args = sys.argv[1:]
+    if _DEBUG not in args:
+        return args
+    return [_DEBUG] + [a for a in args if a != _DEBUG]
 
 
 def run() -> None:
@@ -120,7 +163,7 @@ def run() -> None:
     global _options
     _options = None
     try:
-        rc = app(standalone_mode=False)  # returns the code of a typer.Exit
+        rc = app(args=_arguments(), standalone_mode=False)  # returns the code of a typer.Exit
     except DyniaError as exc:
         _fail(exc)
     except (SystemExit, KeyboardInterrupt):
@@ -135,11 +178,7 @@ def run() -> None:
     except Exception as exc:
         if _is_usage_error(exc):
             _usage_error(exc)
-        print(f"error: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        print("hint: this is a bug in dynia; rerun with --debug and report the trace", file=sys.stderr)
-        if _options and _options.debug:
-            traceback.print_exc()
-        sys.exit(EXIT_INTERNAL)
+        _internal(exc)
     if rc == 130:  # typer ≥0.26 turns Ctrl-C into Exit(130); no dynia command exits 130 itself
         raise KeyboardInterrupt
     try:

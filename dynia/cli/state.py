@@ -36,7 +36,7 @@ def list_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSO
 
 
 @app.command("revert")
-def revert_cmd(ctx: typer.Context, snapshot_id: str = typer.Argument(...), cluster: str = CLUSTER_OPT) -> None:
+def revert_cmd(ctx: typer.Context, snapshot_id: str = typer.Argument(..., help="A snapshot id from `dynia state list`."), cluster: str = CLUSTER_OPT) -> None:
     """Restore the spec and import every phase's stack from a snapshot."""
     from .. import snapshots
 
