@@ -28,6 +28,7 @@ example): the lab tests use the same one, so stop the devlab before running them
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -35,11 +36,13 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import dynia
 from dynia import providers
 from dynia.errors import DyniaError
 from dynia.store import Cluster, Project, cluster_lock, load_cluster
@@ -50,6 +53,14 @@ DOUBLE_STATE = "engine-double"            # inside the lab directory: the stand-
 CLIENT_PEM = "origin-pull-client.pem"     # inside the lab directory: what curl presents as Cloudflare would
 SECRET_OUTPUTS = ("originPem", "statsCredentials")  # what Pulumi would hand back marked secret
 ME = "python -m tests.devlab"
+# What the lab needs from Python, from the repo root: dynia installed editable (the checkout's
+# dynia/ shadows any other install when run from there, and only the editable one maps
+# dynia.stacks onto stacks/) with its test extras (podman-compose). The README says the same.
+INSTALL = "sh .ci/install -e '.[test]' && . .venv/bin/activate"
+# The lab's programs, by the Debian package that brings each.
+DEBIAN = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "sshd": "openssh-server",
+          "ssh-keygen": "openssh-client", "haproxy": "haproxy", "caddy": "caddy", "keepalived": "keepalived",
+          "podman": "podman", "busybox": "busybox-static"}
 
 
 def _lab_error(message: str, hint: str) -> DyniaError:
@@ -177,10 +188,17 @@ class DevLab:
 
         if os.geteuid() != 0:
             raise DyniaError("config", "the lab needs root (network and mount namespaces)", f"sudo {ME} up")
+        if importlib.util.find_spec("dynia.stacks") is None:
+            raise DyniaError("config", f"dynia.stacks is not importable: {dynia.__file__} is not an editable install "
+                             "of this checkout (run from the repo root, its dynia/ comes first)",
+                             f"install it as the lab needs, from the repo root: {INSTALL}")
         missing = missing_tools()
         if missing:
+            debian = sorted({DEBIAN[b] for b in missing if b in DEBIAN})
+            fixes = ([f"apt-get install -y {' '.join(debian)}"] if debian else []) + \
+                    ([INSTALL] if "podman-compose" in missing else [])
             raise DyniaError("config", f"missing on this machine: {', '.join(missing)}",
-                             "bash .ci/test installs the lab tools")
+                             f"install them, from the repo root: {' && '.join(fixes)}")
         lab = self.lab()
         for dev, address in _ipv4_addresses():
             if address == lab.gateway and dev != lab.bridge:
@@ -244,7 +262,7 @@ class DevLab:
             cache = self.project.cache_dir(self.name)
             # The nodes these files describe are gone: without them `status` says "nothing
             # provisioned" and the next up starts from a first apply, as on fresh droplets.
-            for name in ("outputs.json", "applied.json", "certificate.json"):
+            for name in ("outputs.json", "applied.json", "certificate.json", "known_hosts"):
                 (cache / name).unlink(missing_ok=True)
             shutil.rmtree(cache / "content", ignore_errors=True)
             if cache.is_dir() and not any(cache.iterdir()):
@@ -350,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="project directory holding clusters/ (default: the repo's examples/)")
     ap.add_argument("--cluster", default="lab", help="a cluster with `provider: {kind: local}` (default: lab)")
     ap.add_argument("--json", action="store_true", help="print the lab's description as JSON")
+    ap.add_argument("--debug", action="store_true", help="on error, print the trace too")
     ap.add_argument("command", choices=("up", "down", "status"))
     args = ap.parse_args(argv)
     lab = DevLab(Project(args.project.resolve()), args.cluster)
@@ -364,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             d = lab.describe()
     except DyniaError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc.message}", file=sys.stderr)
         print(f"hint: {exc.hint}", file=sys.stderr)
         if args.command == "up":

@@ -89,6 +89,7 @@ def _assert_nothing_left(root: Path, before: dict, inodes: set[int]) -> None:
     # The cache described nodes that are gone: the next up starts from a first apply.
     assert not (Project(root).cache_dir("lab") / "outputs.json").exists()
     assert not (Project(root).cache_dir("lab") / "applied.json").exists()
+    assert not (Project(root).cache_dir("lab") / "known_hosts").exists()  # the pins of nodes that are gone
 
 
 def test_devlab_up_leaves_an_applied_cluster_the_product_operates_and_down_leaves_nothing(devlab_project):

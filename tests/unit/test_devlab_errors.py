@@ -1,0 +1,52 @@
+"""The contributor lab's own errors (`python -m tests.devlab`): each says the command that fixes
+it, before anything of a lab exists. Running labs are tests/lab/test_devlab.py's."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.devlab import INSTALL
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def devlab(*args: str, cwd: Path = REPO, env: dict | None = None, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *python, "-m", "tests.devlab", "-C", str(REPO / "examples"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_debug_prints_the_trace_of_an_error():
+    plain = devlab("--cluster", "shop", "status")
+    assert plain.returncode == 10 and "does not run on lab nodes" in plain.stderr and "Traceback" not in plain.stderr
+    debug = devlab("--cluster", "shop", "--debug", "status")
+    assert debug.returncode == 10 and "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-2:] == plain.stderr.splitlines()[-2:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab's checks start with root")
+def test_a_checkout_that_shadows_a_regular_install_is_told_the_editable_install(tmp_path):
+    # What a regular (not editable) install looks like from the repo root: the checkout's dynia/
+    # is imported, and nothing maps dynia.stacks onto stacks/. Site-packages without its .pth
+    # files (python -S) is exactly that: the dependencies, and no editable finder.
+    for name in ("dynia", "tests", "examples"):
+        (tmp_path / name).symlink_to(REPO / name)
+    site = sysconfig.get_paths()["purelib"]
+    r = devlab("up", cwd=tmp_path, python=("-S",), env={"PYTHONPATH": f"{tmp_path}:{site}"})
+    assert r.returncode == 10, r.stderr
+    assert "dynia.stacks is not importable" in r.stderr
+    assert r.stderr.splitlines()[1] == f"hint: install it as the lab needs, from the repo root: {INSTALL}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab's checks start with root")
+def test_missing_lab_programs_are_named_with_their_debian_packages():
+    r = devlab("up", env={"PATH": "/nonexistent"})
+    assert r.returncode == 10, r.stderr
+    error, hint = r.stderr.splitlines()[:2]
+    assert error.startswith("error: missing on this machine: ") and "podman" in error and "busybox" in error
+    assert hint.startswith("hint: install them, from the repo root: apt-get install -y ")
+    assert "busybox-static" in hint and " podman" in hint and "bash .ci/test" not in hint
