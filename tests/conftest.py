@@ -1,7 +1,9 @@
 """Shared fixtures: a scratch copy of examples/ and an in-process CLI runner."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+DOUBLE = REPO / "tests" / "engine" / "recording_pulumi_double.py"
 
 
 @pytest.fixture
@@ -46,3 +49,24 @@ def cli(capsys, monkeypatch):
         return Result(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture
+def recording_pulumi(tmp_path):
+    """A project (a copy of examples/) whose `pulumi` is the recording test double
+    (tests/engine/recording_pulumi_double.py), with everything an engine command needs from the
+    operator's machine: env["env"] is the environment to run dynia with."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {DOUBLE} \"$@\"\n")
+    (bindir / "pulumi").chmod(0o755)
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES, proj, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # What a DigitalOcean cluster needs from the operator's machine (checked before any write).
+    operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token",
+                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token"}
+    return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
+            "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),
+                    "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase", **operator}}

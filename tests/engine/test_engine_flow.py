@@ -19,21 +19,8 @@ DOUBLE = Path(__file__).with_name("recording_pulumi_double.py")
 
 
 @pytest.fixture
-def env(tmp_path):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {DOUBLE} \"$@\"\n")
-    (bindir / "pulumi").chmod(0o755)
-    proj = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", proj, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    # What a DigitalOcean cluster needs from the operator's machine (checked before any write).
-    operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token",
-                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token"}
-    return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
-            "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),
-                    "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase", **operator}}
+def env(recording_pulumi):
+    return recording_pulumi
 
 
 def dynia(env, *args, extra=None):
