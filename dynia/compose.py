@@ -309,11 +309,16 @@ def check_all(spec: ClusterSpec, root: Path) -> tuple[dict[str, ComposeInfo], li
     return infos, problems
 
 
+NOTICE_ORDER = ("isolation-exception", "replicated-state", "warning")
+
+
 def notices(spec: ClusterSpec, infos: dict[str, ComposeInfo]) -> list[dict]:
-    """What plan shows before anything else: each isolation exception and replicated-state
-    promise the spec makes, and each database that keeps its data inside its container."""
+    """What plan shows before anything else, exceptions first: each isolation exception and
+    replicated-state promise the spec makes, each database that keeps its data inside its
+    container, and each single-copy service whose data stays behind on failover."""
     out = []
     for name, svc in sorted(spec.services.items()):
+        info = infos.get(name)
         for e in svc.isolation_exceptions:
             out.append({"service": name, "kind": "isolation-exception",
                         "text": f"service {name} is allowed {isolation.EXCEPTIONS[e]} (isolation_exceptions: {e})"})
@@ -321,14 +326,17 @@ def notices(spec: ClusterSpec, infos: dict[str, ComposeInfo]) -> list[dict]:
             out.append({"service": name, "kind": "replicated-state",
                         "text": f"service {name}: state: replicated — a copy runs on several nodes, each with "
                                 "its own data; dynia relies on the app to replicate it"})
-        info = infos.get(name)
+        elif info and info.kept and not _mirrored(spec, svc) and len(spec.nodes) > 1:
+            out.append({"service": name, "kind": "warning",
+                        "text": f"service {name} keeps {info.kept[0]} on the node that runs it: after a failover "
+                                "the next node starts it with its own copy (dynia does not move the data)"})
         for db in info.databases if info else ():
             out.append({"service": name, "kind": "warning",
                         "text": f"service {name}: {db}: its data lives in the container and is lost when the "
                                 "container is recreated" + ("; every node keeps its own copy"
                                                             if _mirrored(spec, svc) else "")
                                 + " (add a volume, or use a managed database)"})
-    return out
+    return sorted(out, key=lambda n: NOTICE_ORDER.index(n["kind"]))
 
 
 def _loopback(entry: Any) -> Any:

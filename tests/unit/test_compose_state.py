@@ -80,7 +80,8 @@ def test_a_database_image_without_a_volume_is_a_warning_not_an_error(tmp_path, i
     assert [n["kind"] for n in notes] == ["warning"]
     assert f"container app runs {image} without a volume" in notes[0]["text"]
     assert "every node keeps its own copy" in notes[0]["text"]
-    spec, infos, _ = _check(tmp_path, "    volumes: ['/srv/db:/var/lib/db']\n", image=image, placement="active-only")
+    spec, infos, _ = _check(tmp_path, "    volumes: ['/srv/db:/var/lib/db']\n", image=image, placement="active-only",
+                            nodes=["misty-owl"])
     assert compose.notices(spec, infos) == []
 
 
@@ -107,3 +108,30 @@ def test_service_add_of_a_stateful_compose_file_on_all_nodes_leaves_the_spec_as_
     r = cli("-C", str(project), "service", "add", "db", "--compose", "services/db.yml", "--port", "8095",
             "--placement", "active-only", "--cluster", "shop")
     assert r.code == 0, r.err
+
+
+def test_a_single_copy_that_keeps_data_warns_that_the_data_stays_behind_on_failover(tmp_path):
+    extra, top = "    volumes: ['data:/data']\n", "volumes:\n  data: {}\n"
+    spec, infos, problems = _check(tmp_path, extra, top, placement="active-only")
+    assert problems == []
+    (note,) = compose.notices(spec, infos)
+    assert note["kind"] == "warning" and "keeps volume data (container app) on the node that runs it" in note["text"]
+    assert "after a failover" in note["text"]
+    spec, infos, _ = _check(tmp_path, extra, top, placement="active-only", nodes=["misty-owl"])
+    assert compose.notices(spec, infos) == []  # one node: no failover to lose it on
+
+
+def test_plan_lists_isolation_exceptions_before_warnings_whatever_the_service_names(tmp_path):
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services/a.yml").write_text('services:\n  cache:\n    image: redis:7\n    ports: ["9000:6379"]\n')
+    (tmp_path / "services/b.yml").write_text('services:\n  b:\n    image: x\n    ports: ["9001:80"]\n'
+                                             "    privileged: true\n")
+    spec = validate_spec({"version": 1, "name": "shop", "domain": "example.com", "nodes": NODES2,
+                          "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
+                          "services": {"aa": {"compose": "services/a.yml", "port": 9000},
+                                       "bb": {"compose": "services/b.yml", "port": 9001,
+                                             "isolation_exceptions": ["privileged"]}}}, "t.yaml")
+    infos, problems = compose.check_all(spec, tmp_path)
+    assert problems == []
+    assert [(n["service"], n["kind"]) for n in compose.notices(spec, infos)] == [
+        ("bb", "isolation-exception"), ("aa", "warning")]
