@@ -115,12 +115,25 @@ class DriftReport:
         if self.drifted:
             count = sum(len(n.drift) for n in self.nodes)
             parts.append(f"drift on {', '.join(self.drifted)} ({count} finding{'s' if count != 1 else ''}): "
-                         "`dynia repair` re-applies them")
+                         + self.next_step())
         if self.unreachable:
             parts.append(f"no answer from {', '.join(self.unreachable)}")
         for n in self.nodes:
             parts += [f"{n.node}: not checked: {w}" for w in n.warnings]
         return "; ".join(parts) or f"no drift: every node of {self.cluster} matches the render"
+
+    def next_step(self) -> str:
+        """The command that clears the findings. `repair` restores what was applied and refuses
+        while spec changes are pending (dynia.repair.refuse): those need `up`, and `up` pushes
+        only the layers whose render changed, so other drift still needs `repair` after it."""
+        up, repair = f"`dynia up --cluster {self.cluster}`", f"`dynia repair --cluster {self.cluster}`"
+        kinds = {d.kind for n in self.nodes for d in n.drift}
+        if "pending" not in kinds:
+            return f"{repair} re-applies them"
+        if kinds == {"pending"}:
+            return f"the spec changed since the last apply: {up} applies it"
+        return (f"the spec changed since the last apply: {up} applies it first (repair refuses pending "
+                f"changes), then {repair} re-applies what still drifts")
 
     def as_dict(self) -> dict:
         return {"schemaVersion": SCHEMA_VERSION, "cluster": self.cluster, "drift": bool(self.drifted),

@@ -300,6 +300,26 @@ def test_repair_refuses_pending_changes_unreachable_and_unknown_nodes(lab):
     assert e.value.kind == "config"
 
 
+def test_the_verdict_names_the_next_step_that_works_up_for_pending_repair_for_drift(lab):
+    c, rendering = lab
+    pending = D.Drift("pending", PATHS.caddyfile, "infra", "the render changed")
+    edited = D.Drift("content", PATHS.haproxy_cfg, "infra", "edited by hand")
+    spec_edit = _drifted(c, rendering, {NODE: [pending]})
+    hand_edit = _drifted(c, rendering, {NODE: [edited]})
+    both = _drifted(c, rendering, {NODE: [pending], "calm-otter": [edited]})
+    # What drift-check prints is what then works: repair refuses a report with pending changes.
+    with pytest.raises(DyniaError):
+        R.refuse(spec_edit, None, c.spec.nodes)
+    assert spec_edit.verdict().endswith(f"the spec changed since the last apply: `dynia up --cluster {c.name}` "
+                                        "applies it")
+    assert "repair" not in spec_edit.verdict()
+    R.refuse(hand_edit, None, c.spec.nodes)
+    assert hand_edit.verdict().endswith(f"`dynia repair --cluster {c.name}` re-applies them")
+    verdict = both.verdict()
+    assert verdict.index(f"`dynia up --cluster {c.name}` applies it first") < \
+        verdict.index(f"then `dynia repair --cluster {c.name}`")
+
+
 def test_repair_fills_slots_from_this_machine_only_when_they_are_what_the_node_got(lab, monkeypatch):
     c, rendering = lab
     report = _drifted(c, rendering, {NODE: [D.Drift("content", PATHS.caddyfile, "infra", "x")]})
