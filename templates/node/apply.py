@@ -583,13 +583,24 @@ def roll_back_components(bundle, affected, undo, stopped=()):
             reload_all(bundle, [component])
 
 
+def node_version(applied, bundle):
+    """The node's config version once this bundle is recorded: the newest one any push brought.
+    An unchanged layer keeps the version it was last applied with (its payload, hence its
+    push, stays as it was), so a push never sets the node back to an older one: the layers
+    after a changed one would otherwise leave the node "behind" for good."""
+    had = applied.get("configVersion")
+    had = had if isinstance(had, int) and not isinstance(had, bool) else 0
+    return max(had, bundle["configVersion"])
+
+
 def record_applied(bundle):
     applied = read_applied()
     layer, want = bundle["layer"], bundle.get("run")
     manifest = {f["target"]: {"sha256": f["sha256"], "mode": f["mode"], "owner": f["owner"],
                               "component": f["component"]} for f in bundle["files"]}
     layers, runs = applied["layers"], applied["run"]  # read_applied always gives both dicts
-    if layers.get(layer) == manifest and applied.get("configVersion") == bundle["configVersion"] \
+    version = node_version(applied, bundle)
+    if layers.get(layer) == manifest and applied.get("configVersion") == version \
             and (want is None or runs.get(layer) is want):
         return
     if not manifest and bundle.get("remove"):
@@ -602,7 +613,7 @@ def record_applied(bundle):
         layers[layer] = manifest
         if want is not None:
             runs[layer] = want
-    applied["configVersion"] = bundle["configVersion"]
+    applied["configVersion"] = version
     applied["node"] = bundle["node"]
     write_state("applied.json", applied)
 

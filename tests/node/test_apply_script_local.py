@@ -141,6 +141,26 @@ def test_health_failure_rolls_back_reloads_old_config_and_marks_degraded(root):
     assert not (root / "opt/dynia/state/degraded").exists()
 
 
+def test_an_unchanged_layer_pushed_after_a_changed_one_never_sets_the_node_version_back(root):
+    # `up` stamps an unchanged layer with the version it was last applied with (its payload and
+    # push stay as they were): admin → api → web, api changed at v3, admin and web still at v1.
+    import dataclasses
+
+    def layer(name, content, version):
+        b = make_bundle([_file(f"/etc/{name}.conf", content, component=name)], version=version)
+        return dataclasses.replace(b, layer=f"service:{name}", validate={name: "true"},
+                                   reload={name: "true"}, stop={name: "true"}, component_order=[name])
+
+    for name in ("admin", "api", "web"):
+        assert apply(root, layer(name, b"one\n", 1))[0] == 0
+    for name, content, version in (("admin", b"one\n", 1), ("api", b"two\n", 3), ("web", b"one\n", 1)):
+        code, report, err = apply(root, layer(name, content, version))
+        assert code == 0, err
+        assert report["status"] == ("applied" if name == "api" else "unchanged")
+    applied = json.loads((root / "opt/dynia/state/applied.json").read_text())
+    assert applied["configVersion"] == 3
+
+
 def test_an_unchanged_reapply_of_the_rolled_back_layer_gates_it_and_clears_the_marker(root):
     # A revert to what the rollback left: no file differs, yet the node is marked degraded by
     # the failed push. The unchanged apply proves the layer healthy before the marker goes.
