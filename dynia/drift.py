@@ -373,7 +373,7 @@ def assemble(cluster, rendering, answers: dict, reachable: list[str]) -> DriftRe
     nodes = []
     for node in spec.nodes:
         if node not in reachable:
-            nodes.append(NodeDrift(node, error="not provisioned (no address in the cache): run dynia up"))
+            nodes.append(NodeDrift(node, error="not provisioned (no address in the cluster's state): run dynia up"))
             continue
         answer = answers.get(node)
         if answer is None or answer.error:
@@ -399,11 +399,11 @@ def check(cluster, *, timeout: float = 10.0, holder: str | None = None) -> tuple
     from . import providers
     from .nodes import facts as F
     from .nodes.gather import gather
-    from .session import render_cluster, targets
+    from .session import reach, render_cluster
 
     profile = providers.of(cluster.spec).profile
-    rendering = render_cluster(cluster, holder=holder)
-    nodes = targets(cluster)
+    nodes = reach(cluster)
+    rendering = render_cluster(cluster, holder=holder)  # after reach: the addresses it may have read from the state
     if not nodes:
         from .errors import DyniaError
 

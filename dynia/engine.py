@@ -359,7 +359,9 @@ class Engine:
                 raise pulumi_failed(f"selecting the stack {self.cluster.name}-{phase}", exc) from None
         return self._stacks[phase]
 
-    def _select(self, phase: str):
+    def _select(self, phase: str, create: bool = True):
+        """The phase's stack; create=False: an existing one only (StackNotFoundError otherwise),
+        for what only reads the state and must not leave an empty stack behind."""
         from pulumi import automation as auto
 
         from .stacks import program_module
@@ -373,8 +375,9 @@ class Engine:
                                         backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]))
         opts = auto.LocalWorkspaceOptions(work_dir=str(work_dir), project_settings=settings, env_vars=env,
                                           secrets_provider="passphrase", pulumi_command=cmd)
-        return auto.create_or_select_stack(stack_name=f"{self.cluster.name}-{phase}", project_name="dynia",
-                                           program=lambda: module.program(self.phase_inputs(phase)), opts=opts)
+        select = auto.create_or_select_stack if create else auto.select_stack
+        return select(stack_name=f"{self.cluster.name}-{phase}", project_name="dynia",
+                      program=lambda: module.program(self.phase_inputs(phase)), opts=opts)
 
     # --- what lives with the cluster's state, not on this machine ---------------------------
 
@@ -486,22 +489,36 @@ class Engine:
             return
         self._acme_config = self._acme_pending = False
 
-    def refresh_outputs(self) -> None:
-        """The cache's node addresses and certificate facts from the provision stack's current
-        outputs: a fresh checkout or a CI runner has no .dynia/cache, and `dynia cert` needs the
-        nodes (the ACME challenge, the roll) and the origin certificate's expiry."""
+    def refresh_outputs(self) -> bool:
+        """The cache's node addresses, pinned host keys and certificate facts from the provision
+        stack's current outputs: a fresh checkout or a CI runner has no .dynia/cache, and the
+        commands that read the nodes (status, drift-check, verify) and `dynia cert` need them.
+        True when the stack reported nodes; False when it has none (no stack, or no update yet:
+        never provisioned). Only reads: a missing stack is not created."""
+        from pulumi.automation import StackNotFoundError
+
         try:
+            if "provision" not in self._stacks:
+                self._stacks["provision"] = self._select("provision", create=False)
             outputs = self.stack("provision").outputs()
         except DyniaError:
             raise
-        except Exception:  # a stack without an update yet has no outputs
-            return
+        except StackNotFoundError:
+            return False
+        except Exception as exc:  # the backend, the passphrase: the state could not be read
+            text = getattr(exc, "stderr", "") or str(exc)
+            lines = [line for line in text.strip().splitlines() if line.strip()]
+            raise DyniaError("engine", f"cannot read the provision stack's outputs of {self.cluster.name}: "
+                             f"{lines[-1] if lines else exc.__class__.__name__}",
+                             "check the state backend and its credentials (PULUMI_BACKEND_URL or the spec's "
+                             "backend, PULUMI_CONFIG_PASSPHRASE); rerun with --debug for the engine's output") from None
         values = {k: getattr(v, "value", None) for k, v in outputs.items()}
         if not isinstance(values.get("nodes"), dict):
-            return
+            return False
         self.cache_outputs({k: v for k, v in values.items()
                             if not getattr(outputs[k], "secret", False)})
         self.cache_certificate(values.get("originPem"))
+        return True
 
     @staticmethod
     def _output(stack, name: str):

@@ -25,6 +25,51 @@ def render_cluster(cluster: Cluster, *, holder: str | None = None, templates_dir
                   templates_dir=templates_dir)
 
 
+def stale_addresses(cluster: Cluster) -> str | None:
+    """Why this machine's cache cannot be trusted to reach the nodes (None: it can): there is
+    none (a fresh checkout, a CI job, a teammate's machine), it lacks a node of the spec, or a
+    node's pinned host key where the cache is what pins them (written by an older dynia)."""
+    cache = ClusterCache.of(cluster)
+    outputs = cache.read_outputs()
+    if outputs is None:
+        return "no node addresses on this machine"
+    missing = [n for n in cluster.spec.nodes if n not in outputs.nodes]
+    if missing:
+        return f"no address for {', '.join(missing)} on this machine"
+    if not providers.of(cluster.spec).ssh_identity(cluster.project, cluster.name).known_hosts and \
+            any(a.host_key is None for n, a in outputs.nodes.items() if n in cluster.spec.nodes):
+        return "no pinned host keys on this machine"
+    return None
+
+
+def reach(cluster: Cluster, engine=None) -> list[Target]:
+    """The targets of a command that reads the nodes, from any machine with the spec, the
+    credentials and the state backend: when this machine's cache is missing or older than the
+    state (stale_addresses), the addresses and pinned host keys come from the provision stack's
+    outputs (through the engine, which rewrites the cache). A cluster whose state holds no nodes
+    was never provisioned. `engine`: what reads the state (default: dynia.engine.Engine)."""
+    from .errors import DyniaError
+
+    why = stale_addresses(cluster)
+    if why is not None:
+        if engine is None:
+            from .engine import Engine  # only here: a cache that is current needs no Pulumi
+
+            engine = Engine(cluster)
+        try:
+            found = engine.refresh_outputs()
+        except DyniaError as exc:
+            if ClusterCache.of(cluster).read_outputs() is not None:
+                found = True  # the older cache still reaches the nodes it knows; status shows the rest
+            else:
+                raise DyniaError(exc.kind, f"cluster {cluster.name}: {why}, and its state could not be read: "
+                                 f"{exc.message}", exc.hint) from None
+        if not found and ClusterCache.of(cluster).read_outputs() is None:
+            raise DyniaError("state", f"cluster {cluster.name} was never provisioned (its state holds no nodes)",
+                             f"run `dynia up --cluster {cluster.name}` to provision it")
+    return targets(cluster)
+
+
 def targets(cluster: Cluster) -> list[Target]:
     """SSH targets of the nodes the last provision reported (none before the first one), each
     pinned to its host key: the provider's own known_hosts (the lab's), else the keys the last

@@ -377,11 +377,11 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     """Gather and assemble the status of a loaded cluster (dynia.store.Cluster)."""
     from . import providers
     from .errors import DyniaError
-    from .session import render_cluster, targets, unpinned
+    from .session import reach, render_cluster, unpinned
 
-    rendering = render_cluster(cluster)
     order = list(cluster.spec.nodes)
-    nodes = sorted(targets(cluster), key=lambda t: order.index(t.node))  # rows in the spec's order
+    nodes = sorted(reach(cluster), key=lambda t: order.index(t.node))  # rows in the spec's order
+    rendering = render_cluster(cluster)  # after reach: with the addresses it may have read from the state
     if not nodes:
         raise DyniaError("state", f"cluster {cluster.name} has no node addresses yet (never provisioned)",
                          "run `dynia up` first; status reads the addresses the last provision reported")
@@ -393,10 +393,26 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     holder, holder_error = holder_of(provider, inv.reserved_ip, known, answers)
     st = assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},
                   services={s: svc.placement for s, svc in cluster.spec.services.items()},
-                  desired_version=rendering.config_version, reserved_ip=inv.reserved_ip, answers=answers,
-                  holder=holder, holder_error=holder_error, previous=previous, window=window)
+                  desired_version=desired_version(cluster, rendering, answers), reserved_ip=inv.reserved_ip,
+                  answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window)
     st.certificate = certificate_view(cluster)
     return st
+
+
+def desired_version(cluster, rendering, answers: dict) -> int:
+    """The version every node should be at: the render's, which counts on from this machine's
+    record of the last apply. A machine without that record (a fresh checkout, a CI job) has no
+    count to go on (its render says v1): there the newest version a node reports stands for the
+    cluster's, so status still shows a node behind the others and never calls the nodes newer
+    than the spec."""
+    from . import cache
+
+    if cache.applied(cluster):
+        return rendering.config_version
+    reported = [v for a in answers.values() if a is not None and a.error is None
+                for v in [(a.facts.get("applied") or {}).get("configVersion")]
+                if isinstance(v, int) and not isinstance(v, bool)]
+    return max(reported, default=rendering.config_version)
 
 
 def watch(cluster, interval: float, on_sample, stop=lambda: False) -> None:

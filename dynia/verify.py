@@ -480,5 +480,8 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
 
 
 def verify(cluster, **kw) -> list[Check]:
+    from .session import reach
+
+    reach(cluster)  # addresses and host keys from the state when this machine's cache lacks them
     e = expected(cluster)
     return assemble(e, collect(cluster, e, **kw))

@@ -14,6 +14,8 @@ the apply script's `dynia-step` lines as the command provider logs them (ephemer
 diagnostics on the push, while it runs), then ResOutputsEvent — or, for the failing push,
 the steps through `rollback` and the error diagnostic.
 
+$RECORDING_PULUMI_NO_OUTPUTS=1 makes the provision stack report no outputs (never provisioned).
+
 $RECORDING_PULUMI_PREVIEW_SECRET=<value> makes `preview` of the infra stack report an update of
 misty-owl's push whose secret stdin (that value, in the engine's --show-secrets form) changes,
 with its host changed and a trigger forcing a replacement (the three steps of a replace).
@@ -73,7 +75,8 @@ if args[:1] == ["version"]:
     print(os.environ.get("RECORDING_PULUMI_VERSION", "v3.200.0"))
 elif args[:2] == ["stack", "output"]:
     outputs = {}
-    if stack.endswith("-provision"):
+    # $RECORDING_PULUMI_NO_OUTPUTS: a provision stack that never had an update (no nodes yet)
+    if stack.endswith("-provision") and not os.environ.get("RECORDING_PULUMI_NO_OUTPUTS"):
         # each node with the SSH host key provision made for it (pinned by every connection)
         key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + "{}" * 43
         outputs = {"nodes": {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11", "droplet_id": "1",

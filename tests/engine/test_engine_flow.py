@@ -458,3 +458,43 @@ def test_up_of_an_upgraded_cluster_without_consent_is_refused_with_the_command_t
     assert "misty-owl: created before dynia pinned SSH host keys" in r.stderr
     assert "DYNIA_PIN_FIRST_USE=1 dynia up --phase provision --cluster shop" in r.stderr
     assert ("up", "shop-provision") not in ops(upgraded)
+
+
+def test_read_commands_on_a_fresh_checkout_reach_the_nodes_from_the_provision_stacks_outputs(env):
+    # A teammate's checkout (or a CI job): the spec, the credentials, the state backend; no .dynia/cache.
+    cache = env["proj"] / ".dynia/cache/shop"
+    assert not cache.exists()
+    r = dynia(env, "drift-check", "--cluster", "shop", "--json", "--timeout", "1")
+    assert "never provisioned" not in r.stderr and "dynia up" not in r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert r.returncode == 14 and report["unreachable"] == ["misty-owl", "brave-panda"]
+    assert all("not provisioned" not in n["error"] for n in report["nodes"])
+    # The addresses and the pinned host keys are the provision stack's, kept for the next command.
+    outputs = json.loads((cache / "outputs.json").read_text())
+    assert {n: a["public_ip"] for n, a in outputs["nodes"].items()} == {
+        "misty-owl": "198.51.100.11", "brave-panda": "198.51.100.12"}
+    known = (cache / "known_hosts").read_text()
+    assert "198.51.100.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAImmm" in known
+    # Read only: the stack is selected, never created.
+    assert ["stack", "output"] in [a[:2] for a in calls(env)]
+    assert not [a for a in calls(env) if "init" in a or "--create" in a]
+    # Now current, the cache answers alone: no Pulumi for the next read.
+    env["log"].unlink()
+    r = dynia(env, "status", "--cluster", "shop", "--json")
+    assert r.returncode == 4 and [n["address"] for n in json.loads(r.stdout)["nodes"]] == [
+        "198.51.100.11", "198.51.100.12"]
+    assert calls(env) == []
+
+
+def test_a_read_command_without_the_cache_or_the_pulumi_cli_names_what_is_missing_not_up(env):
+    r = dynia(env, "drift-check", "--cluster", "shop", "--timeout", "1", extra={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 19, r.stderr
+    assert "no node addresses on this machine, and its state could not be read" in r.stderr
+    assert "install the Pulumi CLI" in r.stderr and "dynia up" not in r.stderr
+
+
+def test_a_cluster_whose_provision_stack_holds_no_nodes_was_never_provisioned(env):
+    r = dynia(env, "status", "--cluster", "shop", extra={"RECORDING_PULUMI_NO_OUTPUTS": "1"})
+    assert r.returncode == 11, r.stderr
+    assert "was never provisioned (its state holds no nodes)" in r.stderr
+    assert "hint: run `dynia up --cluster shop`" in r.stderr

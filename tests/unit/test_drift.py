@@ -597,7 +597,7 @@ def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeyp
         seen.append([f.name for f in facts])
         return {}
 
-    monkeypatch.setattr("dynia.session.targets", lambda cluster: [type("T", (), {"node": NODE})()])
+    monkeypatch.setattr("dynia.session.reach", lambda cluster: [type("T", (), {"node": NODE})()])
     monkeypatch.setattr("dynia.nodes.gather.gather", fake_gather)
     D.check(c)
     assert seen == [["drift", "applied", "vrrp", "running"]]
@@ -613,8 +613,17 @@ def test_a_malformed_drift_answer_is_that_nodes_error_never_a_crash(answer):
     assert DF.parse_drift(json.dumps(answer), 0) == {"error": "the drift reader's answer is malformed"}
 
 
-def test_drift_check_before_the_first_provision_is_a_state_error_not_unreachable_nodes(lab):
+def test_drift_check_before_the_first_provision_is_a_state_error_not_unreachable_nodes(lab, monkeypatch):
     c, _ = lab
+
+    class NeverProvisioned:  # the engine reading a provision stack that holds no nodes
+        def __init__(self, cluster):
+            pass
+
+        def refresh_outputs(self):
+            return False
+
+    monkeypatch.setattr("dynia.engine.Engine", NeverProvisioned)
     with pytest.raises(DyniaError) as exc:
         D.check(c)
     assert exc.value.kind == "state" and "never provisioned" in exc.value.message and "dynia up" in exc.value.hint

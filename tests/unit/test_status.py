@@ -115,6 +115,27 @@ def test_each_unhealthy_condition_of_a_node_is_named_in_the_verdict(change, prob
     assert st.verdict == f"unhealthy: {problem}"
 
 
+def test_without_this_machines_apply_record_every_node_must_be_at_the_newest_version_a_node_reports(project):
+    # A teammate's checkout: no .dynia/cache, so the render counts from v1 while the nodes run v3.
+    from dynia import cache
+    from dynia.session import render_cluster
+    from dynia.store import Project, load_cluster
+
+    c = load_cluster(Project(project), "lab")
+    rendering = render_cluster(c)
+    assert rendering.config_version == 1 and not cache.applied(c)
+    snap, answers = recorded("lab-applied")
+    for node in ("misty-owl", "calm-otter"):
+        answers[node].facts["applied"]["configVersion"] = 3
+    answers["brave-panda"].facts["applied"]["configVersion"] = 2
+    desired = S.desired_version(c, rendering, answers)
+    assert desired == 3
+    assert assemble(snap, answers, desired_version=desired).problems == ["brave-panda is behind: v2, desired v3"]
+    # With the record of the last apply, the render's own version is the one to be at.
+    cache.ClusterCache.of(c).write_applied({"configVersion": 4, "nodes": {}})
+    assert S.desired_version(c, render_cluster(c), answers) == 5
+
+
 def test_a_vip_holder_that_is_not_the_vrrp_master_is_unhealthy():
     snap, answers = recorded("lab-applied")
     st = assemble(snap, answers, holder="calm-otter")
