@@ -298,8 +298,10 @@ def origin_to_letsencrypt(cluster: str) -> DyniaError:
 
 
 class Engine:
-    def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None):
+    def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None,
+                 read_only: bool = False):
         self.cluster = cluster
+        self.read_only = read_only  # only reads the state: creates no stack (_select)
         self.holder = holder
         self.on_progress = on_progress or (lambda line: None)
         # What shows a roll while `up` runs (dynia.cli.progress.Display): told when each phase
@@ -359,9 +361,9 @@ class Engine:
                 raise pulumi_failed(f"selecting the stack {self.cluster.name}-{phase}", exc) from None
         return self._stacks[phase]
 
-    def _select(self, phase: str, create: bool = True):
-        """The phase's stack; create=False: an existing one only (StackNotFoundError otherwise),
-        for what only reads the state and must not leave an empty stack behind."""
+    def _select(self, phase: str):
+        """The phase's stack, created when missing; a read-only engine selects an existing one
+        only (StackNotFoundError otherwise): what only reads leaves no empty stack behind."""
         from pulumi import automation as auto
 
         from .stacks import program_module
@@ -375,7 +377,7 @@ class Engine:
                                         backend=auto.ProjectBackend(url=env["PULUMI_BACKEND_URL"]))
         opts = auto.LocalWorkspaceOptions(work_dir=str(work_dir), project_settings=settings, env_vars=env,
                                           secrets_provider="passphrase", pulumi_command=cmd)
-        select = auto.create_or_select_stack if create else auto.select_stack
+        select = auto.select_stack if self.read_only else auto.create_or_select_stack
         return select(stack_name=f"{self.cluster.name}-{phase}", project_name="dynia",
                       program=lambda: module.program(self.phase_inputs(phase)), opts=opts)
 
@@ -494,12 +496,10 @@ class Engine:
         stack's current outputs: a fresh checkout or a CI runner has no .dynia/cache, and the
         commands that read the nodes (status, drift-check, verify) and `dynia cert` need them.
         True when the stack reported nodes; False when it has none (no stack, or no update yet:
-        never provisioned). Only reads: a missing stack is not created."""
+        never provisioned)."""
         from pulumi.automation import StackNotFoundError
 
         try:
-            if "provision" not in self._stacks:
-                self._stacks["provision"] = self._select("provision", create=False)
             outputs = self.stack("provision").outputs()
         except DyniaError:
             raise

@@ -55,7 +55,7 @@ def reach(cluster: Cluster, engine=None) -> list[Target]:
         if engine is None:
             from .engine import Engine  # only here: a cache that is current needs no Pulumi
 
-            engine = Engine(cluster)
+            engine = Engine(cluster, read_only=True)
         try:
             found = engine.refresh_outputs()
         except DyniaError as exc:

@@ -617,8 +617,8 @@ def test_drift_check_before_the_first_provision_is_a_state_error_not_unreachable
     c, _ = lab
 
     class NeverProvisioned:  # the engine reading a provision stack that holds no nodes
-        def __init__(self, cluster):
-            pass
+        def __init__(self, cluster, read_only=False):
+            assert read_only, "a read command creates no stack"
 
         def refresh_outputs(self):
             return False

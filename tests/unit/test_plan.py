@@ -93,12 +93,20 @@ def test_help_offline_plan_and_the_read_commands_import_no_pulumi_module(project
              "try:\n    main.run()\nexcept SystemExit:\n    pass\n"
              "print('PULUMI=' + ','.join(sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi'))),"
              " file=sys.stderr)\n")
-    # status, drift-check and infra verify stop early here (nothing provisioned), after loading
-    # their modules: what matters is that loading them pulls in no Pulumi.
+    # The cache of a provision run on this machine (addresses and pinned host keys): the read
+    # commands reach the nodes with it alone (here no node answers: what matters is that they
+    # ran without Pulumi). Only a missing or older cache makes them read the state (the engine).
+    from dynia.cache import ClusterCache
+    from dynia.store import Project, load_cluster
+
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + "m" * 43
+    ClusterCache.of(load_cluster(Project(project), "shop")).write_outputs(
+        {"nodes": {n: {"private_ip": f"10.110.0.{i}", "public_ip": f"192.0.2.{i}", "host_key": key}
+                   for i, n in ((11, "misty-owl"), (12, "brave-panda"))}, "reserved_ip": "192.0.2.50"})
     for argv in (["--help"], ["-C", str(project), "plan", "--offline", "--cluster", "shop"],
                  ["-C", str(project), "status", "--cluster", "shop"],
-                 ["-C", str(project), "drift-check", "--cluster", "shop"],
-                 ["-C", str(project), "infra", "verify", "--cluster", "shop"]):
+                 ["-C", str(project), "drift-check", "--cluster", "shop", "--timeout", "0.5"],
+                 ["-C", str(project), "infra", "verify", "--cluster", "shop", "--timeout", "0.5"]):
         proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
         line = [l for l in proc.stderr.splitlines() if l.startswith("PULUMI=")]
         assert line == ["PULUMI="], (argv, proc.stderr[-2000:])
