@@ -59,6 +59,10 @@ class Bundle:
     # holder)? None for infra and removals, which have no run state.
     run: bool | None = None
     force: bool = False
+    # A service layer only: image reference -> the command that says whether the node has it.
+    # A start that fails with an image missing afterwards failed to pull it: the apply script
+    # then names the image and the pull error, not compose's last line.
+    images: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
@@ -66,7 +70,7 @@ class Bundle:
                 "health": self.health, "policy": self.policy, "lockdown": self.lockdown,
                 "componentOrder": self.component_order, "remove": self.remove,
                 "removeComponents": self.remove_components, "removeCommands": self.remove_commands,
-                "run": self.run, "force": self.force}
+                "run": self.run, "force": self.force, "images": self.images}
 
     def encode(self) -> bytes:
         return _canonical(self.as_json())
@@ -182,11 +186,21 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             reload={layer: commands.compose_up(service, drain_for(spec, service)),
                     "caddy": commands.reload("caddy")},
             stop={layer: commands.compose_down(service)}, run=here,
+            images={image: commands.image_present(image) for image in _images(rendering, node, service)},
             health=service_health(spec, service, private_ip) if here else [],
             # Start the app before Caddy routes to it.
             component_order=[layer, "caddy"],
             remove=route, remove_components={t: "caddy" for t in route})
     return bundles
+
+
+def _images(rendering: Rendering, node: str, service: str) -> list[str]:
+    """The images the service's rendered compose file runs on that node, sorted."""
+    from .compose import compose_images
+
+    compose = PATHS.compose_file(service)
+    return sorted({image for f in rendering.files[node] if f.target == compose
+                   for image in compose_images(f.content).values()})
 
 
 def active_node(spec: ClusterSpec, holder: str | None) -> str:

@@ -383,3 +383,12 @@ def wrapped(name: str, info: ComposeInfo, host_network: bool = False) -> str:
     y.indent(mapping=2, sequence=4, offset=2)
     y.dump(data, out)
     return out.getvalue()
+
+
+def compose_images(content: bytes) -> dict[str, str]:
+    """compose service -> image reference, from a rendered compose file (dynia renders it)."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load(content.decode())
+    services = (data or {}).get("services") or {}
+    return {name: str(c["image"]) for name, c in services.items() if isinstance(c, dict) and c.get("image")}

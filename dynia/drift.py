@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .compose import compose_images
 from .errors import EXIT_CODES, EXIT_DRIFT, EXIT_OK
 from .nodes import drift_facts as DF
 from .nodes.commands import COMPONENTS, compose_project
@@ -142,15 +143,6 @@ class DriftReport:
 
 
 # --- desired state ----------------------------------------------------------------------
-
-def compose_images(content: bytes) -> dict[str, str]:
-    """compose service -> image reference, from a rendered compose file (dynia renders it)."""
-    from ruamel.yaml import YAML
-
-    data = YAML(typ="safe").load(content.decode())
-    services = (data or {}).get("services") or {}
-    return {name: str(c["image"]) for name, c in services.items() if isinstance(c, dict) and c.get("image")}
-
 
 def desired_images(rendering, node: str) -> dict[str, dict[str, str]]:
     """service -> {compose service -> image reference} on that node."""

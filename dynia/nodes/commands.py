@@ -9,6 +9,7 @@ string for both profiles.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 
 from ..firewall import TABLE
@@ -278,6 +279,13 @@ class NodeCommands:
             f"within {ready_s} s of its restart\" >&2; exit 1; }}; sleep 0.2; done; "
             f"rm -f {mark}; sleep {_seconds(t.marked_up_within)}; "
             f"else rm -f {record}; {up} && echo \"$sum\" > {record}; fi")
+
+    def image_present(self, image: str) -> str:
+        """Exits 0 when the image is in the node's container engine (pulled or built there)."""
+        quoted = shlex.quote(image)
+        if self.profile.container_engine == "podman":
+            return f"podman image exists {quoted}"
+        return f"docker image inspect {quoted} >/dev/null 2>&1"
 
     def compose_down(self, service: str) -> str:
         return self.compose(service, "down")

@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import ssl
@@ -322,9 +323,30 @@ def reload_all(bundle, components):
             continue
         code, out = run(command)
         if code != 0:
-            return done, "reload %s failed: %s" % (component, last_line(out))
+            return done, "reload %s failed: %s" % (component, start_failure(bundle, component, out))
         done.append(component)
     return done, ""
+
+
+PULL_ERROR = re.compile(r"error|denied|not found|unknown|unauthori|refused|failed|no such|timeout", re.I)
+
+
+def start_failure(bundle, component, out):
+    """Why a component did not start, in one line. A service whose image is not on the node
+    after its start failed could not pull it: compose's last line then only says a container
+    was not found, so name the image and the engine's pull error (the first error line that
+    names the image's repository), else the output's last line."""
+    images = (bundle.get("images") or {}) if component == bundle["layer"] else {}
+    for image, present in sorted(images.items()):
+        if run(present)[0] == 0:
+            continue
+        repository = image.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        name = repository.rsplit("/", 1)[-1]
+        lines = [l.strip() for l in out.splitlines() if name in l and PULL_ERROR.search(l)]
+        return "image %s could not be pulled: %s" % (image, lines[0][:300] if lines else last_line(out))
+    return last_line(out)
 
 
 # --- the protocol, one step each (DESIGN §5) --------------------------------------------

@@ -177,6 +177,34 @@ def test_an_unchanged_reapply_of_the_rolled_back_layer_gates_it_and_clears_the_m
     assert reloads(root) == ["reload v1", "reload v2", "reload v1"], "nothing reloaded by the unchanged applies"
 
 
+def test_a_start_that_fails_on_an_image_it_could_not_pull_names_the_image_and_the_pull_error(root):
+    # What podman-compose prints when an image cannot be pulled: the pull error, then its last
+    # word about a container that was never created.
+    import dataclasses
+
+    start = ('echo "Trying to pull registry.example/team/api:2.0..." && '
+             'echo "Error: initializing source docker://registry.example/team/api:2.0: reading manifest 2.0 in '
+             'registry.example/team/api: manifest unknown" >&2 && '
+             'echo "Error: no container with name or ID \\"dynia-web_api_1\\" found: no such container" >&2 && exit 125')
+    assert apply(root, make_bundle([_file("/etc/web.conf", b"v1\n")]))[0] == 0
+    bundle = dataclasses.replace(make_bundle([_file("/etc/web.conf", b"v2\n")], version=2), reload={"web": start},
+                                 images={"localhost/dynia-lab-app": "true", "registry.example/team/api:2.0": "false"})
+    bundle = dataclasses.replace(bundle, layer="web", stop={})
+    code, report, err = apply(root, bundle)
+    reason = ("reload web failed: image registry.example/team/api:2.0 could not be pulled: Error: initializing "
+              "source docker://registry.example/team/api:2.0: reading manifest 2.0 in registry.example/team/api: "
+              "manifest unknown")
+    assert (code, report["status"], report["reason"]) == (30, "rolled-back", reason)
+    assert err.strip() == f"dynia apply: n1 web: {reason}"
+    degraded = json.loads((root / "opt/dynia/state/degraded").read_text())
+    assert degraded["reason"] == reason
+    # Every image there, the failure is not a pull: compose's own last line stays the reason.
+    bundle = dataclasses.replace(bundle, images={"registry.example/team/api:2.0": "true"})
+    code, report, _ = apply(root, bundle)
+    assert report["reason"] == 'reload web failed: Error: no container with name or ID "dynia-web_api_1" found: ' \
+        "no such container"
+
+
 def test_rollback_reloads_components_in_the_reverse_of_the_forward_order(root):
     # Forward: caddy lets go of a port before haproxy takes it; back: haproxy lets go first.
     files = [_file("/etc/caddy.conf", b"c1\n", component="caddy"), _file("/etc/haproxy.conf", b"h1\n", component="haproxy")]

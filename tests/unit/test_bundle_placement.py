@@ -55,6 +55,16 @@ def test_every_node_gets_the_commands_to_start_and_stop_a_service_and_run_says_w
     assert bundles(project, "misty-owl")["infra"].as_json()["run"] is None
 
 
+def test_a_service_bundle_carries_how_to_tell_whether_each_image_of_its_compose_file_is_on_the_node(project):
+    from dynia.nodes.commands import NodeCommands
+    from dynia.providers.digitalocean import PROFILE
+    do = NodeCommands(PROFILE)
+    api = bundles(project, "misty-owl")["service:api"]
+    assert api.as_json()["images"] == {image: do.image_present(image)
+                                       for image in ("ghcr.io/example/shop-api:2.0.1", "redis:7-alpine")}
+    assert bundles(project, "misty-owl")["infra"].images == {}
+
+
 def test_a_holder_change_changes_only_the_active_only_services_triggers_on_the_nodes_concerned(project):
     three = lambda t: t.replace("nodes: [misty-owl, brave-panda]", "nodes: [misty-owl, brave-panda, calm-otter]")  # noqa: E731
     nodes = ("misty-owl", "brave-panda", "calm-otter")

@@ -211,6 +211,13 @@ def test_lab_removes_a_service_by_podman_composes_project_label_because_podman_c
         '{ [ -z "$ids" ] || podman rm -f $ids >/dev/null; }')
 
 
+def test_whether_an_image_is_on_the_node_is_asked_of_its_container_engine_with_the_reference_quoted():
+    assert DO.image_present("ghcr.io/example/shop-api:2.0.1") == \
+        "docker image inspect ghcr.io/example/shop-api:2.0.1 >/dev/null 2>&1"
+    assert LAB.image_present("localhost/dynia-lab-app") == "podman image exists localhost/dynia-lab-app"
+    assert LAB.image_present("x;reboot") == "podman image exists 'x;reboot'"
+
+
 def test_whether_a_service_runs_is_asked_by_project_too_so_a_removal_knows_what_a_rollback_restarts():
     assert DO.compose_running("api") == "docker compose -p dynia-api ps -q | grep -q ."
     assert LAB.compose_running("api") == "podman ps -q --filter label=io.podman.compose.project=dynia-api | grep -q ."
