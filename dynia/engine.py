@@ -352,10 +352,12 @@ class Engine:
     def stack(self, phase: str):
         """The phase's stack, selected once per command: each selection runs the Pulumi CLI,
         and a command reads provision's outputs (credentials, region) before it runs a phase."""
+        from pulumi.automation import StackNotFoundError
+
         if phase not in self._stacks:
             try:
                 self._stacks[phase] = self._select(phase)
-            except DyniaError:
+            except (DyniaError, StackNotFoundError):  # the latter: a read-only engine's answer, "none"
                 raise
             except Exception as exc:  # the CLI could not select or create the stack
                 raise pulumi_failed(f"selecting the stack {self.cluster.name}-{phase}", exc) from None
@@ -506,12 +508,7 @@ class Engine:
         except StackNotFoundError:
             return False
         except Exception as exc:  # the backend, the passphrase: the state could not be read
-            text = getattr(exc, "stderr", "") or str(exc)
-            lines = [line for line in text.strip().splitlines() if line.strip()]
-            raise DyniaError("engine", f"cannot read the provision stack's outputs of {self.cluster.name}: "
-                             f"{lines[-1] if lines else exc.__class__.__name__}",
-                             "check the state backend and its credentials (PULUMI_BACKEND_URL or the spec's "
-                             "backend, PULUMI_CONFIG_PASSPHRASE); rerun with --debug for the engine's output") from None
+            raise pulumi_failed(f"reading the outputs of the stack {self.cluster.name}-provision", exc) from None
         values = {k: getattr(v, "value", None) for k, v in outputs.items()}
         if not isinstance(values.get("nodes"), dict):
             return False

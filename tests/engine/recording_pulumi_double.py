@@ -14,7 +14,8 @@ the apply script's `dynia-step` lines as the command provider logs them (ephemer
 diagnostics on the push, while it runs), then ResOutputsEvent — or, for the failing push,
 the steps through `rollback` and the error diagnostic.
 
-$RECORDING_PULUMI_NO_OUTPUTS=1 makes the provision stack report no outputs (never provisioned).
+$RECORDING_PULUMI_NO_OUTPUTS=1 makes the provision stack report no outputs (never provisioned);
+=no-stack makes selecting any stack without creating it fail as the CLI does for a missing one.
 
 $RECORDING_PULUMI_PREVIEW_SECRET=<value> makes `preview` of the infra stack report an update of
 misty-owl's push whose secret stdin (that value, in the engine's --show-secrets form) changes,
@@ -71,7 +72,10 @@ def push_events(stack, failing=None):
 
 summary = {"summaryEvent": {"maybeCorrupt": False, "durationSeconds": 0, "resourceChanges": {"same": 1},
                             "PolicyPacks": {}}}
-if args[:1] == ["version"]:
+if args[:2] == ["stack", "select"] and "--create" not in args and os.environ.get("RECORDING_PULUMI_NO_OUTPUTS") == "no-stack":
+    print(f"error: no stack named '{stack}' found", file=sys.stderr)
+    sys.exit(255)
+elif args[:1] == ["version"]:
     print(os.environ.get("RECORDING_PULUMI_VERSION", "v3.200.0"))
 elif args[:2] == ["stack", "output"]:
     outputs = {}

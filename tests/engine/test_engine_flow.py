@@ -493,8 +493,9 @@ def test_a_read_command_without_the_cache_or_the_pulumi_cli_names_what_is_missin
     assert "install the Pulumi CLI" in r.stderr and "dynia up" not in r.stderr
 
 
-def test_a_cluster_whose_provision_stack_holds_no_nodes_was_never_provisioned(env):
-    r = dynia(env, "status", "--cluster", "shop", extra={"RECORDING_PULUMI_NO_OUTPUTS": "1"})
+@pytest.mark.parametrize("state", ["1", "no-stack"], ids=["no-outputs", "no-stack"])
+def test_a_cluster_whose_provision_stack_holds_no_nodes_was_never_provisioned(env, state):
+    r = dynia(env, "status", "--cluster", "shop", extra={"RECORDING_PULUMI_NO_OUTPUTS": state})
     assert r.returncode == 11, r.stderr
     assert "was never provisioned (its state holds no nodes)" in r.stderr
     assert "hint: run `dynia up --cluster shop`" in r.stderr
