@@ -57,6 +57,18 @@ class AcmeState:
         return (f"AcmeState(domains={self.domains!r}, not_after={self.not_after.isoformat()}, "
                 f"placeholder={self.placeholder}, account={'yes' if self.account_key else 'no'})")
 
+    @property
+    def shown_directory(self) -> str | None:
+        """The directory as it may be printed: a state stored before dynia refused credentials in
+        tls.acme_directory may hold one (user:password, a query); only scheme, host and path show."""
+        if self.directory is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.directory)
+        host = parts.netloc.rpartition("@")[2]
+        return f"{parts.scheme}://{host}{parts.path}"
+
     def to_dict(self) -> dict:
         return {"version": 1, "account_key": self.account_key, "pem": self.pem,
                 "not_after": _iso(self.not_after), "domains": list(self.domains), "directory": self.directory,
@@ -124,7 +136,7 @@ def renewal_reason(state: AcmeState | None, spec, now: dt.datetime, days: int = 
     if missing:
         return f"does not cover {', '.join(missing)}"
     if state.directory and state.directory != spec.tls.directory_url:
-        return f"issued by {state.directory}, tls.acme_directory is now {spec.tls.directory_url}"
+        return f"issued by {state.shown_directory}, tls.acme_directory is now {spec.tls.directory_url}"
     return None
 
 
@@ -240,7 +252,7 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
 def public_facts(state: AcmeState) -> dict:
     """What may be printed or cached: names, expiry, placeholder or not — never a PEM."""
     return {"domains": list(state.domains), "not_after": _iso(state.not_after), "placeholder": state.placeholder,
-            "directory": state.directory, "account": bool(state.account_key)}
+            "directory": state.shown_directory, "account": bool(state.account_key)}
 
 
 def newer(candidate: AcmeState, than: AcmeState | None) -> bool:

@@ -1,6 +1,6 @@
 """The edge policy every node's HAProxy enforces, as data for templates/haproxy/haproxy.cfg.j2.
 
-- Security headers on every response (dynia's defaults, one place: SECURITY_HEADERS), merged
+- Security headers on every response (dynia's defaults, one place: dynia.headers), merged
   per service with `services.<n>.headers` (a value replaces or adds a header, null removes it).
 - A rate limit per service, keyed on the real client address, answering 429 over the limit
   (`services.<n>.rate_limit`; null turns it off).
@@ -20,25 +20,9 @@ from functools import lru_cache
 from importlib import resources
 
 from .errors import DyniaError, render_error
+from .headers import merged
 
 CLOUDFLARE_ORIGIN_PULL_CA = "data/cloudflare-origin-pull-ca.pem"
-
-# dynia's defaults, on every response of every service (and of the fallback backend).
-# - HSTS for two years with includeSubDomains: browsers never try plain HTTP again for the
-#   service's name and the names below it. No `preload`: submitting a domain to the browsers'
-#   preload list is a separate, slow-to-undo commitment for the *whole* registrable domain (every
-#   host of the zone, also those dynia does not serve, must then be HTTPS-only); an operator who
-#   wants it says so with a per-service override.
-# - X-Frame-Options SAMEORIGIN rather than DENY: it stops other sites framing the app
-#   (clickjacking) and still lets an app frame its own pages (admin UIs, previews), which DENY breaks.
-# - nosniff: browsers honour the declared Content-Type (no script from a text/plain upload).
-# - strict-origin-when-cross-origin: other sites see only the origin, never paths or queries.
-SECURITY_HEADERS: dict[str, str] = {
-    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
-    "X-Frame-Options": "SAMEORIGIN",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-}
 
 # What one rate-limit bucket is: an IPv4 address, or an IPv6 /64. An IPv6 client gets a whole /64
 # (the smallest prefix a network hands out: SLAAC needs it), so counting per address would give it
@@ -112,14 +96,9 @@ def haproxy_quote(value: str) -> str:
 
 
 def header_rules(overrides: dict[str, str | None] | None = None) -> list[HeaderRule]:
-    """dynia's defaults merged with a service's overrides. Header names are case-insensitive:
-    an override of `x-frame-options` replaces X-Frame-Options (spelled as the override spells it).
-    Defaults first in their order, then added headers in the spec's order; a null deletes."""
-    merged: dict[str, tuple[str, str | None]] = {n.lower(): (n, v) for n, v in SECURITY_HEADERS.items()}
-    for name, value in (overrides or {}).items():
-        merged[name.lower()] = (name, value)
+    """dynia's defaults merged with a service's overrides (dynia.headers.merged); a null deletes."""
     return [HeaderRule("set", name, haproxy_quote(value)) if value is not None else HeaderRule("del", name)
-            for name, value in merged.values()]
+            for name, value in merged(overrides).values()]
 
 
 def rate_limit(limit) -> RateLimit | None:

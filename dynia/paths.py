@@ -76,6 +76,18 @@ class NodePorts:
     stats: int = 8404
 
 
+def backend_name(service: str) -> str:
+    """A service's HAProxy backend (what `show stat` calls it). Service names never hold `_`,
+    so no service's backend can be named like the fallback, be_any_node; dynia.reserved keeps
+    services off dynia's other backends."""
+    return f"be_{service}"
+
+
+def compose_project(service: str) -> str:
+    """The compose project a service runs as (the `name:` dynia.compose.wrapped renders)."""
+    return f"dynia-{service}"
+
+
 PATHS = NodePaths()
 PORTS = NodePorts()
 # What a service may not publish: every node listens there itself.

@@ -20,7 +20,7 @@ from .errors import render_error
 from .guard import GuardReport, check_guard
 from .inventory import Inventory
 from .nodes.commands import DRAIN_DIR, FIREWALL_UNIT, HAPROXY_TIMING, Drain, NodeCommands
-from .paths import ACME_HOST, ACME_PREFIX, HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS
+from .paths import ACME_HOST, ACME_PREFIX, HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS, backend_name
 from .planner import rolling_order
 from .providers.base import NodeProfile
 from .spec import ClusterSpec
@@ -76,12 +76,6 @@ class ServiceBackend:
     health_path: str
     placement: str
     servers: list[NodeAddr]
-
-
-def backend_name(service: str) -> str:
-    """A service's HAProxy backend (what `show stat` calls it). Service names never hold `_`,
-    so no service's backend can be named like the fallback, be_any_node."""
-    return f"be_{service}"
 
 
 def service_backends(spec: ClusterSpec, nodes: list[NodeAddr], me: NodeAddr) -> list[ServiceBackend]:

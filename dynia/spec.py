@@ -7,16 +7,20 @@ line and the fix.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+import socket
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
                       ValidationError, field_validator, model_validator)
 
 from .errors import DyniaError, config_error
+from .headers import FRAMING_HEADERS, HTX_BLOCK, REWRITE_BUDGET, rewrite_cost
 from .isolation import IsolationException
 from .paths import INFRA_PORTS
+from .reserved import reserved_service_names
 
 SCHEMA_VERSION = 1
 
@@ -26,10 +30,10 @@ NODE_ID = re.compile(r"[a-z]{2,12}-[a-z]{2,12}")
 NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 NAME_RULE = "lower-case letters, digits and dashes, 2-32 characters, starting with a letter"
 LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(ms|s|m|h)")
 HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*")
 IMAGE_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # DigitalOcean slugs (ubuntu-24-04-x64) or image ids
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 # The VPC must be private address space: loopback, 0.0.0.0/8 and the link-local metadata
 # range (169.254.169.254) are "private" to ipaddress but would break or expose the nodes.
@@ -45,11 +49,16 @@ def is_name(value: Any) -> bool:
 
 
 def parse_duration(value: Any) -> float:
+    """Seconds, from `2s`, `500ms`, `1m`, `1h` or a plain number of seconds (unbounded here:
+    every field bounds its own, which also turns away YAML's .inf and .nan)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float
+            return math.inf
     m = DURATION.fullmatch(str(value).strip())
     if not m:
-        raise ValueError("a duration like 500ms, 2s or 1m")
+        raise ValueError("a duration like 500ms, 2s, 1m or 1h")
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -59,7 +68,23 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration),
+def _spoken(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return format_duration(seconds)
+
+
+def duration(low: float, high: float) -> Any:
+    """A duration field bounded to [low, high] seconds: what the nodes' gate, HAProxy and the
+    drain can wait for (a day-long health timeout would outlive every push's connection)."""
+    def bounded(seconds: float) -> float:
+        if not low <= seconds <= high:  # False for NaN too
+            raise ValueError(f"from {_spoken(low)} to {_spoken(high)}")
+        return seconds
+
+    return Annotated[float, BeforeValidator(parse_duration), AfterValidator(bounded),
+                     PlainSerializer(format_duration),
                      Field(json_schema_extra={"type": "string", "pattern": f"^{DURATION.pattern}$"})]
 
 
@@ -135,7 +160,80 @@ ACME_DIRECTORIES = {
     "production": "https://acme-v02.api.letsencrypt.org/directory",
     "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[a-z0-9.-]{1,253}\.[a-z]{2,63}")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+# An ACME directory is a plain https URL: host (a name, a dotted IPv4 address or a bracketed
+# IPv6 one), an optional port, a path. No user:password (ACME authenticates with the account
+# key; a credential here would be printed wherever the directory is named), no query or
+# fragment, nothing two URL parsers could read differently (\\, @, %-encoded hosts).
+ACME_URL = re.compile(r"https://(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?"
+                      r"(?P<path>/[A-Za-z0-9._~!$&'()*+,;=:/%-]{0,400})?")
+# Names that resolve to this machine or a private network whatever DNS says (RFC 6761, 6762,
+# 8375, ICANN's .internal).
+LOCAL_NAME_SUFFIXES = ("localhost", "local", "localdomain", "internal", "home.arpa")
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (mapped, NAT64).
+IPV4_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96"))
+
+
+def check_acme_directory(v: str) -> str:
+    """The shape of tls.acme_directory: production, staging, or a plain https URL whose host is
+    a name or an address written canonically. Where it may point (no private address) is a
+    rule outside the local provider: acme_directory_problem."""
+    if v in ACME_DIRECTORIES:
+        return v
+    m = ACME_URL.fullmatch(v)
+    if m is None:
+        if "@" in v.partition("://")[2].partition("/")[0]:
+            raise ValueError("an ACME directory URL carries no user:password (ACME authenticates with "
+                             "the account key): remove it")
+        raise ValueError("production, staging, or a plain https:// ACME directory URL (a host, an optional "
+                         "port and a path; no user:password, query or fragment)")
+    if m.group("port") is not None and not 1 <= int(m.group("port")) <= 65535:
+        raise ValueError(f"port {m.group('port')} is not between 1 and 65535")
+    host = m.group("host").lower()
+    if acme_address(host) is None and not all(LABEL.fullmatch(p) for p in host.split(".")):
+        raise ValueError(f"the host {host} is neither a domain name nor an address")
+    return v
+
+
+def acme_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a URL's (lower-case) host names, in any spelling the resolver accepts
+    (`2130706433`, `0x7f.1` and `127.1` are all 127.0.0.1 to getaddrinfo); None for a name.
+    An IPv6 address that carries an IPv4 one (mapped, NAT64) is that IPv4 address. A
+    non-canonical IPv4 spelling raises ValueError: what the spec says is what is dialled."""
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv6 address") from None
+        carried = any(address in n for n in IPV4_CARRIERS)
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if carried else address
+    try:
+        packed = socket.inet_aton(host)
+    except OSError:
+        return None
+    address = ipaddress.IPv4Address(packed)
+    if str(address) != host:
+        raise ValueError(f"the host {host} is the address {address}: write it so")
+    return address
+
+
+def acme_directory_problem(url: str) -> str | None:
+    """Why a directory URL points where no public ACME server lives — a loopback, private,
+    link-local (the droplet metadata service) or otherwise non-global address, or a name that
+    resolves locally — or None. Names are judged as written, never resolved (validation
+    touches no network)."""
+    m = ACME_URL.fullmatch(url)
+    if m is None:  # production, staging
+        return None
+    host = m.group("host").lower()
+    address = acme_address(host)
+    if address is not None:
+        return None if address.is_global else f"{address} is not a public address"
+    if not is_domain(host):
+        return f"{host} is not a public domain name like acme.example.com"
+    if any(host == s or host.endswith("." + s) for s in LOCAL_NAME_SUFFIXES):
+        return f"{host} names this machine or a private network"
+    return None
 
 
 class Tls(Strict):
@@ -143,16 +241,15 @@ class Tls(Strict):
         "origin", description="origin: a Cloudflare Origin CA certificate, records proxied through Cloudflare; "
                               "letsencrypt: one ACME certificate for the cluster, records DNS-only (not proxied)")
     acme_directory: str = Field("production", description="letsencrypt only: production or staging (Let's "
-                                                          "Encrypt's), or the https URL of another ACME directory")
+                                                          "Encrypt's), or the https URL of another ACME directory "
+                                                          "(no user:password, query or fragment; outside the local "
+                                                          "provider a public host, never a private address)")
     email: str | None = Field(None, description="letsencrypt only: the ACME account's contact e-mail (optional)")
 
     @field_validator("acme_directory")
     @classmethod
     def _directory(cls, v: str) -> str:
-        if v not in ACME_DIRECTORIES and not (v.startswith("https://") and v.isprintable() and " " not in v
-                                             and len(v) <= 512):
-            raise ValueError("production, staging, or an https:// ACME directory URL")
-        return v
+        return check_acme_directory(v)
 
     @field_validator("email")
     @classmethod
@@ -166,16 +263,35 @@ class Tls(Strict):
         return ACME_DIRECTORIES.get(self.acme_directory, self.acme_directory)
 
 
+# Sources no operator's SSH connection can come from across the network: a range inside one of
+# these admits nobody (or only the node itself, which `iif lo` admits anyway).
+NO_OPERATOR_RANGES = (
+    ("loopback", ("127.0.0.0/8", "::1/128"), ""),
+    ("link-local", ("169.254.0.0/16", "fe80::/10"), ""),
+    ("multicast", ("224.0.0.0/4", "ff00::/8"), ""),
+    ("this-network", ("0.0.0.0/8", "::/128"), ""),
+    ("IPv4-mapped", ("::ffff:0:0/96",), " (IPv4 packets are matched as IPv4: write the IPv4 range)"),
+)
+
+
 def check_ranges(v: list[str]) -> list[str]:
     """CIDR ranges rendered into every node's firewall: normalised, so `10.0.0.1/8` cannot
-    read as a host while nft loads the whole /8."""
+    read as a host while nft loads the whole /8; without an IPv6 zone id (`fe80::%eth0/64`
+    parses, and its free text went verbatim into firewall.nft); never a range that cannot
+    admit an operator."""
     out = []
     for r in v:
         try:
-            out.append(str(ipaddress.ip_network(r, strict=True)))
+            net = ipaddress.ip_network(r, strict=True)
         except ValueError:
-            raise ValueError(f"{r!r} is not a CIDR range like 203.0.113.0/24 or 2001:db8::/32 "
-                             "(host bits must be zero; a single address is /32 or /128)") from None
+            net = None
+        if net is None or getattr(net.network_address, "scope_id", None) is not None:
+            raise ValueError(f"{r[:64]!r} is not a CIDR range like 203.0.113.0/24 or 2001:db8::/32 "
+                             "(host bits must be zero; a single address is /32 or /128; no %zone)")
+        for kind, ranges, note in NO_OPERATOR_RANGES:
+            if any(net.version == n.version and net.subnet_of(n) for n in map(ipaddress.ip_network, ranges)):
+                raise ValueError(f"{net} is {kind} address space: no operator connects from it{note}")
+        out.append(str(net))
     if len(set(out)) != len(out):
         raise ValueError("a range is listed twice")
     return out
@@ -189,7 +305,7 @@ class Firewall(Strict):
                                     description="who may reach SSH (22) on every node, as CIDR ranges: dynia "
                                                 "itself must connect from one of them. Default: everyone "
                                                 "(keys only, no passwords); narrow it to your office, VPN and "
-                                                "CI ranges")
+                                                "CI ranges (no loopback, link-local or multicast range, no %zone)")
 
     @field_validator("admin_ranges")
     @classmethod
@@ -200,9 +316,11 @@ class Firewall(Strict):
 class Health(Strict):
     """The health gate every push passes before the roll moves on."""
     retries: int = Field(5, ge=1, le=50, description="tries before the gate fails and the node is rolled back")
-    interval: Duration = Field(2.0, description="pause after the first failed try, like 2s or 500ms")
+    interval: duration(0.1, 60.0) = Field(2.0, description="pause after the first failed try, like 2s or 500ms "
+                                                           "(100ms to 1m)")
     backoff: float = Field(2.0, ge=1.0, le=10.0, description="each pause is the previous one times this")
-    timeout: Duration = Field(60.0, description="the gate gives up after this long, whatever the tries left")
+    timeout: duration(1.0, 600.0) = Field(60.0, description="the gate gives up after this long, whatever the tries "
+                                                            "left (1s to 10m)")
 
     @model_validator(mode="after")
     def _timeout_covers_one_try(self) -> "Health":
@@ -227,12 +345,12 @@ HEADER_VALUE = re.compile(r'[ !#-$&-\[\]-~]{1,512}')
 class RateLimit(Strict):
     """HAProxy counts each client's requests to one service over a sliding window."""
     requests: int = Field(200, ge=1, le=1_000_000, description="requests one client may make in a window")
-    window: Duration = Field(10.0, description="the window, like 10s or 1m (whole seconds, 1s to 1h)")
+    window: duration(1.0, 3600.0) = Field(10.0, description="the window, like 10s, 1m or 1h (whole seconds, 1s to 1h)")
 
     @field_validator("window")
     @classmethod
     def _window(cls, v: float) -> float:
-        if v != int(v) or not 1 <= v <= 3600:
+        if v != int(v):
             raise ValueError("whole seconds from 1s to 1h, like 10s or 1m")
         return v
 
@@ -252,7 +370,9 @@ class Service(Strict):
     headers: dict[str, str | None] = Field(
         {}, description="response headers by name, over dynia's security headers (Strict-Transport-Security, "
                         "X-Frame-Options, X-Content-Type-Options, Referrer-Policy): a value replaces or adds one, "
-                        "null removes one")
+                        "null removes one. Names are case-insensitive; framing and hop-by-hop headers (Content-Length, "
+                        "Transfer-Encoding, Connection, Upgrade, Host, …) are refused; all set headers together fit "
+                        "HAProxy's rewrite space (1,024 bytes, each name + value + 8)")
     rate_limit: RateLimit | None = Field(RateLimit(), description="requests per client (its real address) before "
                                                                   "HAProxy answers 429; null turns it off")
     state: Literal["local", "replicated"] = Field(
@@ -276,12 +396,24 @@ class Service(Strict):
     @field_validator("headers")
     @classmethod
     def _headers(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+        seen: dict[str, str] = {}
         for name, value in v.items():
             if not HEADER_NAME.fullmatch(name):
-                raise ValueError(f"header name {name!r}: letters, digits and dashes, like X-Frame-Options")
+                raise ValueError(f"header name {name[:64]!r}: letters, digits and dashes, like X-Frame-Options")
+            if name.lower() in seen:
+                raise ValueError(f"headers {seen[name.lower()]} and {name} are one header (names are "
+                                 "case-insensitive): keep one")
+            seen[name.lower()] = name
+            if name.lower() in FRAMING_HEADERS:
+                raise ValueError(f"header {name} frames the message or describes one connection: HAProxy "
+                                 "and the app set it, a fixed value would break answers")
             if value is not None and not HEADER_VALUE.fullmatch(value):
                 raise ValueError(f"header {name}: a value of 1-512 printable ASCII characters without "
                                  '", \\ or %')
+        if rewrite_cost(v) > REWRITE_BUDGET:
+            raise ValueError(f"the headers set on each answer take {rewrite_cost(v)} bytes of HAProxy's "
+                             f"{REWRITE_BUDGET}-byte rewrite space (each: name + value + {HTX_BLOCK}, "
+                             "dynia's defaults included): shorten or drop some")
         return v
 
     @field_validator("isolation_exceptions")
@@ -331,7 +463,8 @@ class ClusterSpec(Strict):
     lockdown: bool = Field(False, description="chattr +i on managed files between applies")
     backend: str | None = Field(None, description="Pulumi state backend URL (https://, file://, s3://, azblob://, "
                                                   "gs://); default .dynia/state or PULUMI_BACKEND_URL")
-    services: dict[str, Service] = Field({}, description="the operator's services by name")
+    services: dict[str, Service] = Field({}, description="the operator's services by name (a name dynia uses "
+                                                         "itself, like acme, is refused)")
 
     @field_validator("name")
     @classmethod
@@ -362,7 +495,7 @@ class ClusterSpec(Strict):
     def _service_names(cls, v: dict[str, Service]) -> dict[str, Service]:
         for name in v:
             if not is_name(name):
-                raise ValueError(f"service name {name!r}: {NAME_RULE}")
+                raise ValueError(f"service name {name[:64]!r}: {NAME_RULE}")
         return v
 
     @field_validator("backend")
@@ -377,17 +510,37 @@ class ClusterSpec(Strict):
         return self.master or self.nodes[0]
 
 
+def _tls_problems(spec: ClusterSpec, provider) -> list[tuple[tuple, str, str]]:
+    """ACME settings mean something in letsencrypt mode only, and there point at a public CA."""
+    if spec.tls.mode == "origin":
+        return [(("tls", key), "set, but tls.mode origin orders no ACME certificate",
+                 f"remove tls.{key}, or set tls.mode: letsencrypt")
+                for key in ("acme_directory", "email") if key in spec.tls.model_fields_set]
+    why = None if provider.private_acme_directory else acme_directory_problem(spec.tls.acme_directory)
+    if why:
+        return [(("tls", "acme_directory"), why,
+                 "use a public ACME directory (production, staging, or its https URL); private CAs are "
+                 "for the local provider")]
+    return []
+
+
 def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
     """Rules across keys. Returns (key path, message, hint) for each violation."""
     from . import providers
 
-    problems: list[tuple[tuple, str, str]] = list(providers.of(spec).check(spec.provider))
+    provider = providers.of(spec)
+    problems: list[tuple[tuple, str, str]] = list(provider.check(spec.provider))
+    problems += _tls_problems(spec, provider)
     if spec.master is not None and spec.master not in spec.nodes:
         problems.append((("master",), f"master {spec.master!r} is not one of the nodes",
                          f"set master to one of: {', '.join(spec.nodes)}"))
     seen_domains: dict[str, str] = {}
     seen_ports: dict[int, str] = {}
+    reserved = reserved_service_names()
     for name, svc in spec.services.items():
+        if name in reserved:
+            problems.append((("services", name), f"service name {name} is dynia's own: {reserved[name]}",
+                             f"rename the service (like {name}-app)"))
         if svc.domain is not None:
             if not in_zone(svc.domain, spec.domain):
                 problems.append((("services", name, "domain"),

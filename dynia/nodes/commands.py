@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..firewall import TABLE
 from ..paths import PATHS as P
-from ..paths import PORTS
+from ..paths import PORTS, compose_project
 from ..providers.base import NodeProfile
 
 # Reload order after a change: Caddy, then HAProxy, then keepalived. Caddy first because a
@@ -311,11 +311,6 @@ class NodeCommands:
         if self.profile.container_engine == "podman":
             return f"podman ps -q --filter label=io.podman.compose.project={project} | grep -q ."
         return f"{self.profile.compose_command} -p {project} ps -q | grep -q ."
-
-
-def compose_project(service: str) -> str:
-    """The compose project a service runs as (the `name:` dynia.compose.wrapped renders)."""
-    return f"dynia-{service}"
 
 
 # --- tls.mode letsencrypt: HTTP-01 key authorizations (dynia.nodes.challenge) ---------------

@@ -92,6 +92,10 @@ class Provider(ABC):
     node_token_hint: str = ""  # how to create it (the scopes it needs)
     # Nodes made before dynia pinned host keys get theirs pinned on first use (Engine.pin_first_use).
     first_use_host_keys: bool = False
+    # tls.acme_directory may name a loopback or private address: only where the CA is a test
+    # server on the operator's own machine or network (the lab's pebble). Elsewhere such a URL
+    # is a mistake at best, and at worst points dynia's requests at the metadata service.
+    private_acme_directory: bool = False
 
     # --- the spec -------------------------------------------------------------------------
     @abstractmethod

@@ -66,6 +66,7 @@ def lab_host_key(lab_dir: str, ip: str) -> str | None:
 class Local(DropletSizes, Provider):
     kind = "local"
     profile = PROFILE
+    private_acme_directory = True   # the lab's ACME server (pebble) runs on this machine
 
     def check(self, provider) -> list[Problem]:
         # Lab nodes stand in for droplets: the size only feeds the resource guard.

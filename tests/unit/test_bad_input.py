@@ -72,6 +72,45 @@ SPEC_CASES = [
     ("backend-plain-http", ("lockdown: false", "lockdown: false\nbackend: http://api.pulumi.example"), "fix the value"),
     ("backend-newline", ("lockdown: false", 'lockdown: false\nbackend: "s3://bucket\\nx"'), "fix the value"),
     ("backend-no-location", ("lockdown: false", "lockdown: false\nbackend: s3://"), "fix the value"),
+    # issue 22 d. admin ranges reach nftables: canonical, and able to admit an operator
+    ("admin-range-zone-id", ("lockdown: false", 'lockdown: false\nfirewall:\n  admin_ranges: ["2001:db8::%eth0/32"]'),
+     "fix the value"),
+    ("admin-range-loopback", ("lockdown: false", "lockdown: false\nfirewall:\n  admin_ranges: [127.0.0.0/8]"),
+     "fix the value"),
+    ("admin-range-link-local", ("lockdown: false", 'lockdown: false\nfirewall:\n  admin_ranges: ["fe80::/10"]'),
+     "fix the value"),
+    # e. numbers are bounded
+    ("health-timeout-infinite", ("timeout: 60s", "timeout: .inf"), "fix the value"),
+    ("health-timeout-not-a-number", ("timeout: 60s", "timeout: .nan"), "fix the value"),
+    ("health-interval-beyond-a-float", ("interval: 2s", "interval: 1" + "0" * 400), "fix the value"),
+    ("health-timeout-a-day", ("timeout: 60s", "timeout: 1440m"), "fix the value"),
+    ("health-interval-zero", ("interval: 2s", "interval: 0s"), "fix the value"),
+    ("header-content-length", ("placement: all", 'placement: all\n    headers: {Content-Length: "0"}'), "fix the value"),
+    ("header-connection-removed", ("placement: all", "placement: all\n    headers: {connection: null}"),
+     "fix the value"),
+    ("header-two-spellings", ("placement: all", "placement: all\n    headers: {X-Frame-Options: DENY, "
+                                                "x-frame-options: SAMEORIGIN}"), "fix the value"),
+    ("headers-beyond-rewrite-space", ("placement: all", "placement: all\n    headers: {"
+                                      + ", ".join(f"X-Pad-{i}: {'v' * 120}" for i in range(8)) + "}"),
+     "fix the value"),
+    # f. names dynia uses itself
+    ("service-named-acme", ("  admin:\n", "  acme:\n"), "rename the service (like acme-app)"),
+    ("service-named-firewall", ("  admin:\n", "  firewall:\n"), "rename the service"),
+    # g. tls.acme_directory and tls.email
+    ("acme-directory-credential", ("  mode: origin", "  mode: letsencrypt\n  acme_directory: "
+                                                     "https://ops:pw@acme.example.com/dir"), "fix the value"),
+    ("acme-directory-query", ("  mode: origin", "  mode: letsencrypt\n  acme_directory: "
+                                                "https://acme.example.com/dir?key=1"), "fix the value"),
+    ("acme-directory-integer-address", ("  mode: origin", "  mode: letsencrypt\n  acme_directory: "
+                                                          "https://2130706433/dir"), "fix the value"),
+    ("acme-directory-metadata", ("  mode: origin", "  mode: letsencrypt\n  acme_directory: "
+                                                   "https://169.254.169.254/dir"), "use a public ACME directory"),
+    ("acme-directory-private", ("  mode: origin", "  mode: letsencrypt\n  acme_directory: "
+                                                  "https://10.0.0.5:14000/dir"), "use a public ACME directory"),
+    ("acme-directory-in-origin-mode", ("  mode: origin", "  mode: origin\n  acme_directory: staging"),
+     "set tls.mode: letsencrypt"),
+    ("email-in-origin-mode", ("  mode: origin", "  mode: origin\n  email: ops@example.com"),
+     "set tls.mode: letsencrypt"),
 ]
 
 def _api(ports: str, extra: str = "") -> str:
