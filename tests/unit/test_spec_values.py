@@ -98,18 +98,6 @@ def test_a_rate_limit_window_beyond_an_hour_or_not_whole_seconds_is_refused(wind
     assert "rate_limit.window" in _refused(_spec(services={"app": svc})).message
 
 
-def test_the_drain_and_the_gate_get_only_finite_numbers(project):
-    """What crashed render (math.ceil) and the node's gate (time.sleep) before: every bounded
-    duration of an accepted spec is finite, and the bundle's policy is plain JSON numbers."""
-    from dynia.bundle import _policy
-    from dynia.render import drain_for
-
-    c = load_cluster(Project(project), "shop")
-    policy = _policy(c.spec)
-    assert all(math.isfinite(v) for v in policy.values()) and policy["timeout"] <= 600
-    assert drain_for(c.spec, "api").ready_timeout == 60.0
-
-
 FRAMING = ["Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
            "TE", "Trailer", "HOST", "HTTP2-Settings"]
 
