@@ -136,9 +136,11 @@ def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dic
     svc = spec.services[service]
     checks = [{"name": f"{service} app", "type": "http", "host": "127.0.0.1", "port": svc.port,
                "path": svc.health_path, "expect": [200, 399]}]
-    if svc.domain:
-        checks.append({"name": f"{service} via caddy", "type": "http", "host": private_ip,
-                       "port": PORTS.caddy, "path": svc.health_path, "hostHeader": svc.domain,
+    # Through Caddy once per host: each must reach this service's route. (The first keeps the
+    # name it had when a service had one domain: a bundle that did not change is not re-pushed.)
+    for i, domain in enumerate(svc.domains):
+        checks.append({"name": f"{service} via caddy" + (f" as {domain}" if i else ""), "type": "http",
+                       "host": private_ip, "port": PORTS.caddy, "path": svc.health_path, "hostHeader": domain,
                        "expect": [200, 399]})
     return checks
 
@@ -177,7 +179,7 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
         # A service without a domain has no route: removing its route file is a no-op until a
         # route is unbound, then Caddy stops serving it. Derived from the spec, not from what
         # was applied, so the bundle (and its trigger) is the same on every machine.
-        route = [] if spec.services[service].domain else [PATHS.route_file(service)]
+        route = [] if spec.services[service].domains else [PATHS.route_file(service)]
         bundles[layer] = Bundle(
             **common, validate={"caddy": commands.validate("caddy")},
             # How the service starts (or takes a new compose file) and stops on every node; `run`

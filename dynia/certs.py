@@ -38,7 +38,7 @@ _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----")
 def covered_domains(spec) -> list[str]:
     """Every domain a service is bound to (the apex among them when a service is bound to it),
     sorted: the names the cluster's certificate must carry."""
-    return sorted({svc.domain for svc in spec.services.values() if svc.domain})
+    return sorted({d for svc in spec.services.values() for d in svc.domains})
 
 
 @dataclass(frozen=True)

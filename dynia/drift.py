@@ -231,7 +231,7 @@ def leftovers(spec, facts: dict) -> list[Drift]:
         if name in spec.services or not entry.get("composeFile"):
             continue
         out.append(_leftover(PATHS.compose_file(name), name, "compose file of a service the spec does not have"))
-    routed = {PATHS.route_file(n) for n, s in spec.services.items() if s.domain}
+    routed = {PATHS.route_file(n) for n, s in spec.services.items() if s.domains}
     for name in (facts.get("routes") or {}).get(PATHS.caddy_routes, []):
         target = f"{PATHS.caddy_routes}/{name}"
         if target in routed:

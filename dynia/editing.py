@@ -131,8 +131,40 @@ def _require(raw, service: str):
     return svcs[service]
 
 
+def _domain_arg(domain: str) -> str:
+    return domain.lower().rstrip(".")
+
+
+def _domains_of(entry) -> list[str]:
+    value = entry.get("domain")
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _set_domains(entry, domains: list[str]) -> None:
+    """A service's domains in the simplest form: one is `domain: x` (what every spec with one
+    domain says), more are a list: the operator's own list edited in place (its layout and
+    comments kept; one with comments stays a list), else a new flow list. None: the key goes,
+    with its own comment lines."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    current = entry.get("domain")
+    commented = isinstance(current, CommentedSeq) and any(current.ca.items.values())
+    if not domains:
+        if "domain" in entry:
+            _delete(entry, "domain")
+    elif len(domains) == 1 and not commented:
+        entry["domain"] = domains[0]
+    elif isinstance(current, CommentedSeq):
+        for i in reversed(range(len(current))):
+            if current[i] not in domains:
+                del current[i]
+        current.extend(d for d in domains if d not in current)
+    else:
+        entry["domain"] = _flow(CommentedSeq(domains))
+
+
 def add_service(project: Project, cluster: str, service: str, *, compose: str, port: int,
-                domain: str | None = None, health_path: str = "/", placement: str = "all") -> str:
+                domains: list[str] = (), health_path: str = "/", placement: str = "all") -> str:
     from ruamel.yaml.comments import CommentedMap
 
     with edit_cluster(project, cluster) as raw:
@@ -143,8 +175,7 @@ def add_service(project: Project, cluster: str, service: str, *, compose: str, p
         entry = CommentedMap()
         entry["compose"] = compose
         entry["port"] = port
-        if domain:
-            entry["domain"] = domain.lower().rstrip(".")
+        _set_domains(entry, [_domain_arg(d) for d in domains])
         entry["health_path"] = health_path
         entry["placement"] = placement
         svcs[service] = entry
@@ -159,19 +190,28 @@ def remove_service(project: Project, cluster: str, service: str) -> str:
 
 
 def bind_route(project: Project, cluster: str, service: str, domain: str) -> str:
+    """Add a domain to the service's (one already bound to it stays once)."""
     with edit_cluster(project, cluster) as raw:
         entry = _require(raw, service)
-        entry["domain"] = domain.lower().rstrip(".")
+        domains = _domains_of(entry)
+        domain = _domain_arg(domain)
+        if domain not in domains:
+            _set_domains(entry, domains + [domain])
     return f"dynia plan --offline --cluster {cluster}"
 
 
-def unbind_route(project: Project, cluster: str, service: str) -> str:
+def unbind_route(project: Project, cluster: str, service: str, domain: str | None = None) -> str:
+    """Drop one of the service's domains, or (None) all of them."""
     with edit_cluster(project, cluster) as raw:
         entry = _require(raw, service)
-        if "domain" not in entry:
+        domains = _domains_of(entry)
+        if not domains:
             raise config_error(f"service {service!r} has no domain to unbind",
                                f"bind one with `dynia route bind {service} DOMAIN`")
-        _delete(entry, "domain")
+        if domain is not None and _domain_arg(domain) not in domains:
+            raise config_error(f"{domain} is not bound to service {service!r} (its domains: {', '.join(domains)})",
+                               f"name one of them, or run `dynia route unbind {service}` to unbind every one")
+        _set_domains(entry, [] if domain is None else [d for d in domains if d != _domain_arg(domain)])
     return f"dynia plan --offline --cluster {cluster}"
 
 

@@ -72,7 +72,7 @@ class ServiceBackend:
     """One routed service's HAProxy backend on one node."""
     name: str
     service: str
-    domain: str
+    domains: list[str]   # every host routed here; HAProxy's health check asks as the first
     health_path: str
     placement: str
     servers: list[NodeAddr]
@@ -84,10 +84,10 @@ def service_backends(spec: ClusterSpec, nodes: list[NodeAddr], me: NodeAddr) -> 
     out = []
     for name in sorted(spec.services):
         svc = spec.services[name]
-        if not svc.domain:
+        if not svc.domains:
             continue
         servers = [me] if svc.placement == "active-only" else list(nodes)
-        out.append(ServiceBackend(backend_name(name), name, svc.domain, svc.health_path, svc.placement, servers))
+        out.append(ServiceBackend(backend_name(name), name, svc.domains, svc.health_path, svc.placement, servers))
     return out
 
 
@@ -97,7 +97,7 @@ def drain_for(spec: ClusterSpec, service: str) -> Drain | None:
     i.e. a routed service every node runs, on two or more nodes. Elsewhere draining would only
     turn a short restart into a longer 503."""
     svc = spec.services[service]
-    if not svc.domain or svc.placement != "all" or len(spec.nodes) < 2:
+    if not svc.domains or svc.placement != "all" or len(spec.nodes) < 2:
         return None
     return Drain(port=svc.port, health_path=svc.health_path, ready_timeout=spec.health.timeout)
 
@@ -248,10 +248,11 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         files.append(RenderedFile(layer, PATHS.compose_file(name), 0o644, OWNER,
                                   layer, compose.wrapped(name, cluster.compose[name],
                                                          host_network=profile.compose_host_network).encode()))
-        if svc.domain:
+        if svc.domains:
             files.append(RenderedFile(layer, PATHS.route_file(name), 0o644, OWNER, "caddy",
                                       _render(env, "caddy/route.caddy.j2",
-                                              service={"name": name, **svc.model_dump()}, **ctx)))
+                                              service={"name": name, **svc.model_dump(), "domains": svc.domains},
+                                              **ctx)))
     return files, slots
 
 

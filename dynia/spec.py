@@ -360,8 +360,10 @@ class Service(Strict):
     compose: str = Field(description="the compose file, relative to the project directory")
     port: int = Field(ge=1024, le=65535, description="the host port the compose file publishes "
                                                      "(bound to 127.0.0.1; Caddy routes to it)")
-    domain: str | None = Field(None, description="the domain routed to it, inside the cluster's zone; "
-                                                 "DNS is created after its gates pass")
+    domain: str | list[str] | None = Field(
+        None, description="the domain routed to it, inside the cluster's zone, or a list of them "
+                          "(`[example.com, www.example.com]`: the apex and www); one DNS record each, "
+                          "created after its gates pass")
     health_path: str = Field("/", description="a path that answers 2xx or 3xx when the service is healthy")
     placement: Literal["all", "active-only", "standby-only"] = Field(
         "all", description="all nodes, only the VIP holder (active-only) or only the others (standby-only); "
@@ -383,6 +385,13 @@ class Service(Strict):
         [], description="what this service's compose file may do that would otherwise be refused for defeating "
                         "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
                         "security-opt, host-mounts (every plan shows each one)")
+
+    @property
+    def domains(self) -> list[str]:
+        """Every domain routed to it, in the spec's order (the first one names its health checks)."""
+        if self.domain is None:
+            return []
+        return [self.domain] if isinstance(self.domain, str) else list(self.domain)
 
     def runs_on(self, is_master: bool) -> bool:
         """Does this service run on a node in that role? (notify.sh switches it on failover.)"""
@@ -432,8 +441,16 @@ class Service(Strict):
 
     @field_validator("domain")
     @classmethod
-    def _domain(cls, v: str | None) -> str | None:
-        if v is not None and not is_domain(v):
+    def _domain(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list: give one domain or more, or remove the key")
+            for d in v:
+                if not is_domain(d):
+                    raise ValueError(f"{d!r} is not a valid lower-case domain name")
+            if len(set(v)) != len(v):
+                raise ValueError("a domain is listed twice")
+        elif v is not None and not is_domain(v):
             raise ValueError("not a valid lower-case domain name")
         return v
 
@@ -541,30 +558,29 @@ def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
         if name in reserved:
             problems.append((("services", name), f"service name {name} is dynia's own: {reserved[name]}",
                              f"rename the service (like {name}-app)"))
-        if svc.domain is not None:
-            if not in_zone(svc.domain, spec.domain):
-                problems.append((("services", name, "domain"),
-                                 f"service {name}: domain {svc.domain} is outside the zone {spec.domain}",
+        for i, domain in enumerate(svc.domains):
+            # A list's problem points at its item's line; a single domain at the key's.
+            at = ("services", name, "domain") + ((i,) if isinstance(svc.domain, list) else ())
+            if not in_zone(domain, spec.domain):
+                problems.append((at, f"service {name}: domain {domain} is outside the zone {spec.domain}",
                                  f"use a name under {spec.domain}, or change the cluster domain"))
-            elif (spec.tls.mode == "origin" and svc.domain != spec.domain
-                  and "." in svc.domain[: -len(spec.domain) - 1]):
-                problems.append((("services", name, "domain"),
-                                 f"service {name}: {svc.domain} is more than one label below {spec.domain}: "
-                                 f"neither the origin certificate (*.{spec.domain}) nor Cloudflare's Universal "
-                                 "SSL covers it",
-                                 f"use a name like {svc.domain.split('.')[0]}.{spec.domain}, or tls.mode: letsencrypt"))
-            elif svc.domain in seen_domains:
-                problems.append((("services", name, "domain"),
-                                 f"service {name}: domain {svc.domain} is already routed to "
-                                 f"service {seen_domains[svc.domain]}",
+            elif (spec.tls.mode == "origin" and domain != spec.domain
+                  and "." in domain[: -len(spec.domain) - 1]):
+                problems.append((at, f"service {name}: {domain} is more than one label below {spec.domain}: "
+                                     f"neither the origin certificate (*.{spec.domain}) nor Cloudflare's Universal "
+                                     "SSL covers it",
+                                 f"use a name like {domain.split('.')[0]}.{spec.domain}, or tls.mode: letsencrypt"))
+            elif domain in seen_domains:
+                problems.append((at, f"service {name}: domain {domain} is already routed to "
+                                     f"service {seen_domains[domain]}",
                                  "give each service its own domain (dynia route unbind frees one)"))
             else:
-                seen_domains[svc.domain] = name
-            if svc.placement == "standby-only":
-                problems.append((("services", name, "placement"),
-                                 f"service {name}: standby-only services receive no traffic, "
-                                 "so they cannot have a domain",
-                                 "remove the domain or use placement: all"))
+                seen_domains[domain] = name
+        if svc.domains and svc.placement == "standby-only":
+            problems.append((("services", name, "placement"),
+                             f"service {name}: standby-only services receive no traffic, "
+                             "so they cannot have a domain",
+                             "remove the domain or use placement: all"))
         if svc.port in seen_ports:
             problems.append((("services", name, "port"),
                              f"service {name}: port {svc.port} is already used by service "

@@ -58,6 +58,7 @@ ServiceStatus
                                 summed over every node's HAProxy
     containers: dict[str, list[Container]]     node → that node's containers of the service
     problems: list[str]
+    domains: list[str]          the domains routed to it (the spec's; one DNS record each)
 BackendView
     name: str;  service: str | None;  status: str | None;  http: dict[str, int]
     servers: list[ServerView]   {name, status, check_status, check_desc}
@@ -144,6 +145,7 @@ class ServiceStatus:
     http: dict[str, int] | None
     containers: dict[str, list[Container]]
     problems: list[str]
+    domains: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -273,10 +275,12 @@ def _delta(now: dict[str, int], before: dict[str, int] | None) -> dict[str, int]
 
 def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], desired_version: int,
              reserved_ip: str, answers: dict[str, Any], holder: str | None, holder_error: str | None = None,
-             previous: ClusterStatus | None = None, window: float | None = None) -> ClusterStatus:
+             previous: ClusterStatus | None = None, window: float | None = None,
+             domains: dict[str, list[str]] | None = None) -> ClusterStatus:
     """Pure: the facts every node answered (dynia.nodes.gather.NodeFacts by node), the holder the
     provider named → the cluster's status. nodes: node → address shown; services: name →
-    placement. With `previous` (the last `--watch` sample) HTTP counts are the difference."""
+    placement; domains: name → its domains. With `previous` (the last `--watch` sample) HTTP counts
+    are the difference."""
     rows = [_node(n, addr, answers.get(n), desired_version, reserved_ip) for n, addr in nodes.items()]
     by_node = {r.node: r for r in rows}
     service_names = list(services)
@@ -327,7 +331,7 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
                 svc_problems.append(f"{name} has no running container on {n}")
         service_rows.append(ServiceStatus(name, placement, backend.name if backend else None,
                                           {s.name: s.status or "?" for s in backend.servers} if backend else {},
-                                          http, containers, svc_problems))
+                                          http, containers, svc_problems, list((domains or {}).get(name, []))))
         problems += svc_problems
 
     healthy = not problems
@@ -393,6 +397,7 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     holder, holder_error = holder_of(provider, inv.reserved_ip, known, answers)
     st = assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},
                   services={s: svc.placement for s, svc in cluster.spec.services.items()},
+                  domains={s: svc.domains for s, svc in cluster.spec.services.items()},
                   desired_version=desired_version(cluster, rendering, answers), reserved_ip=inv.reserved_ip,
                   answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window)
     st.certificate = certificate_view(cluster)

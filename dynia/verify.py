@@ -420,9 +420,9 @@ def expected(cluster) -> Expected:
     # The provider declares the DNS API it needs on the operator's machine (DigitalOcean pairs
     # with Cloudflare); a provider without one manages no records.
     dns = "cloudflare" if "cloudflare" in dict(provider.operator_env) else None
-    domains = sorted({s.domain for s in spec.services.values() if s.domain})
+    domains = sorted({d for s in spec.services.values() for d in s.domains})
     addresses = {n: tuple(a for a in (ad.public_ip, ad.private_ip) if a) for n, ad in outputs.nodes.items()}
-    placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domain}
+    placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domains}
     return Expected(cluster.name, list(spec.nodes), outputs.reserved_ip, domains, proxied(spec.tls.mode),
                     applied.configVersion if applied else None, cert, missing, dns, spec.provider.kind, addresses,
                     placements, uses_acme(spec.tls.mode))

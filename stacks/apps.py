@@ -30,8 +30,8 @@ def program(inputs: PhaseInputs) -> None:
         gates = chain(inputs, provision, bundles, f"service:{name}", order, after=previous)
         every += gates
         previous = gates[-1]
-        domain = spec.services[name].domain
-        if domain:
-            provider.dns_records(spec, name, domain, provision.get_output("reservedIp"), gates, renamed_from=removed)
+        domains = spec.services[name].domains
+        if domains:
+            provider.dns_records(spec, name, domains, provision.get_output("reservedIp"), gates, renamed_from=removed)
     export_layers(bundles, every)
     pulumi.export("services", sorted(spec.services))

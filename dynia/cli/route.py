@@ -6,7 +6,7 @@ import typer
 from .common import CLUSTER_OPT, Phase, cluster_name, next_step, project, say
 from .service import SERVICE_ARG
 
-app = typer.Typer(help="Bind or unbind a service's domain (spec only).", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Bind or unbind a service's domains (spec only).", no_args_is_help=True, rich_markup_mode=None)
 
 
 APPLY_OPT = typer.Option(False, "--apply", help="Also apply: the apps phase (Caddy routes, then DNS), and infra first when HAProxy changes (active-only domains).")
@@ -16,7 +16,7 @@ APPLY_OPT = typer.Option(False, "--apply", help="Also apply: the apps phase (Cad
 def bind_cmd(ctx: typer.Context, service: str = SERVICE_ARG,
              domain: str = typer.Argument(..., help="The domain, inside the cluster's zone."),
              apply: bool = APPLY_OPT, cluster: str = CLUSTER_OPT) -> None:
-    """Route DOMAIN to SERVICE."""
+    """Route DOMAIN to SERVICE, beside the domains it already has."""
     from ..editing import bind_route
 
     name = cluster_name(ctx, cluster)
@@ -27,15 +27,17 @@ def bind_cmd(ctx: typer.Context, service: str = SERVICE_ARG,
 
 
 @app.command("unbind")
-def unbind_cmd(ctx: typer.Context, service: str = SERVICE_ARG, apply: bool = APPLY_OPT,
-               cluster: str = CLUSTER_OPT) -> None:
-    """Remove SERVICE's domain."""
+def unbind_cmd(ctx: typer.Context, service: str = SERVICE_ARG,
+               domain: str = typer.Argument(None, help="Only this one of its domains (default: every one)."),
+               apply: bool = APPLY_OPT, cluster: str = CLUSTER_OPT) -> None:
+    """Remove DOMAIN, or every domain, from SERVICE."""
     from ..editing import unbind_route
 
     name = cluster_name(ctx, cluster)
     _ready_if(ctx, name, apply)
-    step = unbind_route(project(ctx), name, service)
-    say(f"unbound {service}'s domain in clusters/{name}.yaml")
+    step = unbind_route(project(ctx), name, service, domain)
+    what = f"{domain} from {service}" if domain else f"every domain of {service}"
+    say(f"unbound {what} in clusters/{name}.yaml")
     _apply_or_next(ctx, name, apply, step)
 
 

@@ -11,7 +11,8 @@ app = typer.Typer(help="Add or remove services (spec only; `dynia plan` shows th
 # A service of the selected cluster's spec (completion offers them).
 SERVICE_ARG = typer.Argument(..., help="Service name (services.NAME in the spec).", autocompletion=complete.services)
 PORT_HELP = "Host port the compose file publishes (bound to 127.0.0.1; Caddy routes to it)."
-DOMAIN_OPT = typer.Option(None, "--domain", help="Domain routed to it (inside the cluster's zone).")
+DOMAIN_OPT = typer.Option([], "--domain", help="Domain routed to it (inside the cluster's zone); repeat for more "
+                                               "(--domain example.com --domain www.example.com).")
 HEALTH_OPT = typer.Option("/", "--health-path", help="Path that answers 2xx or 3xx when the service is healthy.")
 PLACEMENT_OPT = typer.Option(Placement.all, "--placement",
                              help="all nodes, only the reserved-IP holder (active-only) or only the others (standby-only).")
@@ -23,7 +24,7 @@ def add_cmd(
     name: str = typer.Argument(..., help="Service name (new)."),
     compose: str = typer.Option(..., "--compose", help="Compose file, relative to the project directory."),
     port: int = typer.Option(..., "--port", help=PORT_HELP),
-    domain: str = DOMAIN_OPT,
+    domain: list[str] = DOMAIN_OPT,
     health_path: str = HEALTH_OPT,
     placement: Placement = PLACEMENT_OPT,
     cluster: str = CLUSTER_OPT,
@@ -32,7 +33,7 @@ def add_cmd(
     from ..editing import add_service
 
     name_ = cluster_name(ctx, cluster)
-    step = add_service(project(ctx), name_, name, compose=compose, port=port, domain=domain,
+    step = add_service(project(ctx), name_, name, compose=compose, port=port, domains=domain,
                        health_path=health_path, placement=placement.value)
     say(f"added service {name} to clusters/{name_}.yaml")
     next_step(step)
@@ -57,7 +58,7 @@ def deploy_cmd(
                                autocompletion=complete.services),
     compose: str = typer.Option(None, "--compose", help="Compose file (adds the service when it is new)."),
     port: int = typer.Option(None, "--port", help=PORT_HELP + " With --compose, for a new service."),
-    domain: str = DOMAIN_OPT,
+    domain: list[str] = DOMAIN_OPT,
     health_path: str = HEALTH_OPT,
     placement: Placement = PLACEMENT_OPT,
     cluster: str = CLUSTER_OPT,
@@ -76,7 +77,7 @@ def deploy_cmd(
         if compose is None or port is None:
             raise DyniaError("config", f"service {name!r} is not in the spec yet",
                              "pass --compose FILE and --port PORT to add it")
-        add_service(project(ctx), name_, name, compose=compose, port=port, domain=domain,
+        add_service(project(ctx), name_, name, compose=compose, port=port, domains=domain,
                     health_path=health_path, placement=placement.value)
         say(f"added service {name} to clusters/{name_}.yaml")
     run_phases(ctx, name_, ("apps",), and_changed=True)  # an active-only domain changes haproxy.cfg too

@@ -100,14 +100,15 @@ def print_status(st) -> None:
 
     services = Table(title=f"services · HTTP responses {window} · servers as {st.serving_node or 'no node'}'s "
                            "HAProxy sees them", title_justify="left")
-    for col in ("service", "placement", "containers", "digest", "backend", "servers", "http"):
+    for col in ("service", "domains", "placement", "containers", "digest", "backend", "servers", "http"):
         services.add_column(col)
     for s in st.services:
         running = [f"{n} {'✓' if any(c.state == 'running' for c in cs) else '✗'}"
                    for n, cs in s.containers.items() if cs or s.placement == "all"]
         digests = sorted({(c.digest or "?").removeprefix("sha256:")[:12] for cs in s.containers.values() for c in cs})
         servers = " ".join(f"{k}:{v}" for k, v in s.servers.items()) or "-"
-        services.add_row(Text(s.service), Text(s.placement), Text(", ".join(running) or "none"),
+        services.add_row(Text(s.service), Text("\n".join(s.domains) or "-"), Text(s.placement),
+                         Text(", ".join(running) or "none"),
                          Text(", ".join(digests) or "-"), Text(s.backend or "(shared)"),
                          Text(servers, "red" if any(v.split()[0] != "UP" for v in s.servers.values()) else ""),
                          Text(_http(s.http)))

@@ -175,6 +175,6 @@ class Provider(ABC):
         tests bring pebble-challtestsrv's), every name is validated over HTTP-01."""
         return None
 
-    def dns_records(self, spec, service: str, domain: str, address, gates, renamed_from=()) -> None:
-        """After every gate of the service: its DNS record. `renamed_from`: services the last
+    def dns_records(self, spec, service: str, domains: list[str], address, gates, renamed_from=()) -> None:
+        """After every gate of the service: one DNS record per domain. `renamed_from`: services the last
         apply had and the spec no longer names (a rename keeps a record created under the old name)."""

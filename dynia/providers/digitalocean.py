@@ -259,13 +259,13 @@ class DigitalOcean(DropletSizes, Provider):
 
         return Dns01(CloudflareZone(CloudflareApi.from_env(), cluster.spec.domain, cluster.name, reserved_ip))
 
-    def dns_records(self, spec, service: str, domain: str, address, gates, renamed_from=()) -> None:
+    def dns_records(self, spec, service: str, domains: list[str], address, gates, renamed_from=()) -> None:
         from ..components.dns_records import DnsRecords, DnsRecordsArgs
 
         from ..tls import proxied
 
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
-            spec.domain, [domain], address, gates, proxied=proxied(spec.tls.mode), cluster=spec.name,
+            spec.domain, list(domains), address, gates, proxied=proxied(spec.tls.mode), cluster=spec.name,
             renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
 
 

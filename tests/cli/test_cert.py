@@ -17,7 +17,7 @@ from dynia.errors import DyniaError
 from dynia.store import Project, load_cluster
 from dynia.tls import self_signed_pem
 
-ALL = ("admin.example.com", "api.example.com", "example.com")
+ALL = ("admin.example.com", "api.example.com", "example.com", "www.example.com")
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 

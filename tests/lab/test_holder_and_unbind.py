@@ -1,6 +1,7 @@
-"""Two lifecycle promises on real lab nodes: after a failover an apps push moves an
-active-only service to the live VIP holder (started there, stopped everywhere else) even when
-nothing but the holder changed, and unbinding a route removes it everywhere."""
+"""Lifecycle promises on real lab nodes: after a failover an apps push moves an active-only
+service to the live VIP holder (started there, stopped everywhere else) even when nothing but
+the holder changed; unbinding a route removes it everywhere; a second domain bound to a service
+is served through the VIP beside its first, and unbinding it leaves the first."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import signal
 import pytest
 
 from dynia.bundle import build_bundles
+from dynia.editing import bind_route, unbind_route
 from dynia.nodes.commands import NodeCommands
 from dynia.paths import PATHS
 from dynia.providers.local import PROFILE
@@ -93,3 +95,25 @@ def test_unbinding_a_route_removes_it_on_every_node_and_the_service_keeps_runnin
     assert lc.get("lab.example") == (200, b"web\n")
     again = lc.roll(layers=["service:api"])
     assert again.ok and all(r.report.get("status") == "unchanged" for r in again.results)
+
+
+def test_a_second_domain_is_served_through_the_vip_and_unbinding_it_keeps_the_first(applied_lab):
+    lc = applied_lab
+    assert lc.get("www.lab.example")[0] == 404  # no route: be_any_node, Caddy's 404
+    bind_route(lc.project, "lab", "web", "www.lab.example")   # what `dynia route bind` writes
+    assert lc.cluster().spec.services["web"].domains == ["lab.example", "www.lab.example"]
+    # HAProxy's host rule (infra) and the Caddy route (the service's layer)
+    result = lc.roll(layers=["infra", "service:web"])
+    assert result.ok, [(r.node, r.reason) for r in result.results if not r.ok]
+    # each node's gate asked its own Caddy as both hosts before the roll moved on
+    gated = [r.report for r in result.results if r.layer == "service:web"]
+    assert len(gated) == len(NODES) and all(r["status"] == "applied" for r in gated), gated
+    for host in ("www.lab.example", "lab.example"):
+        assert eventually(lambda: lc.get(host) == (200, b"web\n")), (host, lc.get(host))
+    assert lc.get("api.lab.example") == (200, b"api\n")
+
+    unbind_route(lc.project, "lab", "web", "www.lab.example")
+    result = lc.roll(layers=["infra", "service:web"])
+    assert result.ok, [(r.node, r.reason) for r in result.results if not r.ok]
+    assert eventually(lambda: lc.get("www.lab.example")[0] == 404), lc.get("www.lab.example")
+    assert lc.get("lab.example") == (200, b"web\n")

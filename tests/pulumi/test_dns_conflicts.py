@@ -51,7 +51,7 @@ def test_a_record_dynia_does_not_own_stops_the_apps_phase_with_a_dns_error(run_p
     assert "admin.example.com" in typed.message and "198.51.100.11" in typed.message
     assert "this cluster does not own" in typed.message and "Cloudflare" in typed.hint
     assert "admin.example.com" not in records(mocks)  # never created beside the other one
-    assert set(mocks.asked) == {"example.com", "api.example.com", "admin.example.com"}
+    assert set(mocks.asked) == {"example.com", "www.example.com", "api.example.com", "admin.example.com"}
 
 
 def test_records_this_cluster_made_before_comments_named_it_are_its_own_and_get_its_comment(run_phase):
@@ -62,7 +62,7 @@ def test_records_this_cluster_made_before_comments_named_it_are_its_own_and_get_
     mocks = ZoneMocks(zone)
     assert run_phase(apps, "shop", "apps", mocks) is None
     made = records(mocks)
-    assert set(made) == {"example.com", "api.example.com", "admin.example.com"}
+    assert set(made) == {"example.com", "www.example.com", "api.example.com", "admin.example.com"}
     assert {r.inputs["comment"] for r in made.values()} == {"managed by dynia: cluster shop"}
 
 
@@ -83,6 +83,19 @@ def test_a_name_another_dynia_cluster_serves_stops_this_clusters_apps_phase(run_
         assert "api.example.com" in error.message and "198.51.100.77" in error.message
         assert "another dynia cluster" in error.hint
         assert "api.example.com" not in records(mocks)
+
+
+def test_each_domain_of_a_service_is_checked_the_storefronts_www_taken_by_hand_stops_the_apps_phase(run_phase):
+    # the storefront serves the apex and www; www was pointed elsewhere by hand (a CNAME)
+    zone = [r for r in ZONE if r["name"] != "admin.example.com"] + [
+        {"id": "w1", "name": "www.example.com", "type": "CNAME", "content": "shop.example.net", "proxied": True,
+         "comment": "by hand"}]
+    mocks = ZoneMocks(zone)
+    error = run_phase(apps, "shop", "apps", mocks)
+    assert isinstance(error, DyniaError) and error.kind == "dns", repr(error)
+    assert "www.example.com" in error.message and "shop.example.net" in error.message
+    assert "www.example.com" not in records(mocks)
+    assert "www.example.com" in mocks.asked
 
 
 def test_ownership_is_this_clusters_comment_or_the_legacy_one_on_its_reserved_ip():

@@ -33,12 +33,13 @@ def test_records_are_named_by_domain_and_adopt_the_records_named_by_service(run_
     assert run_phase(apps, "shop", "apps", mocks) is None
     found = records(mocks)
     assert {d: r.name for d, r in found.items()} == {
-        "example.com": "dns-example.com", "api.example.com": "dns-api.example.com",
-        "admin.example.com": "dns-admin.example.com"}
+        "example.com": "dns-example.com", "www.example.com": "dns-www.example.com",
+        "api.example.com": "dns-api.example.com", "admin.example.com": "dns-admin.example.com"}
     # each alias is exactly the URN the record has in a stack made before: Pulumi adopts it
     # (same id, no create, no delete), and nothing is sent to Cloudflare
     # (the SDK adds the provider's own type alias, cloudflare:index/record:Record, beside ours)
     assert LEGACY + "shop-web-dns-apex" in found["example.com"].aliases
+    assert LEGACY + "shop-web-dns-www" in found["www.example.com"].aliases
     assert LEGACY + "shop-api-dns-api" in found["api.example.com"].aliases
     assert LEGACY + "shop-admin-dns-admin" in found["admin.example.com"].aliases
     # the new URN differs only in the name: same parent type, same record type

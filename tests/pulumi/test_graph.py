@@ -104,12 +104,15 @@ def test_dns_records_wait_for_every_gate_of_their_service_and_exist_only_for_dom
     mocks = GraphMocks(delay=0.02)
     assert run_phase(apps, "shop", "apps", mocks) is None
     records = {r.name: r for r in mocks.created.values() if r.typ == "cloudflare:index/dnsRecord:DnsRecord"}
-    assert sorted(records) == ["dns-api.example.com", "dns-example.com"]
-    apex = records["dns-example.com"]
+    # one record per domain: the storefront has two (the apex and www), each proxied
+    assert sorted(records) == ["dns-api.example.com", "dns-example.com", "dns-www.example.com"]
+    apex, www = records["dns-example.com"], records["dns-www.example.com"]
     assert (apex.inputs["name"], apex.inputs["type"], apex.inputs["content"], apex.inputs["proxied"]) == \
            ("example.com", "A", "203.0.113.50", True)
-    assert apex.inputs["zoneId"] == "zone-123"
-    for service, record in (("api", records["dns-api.example.com"]), ("web", apex)):
+    assert (www.inputs["name"], www.inputs["type"], www.inputs["content"], www.inputs["proxied"]) == \
+           ("www.example.com", "A", "203.0.113.50", True)
+    assert apex.inputs["zoneId"] == www.inputs["zoneId"] == "zone-123"
+    for service, record in (("api", records["dns-api.example.com"]), ("web", apex), ("web", www)):
         gates = [by_name(mocks, f"{n}-service-{service}-push") for n in ("brave-panda", "misty-owl")]
         assert all(record.started >= g.finished for g in gates)
         assert all(f"{n}-service-{service}" in " ".join(record.dependencies) for n in ("brave-panda", "misty-owl"))

@@ -37,6 +37,19 @@ SPEC_CASES = [
     ("tls-mode-unsupported", ("mode: origin", "mode: flexible"), "use one of"),
     ("admin-range-with-host-bits", ("lockdown: false", "lockdown: false\nfirewall:\n  admin_ranges: [10.0.0.1/8]"), "fix the value"),
     ("deep-service-domain", ("domain: api.example.com", "domain: v1.api.example.com"), "use a name like"),
+    # every domain of a service's list is checked as a single one is
+    ("domain-list-item-outside-zone", ("domain: [example.com, www.example.com]", "domain: [example.com, www.example.net]"),
+     "use a name under example.com"),
+    ("domain-list-item-taken", ("domain: [example.com, www.example.com]", "domain: [example.com, api.example.com]"),
+     "give each service its own domain"),
+    ("domain-list-item-deep", ("domain: [example.com, www.example.com]", "domain: [example.com, a.www.example.com]"),
+     "use a name like"),
+    ("domain-list-item-not-a-domain", ("domain: [example.com, www.example.com]", "domain: [example.com, www_example.com]"),
+     "fix the value"),
+    ("domain-list-twice", ("domain: [example.com, www.example.com]", "domain: [example.com, example.com]"),
+     "fix the value"),
+    ("domain-list-empty", ("domain: [example.com, www.example.com]", "domain: []"), "fix the value"),
+    ("domain-list-of-numbers", ("domain: [example.com, www.example.com]", "domain: [1, 2]"), "fix the value"),
     ("header-value-with-percent", ("placement: all", "placement: all\n    headers: {X-Frame-Options: \"100%\"}"), "fix the value"),
     ("yaml-syntax", ("nodes: [misty-owl, brave-panda]", "nodes: [misty-owl, brave-panda"), "fix the YAML syntax"),
     ("name-mismatch", ("name: shop", "name: store"), "set name: shop"),
@@ -208,6 +221,11 @@ COMMAND_CASES = [
     ("route-bind-outside-zone", ["route", "bind", "api", "api.other.org"], CONFIG, "use a name under example.com"),
     ("route-bind-taken", ["route", "bind", "api", "admin.example.com"], CONFIG, "give each service its own domain"),
     ("route-unbind-unknown", ["route", "unbind", "nope"], CONFIG, "services here"),
+    ("route-unbind-domain-not-its-own", ["route", "unbind", "web", "api.example.com"], CONFIG, "name one of them"),
+    ("route-bind-second-domain-deep", ["route", "bind", "web", "a.www.example.com"], CONFIG, "use a name like"),
+    ("service-add-second-domain-taken", ["service", "add", "new", "--compose", "services/api.yml", "--port", "8081",
+                                         "--domain", "new.example.com", "--domain", "api.example.com"],
+     CONFIG, "give each service its own domain"),
     ("route-bind-not-a-domain", ["route", "bind", "api", "bad domain"], CONFIG, "given on the command line"),
     ("init-existing", ["cluster", "init", "shop", "--region", "sgp1", "--domain", "example.com"],
      CONFIG, "pick another name"),
@@ -523,3 +541,14 @@ def test_error_line_names_the_yaml_line(project, cli):
     spec.write_text(spec.read_text().replace("port: 8082", "port: 80"))
     result = cli("-C", str(project), "plan", "--offline", "--cluster", "shop")
     assert f"clusters/shop.yaml:{number}: services.admin.port" in result.err
+
+
+def test_a_bad_domain_in_a_block_list_names_its_own_line(project, cli):
+    spec = project / "clusters/shop.yaml"
+    spec.write_text(spec.read_text().replace("    domain: [example.com, www.example.com]   # the apex and www\n",
+                                             "    domain:\n      - example.com\n      - www.example.net\n"))
+    number = next(i for i, l in enumerate(spec.read_text().splitlines(), 1) if "www.example.net" in l)
+    result = cli("-C", str(project), "plan", "--offline", "--cluster", "shop")
+    assert result.code == CONFIG
+    assert result.err.startswith(f"error: clusters/shop.yaml:{number}: services.web.domain.1: service web: "
+                                 "domain www.example.net is outside the zone example.com"), result.err

@@ -120,3 +120,14 @@ def test_a_removal_bundle_deletes_exactly_the_compose_file_and_route_and_stops_t
     assert b.remove_components == {PATHS.compose_file("old"): "service:old", PATHS.route_file("old"): "caddy"}
     assert b.remove_commands["service:old"]["stop"] == "docker compose -p dynia-old down"
     assert b.component_order == ["service:old", "caddy"] and set(b.reload) == {"caddy"}
+
+
+def test_the_health_gate_asks_caddy_once_per_domain_of_the_service(project):
+    for node in ("misty-owl", "brave-panda"):
+        web = bundles(project, node)["service:web"].health
+        via = [(c["name"], c["hostHeader"]) for c in web if c.get("hostHeader")]
+        # the first keeps the name a one-domain service's check has (its bundle is unchanged)
+        assert via == [("web via caddy", "example.com"), ("web via caddy as www.example.com", "www.example.com")]
+        assert {c["path"] for c in web} == {"/"}
+        api = bundles(project, node)["service:api"].health
+        assert [c["hostHeader"] for c in api if c.get("hostHeader")] == ["api.example.com"]

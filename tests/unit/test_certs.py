@@ -16,7 +16,7 @@ from dynia.tls import proxied, self_signed_pem, uses_acme
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-ALL = ["admin.example.com", "api.example.com", "example.com"]
+ALL = ["admin.example.com", "api.example.com", "example.com", "www.example.com"]
 
 
 def unbound(spec, *names):
@@ -51,7 +51,7 @@ def test_letsencrypt_records_are_dns_only_and_origin_records_proxied():
     (None, "no certificate yet"),
     ("placeholder", "only the self-signed placeholder so far"),
     ("expiring", "expires 2026-12-18 (20 days left, renewed within 30)"),
-    ("narrow", "does not cover example.com"),
+    ("narrow", "does not cover example.com, www.example.com"),
     ("other-ca", f"issued by https://acme.example/dir, tls.acme_directory is now {STAGING}"),
     ("fresh", None),
 ])
@@ -205,7 +205,7 @@ def test_obtain_sends_names_without_a_record_over_dns01_and_the_rest_over_http01
 
     def fake_issue(domains, *, account_key_pem, dns01, publish_txt, withdraw_txt, publish, withdraw, **kw):
         seen["dns01"] = dns01
-        publish_txt({"_acme-challenge.admin.example.com": "v"})
+        publish_txt({f"_acme-challenge.{d}": "v" for d in sorted(dns01)})
         withdraw_txt()
         return _valid_issue()(domains, account_key_pem)
 
@@ -213,8 +213,11 @@ def test_obtain_sends_names_without_a_record_over_dns01_and_the_rest_over_http01
     dns = FakeDns(pointing=["api.example.com", "example.com"], left={"_acme-challenge.admin.example.com": "403"})
     warnings, over_dns = [], []
     certs.obtain(shop, ["n1", "n2"], None, dns=dns, warnings=warnings, over_dns=over_dns)
-    assert seen["dns01"] == frozenset({"admin.example.com"}) and over_dns == ["admin.example.com"]
-    assert dns.calls == [("publish_txt", {"_acme-challenge.admin.example.com": "v"}), ("withdraw_txt",)]
+    # www.example.com (the storefront's second name) has no record yet either: DNS-01 too
+    assert seen["dns01"] == frozenset({"admin.example.com", "www.example.com"})
+    assert over_dns == ["admin.example.com", "www.example.com"]
+    assert dns.calls == [("publish_txt", {"_acme-challenge.admin.example.com": "v",
+                                          "_acme-challenge.www.example.com": "v"}), ("withdraw_txt",)]
     assert len(warnings) == 1 and warnings[0].startswith(
         "ACME TXT records were left in the zone: _acme-challenge.admin.example.com (403)")
 

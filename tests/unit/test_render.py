@@ -83,15 +83,17 @@ def test_each_routed_service_has_its_own_backend_checked_through_caddy_on_its_he
     c = load_cluster(Project(project), "shop")
     r = render(c)
     cfg = _cfg(r, "misty-owl", "/etc/haproxy/haproxy.cfg")
-    routed = {n: s for n, s in c.spec.services.items() if s.domain}
+    routed = {n: s for n, s in c.spec.services.items() if s.domains}
     assert routed  # the example routes services: the loop below proves something
-    rules = re.findall(r"^    use_backend (\S+) if \{ hdr\(host\),field\(1,:\) -i (\S+) \}$", cfg, re.M)
-    assert rules == sorted((f"be_{n}", s.domain) for n, s in routed.items())
+    # one rule per service, matching every host it serves (the storefront: the apex and www)
+    rules = re.findall(r"^    use_backend (\S+) if \{ hdr\(host\),field\(1,:\) -i ([^}]+) \}$", cfg, re.M)
+    assert rules == sorted((f"be_{n}", " ".join(s.domains)) for n, s in routed.items())
+    assert ("be_web", "example.com www.example.com") in rules
     assert "\n    default_backend be_any_node\n" in cfg
     for name, svc in routed.items():
         be = _backend(cfg, f"be_{name}")
         # A node whose copy is down answers the check through Caddy with a 502: marked down.
-        assert f"http-check send meth GET uri {svc.health_path} ver HTTP/1.1 hdr Host {svc.domain}" in be
+        assert f"http-check send meth GET uri {svc.health_path} ver HTTP/1.1 hdr Host {svc.domains[0]}" in be
         assert "http-check expect status 200-399" in be
         # Issue 9's promise holds per backend: only safe methods are sent again.
         assert "retry-on all-retryable-errors" in be

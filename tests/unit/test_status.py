@@ -460,3 +460,15 @@ def test_an_answer_the_parsers_cannot_read_is_that_nodes_error(monkeypatch):
     answers = G.gather([Target("misty-owl", "10.213.0.11", Path("/nonexistent"), None)],
                        [F.Fact("vrrp", "cat /x", broken)])
     assert answers["misty-owl"].error == "its answer could not be read (AttributeError)"
+
+
+def test_each_service_row_names_every_domain_routed_to_it(monkeypatch):
+    domains = {"web": ["lab.example", "www.lab.example"], "api": ["api.lab.example"]}
+    st = assemble(*recorded("lab-applied"), domains=domains)
+    assert {s.service: s.domains for s in st.services} == {**domains, "admin": []}
+    _fake_read(monkeypatch, st)
+    r = CliRunner().invoke(_app(), ["status", "--json"])
+    assert {s["service"]: s["domains"] for s in json.loads(r.output)["services"]}["web"] == domains["web"]
+    r = CliRunner().invoke(_app(), ["status"], terminal_width=200)
+    web = r.output.split("│ web ", 1)[1].splitlines()
+    assert "│ lab.example " in web[0] and "│ www.lab.example " in web[1], r.output  # a line per domain

@@ -117,9 +117,9 @@ def test_spec_edits_keep_comments_and_key_order(project, cli):
     before = spec.read_text()
     assert cli("-C", str(project), "route", "bind", "api", "v2.example.com", "--cluster", "shop").code == 0
     after = spec.read_text()
-    assert after == before.replace("domain: api.example.com", "domain: v2.example.com")
+    assert after == before.replace("domain: api.example.com", "domain: [api.example.com, v2.example.com]")
     assert cli("-C", str(project), "route", "unbind", "api", "--cluster", "shop").code == 0
-    assert "v2.example.com" not in spec.read_text()
+    assert "v2.example.com" not in spec.read_text() and "api.example.com" not in spec.read_text()
     assert "# stable ids: Pulumi names derive from them" in spec.read_text()
 
 
@@ -359,3 +359,60 @@ def test_route_unbind_keeps_the_comment_of_the_key_after_the_domain(project, cli
     r = cli("-C", str(project), "route", "unbind", "api", "--cluster", "shop")
     assert r.code == 0, r.err
     assert spec.read_text() == text.replace("    domain: api.example.com\n", "")
+
+
+def test_route_bind_adds_a_domain_and_unbind_takes_one_back_to_the_single_form(project, cli):
+    spec = project / "clusters/shop.yaml"
+    original = spec.read_text()
+    assert "    domain: [example.com, www.example.com]   # the apex and www\n" in original
+    r = cli("-C", str(project), "route", "unbind", "web", "www.example.com", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert "unbound www.example.com from web" in r.out
+    # one domain left: the form every spec with one domain has, its comment kept
+    assert spec.read_text() == original.replace("domain: [example.com, www.example.com]   # the apex and www",
+                                                "domain: example.com                      # the apex and www")
+    r = cli("-C", str(project), "route", "bind", "web", "WWW.example.com.", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert spec.read_text() == original
+    # binding a domain the service has already changes nothing
+    assert cli("-C", str(project), "route", "bind", "web", "www.example.com", "--cluster", "shop").code == 0
+    assert spec.read_text() == original
+    r = cli("-C", str(project), "route", "unbind", "web", "--cluster", "shop")
+    assert r.code == 0 and "unbound every domain of web" in r.out
+    assert "example.com, www" not in spec.read_text() and "# the apex and www" not in spec.read_text()
+
+
+def test_route_unbind_of_a_domain_the_service_does_not_have_names_its_domains(project, cli):
+    spec = project / "clusters/shop.yaml"
+    before = spec.read_bytes()
+    r = cli("-C", str(project), "route", "unbind", "web", "api.example.com", "--cluster", "shop")
+    assert r.code == 10
+    assert "api.example.com is not bound to service 'web' (its domains: example.com, www.example.com)" in r.err
+    assert "dynia route unbind web" in r.err
+    assert spec.read_bytes() == before
+
+
+def test_route_edits_keep_a_block_list_and_its_comments(project, cli):
+    spec = project / "clusters/shop.yaml"
+    block = "    domain:\n      - example.com       # apex\n      - www.example.com   # old links\n"
+    text = spec.read_text().replace("    domain: [example.com, www.example.com]   # the apex and www\n", block)
+    spec.write_text(text)
+    assert cli("-C", str(project), "route", "bind", "web", "m.example.com", "--cluster", "shop").code == 0
+    assert spec.read_text() == text.replace(block, block + "      - m.example.com\n")
+    assert cli("-C", str(project), "route", "unbind", "web", "www.example.com", "--cluster", "shop").code == 0
+    assert cli("-C", str(project), "route", "unbind", "web", "m.example.com", "--cluster", "shop").code == 0
+    # a list with a comment of its own stays a list, so the comment stays
+    assert spec.read_text() == text.replace(block, "    domain:\n      - example.com       # apex\n")
+
+
+def test_service_add_takes_the_domain_option_more_than_once(project, cli):
+    from dynia.store import load_cluster
+
+    spec = project / "clusters/mini.yaml"
+    (project / "services/extra.yml").write_text('services:\n  extra:\n    image: x\n    ports: ["9200:80"]\n')
+    r = cli("-C", str(project), "service", "add", "extra", "--compose", "services/extra.yml", "--port", "9200",
+            "--domain", "extra.example.org", "--domain", "more.example.org", "--cluster", "mini")
+    assert r.code == 0, r.err
+    assert "    domain: [extra.example.org, more.example.org]\n" in spec.read_text()
+    svc = load_cluster(Project(project), "mini").spec.services["extra"]
+    assert svc.domains == ["extra.example.org", "more.example.org"]

@@ -477,7 +477,9 @@ def test_expected_state_comes_from_the_spec_and_the_cache(project):
                                                    "brave-panda": {"private_ip": "10.110.0.12", "public_ip": "198.51.100.12"}},
                                          "reserved_ip": RIP})
     e = V.expected(shop)
-    assert (e.reserved_ip, e.domains, e.proxied, e.dns_provider) == (RIP, DOMAINS, True, "cloudflare")
+    # every domain of every service gets its own dns_record row: the storefront's www too
+    assert (e.reserved_ip, e.domains, e.proxied, e.dns_provider) == (RIP, DOMAINS + ["www.example.com"], True,
+                                                                     "cloudflare")
     assert e.applied_version is None and e.certificate is None
     lab = load_cluster(Project(project), "lab")
     ClusterCache.of(lab).write_outputs({"nodes": {"misty-owl": {"private_ip": "10.213.0.11"}}, "reserved_ip": "10.213.0.100"})

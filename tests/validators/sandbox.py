@@ -67,6 +67,11 @@ def caddy_check(root: Path) -> subprocess.CompletedProcess:
                       f"caddy validate --adapter caddyfile --config {PATHS.caddyfile}")
 
 
+def caddy_adapt(root: Path) -> subprocess.CompletedProcess:
+    """Caddy's own JSON reading of the rendered Caddyfile and routes: which hosts go where."""
+    return _in_mounts(root, ["/etc/caddy"], f"caddy adapt --adapter caddyfile --config {PATHS.caddyfile}")
+
+
 def keepalived_check(root: Path, interface: str, address: str) -> subprocess.CompletedProcess:
     ns = f"dyv-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)

@@ -11,7 +11,7 @@ from dynia import providers
 from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
-from .sandbox import throwaway_certificate, validate_node
+from .sandbox import caddy_adapt, lay_out, throwaway_certificate, validate_node
 
 pytestmark = pytest.mark.root
 
@@ -102,3 +102,20 @@ def test_edge_policy_with_overrides_passes_real_haproxy_and_caddy_in_each_tls_mo
                                 providers.of(c.spec).profile.private_interface)
         for name, proc in results.items():
             assert proc.returncode == 0, f"{name} rejected the rendered config:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_caddy_reads_every_domain_of_a_service_as_one_site_routed_to_its_port(project, tmp_path, cert):
+    """The storefront serves the apex and www: Caddy itself (its adapter, not a regex on our text)
+    matches both hosts in one route that proxies to the service's port, and nothing else to it."""
+    import json
+
+    c = load_cluster(Project(project), "shop")
+    assert c.spec.services["web"].domains == ["example.com", "www.example.com"]
+    lay_out(render(c), "misty-owl", tmp_path / "root", cert)
+    proc = caddy_adapt(tmp_path / "root")
+    assert proc.returncode == 0, proc.stderr
+    servers = json.loads(proc.stdout)["apps"]["http"]["servers"].values()
+    routes = [r for srv in servers for r in srv.get("routes", [])]
+    to_web = [r for r in routes if '"127.0.0.1:8080"' in json.dumps(r)]
+    assert [sorted(h for m in r["match"] for h in m.get("host", [])) for r in to_web] == \
+        [["example.com", "www.example.com"]]
