@@ -289,10 +289,11 @@ class DevLab:
                              "enter": shlex.join([*lab.enter_argv(n), "bash"])} for n in lab.nodes},
             # The lab's certificate is self-signed (dynia.tls): -k. HAProxy asks for the origin-pull
             # client certificate Cloudflare presents (origin mode): the lab's own, written by up().
-            "services": {s: {"domain": svc.domain, "placement": svc.placement,
-                             "curl": (f"curl -k --cert {lab.dir / CLIENT_PEM} --resolve {svc.domain}:443:{lab.vip} "
-                                      f"https://{svc.domain}/"
-                                      if svc.domain else None)}
+            # (one curl, for a service's first domain: its others reach the same site)
+            "services": {s: {"domains": svc.domains, "placement": svc.placement,
+                             "curl": (f"curl -k --cert {lab.dir / CLIENT_PEM} --resolve {svc.domains[0]}:443:{lab.vip} "
+                                      f"https://{svc.domains[0]}/"
+                                      if svc.domains else None)}
                          for s, svc in sorted(spec.services.items())},
             "dynia": [f"dynia -C {project_arg} {cmd} --cluster {self.name}"
                       for cmd in ("plan --offline", "status", "drift-check", "repair", "infra verify")],

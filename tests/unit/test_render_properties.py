@@ -31,7 +31,7 @@ def test_any_valid_spec_renders_deterministically_with_every_promise_kept(tmp_pa
             f'services:\n  app:\n    image: x\n    ports: ["{port}:80"]\n    mem_limit: 32m\n')
         lines += [f"  s{i}:", f"    compose: services/s{i}.yml", f"    port: {port}", f"    placement: {placement}"]
         if with_domain and placement != "standby-only":
-            lines.append(f"    domain: {'example.com' if i == 0 else f's{i}.example.com'}")
+            lines.append(f"    domain: {'[example.com, www.example.com]' if i == 0 else f's{i}.example.com'}")
     if not svc:
         lines[-1] = "services: {}"
     (root / "clusters" / "prop.yaml").write_text("\n".join(lines) + "\n")
@@ -46,12 +46,14 @@ def test_any_valid_spec_renders_deterministically_with_every_promise_kept(tmp_pa
         backends = dict(re.findall(r"^backend (\S+)\n(.*?)(?:\n\n|\Z)", haproxy, re.M | re.S))
         assert sorted(re.findall(r"server (\S+) (\S+):8880", backends.pop("be_any_node"))) == sorted(private.items())
         # One backend per routed service: every node's Caddy, or only this node's for active-only.
-        routed = {f"be_{n}": s for n, s in cluster.spec.services.items() if s.domain}
+        routed = {f"be_{n}": s for n, s in cluster.spec.services.items() if s.domains}
         assert sorted(backends) == sorted(routed)
         for name, svc in routed.items():
             want = [(node, private[node])] if svc.placement == "active-only" else list(private.items())
             assert sorted(re.findall(r"server (\S+) (\S+):8880", backends[name])) == sorted(want), name
-            assert f"uri {svc.health_path} ver HTTP/1.1 hdr Host {svc.domain}" in backends[name]
+            assert f"uri {svc.health_path} ver HTTP/1.1 hdr Host {svc.domains[0]}" in backends[name]
+            # one host rule for every domain it serves
+            assert f"use_backend {name} if {{ hdr(host),field(1,:) -i {' '.join(svc.domains)} }}" in haproxy
         peers = re.findall(r"^        (\d+\.\d+\.\d+\.\d+)$", by_target["/etc/keepalived/keepalived.conf"], re.M)
         assert sorted(peers) == sorted(ip for n, ip in private.items() if n != node)
         for target, text in by_target.items():
