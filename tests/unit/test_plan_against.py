@@ -88,6 +88,20 @@ def test_a_changed_service_domain_shows_the_changed_haproxy_and_caddy_lines_per_
     assert md.count("+    use_backend be_api if") == 1
 
 
+def test_a_second_domain_bound_to_a_service_shows_its_host_rule_and_caddy_site_and_nothing_else(project, cli):
+    _repo(project)
+    _commit(project, {"clusters/shop.yaml": ("domain: api.example.com", "domain: [api.example.com, v2.example.com]")})
+    r = _plan(cli, project, "--json")
+    assert r.code == 0, r.err
+    for node, files in _changes(json.loads(r.out)).items():
+        assert set(files) == {ROUTE, HAPROXY}, node
+        haproxy = files[HAPROXY]["diff"]
+        assert "+    use_backend be_api if { hdr(host),field(1,:) -i api.example.com v2.example.com }\n" in haproxy
+        assert "hdr Host" not in haproxy  # the health check still asks as the first domain
+        route = files[ROUTE]["diff"]
+        assert f"+http://api.example.com:{PORTS.caddy}, http://v2.example.com:{PORTS.caddy} {{\n" in route
+
+
 def test_against_reads_no_dynia_state_and_leaves_the_working_tree_and_head_alone(project, cli):
     _repo(project)
     _commit(project, {"services/api.yml": ("LOG_LEVEL: info", "LOG_LEVEL: debug")})
