@@ -468,8 +468,12 @@ class Engine:
 
         try:
             value = stack.get_config(ACME_CONFIG)
-        except Exception:  # unset: `pulumi config get` fails
-            return None
+        except Exception as exc:
+            # Unset is the one answer that means "no order kept"; anything else (a wrong
+            # passphrase, an unreachable backend) read as unset would order a second certificate.
+            if _NO_CONFIG_KEY.search(getattr(exc, "stderr", "") or str(exc)):
+                return None
+            raise backend_error(stack, exc) from None
         text = getattr(value, "value", None)
         shown = "the provision stack's config dynia:acme"
         try:
@@ -502,13 +506,9 @@ class Engine:
         from pulumi.automation import StackNotFoundError
 
         try:
-            outputs = self.stack("provision").outputs()
-        except DyniaError:
-            raise
+            outputs = stack_outputs(self.stack("provision"))
         except StackNotFoundError:
             return False
-        except Exception as exc:  # the backend, the passphrase: the state could not be read
-            raise pulumi_failed(f"reading the outputs of the stack {self.cluster.name}-provision", exc) from None
         values = {k: getattr(v, "value", None) for k, v in outputs.items()}
         if not isinstance(values.get("nodes"), dict):
             return False
@@ -519,11 +519,7 @@ class Engine:
 
     @staticmethod
     def _output(stack, name: str):
-        try:
-            out = stack.outputs().get(name)
-        except Exception:  # a stack without an update yet has no outputs to read
-            return None
-        return getattr(out, "value", None)
+        return getattr(stack_outputs(stack).get(name), "value", None)
 
     def previous_layers(self, phase: str, stack) -> dict | None:
         """This phase stack's last `layers` output (None before its first update)."""
@@ -788,6 +784,31 @@ def pulumi_failed(what: str, exc: Exception, resume: str | None = None) -> Dynia
     lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
     return DyniaError("engine", f"{what} failed: {lines[-1] if lines else exc.__class__.__name__}",
                       "--debug prints the engine's full output and logs it", resume)
+
+
+_NO_CONFIG_KEY = re.compile(r"configuration key '[^']*' not found")
+
+
+def backend_error(stack, exc: Exception) -> DyniaError:
+    """A stack's state that could not be read (a wrong passphrase, a backend out of reach)."""
+    err = pulumi_failed(f"reading the state of stack {getattr(stack, 'name', '?')}", exc)
+    err.hint = ("PULUMI_CONFIG_PASSPHRASE must be the passphrase the state was made with, and the backend "
+                f"(spec backend / PULUMI_BACKEND_URL) reachable; {err.hint}")
+    return err
+
+
+def stack_outputs(stack) -> dict:
+    """The stack's outputs; a stack without an update has none (Pulumi answers {}). A failed
+    read is an engine error, never "no outputs": a wrong passphrase read as no `acme` output
+    would place a second certificate order, and as no `region` would skip the region check."""
+    from pulumi.automation import StackNotFoundError
+
+    try:
+        return stack.outputs()
+    except StackNotFoundError:
+        raise   # no stack at all (a read-only engine): the caller says what that means
+    except Exception as exc:
+        raise backend_error(stack, exc) from None
 
 
 def stack_export(engine: Engine, phase: str) -> dict:

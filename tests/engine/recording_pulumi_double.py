@@ -20,6 +20,14 @@ $RECORDING_PULUMI_NO_OUTPUTS=1 makes the provision stack report no outputs (neve
 $RECORDING_PULUMI_PREVIEW_SECRET=<value> makes `preview` of the infra stack report an update of
 misty-owl's push whose secret stdin (that value, in the engine's --show-secrets form) changes,
 with its host changed and a trigger forcing a replacement (the three steps of a replace).
+
+$RECORDING_PULUMI_STACK_PASSPHRASE="<stack>=<passphrase>,…" gives those stacks a passphrase of
+their own (each stack has its own salt): every command that needs the stack's secrets manager
+(stack import/output, config, up, preview, refresh, destroy) then fails as Pulumi does when
+PULUMI_CONFIG_PASSPHRASE is another one.
+
+`config set/get/rm` keep each stack's config in $RECORDING_PULUMI_STATE/config-<stack>.json;
+`config get` of a key never set fails as Pulumi does ("configuration key … not found").
 """
 import json
 import os
@@ -70,6 +78,19 @@ def push_events(stack, failing=None):
             out.append({"resOutputsEvent": {"metadata": md}})
     return out
 
+def wrong_passphrase() -> bool:
+    own = dict(item.split("=", 1) for item in os.environ.get("RECORDING_PULUMI_STACK_PASSPHRASE", "").split(",") if item)
+    return stack in own and own[stack] != os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+
+
+SECRETS_VERBS = (["stack", "import"], ["stack", "output"], ["config"], ["up"], ["preview"], ["refresh"], ["destroy"])
+if any(args[:len(v)] == v for v in SECRETS_VERBS) and wrong_passphrase():
+    print("error: incorrect passphrase, please set PULUMI_CONFIG_PASSPHRASE to the correct passphrase or set "
+          "PULUMI_CONFIG_PASSPHRASE_FILE to a file containing the passphrase", file=sys.stderr)
+    sys.exit(255)
+config_file = os.path.join(state_dir, f"config-{stack}.json")
+config = json.load(open(config_file)) if os.path.exists(config_file) else {}
+
 summary = {"summaryEvent": {"maybeCorrupt": False, "durationSeconds": 0, "resourceChanges": {"same": 1},
                             "PolicyPacks": {}}}
 if args[:2] == ["stack", "select"] and "--create" not in args and os.environ.get("RECORDING_PULUMI_NO_OUTPUTS") == "no-stack":
@@ -77,6 +98,19 @@ if args[:2] == ["stack", "select"] and "--create" not in args and os.environ.get
     sys.exit(255)
 elif args[:1] == ["version"]:
     print(os.environ.get("RECORDING_PULUMI_VERSION", "v3.200.0"))
+elif args[:2] == ["config", "set"]:
+    config[args[2]] = {"value": args[-1], "secret": "--secret" in args}
+    with open(config_file, "w") as f:
+        json.dump(config, f)
+elif args[:2] == ["config", "rm"]:
+    config.pop(args[2], None)
+    with open(config_file, "w") as f:
+        json.dump(config, f)
+elif args[:2] == ["config", "get"]:
+    if args[2] not in config:
+        print(f"error: configuration key '{args[2]}' not found for stack '{stack}'", file=sys.stderr)
+        sys.exit(255)
+    print(json.dumps(config[args[2]]))
 elif args[:2] == ["stack", "output"]:
     outputs = {}
     # $RECORDING_PULUMI_NO_OUTPUTS: a provision stack that never had an update (no nodes yet)

@@ -499,3 +499,17 @@ def test_a_cluster_whose_provision_stack_holds_no_nodes_was_never_provisioned(en
     assert r.returncode == 11, r.stderr
     assert "was never provisioned (its state holds no nodes)" in r.stderr
     assert "hint: run `dynia up --cluster shop`" in r.stderr
+
+
+def test_a_wrong_passphrase_is_an_engine_error_never_read_as_no_certificate_order(env):
+    # The provision stack's state was made with another passphrase: reading its `acme` output
+    # and its dynia:acme config fails. Read as "nothing saved", the engine would make a
+    # placeholder and the next run would place a second order with the CA.
+    spec = env["proj"] / "clusters/shop.yaml"
+    spec.write_text(spec.read_text().replace("  mode: origin\n", "  mode: letsencrypt\n  acme_directory: staging\n"))
+    other = {"RECORDING_PULUMI_STACK_PASSPHRASE": "shop-provision=the-state-s-own"}
+    r = dynia(env, "cert", "provision", "--dry-run", "--json", "--cluster", "shop", extra=other)
+    assert r.returncode == 19, (r.returncode, r.stdout, r.stderr)
+    assert "reading the state of stack shop-provision failed: error: incorrect passphrase" in r.stderr
+    assert "PULUMI_CONFIG_PASSPHRASE must be the passphrase the state was made with" in r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr

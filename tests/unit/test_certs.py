@@ -334,7 +334,7 @@ def test_the_engine_reads_the_acme_state_back_from_the_provision_stack_once(shop
 
         def get_config(self, key):
             reads.append(("config", key))
-            raise RuntimeError("not set")
+            raise RuntimeError(f"error: configuration key '{key}' not found for stack 'shop-provision'")
 
         def set_config(self, key, value):
             self.config[key] = value
@@ -378,7 +378,7 @@ class ConfigStack:
         from pulumi.automation import ConfigValue
 
         if key not in self.config:
-            raise RuntimeError("not set")
+            raise RuntimeError(f"error: configuration key '{key}' not found for stack 'shop-provision'")
         return ConfigValue(self.config[key], secret=True)
 
     def set_config(self, key, value):
@@ -422,6 +422,40 @@ def test_an_order_kept_by_one_run_is_the_state_of_the_next_run(shop, monkeypatch
     again = Engine(shop)
     monkeypatch.setattr(again, "stack", lambda phase: stack)
     assert again.acme_state() == order and again.acme_pending()
+
+
+WRONG_PASSPHRASE = ("error: incorrect passphrase, please set PULUMI_CONFIG_PASSPHRASE to the correct passphrase or "
+                    "set PULUMI_CONFIG_PASSPHRASE_FILE to a file containing the passphrase")
+
+
+@pytest.mark.parametrize("fails", ["outputs", "config"])
+def test_a_backend_error_reading_the_saved_order_is_an_engine_error_not_no_order(shop, monkeypatch, fails):
+    """Only "configuration key … not found" means no order was kept: a wrong passphrase read as
+    "nothing saved" would place a second order (Let's Encrypt allows 5 duplicates a week)."""
+    from dynia.engine import Engine
+
+    class Locked(ConfigStack):
+        name = "shop-provision"
+
+        def outputs(self):
+            if fails == "outputs":
+                raise RuntimeError(f"\n code: 255\n stdout: \n stderr: {WRONG_PASSPHRASE}\n")
+            return super().outputs()
+
+        def get_config(self, key):
+            if fails == "config":
+                raise RuntimeError(f"\n code: 255\n stdout: \n stderr: {WRONG_PASSPHRASE}\n")
+            return super().get_config(key)   # none kept: "configuration key … not found"
+
+    engine = Engine(shop)
+    monkeypatch.setattr(engine, "stack", lambda phase: Locked(_fresh(80, 10)))
+    with pytest.raises(DyniaError) as exc:
+        engine.acme_state()
+    assert exc.value.kind == "engine" and exc.value.message == (
+        "reading the state of stack shop-provision failed: error: incorrect passphrase, please set "
+        "PULUMI_CONFIG_PASSPHRASE to the correct passphrase or set PULUMI_CONFIG_PASSPHRASE_FILE to a file containing "
+        "the passphrase")
+    assert exc.value.hint.startswith("PULUMI_CONFIG_PASSPHRASE must be the passphrase the state was made with")
 
 
 def test_a_damaged_config_copy_is_a_state_error_that_quotes_nothing_of_it(shop, monkeypatch):
