@@ -822,15 +822,16 @@ def stack_export(engine: Engine, phase: str) -> dict:
 
 
 def stack_import(engine: Engine, phase: str, data: dict) -> None:
-    """Import an old deployment, then refresh it: the snapshot may name droplets or pushes that
-    no longer exist, and Pulumi must learn that before it plans anything from it."""
+    """Import an old deployment; refresh it next (stack_refresh): the snapshot may name droplets
+    or pushes that no longer exist, and Pulumi must learn that before it plans anything from it."""
     from pulumi.automation import Deployment
 
-    def operation(stack):
-        stack.import_stack(Deployment(version=data["version"], deployment=data["deployment"]))
-        stack.refresh(color="never")
+    engine._run(phase, [], lambda s: s.import_stack(Deployment(version=data["version"],
+                                                                deployment=data["deployment"])))
 
-    engine._run(phase, [], operation)
+
+def stack_refresh(engine: Engine, phase: str) -> None:
+    engine._run(phase, [], lambda s: s.refresh(color="never"))
 
 
 # Host key types an SSH client may prefer over ed25519 (Go's x/crypto/ssh lists ECDSA and RSA first).
@@ -857,4 +858,4 @@ def _other_host_key_type(host: str, port: int = 22, timeout: float = 10.0) -> st
 
 
 __all__ = ["Engine", "PHASES", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",
-           "stack_import"]
+           "stack_import", "stack_refresh"]

@@ -159,14 +159,12 @@ def check_machine(cluster: Cluster) -> None:
 
 
 @contextlib.contextmanager
-def engine_session(project: Project, name: str, *, before_load: Callable[[Project, str], None] | None = None,
+def engine_session(project: Project, name: str, *,
                    on_progress: Callable[[str], None] | None = None) -> Iterator[Session]:
     """Lock the cluster, load it, check the machine, read the VIP holder live: ready to plan or apply."""
     from .nodes.gather import vip_holder
 
     with cluster_lock(project, name):
-        if before_load is not None:  # e.g. revert restores the spec before it is read
-            before_load(project, name)
         cluster = load_cluster(project, name)
         check_machine(cluster)
         nodes = targets(cluster)

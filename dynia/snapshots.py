@@ -69,11 +69,52 @@ def _record(project, cluster: str, snap_id: str) -> dict:
     return {k: data[k] for k in ("id", "cluster", "reason", "phases")}
 
 
-def restore_spec(project, cluster: str, snap_id: str) -> None:
-    """Put the snapshot's spec back (works even when the current spec no longer validates),
-    but only a snapshot spec that itself validates: a revert never writes a broken spec."""
-    from .spec import validate_spec
-    from .store import parse_yaml
+def revert(project, cluster: str, snap_id: str, on_progress=None) -> None:
+    """Put the cluster back as snapshot `snap_id` has it: every phase's stack imported (and
+    refreshed), then the spec. Everything is checked before anything is written — the snapshot
+    (its record, a spec that loads, an export of every phase) and what the engine needs from
+    this machine for that spec (dynia.engine.preflight) — and the spec is written last, once
+    every stack holds the snapshot's state: a revert that fails, even midway through the
+    imports, leaves the spec byte-identical and says which stacks it reached and how to finish."""
+    from .engine import PHASES, Engine, stack_import, stack_refresh
+    from .session import check_machine
+    from .store import cluster_lock
+
+    with cluster_lock(project, cluster):
+        text, snapshot = _snapshot_cluster(project, cluster, snap_id)
+        exports = _exports(project, cluster, snap_id)
+        check_machine(snapshot)
+        engine = Engine(snapshot, on_progress=on_progress)
+        for i, phase in enumerate(PHASES):
+            step = "import"
+            try:
+                stack_import(engine, phase, exports[phase])
+                step = "refresh"
+                stack_refresh(engine, phase)
+            except DyniaError as exc:
+                raise _stopped(exc, snap_id, cluster, PHASES[:i], phase, step, PHASES[i + 1:]) from None
+        write_atomic(project.spec_path(cluster), text)
+
+
+def _stopped(exc: DyniaError, snap_id: str, cluster: str, done, phase: str, step: str, left) -> DyniaError:
+    """A revert stopped at `phase` (its import or its refresh failed): what each stack now
+    holds, the spec untouched, and the command that finishes the revert."""
+    held = [f"{p} holds the snapshot's state" for p in done]
+    held.append(f"{phase} holds the snapshot's state, not refreshed yet" if step == "refresh"
+                else f"{phase} is as it was (its import failed)")
+    held += [f"{p} is as it was" for p in left]
+    resume = f"dynia state revert {snap_id} --cluster {cluster}"
+    return DyniaError(exc.kind, f"revert to {snap_id} stopped at the {step} of phase {phase}: {exc.message} — "
+                      f"{'; '.join(held)}; the spec was not changed",
+                      f"{exc.hint}; then finish the revert: {resume} (it imports every phase again, then writes "
+                      "the spec)", resume)
+
+
+def _snapshot_cluster(project, cluster: str, snap_id: str):
+    """The snapshot's spec text and the cluster it loads as (it must validate, name this
+    cluster and find its compose files): a revert never writes a spec that does not load.
+    Works even when the current spec no longer validates."""
+    from .store import parse_yaml, validate_cluster
 
     known = ", ".join(list_ids(project, cluster)) or "none"
     if not SNAPSHOT_ID.fullmatch(snap_id) or snap_id not in list_ids(project, cluster):
@@ -87,28 +128,21 @@ def restore_spec(project, cluster: str, snap_id: str) -> None:
     except (OSError, UnicodeDecodeError):
         raise DyniaError("state", f"{shown} cannot be read as a spec",
                          f"pick another snapshot: {known}") from None
-    spec = validate_spec(parse_yaml(text, shown), shown)
-    if spec.name != cluster:
-        raise DyniaError("state", f"{shown} is the spec of cluster {spec.name}, not {cluster}",
-                         f"pick another snapshot: {known}")
-    write_atomic(project.spec_path(cluster), text)
+    return text, validate_cluster(project, cluster, parse_yaml(text, shown), source=shown)
 
 
-def import_stacks(engine, snap_id: str) -> None:
-    from .engine import PHASES, stack_import
-
+def _exports(project, cluster: str, snap_id: str) -> dict:
+    """Every phase's export, read and checked before the first import."""
     from .cache import read_json
+    from .engine import PHASES
 
-    project, cluster = engine.cluster.project, engine.cluster.name
-    source = _dir(project, cluster) / snap_id
     exports = {}
-    for phase in PHASES:  # every export read and checked before the first import
-        path = source / f"{phase}.json"
+    for phase in PHASES:
+        path = _dir(project, cluster) / snap_id / f"{phase}.json"
         shown = os.path.relpath(path, project.root)
         data = read_json(path, shown, "pick another snapshot (dynia state list)", limit=256 * 1024 * 1024)
         if not (isinstance(data, dict) and isinstance(data.get("version"), int)
                 and isinstance(data.get("deployment"), dict)):
             raise DyniaError("state", f"{shown} is not a stack export", "pick another snapshot (dynia state list)")
         exports[phase] = data
-    for phase in PHASES:
-        stack_import(engine, phase, exports[phase])
+    return exports

@@ -323,10 +323,12 @@ class Cluster:
         return os.path.relpath(self.path, self.project.root)
 
 
-def validate_cluster(project: Project, name: str, raw: Any) -> Cluster:
+def validate_cluster(project: Project, name: str, raw: Any, source: str | None = None) -> Cluster:
+    """`raw` as cluster `name`; `source`: the file it was read from, for the errors (the
+    cluster's spec file unless said otherwise, e.g. a snapshot's copy)."""
     from . import compose
 
-    source = os.path.relpath(project.spec_path(name), project.root)
+    source = source or os.path.relpath(project.spec_path(name), project.root)
     spec = validate_spec(raw, source)
     if spec.name != name:
         raise_first(source, raw, [(("name",), f"name {spec.name!r} does not match the file name {name}.yaml",

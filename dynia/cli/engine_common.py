@@ -18,11 +18,11 @@ def ready(ctx: typer.Context, cluster: str) -> None:
 
 
 @contextlib.contextmanager
-def engine_for(ctx: typer.Context, cluster: str | None, before_load=None, on_progress=None) -> Iterator:
+def engine_for(ctx: typer.Context, cluster: str | None, on_progress=None) -> Iterator:
     """The session's engine, with progress lines on the console (or where on_progress sends them)."""
     from ..session import engine_session
 
-    with engine_session(project(ctx), cluster_name(ctx, cluster), before_load=before_load,
+    with engine_session(project(ctx), cluster_name(ctx, cluster),
                         on_progress=on_progress or (lambda line: say(("› ", "dim"), line))) as session:
         yield session.engine
 

@@ -37,13 +37,10 @@ def list_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSO
 
 @app.command("revert")
 def revert_cmd(ctx: typer.Context, snapshot_id: str = typer.Argument(..., help="A snapshot id from `dynia state list`."), cluster: str = CLUSTER_OPT) -> None:
-    """Restore the spec and import every phase's stack from a snapshot."""
+    """Import every phase's stack from a snapshot, then restore its spec."""
     from .. import snapshots
+    from .common import cluster_name, project
 
-    from ..engine import require_cli
-
-    require_cli()  # before the spec is touched: a revert that cannot import must not half-happen
-    restore = lambda proj, name: snapshots.restore_spec(proj, name, snapshot_id)  # noqa: E731
-    with engine_for(ctx, cluster, before_load=restore) as engine:
-        snapshots.import_stacks(engine, snapshot_id)
+    snapshots.revert(project(ctx), cluster_name(ctx, cluster), snapshot_id,
+                     on_progress=lambda line: say(("› ", "dim"), line))
     say(f"reverted to {snapshot_id}; run `dynia plan` to see what the nodes need")

@@ -26,6 +26,9 @@ their own (each stack has its own salt): every command that needs the stack's se
 (stack import/output, config, up, preview, refresh, destroy) then fails as Pulumi does when
 PULUMI_CONFIG_PASSPHRASE is another one.
 
+$RECORDING_PULUMI_REFRESH_FAIL=<stack> makes `refresh` of that stack fail as a provider's read
+does when its API refuses the token.
+
 `config set/get/rm` keep each stack's config in $RECORDING_PULUMI_STATE/config-<stack>.json;
 `config get` of a key never set fails as Pulumi does ("configuration key … not found").
 """
@@ -134,6 +137,11 @@ elif args[:2] == ["stack", "export"]:
 elif args[:2] == ["stack", "import"]:
     with open(opt("--file")) as f, open(os.path.join(state_dir, f"imported-{stack}.json"), "w") as out:
         out.write(f.read())
+elif args[:1] == ["refresh"] and stack == os.environ.get("RECORDING_PULUMI_REFRESH_FAIL"):
+    print(f"error: refreshing urn:pulumi:{stack}::dynia::digitalocean:index/droplet:Droplet::misty-owl: 1 error "
+          "occurred:\n\t* GET https://api.digitalocean.com/v2/droplets/1: 401 (request \"x\") Unable to "
+          "authenticate you", file=sys.stderr)
+    sys.exit(255)
 elif args[:1] in (["preview"], ["up"], ["destroy"]):
     log_file = opt("--event-log")
     fail = os.environ.get("RECORDING_PULUMI_FAIL", "")
