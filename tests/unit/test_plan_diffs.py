@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from dynia.cache import CONTENT_DIR, ClusterCache
 from dynia.errors import DyniaError
 from dynia.session import render_cluster
 from dynia.store import Project, load_cluster
+
+from ..golden_files import check_text
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan"
 COMPOSE = "/opt/dynia/compose/api/docker-compose.yml"
@@ -37,11 +38,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 def _golden(name: str, text: str) -> None:
-    golden = GOLDEN / name
-    if os.environ.get("DYNIA_UPDATE_GOLDEN"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert text == golden.read_text(), "plan markdown changed; review, then rerun with DYNIA_UPDATE_GOLDEN=1"
+    check_text(GOLDEN / name, text, "plan markdown")
 
 
 def test_markdown_after_a_one_line_compose_change_shows_that_line_once_with_its_nodes(project, cli):

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,34 +12,24 @@ from dynia.render import write_deploy_config
 from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
+from ..golden_files import check_text, check_tree, tree as _tree
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CLUSTERS = ["shop", "mini"]
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("name", CLUSTERS)
 def test_render_matches_golden_files(project, tmp_path, name):
     out = tmp_path / name
     write_deploy_config(render(load_cluster(Project(project), name)), out)
-    golden = GOLDEN / name
-    if os.environ.get("DYNIA_UPDATE_GOLDEN"):
-        shutil.rmtree(golden, ignore_errors=True)
-        shutil.copytree(out, golden)
-    assert _tree(out) == _tree(golden), "render changed; review, then rerun with DYNIA_UPDATE_GOLDEN=1"
+    check_tree(GOLDEN / name, out, "render")
 
 
 def test_cloud_init_matches_its_golden_file_and_carries_no_managed_file():
     from dynia.render import cloud_init
 
     text = cloud_init("shop", "misty-owl")
-    golden = GOLDEN / "cloud-init" / "shop-misty-owl.yaml"
-    if os.environ.get("DYNIA_UPDATE_GOLDEN"):
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(text)
-    assert text == golden.read_text(), "cloud-init changed; review, then rerun with DYNIA_UPDATE_GOLDEN=1"
+    check_text(GOLDEN / "cloud-init" / "shop-misty-owl.yaml", text, "cloud-init")
     assert text.startswith("#cloud-config\n") and "haproxy.cfg" not in text and "Caddyfile" not in text
 
 
