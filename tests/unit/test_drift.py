@@ -159,27 +159,46 @@ def test_the_reader_never_sends_a_secret_or_a_slots_normalized_hash(tmp_path, la
 CASES = sorted(FIXTURES.glob("*.recorded"))
 
 
+def _recorded(name: str) -> tuple[dict, dict, dict]:
+    """(the recording: the node's raw answer, the fact the reader parses from it, what is
+    expected of it as stated by hand in NAME.expected.json — never the product's own output)."""
+    data = json.loads((FIXTURES / f"{name}.recorded").read_text())
+    expected = FIXTURES / f"{name}.expected.json"
+    assert expected.is_file(), f"state what {name}.recorded must parse and classify to, by hand, in {expected.name}"
+    return data, DF.parse_drift(data["output"], data["exit_status"]), json.loads(expected.read_text())
+
+
 def test_drift_fact_has_recorded_output():
     assert {p.stem for p in CASES} >= {"lab-node-clean", "lab-node-drifted", "no-python", "garbage"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])
-def test_drift_fact_parses_its_recorded_output(case):
-    data = json.loads(case.read_text())
-    assert DF.parse_drift(data["output"], data["exit_status"]) == data["fact"]
+def test_drift_fact_parses_its_recorded_output_as_stated_by_hand(case):
+    data, fact, want = _recorded(case.stem)
+    assert not {"fact", "kinds"} & set(data), "a recording holds the node's answer, not what dynia made of it"
+    if "fact" in want:
+        assert fact == want["fact"]
+        return
+    containers = fact["containers"]
+    assert (containers["engine"], containers["error"]) == ("podman", None)
+    assert sorted([c["name"], c["service"]] for c in containers["running"]) == want["running"]
+    ours = set(containers["images"].values())
+    assert sorted(c["name"] for c in containers["running"] if c["image"] not in ours) == want["foreign_images"]
+    assert fact["routes"] == {PATHS.caddy_routes: want["routes"]}
+    assert [d["name"] for d in fact["composeDirs"][PATHS.compose_dir] if d["composeFile"]] == want["composeDirs"]
+    assert fact["files"] and sorted(t for t, f in fact["files"].items() if not f["exists"]) == want["missing"]
 
 
 @pytest.mark.parametrize("name", ["lab-node-clean", "lab-node-drifted"])
-def test_recorded_lab_node_containers_and_leftovers_classify_as_recorded(lab, name):
+def test_recorded_lab_node_containers_and_leftovers_classify_as_stated(lab, name):
     """Containers and directory listings do not depend on the templates, so the recording keeps
     proving them however the rendered files change (their hashes are checked by the lab test)."""
     c, rendering = lab
-    data = json.loads((FIXTURES / f"{name}.recorded").read_text())
-    node = data["node"]
-    found, error = D.images(c.spec, rendering, node, data["fact"])
-    found += D.leftovers(c.spec, data["fact"])
+    data, fact, want = _recorded(name)
+    found, error = D.images(c.spec, rendering, data["node"], fact)
+    found += D.leftovers(c.spec, fact)
     assert error is None
-    assert sorted([d.kind, d.target] for d in found) == data["kinds"]
+    assert sorted([d.kind, d.target] for d in found) == want["kinds"]
 
 
 # --- pure classification -------------------------------------------------------------------------
@@ -495,17 +514,17 @@ def _clean_answer(tmp_path, c, rendering, *, stopped_services=(), images=None) -
 
 
 @pytest.mark.parametrize("name", ["lab-node-stopped-keepalived", "lab-node-stopped-api"])
-def test_recorded_lab_node_with_something_stopped_classifies_as_recorded(lab, name):
+def test_recorded_lab_node_with_something_stopped_classifies_as_stated(lab, name):
     """Recorded on a BACKUP lab node (misty-owl holding the VIP): keepalived killed, or the api's
     containers stopped. admin (active-only) runs on neither recording's node, and is not drift."""
     c, rendering = lab
-    data = json.loads((FIXTURES / f"{name}.recorded").read_text())
+    data, fact, want = _recorded(name)
     node, holder = data["node"], data["holder"]
     assert holder != node and c.spec.services["admin"].placement == "active-only"
-    assert not any(x.get("project") == "dynia-admin" for x in data["fact"]["containers"]["running"])
+    assert not any(x.get("project") == "dynia-admin" for x in fact["containers"]["running"])
     running = _running_fact(data["running_output"], data["running_exit_status"])
-    found = D.stopped_components(running) + D.stopped_services(c.spec, rendering, node, data["fact"], holder)
-    assert sorted([d.kind, d.target] for d in found) == data["kinds"]
+    found = D.stopped_components(running) + D.stopped_services(c.spec, rendering, node, fact, holder)
+    assert sorted([d.kind, d.target] for d in found) == want["kinds"]
     assert {d.kind for d in found} == {"stopped"}
 
 
