@@ -517,6 +517,7 @@ def test_a_wrong_passphrase_is_an_engine_error_never_read_as_no_certificate_orde
 
 REVERT_FAILS = [
     ("corrupt-export", {}, 11, "shop/{snap}/infra.json"),
+    ("not-an-export", {}, 11, "shop/{snap}/apps.json is not a stack export"),
     ("compose-file-gone", {}, 10, "services/api.yml"),   # the snapshot's spec would not load
     ("no-pulumi-cli", {"PATH": "/usr/bin:/bin"}, 19, "install the Pulumi CLI"),
     ("no-passphrase", {"PULUMI_CONFIG_PASSPHRASE": ""}, 19, "export PULUMI_CONFIG_PASSPHRASE"),
@@ -540,6 +541,8 @@ def test_a_revert_that_fails_before_importing_leaves_the_spec_byte_identical(env
     snap, spec, before = _snapshot_then_edit(env)
     if fails == "corrupt-export":
         (env["proj"] / ".dynia/snapshots/shop" / snap / "infra.json").write_text('{"version": 3, "deployment": [')
+    if fails == "not-an-export":   # JSON, but no deployment: found before the first import
+        (env["proj"] / ".dynia/snapshots/shop" / snap / "apps.json").write_text('{"version": 3, "deployment": []}')
     if fails == "compose-file-gone":
         (env["proj"] / "services/api.yml").unlink()
     r = dynia(env, "state", "revert", snap, "--cluster", "shop", extra=extra)
