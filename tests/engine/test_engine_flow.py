@@ -579,3 +579,11 @@ def test_a_revert_stopped_midway_leaves_the_spec_byte_identical_and_says_where_t
     assert ops(env) == [op for p in ("provision", "infra", "apps")
                         for op in (("stack import", f"shop-{p}"), ("refresh", f"shop-{p}"))]
     assert spec.read_bytes() == (env["proj"] / ".dynia/snapshots/shop" / snap / "spec.yaml").read_bytes() != before
+
+
+def test_revert_works_when_the_current_spec_no_longer_loads(env):
+    snap, spec, _ = _snapshot_then_edit(env)
+    spec.write_text("name: [shop\n")   # not even YAML: the revert never reads it
+    r = dynia(env, "state", "revert", snap, "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert spec.read_bytes() == (env["proj"] / ".dynia/snapshots/shop" / snap / "spec.yaml").read_bytes()

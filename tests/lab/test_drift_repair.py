@@ -47,7 +47,7 @@ def _live_sha(lc: LabCluster, node: str, target: str) -> str:
 def _record(lc: LabCluster, name: str) -> None:
     """Recorded output of the drift fact on NODE, for tests/facts/drift/ (DYNIA_RECORD_FACTS=dir):
     the node's raw answers only. What they must parse and classify to is stated by hand in
-    NAME.expected.json (tests/unit/test_drift.py), never taken from dynia's own output here."""
+    NAME.expected (tests/unit/test_drift.py), never taken from dynia's own output here."""
     if not RECORD:
         return
     from dynia import providers

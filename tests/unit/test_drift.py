@@ -161,9 +161,9 @@ CASES = sorted(FIXTURES.glob("*.recorded"))
 
 def _recorded(name: str) -> tuple[dict, dict, dict]:
     """(the recording: the node's raw answer, the fact the reader parses from it, what is
-    expected of it as stated by hand in NAME.expected.json — never the product's own output)."""
+    expected of it as stated by hand in NAME.expected — never the product's own output)."""
     data = json.loads((FIXTURES / f"{name}.recorded").read_text())
-    expected = FIXTURES / f"{name}.expected.json"
+    expected = FIXTURES / f"{name}.expected"
     assert expected.is_file(), f"state what {name}.recorded must parse and classify to, by hand, in {expected.name}"
     return data, DF.parse_drift(data["output"], data["exit_status"]), json.loads(expected.read_text())
 
