@@ -34,6 +34,7 @@ Kinds of drift, per node:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .compose import compose_images
@@ -281,9 +282,15 @@ def images(spec, rendering, node: str, facts: dict) -> tuple[list[Drift], str | 
             continue
         want, have = DF.image_id(resolved.get(ref)), DF.image_id(c.get("image"))
         if want != have:
-            why = f"runs {(have or '?')[:12]}, {ref} is {(want or 'not on the node')[:12]}"
+            why = f"runs {short_id(have) or '?'}, {ref} is {short_id(want) or 'not on the node'}"
             out.append(Drift("image", target, layer, why, want, have))
     return out, None
+
+
+def short_id(value: str | None) -> str | None:
+    """An image id as the engines print it (12 hex digits); anything that is not a full hex id,
+    a name above all, is shown whole: a cut name reads as another name."""
+    return value[:12] if value and re.fullmatch(r"[0-9a-f]{64}", value) else value
 
 
 def stopped_components(running: dict | None) -> list[Drift]:

@@ -659,3 +659,14 @@ def test_the_drift_reader_reports_a_managed_path_under_a_file_as_missing_not_a_d
     data = fact.process(proc.stdout, proc.returncode)
     assert "error" not in data, (proc.returncode, proc.stderr[-500:])
     assert data["files"][PATHS.compose_file("web")] == {"exists": False}
+
+
+def test_an_image_missing_on_the_node_is_named_whole_and_ids_are_shortened_only_when_hex(lab):
+    c, rendering = lab
+    answer = {"files": {}, "containers": {
+        "engine": "podman", "error": None, "images": {},
+        "running": [{"name": "dynia-api_api_1", "image": "b" * 64, "project": "dynia-api", "service": "api"}]}}
+    found, _ = D.images(c.spec, rendering, NODE, answer)
+    ref = D.desired_images(rendering, NODE)["api"]["api"]
+    assert found[0].detail == f"runs {'b' * 12}, {ref} is not on the node"
+    assert D.short_id("registry.example/team/api-image-with-a-long-name") == "registry.example/team/api-image-with-a-long-name"
