@@ -7,6 +7,7 @@ from .diffs import (MARKDOWN_DIFF_BUDGET, MARKDOWN_MAX_CHARS, NO_PREVIOUS, cut, 
                     slot_changes, unified)
 from .planner import diff_node
 from .render import Rendering
+from .shown import escape
 
 
 def offline_plan(rendering: Rendering, applied: dict, read_content=None) -> dict:
@@ -276,4 +277,4 @@ def markdown(plan: dict) -> str:
         lines += [f"| {r['phase']} | {r['node']} | `{r['resource']}` | {r['op']} | "
                   + "<br>".join(cell(line) for line in describe_change(r)) + " |" for r in plan["resources"]]
     lines += ["", f"**{plan['pending']} change(s)** across {len(plan['nodes'])} node(s)."]
-    return "\n".join(lines) + "\n"
+    return escape("\n".join(lines) + "\n")  # names, refs and diffs are the operator's text

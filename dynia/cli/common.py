@@ -83,10 +83,53 @@ def console():
         _console = Console(highlight=False)
         if not _console.is_terminal:  # pipes and CI logs: do not cut paths at 80 columns
             _console = Console(highlight=False, width=160)
+        _console.push_render_hook(_escaping())
         # Rich exits 1 when the reader of a pipe leaves (`dynia plan | head`); 1 means a bug
         # here, so leave as a shell does after SIGPIPE instead.
         _console.on_broken_pipe = _reader_left
     return _console
+
+
+def _escaping():
+    """The render hook that makes every table and line this console prints terminal-safe
+    (dynia.shown): printers pass text they did not write as it is, and it is escaped here, before
+    layout, so columns are measured on what is shown."""
+    from rich.console import RenderHook
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..shown import UNSAFE, escape
+
+    def text(t):
+        if isinstance(t, str):
+            return escape(t)
+        if not isinstance(t, Text) or not UNSAFE.search(t.plain):
+            return t
+        # Escaping lengthens the text: rebuild it piece by piece between style boundaries.
+        out = t.blank_copy()
+        cuts = sorted({0, len(t.plain), *(s.start for s in t.spans), *(s.end for s in t.spans)})
+        for a, b in zip(cuts, cuts[1:]):
+            start = len(out.plain)
+            out.append(escape(t.plain[a:b]))
+            for span in t.spans:
+                if span.start <= a and b <= span.end:
+                    out.stylize(span.style, start, len(out.plain))
+        return out
+
+    def renderable(r):
+        if isinstance(r, Table):
+            r.title, r.caption = text(r.title), text(r.caption)
+            for column in r.columns:
+                column.header = text(column.header)
+                column._cells[:] = [text(c) for c in column._cells]
+            return r
+        return text(r)
+
+    class Escaping(RenderHook):
+        def process_renderables(self, renderables):
+            return [renderable(r) for r in renderables]
+
+    return Escaping()
 
 
 def _reader_left() -> None:

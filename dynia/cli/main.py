@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_INTERNAL, DyniaError
+from ..shown import escape
 from . import cert, cluster, context, drift, plan, render, route, schema, service, state, status, up, verify
 from .common import GlobalOptions
 
@@ -92,7 +93,7 @@ def _usage_error(exc: Exception) -> None:
     if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dynia` / `dynia service`: the help is the answer
         exc.show()
         sys.exit(exc.exit_code)
-    print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+    print(f"error: {escape(' '.join(exc.format_message().split()))}", file=sys.stderr)
     print(f"hint: run `{_command_path(exc)} --help`", file=sys.stderr)
     sys.exit(exc.exit_code)
 
@@ -111,12 +112,13 @@ def _command_path(exc: Exception) -> str:
 
 
 def _fail(exc: DyniaError) -> None:
-    print(f"error: {exc.message}", file=sys.stderr)
-    print(f"hint: {exc.hint}", file=sys.stderr)
+    # Messages quote what dynia did not write (node answers, names, refs): shown escaped.
+    print(f"error: {escape(exc.message)}", file=sys.stderr)
+    print(f"hint: {escape(exc.hint)}", file=sys.stderr)
     if exc.resume:
-        print(f"resume: {exc.resume}", file=sys.stderr)
+        print(f"resume: {escape(exc.resume)}", file=sys.stderr)
     if _debug():
-        print(_trace(exc), end="", file=sys.stderr)
+        print(escape(_trace(exc)), end="", file=sys.stderr)
         log = _log_trace(_root(), exc)
         if log:
             print(f"log: {log}", file=sys.stderr)
@@ -126,10 +128,10 @@ def _fail(exc: DyniaError) -> None:
 def _internal(exc: Exception) -> None:
     """A bug: the trace is always logged (a report needs it, and the run may not repeat)."""
     log = _log_trace(_root(), exc)
-    print(f"error: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+    print(f"error: internal error: {exc.__class__.__name__}: {escape(str(exc))}", file=sys.stderr)
     where = f"the trace is in {log}" if log else "the trace could not be logged"
     if _debug():
-        print(_trace(exc), end="", file=sys.stderr)
+        print(escape(_trace(exc)), end="", file=sys.stderr)
         print(f"hint: this is a bug in dynia; report it with the trace ({where})", file=sys.stderr)
     else:
         print(f"hint: this is a bug in dynia; report it with the trace ({where}; --debug prints it)", file=sys.stderr)

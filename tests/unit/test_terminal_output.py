@@ -1,0 +1,114 @@
+"""No raw control character reaches a terminal (issue 22b): text dynia did not write (node
+answers, names, refs) is shown escaped in every output kind — Rich tables and lines, errors,
+the Markdown plan — and `--json` stays exact JSON."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dynia import drift as D
+from dynia import status as S
+from dynia.cli import common
+from dynia.errors import DyniaError
+from dynia.nodes.gather import NodeFacts
+from dynia.shown import UNSAFE, escape
+
+# A terminal title change (OSC), a screen clear in C1's one-byte CSI, a bidi override.
+HOSTILE = "ok\x1b]0;pwned\x07\x9b2J\u202eKO"
+# On the console: Rich itself drops BEL, BS, VT, FF and CR from every Text; the rest is escaped.
+ON_CONSOLE = "ok\\x1b]0;pwned\\x9b2J\\u202eKO"
+
+
+def _raw_controls(text: str) -> list[str]:
+    return sorted({c for c in text if UNSAFE.match(c)})
+
+
+@pytest.fixture
+def out(monkeypatch, capsys):
+    """What the CLI's own console prints (a fresh one: its render hook is the thing tested)."""
+    monkeypatch.setattr(common, "_console", None)
+
+    def read():
+        return capsys.readouterr()
+    return read
+
+
+def test_escape_writes_each_control_as_its_code_and_keeps_tabs_newlines_and_text():
+    assert escape(HOSTILE) == "ok\\x1b]0;pwned\\x07\\x9b2J\\u202eKO"
+    assert escape("a\tb\nc ü ☃") == "a\tb\nc ü ☃"
+
+
+def test_status_table_shows_a_nodes_hostile_answers_escaped(out):
+    from dynia.cli.status import print_status
+
+    facts = {"vrrp": {"role": "MASTER", "since": "2026-12-07T10:00:00Z\x1b[8m"},
+             "applied": {"configVersion": 1}, "degraded": {"reason": HOSTILE, "time": "t\x1b[2J"},
+             "running": {"haproxy": True, "caddy": True, "keepalived": True},
+             "caddy_health": {"code": 200}, "addresses": ["10.0.0.1", "10.0.0.9"],
+             "containers": [{"service": "web", "name": "dynia-web\x1b[1A", "state": "running",
+                             "image": "x", "digest": "sha256:\x1b]2;t\x07"}],
+             "show_stat": {"backends": {"be_any\x1b[2K": {"status": "UP", "hrsp": {}, "servers": {
+                 "misty-owl": {"status": "DOWN", "check_desc": HOSTILE}}}}}}
+    st = S.assemble(cluster="lab", nodes={"misty-owl": "10.0.0.1"}, services={"web": "all"}, desired_version=1,
+                    reserved_ip="10.0.0.9", answers={"misty-owl": NodeFacts("misty-owl", facts)},
+                    holder="misty-owl")
+    print_status(st)
+    shown = out().out
+    assert _raw_controls(shown) == []
+    assert f"{ON_CONSOLE} (t\\x1b[2J)" in shown  # the degraded reason and time
+    assert "be_any\\x1b[2K" in shown
+
+
+def test_drift_table_escapes_node_errors_and_targets(out):
+    from dynia.cli.drift import print_report
+
+    report = D.DriftReport("lab", [D.NodeDrift("a", error=HOSTILE),
+                                   D.NodeDrift("b", [D.Drift("leftover", "/etc/caddy/routes/x\x1b[2J.caddy", None,
+                                                             "route file no service renders")])])
+    print_report(report)
+    shown = out().out
+    assert _raw_controls(shown) == []
+    assert "x\\x1b[2J.caddy" in shown
+
+
+def test_plain_lines_escape_and_keep_their_styles(out):
+    common.say("cluster ", (HOSTILE, "bold"), " done")
+    shown = out().out
+    assert _raw_controls(shown) == []
+    assert shown == f"cluster {ON_CONSOLE} done\n"
+
+
+def test_errors_print_their_message_hint_and_resume_escaped(capsys):
+    from dynia.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main._fail(DyniaError("network", f"misty-owl said {HOSTILE}", f"look at {HOSTILE}", f"dynia up {HOSTILE}"))
+    assert exc.value.code == 14
+    err = capsys.readouterr().err
+    assert _raw_controls(err.replace("\n", "")) == []
+    assert err.count("ok\\x1b]0;pwned") == 3
+
+
+def test_markdown_plan_escapes_paths_and_diffs():
+    from dynia.report import markdown
+
+    change = {"path": "/srv/x\x1b[2J", "op": "change", "oldSha256": "a" * 64, "newSha256": "b" * 64,
+              "component": "caddy", "detail": None, "secret": False,
+              "diff": f"--- a\n+++ b\n-old\n+{HOSTILE}\n", "diffNote": None}
+    plan = {"cluster": "lab", "configVersion": 2, "appliedVersion": 1, "addresses": "provisioned",
+            "rollingOrder": ["misty-owl"], "pending": 1,
+            "nodes": [{"node": "misty-owl", "privateIp": "10.0.0.1", "changes": [change], "unchanged": 0,
+                       "reload": ["caddy"], "secretSlots": []}],
+            "guard": {"nodes": [], "onExceed": "warn", "assumedDefaults": []}}
+    text = markdown(plan)
+    assert _raw_controls(text.replace("\n", "")) == []
+    assert "/srv/x\\x1b[2J" in text and f"+{escape(HOSTILE)}" in text
+
+
+def test_json_keeps_node_text_exact_and_free_of_raw_controls(capsys):
+    report = D.DriftReport("lab", [D.NodeDrift("a", error=HOSTILE)])
+    common.emit_json(report.as_dict())
+    printed = capsys.readouterr().out
+    assert _raw_controls(printed.replace("\n", "")) == []
+    assert json.loads(printed)["nodes"][0]["error"] == HOSTILE
