@@ -242,6 +242,10 @@ def leftovers(spec, facts: dict) -> list[Drift]:
             out.append(Drift("leftover", target, f"service:{service}", "route of a service without a domain"))
         else:
             out.append(_leftover(target, service, "route file no service renders"))
+    for directory, count in sorted((facts.get("listingOmitted") or {}).items()):
+        out.append(Drift("leftover", f"{directory}/…", None,
+                         f"{count} more entries, not listed (a listing stops at {DF.A.LISTING_MAX} names): "
+                         "look on the node"))
     return out
 
 
@@ -378,17 +382,22 @@ def assemble(cluster, rendering, answers: dict, reachable: list[str]) -> DriftRe
         if answer is None or answer.error:
             nodes.append(NodeDrift(node, error=answer.error if answer else "no answer"))
             continue
-        facts = dict(answer.facts.get(DF.DRIFT) or {"error": "no answer from the drift reader"})
+        unreadable = answer.unreadable
+        facts = dict(answer.facts.get(DF.DRIFT) or {"error": f"the drift reader's answer is unreadable "
+                                                             f"({unreadable[DF.DRIFT]})" if DF.DRIFT in unreadable
+                                                    else "no answer from the drift reader"})
         applied = answer.facts.get("applied")
         vrrp = (answer.facts.get("vrrp") or {}).get("role")
         if facts.get("error"):
             nodes.append(NodeDrift(node, error=facts["error"], vrrp=vrrp))
             continue
-        facts["_applied"] = applied if isinstance(applied, dict) and "unreadable" not in applied else None
+        facts["_applied"] = applied if isinstance(applied, dict) else None
         drift = node_drift(spec, rendering, node, facts, running=answer.facts.get("running"), holder=holder)
         _, engine_error = images(spec, rendering, node, facts)
+        # An unreadable fact is not checked against: say so rather than report a clean bill.
+        warnings = [f"{fact} (its answer is unreadable: {why})" for fact, why in unreadable.items()]
         nodes.append(NodeDrift(node, drift, applied_record=facts["_applied"], vrrp=vrrp,
-                               warnings=[f"running images ({engine_error})"] if engine_error else []))
+                               warnings=warnings + ([f"running images ({engine_error})"] if engine_error else [])))
     return DriftReport(cluster.name, nodes)
 
 

@@ -49,6 +49,8 @@ NodeStatus
     running: {haproxy, caddy, keepalived: bool | None}
     caddy_health: int | None;  caddy_error: str | None   HTTP status of Caddy's health URI
     containers: list[Container] {service, name, state, image, digest}
+    unreadable: dict[str, str]  fact → why the node's answer to it was not read (it did not fit its
+                                model, dynia.nodes.answers): that fact is shown as unknown
     problems: list[str]
 ServiceStatus
     service, placement: str
@@ -133,6 +135,7 @@ class NodeStatus:
     caddy_health: int | None
     caddy_error: str | None
     containers: list[Container]
+    unreadable: dict[str, str]
     problems: list[str]
 
 
@@ -220,7 +223,7 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
     if answer is None or answer.error is not None:
         error = answer.error if answer is not None else "not gathered"
         return NodeStatus(node, address, False, error, None, None, None, None, None, desired, None, None,
-                          running, None, None, [], [f"{node} is unreachable: {error}"])
+                          running, None, None, [], {}, [f"{node} is unreachable: {error}"])
     f = answer.facts
     running.update({k: v for k, v in (f.get("running") or {}).items() if k in running})
     vrrp = f.get("vrrp") or {}
@@ -230,19 +233,22 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
     applied = f.get("applied") or {}
     version = applied.get("configVersion") if isinstance(applied.get("configVersion"), int) else None
     marker = f.get("degraded")
-    text = lambda v: v if isinstance(v, str) else None  # noqa: E731 — the node's file is not trusted
-    degraded = (Degraded(str(marker.get("reason") or "unknown"), text(marker.get("time")), text(marker.get("layer")))
-                if isinstance(marker, dict) and marker else None)
+    degraded = (Degraded(marker.get("reason") or "unknown", marker.get("time"), marker.get("layer"))
+                if marker else None)  # checked against its model (dynia.nodes.answers.Degraded)
     caddy = f.get("caddy_health") or {}
     addresses = f.get("addresses")
     lock = f.get("lockdown") or {}
     containers = [Container(c["service"], c["name"], c.get("state"), c.get("image"), c.get("digest"))
                   for c in f.get("containers") or []]
-    problems = []
+    unreadable = dict(answer.unreadable)
+    problems = [f"{node}'s answer is unreadable: {fact}: {why}" for fact, why in unreadable.items()]
+    if applied.get("node") not in (None, node):
+        problems.append(f"{node} answers as {applied['node']} (its applied.json names that node): "
+                        "a node claims another's identity")
     if degraded:
         problems.append(f"{node} is degraded since {degraded.time or '?'}: {degraded.reason}")
-    if "unreadable" in applied:
-        problems.append(f"{node}'s applied.json is unreadable ({applied['unreadable']}; desired v{desired})")
+    if "applied" in unreadable:
+        pass  # said above; its version is unknown, not "never applied"
     elif version is None:
         problems.append(f"{node} was never applied (desired v{desired})")
     elif version < desired:
@@ -257,7 +263,8 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
                         f"{caddy.get('code') or caddy.get('error') or 'nothing'}")
     return NodeStatus(node, address, True, None, role, since, f.get("priority"),
                       (vip in addresses) if addresses is not None else None, version, desired, degraded,
-                      lock.get("lockdown"), running, caddy.get("code"), caddy.get("error"), containers, problems)
+                      lock.get("lockdown"), running, caddy.get("code"), caddy.get("error"), containers, unreadable,
+                      problems)
 
 
 def _expected_on(placement: str, node: str, holder: str | None) -> bool:
@@ -357,19 +364,35 @@ def gather_status_facts(targets, profile, private_ips: dict[str, str], timeout: 
     return G.gather(targets, lambda t: F.status_facts(profile, private_ips[t.node]), timeout, refused=refused)
 
 
+def claimed_addresses(known: dict[str, set[str]], answers: dict) -> tuple[dict[str, set[str]], list[str]]:
+    """(node → its addresses, conflicts): each node's known addresses (the cache: what the
+    provider gave it) plus those read live on its VIP device (nodes that did not answer
+    contribute their known addresses only). A live address that is another node's known one is
+    not taken: it is a conflict, named, for the provider would otherwise match both nodes."""
+    addresses, conflicts = {}, []
+    for node, known_here in known.items():
+        answer = answers.get(node)
+        live = set((answer.facts.get("addresses") or []) if answer is not None and answer.error is None else [])
+        for other, theirs in known.items():
+            taken = sorted(live & set(theirs)) if other != node else []
+            if taken:
+                conflicts.append(f"{node} claims {other}'s address {', '.join(taken)} on its VIP device")
+                live -= set(taken)
+        addresses[node] = set(known_here) | live
+    return addresses, conflicts
+
+
 def holder_of(provider, reserved_ip: str, known: dict[str, set[str]], answers: dict) -> tuple[str | None, str | None]:
-    """(holder, error): the provider's answer, given each node's known addresses plus those read
-    live on its VIP device (nodes that did not answer contribute their known addresses only)."""
+    """(holder, error): the provider's answer, given each node's claimed addresses (above); a
+    conflict between nodes is the error, never read as "no holder"."""
     from .errors import DyniaError
 
     if getattr(provider, "holder_read_from_nodes", False) and \
             not any(a is not None and a.error is None for a in answers.values()):
         return None, "no node answered (the reserved IP's holder is read from the nodes' interfaces)"
-    addresses = {}
-    for node, known_here in known.items():
-        answer = answers.get(node)
-        live = (answer.facts.get("addresses") or []) if answer is not None and answer.error is None else []
-        addresses[node] = set(known_here) | set(live)
+    addresses, conflicts = claimed_addresses(known, answers)
+    if conflicts:
+        return None, "conflict: " + "; ".join(conflicts)
     try:
         return provider.reserved_ip_holder(reserved_ip, addresses), None
     except DyniaError as exc:

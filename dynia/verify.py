@@ -182,6 +182,7 @@ class Expected:
 class Observed:
     facts: dict[str, dict]                     # node -> facts (dynia.nodes.facts names)
     unreachable: dict[str, str]                # node -> why it did not answer over SSH
+    unreadable: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> fact -> why it was not read
     holder: str | None = None                  # the provider's answer
     holder_error: str | None = None            # the provider was asked and failed
     served: dict[str, CertInfo] = field(default_factory=dict)        # node -> what it serves (read on it)
@@ -283,8 +284,10 @@ def _version_rows(e: Expected, o: Observed) -> list[Check]:
             continue
         applied = (o.facts.get(node) or {}).get("applied")
         v = applied.get("configVersion") if isinstance(applied, dict) else None
+        unreadable = o.unreadable.get(node, {}).get("applied")
         if not isinstance(v, int) or isinstance(v, bool):
-            problems.append(f"{node} has no applied config" if applied is None else f"{node}'s applied.json is unreadable")
+            problems.append(f"{node}'s applied.json is unreadable ({unreadable})" if unreadable else
+                            f"{node} has no applied config" if applied is None else f"{node}'s applied.json is unreadable")
             continue
         versions[node] = v
     distinct = sorted(set(versions.values()))
@@ -390,11 +393,11 @@ def _provider_holder(provider, e: Expected, answers) -> tuple[str | None, str | 
     on the node's interface), given each node's cached addresses plus those read live on its
     VIP device (Provider.reserved_ip_holder)."""
     from .errors import DyniaError
+    from .status import claimed_addresses
 
-    nodes = {}
-    for node in e.nodes:
-        live = (answers.get(node).facts.get("addresses") if node in answers else None) or []
-        nodes[node] = [*e.addresses.get(node, ()), *live]
+    nodes, conflicts = claimed_addresses({n: set(e.addresses.get(n, ())) for n in e.nodes}, answers)
+    if conflicts:
+        return None, "conflict: " + "; ".join(conflicts)
     try:
         return provider.reserved_ip_holder(e.reserved_ip, nodes), None
     except DyniaError as exc:
@@ -461,6 +464,7 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
         answers = facts_f.result()
         records, dns_error = dns_f.result()
     o = Observed(facts={n: a.facts for n, a in answers.items() if a.error is None},
+                 unreadable={n: a.unreadable for n, a in answers.items() if a.unreadable},
                  unreachable={n: a.error for n, a in answers.items() if a.error is not None},
                  sni=sni, dns=records, dns_error=dns_error)
     for n in e.nodes:

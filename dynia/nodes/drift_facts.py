@@ -17,6 +17,7 @@ import json
 import shlex
 
 from ..paths import PATHS
+from . import answers as A
 from .facts import Fact
 
 # The compose label both Docker Compose and podman-compose put on every container they create.
@@ -45,6 +46,7 @@ _NODE = r'''
 import fcntl, grp, hashlib, json, os, pwd, stat, struct, subprocess, sys
 ROOT = os.environ.get("DYNIA_ROOT", "/")
 CAP = 4 << 20
+MAXLIST = {LISTING_MAX}
 FS_IOC_GETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x10
 def hp(t):
     return os.path.join(ROOT, t.lstrip("/"))
@@ -99,11 +101,15 @@ def look(target, secret):
         out["normalized"] = hashlib.sha256(normalize(b"".join(parts))).hexdigest()
     out["immutable"] = immutable(path)
     return out
+TOTALS = {}
 def listing(directory):
     try:
-        return sorted(os.listdir(hp(directory)))
+        names = sorted(os.listdir(hp(directory)))
     except OSError:
         return []
+    if len(names) > MAXLIST:
+        TOTALS[directory] = len(names)
+    return names[:MAXLIST]
 def engine_json(engine, args):
     try:
         p = subprocess.run([engine] + args, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
@@ -146,14 +152,14 @@ def main(want):
         dirs[d] = [{"name": n, "composeFile": os.path.exists(os.path.join(hp(d), n, want["composeFileName"]))}
                    for n in listing(d)]
     return {"files": managed, "composeDirs": dirs, "routes": {d: listing(d) for d in want["routeDirs"]},
-            "containers": containers(want)}
+            "containers": containers(want), "listingTotals": TOTALS}
 print(json.dumps(main(json.loads(sys.argv[1])), sort_keys=True))
 '''
 
 
 def node_script() -> str:
     """The python3 program of the fact: `normalize` (its very source) plus the reader above."""
-    return "import hashlib\n" + inspect.getsource(normalize) + _NODE
+    return "import hashlib\n" + inspect.getsource(normalize) + _NODE.replace("{LISTING_MAX}", str(A.LISTING_MAX))
 
 
 def command(files: list[str], slots: list[str], *, engine: str | None, images: list[str]) -> str:
@@ -166,27 +172,49 @@ def command(files: list[str], slots: list[str], *, engine: str | None, images: l
 
 
 def parse_drift(output: str, exit_status: int) -> dict:
-    """The script's JSON, or {"error": why} (no python3, a crash): a node that cannot answer is
-    reported, never taken for a clean one."""
+    """The script's JSON as dynia.nodes.answers.DriftAnswer has it, or {"error": why} (no
+    python3, a crash, an answer that does not fit): a node that cannot answer is reported,
+    never taken for a clean one. Listings are cut to answers.LISTING_MAX names; how many were
+    left out is in "listingOmitted" (directory → count), present only when some were."""
     if exit_status != 0:
         why = "python3 is not installed" if exit_status == 127 else f"the drift reader exited {exit_status}"
         return {"error": why}
     try:
-        data = json.loads(output.strip().splitlines()[-1] if output.strip() else "")
-    except ValueError:
-        return {"error": "the drift reader's answer is not JSON"}
+        data = A.loads(output.strip().splitlines()[-1] if output.strip() else "")
+    except A.Unreadable as exc:
+        return {"error": f"the drift reader's answer is {exc}"}
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         return {"error": "the drift reader's answer has no files"}
-    containers = data.get("containers")
-    if not all(isinstance(v, dict) for v in data["files"].values()) \
-            or not isinstance(data.get("composeDirs", {}), dict) or not isinstance(data.get("routes", {}), dict) \
-            or not isinstance(containers if containers is not None else {}, dict) \
-            or not all(isinstance(c, dict) for c in ((containers or {}).get("running") or [])):
-        return {"error": "the drift reader's answer is malformed"}
+    try:
+        omitted = _cut_listings(data)
+        data = A.read(A.DriftAnswer, data)
+    except A.Unreadable as exc:
+        return {"error": f"the drift reader's answer is malformed ({exc})"}
+    totals = data.pop("listingTotals", {})
+    for d in {**data.get("composeDirs", {}), **data.get("routes", {})}:
+        if totals.get(d, 0) > A.LISTING_MAX:
+            omitted[d] = max(omitted.get(d, 0), totals[d] - A.LISTING_MAX)
     data.setdefault("composeDirs", {})
     data.setdefault("routes", {})
     data.setdefault("containers", None)
+    if omitted:
+        data["listingOmitted"] = omitted
     return data
+
+
+def _cut_listings(data: dict) -> dict[str, int]:
+    """Cut every directory listing of the answer to LISTING_MAX entries (a node may hold, or
+    claim, hundreds of thousands): directory → how many were cut."""
+    omitted = {}
+    for key in ("composeDirs", "routes"):
+        listings = data.get(key)
+        if not isinstance(listings, dict):
+            continue
+        for d, names in listings.items():
+            if isinstance(names, list) and len(names) > A.LISTING_MAX:
+                omitted[d] = len(names) - A.LISTING_MAX
+                listings[d] = names[:A.LISTING_MAX]
+    return omitted
 
 
 def fact(files: list[str], slots: list[str], *, engine: str | None, images: list[str]) -> Fact:

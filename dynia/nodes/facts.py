@@ -2,16 +2,19 @@
 
 A fact's command is constant, secret-free and read-only; its `process` turns the recorded
 output of that command into data, and is tested on recorded output in tests/facts/<fact>/.
+The output is the node's, so untrusted: each parser checks it against its model (dynia.nodes
+.answers) and raises answers.Unreadable when it does not fit; `parse` keeps that as the fact's
+value, and dynia.nodes.gather.NodeFacts lists it as that node's unreadable fact.
 Status, drift-check and the rolling order are assembled from facts, never from ad-hoc SSH.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..paths import PATHS
 from ..providers.base import NodeProfile
+from . import answers as A
 
 VRRP_ROLES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
@@ -31,24 +34,39 @@ def vrrp_role(output: str, exit_status: int) -> dict | None:
     words = output.split()
     if exit_status != 0 or not words or words[0] not in VRRP_ROLES:
         return None
-    return {"role": words[0], "since": words[1] if len(words) > 1 else None}
+    return A.read(A.Vrrp, {"role": words[0], "since": words[1] if len(words) > 1 else None})
 
 
-def json_state(output: str, exit_status: int) -> dict | None:
-    """A JSON state file of the apply script: dict, None if absent; unreadable content is
-    reported, never trusted: {"unreadable": reason}."""
-    if exit_status != 0:
-        return None
-    try:
-        data = json.loads(output)
-    except ValueError:
-        return {"unreadable": "not JSON"}
-    return data if isinstance(data, dict) else {"unreadable": f"a JSON {type(data).__name__}"}
+def json_state(model: type[A.Model]) -> Callable[[str, int], dict | None]:
+    """A parser of a JSON state file of the apply script: its data as `model` has it, None
+    when the file is absent; anything else is unreadable, never trusted."""
+    def parser(output: str, exit_status: int) -> dict | None:
+        if exit_status != 0:
+            return None
+        data = A.loads(output)
+        if not isinstance(data, dict):
+            raise A.Unreadable(f"a JSON {type(data).__name__}")
+        return A.read(model, data)
+    return parser
+
+
+class Unreadable:
+    """A fact whose output did not fit its model: the reason, for that node's row."""
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.reason!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Unreadable) and other.reason == self.reason
 
 
 VRRP = Fact("vrrp", f"cat {PATHS.state('vrrp')}", vrrp_role)
-APPLIED = Fact("applied", f"cat {PATHS.state('applied.json')}", json_state)
-DEGRADED = Fact("degraded", f"cat {PATHS.state('degraded')}", json_state)
+APPLIED = Fact("applied", f"cat {PATHS.state('applied.json')}", json_state(A.Applied))
+DEGRADED = Fact("degraded", f"cat {PATHS.state('degraded')}", json_state(A.Degraded))
 FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED)}
 
 # Markers between facts in one round trip; a fact's output cannot contain a line that starts
@@ -67,15 +85,16 @@ def script(facts: list[Fact]) -> str:
 
 
 def parse(facts: list[Fact], output: str) -> dict[str, Any]:
-    """Split the script's output back into facts and process each."""
+    """Split the script's output back into facts and process each; a fact whose output does not
+    fit its model (or breaks its parser) is an Unreadable with the reason, never an exception."""
     by_name = {f.name: f for f in facts}
     results: dict[str, Any] = {}
     name, lines = None, []
     for line in output.split("\n"):
         if line.startswith(MARK + "-rc ") and name is not None:
             body = "\n".join(lines[:-1] if lines and lines[-1] == "" else lines)
-            rc = line.split()[-1]
-            results[name] = by_name[name].process(body, int(rc) if rc.isdigit() else 1)
+            rc = A.digits(line.split()[-1], 3)
+            results[name] = _process(by_name[name], body, 1 if rc is None else rc)
             name, lines = None, []
         elif line.startswith(MARK + " "):
             name, lines = line.split(" ", 1)[1], []
@@ -84,6 +103,17 @@ def parse(facts: list[Fact], output: str) -> dict[str, Any]:
         elif name is not None:
             lines.append(line)
     return results
+
+
+def _process(fact: Fact, output: str, exit_status: int) -> Any:
+    if len(output) > A.MAX_ANSWER:
+        return Unreadable(f"larger than {A.MAX_ANSWER} bytes")
+    try:
+        return fact.process(output, exit_status)
+    except A.Unreadable as exc:
+        return Unreadable(str(exc))
+    except Exception as exc:  # noqa: BLE001 — a parser the answer broke: still that node's row
+        return Unreadable(f"its parser failed ({exc.__class__.__name__})")
 
 
 # --- status facts ---------------------------------------------------------------------------
@@ -126,7 +156,7 @@ HRSP = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 
 
 def _int(value: str) -> int:
-    return int(value) if value.strip().isdigit() else 0
+    return A.digits(value.strip(), 18) or 0
 
 
 def show_stat(output: str, exit_status: int) -> dict | None:
@@ -140,6 +170,10 @@ def show_stat(output: str, exit_status: int) -> dict | None:
         return None
     rows = csv.DictReader([lines[0][2:]] + [line for line in lines[1:] if line.strip()])
     backends: dict[str, dict] = {}
+    try:
+        rows = list(rows)
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
+        raise A.Unreadable(f"not HAProxy's CSV ({exc})") from None
     for row in rows:
         px, sv = row.get("pxname") or "", row.get("svname") or ""
         if not px or sv == "FRONTEND":
@@ -153,13 +187,12 @@ def show_stat(output: str, exit_status: int) -> dict | None:
                                  "check_status": row.get("check_status") or None,
                                  "check_desc": row.get("check_desc") or None,
                                  "last_chk": row.get("last_chk") or None}
-    return {"backends": backends}
+    return A.read(A.ShowStat, {"backends": backends})
 
 
 def http_code(output: str, exit_status: int) -> dict:
     """curl's `%{http_code}`: {"code": 200}; no answer → {"code": None, "error": …}."""
-    text = output.strip()
-    code = int(text) if text.isdigit() and text != "000" else None
+    code = A.digits(output.strip(), 3) or None
     if code is None:
         return {"code": None, "error": f"no answer (curl exit {exit_status})"}
     return {"code": code}
@@ -186,6 +219,8 @@ def immutable_flags(output: str, exit_status: int) -> dict | None:
             files[words[1].strip()] = "i" in words[0]
     if not files:
         return None
+    if len(files) > A.MAX_ITEMS:
+        raise A.Unreadable(f"more than {A.MAX_ITEMS} files listed")
     locked = sum(files.values())
     return {"files": files, "lockdown": "on" if locked == len(files) else "off" if not locked else "partial"}
 
@@ -194,7 +229,7 @@ def keepalived_priority(output: str, exit_status: int) -> int | None:
     """The `priority N` of the node's keepalived.conf (what keepalived runs with after its last reload)."""
     for line in _lines(output):
         words = line.split()
-        if len(words) >= 2 and words[0] == "priority" and words[1].isdigit():
+        if len(words) >= 2 and words[0] == "priority" and A.digits(words[1], 3) is not None:
             return int(words[1])
     return None
 
@@ -203,11 +238,19 @@ def ipv4_addresses(output: str, exit_status: int) -> list[str] | None:
     """`ip -4 -o addr show dev D` → ["10.213.0.11", "10.213.0.100"]; None when the device is unknown."""
     if exit_status != 0:
         return None
+    import ipaddress
+
     out = []
     for line in _lines(output):
         words = line.split()
         if "inet" in words and words.index("inet") + 1 < len(words):
-            out.append(words[words.index("inet") + 1].split("/")[0])
+            address = words[words.index("inet") + 1].split("/")[0]
+            try:
+                out.append(str(ipaddress.IPv4Address(address)))
+            except ValueError:
+                raise A.Unreadable(f"not an IPv4 address: {address[:64]!r}") from None
+    if len(out) > A.MAX_ITEMS:
+        raise A.Unreadable(f"more than {A.MAX_ITEMS} addresses")
     return out
 
 
@@ -227,16 +270,11 @@ def containers_inspect(output: str, exit_status: int) -> list[dict] | None:
     content addresses of what runs). None when the engine could not be asked."""
     if exit_status != 0:
         return None
-    try:
-        data = json.loads(output or "[]")
-    except ValueError:
-        return None
+    data = A.loads(output or "[]")
     if not isinstance(data, list):
-        return None
+        raise A.Unreadable(f"a JSON {type(data).__name__}, not a list of containers")
     out = []
-    for c in data:
-        if not isinstance(c, dict):
-            continue
+    for c in A.read(A.Inspection, {"containers": data})["containers"]:
         config = c.get("Config") or {}
         labels = config.get("Labels") or c.get("Labels") or {}
         project = next((labels[k] for k in PROJECT_LABELS if labels.get(k)), "")

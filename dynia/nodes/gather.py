@@ -18,6 +18,15 @@ class NodeFacts:
     node: str
     facts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why this node did not answer
+    # fact → why its output was not read (dynia.nodes.facts.Unreadable); such a fact is not in
+    # `facts`: what reads them sees no answer, and the node's row says why.
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value in list(self.facts.items()):
+            if isinstance(value, F.Unreadable):
+                self.unreadable[name] = value.reason
+                del self.facts[name]
 
 
 async def _gather_one(target: Target, wanted: list[F.Fact], sem: asyncio.Semaphore, timeout: float,

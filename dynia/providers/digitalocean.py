@@ -172,7 +172,12 @@ class DigitalOcean(DropletSizes, Provider):
         networks = (droplet.get("networks") or {}).get("v4") or []
         addresses = {n.get("ip_address") for n in networks if isinstance(n, dict)} - {reserved_ip, None}
         matches = [n for n, addrs in nodes.items() if addresses & (set(addrs) - {reserved_ip})]
-        return matches[0] if len(matches) == 1 else None
+        if len(matches) > 1:  # two nodes with one droplet's address: a conflict, not "no holder"
+            raise DyniaError("provider", f"conflict: the droplet holding {reserved_ip} has an address that "
+                             f"{' and '.join(sorted(matches))} both claim",
+                             "compare the node addresses in .dynia/cache/<cluster>/outputs.json with the droplets "
+                             "(`doctl compute droplet list`); `dynia up --phase provision` refreshes them")
+        return matches[0] if matches else None
 
     def node_token(self) -> str | None:
         """DIGITALOCEAN_NODE_TOKEN: what nodes move the reserved IP with. Never DIGITALOCEAN_TOKEN:

@@ -622,14 +622,23 @@ def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeyp
     assert seen == [["drift", "applied", "vrrp", "running"]]
 
 
-@pytest.mark.parametrize("answer", [
-    {"files": {"/etc/caddy/Caddyfile": "x"}},
-    {"files": {}, "composeDirs": []},
-    {"files": {}, "containers": "podman"},
-    {"files": {}, "containers": {"running": ["x"]}},
+@pytest.mark.parametrize("answer, where", [
+    ({"files": {"/etc/caddy/Caddyfile": "x"}}, "files./etc/caddy/Caddyfile"),
+    ({"files": {}, "composeDirs": []}, "composeDirs"),
+    ({"files": {}, "containers": "podman"}, "containers"),
+    ({"files": {}, "containers": {"running": ["x"]}}, "containers.running.0"),
+    ({"files": {"/etc/x": {"exists": True, "mode": 420}}}, "files./etc/x.mode"),
+    ({"files": {"/etc/x": {"exists": "yes"}}}, "files./etc/x.exists"),
+    ({"files": {}, "composeDirs": {"/opt/dynia/compose": {"api": True}}}, "composeDirs./opt/dynia/compose"),
+    ({"files": {}, "composeDirs": {"/opt/dynia/compose": ["api"]}}, "composeDirs./opt/dynia/compose.0"),
+    ({"files": {}, "routes": {"/etc/caddy/routes": [7]}}, "routes./etc/caddy/routes.0"),
+    ({"files": {}, "containers": {"images": ["a"]}}, "containers.images"),
+    ({"files": {}, "containers": {"running": [{"name": {"a": 1}}]}}, "containers.running.0.name"),
+    ({"files": {"/etc/x": {"exists": True, "owner": "r" * 600}}}, "files./etc/x.owner"),
 ])
-def test_a_malformed_drift_answer_is_that_nodes_error_never_a_crash(answer):
-    assert DF.parse_drift(json.dumps(answer), 0) == {"error": "the drift reader's answer is malformed"}
+def test_a_malformed_drift_answer_is_that_nodes_error_never_a_crash(answer, where):
+    error = DF.parse_drift(json.dumps(answer), 0)["error"]
+    assert error.startswith(f"the drift reader's answer is malformed ({where}: "), error
 
 
 def test_drift_check_before_the_first_provision_is_a_state_error_not_unreachable_nodes(lab, monkeypatch):
@@ -670,3 +679,40 @@ def test_an_image_missing_on_the_node_is_named_whole_and_ids_are_shortened_only_
     ref = D.desired_images(rendering, NODE)["api"]["api"]
     assert found[0].detail == f"runs {'b' * 12}, {ref} is not on the node"
     assert D.short_id("registry.example/team/api-image-with-a-long-name") == "registry.example/team/api-image-with-a-long-name"
+
+
+# --- node answers are input (issue 22c) -------------------------------------------------------------
+
+def test_a_routes_directory_over_the_listing_cap_is_listed_to_the_cap_and_the_rest_counted(tmp_path, lab):
+    """The reader itself stops at LISTING_MAX names and says how many there were."""
+    c, rendering = lab
+    _lay_out(tmp_path, c, rendering)
+    routes = tmp_path / PATHS.caddy_routes.lstrip("/")
+    for i in range(DF.A.LISTING_MAX + 5):
+        (routes / f"zz{i:05d}.caddy").touch()
+    answer = _read(tmp_path, rendering)
+    assert len(answer["routes"][PATHS.caddy_routes]) == DF.A.LISTING_MAX
+    rendered_routes = len([f for f in rendering.files[NODE] if f.target.startswith(PATHS.caddy_routes + "/")])
+    assert answer["listingOmitted"] == {PATHS.caddy_routes: 5 + rendered_routes}
+    report = _report(c, rendering, answer, _record(c, rendering))
+    summary = [d for d in report.nodes[0].drift if d.target == f"{PATHS.caddy_routes}/…"]
+    assert len(summary) == 1 and summary[0].detail.startswith(f"{5 + rendered_routes} more entries, not listed")
+
+
+def test_a_node_claiming_300000_route_files_is_summarised(lab, capsys, monkeypatch):
+    """A hostile answer past the cap: parsed to LISTING_MAX leftovers plus one summary row."""
+    from dynia.cli import common
+    from dynia.cli.drift import print_report
+
+    c, rendering = lab
+    names = [f"f{i:06d}.caddy" for i in range(300_000)]
+    output = json.dumps({"files": {}, "routes": {PATHS.caddy_routes: names}})
+    answer = DF.parse_drift(output, 0)
+    assert len(answer["routes"][PATHS.caddy_routes]) == DF.A.LISTING_MAX
+    assert answer["listingOmitted"] == {PATHS.caddy_routes: 300_000 - DF.A.LISTING_MAX}
+    report = _report(c, rendering, answer, None)
+    leftovers = [d for d in report.nodes[0].drift if d.kind == "leftover"]
+    assert len(leftovers) == DF.A.LISTING_MAX + 1
+    monkeypatch.setattr(common, "_console", None)
+    print_report(report)
+    assert f"{300_000 - DF.A.LISTING_MAX} more entries, not listed" in capsys.readouterr().out

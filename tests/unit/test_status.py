@@ -459,7 +459,8 @@ def test_an_answer_the_parsers_cannot_read_is_that_nodes_error(monkeypatch):
     monkeypatch.setattr(G, "connect", connect)
     answers = G.gather([Target("misty-owl", "10.213.0.11", Path("/nonexistent"), None)],
                        [F.Fact("vrrp", "cat /x", broken)])
-    assert answers["misty-owl"].error == "its answer could not be read (AttributeError)"
+    assert answers["misty-owl"].error is None
+    assert answers["misty-owl"].unreadable == {"vrrp": "its parser failed (AttributeError)"}
 
 
 def test_each_service_row_names_every_domain_routed_to_it(monkeypatch):
