@@ -192,6 +192,8 @@ class RollProgress:
         from rich.table import Table
         from rich.text import Text
 
+        from ..shown import escape
+
         now = self.clock()
         t = Table(title=f"dynia up: {self.phase}" if self.phase else "dynia up", title_justify="left",
                   show_edge=False)
@@ -201,7 +203,9 @@ class RollProgress:
             rows = list(self.rows.values())
         for r in rows:
             took = r.elapsed(now)
-            state = r.state + (f" ({r.detail})" if r.detail else "")
+            # Rich's Live draws this table past the console's escaping hook: the detail (the
+            # apply script's words) is escaped here.
+            state = r.state + (f" ({escape(r.detail)})" if r.detail else "")
             t.add_row(Text(r.phase), Text(r.node), Text(r.layer), Text(state, style=STYLES.get(r.state, "")),
                       Text(f"{took:.1f}s" if took is not None else ""))
         return t

@@ -112,3 +112,23 @@ def test_json_keeps_node_text_exact_and_free_of_raw_controls(capsys):
     printed = capsys.readouterr().out
     assert _raw_controls(printed.replace("\n", "")) == []
     assert json.loads(printed)["nodes"][0]["error"] == HOSTILE
+
+
+def test_the_live_progress_table_escapes_what_a_push_reported():
+    """Rich's Live draws past the console's hook: the row detail (engine and node words) is escaped."""
+    import io
+
+    from pulumi.automation.events import EngineEvent
+    from rich.console import Console
+
+    from dynia.cli.progress import RollProgress
+
+    urn = "urn:pulumi:shop-infra::dynia::dynia:index:NodeConfig$command:remote:Command::brave-panda-infra-push"
+    md = {"op": "update", "urn": urn, "type": "command:remote:Command", "provider": ""}
+    p = RollProgress(lambda: 0.0)
+    p.feed("infra", EngineEvent.from_json({"sequence": 0, "timestamp": 0, "resourcePreEvent": {"metadata": md}}))
+    p.feed("infra", EngineEvent.from_json({"sequence": 1, "timestamp": 0, "diagnosticEvent": {
+        "urn": urn, "message": f"failed: {HOSTILE}", "color": "never", "severity": "error", "ephemeral": True}}))
+    out = io.StringIO()
+    Console(file=out, width=200, force_terminal=False).print(p.table())
+    assert _raw_controls(out.getvalue()) == [] and escape(HOSTILE) in out.getvalue()
