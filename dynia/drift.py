@@ -14,7 +14,8 @@ Kinds of drift, per node:
   mode, owner, type (a directory or symlink where a file belongs)
   immutable  lockdown is on and the file's immutable attribute is lifted
   leftover   a compose file of a service the spec does not have, a file in the routes directory
-             that no service renders, a running container of a removed service
+             that no service renders, a running container of a removed service; past 1,000
+             entries in such a directory, one row `<directory>/…` counts the rest (not listed)
   image      a service container runs another image than its compose file resolves to
   stopped    something that should run on the node does not, while its files are unchanged
              (stopped or killed by hand): an infra component (target `component:<name>`, from

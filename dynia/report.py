@@ -52,8 +52,13 @@ def against_plan(rendering: Rendering, base: Rendering | None, ref: str, commit:
 NEW_CLUSTER = "new cluster: everything is added"
 
 
+# `dynia plan --json`: the version of this document's shape, as every dynia JSON document has.
+SCHEMA_VERSION = 1
+
+
 def _plan(rendering: Rendering, nodes: list[dict], applied_version) -> dict:
     return {
+        "schemaVersion": SCHEMA_VERSION,
         "cluster": rendering.cluster,
         "configVersion": rendering.config_version,
         "appliedVersion": applied_version,

@@ -6,11 +6,13 @@ node in parallel, one SSH round trip each, and asks the provider who holds the r
 follow from the problems it finds. No Pulumi anywhere (the addresses come from the cache).
 
 The JSON form (`dynia status --json`) is `ClusterStatus.as_dict()`: exactly the dataclasses
-below, field for field (tests/unit/test_status.py checks the output against them). Schema
-version 1:
+below, field for field, each field name in camelCase as in every dynia JSON document
+(`reserved_ip` → `reservedIp`; keys that are data — node, service, component names, HTTP
+classes — are kept as they are). tests/unit/test_status.py checks the output against them.
+Schema version 2 (1 had snake_case keys and `schema` for this field):
 
 ClusterStatus
-    schema: int                 1
+    schema_version: int         2
     cluster: str
     reserved_ip: str
     holder: str | None          the node the provider says holds the reserved IP (None: none/unknown)
@@ -71,6 +73,7 @@ Backends are matched to services by the name render gives them (`dynia.render.ba
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +81,7 @@ from typing import Any
 from .nodes import facts as F
 from .nodes.commands import COMPONENTS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HTTP_CLASSES = F.HRSP
 GATHER_TIMEOUT = 8.0  # seconds per node: connect + one script (show stat, podman ps, a 2 s curl)
 SERVER_BAD = ("DOWN", "MAINT", "NOLB", "DRAIN")
@@ -153,7 +156,7 @@ class ServiceStatus:
 
 @dataclass
 class ClusterStatus:
-    schema: int
+    schema_version: int
     cluster: str
     reserved_ip: str
     holder: str | None
@@ -171,7 +174,22 @@ class ClusterStatus:
     certificate: "CertificateView | None" = None
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return json_form(self)
+
+
+def camel(name: str) -> str:
+    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
+
+
+def json_form(value: Any) -> Any:
+    """A dataclass as JSON data: field names in camelCase, dict keys (data) as they are."""
+    if dataclasses.is_dataclass(value):
+        return {camel(f.name): json_form(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: json_form(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_form(v) for v in value]
+    return value
 
 
 @dataclass

@@ -8,6 +8,10 @@ import typer
 from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, next_step, project, say
 
 
+# `dynia render --json`: the version of this document's shape, as every dynia JSON document has.
+RENDER_SCHEMA_VERSION = 1
+
+
 def register(app: typer.Typer) -> None:
     app.command("render")(render_cmd)
 
@@ -46,7 +50,7 @@ def render_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
     write_deploy_config(result, out)
     meta = result.cluster_metadata()
     if as_json:
-        emit_json({"path": str(out), **meta})
+        emit_json({"schemaVersion": RENDER_SCHEMA_VERSION, "path": str(out), **meta})
         return
     files = sum(len(f) for f in result.files.values())
     say(f"rendered {files} files for {len(result.files)} node(s) into {out} "

@@ -47,7 +47,7 @@ def test_status_is_healthy_then_shows_the_new_master_after_keepalived_stops(appl
     record("status_seconds_3_nodes_cli", round(time.monotonic() - t, 2))
     assert code == 0, data["problems"]
     assert [n["node"] for n in data["nodes"]] == ["misty-owl", "brave-panda", "calm-otter"]
-    assert all(n["reachable"] and n["applied_version"] == data["desired_version"] for n in data["nodes"])
+    assert all(n["reachable"] and n["appliedVersion"] == data["desiredVersion"] for n in data["nodes"])
     assert data["holder"] == "misty-owl" and data["masters"] == ["misty-owl"]
     assert data["verdict"].startswith("healthy: 3 nodes at v")
     assert {s["service"] for s in data["services"]} == {"web", "api", "admin"}
@@ -65,7 +65,7 @@ def test_status_is_healthy_then_shows_the_new_master_after_keepalived_stops(appl
     assert code == EXIT_UNHEALTHY
     assert _roles(data) == {"misty-owl": "STOP", "brave-panda": "MASTER", "calm-otter": "BACKUP"}
     assert data["holder"] == "brave-panda"
-    assert next(n for n in data["nodes"] if n["node"] == "brave-panda")["holds_reserved_ip"] is True
+    assert next(n for n in data["nodes"] if n["node"] == "brave-panda")["holdsReservedIp"] is True
     admin = next(s for s in data["services"] if s["service"] == "admin")
     assert [n for n, cs in admin["containers"].items() if cs] == ["brave-panda"]
     # Traffic through the VIP stays OK.
@@ -94,6 +94,6 @@ def test_a_node_without_sshd_is_a_row_with_its_error_and_exit_4(applied_lab):
     assert data["problems"][0].startswith("calm-otter is unreachable: ")
     # The other two answered in full, and the cluster is otherwise served as usual.
     others = [n for n in data["nodes"] if n["node"] != "calm-otter"]
-    assert all(n["reachable"] and n["caddy_health"] == 200 for n in others)
+    assert all(n["reachable"] and n["caddyHealth"] == 200 for n in others)
     assert data["holder"] == "misty-owl" and data["masters"] == ["misty-owl"]
     assert seconds < S.GATHER_TIMEOUT + 5  # one node's timeout, not a hang

@@ -228,7 +228,7 @@ def _conforms(value, hint, where="status"):
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         assert isinstance(value, dict), where
-        hints = typing.get_type_hints(hint)
+        hints = {S.camel(k): h for k, h in typing.get_type_hints(hint).items()}
         assert set(value) == set(hints), (where, set(value) ^ set(hints))
         for k, h in hints.items():
             _conforms(value[k], h, f"{where}.{k}")
@@ -264,7 +264,7 @@ def test_json_output_matches_the_documented_dataclasses(snapshot):
     _per_service_backends(answers)
     data = json.loads(json.dumps(assemble(snap, answers).as_dict()))
     _conforms(data, S.ClusterStatus)
-    assert data["schema"] == 1
+    assert data["schemaVersion"] == 2 and "reservedIp" in data and "appliedVersion" in data["nodes"][0]
 
 
 def test_every_field_is_documented_in_the_module_docstring():

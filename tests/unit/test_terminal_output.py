@@ -4,6 +4,7 @@ the Markdown plan — and `--json` stays exact JSON."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -132,3 +133,40 @@ def test_the_live_progress_table_escapes_what_a_push_reported():
     out = io.StringIO()
     Console(file=out, width=200, force_terminal=False).print(p.table())
     assert _raw_controls(out.getvalue()) == [] and escape(HOSTILE) in out.getvalue()
+
+
+# --- one JSON key casing (issue 21.10) ---------------------------------------------------------
+
+FIELD = re.compile(r"[a-z][A-Za-z0-9]*")
+
+
+def _keys(value, path=""):
+    """Every key of a JSON document with where it is; dict values under `data` keys are skipped:
+    their keys are names (nodes, paths, components), not fields."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield path, k
+            if not (k in DATA_KEYED and isinstance(v, dict)):
+                yield from _keys(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for v in value:
+            yield from _keys(v, path + "[]")
+
+
+# Fields whose value is a map keyed by data: node, service, component, path, HTTP class.
+DATA_KEYED = {"running", "servers", "http", "containers", "nodes"}
+
+
+def test_status_plan_drift_and_render_json_share_camel_case_and_a_schema_version(cli, project, monkeypatch):
+    from tests.unit.test_status import assemble, recorded
+
+    docs = {"status": assemble(*recorded("lab-applied")).as_dict(),
+            "drift-check": D.DriftReport("lab", [D.NodeDrift("a", [D.Drift("mode", "/etc/x", "infra", "mode")])]).as_dict()}
+    for args in (("render", "--json"), ("plan", "--offline", "--json")):
+        r = cli("-C", str(project), *args, "--cluster", "lab")
+        assert r.code in (0, 3), r.err
+        docs[args[0]] = json.loads(r.out)
+    for name, doc in docs.items():
+        assert isinstance(doc.get("schemaVersion"), int), name
+        bad = [(where, k) for where, k in _keys(doc) if not FIELD.fullmatch(k)]
+        assert bad == [], (name, bad[:5])
