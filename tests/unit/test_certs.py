@@ -480,7 +480,7 @@ def test_status_json_with_a_certificate_is_the_documented_document():
     st.certificate = S.CertificateView("2027-02-01T00:00:00Z", 65, ["api.lab.example"], "cache")
     data = json.loads(json.dumps(st.as_dict()))
     _conforms(data, S.ClusterStatus)
-    assert data["certificate"]["days_left"] == 65
+    assert data["certificate"]["daysLeft"] == 65
     assert all(f.name in S.__doc__ for f in dataclasses.fields(S.CertificateView))
 
 
