@@ -3,8 +3,8 @@
 A fact's command is constant, secret-free and read-only; its `process` turns the recorded
 output of that command into data, and is tested on recorded output in tests/facts/<fact>/.
 The output is the node's, so untrusted: each parser checks it against its model (dynia.nodes
-.answers) and raises answers.Unreadable when it does not fit; `parse` keeps that as the fact's
-value, and dynia.nodes.gather.NodeFacts lists it as that node's unreadable fact.
+.answers) and raises answers.Unreadable when it does not fit; `parse` keeps that exception as
+the fact's value, and dynia.nodes.gather.NodeFacts lists it as that node's unreadable fact.
 Status, drift-check and the rolling order are assembled from facts, never from ad-hoc SSH.
 """
 from __future__ import annotations
@@ -50,20 +50,6 @@ def json_state(model: type[A.Model]) -> Callable[[str, int], dict | None]:
     return parser
 
 
-class Unreadable:
-    """A fact whose output did not fit its model: the reason, for that node's row."""
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"Unreadable({self.reason!r})"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Unreadable) and other.reason == self.reason
-
-
 VRRP = Fact("vrrp", f"cat {PATHS.state('vrrp')}", vrrp_role)
 APPLIED = Fact("applied", f"cat {PATHS.state('applied.json')}", json_state(A.Applied))
 DEGRADED = Fact("degraded", f"cat {PATHS.state('degraded')}", json_state(A.Degraded))
@@ -106,14 +92,15 @@ def parse(facts: list[Fact], output: str) -> dict[str, Any]:
 
 
 def _process(fact: Fact, output: str, exit_status: int) -> Any:
+    """The fact's data, or the answers.Unreadable that says why there is none."""
     if len(output) > A.MAX_ANSWER:
-        return Unreadable(f"larger than {A.MAX_ANSWER} bytes")
+        return A.Unreadable(f"larger than {A.MAX_ANSWER} bytes")
     try:
         return fact.process(output, exit_status)
     except A.Unreadable as exc:
-        return Unreadable(str(exc))
+        return exc
     except Exception as exc:  # noqa: BLE001 — a parser the answer broke: still that node's row
-        return Unreadable(f"its parser failed ({exc.__class__.__name__})")
+        return A.Unreadable(f"its parser failed ({exc.__class__.__name__})")
 
 
 # --- status facts ---------------------------------------------------------------------------
@@ -168,12 +155,11 @@ def show_stat(output: str, exit_status: int) -> dict | None:
     lines = output.splitlines()
     if exit_status != 0 or not lines or not lines[0].startswith("# "):
         return None
-    rows = csv.DictReader([lines[0][2:]] + [line for line in lines[1:] if line.strip()])
-    backends: dict[str, dict] = {}
     try:
-        rows = list(rows)
+        rows = list(csv.DictReader([lines[0][2:]] + [line for line in lines[1:] if line.strip()]))
     except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
         raise A.Unreadable(f"not HAProxy's CSV ({exc})") from None
+    backends: dict[str, dict] = {}
     for row in rows:
         px, sv = row.get("pxname") or "", row.get("svname") or ""
         if not px or sv == "FRONTEND":

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import DyniaError
+from . import answers as A
 from . import facts as F
 from .push import Target, connect
 
@@ -18,14 +19,14 @@ class NodeFacts:
     node: str
     facts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why this node did not answer
-    # fact → why its output was not read (dynia.nodes.facts.Unreadable); such a fact is not in
+    # fact → why its output was not read (dynia.nodes.answers.Unreadable); such a fact is not in
     # `facts`: what reads them sees no answer, and the node's row says why.
     unreadable: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, value in list(self.facts.items()):
-            if isinstance(value, F.Unreadable):
-                self.unreadable[name] = value.reason
+            if isinstance(value, A.Unreadable):
+                self.unreadable[name] = str(value)
                 del self.facts[name]
 
 

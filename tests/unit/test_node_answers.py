@@ -132,13 +132,13 @@ def test_drift_check_names_an_unreadable_fact_instead_of_a_clean_bill(project):
 
     c = load_cluster(Project(project), "lab")
     rendering = render_cluster(c)
-    broken = NodeFacts(NODE, {"drift": F.Unreadable("its parser failed (KeyError)"),
-                              "applied": F.Unreadable("configVersion: Input should be a valid integer"),
+    broken = NodeFacts(NODE, {"drift": A.Unreadable("its parser failed (KeyError)"),
+                              "applied": A.Unreadable("configVersion: Input should be a valid integer"),
                               "vrrp": None, "running": None})
     report = D.assemble(c, rendering, {NODE: broken}, [NODE])
     row = next(n for n in report.nodes if n.node == NODE)
     assert row.error == "the drift reader's answer is unreadable (its parser failed (KeyError))"
     readable_drift = NodeFacts(NODE, {"drift": {"files": {}, "composeDirs": {}, "routes": {}, "containers": None},
-                                      "applied": F.Unreadable("configVersion: Input should be a valid integer")})
+                                      "applied": A.Unreadable("configVersion: Input should be a valid integer")})
     row = next(n for n in D.assemble(c, rendering, {NODE: readable_drift}, [NODE]).nodes if n.node == NODE)
     assert row.warnings == ["applied (its answer is unreadable: configVersion: Input should be a valid integer)"]
