@@ -393,10 +393,14 @@ def assemble(cluster, rendering, answers: dict, reachable: list[str]) -> DriftRe
             nodes.append(NodeDrift(node, error=facts["error"], vrrp=vrrp))
             continue
         facts["_applied"] = applied if isinstance(applied, dict) else None
+        # An unreadable fact is not checked against: say so rather than report a clean bill.
+        warnings = [f"{fact} (its answer is unreadable: {why})" for fact, why in answer.unreadable.items()]
+        claimed = (applied or {}).get("node")
+        if claimed not in (None, node):  # another node's record: never compared against
+            facts["_applied"] = None
+            warnings.append(f"applied record (it names {claimed}: a node claims another's identity)")
         drift = node_drift(spec, rendering, node, facts, running=answer.facts.get("running"), holder=holder)
         _, engine_error = images(spec, rendering, node, facts)
-        # An unreadable fact is not checked against: say so rather than report a clean bill.
-        warnings = [f"{fact} (its answer is unreadable: {why})" for fact, why in unreadable.items()]
         nodes.append(NodeDrift(node, drift, applied_record=facts["_applied"], vrrp=vrrp,
                                warnings=warnings + ([f"running images ({engine_error})"] if engine_error else [])))
     return DriftReport(cluster.name, nodes)

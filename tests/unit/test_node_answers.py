@@ -142,3 +142,17 @@ def test_drift_check_names_an_unreadable_fact_instead_of_a_clean_bill(project):
                                       "applied": A.Unreadable("configVersion: Input should be a valid integer")})
     row = next(n for n in D.assemble(c, rendering, {NODE: readable_drift}, [NODE]).nodes if n.node == NODE)
     assert row.warnings == ["applied (its answer is unreadable: configVersion: Input should be a valid integer)"]
+
+
+def test_drift_check_never_compares_against_another_nodes_applied_record(project):
+    from dynia import drift as D
+    from dynia.session import render_cluster
+    from dynia.store import Project, load_cluster
+
+    c = load_cluster(Project(project), "lab")
+    rendering = render_cluster(c)
+    answer = NodeFacts(NODE, {"drift": {"files": {}, "composeDirs": {}, "routes": {}, "containers": None},
+                              "applied": {"configVersion": 1, "node": "brave-panda", "layers": {}}})
+    row = next(n for n in D.assemble(c, rendering, {NODE: answer}, [NODE]).nodes if n.node == NODE)
+    assert row.applied_record is None
+    assert row.warnings == ["applied record (it names brave-panda: a node claims another's identity)"]
