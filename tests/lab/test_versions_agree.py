@@ -47,9 +47,9 @@ def test_status_verify_drift_and_plan_agree_after_changing_a_service_not_pushed_
     # The apply's own gate can leave a check in flight: healthy within seconds.
     assert eventually(lambda: _read(root, "status")[0] == 0, timeout=30), _read(root, "status")[1]["problems"]
     code, status = _read(root, "status")
-    assert {n["node"]: n["applied_version"] for n in status["nodes"]} == dict.fromkeys(
+    assert {n["node"]: n["appliedVersion"] for n in status["nodes"]} == dict.fromkeys(
         ("misty-owl", "brave-panda", "calm-otter"), version)
-    assert status["desired_version"] == version
+    assert status["desiredVersion"] == version
     # Generous timeouts: the answers, not the machine's load, are what is checked.
     code, checks = _read(root, "infra", "verify", "--timeout", "60")
     row = next(c for c in checks["checks"] if c["check"] == "config_version")
