@@ -394,7 +394,7 @@ def assemble(cluster, rendering, answers: dict, reachable: list[str]) -> DriftRe
             continue
         facts["_applied"] = applied if isinstance(applied, dict) else None
         # An unreadable fact is not checked against: say so rather than report a clean bill.
-        warnings = [f"{fact} (its answer is unreadable: {why})" for fact, why in answer.unreadable.items()]
+        warnings = [f"{fact} (its answer is unreadable: {why})" for fact, why in unreadable.items()]
         claimed = (applied or {}).get("node")
         if claimed not in (None, node):  # another node's record: never compared against
             facts["_applied"] = None

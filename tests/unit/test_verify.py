@@ -513,3 +513,12 @@ def test_the_command_exits_0_when_nothing_failed_and_4_with_the_json_document_ot
     assert doc["ok"] is False and doc["summary"] == {"ok": 1, "failed": 1, "skipped": 1}
     assert doc["checks"][-1] == {"check": "certificate", "target": "misty-owl", "status": "failed",
                                  "detail": "expires 2026-12-01 (3 days, needs > 30)"}
+
+
+def test_an_unreadable_applied_record_fails_the_version_row_with_its_reason():
+    o = observed()
+    o.facts[NODES[1]]["applied"] = None
+    o.unreadable[NODES[1]] = {"applied": "configVersion: Input should be a valid integer"}
+    row = next(c for c in V.assemble(expected(), o, NOW) if c.check == "config_version")
+    assert row.status == "failed"
+    assert f"{NODES[1]}'s applied.json is unreadable (configVersion: Input should be a valid integer)" in row.detail
