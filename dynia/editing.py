@@ -75,8 +75,12 @@ def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str
     doc = CommentedMap()
     doc["version"] = SCHEMA_VERSION
     doc["name"] = name
+    from .providers.digitalocean import vpc_range_for
+
+    # Each cluster its own /24, from its name: DigitalOcean refuses two VPCs of an account whose
+    # ranges overlap, so one shared default would stop a team's second cluster.
     doc["provider"] = CommentedMap([("kind", "digitalocean"), ("region", region), ("size", size),
-                                    ("image", image)])
+                                    ("image", image), ("vpc_ip_range", vpc_range_for(name))])
     doc["nodes"] = _flow(CommentedSeq(nodes))
     doc["domain"] = domain
     doc["tls"] = CommentedMap([("mode", "origin")])

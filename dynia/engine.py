@@ -542,8 +542,38 @@ class Engine:
                              f"set provider.region back to {before} (to move, create a cluster in {now} "
                              "and move the services to it)")
 
+    def check_account(self, phases) -> None:
+        """What the provider's account would refuse (DigitalOcean: a VPC range another VPC of the
+        account overlaps), refused before anything is created; the cluster's own networks, those
+        its provision state holds, are not in the way."""
+        if "provision" not in phases:
+            return
+        providers.of(self.cluster.spec).check_account(
+            self.cluster.spec, lambda: {r.get("id") for r in self.provisioned() if r.get("id")})
+
+    def provisioned(self) -> list[dict]:
+        """The provision stack's resources as its state holds them."""
+        return self._provision_state()[1]
+
+    def _provision_state(self):
+        dep = self._run("provision", [], lambda s: s.export_stack())
+        resources = (dep.deployment or {}).get("resources") if isinstance(dep.deployment, dict) else None
+        return dep, [r for r in resources or [] if isinstance(r, dict)]
+
+    def retain(self, which) -> list[str]:
+        """Mark the provision state's resources `which(resource)` picks retainOnDelete (destroy
+        then drops them from the state and leaves them in the cloud); their ids."""
+        dep, resources = self._provision_state()
+        picked = [r for r in resources if which(r)]
+        if picked:
+            for r in picked:
+                r["retainOnDelete"] = True
+            self._run("provision", [], lambda s: s.import_stack(dep))
+        return [r.get("id") for r in picked]
+
     def preview(self, phases=PHASES) -> list[ChangeRow]:
         self.check_region(phases)
+        self.check_account(phases)
         rows: list[ChangeRow] = []
         for phase in phases:
             events: list = []
@@ -556,6 +586,7 @@ class Engine:
 
     def up(self, phases=PHASES, *, continue_on_error: bool = False) -> dict:
         self.check_region(phases)
+        self.check_account(phases)
         outputs: dict = {}
         for phase in phases:
             events: list = []

@@ -115,9 +115,10 @@ def _environment(templates_dir: str | None):
                               autoescape=False)
 
 
-def cloud_init(cluster: str, node: str, host_key: tuple[str, str] | None = None) -> str:
-    """A droplet's cloud-init user data (packages and directories; no managed file) and, given
-    host_key = (private key in OpenSSH format, "ssh-ed25519 AAAA…"), the SSH host key it installs.
+def cloud_init(cluster: str, node: str, image: str, host_key: tuple[str, str] | None = None) -> str:
+    """A droplet's cloud-init user data (the image's packages, dynia.images, and directories; no
+    managed file) and, given host_key = (private key in OpenSSH format, "ssh-ed25519 AAAA…"),
+    the SSH host key it installs.
     With a key it holds a secret: only the provision program renders it (as a secret Output);
     `dynia render` and deploy-config/ never do."""
     import re
@@ -127,8 +128,10 @@ def cloud_init(cluster: str, node: str, host_key: tuple[str, str] | None = None)
         if "PRIVATE KEY-----" not in private or not re.fullmatch(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}", public):
             raise render_error("the node's SSH host key is not an OpenSSH ed25519 key pair",
                                "check the provision stack's host key resources")
+    from .images import packages
+
     return _render(_environment(default_templates_dir()), "cloud-init/user-data.yaml.j2",
-                   cluster=cluster, node=node, paths=PATHS, host_key=host_key).decode()
+                   cluster=cluster, node=node, paths=PATHS, host_key=host_key, packages=packages(image)).decode()
 
 
 def default_templates_dir() -> str | None:

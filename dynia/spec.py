@@ -130,9 +130,11 @@ class Provider(Strict):
                                     "machine (network namespaces), for tests and demos")
     region: str | None = Field(None, description="DigitalOcean region slug, e.g. sgp1 (required for digitalocean)")
     size: str = Field(description="droplet size slug, e.g. s-1vcpu-1gb; its RAM feeds the resource guard")
-    image: str = Field("ubuntu-24-04-x64", description="droplet image slug")
+    image: str = Field("ubuntu-24-04-x64", description="droplet image slug: ubuntu-24-04-x64 or debian-13-x64 "
+                                                       "(each with its own package list)")
     vpc_ip_range: str = Field("10.110.0.0/24", description="the private network of the nodes: a private IPv4 "
-                                                           "range of /28 or larger")
+                                                           "range of /28 or larger; `cluster init` picks a /24 of "
+                                                           "10.160.0.0/11 from the cluster name")
 
     @field_validator("image")
     @classmethod

@@ -52,7 +52,18 @@ def cli(capsys, monkeypatch):
 
 
 @pytest.fixture
-def recording_pulumi(tmp_path):
+def digitalocean_account():
+    """DigitalOcean's API, replayed (tests/do_replay.py): an account whose VPCs leave the
+    examples' shop its range."""
+    from tests.do_replay import Replay
+
+    replay = Replay({"/v2/vpcs": ["vpcs_account"]})
+    yield replay
+    replay.close()
+
+
+@pytest.fixture
+def recording_pulumi(tmp_path, digitalocean_account):
     """A project (a copy of examples/) whose `pulumi` is the recording test double
     (tests/engine/recording_pulumi_double.py), with everything an engine command needs from the
     operator's machine: env["env"] is the environment to run dynia with."""
@@ -66,7 +77,8 @@ def recording_pulumi(tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # What a DigitalOcean cluster needs from the operator's machine (checked before any write).
     operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token",
-                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token"}
+                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token", "DIGITALOCEAN_API_URL": digitalocean_account.url}
     return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
+            "account": digitalocean_account,
             "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),
                     "RECORDING_PULUMI_STATE": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "test-passphrase", **operator}}

@@ -14,7 +14,7 @@ REGION_OPT = typer.Option(..., "--region", help="DigitalOcean region, e.g. sgp1.
 SIZE_OPT = typer.Option("s-1vcpu-1gb", "--size", help="Droplet size slug.")
 NODES_OPT = typer.Option(2, "--nodes", help="Number of nodes (1-5).")
 DOMAIN_OPT = typer.Option(..., "--domain", help="The Cloudflare zone, e.g. example.com.")
-IMAGE_OPT = typer.Option("ubuntu-24-04-x64", "--image", help="Droplet image slug.")
+IMAGE_OPT = typer.Option("ubuntu-24-04-x64", "--image", help="Droplet image: ubuntu-24-04-x64 or debian-13-x64.")
 NODE_ARG = typer.Argument(..., help="Node id (one of the spec's nodes).", autocompletion=complete.nodes)
 # -y as `repair` takes it: one spelling for "do not ask" across commands.
 YES_HELP = "Do not ask (a state snapshot is still taken first)."
@@ -59,8 +59,12 @@ def destroy_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
         confirm("destroy every droplet, the reserved IP, DNS records and certificates", engine.cluster.name, yes)
         snap = snapshots.take(engine, "before-destroy")
         say(f"snapshot {snap}")
-        providers.of(engine.cluster.spec).release(engine, None)  # droplets are protected against accidents
+        provider = providers.of(engine.cluster.spec)
+        kept = provider.keep_on_destroy(engine)  # what the cloud refuses to delete stays, said so
+        provider.release(engine, None)  # droplets are protected against accidents
         engine.destroy()
+    for line in kept:
+        say(line)
     say(f"destroyed cluster {engine.cluster.name}; the spec is kept")
     next_step(f"dynia state revert {snap} --cluster {engine.cluster.name}  (to restore the state records)")
 

@@ -169,6 +169,16 @@ class Provider(ABC):
         """Before a delete: let the engine delete these nodes (None: every node, for destroy).
         Providers that protect their nodes against accidental deletion lift it here."""
 
+    def check_account(self, spec, own_vpcs) -> None:
+        """Before a provision is previewed or applied: what the account would refuse (a typed
+        `config` error), with nothing created yet. own_vpcs(): the ids of the networks the
+        cluster's own state holds."""
+
+    def keep_on_destroy(self, engine) -> list[str]:
+        """Before destroy: mark what the cloud will not let go of to be kept (dropped from the
+        state, left in the cloud); one line each saying what was kept and why."""
+        return []
+
     def acme_dns(self, cluster, reserved_ip: str | None):
         """tls.mode letsencrypt: DNS-01 for the names without a DNS record yet (a
         dynia.acme_dns.Dns01 on the zone's DNS API), or None — no DNS API here (the lab: its

@@ -7,6 +7,7 @@ import ipaddress
 import os
 from pathlib import Path
 
+from .. import images
 from ..errors import DyniaError
 from .base import NodeProfile, Problem, Provider, SshIdentity
 
@@ -23,7 +24,9 @@ NODE_TOKEN_SCOPES = ("reserved_ip:update", "reserved_ip:read", "droplet:read", "
 NODE_TOKEN_HINT = (f"create a custom-scoped token in DigitalOcean (API → Tokens → Custom Scopes) with only "
                    f"{', '.join(NODE_TOKEN_SCOPES)} and export {NODE_TOKEN_ENV}=… (it is written to every node; "
                    f"never reuse {TOKEN_ENV})")
-API = "https://api.digitalocean.com/v2"
+# The API's address: DIGITALOCEAN_API_URL overrides it, as it does for Pulumi's DigitalOcean
+# provider (one endpoint for both; tests replay recorded answers through it).
+API_URL_ENV = "DIGITALOCEAN_API_URL"
 CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 
 # RAM in MiB of the common droplet sizes (DigitalOcean size slugs, 2024–2026 catalogue).
@@ -39,6 +42,19 @@ SIZE_RAM_MIB: dict[str, int] = {
     "g-2vcpu-8gb": 8192, "g-4vcpu-16gb": 16384,
     "m-2vcpu-16gb": 16384, "m-4vcpu-32gb": 32768,
 }
+# Ranges DigitalOcean keeps for itself, which a VPC may not use: its "How to Plan Your Custom VPC
+# Network" (docs.digitalocean.com/products/networking/vpc/concepts/plan-your-network) lists them
+# under "DigitalOcean Reserved IP Addresses and Ranges"; the copy read 2026-12-07 was cut before
+# the list, which is taken from a network plan that cites it (10.229, 10.244, 10.245, 10.246).
+# A VPC is /16 to /28 (same page).
+RESERVED_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.229.0.0/16", "10.244.0.0/16", "10.245.0.0/16",
+                                                         "10.246.0.0/24"))
+LARGEST_VPC = 16
+# `cluster init` gives each cluster a /24 of this pool, picked by its name (vpc_range_for): clear
+# of the reserved ranges and of the low 10.x /16s of the droplets' anchor addresses (10.19.0.6 in
+# tests/fixtures/digitalocean). What the account already has there, check_account finds.
+VPC_POOL = ipaddress.ip_network("10.160.0.0/11")
+VPC_TYPE = "digitalocean:index/vpc:Vpc"
 REGIONS: tuple[str, ...] = ("ams3", "atl1", "blr1", "fra1", "lon1", "nyc1", "nyc2", "nyc3",
                             "sfo2", "sfo3", "sgp1", "syd1", "tor1")
 
@@ -84,6 +100,27 @@ def _agent_public_key(agent: str | None) -> str | None:
     return lines[0] if out.returncode == 0 and lines else None
 
 
+def vpc_range_for(cluster: str, taken=()) -> str:
+    """The cluster's /24: the sha256 of its name picks one of VPC_POOL's 8,192 (stable: the same
+    name gives the same range on every machine); the next free one after it where `taken`
+    (ranges already on the account) overlaps."""
+    import hashlib
+
+    slots = VPC_POOL.num_addresses // 256
+    start = int.from_bytes(hashlib.sha256(cluster.encode()).digest()[:4], "big") % slots
+    used = [ipaddress.ip_network(t) for t in taken]
+    for i in range(slots):
+        net = ipaddress.ip_network((int(VPC_POOL.network_address) + ((start + i) % slots) * 256, 24))
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise DyniaError("config", f"every /24 of {VPC_POOL} overlaps a VPC of the account",
+                     "set provider.vpc_ip_range to a free private range by hand")
+
+
+def vpc_name(cluster: str) -> str:
+    return f"dynia-{cluster}"  # components/network.py names the VPC so
+
+
 class DropletSizes:
     """Node sizes are droplet slugs (the lab borrows them for its resource guard)."""
 
@@ -113,7 +150,54 @@ class DigitalOcean(DropletSizes, Provider):
         elif provider.region not in REGIONS:
             problems.append((("provider", "region"), f"unknown DigitalOcean region {provider.region!r}",
                              f"fix the value; known regions: {', '.join(REGIONS)}"))
+        if provider.image not in images.IMAGES:
+            why = images.REFUSED.get(provider.image)
+            problems.append((("provider", "image"), f"image {provider.image!r} is not supported"
+                             + (f": {why}" if why else ""), f"use one of: {images.supported()}"))
+        vpc = ipaddress.ip_network(provider.vpc_ip_range)
+        reserved = [str(r) for r in RESERVED_RANGES if vpc.overlaps(r)]
+        if reserved:
+            problems.append((("provider", "vpc_ip_range"), f"{vpc} overlaps {reserved[0]}, which DigitalOcean "
+                             "reserves for itself", "fix the value (`cluster init` picks a free /24 from the name)"))
+        elif vpc.prefixlen < LARGEST_VPC:
+            problems.append((("provider", "vpc_ip_range"), f"{vpc} is larger than DigitalOcean's largest VPC "
+                             f"(/{LARGEST_VPC})", f"fix the value: a /{LARGEST_VPC} to /28"))
         return problems
+
+    def check_account(self, spec, own_vpcs) -> None:
+        """DigitalOcean refuses a VPC whose range overlaps another VPC of the account (in any
+        region): refused here, as a config error, before anything is created. own_vpcs() is
+        the ids of the VPCs the cluster's own state holds (asked only when something overlaps)."""
+        if not os.environ.get(TOKEN_ENV):
+            return
+        mine = ipaddress.ip_network(spec.provider.vpc_ip_range)
+        vpcs = account_vpcs()
+        clashes = [v for v in vpcs if _overlaps(v, mine)]
+        if clashes:
+            own = own_vpcs()
+            clashes = [v for v in clashes if v.get("id") not in own]
+        if not clashes:
+            return
+        v = clashes[0]
+        default = f", the default network of {v.get('region')}" if v.get("default") else ""
+        free = vpc_range_for(spec.name, [x["ip_range"] for x in vpcs if _overlaps(x, VPC_POOL)])
+        raise DyniaError("config", f"provider.vpc_ip_range {mine} overlaps the account's VPC {v.get('name')!r} "
+                         f"({v.get('ip_range')} in {v.get('region')}{default}): DigitalOcean refuses overlapping "
+                         "VPC ranges", f"set provider.vpc_ip_range: {free} in clusters/{spec.name}.yaml "
+                         "(free on this account)")
+
+    def keep_on_destroy(self, engine) -> list[str]:
+        """A VPC DigitalOcean made its region's default (the first VPC of an account in a region
+        becomes it) cannot be deleted: marked retainOnDelete in the provision state, so destroy
+        drops it from the state and leaves it on the account, and the operator is told."""
+        name = vpc_name(engine.cluster.name)
+        defaults = {v["id"]: v for v in account_vpcs() if v.get("name") == name and v.get("default") and v.get("id")}
+        if not defaults:
+            return []
+        kept = engine.retain(lambda r: r.get("type") == VPC_TYPE and r.get("id") in defaults)
+        return [f"kept VPC {name} ({defaults[i].get('ip_range')}): DigitalOcean made it the default network of "
+                f"{defaults[i].get('region')}, which cannot be deleted (it holds no droplet and costs nothing; "
+                "make another VPC the region's default to delete it)" for i in kept]
 
     def planned_inventory(self, cluster: str, vpc: str, nodes: list[str]):
         from ..inventory import PLANNED_RESERVED_IP, Inventory
@@ -206,7 +290,8 @@ class DigitalOcean(DropletSizes, Provider):
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,
                                               network.ssh_key_fingerprint,
                                               lambda private, public, node=node: cloud_init(
-                                                  spec.name, node, (private, public) if private and public else None),
+                                                  spec.name, node, p.image,
+                                                  (private, public) if private and public else None),
                                               after=previous))
             previous = [n.droplet]
             # A droplet created before host keys were pinned never got the generated key (user
@@ -301,6 +386,24 @@ def node_token_from_env(env=None) -> str:
     return token
 
 
+def _overlaps(vpc: dict, net) -> bool:
+    try:
+        return ipaddress.ip_network(str(vpc.get("ip_range")), strict=False).overlaps(net)
+    except ValueError:
+        return False
+
+
+def account_vpcs() -> list[dict]:
+    """Every VPC of the account (GET /v2/vpcs, page by page)."""
+    vpcs: list[dict] = []
+    for page in range(1, 101):
+        data = api_get(f"/vpcs?per_page=200&page={page}", asking="list the account's VPCs")
+        vpcs += [v for v in data.get("vpcs") or [] if isinstance(v, dict)]
+        if not ((data.get("links") or {}).get("pages") or {}).get("next"):
+            break
+    return vpcs
+
+
 def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
     """(status, body) of one GET; the only place this module touches the network (tests replace it)."""
     import urllib.error
@@ -313,17 +416,18 @@ def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, b
         return exc.code, exc.read(1 << 16)
 
 
-def api_get(path: str, timeout: float = 10.0) -> dict:
+def api_get(path: str, timeout: float = 10.0, asking: str = "ask DigitalOcean who holds the reserved IP") -> dict:
     """One read of DigitalOcean's API (token from DIGITALOCEAN_TOKEN), every failure typed; the
     token is sent in a header and never appears in an error."""
     import json
 
     token = os.environ.get(TOKEN_ENV)
     if not token:
-        raise DyniaError("provider", f"{TOKEN_ENV} is not set: cannot ask DigitalOcean who holds the reserved IP",
+        raise DyniaError("provider", f"{TOKEN_ENV} is not set: cannot {asking}",
                          f"export {TOKEN_ENV}=… (a read-only token is enough)")
+    api = (os.environ.get(API_URL_ENV) or "https://api.digitalocean.com").rstrip("/") + "/v2"
     try:
-        status, body = _http_get(API + path, {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        status, body = _http_get(api + path, {"Authorization": f"Bearer {token}", "Accept": "application/json"},
                                  timeout)
     except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
         reason = getattr(exc, "reason", exc)

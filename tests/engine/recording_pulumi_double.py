@@ -31,6 +31,11 @@ does when its API refuses the token.
 
 `config set/get/rm` keep each stack's config in $RECORDING_PULUMI_STATE/config-<stack>.json;
 `config get` of a key never set fails as Pulumi does ("configuration key … not found").
+
+$RECORDING_PULUMI_PROVISION_RESOURCES=<JSON list> is what the provision stack's state holds
+(`stack export`); an imported deployment replaces it. $RECORDING_PULUMI_UNDELETABLE=<id> makes
+`destroy` of the provision stack fail as DigitalOcean answers the delete of a region's default
+VPC — unless the state marks that resource retainOnDelete (Pulumi then only forgets it).
 """
 import json
 import os
@@ -59,6 +64,18 @@ broken = os.environ.get("RECORDING_PULUMI_BROKEN")  # e.g. "stack export": that 
 if broken and " ".join(args).startswith(broken):
     print(f"error: could not {broken}: the backend did not answer", file=sys.stderr)
     sys.exit(255)
+
+
+def resources(stack):
+    imported = os.path.join(state_dir, f"imported-{stack}.json")
+    if os.path.exists(imported):
+        with open(imported) as f:
+            return json.load(f)["deployment"]["resources"]
+    if stack.endswith("-provision") and os.environ.get("RECORDING_PULUMI_PROVISION_RESOURCES"):
+        return json.loads(os.environ["RECORDING_PULUMI_PROVISION_RESOURCES"])
+    return [{"urn": f"urn:{stack}"}]
+
+
 NODES = ("brave-panda", "misty-owl")  # the shop example's rolling order: the backup first
 PUSH_LAYERS = {"infra": ("infra",), "apps": ("service-admin", "service-api", "service-web")}
 
@@ -133,7 +150,7 @@ elif args[:2] == ["stack", "history"]:
                        "endTime": "2026-01-01T00:00:01.000Z", "message": "", "environment": {}, "config": {},
                        "result": "succeeded", "resourceChanges": {}}]))
 elif args[:2] == ["stack", "export"]:
-    print(json.dumps({"version": 3, "deployment": {"manifest": {"time": "t"}, "resources": [{"urn": f"urn:{stack}"}]}}))
+    print(json.dumps({"version": 3, "deployment": {"manifest": {"time": "t"}, "resources": resources(stack)}}))
 elif args[:2] == ["stack", "import"]:
     with open(opt("--file")) as f, open(os.path.join(state_dir, f"imported-{stack}.json"), "w") as out:
         out.write(f.read())
@@ -145,6 +162,13 @@ elif args[:1] == ["refresh"] and stack == os.environ.get("RECORDING_PULUMI_REFRE
 elif args[:1] in (["preview"], ["up"], ["destroy"]):
     log_file = opt("--event-log")
     fail = os.environ.get("RECORDING_PULUMI_FAIL", "")
+    undeletable = os.environ.get("RECORDING_PULUMI_UNDELETABLE")
+    if args[0] == "destroy" and stack.endswith("-provision") and undeletable and any(
+            r.get("id") == undeletable and not r.get("retainOnDelete") for r in resources(stack)):
+        print(f"error: deleting urn:pulumi:{stack}::dynia::digitalocean:index/vpc:Vpc: Error deleting VPC: DELETE "
+              f"https://api.digitalocean.com/v2/vpcs/{undeletable}: 403 (request \"x\") Can not delete default VPC",
+              file=sys.stderr)
+        sys.exit(255)
     if args[0] == "up" and fail.startswith(stack + ":"):
         _, resource, message = fail.split(":", 2)
         urn = f"urn:pulumi:{stack}::dynia::dynia:index:NodeConfig$command:remote:Command::{resource}"

@@ -323,6 +323,57 @@ def test_a_region_change_is_refused_before_anything_runs(env):
     assert r.returncode == 0, r.stderr
 
 
+def test_a_vpc_range_another_vpc_of_the_account_overlaps_is_refused_before_anything_runs(env):
+    # the account's second page holds a VPC an older dynia made with the old shared default
+    env["account"].answers["/v2/vpcs"] = ["vpcs_page1", "vpcs_page2"]
+    before = _project_files(env["proj"])
+    for argv in (["up"], ["plan"], ["up", "--phase", "provision"]):
+        r = dynia(env, *argv, "--cluster", "shop")
+        assert r.returncode == 10, r.stderr
+        assert "overlaps the account's VPC 'team-old-cluster' (10.110.0.0/24 in ams3)" in r.stderr
+        assert "set provider.vpc_ip_range: 10.161.211.0/24 in clusters/shop.yaml" in r.stderr.splitlines()[1]
+    assert not [op for op in ops(env) if op[0] in ("up", "preview")]
+    assert _project_files(env["proj"]) == before
+    assert {auth for _, auth in env["account"].requests} == {"Bearer test-do-token"}
+    # a phase that creates nothing does not ask
+    asked = len(env["account"].requests)
+    assert dynia(env, "up", "--phase", "infra", "--cluster", "shop").returncode == 0
+    assert len(env["account"].requests) == asked
+
+
+VPC_ID = "9d2c7a1e-4b3f-4e8a-b1c2-d3e4f5a6b7c8"  # tests/fixtures/digitalocean/vpcs_shop_default.json
+PROVISIONED = [
+    {"urn": "urn:pulumi:shop-provision::dynia::pulumi:pulumi:Stack::dynia-shop-provision"},
+    {"urn": "urn:pulumi:shop-provision::dynia::dynia:index:Network$digitalocean:index/vpc:Vpc::shop-vpc",
+     "type": "digitalocean:index/vpc:Vpc", "id": VPC_ID},
+    {"urn": "urn:pulumi:shop-provision::dynia::dynia:index:ClusterNode$digitalocean:index/droplet:Droplet::"
+            "misty-owl-droplet", "type": "digitalocean:index/droplet:Droplet", "id": "1001", "protect": True}]
+
+
+def test_destroy_keeps_a_vpc_digitalocean_made_the_regions_default_says_so_and_succeeds(env):
+    env["account"].answers["/v2/vpcs"] = ["vpcs_shop_default"]
+    # the double refuses to delete that VPC, as DigitalOcean does, unless the state retains it
+    extra = {"RECORDING_PULUMI_PROVISION_RESOURCES": json.dumps(PROVISIONED), "RECORDING_PULUMI_UNDELETABLE": VPC_ID}
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop", "--yes", extra=extra)
+    assert r.returncode == 0, r.stderr
+    assert ("kept VPC dynia-shop (10.110.0.0/24): DigitalOcean made it the default network of sgp1, which cannot "
+            "be deleted") in " ".join(r.stdout.split())
+    imported = json.loads((env["state"] / "imported-shop-provision.json").read_text())["deployment"]["resources"]
+    assert [x.get("id") for x in imported if x.get("retainOnDelete")] == [VPC_ID]
+    assert len(imported) == len(PROVISIONED)  # nothing else of the state changed
+    sequence = ops(env)
+    assert sequence.index(("stack import", "shop-provision")) < sequence.index(("destroy", "shop-provision"))
+    assert sequence[-3:] == [("destroy", "shop-apps"), ("destroy", "shop-infra"), ("destroy", "shop-provision")]
+
+
+def test_destroy_of_a_cluster_whose_vpc_is_not_a_default_changes_no_state(env):
+    env["account"].answers["/v2/vpcs"] = ["vpcs_account"]
+    extra = {"RECORDING_PULUMI_PROVISION_RESOURCES": json.dumps(PROVISIONED)}
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop", "--yes", extra=extra)
+    assert r.returncode == 0, r.stderr
+    assert "kept VPC" not in r.stdout and ("stack import", "shop-provision") not in ops(env)
+
+
 # --- the roll's progress while `up` runs (dynia.cli.progress, fed by the double's events) ----
 
 _TIMES = re.compile(r"\+\d+\.\ds|after \d+\.\ds")

@@ -198,7 +198,7 @@ def test_cloud_init_installs_the_given_host_key_and_only_it(tmp_path):
     from dynia.render import cloud_init
 
     key = keygen(tmp_path / "host")
-    text = cloud_init("shop", "misty-owl", (key.read_text(), public(key)))
+    text = cloud_init("shop", "misty-owl", "ubuntu-24-04-x64", (key.read_text(), public(key)))
     assert text.startswith("#cloud-config\n")
     doc = yaml.safe_load(text)
     assert doc["ssh_keys"] == {"ed25519_private": key.read_text().strip() + "\n", "ed25519_public": public(key)}
@@ -210,7 +210,7 @@ def test_cloud_init_refuses_anything_but_an_ed25519_key_pair():
     from dynia.render import cloud_init
 
     with pytest.raises(DyniaError) as err:
-        cloud_init("shop", "misty-owl", ("not a key", "ssh-ed25519 AAAA\nruncmd: [evil]"))
+        cloud_init("shop", "misty-owl", "ubuntu-24-04-x64", ("not a key", "ssh-ed25519 AAAA\nruncmd: [evil]"))
     assert err.value.kind == "render"
 
 

@@ -29,7 +29,8 @@ def test_every_pulumi_backend_scheme_is_accepted(backend):
     assert validate_spec(_spec(backend=backend), "t.yaml").backend == backend
 
 
-@pytest.mark.parametrize("vpc", ["10.110.0.0/24", "10.0.0.0/8", "172.16.0.0/12", "172.31.255.0/28",
+# DigitalOcean's own limits (a /16 at most, its reserved ranges): tests/unit/test_vpc_ranges.py
+@pytest.mark.parametrize("vpc", ["10.110.0.0/24", "10.0.0.0/16", "172.16.0.0/16", "172.31.255.0/28",
                                  "192.168.10.0/24"])
 def test_private_vpc_ranges_are_accepted(vpc):
     assert validate_spec(_spec(provider={"vpc_ip_range": vpc}), "t.yaml").provider.vpc_ip_range == vpc

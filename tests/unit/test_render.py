@@ -25,11 +25,12 @@ def test_render_matches_golden_files(project, tmp_path, name):
     check_tree(GOLDEN / name, out, "render")
 
 
-def test_cloud_init_matches_its_golden_file_and_carries_no_managed_file():
+@pytest.mark.parametrize("image", ["ubuntu-24-04-x64", "debian-13-x64"])
+def test_cloud_init_of_each_image_matches_its_golden_file_and_carries_no_managed_file(image):
     from dynia.render import cloud_init
 
-    text = cloud_init("shop", "misty-owl")
-    check_text(GOLDEN / "cloud-init" / "shop-misty-owl.yaml", text, "cloud-init")
+    text = cloud_init("shop", "misty-owl", image)
+    check_text(GOLDEN / "cloud-init" / f"shop-misty-owl-{image}.yaml", text, "cloud-init")
     assert text.startswith("#cloud-config\n") and "haproxy.cfg" not in text and "Caddyfile" not in text
 
 

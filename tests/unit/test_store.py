@@ -301,7 +301,7 @@ def test_new_file_without_a_mode_is_0644(tmp_path):
 
 def test_cluster_init_builds_a_commented_spec_as_data(tmp_path, cli):
     r = cli("-C", str(tmp_path), "cluster", "init", "blog", "--region", "ams3", "--domain", "Blog.Example.",
-            "--image", "debian-12-x64")
+            "--image", "debian-13-x64")
     assert r.code == 0, r.err
     text = (tmp_path / "clusters/blog.yaml").read_text()
     assert text.startswith("# dynia cluster spec: the only source of truth for cluster blog.\n")
@@ -310,7 +310,7 @@ def test_cluster_init_builds_a_commented_spec_as_data(tmp_path, cli):
         assert comment in text
     data = YAML(typ="safe").load(text)
     assert data["provider"] == {"kind": "digitalocean", "region": "ams3", "size": "s-1vcpu-1gb",
-                                "image": "debian-12-x64"}
+                                "image": "debian-13-x64", "vpc_ip_range": "10.190.149.0/24"}
     assert data["domain"] == "blog.example" and data["services"] == {}
     assert sorted(data) == sorted(["version", "name", "provider", "nodes", "domain", "tls", "health", "guard",
                                    "lockdown", "services"])
