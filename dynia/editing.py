@@ -68,7 +68,8 @@ def _delete(mapping, key, parent: tuple | None = None) -> None:
                 parent_entry[3] = lines or None
 
 
-def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str, image: str):
+def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str, image: str,
+             vpc_ip_range: str | None = None):
     """A fresh spec as round-trip data: CLI values are values, so none can add a key."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -80,7 +81,7 @@ def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str
     # Each cluster its own /24, from its name: DigitalOcean refuses two VPCs of an account whose
     # ranges overlap, so one shared default would stop a team's second cluster.
     doc["provider"] = CommentedMap([("kind", "digitalocean"), ("region", region), ("size", size),
-                                    ("image", image), ("vpc_ip_range", vpc_range_for(name))])
+                                    ("image", image), ("vpc_ip_range", vpc_ip_range or vpc_range_for(name))])
     doc["nodes"] = _flow(CommentedSeq(nodes))
     doc["domain"] = domain
     doc["tls"] = CommentedMap([("mode", "origin")])
@@ -98,7 +99,9 @@ def new_spec(name: str, *, region: str, size: str, nodes: list[str], domain: str
 
 
 def init_cluster(project: Project, name: str, *, region: str, size: str, nodes: int,
-                 domain: str, image: str = "ubuntu-24-04-x64") -> str:
+                 domain: str, image: str = "ubuntu-24-04-x64", vpc_ip_range: str | None = None) -> str:
+    """vpc_ip_range: None for the /24 derived from the name (cluster create passes the one the
+    account leaves free)."""
     if not 1 <= nodes <= 5:
         raise config_error(f"--nodes {nodes}: a cluster has 1 to 5 nodes", "pass --nodes between 1 and 5")
     domain = domain.lower().rstrip(".")
@@ -109,7 +112,8 @@ def init_cluster(project: Project, name: str, *, region: str, size: str, nodes: 
         if path.exists() or path.is_symlink():
             raise config_error(f"clusters/{name}.yaml already exists",
                                "pick another name, or edit the existing spec")
-        raw = new_spec(name, region=region, size=size, nodes=node_ids(name, nodes), domain=domain, image=image)
+        raw = new_spec(name, region=region, size=size, nodes=node_ids(name, nodes), domain=domain, image=image,
+                       vpc_ip_range=vpc_ip_range)
         validate_cluster(project, name, raw)  # the same rules as a hand-written spec
         write_atomic(path, dump_yaml(raw))
     project.ignore_render_output()

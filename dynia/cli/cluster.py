@@ -41,8 +41,10 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
     from .up import run_phases
 
     # Before the spec is written; `cluster init` writes DigitalOcean specs.
-    preflight(providers.get("digitalocean"), None, project(ctx), name)
-    init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image)
+    do = providers.get("digitalocean")
+    preflight(do, None, project(ctx), name)
+    init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image,
+                 vpc_ip_range=do.free_vpc_range(name))
     say(f"wrote clusters/{name}.yaml")
     run_phases(ctx, name, ("provision",))
     next_step(f"dynia up --phase infra --cluster {name}")

@@ -180,11 +180,17 @@ class DigitalOcean(DropletSizes, Provider):
             return
         v = clashes[0]
         default = f", the default network of {v.get('region')}" if v.get("default") else ""
-        free = vpc_range_for(spec.name, [x["ip_range"] for x in vpcs if _overlaps(x, VPC_POOL)])
+        free = self.free_vpc_range(spec.name, vpcs)
         raise DyniaError("config", f"provider.vpc_ip_range {mine} overlaps the account's VPC {v.get('name')!r} "
                          f"({v.get('ip_range')} in {v.get('region')}{default}): DigitalOcean refuses overlapping "
                          "VPC ranges", f"set provider.vpc_ip_range: {free} in clusters/{spec.name}.yaml "
                          "(free on this account)")
+
+    def free_vpc_range(self, cluster: str, vpcs: list[dict] | None = None) -> str:
+        """The name's /24, or the next one no VPC of the account (`vpcs`, else read) overlaps
+        (cluster create: the account is at hand, so its spec is one provision can create)."""
+        vpcs = account_vpcs() if vpcs is None else vpcs
+        return vpc_range_for(cluster, [v["ip_range"] for v in vpcs if _overlaps(v, VPC_POOL)])
 
     def keep_on_destroy(self, engine) -> list[str]:
         """A VPC DigitalOcean made its region's default (the first VPC of an account in a region

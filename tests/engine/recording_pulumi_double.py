@@ -66,6 +66,20 @@ if broken and " ".join(args).startswith(broken):
     sys.exit(255)
 
 
+def private_net(stack):
+    """The first three octets of the cluster's VPC (its spec, beside the engine's work dir
+    <project>/.dynia/engine): droplets get their private addresses from it."""
+    import re
+
+    name = stack.rsplit("-", 1)[0]
+    try:
+        with open(os.path.join(os.getcwd(), "..", "..", "clusters", f"{name}.yaml")) as f:
+            m = re.search(r"^\s*vpc_ip_range:\s*(\d+\.\d+\.\d+\.)0/", f.read(), re.M)
+    except OSError:
+        m = None
+    return m.group(1) if m else "10.110.0."
+
+
 def resources(stack):
     imported = os.path.join(state_dir, f"imported-{stack}.json")
     if os.path.exists(imported):
@@ -137,9 +151,10 @@ elif args[:2] == ["stack", "output"]:
     if stack.endswith("-provision") and not os.environ.get("RECORDING_PULUMI_NO_OUTPUTS"):
         # each node with the SSH host key provision made for it (pinned by every connection)
         key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + "{}" * 43
-        outputs = {"nodes": {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11", "droplet_id": "1",
+        net = private_net(stack)
+        outputs = {"nodes": {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": net + "11", "droplet_id": "1",
                                            "host_key": key.replace("{}", "m"), "host_key_source": "generated"},
-                             "brave-panda": {"public_ip": "198.51.100.12", "private_ip": "10.110.0.12", "droplet_id": "2",
+                             "brave-panda": {"public_ip": "198.51.100.12", "private_ip": net + "12", "droplet_id": "2",
                                              "host_key": key.replace("{}", "b"), "host_key_source": "generated"}},
                    "reservedIp": "203.0.113.50"}
         if os.environ.get("RECORDING_PULUMI_REGION"):  # the region an earlier provision recorded

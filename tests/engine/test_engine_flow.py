@@ -341,6 +341,15 @@ def test_a_vpc_range_another_vpc_of_the_account_overlaps_is_refused_before_anyth
     assert len(env["account"].requests) == asked
 
 
+def test_cluster_create_writes_the_names_range_or_the_next_one_the_account_leaves_free(env):
+    # the account already has a VPC on blog's own /24 (vpcs_account.json: "dynia-blog")
+    r = dynia(env, "cluster", "create", "blog", "--region", "sgp1", "--domain", "example.com")
+    assert r.returncode == 0, r.stderr
+    spec = (env["proj"] / "clusters/blog.yaml").read_text()
+    assert "vpc_ip_range: 10.190.150.0/24" in spec  # 10.190.149.0/24 is taken
+    assert ("up", "blog-provision") in ops(env)
+
+
 VPC_ID = "9d2c7a1e-4b3f-4e8a-b1c2-d3e4f5a6b7c8"  # tests/fixtures/digitalocean/vpcs_shop_default.json
 PROVISIONED = [
     {"urn": "urn:pulumi:shop-provision::dynia::pulumi:pulumi:Stack::dynia-shop-provision"},
