@@ -200,11 +200,11 @@ def _container(cname: str, c: dict, data: dict, hosts: set[str]) -> Iterator[Bre
                      "(root on the host)", "privileged")
     for key in NAMESPACE_KEYS:
         if text(c.get(key, "")).strip().lower() == "host":
-            yield Breach(cname, key, f"{key}: host shares the node's own namespace with the container",
+            yield Breach(cname, key, "host shares the node's own namespace with the container",
                          "host-namespaces")
     mode = text(c.get("network_mode", "")).strip().lower()
     if mode == "host":
-        yield Breach(cname, "network_mode", "network_mode: host puts the container on the node's network, "
+        yield Breach(cname, "network_mode", "host puts the container on the node's network, "
                      "where its ports bypass Caddy and 127.0.0.1", "host-network")
     elif mode.startswith("container:"):
         yield Breach(cname, "network_mode", f"{show(c['network_mode'])} joins a container outside this compose "

@@ -82,6 +82,14 @@ def test_every_route_into_an_isolation_class_is_refused_naming_service_key_and_c
 
 
 @pytest.mark.parametrize("cls,extra,top", REFUSED)
+def test_a_refusal_names_the_key_once_before_its_reason(tmp_path, cls, extra, top):
+    _, _, problems = _check(tmp_path, extra, top)
+    rest = problems[0][1].removeprefix("service app: compose file services/app.yml: container app: ")
+    key, _, reason = rest.partition(": ")
+    assert key.split(".")[0] in extra and not reason.startswith(f"{key}:"), rest
+
+
+@pytest.mark.parametrize("cls,extra,top", REFUSED)
 def test_the_class_opt_in_accepts_exactly_that_route(tmp_path, cls, extra, top):
     spec, infos, problems = _check(tmp_path, extra, top, isolation_exceptions=[cls])
     assert problems == []
