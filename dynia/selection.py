@@ -56,7 +56,7 @@ def use(project: Project, name: str) -> None:
     if name not in project.cluster_names():
         known = ", ".join(project.cluster_names()) or "none yet"
         raise config_error(f"no cluster spec clusters/{name}.yaml",
-                           f"pick one of: {known} (or create it with `dynia cluster init {name}`)")
+                           f"pick one of: {known} (or create it with `dynia cluster init {name} --region REGION --domain DOMAIN`)")
     project.ensure_runtime()
     write_json(_path(project), {"currentCluster": name})
 

@@ -370,7 +370,7 @@ def read_spec_text(project: Project, name: str) -> str:
         raise config_error(f"{shown} is a symlink to {os.readlink(path)}, which does not exist",
                            f"restore the link's target, or remove the link ({shown}) and create the spec again")
     return read_input(path, shown, (f"no cluster spec {shown}",
-                                    f"create it with `dynia cluster init {name} …` (clusters here: {known})"))
+                                    f"create it with `dynia cluster init {name} --region REGION --domain DOMAIN` (clusters here: {known})"))
 
 
 def load_cluster(project: Project, name: str) -> Cluster:

@@ -234,8 +234,10 @@ COMMAND_CASES = [
     ("init-bad-region", ["cluster", "init", "big", "--region", "mars1", "--domain", "example.com"],
      CONFIG, "fix the value"),
     ("plan-online-without-pulumi-cli", ["plan"], ENGINE, "install the Pulumi CLI"),
-    ("unknown-cluster", ["plan", "--offline", "--cluster", "nope"], CONFIG, "dynia cluster init nope"),
-    ("context-use-unknown", ["context", "use", "nope"], CONFIG, "pick one of"),
+    ("unknown-cluster", ["plan", "--offline", "--cluster", "nope"], CONFIG,
+     "dynia cluster init nope --region REGION --domain DOMAIN"),
+    ("context-use-unknown", ["context", "use", "nope"], CONFIG,
+     "(or create it with `dynia cluster init nope --region REGION --domain DOMAIN`)"),
     # b. CLI values are data checked by the spec model, never text pasted into YAML
     ("init-image-injects-backend", ["cluster", "init", "blog", "--region", "sgp1", "--domain", "example.com",
                                     "--image", "ubuntu-24-04-x64\nbackend: https://x.invalid"],
