@@ -659,7 +659,7 @@ def validate_spec(raw: Any, source: str) -> ClusterSpec:
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise config_error(f"{_where(source, raw, ('version',))}: spec version {version} is newer "
                            f"than this dynia understands (schema {SCHEMA_VERSION})",
-                           "upgrade dynia (pip install -U dynia) before touching this cluster")
+                           "upgrade dynia before touching this cluster: in its checkout, git pull, then sh .ci/install")
     try:
         spec = ClusterSpec.model_validate(raw)
     except ValidationError as exc:

@@ -21,7 +21,7 @@ SPEC_CASES = [
     ("infra-port", ("port: 8082", "port: 8404"), "fix the value"),
     ("compose-missing", ("services/admin.yml", "services/nope.yml"), "create it"),
     ("compose-port-not-published", ("port: 8082", "port: 8099"), "add ports:"),
-    ("newer-schema", ("version: 1", "version: 99"), "upgrade dynia"),
+    ("newer-schema", ("version: 1", "version: 99"), "in its checkout, git pull, then sh .ci/install"),
     ("older-schema", ("version: 1", "version: 0"), "set version: 1"),
     ("unknown-region", ("region: sgp1", "region: mars1"), "fix the value"),
     ("unknown-size", ("size: s-2vcpu-4gb", "size: s-99vcpu"), "fix the value"),
