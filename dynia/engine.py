@@ -274,7 +274,7 @@ def require_cli():
     try:
         return PulumiCommand(version=VersionInfo.parse(MIN_CLI))
     except FileNotFoundError:
-        raise DyniaError("engine", "the Pulumi CLI is not installed (needed to plan and apply)",
+        raise DyniaError("engine", "the Pulumi CLI is not installed (needed to plan, apply and read the cluster's state)",
                          INSTALL_HINT) from None
     except Exception as exc:  # the SDK's version check
         raise DyniaError("engine", f"the Pulumi CLI is not usable: {str(exc).splitlines()[0]}",

@@ -551,6 +551,8 @@ def test_a_read_command_without_the_cache_or_the_pulumi_cli_names_what_is_missin
     assert r.returncode == 19, r.stderr
     assert "no node addresses on this machine, and its state could not be read" in r.stderr
     assert "install the Pulumi CLI" in r.stderr and "dynia up" not in r.stderr
+    # The CLI is what reads the state here: the message says so, not "needed to plan and apply".
+    assert "the Pulumi CLI is not installed (needed to plan, apply and read the cluster's state)" in r.stderr
 
 
 @pytest.mark.parametrize("state", ["1", "no-stack"], ids=["no-outputs", "no-stack"])
