@@ -484,9 +484,9 @@ def roll_back(bundle, affected, entries, reason, stopped=(), moving=None):
                              "configVersion": bundle["configVersion"], "layer": bundle["layer"]})
 
 
-def stamp(bundle):
+def stamp(bundle, changed=True):
     """Step 7, passed: applied.json, re-lock, clear the degraded marker."""
-    record_applied(bundle)
+    record_applied(bundle, changed)
     if bundle.get("lockdown"):
         for f in bundle["files"]:
             set_immutable(host_path(f["target"]), True)
@@ -524,9 +524,9 @@ def apply(bundle):
             report.update(healthWaitSeconds=round(waited, 3), healthAttempts=attempts)
             if not healthy:
                 return 30, done("degraded", reason="health gate failed after %d tries: %s" % (attempts, detail))
-            stamp(bundle)
+            stamp(bundle, changed=False)
             return 0, done("unchanged")
-        record_applied(bundle)
+        record_applied(bundle, changed=False)
         return 0, done("unchanged")
     targets = [f["target"] for f in changed] + removed
     step("backup")
@@ -605,23 +605,25 @@ def roll_back_components(bundle, affected, undo, stopped=()):
             reload_all(bundle, [component])
 
 
-def node_version(applied, bundle):
-    """The node's config version once this bundle is recorded: the newest one any push brought.
-    An unchanged layer keeps the version it was last applied with (its payload, hence its
-    push, stays as it was), so a push never sets the node back to an older one: the layers
-    after a changed one would otherwise leave the node "behind" for good."""
+def node_version(applied, bundle, changed):
+    """The node's config version once this bundle is recorded. Only a push that changed the node
+    sets it: an unchanged layer still carries the version it was last applied with, which would
+    set the node back after a newer layer (admin → api → web), and a layer that was only compared
+    proves nothing about the rest of the node (a roll stopped before its changed layer, then a
+    revert, re-renders the older version)."""
     had = applied.get("configVersion")
-    had = had if isinstance(had, int) and not isinstance(had, bool) else 0
-    return max(had, bundle["configVersion"])
+    if isinstance(had, int) and not isinstance(had, bool) and not changed:
+        return had
+    return bundle["configVersion"]
 
 
-def record_applied(bundle):
+def record_applied(bundle, changed=True):
     applied = read_applied()
     layer, want = bundle["layer"], bundle.get("run")
     manifest = {f["target"]: {"sha256": f["sha256"], "mode": f["mode"], "owner": f["owner"],
                               "component": f["component"]} for f in bundle["files"]}
     layers, runs = applied["layers"], applied["run"]  # read_applied always gives both dicts
-    version = node_version(applied, bundle)
+    version = node_version(applied, bundle, changed)
     if layers.get(layer) == manifest and applied.get("configVersion") == version \
             and (want is None or runs.get(layer) is want):
         return
