@@ -56,7 +56,7 @@ ME = "python -m tests.devlab"
 # What the lab needs from Python, from the repo root: dynia installed editable (the checkout's
 # dynia/ shadows any other install when run from there, and only the editable one maps
 # dynia.stacks onto stacks/) with its test extras (podman-compose). The README says the same.
-INSTALL = "sh .ci/install -e '.[test]' && . .venv/bin/activate"
+INSTALL = "sh .ci/lab-install && . .venv/bin/activate"
 # The lab's programs, by the Debian package that brings each.
 DEBIAN = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "sshd": "openssh-server",
           "ssh-keygen": "openssh-client", "haproxy": "haproxy", "caddy": "caddy", "keepalived": "keepalived",
@@ -195,10 +195,9 @@ class DevLab:
         missing = missing_tools()
         if missing:
             debian = sorted({DEBIAN[b] for b in missing if b in DEBIAN})
-            fixes = ([f"apt-get install -y {' '.join(debian)}"] if debian else []) + \
-                    ([INSTALL] if "podman-compose" in missing else [])
-            raise DyniaError("config", f"missing on this machine: {', '.join(missing)}",
-                             f"install them, from the repo root: {' && '.join(fixes)}")
+            packages = f" (Debian packages: {' '.join(debian)})" if debian else ""
+            raise DyniaError("config", f"missing on this machine: {', '.join(missing)}{packages}",
+                             f"install everything the lab needs, from the repo root: {INSTALL}")
         lab = self.lab()
         for dev, address in _ipv4_addresses():
             if address == lab.gateway and dev != lab.bridge:

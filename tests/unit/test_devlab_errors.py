@@ -48,5 +48,19 @@ def test_missing_lab_programs_are_named_with_their_debian_packages():
     assert r.returncode == 10, r.stderr
     error, hint = r.stderr.splitlines()[:2]
     assert error.startswith("error: missing on this machine: ") and "podman" in error and "busybox" in error
-    assert hint.startswith("hint: install them, from the repo root: apt-get install -y ")
-    assert "busybox-static" in hint and " podman" in hint and "bash .ci/test" not in hint
+    assert "Debian packages: " in error and "busybox-static" in error
+    assert hint == f"hint: install everything the lab needs, from the repo root: {INSTALL}"
+    assert "bash .ci/test" not in hint
+
+
+def test_the_one_lab_install_command_installs_every_debian_package_the_lab_names():
+    # `sh .ci/lab-install` is what every lab error hints at: the packages it installs must cover
+    # each program the lab checks for, and the suite installs the same list.
+    import re
+
+    from tests.devlab import DEBIAN
+
+    listed = set(re.search(r"packages=\(([^)]*)\)", (REPO / ".ci/debian-packages").read_text()).group(1).split())
+    assert set(DEBIAN.values()) <= listed
+    assert "bash .ci/debian-packages" in (REPO / ".ci/lab-install").read_text()
+    assert "bash .ci/debian-packages" in (REPO / ".ci/test").read_text()
