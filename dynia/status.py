@@ -120,25 +120,26 @@ class BackendView:
     servers: list[ServerView]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class NodeStatus:
+    # Built by keyword only; what an unreachable node cannot say defaults to unknown.
     node: str
     address: str
     reachable: bool
-    error: str | None
-    role: str | None
-    role_since: str | None
-    priority: int | None
-    holds_reserved_ip: bool | None
-    applied_version: int | None
+    error: str | None = None
+    role: str | None = None
+    role_since: str | None = None
+    priority: int | None = None
+    holds_reserved_ip: bool | None = None
+    applied_version: int | None = None
     desired_version: int
-    degraded: Degraded | None
-    lockdown: str | None
+    degraded: Degraded | None = None
+    lockdown: str | None = None
     running: dict[str, bool | None]
-    caddy_health: int | None
-    caddy_error: str | None
-    containers: list[Container]
-    unreadable: dict[str, str]
+    caddy_health: int | None = None
+    caddy_error: str | None = None
+    containers: list[Container] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
     problems: list[str]
 
 
@@ -237,11 +238,11 @@ def _backends(show_stat: dict | None, services: list[str]) -> list[BackendView]:
 
 def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus:
     """One node's row and its own problems (the cluster-wide ones come later)."""
-    running = {c: None for c in COMPONENTS}
+    running: dict[str, bool | None] = {c: None for c in COMPONENTS}
     if answer is None or answer.error is not None:
         error = answer.error if answer is not None else "not gathered"
-        return NodeStatus(node, address, False, error, None, None, None, None, None, desired, None, None,
-                          running, None, None, [], {}, [f"{node} is unreachable: {error}"])
+        return NodeStatus(node=node, address=address, reachable=False, error=error, desired_version=desired,
+                          running=running, problems=[f"{node} is unreachable: {error}"])
     f = answer.facts
     running.update({k: v for k, v in (f.get("running") or {}).items() if k in running})
     vrrp = f.get("vrrp") or {}
@@ -279,10 +280,13 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
     if caddy.get("code") != 200:
         problems.append(f"Caddy on {node} answers its health check with "
                         f"{caddy.get('code') or caddy.get('error') or 'nothing'}")
-    return NodeStatus(node, address, True, None, role, since, f.get("priority"),
-                      (vip in addresses) if addresses is not None else None, version, desired, degraded,
-                      lock.get("lockdown"), running, caddy.get("code"), caddy.get("error"), containers, unreadable,
-                      problems)
+    return NodeStatus(node=node, address=address, reachable=True, role=role, role_since=since,
+                      priority=f.get("priority"),
+                      holds_reserved_ip=(vip in addresses) if addresses is not None else None,
+                      applied_version=version, desired_version=desired, degraded=degraded,
+                      lockdown=lock.get("lockdown"), running=running, caddy_health=caddy.get("code"),
+                      caddy_error=caddy.get("error"), containers=containers, unreadable=unreadable,
+                      problems=problems)
 
 
 def _expected_on(placement: str, node: str, holder: str | None) -> bool:
