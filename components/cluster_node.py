@@ -41,7 +41,7 @@ class ClusterNode(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     droplet_id: pulumi.Output[str]
-    host_key: pulumi.Output[str]     # the public SSH host key cloud-init installs ("ssh-ed25519 AAAA…")
+    host_key: pulumi.Output[str | None]  # the public SSH host key cloud-init installs ("ssh-ed25519 AAAA…")
 
     def __init__(self, name: str, args: DropletArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dynia:index:ClusterNode", name, None, opts)
@@ -56,8 +56,8 @@ class ClusterNode(pulumi.ComponentResource):
         key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
         public = key.public_key_openssh.apply(lambda k: " ".join((k or "").split()[:2]) or None)
         # The private host key is inside: user data is a secret (never in a plan, log or deploy-config/).
-        user_data = pulumi.Output.secret(pulumi.Output.all(key.private_key_openssh, public).apply(
-            lambda k: args.user_data(k[0], k[1])))
+        user_data: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]  # Output.secret's own stub
+            pulumi.Output.all(key.private_key_openssh, public).apply(lambda k: args.user_data(k[0], k[1])))
         droplet = do.Droplet(
             f"{name}-droplet", name=f"{args.cluster}-{args.node}", region=args.region, size=args.size,
             image=args.image, vpc_uuid=args.vpc_id, ssh_keys=[args.ssh_key_fingerprint],

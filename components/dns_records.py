@@ -53,7 +53,7 @@ class DnsRecords(pulumi.ComponentResource):
 
         # The stack is `<cluster>-apps` (stacks/inputs.py PhaseInputs.stack_name).
         cluster = args.cluster or pulumi.get_stack().rsplit("-", 1)[0]
-        zone_id = cloudflare.get_zone_output(filter={"name": args.zone},
+        zone_id = cloudflare.get_zone_output(filter={"name": args.zone},  # type: ignore[arg-type]  # the Dict form
                                              opts=pulumi.InvokeOutputOptions(parent=self)).id
         self.records = []
         for domain in args.domains:

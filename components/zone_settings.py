@@ -33,7 +33,7 @@ class ZoneSettings(pulumi.ComponentResource):
         import pulumi_cloudflare as cloudflare
 
         child = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
-        zone_id = cloudflare.get_zone_output(filter={"name": args.zone},
+        zone_id = cloudflare.get_zone_output(filter={"name": args.zone},  # type: ignore[arg-type]  # the Dict form
                                              opts=pulumi.InvokeOutputOptions(parent=self)).id
         self.ssl = cloudflare.ZoneSetting(f"{name}-ssl", zone_id=zone_id, setting_id="ssl", value=SSL_MODE,
                                           opts=child)

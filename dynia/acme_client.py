@@ -165,7 +165,8 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
     tokens: list[str] = []
     txt_published = False
     try:
-        net = client.ClientNetwork(jwk, alg=alg, verify_ssl=verify, user_agent=USER_AGENT, timeout=30)
+        net = client.ClientNetwork(jwk, alg=alg, verify_ssl=verify,  # type: ignore[arg-type]  # a CA bundle path too (requests)
+                                   user_agent=USER_AGENT, timeout=30)
         acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
         registration = messages.NewRegistration.from_data(email=email, terms_of_service_agreed=True)
         try:
@@ -202,6 +203,7 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
             answers[token] = validation
             pending.append((http[0], response))
         if records:
+            assert publish_txt is not None  # records are dns01's, checked above
             txt_published = True
             publish_txt(dict(records))
         if answers:
@@ -219,6 +221,7 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
         raise _failure(domains, exc, directory_url, dns01) from None
     finally:
         if txt_published:
+            assert withdraw_txt is not None  # as publish_txt
             try:
                 withdraw_txt()
             except Exception as exc:  # noqa: BLE001 — a stale TXT record must not cost the certificate

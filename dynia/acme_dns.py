@@ -200,7 +200,7 @@ class CloudflareZone:
             except OSError:
                 continue
             for address in dict.fromkeys(info[4][0] for info in infos):
-                found.append((address, 53))
+                found.append((str(address), 53))
         if names and not found:
             raise DyniaError("cert", f"none of the zone's name servers ({', '.join(names)}) resolves from this "
                              "machine", "check this machine's DNS resolver; nothing was pushed, every node keeps "

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from . import providers
 from .errors import DyniaError
@@ -163,7 +164,7 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
         layers.setdefault(s.layer, []).append(_file(s.target, s.mode, s.owner, s.component, secrets[s.secret]))
     bundles = {}
     for layer, files in sorted(layers.items()):
-        common = dict(node=node, layer=layer, config_version=rendering.config_version,
+        common: dict[str, Any] = dict(node=node, layer=layer, config_version=rendering.config_version,
                       files=sorted(files, key=lambda f: f["target"]), policy=_policy(spec),
                       lockdown=spec.lockdown, force=force)
         if layer == "infra":

@@ -85,7 +85,7 @@ class Outputs(_Strict):
 
     @field_validator("reserved_ip")
     @classmethod
-    def _reserved(cls, v: str) -> str:
+    def _reserved(cls, v: str) -> str | None:
         return NodeAddresses._ipv4(v)
 
 

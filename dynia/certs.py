@@ -372,6 +372,7 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
     warnings: list[str] = []
     over_dns: list[str] = []
     state = engine.acme_state()
+    reason: str | None
     now = now or dt.datetime.now(dt.timezone.utc)
     if engine.acme_pending():
         action, reason = "stored", "an order kept by an earlier run whose provision did not finish"

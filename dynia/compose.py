@@ -281,7 +281,7 @@ def check_all(spec: ClusterSpec, root: Path) -> tuple[dict[str, ComposeInfo], li
     """Inspect every service's compose file; a host port has one owner across the cluster; a
     service that keeps data is not mirrored unless the app replicates it itself."""
     infos, problems = {}, []
-    owners = {svc.port: (name, None) for name, svc in spec.services.items()}
+    owners: dict[int, tuple[str, str | None]] = {svc.port: (name, None) for name, svc in spec.services.items()}
     for name, svc in spec.services.items():
         try:
             infos[name], ports = inspect(name, svc, root)

@@ -67,6 +67,7 @@ def slot_changes(desired: list, base: dict[str, dict] | None) -> list[dict]:
     for target in sorted(set(now) | set(base)):
         s, old = now.get(target), base.get(target)
         if old is None:
+            assert s is not None  # the target came from one of the two
             out.append(_slot_row(target, "add", s.component, "secret added (filled at push, never shown)"))
         elif s is None:
             out.append(_slot_row(target, "remove", old["component"], "secret removed"))
@@ -95,7 +96,8 @@ def shared(nodes: list[dict]) -> dict[tuple[str, str], list[str]]:
 def cut(diff: str, max_lines: int = MARKDOWN_MAX_LINES, max_chars: int = MARKDOWN_MAX_CHARS) -> tuple[str, int]:
     """(the diff cut to the caps, how many lines were left out)."""
     lines = diff.splitlines(keepends=True)
-    kept, size = [], 0
+    kept: list[str] = []
+    size = 0
     for line in lines:
         if len(kept) >= max_lines or size + len(line) > max_chars:
             break

@@ -79,7 +79,7 @@ class NodeDrift:
     def layers(self) -> list[str]:
         """The pushes a repair makes here, infra first."""
         found = {d.layer for d in self.drift if d.layer and d.kind != "pending"}
-        return sorted(found, key=lambda l: (l != "infra", l))
+        return sorted(found, key=lambda name: (name != "infra", name))
 
     def as_dict(self) -> dict:
         return {"node": self.node, "reachable": self.error is None, "error": self.error,

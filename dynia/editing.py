@@ -4,6 +4,8 @@ Each returns the next step the operator should take.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import secrets
 from .errors import config_error
 from .names import node_ids
@@ -172,7 +174,7 @@ def _set_domains(entry, domains: list[str]) -> None:
 
 
 def add_service(project: Project, cluster: str, service: str, *, compose: str, port: int,
-                domains: list[str] = (), health_path: str = "/", placement: str = "all") -> str:
+                domains: Sequence[str] = (), health_path: str = "/", placement: str = "all") -> str:
     from ruamel.yaml.comments import CommentedMap
 
     with edit_cluster(project, cluster) as raw:

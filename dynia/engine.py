@@ -237,7 +237,7 @@ def preflight(provider: "providers.Provider", spec_backend: str | None, project,
             raise DyniaError("provider", f"{env} is not set (the {api} API needs it)",
                              f"export {env}=… (a token with write access)")
 
-    checks = (require_cli, lambda: require_passphrase(_configured_backend(spec_backend)),
+    checks: tuple[Callable[[], object], ...] = (require_cli, lambda: require_passphrase(_configured_backend(spec_backend)),
               lambda: provider.ssh_key_pair(project, cluster),
               *(functools.partial(operator_token, api, env) for api, env in provider.operator_env),
               provider.node_token)  # the scoped token pushes write to nodes: missing or the operator's
@@ -347,7 +347,7 @@ class Engine:
                            provider_token=pulumi.Output.secret(token) if token else None,
                            stats_credentials=pulumi.Output.secret(self._stats) if self._stats else None,
                            acme=pulumi.Output.secret(self._acme.to_dict()) if self._acme else None,
-                           previous_layers=self._previous.get(phase))
+                           previous_layers=self._previous.get(phase) if phase else None)
 
     def stack(self, phase: str):
         """The phase's stack, selected once per command: each selection runs the Pulumi CLI,
@@ -812,7 +812,7 @@ def pulumi_failed(what: str, exc: Exception, resume: str | None = None) -> Dynia
     text = getattr(exc, "stderr", "") or str(exc)
     # The SDK's CommandError reads "code: N / stdout: … / stderr: …": the CLI's words are the last.
     text = text.rsplit("\n stderr: ", 1)[-1]
-    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return DyniaError("engine", f"{what} failed: {lines[-1] if lines else exc.__class__.__name__}",
                       "--debug prints the engine's full output and logs it", resume)
 

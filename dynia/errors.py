@@ -5,7 +5,7 @@ them, so a kind's code never changes once released.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EXIT_CODES: dict[str, int] = {
     "config": 10,
@@ -36,6 +36,8 @@ class DyniaError(Exception):
     message: str
     hint: str
     resume: str | None = None
+    # set by an operation that failed before it kept, stored or pushed anything (dynia.certs)
+    nothing_kept: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in EXIT_CODES:

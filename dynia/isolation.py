@@ -142,7 +142,7 @@ def host_networks(data: dict) -> set[str]:
 
 def mounts(cname: str, c: dict, data: dict) -> list[Mount]:
     """The container's volumes; a named volume whose driver binds a node path counts as that bind."""
-    top = data.get("volumes") if isinstance(data.get("volumes"), dict) else {}
+    top = found if isinstance(found := data.get("volumes"), dict) else {}
     out = []
     for v in c.get("volumes") or []:
         if isinstance(v, dict):

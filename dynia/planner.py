@@ -52,6 +52,7 @@ def diff_node(node: str, desired: dict[str, dict], applied: dict[str, dict]) -> 
     for target in sorted(set(desired) | set(applied)):
         new, old = desired.get(target), applied.get(target)
         if old is None:
+            assert new is not None  # the target came from one of the two
             out.changes.append(FileChange(target, "add", None, new["sha256"], new["component"]))
         elif new is None:
             out.changes.append(FileChange(target, "remove", old["sha256"], None, old.get("component", "?")))

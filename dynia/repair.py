@@ -200,7 +200,7 @@ def repair(cluster, *, node: str | None = None, on_progress: Callable[[str], Non
         return result
     values, result.secrets_from = slot_secrets(cluster, rendering, report, steps, on_progress)
     hosts = {t.node: t for t in targets(cluster)}
-    built: dict[str, dict] = {}
+    built: dict[tuple[str, bool], dict] = {}
     for step in steps:
         if step.removal:
             bundle = removal_bundle(spec, step.node, step.layer.split(":", 1)[1], rendering.config_version)

@@ -26,6 +26,7 @@ def against_plan(rendering: Rendering, base: Rendering | None, ref: str, commit:
     """The plan of this render against the render at a git revision (None: no spec there, a
     new cluster). Both renders use planned addresses and no applied record."""
     nodes = []
+    old_slots: dict | None
     for node in rendering.rolling_order:
         if base is None or node not in base.files:
             old_manifest, contents, old_slots = {}, {}, ({} if base is not None else None)

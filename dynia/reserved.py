@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import fields
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Callable, Iterable
 
@@ -75,7 +75,7 @@ def reserved_service_names() -> dict[str, str]:
     for name, proxy in _named_by(backend_name, own_proxies()).items():
         found.setdefault(name, f"its HAProxy backend would be dynia's own {proxy}")
     for path_of in service_paths():
-        for name, path in _named_by(lambda s, f=path_of: _owned(f, s), own_paths()).items():
+        for name, path in _named_by(partial(_owned, path_of), own_paths()).items():
             found.setdefault(name, f"its {path_of.__name__} would be dynia's own {path}")
     for name, unit in _named_by(compose_project, own_units()).items():
         found.setdefault(name, f"its compose project would be named like dynia's own unit {unit}")

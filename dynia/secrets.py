@@ -68,7 +68,9 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
                       "stack, then `dynia up` generates new ones")
     else:
         ensure(project, cluster)
-        creds = load(project, cluster)
+        stored = load(project, cluster)
+        assert stored is not None  # ensure made them
+        creds = stored
     out = {"stats_credentials": (f"DYNIA_STATS_USER={creds['stats_user']}\n"
                                  f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
     if origin_pem:

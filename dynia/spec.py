@@ -37,7 +37,7 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 # The VPC must be private address space: loopback, 0.0.0.0/8 and the link-local metadata
 # range (169.254.169.254) are "private" to ipaddress but would break or expose the nodes.
-VPC_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+VPC_RANGES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # `pulumi login` URL schemes: Pulumi Cloud (hosted or self-hosted, https) and the DIY backends.
 BACKEND_SCHEMES = ("https", "file", "s3", "azblob", "gs")
 MAX_COMPOSE_PATH = 255
@@ -150,7 +150,7 @@ class Provider(Strict):
             net = ipaddress.ip_network(v, strict=True)
         except ValueError:
             net = None
-        if (net is None or net.version != 4 or net.prefixlen > 28
+        if (not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 28
                 or not any(net.subnet_of(r) for r in VPC_RANGES)):
             raise ValueError("a private IPv4 range (inside 10.0.0.0/8, 172.16.0.0/12 or "
                              "192.168.0.0/16) of /28 or larger, like 10.110.0.0/24")
@@ -204,11 +204,11 @@ def acme_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | N
     non-canonical IPv4 spelling raises ValueError: what the spec says is what is dialled."""
     if host.startswith("["):
         try:
-            address = ipaddress.IPv6Address(host[1:-1])
+            v6 = ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             raise ValueError(f"{host} is not an IPv6 address") from None
-        carried = any(address in n for n in IPV4_CARRIERS)
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if carried else address
+        carried = any(v6 in n for n in IPV4_CARRIERS)
+        return ipaddress.IPv4Address(int(v6) & 0xFFFFFFFF) if carried else v6
     try:
         packed = socket.inet_aton(host)
     except OSError:
@@ -291,7 +291,8 @@ def check_ranges(v: list[str]) -> list[str]:
             raise ValueError(f"{r[:64]!r} is not a CIDR range like 203.0.113.0/24 or 2001:db8::/32 "
                              "(host bits must be zero; a single address is /32 or /128; no %zone)")
         for kind, ranges, note in NO_OPERATOR_RANGES:
-            if any(net.version == n.version and net.subnet_of(n) for n in map(ipaddress.ip_network, ranges)):
+            if any(net.version == n.version and net.subnet_of(n)  # type: ignore[arg-type]  # same version
+                   for n in map(ipaddress.ip_network, ranges)):
                 raise ValueError(f"{net} is {kind} address space: no operator connects from it{note}")
         out.append(str(net))
     if len(set(out)) != len(out):
@@ -318,10 +319,10 @@ class Firewall(Strict):
 class Health(Strict):
     """The health gate every push passes before the roll moves on."""
     retries: int = Field(5, ge=1, le=50, description="tries before the gate fails and the node is rolled back")
-    interval: duration(0.1, 60.0) = Field(2.0, description="pause after the first failed try, like 2s or 500ms "
+    interval: duration(0.1, 60.0) = Field(2.0, description="pause after the first failed try, like 2s or 500ms "  # type: ignore[valid-type]
                                                            "(100ms to 1m)")
     backoff: float = Field(2.0, ge=1.0, le=10.0, description="each pause is the previous one times this")
-    timeout: duration(1.0, 600.0) = Field(60.0, description="the gate gives up after this long, whatever the tries "
+    timeout: duration(1.0, 600.0) = Field(60.0, description="the gate gives up after this long, whatever the tries "  # type: ignore[valid-type]
                                                             "left (1s to 10m)")
 
     @model_validator(mode="after")
@@ -347,7 +348,7 @@ HEADER_VALUE = re.compile(r'[ !#-$&-\[\]-~]{1,512}')
 class RateLimit(Strict):
     """HAProxy counts each client's requests to one service over a sliding window."""
     requests: int = Field(200, ge=1, le=1_000_000, description="requests one client may make in a window")
-    window: duration(1.0, 3600.0) = Field(10.0, description="the window, like 10s, 1m or 1h (whole seconds, 1s to 1h)")
+    window: duration(1.0, 3600.0) = Field(10.0, description="the window, like 10s, 1m or 1h (whole seconds, 1s to 1h)")  # type: ignore[valid-type]
 
     @field_validator("window")
     @classmethod
@@ -636,7 +637,7 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _hint_for(err: dict) -> str:
+def _hint_for(err: Any) -> str:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":

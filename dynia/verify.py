@@ -276,7 +276,7 @@ def _backend_rows(e: Expected, o: Observed) -> list[Check]:
 
 
 def _version_rows(e: Expected, o: Observed) -> list[Check]:
-    versions: dict[str, int | None] = {}
+    versions: dict[str, int] = {}
     problems = []
     for node in e.nodes:
         if node in o.unreachable:

@@ -108,8 +108,8 @@ def export_layers(bundles: pulumi.Output, gates: list[NodeConfig]) -> None:
 
     def layers(values):
         built = values[0]
-        return {n: {l: {"digest": v["digest"], "version": v["version"]}
-                    for l, v in node_layers.items() if (n, l) in pushed and not v.get("removal")}
+        return {n: {layer: {"digest": v["digest"], "version": v["version"]}
+                    for layer, v in node_layers.items() if (n, layer) in pushed and not v.get("removal")}
                 for n, node_layers in built.items() if not n.startswith("_")}
 
     pulumi.export("layers", pulumi.Output.all(bundles, *[g.report for g in gates]).apply(layers))
@@ -157,11 +157,11 @@ def chain(inputs: PhaseInputs, provision: pulumi.StackReference, bundles: pulumi
         gate = NodeConfig(f"{node}-{layer.replace(':', '-')}", NodeConfigArgs(
             node=node, layer=layer,
             # The host is not a secret (the bundles are): unwrap it so the connection shows it.
-            host=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: b["_hosts"][node])),
-            host_key=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: pinned_host_key(inputs.cluster, b, node))),
+            host=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: b["_hosts"][node])),  # type: ignore[misc]
+            host_key=pulumi.Output.unsecret(bundles.apply(lambda b, node=node: pinned_host_key(inputs.cluster, b, node))),  # type: ignore[misc]
             private_key=inputs.ssh_private_key,
-            payload=bundles.apply(lambda b, node=node: b[node][layer]["payload"]),
-            digest=bundles.apply(lambda b, node=node: b[node][layer]["digest"]),
+            payload=bundles.apply(lambda b, node=node: b[node][layer]["payload"]),  # type: ignore[misc]
+            digest=bundles.apply(lambda b, node=node: b[node][layer]["digest"]),  # type: ignore[misc]
             command=BOOTSTRAP, after=[previous] if previous else []),
             opts=pulumi.ResourceOptions(depends_on=[previous] if previous else []))
         gates.append(gate)

@@ -26,7 +26,7 @@ def _letsencrypt(engine) -> bool:
 def _result(action: str, state, reason: str | None, nodes=()) -> dict:
     from ..certs import public_facts
 
-    out = {"action": action, "reason": reason, "certificate": public_facts(state) if state is not None else None}
+    out: dict[str, object] = {"action": action, "reason": reason, "certificate": public_facts(state) if state is not None else None}
     if nodes:
         out["nodes"] = list(nodes)
     return out

@@ -38,10 +38,12 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
     from .. import providers
     from ..editing import init_cluster
     from ..engine import preflight
+    from ..providers.digitalocean import DigitalOcean
     from .up import run_phases
 
     # Before the spec is written; `cluster init` writes DigitalOcean specs.
     do = providers.get("digitalocean")
+    assert isinstance(do, DigitalOcean)
     preflight(do, None, project(ctx), name)
     init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image,
                  vpc_ip_range=do.free_vpc_range(name))

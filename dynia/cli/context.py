@@ -14,6 +14,8 @@ def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     from ..errors import DyniaError
     from ..selection import existing
 
+    name: str | None
+    source: str | None
     try:
         name, source = existing(project(ctx), None)
     except DyniaError as exc:

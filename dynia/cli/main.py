@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -89,7 +90,7 @@ def _is_usage_error(exc: Exception) -> bool:
     return isinstance(getattr(exc, "exit_code", None), int) and callable(getattr(exc, "format_message", None))
 
 
-def _usage_error(exc: Exception) -> None:
+def _usage_error(exc: Any) -> None:  # click's ClickException, whichever click (_is_usage_error)
     if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dynia` / `dynia service`: the help is the answer
         exc.show()
         sys.exit(exc.exit_code)

@@ -136,7 +136,7 @@ class RollProgress:
                 return []
             row = self._row(phase, m.group("node"), m.group("layer").replace("service-", "service:", 1))
             if diag.severity == "error":
-                lines = [l.strip() for l in (diag.message or "").splitlines() if l.strip()]
+                lines = [ln.strip() for ln in (diag.message or "").splitlines() if ln.strip()]
                 return self._failed(row, now, lines[-1] if lines else "")
             changed: list[Row] = []
             for line in (diag.message or "").splitlines():
@@ -279,5 +279,5 @@ def expected_rows(cluster, holder, phases) -> list[tuple[str, str, str]]:
             for f in rendering.files.get(node, []):
                 if phase_of(f.layer) == phase and f.layer not in layers:
                     layers.append(f.layer)
-            out += [(phase, node, layer) for layer in sorted(layers, key=lambda l: (l != "infra", l))]
+            out += [(phase, node, layer) for layer in sorted(layers, key=lambda name: (name != "infra", name))]
     return out

@@ -75,7 +75,8 @@ def parse(facts: list[Fact], output: str) -> dict[str, Any]:
     fit its model (or breaks its parser) is an Unreadable with the reason, never an exception."""
     by_name = {f.name: f for f in facts}
     results: dict[str, Any] = {}
-    name, lines = None, []
+    name: str | None = None
+    lines: list[str] = []
     for line in output.split("\n"):
         if line.startswith(MARK + "-rc ") and name is not None:
             body = "\n".join(lines[:-1] if lines and lines[-1] == "" else lines)

@@ -113,38 +113,38 @@ class CloudflareApi:
               body: dict | None = None) -> dict:
         url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        data = None
+        payload = None
         if body is not None:
-            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            payload, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        request = urllib.request.Request(url, data=payload, method=method, headers=headers)
         shown = f"{method} {path}" if method != "GET" else path
         try:
             response = self._open(request, self.timeout)
             try:
-                body = response.read(MAX_BYTES + 1)
+                answer = response.read(MAX_BYTES + 1)
             finally:
                 close = getattr(response, "close", None)
                 if close:
                     close()
             status = getattr(response, "status", 200)
         except urllib.error.HTTPError as exc:  # 4xx/5xx: the body still says why
-            body, status = exc.read(MAX_BYTES + 1) if exc.fp else b"", exc.code
+            answer, status = exc.read(MAX_BYTES + 1) if exc.fp else b"", exc.code
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DyniaError("network", f"Cloudflare API unreachable ({reason.__class__.__name__}: {reason})",
                              "check this machine's connection to api.cloudflare.com and retry") from None
-        if len(body) > MAX_BYTES:
+        if len(answer) > MAX_BYTES:
             raise DyniaError("dns", f"Cloudflare answered more than {MAX_BYTES // 1024 // 1024} MiB for {shown}",
                              "retry; if it persists, report it with --debug")
         try:
-            data = json.loads(body.decode("utf-8"))
+            data = json.loads(answer.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             data = None
         if not isinstance(data, dict):
             raise DyniaError("dns", f"Cloudflare answered {status} with no JSON for {shown}",
                              "retry; Cloudflare may be having an incident (cloudflarestatus.com)")
         if status >= 400 or data.get("success") is not True:
-            errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+            errors = found if isinstance(found := data.get("errors"), list) else []
             text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
             need = "Zone:Read and DNS:Read" if method == "GET" else "Zone:Read and DNS:Edit"
             if method == "POST" and status == 400:   # a record the new one conflicts with
@@ -180,7 +180,7 @@ class CloudflareApi:
         _check_id(zone_id)
         data = self._call("POST", f"/zones/{zone_id}/dns_records", body={
             "type": "TXT", "name": name, "content": f'"{content}"', "ttl": ttl, "comment": comment})
-        record = data.get("result") if isinstance(data.get("result"), dict) else {}
+        record = found if isinstance(found := data.get("result"), dict) else {}
         if not isinstance(record.get("id"), str) or not record["id"].isalnum():
             raise DyniaError("dns", f"Cloudflare created the TXT record {name} but returned no usable id",
                              f"delete {name} in Cloudflare (DNS → Records) once the order is done")
@@ -209,7 +209,7 @@ class CloudflareApi:
                 if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("name", "type", "content")):
                     records.append(DnsRecord(r["name"], r["type"], r["content"], r.get("proxied") is True,
                                              r["comment"] if isinstance(r.get("comment"), str) else ""))
-            info = data.get("result_info") if isinstance(data.get("result_info"), dict) else {}
+            info = found if isinstance(found := data.get("result_info"), dict) else {}
             total = info.get("total_pages")
             if not isinstance(total, int) or page >= total:
                 break

@@ -357,6 +357,7 @@ class Lab:
         rootfs = self.dir / "app-rootfs"
         (rootfs / "bin").mkdir(parents=True, exist_ok=True)
         busybox = shutil.which("busybox")
+        assert busybox is not None  # missing_tools checked it first
         shutil.copy(busybox, rootfs / "bin" / "busybox")
         for applet in ("sh", "httpd", "wget", "echo", "cat", "mkdir", "sleep", "ls", "printf"):
             link = rootfs / "bin" / applet

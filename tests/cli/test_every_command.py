@@ -241,14 +241,14 @@ def test_a_failing_pulumi_subprocess_is_an_engine_error_with_its_output_under_de
     assert "a bug in dynia" not in r.stderr and "Traceback" not in r.stderr
     r = run(env, "state", "snapshot", "--cluster", "shop", "--debug", extra=broken)
     assert r.returncode == 19 and "rerun" not in r.stderr
-    log = Path(next(l for l in r.stderr.splitlines() if l.startswith("log: "))[5:])
+    log = Path(next(ln for ln in r.stderr.splitlines() if ln.startswith("log: "))[5:])
     assert "the backend did not answer" in log.read_text()  # the CLI's own words, not only dynia's summary
 
 
 def test_debug_after_the_command_is_the_global_option(recording_pulumi):
     r = run(recording_pulumi, "plan", "--offline", "--cluster", "nope", "--debug")
     assert r.returncode == 10 and "Traceback" in r.stderr
-    assert any(l.startswith("log: ") for l in r.stderr.splitlines())
+    assert any(ln.startswith("log: ") for ln in r.stderr.splitlines())
 
 
 def test_a_failed_command_leaves_no_lock_file_for_a_cluster_that_does_not_exist(recording_pulumi):

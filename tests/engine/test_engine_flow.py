@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -393,8 +392,8 @@ def test_up_without_a_terminal_prints_one_line_per_push_state_change(env):
                                      "Process exited with status 30: dynia apply: misty-owl infra: health gate failed"}
     r = dynia(env, "up", "--cluster", "shop", extra=fail)
     assert r.returncode == 16, r.stderr
-    lines = [_TIMES.sub(lambda m: "after T" if m.group().startswith("after") else "+T", l)
-             for l in r.stdout.splitlines()]
+    lines = [_TIMES.sub(lambda m: "after T" if m.group().startswith("after") else "+T", ln)
+             for ln in r.stdout.splitlines()]
     assert lines == [
         "phase provision: starting",
         "phase infra: starting",

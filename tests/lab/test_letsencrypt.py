@@ -167,7 +167,7 @@ def le(tmp_path_factory):
     _require_lab_tools()
     missing = acme_missing_tools()
     if missing:
-        pytest.fail(f"the ACME lab needs {missing}: apt-get install pebble (DESIGN.md §8)")
+        pytest.fail(f"the ACME lab needs {missing}: apt-get install pebble (.ci/debian-packages installs it)")
     from dynia.stacks import apps, infra, provision
 
     tmp = tmp_path_factory.mktemp("letsencrypt")

@@ -25,7 +25,7 @@ def _read(root, *args) -> tuple[int, dict]:
     return r.returncode, json.loads(r.stdout)
 
 
-def test_status_verify_drift_and_plan_agree_after_changing_a_service_not_pushed_last(devlab_project):
+def test_status_verify_drift_and_plan_agree_after_changing_a_service_not_pushed_last(devlab_project):  # noqa: F811
     root = devlab_project
     up = devlab(root, "up")
     assert up.returncode == 0, up.stderr[-2000:]

@@ -6,7 +6,6 @@ dependencies (URNs) and ignoreChanges — so the tests read the real graph, not 
 from __future__ import annotations
 
 import logging
-
 import shutil
 import threading
 import time
@@ -14,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
+import pytest
+from pulumi.runtime.mocks import MockMonitor
 
 # A failed gate (an exception in new_resource) leaves Pulumi-internal futures whose errors are
 # never retrieved; asyncio logs each one when it is collected — at interpreter exit that logging
 # crashes CPython 3.11's traceback formatter. The failure itself is asserted by the tests.
 logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-import pytest
-from pulumi.runtime.mocks import MockMonitor
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"

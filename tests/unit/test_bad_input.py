@@ -532,14 +532,14 @@ def test_debug_prints_the_trace_and_the_log_path(project, cli):
     result = cli("-C", str(project), "--debug", "plan", "--offline", "--cluster", "nope")
     assert result.code == CONFIG
     assert "Traceback" in result.err
-    log = [l for l in result.err.splitlines() if l.startswith("log: ")]
+    log = [ln for ln in result.err.splitlines() if ln.startswith("log: ")]
     assert log and Path(log[0][5:]).read_text().startswith("Traceback")
 
 
 def test_error_line_names_the_yaml_line(project, cli):
     spec = project / "clusters/shop.yaml"
     lines = spec.read_text().splitlines()
-    number = next(i for i, l in enumerate(lines, 1) if "port: 8082" in l)
+    number = next(i for i, ln in enumerate(lines, 1) if "port: 8082" in ln)
     spec.write_text(spec.read_text().replace("port: 8082", "port: 80"))
     result = cli("-C", str(project), "plan", "--offline", "--cluster", "shop")
     assert f"clusters/shop.yaml:{number}: services.admin.port" in result.err
@@ -549,7 +549,7 @@ def test_a_bad_domain_in_a_block_list_names_its_own_line(project, cli):
     spec = project / "clusters/shop.yaml"
     spec.write_text(spec.read_text().replace("    domain: [example.com, www.example.com]   # the apex and www\n",
                                              "    domain:\n      - example.com\n      - www.example.net\n"))
-    number = next(i for i, l in enumerate(spec.read_text().splitlines(), 1) if "www.example.net" in l)
+    number = next(i for i, ln in enumerate(spec.read_text().splitlines(), 1) if "www.example.net" in ln)
     result = cli("-C", str(project), "plan", "--offline", "--cluster", "shop")
     assert result.code == CONFIG
     assert result.err.startswith(f"error: clusters/shop.yaml:{number}: services.web.domain.1: service web: "

@@ -12,7 +12,6 @@ from dynia import compose
 from dynia.isolation import EXCEPTIONS
 from dynia.paths import PATHS, NodePaths
 from dynia.spec import validate_spec
-from dynia.store import Cluster, Project
 
 BASE = {"version": 1, "name": "shop", "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
         "nodes": ["misty-owl", "brave-panda"], "domain": "example.com"}

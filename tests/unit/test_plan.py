@@ -108,7 +108,7 @@ def test_help_offline_plan_and_the_read_commands_import_no_pulumi_module(project
                  ["-C", str(project), "drift-check", "--cluster", "shop", "--timeout", "0.5"],
                  ["-C", str(project), "infra", "verify", "--cluster", "shop", "--timeout", "0.5"]):
         proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
-        line = [l for l in proc.stderr.splitlines() if l.startswith("PULUMI=")]
+        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("PULUMI=")]
         assert line == ["PULUMI="], (argv, proc.stderr[-2000:])
         assert proc.stdout.strip() or "error: " in proc.stderr, argv
 

@@ -48,7 +48,7 @@ def test_markdown_after_a_one_line_compose_change_shows_that_line_once_with_its_
     assert r.code == 0, r.err
     _golden("shop-compose-one-line.md", r.out)
     assert r.out.count("-      LOG_LEVEL: info\n+      LOG_LEVEL: debug\n") == 1
-    changed = [l for l in r.out.splitlines() if l.startswith(("+", "-")) and not l.startswith(("+++", "---"))]
+    changed = [ln for ln in r.out.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
     assert changed == ["-      LOG_LEVEL: info", "+      LOG_LEVEL: debug"]
     assert f"`{COMPOSE}` — on `brave-panda`, `misty-owl`" in r.out
     assert f"`{COMPOSE}`: the same change as shown for `brave-panda`." in r.out
@@ -115,7 +115,7 @@ def test_a_file_removed_after_an_apply_is_shown_as_its_removed_lines(project, cl
     n = {c["path"]: c for c in plan["nodes"][0]["changes"]}
     route = n["/etc/caddy/routes/admin.caddy"]
     assert route["op"] == "remove" and route["diff"].startswith("--- a/etc/caddy/routes/admin.caddy\n+++ /dev/null\n")
-    assert all(l.startswith(("-", "@@", "+++")) for l in route["diff"].splitlines())
+    assert all(ln.startswith(("-", "@@", "+++")) for ln in route["diff"].splitlines())
 
 
 def test_content_store_keeps_each_distinct_content_once_and_only_what_is_applied(project):

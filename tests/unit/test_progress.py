@@ -159,9 +159,9 @@ def test_on_a_terminal_the_live_table_shows_one_row_per_node_and_layer():
         for e in roll(clock):
             display.event("infra", e)
     final = out.getvalue().split("dynia up: infra")[-1]
-    lines = [l.rstrip() for l in final.splitlines() if "infra" in l]
-    assert any("brave-panda" in l and " ok" in l and "3.5s" in l for l in lines), final
-    assert any("misty-owl" in l and "rolled back" in l and "2.0s" in l for l in lines), final
+    lines = [ln.rstrip() for ln in final.splitlines() if "infra" in ln]
+    assert any("brave-panda" in ln and " ok" in ln and "3.5s" in ln for ln in lines), final
+    assert any("misty-owl" in ln and "rolled back" in ln and "2.0s" in ln for ln in lines), final
     assert "pushing" not in final.split("misty-owl")[0]  # no plain event lines on a terminal
 
 

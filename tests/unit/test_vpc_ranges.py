@@ -5,7 +5,6 @@ The account is read from recorded API answers, replayed over HTTP (tests/do_repl
 from __future__ import annotations
 
 import ipaddress
-import shutil
 from pathlib import Path
 
 import pytest
