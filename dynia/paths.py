@@ -25,6 +25,10 @@ class NodePaths:
     keepalived_log: str = "/var/log/keepalived.log"
     caddyfile: str = "/etc/caddy/Caddyfile"
     caddy_routes: str = "/etc/caddy/routes"
+    # Every routed request, one JSON line each (Caddy's access log), rolled by Caddy itself: at
+    # CADDY_ACCESS_LOG_ROLL's size, keeping that many old files for that long. /var/log/caddy is
+    # the Debian/Ubuntu package's own log directory, writable by the `caddy` user it runs as.
+    caddy_access_log: str = "/var/log/caddy/access.log"
     keepalived_conf: str = "/etc/keepalived/keepalived.conf"
     notify: str = "/etc/keepalived/notify.sh"
     check_haproxy: str = "/etc/keepalived/check_haproxy.sh"
@@ -89,6 +93,9 @@ def compose_project(service: str) -> str:
 
 
 PATHS = NodePaths()
+# Caddy's access log rotation (`roll_size` MiB, `roll_keep` files, `roll_keep_for` hours): at most
+# 6 × 10 MiB per node, nothing older than two weeks.
+CADDY_ACCESS_LOG_ROLL = {"roll_size_mib": 10, "roll_keep": 5, "roll_keep_for_hours": 336}
 PORTS = NodePorts()
 # What a service may not publish: every node listens there itself.
 INFRA_PORTS: dict[int, str] = {PORTS.http: "HAProxy http", PORTS.https: "HAProxy https", PORTS.caddy: "Caddy",

@@ -20,7 +20,7 @@ from .errors import render_error
 from .guard import GuardReport, check_guard
 from .inventory import Inventory
 from .nodes.commands import DRAIN_DIR, FIREWALL_UNIT, HAPROXY_TIMING, Drain, NodeCommands
-from .paths import ACME_HOST, ACME_PREFIX, HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS, backend_name
+from .paths import ACME_HOST, ACME_PREFIX, CADDY_ACCESS_LOG_ROLL, HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS, backend_name
 from .planner import rolling_order
 from .providers.base import NodeProfile
 from .spec import ClusterSpec
@@ -222,7 +222,8 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
                backends=service_backends(spec, nodes, me),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
                standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
-               edge=edge.policy(spec, providers.of(spec)), acme_host=ACME_HOST, acme_prefix=ACME_PREFIX)
+               edge=edge.policy(spec, providers.of(spec)), acme_host=ACME_HOST, acme_prefix=ACME_PREFIX,
+               access_log_roll=CADDY_ACCESS_LOG_ROLL)
     r = lambda name: _render(env, name, **ctx)  # noqa: E731
     files = [
         RenderedFile("infra", PATHS.haproxy_cfg, 0o644, OWNER, "haproxy", r("haproxy/haproxy.cfg.j2")),

@@ -119,3 +119,27 @@ def test_caddy_reads_every_domain_of_a_service_as_one_site_routed_to_its_port(pr
     to_web = [r for r in routes if '"127.0.0.1:8080"' in json.dumps(r)]
     assert [sorted(h for m in r["match"] for h in m.get("host", [])) for r in to_web] == \
         [["example.com", "www.example.com"]]
+
+
+def test_caddy_writes_every_routed_hosts_requests_to_the_documented_access_log_with_rotation(project, tmp_path, cert):
+    """Caddy's own reading of the routes (its adapter): every host of every routed service logs its
+    requests, and each of those logs is the file the README names, rolled by size, count and age."""
+    import json
+
+    from dynia.paths import CADDY_ACCESS_LOG_ROLL, PATHS, PORTS
+
+    c = load_cluster(Project(project), "shop")
+    lay_out(render(c), "misty-owl", tmp_path / "root", cert)
+    proc = caddy_adapt(tmp_path / "root")
+    assert proc.returncode == 0, proc.stderr
+    adapted = json.loads(proc.stdout)
+    named = {host: log for srv in adapted["apps"]["http"]["servers"].values()
+             for host, log in srv.get("logs", {}).get("logger_names", {}).items()}
+    hosts = {f"{d}:{PORTS.caddy}" for svc in c.spec.services.values() for d in svc.domains}
+    assert hosts and hosts <= set(named), (hosts, named)
+    logs = adapted["logging"]["logs"]
+    roll = CADDY_ACCESS_LOG_ROLL
+    for host in hosts:
+        assert logs[named[host]]["writer"] == {
+            "output": "file", "filename": PATHS.caddy_access_log, "roll_size_mb": roll["roll_size_mib"],
+            "roll_keep": roll["roll_keep"], "roll_keep_days": roll["roll_keep_for_hours"] // 24}, host
