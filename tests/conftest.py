@@ -15,6 +15,36 @@ EXAMPLES = REPO / "examples"
 DOUBLE = REPO / "tests" / "engine" / "recording_pulumi_double.py"
 
 
+# Fixtures that need root (namespaces, mounts, the real daemons). A test that uses one, directly or
+# through another fixture, is marked `root` here, never by hand: `pytest -m "not root"` is then
+# exactly the tests that run as anyone.
+ROOT_FIXTURES = {"lab_tools", "root_namespaces"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture
+def root_namespaces():
+    """Root, for network and mount namespaces of the test's own (a failure, not a skip, without it)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test makes network or mount namespaces: it needs root (`bash .ci/test` runs as root; "
+                    "`pytest -m 'not root'` leaves it out)")
+
+
+@pytest.fixture
+def lab_tools(root_namespaces):
+    """Root and every program lab nodes need (dynia.providers.lab.missing_tools)."""
+    from dynia.providers.lab import missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"lab tests need {missing}: run `bash .ci/test` (README)")
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh copy of examples/ (clusters + compose files), without runtime data."""

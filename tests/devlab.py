@@ -22,8 +22,9 @@ The stand-in for each phase stack's outputs (what `pulumi stack output` would sh
 the lab directory too (`engine-double/`, 0600: it holds the certificate), so it goes with it.
 
 This is contributor tooling, not part of the product: it lives under tests/ and needs the lab
-tools (`bash .ci/test` installs them). Lab subnets are fixed per spec (10.213.0.0/24 for the
-example): the lab tests use the same one, so stop the devlab before running them.
+tools (`bash .ci/test` installs them). The lab takes the spec's subnet (10.213.0.0/24 for the
+example) and claims it on this machine (dynia.providers.lab_subnets): the lab tests take other
+free subnets, so they run beside it.
 """
 from __future__ import annotations
 
@@ -203,7 +204,7 @@ class DevLab:
             if address == lab.gateway and dev != lab.bridge:
                 raise _lab_error(f"another lab holds {lab.subnet} (bridge {dev} has {address})",
                                  "bring that one down first (`python -m dynia.providers.lab down DIR`, or "
-                                 f"`{ME} down` in its project); lab tests use this subnet too")
+                                 f"`{ME} down` in its project), or give this cluster another provider.vpc_ip_range")
 
     def up(self, say: Callable[[str], None]) -> dict:
         """Bring the nodes up and apply every phase, as `dynia up` would; returns `describe()`."""

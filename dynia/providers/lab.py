@@ -24,7 +24,6 @@ everything it created; it is safe to run twice and after a failed `up`.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import os
@@ -37,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import lab_subnets
 from .local import addresses
 
 APP_IMAGE = "localhost/dynia-lab-app"
@@ -163,8 +163,9 @@ class Lab:
 
     @classmethod
     def plan(cls, directory: Path, subnet: str, node_ids: list[str]) -> "Lab":
-        # Short, unique interface names (15 chars max) derived from the lab directory.
-        prefix = "dy" + hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:4]
+        # Interface and namespace names from the subnet, which the lab claims on this machine
+        # (lab_subnets): unique as long as the lab runs.
+        prefix = lab_subnets.names_prefix(subnet)
         ips, vip = addresses(subnet, node_ids)
         nodes = [LabNode(n, ips[n], f"{prefix}-{n}", f"{prefix}v{i}") for i, n in enumerate(node_ids)]
         return cls(directory.resolve(), subnet, prefix, nodes, vip)
@@ -246,6 +247,13 @@ class Lab:
         fresh: start each node like a fresh droplet (package defaults running, cloud-init
         "installing" for `installing` seconds); False: a bare node, nothing running but sshd."""
         self._check_tools(with_apps)
+        # Claimed before anything is created: a refused lab touches nothing of the lab holding it
+        # (which may have these very names).
+        try:
+            lab_subnets.claim(self.subnet, self.dir)
+        except lab_subnets.SubnetTaken as exc:
+            raise LabError(f"{exc}: a lab needs a subnet of its own (set provider.vpc_ip_range to "
+                           "a free range, or bring the other lab down)") from None
         wanted = [n for n in self.nodes if only is None or n.id in only]
         try:
             self._ensure_shared()
@@ -471,7 +479,10 @@ class Lab:
 
     def down(self, only: list[str] | None = None) -> None:
         """Remove the nodes (or only some); the shared parts (and every client namespace) go
-        with the last node."""
+        with the last node. A lab whose subnet another lab holds (its up was refused) has
+        nothing to remove, and the names it would remove are the other lab's."""
+        if lab_subnets.held_elsewhere(self.subnet, self.dir):
+            return
         if only is None:
             for client in list(self.clients):
                 self.remove_client(client.name)
@@ -492,6 +503,7 @@ class Lab:
         sh("ip", "link", "del", self.bridge, check=False)
         sh("umount", "-l", str(self.dir / "ns"), check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        lab_subnets.release(self.subnet, self.dir)
 
 
 def main(argv: list[str] | None = None) -> int:

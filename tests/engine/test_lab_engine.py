@@ -2,7 +2,6 @@
 commands really execute, lab nodes really come up, pushes really land over SSH."""
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from dynia.nodes.push_errors import push_error
 from dynia.stacks import apps, infra, provision
 
 from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
+from ..lab.own_subnet import examples_copy
 from .lab_double import LabEngineDouble, lab_inputs, run_phase
 
 pytestmark = pytest.mark.root
@@ -23,11 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 def engine_project(tmp_path):
     _require_lab_tools()
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
     lab_dir = tmp_path / "lab"
-    yield root, lab_dir
-    if (lab_dir / "lab.json").exists():
-        Lab.load(lab_dir).down()
+    with examples_copy(root, lab_dir):
+        yield root, lab_dir
+        if (lab_dir / "lab.json").exists():
+            Lab.load(lab_dir).down()
 
 
 def _provision(root, lab_dir, double):
@@ -48,7 +48,7 @@ def test_clean_run_serves_every_service_through_the_vip(engine_project):
     started = time.monotonic()
     outputs = _provision(root, lab_dir, double)
     assert sorted(outputs["nodes"]) == ["brave-panda", "calm-otter", "misty-owl"]
-    assert "BEGIN CERTIFICATE" in outputs["originPem"] and outputs["reservedIp"] == "10.213.0.100"
+    assert "BEGIN CERTIFICATE" in outputs["originPem"] and outputs["reservedIp"] == _lab_cluster(root, lab_dir).lab.vip
     for phase, module in (("infra", infra), ("apps", apps)):
         _, error = run_phase(module, lab_inputs(root, lab_dir), phase, double)
         assert error is None, error

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ from dynia.providers.lab import Lab
 from dynia.stacks import apps, infra, provision
 
 from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
+from ..lab.own_subnet import examples_copy
 from .lab_double import LabEngineDouble, lab_inputs, run_phase
 
 pytestmark = pytest.mark.root
@@ -56,12 +56,16 @@ services:
 def scenario(tmp_path):
     _require_lab_tools()
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
     from dynia.store import Project
 
     # The lab lives where the local provider looks for it, so dynia's own SSH (verify, the
     # session's live holder) finds its key and host keys.
     lab_dir = Project(root).lab_dir("lab")
+    with examples_copy(root, lab_dir):
+        yield from _scenario(tmp_path, root, lab_dir)
+
+
+def _scenario(tmp_path, root, lab_dir):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {PULUMI_DOUBLE} \"$@\"\n")
@@ -207,7 +211,7 @@ def test_snapshot_bad_config_rolled_back_revert_then_sync_and_the_cluster_verifi
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["ok"], (r.returncode, _failed(doc), r.stderr)
     by = {(c["check"], c["target"]): c for c in doc["checks"]}
-    assert by[("reserved_ip_holder", "10.213.0.100")]["detail"] == "held by misty-owl, the VRRP MASTER"
+    assert by[("reserved_ip_holder", lc.lab.vip)]["detail"] == "held by misty-owl, the VRRP MASTER"
     assert all(by[("certificate", n)]["status"] == "ok" for n in NODES)
     assert all(by[("haproxy_backends", n)]["status"] == "ok" for n in NODES)
     assert {c["status"] for c in doc["checks"] if c["check"] == "dns_record"} == {"skipped"}

@@ -28,6 +28,8 @@ from dynia.secrets import push_secrets
 from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
+from .own_subnet import examples_copy
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -217,16 +219,16 @@ def _require_lab_tools():
 def _lab(tmp_path, **up):
     _require_lab_tools()
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
-    project = Project(root)
-    c = load_cluster(project, "lab")
-    lab = Lab.plan(tmp_path / "lab", c.spec.provider.vpc_ip_range, c.spec.nodes)
-    try:
-        lab.up(**up)
-        lab.wait_ssh()
-        yield LabCluster(project, lab)
-    finally:
-        lab.down()
+    with examples_copy(root, tmp_path / "lab"):
+        project = Project(root)
+        c = load_cluster(project, "lab")
+        lab = Lab.plan(tmp_path / "lab", c.spec.provider.vpc_ip_range, c.spec.nodes)
+        try:
+            lab.up(**up)
+            lab.wait_ssh()
+            yield LabCluster(project, lab)
+        finally:
+            lab.down()
 
 
 @pytest.fixture

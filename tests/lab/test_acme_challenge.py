@@ -4,6 +4,8 @@ user), and every answer is gone again after withdraw. The VIP holder must take t
 `cert` error naming it); another node that cannot is named in the answer, for a warning. (The order through the VIP against pebble is the pebble lab proof's.)"""
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from dynia.errors import DyniaError
@@ -31,9 +33,14 @@ def test_every_node_answers_every_token_then_none_after_withdraw(lab_cluster):
         assert status == 0 and out.strip() == "", t.node
 
 
+def _unused_address(lc) -> str:
+    """.250 of the lab's subnet: no node, VIP, gateway or client has it (nothing answers there)."""
+    return str(list(ipaddress.ip_network(lc.lab.subnet).hosts())[249])
+
+
 def test_an_unreachable_backup_is_named_and_the_holder_still_answers(lab_cluster):
     targets = lab_cluster.targets(["misty-owl"])
-    gone = Target("brave-panda", "10.213.0.250", lab_cluster.lab.key, lab_cluster.lab.known_hosts,
+    gone = Target("brave-panda", _unused_address(lab_cluster), lab_cluster.lab.key, lab_cluster.lab.known_hosts,
                   connect_timeout=2.0)
     missed = challenge.publish([*targets, gone], ANSWERS, "misty-owl", timeout=5)
     assert list(missed) == ["brave-panda"]
@@ -48,7 +55,7 @@ def test_an_unreachable_backup_is_named_and_the_holder_still_answers(lab_cluster
 
 def test_an_unreachable_holder_is_a_cert_error_naming_it(lab_cluster):
     targets = lab_cluster.targets(["misty-owl"])
-    gone = Target("brave-panda", "10.213.0.250", lab_cluster.lab.key, lab_cluster.lab.known_hosts,
+    gone = Target("brave-panda", _unused_address(lab_cluster), lab_cluster.lab.key, lab_cluster.lab.known_hosts,
                   connect_timeout=2.0)
     with pytest.raises(DyniaError) as caught:
         challenge.publish([*targets, gone], ANSWERS, "brave-panda", timeout=5)

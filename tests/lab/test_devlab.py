@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from dynia.providers.lab import Lab
-from dynia.store import Project
+from dynia.providers.local import addresses
+from dynia.store import Project, load_cluster
 
 from .conftest import LabCluster, _require_lab_tools
+from .own_subnet import examples_copy
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 DYNIA = str(Path(sys.executable).parent / "dynia")  # the installed console script
+NODES = ["misty-owl", "brave-panda", "calm-otter"]  # examples/clusters/lab.yaml
 
 
 def devlab(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -39,13 +41,13 @@ def devlab_project(tmp_path):
     """A copy of examples/ (never the repo's own), brought down whatever the test did."""
     _require_lab_tools()
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
-    yield root
     lab_dir = Project(root).lab_dir("lab")
-    if lab_dir.exists():
-        devlab(root, "down")
-        if (lab_dir / "lab.json").exists():
-            Lab.load(lab_dir).down()
+    with examples_copy(root, lab_dir):
+        yield root
+        if lab_dir.exists():
+            devlab(root, "down")
+            if (lab_dir / "lab.json").exists():
+                Lab.load(lab_dir).down()
 
 
 def _machine() -> dict:
@@ -98,13 +100,13 @@ def test_devlab_up_leaves_an_applied_cluster_the_product_operates_and_down_leave
     up = devlab(root, "--json", "up")
     assert up.returncode == 0, up.stderr[-2000:]
     described = json.loads(up.stdout)
-    assert described["running"] and described["vip"] == "10.213.0.100"
+    ips, vip = addresses(load_cluster(Project(root), "lab").spec.provider.vpc_ip_range, NODES)
+    assert described["running"] and described["vip"] == vip
     assert described["vip_holder"] == ["misty-owl"]
-    assert {n: v["ip"] for n, v in described["nodes"].items()} == {
-        "misty-owl": "10.213.0.11", "brave-panda": "10.213.0.12", "calm-otter": "10.213.0.13"}
+    assert {n: v["ip"] for n, v in described["nodes"].items()} == ips
     client_pem = Path(described["lab_dir"]) / "origin-pull-client.pem"
     assert described["services"]["api"]["curl"] == \
-        f"curl -k --cert {client_pem} --resolve api.lab.example:443:10.213.0.100 https://api.lab.example/"
+        f"curl -k --cert {client_pem} --resolve api.lab.example:443:{vip} https://api.lab.example/"
     # What the printed curl presents is the lab's origin-pull client certificate, readable by root only.
     assert client_pem.stat().st_mode & 0o777 == 0o600 and b"BEGIN CERTIFICATE" in client_pem.read_bytes()
     lab_dir = Project(root).lab_dir("lab")

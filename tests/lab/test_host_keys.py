@@ -4,7 +4,6 @@ presents another key is refused with a typed `network` error naming it — by th
 and by dynia's own SSH (status, drift)."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from dynia.stacks import infra, provision
 
 from ..engine.lab_double import LabEngineDouble, lab_inputs, run_phase
 from .conftest import _require_lab_tools
+from .own_subnet import examples_copy
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 def lab_project(tmp_path):
     _require_lab_tools()
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
     lab_dir = tmp_path / "lab"
-    yield root, lab_dir
-    if (lab_dir / "lab.json").exists():
-        Lab.load(lab_dir).down()
+    with examples_copy(root, lab_dir):
+        yield root, lab_dir
+        if (lab_dir / "lab.json").exists():
+            Lab.load(lab_dir).down()
 
 
 def _other_key(tmp_path: Path) -> str:

@@ -17,6 +17,7 @@ import pytest
 from dynia.providers.lab import APP_IMAGE, OVERLAID, STORAGE_CONF, Lab
 
 from .conftest import _require_lab_tools, record
+from .own_subnet import own_subnet
 
 
 def test_node_storage_driver_works_over_overlayfs_without_a_mount_program():
@@ -32,7 +33,11 @@ def test_node_storage_driver_works_over_overlayfs_without_a_mount_program():
 @pytest.mark.root
 def test_a_lab_node_imports_the_app_image_and_runs_a_container(tmp_path):
     _require_lab_tools()
-    lab = Lab.plan(tmp_path / "lab", "10.213.0.0/24", ["misty-owl"])
+    with own_subnet(tmp_path / "lab") as subnet:
+        _imports_and_runs(Lab.plan(tmp_path / "lab", subnet, ["misty-owl"]))
+
+
+def _imports_and_runs(lab: Lab) -> None:
     started = time.monotonic()
     try:
         lab.up()  # imports the busybox image into the node's own storage

@@ -22,7 +22,6 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -41,12 +40,12 @@ from ..engine.lab_double import CommandFailed, LabEngineDouble, lab_inputs, run_
 from .acme_lab import AcmeLab, directory_url
 from .acme_lab import missing_tools as acme_missing_tools
 from .conftest import LabCluster, _require_lab_tools, eventually, record
+from .own_subnet import examples_copy
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 DOMAINS = ("lab.example", "api.lab.example", "admin.lab.example")
 NODES = ("misty-owl", "brave-panda", "calm-otter")
-SUBNET = "10.213.0.0/24"
 
 
 class Run:
@@ -151,14 +150,14 @@ class _captured:
         self.file.close()
 
 
-def _letsencrypt_spec(root: Path) -> None:
+def _letsencrypt_spec(root: Path, subnet: str) -> None:
     """The lab cluster, tls.mode letsencrypt against the lab's pebble (examples/ stays origin)."""
     path = root / "clusters" / "lab.yaml"
     text = path.read_text()
     assert "\ntls:" not in text
     path.write_text(text.replace("domain: lab.example\n",
                                  "domain: lab.example\ntls:\n  mode: letsencrypt\n"
-                                 f"  acme_directory: {directory_url(SUBNET)}\n  email: ops@lab.example\n", 1))
+                                 f"  acme_directory: {directory_url(subnet)}\n  email: ops@lab.example\n", 1))
 
 
 @pytest.fixture(scope="module")
@@ -168,13 +167,16 @@ def le(tmp_path_factory):
     missing = acme_missing_tools()
     if missing:
         pytest.fail(f"the ACME lab needs {missing}: apt-get install pebble (.ci/debian-packages installs it)")
-    from dynia.stacks import apps, infra, provision
-
     tmp = tmp_path_factory.mktemp("letsencrypt")
     root = tmp / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
-    _letsencrypt_spec(root)
-    run = Run(root, tmp / "lab", tmp / "acme", tmp / "output.log")
+    with examples_copy(root, tmp / "lab") as subnet:
+        _letsencrypt_spec(root, subnet)
+        yield from _le_run(Run(root, tmp / "lab", tmp / "acme", tmp / "output.log"))
+
+
+def _le_run(run: Run):
+    from dynia.stacks import apps, infra, provision
+
     try:
         started = time.monotonic()
         run.phase(provision, "provision")

@@ -2,7 +2,6 @@
 keepalived starts only after every existing node (the holder included) advertises to it."""
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
@@ -12,7 +11,8 @@ from dynia.planner import rolling_order
 from dynia.providers.lab import Lab
 from dynia.store import Project, load_cluster
 
-from .conftest import REPO, LabCluster, _require_lab_tools, eventually, record, roll
+from .conftest import LabCluster, _require_lab_tools, eventually, record, roll
+from .own_subnet import examples_copy
 
 pytestmark = pytest.mark.root
 
@@ -69,7 +69,11 @@ def two_node_lab(tmp_path):
     """The lab cluster with two nodes applied; the lab knows a third, not yet created."""
     _require_lab_tools()
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns(".dynia", "deploy-config"))
+    with examples_copy(root, tmp_path / "lab"):
+        yield from _two_node_lab(tmp_path, root)
+
+
+def _two_node_lab(tmp_path, root):
     project = Project(root)
     spec = project.spec_path("lab")
     text = spec.read_text()
