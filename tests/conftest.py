@@ -18,7 +18,7 @@ DOUBLE = REPO / "tests" / "engine" / "recording_pulumi_double.py"
 # Fixtures that need root (namespaces, mounts, the real daemons). A test that uses one, directly or
 # through another fixture, is marked `root` here, never by hand: `pytest -m "not root"` is then
 # exactly the tests that run as anyone.
-ROOT_FIXTURES = {"lab_tools", "root_namespaces"}
+ROOT_FIXTURES = {"as_root", "root_namespaces", "lab_tools"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,15 +27,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.root)
 
 
-@pytest.fixture
-def root_namespaces():
-    """Root, for network and mount namespaces of the test's own (a failure, not a skip, without it)."""
+@pytest.fixture(scope="session")
+def as_root():
+    """Root (chown to other users, chattr +i, the lab's own checks): a failure, not a skip, without it."""
     if os.geteuid() != 0:
-        pytest.fail("this test makes network or mount namespaces: it needs root (`bash .ci/test` runs as root; "
-                    "`pytest -m 'not root'` leaves it out)")
+        pytest.fail("this test needs root (`bash .ci/test` runs as root; `pytest -m 'not root'` leaves it out)")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def root_namespaces(as_root):
+    """Root, for network and mount namespaces of the test's own."""
+
+
+@pytest.fixture(scope="session")
 def lab_tools(root_namespaces):
     """Root and every program lab nodes need (dynia.providers.lab.missing_tools)."""
     from dynia.providers.lab import missing_tools

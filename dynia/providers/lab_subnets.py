@@ -78,7 +78,7 @@ def _live_claims(registry: Path) -> list[dict]:
     return claims
 
 
-def host_networks(exclude_device: str | None = None) -> list[tuple[str, ipaddress.IPv4Network]]:
+def host_networks(exclude_device: str | None = None) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
     """The machine's IPv4 addresses (as their networks) and routes: (device, network)."""
     found = []
     for argv in (["ip", "-4", "-o", "addr", "show"], ["ip", "-4", "route", "show", "table", "all"]):

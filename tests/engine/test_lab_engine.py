@@ -11,17 +11,15 @@ from dynia.providers.lab import Lab
 from dynia.nodes.push_errors import push_error
 from dynia.stacks import apps, infra, provision
 
-from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
+from ..lab.conftest import LabCluster, eventually, record
 from ..lab.own_subnet import examples_copy
 from .lab_double import LabEngineDouble, lab_inputs, run_phase
 
-pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def engine_project(tmp_path):
-    _require_lab_tools()
+def engine_project(tmp_path, lab_tools):
     root = tmp_path / "proj"
     lab_dir = tmp_path / "lab"
     with examples_copy(root, lab_dir):

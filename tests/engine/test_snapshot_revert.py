@@ -28,11 +28,10 @@ import pytest
 from dynia.providers.lab import Lab
 from dynia.stacks import apps, infra, provision
 
-from ..lab.conftest import LabCluster, _require_lab_tools, eventually, record
+from ..lab.conftest import LabCluster, eventually, record
 from ..lab.own_subnet import examples_copy
 from .lab_double import LabEngineDouble, lab_inputs, run_phase
 
-pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 PULUMI_DOUBLE = Path(__file__).with_name("recording_pulumi_double.py")
 NODES = ("misty-owl", "brave-panda", "calm-otter")
@@ -53,8 +52,7 @@ services:
 
 
 @pytest.fixture
-def scenario(tmp_path):
-    _require_lab_tools()
+def scenario(tmp_path, lab_tools):
     root = tmp_path / "proj"
     from dynia.store import Project
 

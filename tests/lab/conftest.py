@@ -210,6 +210,8 @@ class LabCluster:
 
 
 def _require_lab_tools():
+    """For fixtures of a scope the `lab_tools` fixture cannot serve; a lab fixture requests
+    `lab_tools` too (tests/conftest.py), which is what marks its tests `root`."""
     missing = missing_tools()
     if os.geteuid() != 0 or missing:
         pytest.fail(f"lab tests need root and {missing or 'the lab tools'}: run `bash .ci/test` (README)")
@@ -217,7 +219,6 @@ def _require_lab_tools():
 
 @contextmanager
 def _lab(tmp_path, **up):
-    _require_lab_tools()
     root = tmp_path / "proj"
     with examples_copy(root, tmp_path / "lab"):
         project = Project(root)
@@ -232,7 +233,7 @@ def _lab(tmp_path, **up):
 
 
 @pytest.fixture
-def lab_cluster(tmp_path) -> LabCluster:
+def lab_cluster(tmp_path, lab_tools) -> LabCluster:
     """Three nodes that start like fresh droplets (dynia.providers.lab): the packages' default
     HAProxy and Caddy running, cloud-init "installing" for the first seconds."""
     with _lab(tmp_path) as lc:
@@ -240,7 +241,7 @@ def lab_cluster(tmp_path) -> LabCluster:
 
 
 @pytest.fixture
-def installing_lab(tmp_path) -> LabCluster:
+def installing_lab(tmp_path, lab_tools) -> LabCluster:
     """Fresh-droplet nodes whose cloud-init stand-in is still "installing" when the test starts."""
     with _lab(tmp_path, installing=INSTALLING_WINDOW) as lc:
         yield lc

@@ -13,7 +13,6 @@ from dynia.nodes import challenge
 from dynia.nodes.push import Target, run
 from dynia.paths import PATHS
 
-pytestmark = pytest.mark.root
 
 ANSWERS = {"tok-AAAAAAAAAAAAAAAA": "tok-AAAAAAAAAAAAAAAA.thumb_1", "tok_BBBBBBBBBBBBBBBB": "tok_BBBBBBBBBBBBBBBB.thumb-2"}
 

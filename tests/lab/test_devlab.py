@@ -14,10 +14,9 @@ from dynia.providers.lab import Lab
 from dynia.providers.local import addresses
 from dynia.store import Project, load_cluster
 
-from .conftest import LabCluster, _require_lab_tools
+from .conftest import LabCluster
 from .own_subnet import examples_copy
 
-pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 DYNIA = str(Path(sys.executable).parent / "dynia")  # the installed console script
 NODES = ["misty-owl", "brave-panda", "calm-otter"]  # examples/clusters/lab.yaml
@@ -37,9 +36,8 @@ def has_command(name: str) -> bool:
 
 
 @pytest.fixture
-def devlab_project(tmp_path):
+def devlab_project(tmp_path, lab_tools):
     """A copy of examples/ (never the repo's own), brought down whatever the test did."""
-    _require_lab_tools()
     root = tmp_path / "proj"
     lab_dir = Project(root).lab_dir("lab")
     with examples_copy(root, lab_dir):

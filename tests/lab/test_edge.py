@@ -21,7 +21,6 @@ from dynia.tls import lab_origin_pull_client
 
 from .conftest import _client_context, _NO_CLIENT_CERT_TLS, eventually
 
-pytestmark = pytest.mark.root
 
 LIMIT, WINDOW = 10, 30  # the echo service's limit: requests per visitor, seconds
 ECHO = f"""  echo:

@@ -6,14 +6,11 @@ import signal
 import statistics
 import time
 
-import pytest
-
 from dynia.nodes.commands import NodeCommands
 from dynia.providers.local import PROFILE
 
 from .conftest import eventually, record
 
-pytestmark = pytest.mark.root
 
 ADVERT_INT = 1.0
 BACKUP_PRIORITY = 100  # the highest backup: brave-panda

@@ -23,7 +23,6 @@ from dynia.render import vrid
 
 from .conftest import eventually
 
-pytestmark = pytest.mark.root
 
 CONNECT_TIMEOUT = 1.5  # s: a dropped SYN is never answered; each probe gives up after this
 

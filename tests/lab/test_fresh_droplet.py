@@ -10,14 +10,11 @@ import hashlib
 import http.client
 import time
 
-import pytest
-
 from dynia import secrets
 from dynia.store import write_json
 
 from .conftest import INSTALLING_WINDOW, _CLIENT_TLS, eventually, record
 
-pytestmark = pytest.mark.root
 
 NODES = ["misty-owl", "brave-panda", "calm-otter"]
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 
-import pytest
-
 from dynia.bundle import build_bundles
 from dynia.editing import bind_route, unbind_route
 from dynia.nodes.commands import NodeCommands
@@ -18,7 +16,6 @@ from dynia.secrets import push_secrets
 
 from .conftest import eventually
 
-pytestmark = pytest.mark.root
 NODES = ("misty-owl", "brave-panda", "calm-otter")
 
 

@@ -16,16 +16,13 @@ from dynia.providers.lab import Lab
 from dynia.stacks import infra, provision
 
 from ..engine.lab_double import LabEngineDouble, lab_inputs, run_phase
-from .conftest import _require_lab_tools
 from .own_subnet import examples_copy
 
-pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def lab_project(tmp_path):
-    _require_lab_tools()
+def lab_project(tmp_path, lab_tools):
     root = tmp_path / "proj"
     lab_dir = tmp_path / "lab"
     with examples_copy(root, lab_dir):

@@ -3,12 +3,9 @@ and `status` name the image and the container engine's pull error (podman-compos
 line only says that a container it never created was not found)."""
 from __future__ import annotations
 
-import pytest
-
 from dynia import status as S
 from dynia.nodes.push_errors import push_error
 
-pytestmark = pytest.mark.root
 
 IMAGE = "localhost/dynia-no-such-image:1"
 

@@ -12,11 +12,9 @@ import subprocess
 import time
 import tomllib
 
-import pytest
-
 from dynia.providers.lab import APP_IMAGE, OVERLAID, STORAGE_CONF, Lab
 
-from .conftest import _require_lab_tools, record
+from .conftest import record
 from .own_subnet import own_subnet
 
 
@@ -30,9 +28,7 @@ def test_node_storage_driver_works_over_overlayfs_without_a_mount_program():
     assert "mount_program" not in str(storage.get("options", {}))
 
 
-@pytest.mark.root
-def test_a_lab_node_imports_the_app_image_and_runs_a_container(tmp_path):
-    _require_lab_tools()
+def test_a_lab_node_imports_the_app_image_and_runs_a_container(tmp_path, lab_tools):
     with own_subnet(tmp_path / "lab") as subnet:
         _imports_and_runs(Lab.plan(tmp_path / "lab", subnet, ["misty-owl"]))
 

@@ -39,10 +39,9 @@ from dynia.providers.lab import Lab
 from ..engine.lab_double import CommandFailed, LabEngineDouble, lab_inputs, run_phase
 from .acme_lab import AcmeLab, directory_url
 from .acme_lab import missing_tools as acme_missing_tools
-from .conftest import LabCluster, _require_lab_tools, eventually, record
+from .conftest import LabCluster, eventually, record
 from .own_subnet import examples_copy
 
-pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 DOMAINS = ("lab.example", "api.lab.example", "admin.lab.example")
 NODES = ("misty-owl", "brave-panda", "calm-otter")
@@ -161,9 +160,8 @@ def _letsencrypt_spec(root: Path, subnet: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def le(tmp_path_factory):
+def le(tmp_path_factory, lab_tools):
     """A letsencrypt lab cluster rolled out on its placeholder certificate, pebble beside it."""
-    _require_lab_tools()
     missing = acme_missing_tools()
     if missing:
         pytest.fail(f"the ACME lab needs {missing}: apt-get install pebble (.ci/debian-packages installs it)")

@@ -11,10 +11,9 @@ from dynia.planner import rolling_order
 from dynia.providers.lab import Lab
 from dynia.store import Project, load_cluster
 
-from .conftest import LabCluster, _require_lab_tools, eventually, record, roll
+from .conftest import LabCluster, eventually, record, roll
 from .own_subnet import examples_copy
 
-pytestmark = pytest.mark.root
 
 OLD, NEW = ["misty-owl", "brave-panda"], "calm-otter"
 # RFC 5798 master-down interval of the lowest-priority backup (advert 1 s): 3 × 1 + skew < 4 s.
@@ -65,9 +64,8 @@ def slow_roll(lc: LabCluster, order: list[str]):
 
 
 @pytest.fixture
-def two_node_lab(tmp_path):
+def two_node_lab(tmp_path, lab_tools):
     """The lab cluster with two nodes applied; the lab knows a third, not yet created."""
-    _require_lab_tools()
     root = tmp_path / "proj"
     with examples_copy(root, tmp_path / "lab"):
         yield from _two_node_lab(tmp_path, root)

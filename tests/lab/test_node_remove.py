@@ -41,7 +41,6 @@ def test_a_leaving_node_that_cannot_be_reached_is_refused_not_skipped(tmp_path):
     assert exc.value.kind == "network" and "--node-down" in exc.value.hint
 
 
-@pytest.mark.root
 def test_node_remove_with_a_slow_roll_never_moves_the_vip_and_the_leaving_node_never_becomes_master(applied_lab):
     lc = applied_lab
     assert lc.vip_holder() == ["misty-owl"]

@@ -5,11 +5,8 @@ import base64
 import hashlib
 import json
 
-import pytest
-
 from .conftest import eventually, record
 
-pytestmark = pytest.mark.root
 
 ORDER = ["brave-panda", "calm-otter", "misty-owl"]  # backups in spec order, the VIP holder last
 

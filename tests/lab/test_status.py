@@ -13,8 +13,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from dynia import status as S
 from dynia.errors import EXIT_UNHEALTHY
 from dynia.nodes.commands import NodeCommands
@@ -22,7 +20,6 @@ from dynia.providers.local import PROFILE
 
 from .conftest import eventually, record
 
-pytestmark = pytest.mark.root
 
 
 def _cli(lc, *args) -> tuple[int, dict]:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from dynia.providers.lab import Lab
 from dynia.store import Project
 
 from .conftest import LabCluster, eventually
 from .test_devlab import devlab, devlab_project, dynia  # noqa: F401 — the fixture is used by name
 
-pytestmark = pytest.mark.root
 
 
 def _read(root, *args) -> tuple[int, dict]:

@@ -9,15 +9,12 @@ import io
 import threading
 import time
 
-import pytest
-
 from dynia.nodes.commands import HAPROXY_TIMING, NodeCommands
 from dynia.providers.lab import APP_IMAGE
 from dynia.providers.local import PROFILE
 
 from .conftest import _CLIENT_TLS, eventually, new_visitor, record
 
-pytestmark = pytest.mark.root
 
 MIN_REQUESTS, MAX_REQUESTS, MAX_SECONDS = 2000, 8000, 120.0
 COMMANDS = NodeCommands(PROFILE)

@@ -25,6 +25,7 @@ from dynia.providers.cloudflare_api import CloudflareApi, managed_comment
 from ..challtestsrv import binary as challtestsrv_binary
 from ..challtestsrv import free_port_both
 from ..challtestsrv import running as challtestsrv_running
+from ..needs import need
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cloudflare"
 API = "https://api.cloudflare.com/client/v4"
@@ -530,8 +531,7 @@ def test_without_record_is_every_name_the_zone_does_not_point_at_the_cluster_in_
 
 @pytest.fixture(scope="module")
 def challtestsrv(tmp_path_factory):
-    if challtestsrv_binary() is None:
-        pytest.skip("pebble-challtestsrv is not installed (Debian package pebble)")
+    need(challtestsrv_binary() is not None, "pebble-challtestsrv not installed (Debian package pebble)")
     with challtestsrv_running(tmp_path_factory.mktemp("challtestsrv")) as srv:
         yield srv
 

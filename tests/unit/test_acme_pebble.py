@@ -9,7 +9,6 @@ import datetime
 import http.server
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,9 +22,13 @@ from dynia.acme_client import Issued, issue
 from dynia.errors import DyniaError
 
 from ..challtestsrv import running as challtestsrv_running
+from ..needs import need_tools
 
-pytestmark = pytest.mark.skipif(not (shutil.which("pebble") and shutil.which("pebble-challtestsrv")),
-                                reason="Debian's pebble package is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _pebble():
+    need_tools("pebble", "pebble-challtestsrv", package="pebble")
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ..needs import need
+
 CONFIG, STATE, RENDER, ENGINE = 10, 11, 12, 19
 
 # (id, text replaced in clusters/shop.yaml (old, new) or None, extra files, argv, code, hint fragment)
@@ -416,11 +418,11 @@ def test_spec_that_cannot_be_opened_is_a_config_error(project, cli, monkeypatch)
 
 
 @pytest.fixture
-def immutable(project):
+def immutable(project, as_root):
     """clusters/ made immutable (chattr +i): even root cannot create a file in it."""
     target = project / "clusters"
-    if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not supported on this filesystem")
+    need(subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode == 0,
+         "chattr +i is not supported on this filesystem (e2fsprogs; ext4 or overlayfs)")
     try:
         yield target
     finally:

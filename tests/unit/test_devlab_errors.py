@@ -8,8 +8,6 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pytest
-
 from tests.devlab import INSTALL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,8 +26,7 @@ def test_debug_prints_the_trace_of_an_error():
     assert debug.stderr.splitlines()[-2:] == plain.stderr.splitlines()[-2:]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the lab's checks start with root")
-def test_a_checkout_that_shadows_a_regular_install_is_told_the_editable_install(tmp_path):
+def test_a_checkout_that_shadows_a_regular_install_is_told_the_editable_install(tmp_path, as_root):
     # What a regular (not editable) install looks like from the repo root: the checkout's dynia/
     # is imported, and nothing maps dynia.stacks onto stacks/. Site-packages without its .pth
     # files (python -S) is exactly that: the dependencies, and no editable finder.
@@ -42,8 +39,7 @@ def test_a_checkout_that_shadows_a_regular_install_is_told_the_editable_install(
     assert r.stderr.splitlines()[1] == f"hint: install it as the lab needs, from the repo root: {INSTALL}"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the lab's checks start with root")
-def test_missing_lab_programs_are_named_with_their_debian_packages():
+def test_missing_lab_programs_are_named_with_their_debian_packages(as_root):
     r = devlab("up", env={"PATH": "/nonexistent"})
     assert r.returncode == 10, r.stderr
     error, hint = r.stderr.splitlines()[:2]

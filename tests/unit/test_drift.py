@@ -24,6 +24,8 @@ from dynia.secrets import push_secrets
 from dynia.session import render_cluster
 from dynia.store import Project, load_cluster
 
+from ..needs import need
+
 FIXTURES = Path(__file__).resolve().parents[1] / "facts" / "drift"
 NODE = "misty-owl"
 
@@ -479,13 +481,13 @@ def test_a_container_engine_that_fails_is_a_warning_not_a_clean_bill(lab):
     assert "not checked" in report.verdict()
 
 
-def test_the_reader_sees_the_immutable_attribute(tmp_path, lab):
+def test_the_reader_sees_the_immutable_attribute(tmp_path, lab, as_root):
     """chattr +i read back through FS_IOC_GETFLAGS (ext4 and overlayfs answer it)."""
     c, rendering = lab
     _lay_out(tmp_path, c, rendering)
     path = tmp_path / PATHS.caddyfile.lstrip("/")
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("this filesystem has no file attributes")
+    need(subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0,
+         "chattr +i is not supported on this filesystem (e2fsprogs; ext4 or overlayfs)")
     try:
         answer = _read(tmp_path, rendering)
     finally:

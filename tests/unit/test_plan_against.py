@@ -12,13 +12,19 @@ import pytest
 
 from dynia.paths import PORTS
 
+from ..needs import need_tools
+
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"}
 ROUTE = "/etc/caddy/routes/api.caddy"
 COMPOSE = "/opt/dynia/compose/api/docker-compose.yml"
 HAPROXY = "/etc/haproxy/haproxy.cfg"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _git():
+    need_tools("git", package="git")
 
 
 def git(repo: Path, *args: str) -> str:

@@ -12,6 +12,8 @@ from ruamel.yaml import YAML
 
 from dynia.store import Project, write_atomic
 
+from ..needs import need, need_tools
+
 
 def _spec_text(marker: str, size: int) -> str:
     # Large enough that a write takes a while, so kills land in the middle of one.
@@ -256,14 +258,13 @@ def test_edit_that_cannot_keep_the_owner_fails_and_leaves_the_spec_untouched(pro
     assert sorted(p.name for p in spec.parent.iterdir()) == ["lab.yaml", "mini.yaml", "shop.yaml"]
 
 
-def test_edit_of_an_immutable_spec_says_it_is_locked_not_an_owner_problem(project, cli):
-    import shutil
+def test_edit_of_an_immutable_spec_says_it_is_locked_not_an_owner_problem(project, cli, as_root):
     import subprocess
 
     spec = project / "clusters/shop.yaml"
-    if os.geteuid() != 0 or not shutil.which("chattr") or \
-            subprocess.run(["chattr", "+i", str(spec)], capture_output=True).returncode != 0:
-        pytest.skip("needs root and a filesystem with the immutable attribute")
+    need_tools("chattr", package="e2fsprogs")
+    need(subprocess.run(["chattr", "+i", str(spec)], capture_output=True).returncode == 0,
+         "chattr +i is not supported on this filesystem (ext4 or overlayfs)")
     before = spec.read_bytes()
     try:
         r = cli("-C", str(project), "route", "bind", "api", "v2.example.com", "--cluster", "shop")

@@ -3,7 +3,6 @@ every other table alone, each in a fresh network namespace (`unshare -n`: nft ne
 CAP_NET_ADMIN, and this machine's own ruleset is never touched)."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,16 +14,17 @@ from dynia.paths import PATHS
 from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
 
-pytestmark = pytest.mark.root
+from ..needs import need_tools
+
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _needs_root_and_nft():
+def _needs_root_and_nft(root_namespaces):
     missing = [b for b in ("nft", "unshare") if not shutil.which(b)]
-    if os.geteuid() != 0 or missing:
-        pytest.fail(f"firewall validator tests need root and {missing or 'nft'}: run .ci/test (README)")
+    if missing:
+        pytest.fail(f"firewall validator tests need {missing}: run .ci/test (README)")
 
 
 def _in_fresh_netns(script: str) -> subprocess.CompletedProcess:
@@ -100,8 +100,8 @@ def test_the_loaded_firewall_drops_a_forwarded_packet_to_the_metadata_address_an
     assert re.search(r"ip daddr 169\.254\.169\.0/24 counter packets 1 bytes", proc.stdout), proc.stdout
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 def test_the_rendered_firewall_unit_passes_systemd_analyze_verify_without_a_warning(project, tmp_path):
+    need_tools("systemd-analyze", package="systemd")
     rendering = render(load_cluster(Project(project), "shop"))
     unit = next(f for f in rendering.files["misty-owl"] if f.target.endswith("dynia-firewall.service"))
     path = tmp_path / "dynia-firewall.service"
