@@ -18,11 +18,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from . import providers
 from .errors import DyniaError
 from .nodes.commands import INFRA_COMPONENTS, NodeCommands
 from .paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
-from .render import Rendering, drain_for
+from .render import Rendering, drain_for, node_commands
 from .spec import ClusterSpec
 
 SERVICE_LAYER = "service:"  # a service's layer: service:<name>; the other layer is infra
@@ -64,14 +63,21 @@ class Bundle:
     # A start that fails with an image missing afterwards failed to pull it: the apply script
     # then names the image and the pull error, not compose's last line.
     images: dict[str, str] = field(default_factory=dict)
+    # A service layer on a node where it does not run (an active-only service's standby): image
+    # reference -> the command that pulls it unless present. Run whenever the layer changes, so
+    # a failover starts the service without waiting on a registry.
+    prefetch: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
+        data = {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
                 "files": self.files, "validate": self.validate, "reload": self.reload, "stop": self.stop,
                 "health": self.health, "policy": self.policy, "lockdown": self.lockdown,
                 "componentOrder": self.component_order, "remove": self.remove,
                 "removeComponents": self.remove_components, "removeCommands": self.remove_commands,
                 "run": self.run, "force": self.force, "images": self.images}
+        if self.prefetch:  # absent where empty: every other bundle (and its push trigger) stays as it was
+            data["prefetch"] = self.prefetch
+        return data
 
     def encode(self) -> bytes:
         return _canonical(self.as_json())
@@ -152,7 +158,7 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
 
     `holder` is the node holding the reserved IP, read live (None: the configured MASTER is
     assumed): active-only services run there."""
-    commands = NodeCommands(providers.of(spec).profile)
+    commands = node_commands(spec)
     private_ip = rendering.inventory.nodes[node][0]
     layers: dict[str, list[dict]] = {}
     for f in rendering.files[node]:
@@ -181,6 +187,7 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
         # route is unbound, then Caddy stops serving it. Derived from the spec, not from what
         # was applied, so the bundle (and its trigger) is the same on every machine.
         route = [] if spec.services[service].domains else [PATHS.route_file(service)]
+        images = _images(rendering, node, service)
         bundles[layer] = Bundle(
             **common, validate={"caddy": commands.validate("caddy")},
             # How the service starts (or takes a new compose file) and stops on every node; `run`
@@ -189,7 +196,8 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             reload={layer: commands.compose_up(service, drain_for(spec, service)),
                     "caddy": commands.reload("caddy")},
             stop={layer: commands.compose_down(service)}, run=here,
-            images={image: commands.image_present(image) for image in _images(rendering, node, service)},
+            images={image: commands.image_present(image) for image in images},
+            prefetch={} if here else {image: commands.pull_missing(image) for image in images},
             health=service_health(spec, service, private_ip) if here else [],
             # Start the app before Caddy routes to it.
             component_order=[layer, "caddy"],
@@ -228,7 +236,7 @@ def removal_bundle(spec: ClusterSpec, node: str, service: str, config_version: i
     Caddy. On every node, whatever its placement was: a node where it never ran has nothing to
     stop and no files, and the apply leaves it unchanged. A failed gate restores both files and
     restarts the service only where it ran."""
-    commands = NodeCommands(providers.of(spec).profile)
+    commands = node_commands(spec)
     layer = SERVICE_LAYER + service
     compose, route = PATHS.compose_file(service), PATHS.route_file(service)
     return Bundle(

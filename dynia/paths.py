@@ -33,6 +33,10 @@ class NodePaths:
     notify: str = "/etc/keepalived/notify.sh"
     check_haproxy: str = "/etc/keepalived/check_haproxy.sh"
     provider_token: str = "/etc/dynia/provider-token"
+    # Private registries' logins (dynia.registries), 0600, filled at push; the engine finds it as
+    # DOCKER_CONFIG's config.json (docker) and REGISTRY_AUTH_FILE (podman).
+    registry_auth_dir: str = "/etc/dynia/registry"
+    registry_auth: str = "/etc/dynia/registry/config.json"
     # The host firewall (nftables): one table of dynia's own, loaded with `nft -f` (issue 11).
     firewall_rules: str = "/etc/dynia/firewall.nft"
     firewall_unit: str = "/etc/systemd/system/dynia-firewall.service"   # loads it at boot (droplets)

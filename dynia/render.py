@@ -91,6 +91,12 @@ def service_backends(spec: ClusterSpec, nodes: list[NodeAddr], me: NodeAddr) -> 
     return out
 
 
+def node_commands(spec: ClusterSpec) -> NodeCommands:
+    """The node's commands for this cluster: its provider's profile, and whether its pulls log in
+    to the spec's registries."""
+    return NodeCommands(providers.of(spec).profile, registry_auth=bool(spec.registries))
+
+
 def drain_for(spec: ClusterSpec, service: str) -> Drain | None:
     """How a service's copy on a node is drained before its containers are recreated (the
     service layer's compose_up): only where another node's copy takes its requests meanwhile,
@@ -216,7 +222,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     me = next(a for a in nodes if a.id == node)
     services = spec.services
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
-               commands=NodeCommands(profile), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
+               commands=node_commands(spec), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
                health_host=HEALTH_HOST, vip=inv.reserved_ip,
                vrid=vrid(spec.name), timing=HAPROXY_TIMING, drain_dir=DRAIN_DIR,
                backends=service_backends(spec, nodes, me),
@@ -245,6 +251,10 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     ]
     if profile.assigns_reserved_ip:
         slots.append(SecretSlot("infra", PATHS.provider_token, "provider_token", "keepalived"))
+    if spec.registries:
+        # Infra: written before any service layer pulls. Nothing reloads for it: the engine reads
+        # it at the next pull.
+        slots.append(SecretSlot("infra", PATHS.registry_auth, "registry_auth", "registry"))
     for name in sorted(services):
         svc = services[name]
         layer = f"service:{name}"

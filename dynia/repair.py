@@ -142,7 +142,7 @@ def engine_secrets(cluster) -> dict[str, bytes]:
         raise DyniaError("state", "the provision stack holds no origin certificate",
                          "run `dynia up --phase provision`, then repair again")
     return secrets.slot_values(cluster.project, cluster.name, pem.encode(), providers.of(cluster.spec).node_token(),
-                               credentials=stats)
+                               credentials=stats, registries=cluster.spec.registries)
 
 
 def _remove_containers(target, spec, step: RepairStep) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import secrets as _random
 
+from . import registries as registry_logins
 from .errors import DyniaError
 from .store import Project, write_json
 
@@ -58,10 +59,13 @@ def check(data, shown: str, fix: str) -> dict:
 
 
 def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
-                provider_token: str | None, *, credentials: dict | None = None) -> dict[str, bytes]:
+                provider_token: str | None, *, credentials: dict | None = None,
+                registries=()) -> dict[str, bytes]:
     """What each secret slot is filled with at push time. The engine passes the credentials
     kept in the provision stack (the same on every machine); pushes without the engine use
-    the operator's .dynia/secrets (generated once)."""
+    the operator's .dynia/secrets (generated once). `registries`: the spec's, whose tokens
+    come from this machine (dynia.registries)."""
+
     if credentials:
         creds = check(credentials, "the provision stack's stats credentials",
                       "set them again: `pulumi config rm dynia:statsUser dynia:statsPassword` on the provision "
@@ -77,6 +81,9 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
         out["origin_certificate"] = origin_pem
     if provider_token:
         out["provider_token"] = provider_token.encode() + b"\n"
+    auth = registry_logins.auth_file(project, cluster, registries)
+    if auth is not None:
+        out["registry_auth"] = auth
     return out
 
 
@@ -87,4 +94,4 @@ def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
 
     provider = providers.of(spec)
     return slot_values(project, cluster, provider.origin_pem_for_push(project, cluster, spec.domain),
-                       provider.node_token())
+                       provider.node_token(), registries=spec.registries)

@@ -316,6 +316,47 @@ class Firewall(Strict):
         return check_ranges(v)
 
 
+REGISTRY_SERVER = re.compile(r"(?=.{1,253}(?::\d{1,5})?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+                             r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(?::\d{1,5})?")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+class Registry(Strict):
+    """A private container registry every node logs in to (dynia.registries): the credentials
+    reach each node as a secret slot, read by `compose up` and the ahead-of-time pulls."""
+    server: str = Field(description="the registry's host as image references name it, like ghcr.io, "
+                                    "registry.digitalocean.com or docker.io (Docker Hub); host[:port], "
+                                    "no scheme or path")
+    user: str = Field(min_length=1, max_length=256, description="the user name dynia logs in as (GHCR: your "
+                                                                "GitHub user; DigitalOcean: any, the token is "
+                                                                "what counts)")
+    token_env: str = Field(description="the environment variable holding the token (never the token itself); "
+                                       "without it set, .dynia/secrets/<cluster>.registries.json "
+                                       "({server: token}, 0600) is read")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        if not REGISTRY_SERVER.fullmatch(v):
+            raise ValueError("a lower-case registry host like ghcr.io or registry.example.com:5000 "
+                             "(no https://, no path)")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not v.isprintable() or any(c.isspace() for c in v) or ":" in v:
+            raise ValueError("a user name without spaces, colons or control characters")
+        return v
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, v: str) -> str:
+        if not ENV_NAME.fullmatch(v):
+            raise ValueError("an environment variable name like GHCR_TOKEN (upper case, digits, _)")
+        return v
+
+
 class Health(Strict):
     """The health gate every push passes before the roll moves on."""
     retries: int = Field(5, ge=1, le=50, description="tries before the gate fails and the node is rolled back")
@@ -485,6 +526,9 @@ class ClusterSpec(Strict):
                                                   "gs://); default .dynia/state or PULUMI_BACKEND_URL")
     services: dict[str, Service] = Field({}, description="the operator's services by name (a name dynia uses "
                                                          "itself, like acme, is refused)")
+    registries: list[Registry] = Field([], max_length=16, description="private container registries every node "
+                                                                     "logs in to before it pulls a service's "
+                                                                     "images (one entry per server)")
 
     @field_validator("name")
     @classmethod
@@ -516,6 +560,14 @@ class ClusterSpec(Strict):
         for name in v:
             if not is_name(name):
                 raise ValueError(f"service name {name[:64]!r}: {NAME_RULE}")
+        return v
+
+    @field_validator("registries")
+    @classmethod
+    def _registries(cls, v: list[Registry]) -> list[Registry]:
+        servers = [r.server for r in v]
+        if len(set(servers)) != len(servers):
+            raise ValueError("a registry server is listed twice")
         return v
 
     @field_validator("backend")
@@ -697,6 +749,9 @@ def key_table() -> str:
             if name == "services":
                 rows.append(f"| `{key}` | {field.description} |")
                 walk(Service, "services.<name>.")
+            elif name == "registries":
+                rows.append(f"| `{key}` | {field.description} |")
+                walk(Registry, "registries[].")
             elif nested is not None:
                 walk(nested, key + ".")
             else:

@@ -62,7 +62,7 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
         rendering = render(cluster, inventory=inventory, applied=cache.applied(cluster), holder=inputs.holder)
         pem = origin_pem.encode() if origin_pem else (PLANNED_CERTIFICATE if missing else b"")
         slots = local_secrets.slot_values(cluster.project, cluster.name, pem or None, token or None,
-                                          credentials=stats or None)
+                                          credentials=stats or None, registries=cluster.spec.registries)
         built = {node: build_bundles(cluster.spec, rendering, node, slots, holder=inputs.holder)
                  for node in cluster.spec.nodes}
         removals = removed_services(cluster.spec, inputs.previous_layers)

@@ -140,6 +140,17 @@ def _seconds(ms: int) -> str:
 @dataclass(frozen=True)
 class NodeCommands:
     profile: NodeProfile
+    # The spec names private registries: every pull (compose's, and the ahead-of-time one) logs
+    # in with the node's registry auth slot (dynia.registries).
+    registry_auth: bool = False
+
+    def _engine_env(self) -> str:
+        """The environment that points the container engine at the registry auth slot: Docker
+        reads DOCKER_CONFIG/config.json, podman REGISTRY_AUTH_FILE. Only when the spec names a
+        registry (podman refuses a REGISTRY_AUTH_FILE that does not exist)."""
+        if not self.registry_auth:
+            return ""
+        return f"DOCKER_CONFIG={P.registry_auth_dir} REGISTRY_AUTH_FILE={P.registry_auth} "
 
     # --- infra components -------------------------------------------------------------
 
@@ -234,7 +245,7 @@ class NodeCommands:
     # --- the operator's services --------------------------------------------------------
 
     def compose(self, service: str, *args: str) -> str:
-        return f"{self.profile.compose_command} -f {P.compose_file(service)} {' '.join(args)}"
+        return f"{self._engine_env()}{self.profile.compose_command} -f {P.compose_file(service)} {' '.join(args)}"
 
     def compose_up(self, service: str, drain: Drain | None = None) -> str:
         """Start the service, or let it take a new compose file (compose recreates the containers
@@ -286,6 +297,13 @@ class NodeCommands:
         if self.profile.container_engine == "podman":
             return f"podman image exists {quoted}"
         return f"docker image inspect {quoted} >/dev/null 2>&1"
+
+    def pull_missing(self, image: str) -> str:
+        """Pull the image unless the node has it (what `compose up` would pull on its start), with
+        the registry login: a node where the service does not run yet (an active-only service's
+        standby) then starts it on a failover without asking a registry."""
+        engine = "podman" if self.profile.container_engine == "podman" else "docker"
+        return f"{self.image_present(image)} || {self._engine_env()}{engine} pull -q {shlex.quote(image)}"
 
     def compose_down(self, service: str) -> str:
         return self.compose(service, "down")

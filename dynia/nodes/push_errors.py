@@ -14,6 +14,8 @@ APPLY_EXIT = {10: ("sync", "the bundle was refused"), 20: ("sync", "the node's v
 # The command provider's Go SSH client (FixedHostKey) says "ssh: host key mismatch".
 _HOST_KEY = re.compile(r"host key mismatch|host key is not trusted|hostkeynotverifiable", re.I)
 _UNREACHABLE = re.compile(r"dial|connect|unreachable|timed out|no route|refused|handshake", re.I)
+# templates/node/apply.py's pull_failure, when the registry asked for credentials or refused them.
+_REGISTRY_REFUSED = re.compile(r"registry (?P<server>\S+) refused the pull")
 _PUSH = re.compile(r"^(?P<node>[a-z]+-[a-z]+)-(?P<layer>infra|service-[a-z0-9-]+)-push$")
 
 
@@ -26,6 +28,13 @@ def push_error(resource: str, message: str, exit_status: int | None, cluster: st
     reason = message.strip().splitlines()[-1] if message.strip() else "no output"
     if exit_status in APPLY_EXIT:
         kind, what = APPLY_EXIT[exit_status]
+        refused = _REGISTRY_REFUSED.search(reason)
+        if refused:
+            server = refused.group("server")
+            return DyniaError("config", f"node {node}, {layer}: {what}: {reason}",
+                              f"list {server} under `registries:` in the spec (server, user, token_env) with a "
+                              "token that may read the image, or check the one there; earlier nodes keep the "
+                              "new config, later nodes were not touched", resume)
         return DyniaError(kind, f"node {node}, {layer}: {what}: {reason}",
                           "fix the cause on that node or in the spec; earlier nodes keep the new config, "
                           "later nodes were not touched", resume)

@@ -340,13 +340,47 @@ def start_failure(bundle, component, out):
     for image, present in sorted(images.items()):
         if run(present)[0] == 0:
             continue
-        repository = image.split("@", 1)[0]
-        if ":" in repository.rsplit("/", 1)[-1]:
-            repository = repository.rsplit(":", 1)[0]
-        name = repository.rsplit("/", 1)[-1]
-        lines = [l.strip() for l in out.splitlines() if name in l and PULL_ERROR.search(l)]
-        return "image %s could not be pulled: %s" % (image, lines[0][:300] if lines else last_line(out))
+        return pull_failure(image, out)
     return last_line(out)
+
+
+# What registries answer a pull without (valid) credentials, as docker and podman print it.
+AUTH_ERROR = re.compile(r"unauthori[sz]ed|authentication required|access denied|access to the resource is denied|"
+                        r"no basic auth credentials|invalid username/password", re.I)
+
+
+def registry_of(image):
+    """The registry an image reference names (its first part when that is a host), else Docker Hub."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def pull_failure(image, out):
+    """One line: the image, the engine's pull error (the first error line naming the image's
+    repository, else the output's last line) and, when the registry refused the credentials or
+    asked for some, the registry's name: that is what the operator fixes (spec `registries:`)."""
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    name = repository.rsplit("/", 1)[-1]
+    lines = [l.strip() for l in out.splitlines() if name in l and PULL_ERROR.search(l)]
+    detail = lines[0][:300] if lines else last_line(out)
+    if AUTH_ERROR.search(out):
+        return "image %s could not be pulled: registry %s refused the pull (credentials missing or wrong): %s" % (
+            image, registry_of(image), detail)
+    return "image %s could not be pulled: %s" % (image, detail)
+
+
+def prefetch(bundle):
+    """A service layer on a node where it does not run: pull its images now (each unless present),
+    so a failover starts it without a registry. Returns the problem, or ""."""
+    for image, command in sorted((bundle.get("prefetch") or {}).items()):
+        code, out = run(command)
+        if code != 0:
+            return "prefetch %s failed: %s" % (bundle["layer"], pull_failure(image, out))
+    return ""
 
 
 # --- the protocol, one step each (DESIGN §5) --------------------------------------------
@@ -455,6 +489,9 @@ def reload_affected(bundle, components, moving):
     reloaded, stopped = [], []
     for component in components:
         if component == bundle["layer"] and bundle.get("run") is False:
+            problem = prefetch(bundle)
+            if problem:
+                return reloaded, stopped, problem
             if moving:
                 code, out = run(bundle["stop"][component])
                 if code != 0:

@@ -555,3 +555,33 @@ def test_a_run_state_without_its_stop_command_is_a_bad_bundle(root):
     code, _, err = apply(root, bundle)
     assert code == 10 and "run must be true or false" in err
     assert not (root / COMPOSE.lstrip("/")).exists()
+
+
+def test_a_layer_that_does_not_run_here_pulls_its_images_ahead_and_a_refused_pull_names_the_registry(root):
+    """An active-only service's standby: the new compose file's images are pulled (each unless
+    present) without starting it, so a failover never waits on a registry; a pull the registry
+    refuses fails the push, rolled back, naming the image and the registry."""
+    import dataclasses
+
+    pulled = 'echo "pulled $(cat "$DYNIA_ROOT/etc/web.conf")" >> "$DYNIA_ROOT/reloads.log"'
+    bundle = dataclasses.replace(make_bundle([_file("/etc/web.conf", b"v1\n")]), layer="web", run=False,
+                                 prefetch={"ghcr.io/team/web:1": pulled})
+    code, report, _ = apply(root, bundle)
+    assert (code, report["status"]) == (0, "applied")
+    # Pulled, never started (the first run state applied here is "stopped").
+    assert reloads(root) == ["pulled v1", "stop"]
+    # Unchanged: nothing pulled again.
+    assert apply(root, bundle)[1]["status"] == "unchanged" and reloads(root) == ["pulled v1", "stop"]
+
+    refused = ('echo "Trying to pull ghcr.io/team/web:2..." && echo "Error: initializing source '
+               'docker://ghcr.io/team/web:2: reading manifest 2 in ghcr.io/team/web: unauthorized: '
+               'authentication required" >&2 && exit 125')
+    bundle = dataclasses.replace(make_bundle([_file("/etc/web.conf", b"v2\n")], version=2), layer="web", run=False,
+                                 prefetch={"ghcr.io/team/web:2": refused})
+    code, report, err = apply(root, bundle)
+    reason = ("prefetch web failed: image ghcr.io/team/web:2 could not be pulled: registry ghcr.io refused the pull "
+              "(credentials missing or wrong): Error: initializing source docker://ghcr.io/team/web:2: reading "
+              "manifest 2 in ghcr.io/team/web: unauthorized: authentication required")
+    assert (code, report["status"], report["reason"]) == (30, "rolled-back", reason)
+    assert (root / "etc/web.conf").read_text() == "v1\n", "the previous compose file is back"
+    assert reloads(root) == ["pulled v1", "stop"], "nothing started, nothing reloaded"
