@@ -193,9 +193,9 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             # How the service starts (or takes a new compose file) and stops on every node; `run`
             # says which it should be doing here. The apply script starts it only where it should
             # run, and starts or stops it when that differs from what the node last applied.
-            reload={layer: commands.compose_up(service, drain_for(spec, service)),
+            reload={layer: _with_volume(commands, spec, service, commands.compose_up(service, drain_for(spec, service)), True),
                     "caddy": commands.reload("caddy")},
-            stop={layer: commands.compose_down(service)}, run=here,
+            stop={layer: _with_volume(commands, spec, service, commands.compose_down(service), False)}, run=here,
             images={image: commands.image_present(image) for image in images},
             prefetch={} if here else {image: commands.pull_missing(image) for image in images},
             health=service_health(spec, service, private_ip) if here else [],
@@ -203,6 +203,16 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             component_order=[layer, "caddy"],
             remove=route, remove_components={t: "caddy" for t in route})
     return bundles
+
+
+def _with_volume(commands: NodeCommands, spec, service: str, compose: str, start: bool) -> str:
+    """A data service's volume moves before it starts and after it stops, never the other way
+    (a start without its volume would write to the node's own disk)."""
+    if spec.services[service].data is None:
+        return compose
+    if start:
+        return f"{commands.volume('take', service)} && {{ {compose}; }}"
+    return f"{compose} && {commands.volume('release', service)}"
 
 
 def _images(rendering: Rendering, node: str, service: str) -> list[str]:

@@ -246,7 +246,7 @@ def inspect(name: str, svc: Service, root: Path) -> tuple[ComposeInfo, dict[int,
         raise ComposeProblem(f"compose file {svc.compose}: container {ports[svc.port]}: ports: port {svc.port} is "
                              "published only as UDP, and Caddy proxies HTTP over TCP",
                              f"publish it as TCP: \"{svc.port}:<container port>\"")
-    kept, databases = isolation.state(data)
+    kept, databases = isolation.state(data, svc.data.mount if svc.data else None)
     info = ComposeInfo(path=path, shown=svc.compose, data=data, memory_mib=total, unlimited=tuple(unlimited),
                        kept=tuple(kept), databases=tuple(databases))
     return info, ports

@@ -240,9 +240,10 @@ def _container(cname: str, c: dict, data: dict, hosts: set[str]) -> Iterator[Bre
                          "compose file", "host-mounts")
 
 
-def state(data: dict) -> tuple[list[str], list[str]]:
+def state(data: dict, on_volume: str | None = None) -> tuple[list[str], list[str]]:
     """(what keeps data: one description per writable volume or data-root bind mount,
-    database containers without one: one description each)."""
+    database containers without one: one description each). A bind mount at or under
+    `on_volume` (the service's `data.mount`) is on the volume that follows the VIP, not the node's."""
     kept, databases = [], []
     for cname, c in data["services"].items():
         name = label(cname)
@@ -252,7 +253,8 @@ def state(data: dict) -> tuple[list[str], list[str]]:
                 kept.append(f"an anonymous volume (container {name})")
             elif not m.bind:
                 kept.append(f"volume {label(m.source)} (container {name})")
-            elif in_data_root(m.source):
+            elif in_data_root(m.source) and not (
+                    on_volume and (m.source == on_volume or m.source.startswith(on_volume + "/"))):
                 kept.append(f"bind mount {label(m.source)} (container {name})")
         image = c.get("image")
         if not writable and isinstance(image, str) and image_name(image) in DATABASE_IMAGES:

@@ -54,6 +54,12 @@ class NodePaths:
     # The only node paths a service's compose file may bind-mount (dynia.isolation): the node's
     # system, its secrets and dynia's own files all live outside it.
     data_root: str = "/srv"
+    # A data service's volume (issue 23): the mover notify.sh and pushes run, its configuration,
+    # and the node's record of what it holds (status reads it).
+    volume_script: str = "/etc/dynia/volume.py"
+    volumes_config: str = "/etc/dynia/volumes.json"
+    volumes_state: str = "/opt/dynia/state/volumes"
+    alerts_dir: str = "/opt/dynia/state/alerts"
 
     def compose_file(self, service: str) -> str:
         return f"{self.compose_dir}/{service}/docker-compose.yml"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from . import compose, edge, firewall, providers
+from . import compose, edge, firewall, providers, volumes
 from .errors import render_error
 from .guard import GuardReport, check_guard
 from .inventory import Inventory
@@ -228,6 +228,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
                backends=service_backends(spec, nodes, me),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
                standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
+               data_services=sorted(n for n, s in services.items() if s.data is not None),
                edge=edge.policy(spec, providers.of(spec)), acme_host=ACME_HOST, acme_prefix=ACME_PREFIX,
                access_log_roll=CADDY_ACCESS_LOG_ROLL)
     r = lambda name: _render(env, name, **ctx)  # noqa: E731
@@ -240,6 +241,12 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         RenderedFile("infra", PATHS.check_haproxy, 0o700, OWNER, "keepalived",
                      r("keepalived/check_haproxy.sh.j2")),
     ]
+    volume_config = volumes.node_config(spec, profile)
+    if volume_config is not None:
+        # The mover is a plain script (no template): sent as it is, like the apply script.
+        mover = env.loader.get_source(env, "node/volume.py")[0].encode()
+        files += [RenderedFile("infra", PATHS.volume_script, 0o700, OWNER, "keepalived", mover),
+                  RenderedFile("infra", PATHS.volumes_config, 0o600, OWNER, "keepalived", volume_config)]
     files += _firewall_files(cluster, profile, nodes, me, env)
     # Origin mode: the CA of the client certificate Cloudflare presents (public; HAProxy's ca-file).
     pull_ca = edge.origin_pull_ca(spec, providers.of(spec))

@@ -399,6 +399,26 @@ class RateLimit(Strict):
         return v
 
 
+DATA_PATH = re.compile(r"/srv(/[a-z0-9][a-z0-9._-]{0,62}){1,4}")
+
+
+class Data(Strict):
+    """A block-storage volume that follows the VIP: attached to one node at a time (the
+    provider's single attachment is the fence), moved by notify.sh before the service starts."""
+    size_gb: int = Field(ge=1, le=16_384, description="the volume's size in GiB; it only grows (a smaller "
+                                                      "value is refused by plan, the volume is never replaced)")
+    filesystem: Literal["ext4", "xfs"] = Field("ext4", description="made once, when the volume is created")
+    mount: str = Field(description="where the holder mounts it, under the data root /srv (like /srv/db); "
+                                   "the compose file bind-mounts this path into its container")
+
+    @field_validator("mount")
+    @classmethod
+    def _mount(cls, v: str) -> str:
+        if not DATA_PATH.fullmatch(v):
+            raise ValueError("a path under /srv of lowercase names, like /srv/db (the node's data root)")
+        return v
+
+
 class Service(Strict):
     """One of the operator's docker-compose services, mirrored on the nodes its placement names."""
     compose: str = Field(description="the compose file, relative to the project directory")
@@ -425,6 +445,8 @@ class Service(Strict):
         "local", description="local: each copy keeps its own data, so a service with volumes or data-root bind "
                              "mounts must not run on several nodes; replicated: the app replicates its data "
                              "itself, so it may (every plan says so)")
+    data: Data | None = Field(None, description="a block-storage volume for an active-only service: it "
+                                                "follows the VIP (see State in the README)")
     isolation_exceptions: list[IsolationException] = Field(
         [], description="what this service's compose file may do that would otherwise be refused for defeating "
                         "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
@@ -636,6 +658,16 @@ def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
                              f"service {name}: standby-only services receive no traffic, "
                              "so they cannot have a domain",
                              "remove the domain or use placement: all"))
+        if svc.data is not None and svc.placement != "active-only":
+            problems.append((("services", name, "data"),
+                             f"service {name}: a data volume attaches to one node at a time, so the service "
+                             "must run on the VIP holder only",
+                             "set placement: active-only, or remove data"))
+        if svc.data is not None and not provider.profile.volume_api:
+            problems.append((("services", name, "data"),
+                             f"service {name}: the {spec.provider.kind} provider has no block storage dynia "
+                             "can move yet",
+                             "remove data (keep the data in a managed database), or use the local provider"))
         if svc.port in seen_ports:
             problems.append((("services", name, "port"),
                              f"service {name}: port {svc.port} is already used by service "

@@ -291,6 +291,11 @@ class NodeCommands:
             f"rm -f {mark}; sleep {_seconds(t.marked_up_within)}; "
             f"else rm -f {record}; {up} && echo \"$sum\" > {record}; fi")
 
+    def volume(self, action: str, service: str) -> str:
+        """Take (attach, check, mount) or release (unmount, detach) a data service's volume
+        (templates/node/volume.py): taken before the service starts, released after it stops."""
+        return f"python3 {P.volume_script} {action} {service}"
+
     def image_present(self, image: str) -> str:
         """Exits 0 when the image is in the node's container engine (pulled or built there)."""
         quoted = shlex.quote(image)

@@ -28,6 +28,10 @@ class NodeProfile:
     container_engine: Literal["docker", "podman"]  # how a service's containers are found without its file
     compose_host_network: bool  # lab: podman without a network stack runs containers on the host network
     assigns_reserved_ip: bool   # notify.sh moves the reserved IP through the provider API
+    # How notify.sh moves a service's data volume (templates/node/volume.py): the block-storage
+    # API's kind and the node command that reaches it; "" = no block storage dynia can move.
+    volume_api: str = ""
+    volume_api_command: str = ""
 
 
 @dataclass(frozen=True)

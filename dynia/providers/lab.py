@@ -36,12 +36,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import lab_subnets
-from .local import addresses
+from . import lab_subnets, lab_volumes
+from .local import LAB_VOLUME_API as VOLUME_API, addresses
 
 APP_IMAGE = "localhost/dynia-lab-app"
 # /usr/local: the node's own PATH entries (the cloud-init stand-in and "not installed yet" shims).
-OVERLAID = ("etc", "opt", "root", "var", "usr/local")
+# /srv: the data root, where a service's block-storage volume is mounted (one node's, not all).
+OVERLAID = ("etc", "opt", "root", "var", "usr/local", "srv")
+
 INSTALLING_SECONDS = 3.0   # the fresh node's "cloud-init still running" window
 PACKAGES = ("haproxy", "caddy", "keepalived")
 # The lab's stand-ins live under these names on the node (never on the machine itself).
@@ -239,7 +241,8 @@ class Lab:
             sh("ip", "addr", "add", f"{self.gateway}/{ipaddress.ip_network(self.subnet).prefixlen}",
                "dev", self.bridge)
             sh("ip", "link", "set", self.bridge, "up")
-        Path("/opt").mkdir(exist_ok=True)  # overlay lower dir on a bare machine
+        for lower in ("/opt", "/srv"):
+            Path(lower).mkdir(exist_ok=True)  # overlay lower dirs on a bare machine
 
     def up(self, with_apps: bool = True, only: list[str] | None = None, fresh: bool = True,
            installing: float = INSTALLING_SECONDS) -> "Lab":
@@ -302,6 +305,10 @@ class Lab:
                           "chmod 700 /root/.ssh; cat > /root/.ssh/authorized_keys; "
                           f"cat > /etc/ssh/sshd_dynia.conf <<'EOF'\n{SSHD_CONFIG.format(ip=node.ip)}EOF\n"
                           "/usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf", input=pub.encode())
+        api = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m dynia.providers.lab_volumes "
+               f"{shlex.quote(str(self.dir))} --node {shlex.quote(node.id)} \"$@\"\n")
+        self.run(node.id, f"mkdir -p /usr/local/sbin && printf '%s' {shlex.quote(api)} > {VOLUME_API} && "
+                          f"chmod 755 {VOLUME_API}")
         if image is not None:
             # The node's own /usr/local (an overlay): a droplet has its compose on the SSH
             # session's PATH; here it is this machine's podman-compose, wherever pip put it.
@@ -500,6 +507,7 @@ class Lab:
             return
         for client in list(self.clients):
             self.remove_client(client.name)
+        lab_volumes.teardown(self.dir)   # every loop device the lab's volumes hold
         sh("ip", "link", "del", self.bridge, check=False)
         sh("umount", "-l", str(self.dir / "ns"), check=False)
         shutil.rmtree(self.dir, ignore_errors=True)

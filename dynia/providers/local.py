@@ -8,6 +8,10 @@ import ipaddress
 from .base import FirewallSources, NodeProfile, Problem, Provider, SshIdentity
 from .digitalocean import DropletSizes
 
+# The node's way to the lab's block-storage "API" (dynia.providers.lab_volumes), bound to its
+# id: dynia.providers.lab installs it on each node.
+LAB_VOLUME_API = "/usr/local/sbin/dynia-lab-volume"
+
 PROFILE = NodeProfile(
     name="local",
     private_interface="eth0",
@@ -18,6 +22,8 @@ PROFILE = NodeProfile(
     container_engine="podman",
     compose_host_network=True,
     assigns_reserved_ip=False,
+    volume_api="local",
+    volume_api_command=LAB_VOLUME_API,
 )
 
 
