@@ -405,8 +405,8 @@ DATA_PATH = re.compile(r"/srv(/[a-z0-9][a-z0-9._-]{0,62}){1,4}")
 class Data(Strict):
     """A block-storage volume that follows the VIP: attached to one node at a time (the
     provider's single attachment is the fence), moved by notify.sh before the service starts."""
-    size_gb: int = Field(ge=1, le=16_384, description="the volume's size in GiB; it only grows (a smaller "
-                                                      "value is refused by plan, the volume is never replaced)")
+    size_gb: int = Field(ge=1, le=16_384, description="the volume's size in GiB (1 to 16,384), given to the "
+                                                      "provider when it creates the volume")
     filesystem: Literal["ext4", "xfs"] = Field("ext4", description="made once, when the volume is created")
     mount: str = Field(description="where the holder mounts it, under the data root /srv (like /srv/db); "
                                    "the compose file bind-mounts this path into its container")

@@ -61,7 +61,8 @@ INSTALL = "sh .ci/lab-install && . .venv/bin/activate"
 # The lab's programs, by the Debian package that brings each.
 DEBIAN = {"ip": "iproute2", "nsenter": "util-linux", "unshare": "util-linux", "sshd": "openssh-server",
           "ssh-keygen": "openssh-client", "haproxy": "haproxy", "caddy": "caddy", "keepalived": "keepalived",
-          "podman": "podman", "busybox": "busybox-static"}
+          "podman": "podman", "busybox": "busybox-static", "losetup": "mount", "mkfs.ext4": "e2fsprogs",
+          "fsck.ext4": "e2fsprogs"}
 
 
 def _lab_error(message: str, hint: str) -> DyniaError:

@@ -103,7 +103,9 @@ class LabError(RuntimeError):
 
 def missing_tools(with_apps: bool = True) -> list[str]:
     """The programs lab nodes need that this machine lacks."""
-    missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived")
+    # losetup, mkfs.ext4, fsck.ext4: the lab's block storage (dynia.providers.lab_volumes).
+    missing = [b for b in ("ip", "nsenter", "unshare", "sshd", "ssh-keygen", "haproxy", "caddy", "keepalived",
+                           "losetup", "mkfs.ext4", "fsck.ext4")
                if not shutil.which(b) and not Path(f"/usr/sbin/{b}").exists()]
     if with_apps:
         missing += [b for b in ("podman", "busybox") if not shutil.which(b)]
