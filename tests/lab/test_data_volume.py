@@ -3,12 +3,12 @@ volume (the lab's single-attach "API", dynia.providers.lab_volumes) moves with t
 the service starts; the old holder is fenced; a failed attach leaves the service stopped."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import threading
 import time
 
-import pytest
 
 from dynia.nodes.commands import NodeCommands
 from dynia.providers import lab_volumes
@@ -16,8 +16,6 @@ from dynia.providers.local import LAB_VOLUME_API, PROFILE
 from dynia.volumes import volume_name
 
 from .conftest import eventually, record
-
-pytestmark = pytest.mark.root
 
 HOST = "ledger.lab.example"
 LEDGER = """  ledger:
@@ -69,7 +67,7 @@ def _crash_keepalived(lc, node) -> float:
     t = time.monotonic()
     os.kill(vrrp, signal.SIGKILL)
     os.kill(parent, signal.SIGKILL)
-    lc.sh(node, f"ip addr del {lc.lab.vip}/24 dev eth0", check=False)
+    lc.sh(node, f"ip addr del {lc.lab.vip}/{ipaddress.ip_network(lc.lab.subnet).prefixlen} dev eth0", check=False)
     return t
 
 
@@ -108,8 +106,8 @@ def test_the_volume_follows_the_vip_with_every_acknowledged_row(lab_cluster):
     seconds = []
     try:
         for round_ in range(ROUNDS):
-            assert eventually(lambda: len(acked) > 20 * (round_ + 1), timeout=20), (len(acked), lc.get(HOST, "/cgi-bin/add?row=1"), lc.sh(master, "c=$(podman ps -q --filter name=ledger); podman exec $c cat /www/cgi-bin/add; podman exec -e QUERY_STRING=row=5 $c sh -x /www/cgi-bin/add; podman exec $c ls -la /data", check=False))
-            old_device = lc.cat(master, f"/opt/dynia/state/volumes/ledger.json")
+            assert eventually(lambda: len(acked) > 20 * (round_ + 1), timeout=20), _diagnose(lc)
+            old_device = lc.cat(master, "/opt/dynia/state/volumes/ledger.json")
             assert _holder_of_volume(lc) == master
             t0 = _crash_keepalived(lc, master)
             before = len(acked)

@@ -10,13 +10,10 @@ import pytest
 
 from dynia.providers import lab_volumes as lv
 
-pytestmark = pytest.mark.root
-
 
 @pytest.fixture
-def lab(tmp_path):
-    if os.geteuid() != 0:
-        pytest.fail("needs root (loop devices)")
+def lab(tmp_path, as_root):
+    """A lab directory for volumes only (loop devices, root); every loop device released after."""
     yield tmp_path
     subprocess.run(["umount", "-l", str(tmp_path / "mnt")], capture_output=True)
     lv.teardown(tmp_path)

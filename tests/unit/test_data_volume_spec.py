@@ -92,7 +92,7 @@ def test_the_node_is_told_its_volumes_and_notify_moves_them_around_the_service(t
     assert files[PATHS.volume_script].content.startswith(b"#!/usr/bin/env python3")
     notify = files[PATHS.notify].content.decode()
     master, backup = notify.split("MASTER)\n", 1)[1].split(";;")[:2]
-    assert "take_volume ledger && compose ledger up -d" in master
+    assert "take_volume ledger && compose ledger up -d --force-recreate" in master
     assert backup.index("compose ledger down") < backup.index("release_volume ledger")
     # A push starts it the same way: the volume first, the service only once it is mounted.
     secrets = {slot.secret: b"not a secret" for slot in rendering.slots["misty-owl"]}
