@@ -3,6 +3,7 @@ volume (the lab's single-attach "API", dynia.providers.lab_volumes) moves with t
 the service starts; the old holder is fenced; a failed attach leaves the service stopped."""
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import os
 import signal
@@ -46,7 +47,7 @@ def _add(lc, row: int) -> bool:
     """An acknowledged write: the app answered "ok" after fsync."""
     try:
         status, body = lc.get(HOST, f"/cgi-bin/add?row={row}", timeout=2)
-    except OSError:
+    except (OSError, http.client.HTTPException):   # cut mid-answer by a failover
         return False
     return status == 200 and body.strip() == b"ok"
 
@@ -54,7 +55,7 @@ def _add(lc, row: int) -> bool:
 def _rows(lc) -> set[int] | None:
     try:
         status, body = lc.get(HOST, "/cgi-bin/rows", timeout=2)
-    except OSError:
+    except (OSError, http.client.HTTPException):   # cut mid-answer by a failover
         return None
     if status != 200:
         return None
