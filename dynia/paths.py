@@ -18,6 +18,8 @@ class NodePaths:
     haproxy_master_socket: str = "/run/haproxy-master.sock"
     haproxy_pid: str = "/run/haproxy.pid"
     haproxy_run_dir: str = "/run/haproxy"
+    # Where HAProxy's workers are jailed once they drop root (Debian's package makes it, empty).
+    haproxy_chroot: str = "/var/lib/haproxy"
     caddy_pid: str = "/run/caddy.pid"
     caddy_start_log: str = "/var/log/caddy-start.log"
     keepalived_pid: str = "/run/keepalived.pid"
@@ -117,3 +119,7 @@ HEALTH_HOST = "dynia-health"
 ACME_HOST = "dynia-acme"
 ACME_PREFIX = "/.well-known/acme-challenge/"
 OWNER = "root:root"
+# The users the Debian packages create and run their daemons as (haproxy.cfg's `user`/`group`,
+# caddy.service's `User=`): dynia's nodes run them the same way, the lab's included.
+HAPROXY_USER = "haproxy"
+CADDY_USER = "caddy"

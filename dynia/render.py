@@ -20,7 +20,8 @@ from .errors import render_error
 from .guard import GuardReport, check_guard
 from .inventory import Inventory
 from .nodes.commands import DRAIN_DIR, FIREWALL_UNIT, HAPROXY_TIMING, Drain, NodeCommands
-from .paths import ACME_HOST, ACME_PREFIX, CADDY_ACCESS_LOG_ROLL, HEALTH_HOST, HEALTH_URI, OWNER, PATHS, PORTS, backend_name
+from .paths import (ACME_HOST, ACME_PREFIX, CADDY_ACCESS_LOG_ROLL, HAPROXY_USER, HEALTH_HOST, HEALTH_URI, OWNER, PATHS,
+                    PORTS, backend_name)
 from .planner import rolling_order
 from .providers.base import NodeProfile
 from .spec import ClusterSpec
@@ -223,7 +224,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     services = spec.services
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
                commands=node_commands(spec), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
-               health_host=HEALTH_HOST, vip=inv.reserved_ip,
+               health_host=HEALTH_HOST, vip=inv.reserved_ip, haproxy_user=HAPROXY_USER,
                vrid=vrid(spec.name), timing=HAPROXY_TIMING, drain_dir=DRAIN_DIR,
                backends=service_backends(spec, nodes, me),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),

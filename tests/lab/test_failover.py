@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import statistics
 import time
 
 from dynia.nodes.commands import NodeCommands
+from dynia.paths import HAPROXY_USER, PATHS
 from dynia.providers.local import PROFILE
 
 from .conftest import eventually, record
@@ -65,3 +67,41 @@ def test_clean_keepalived_stop_hands_over_fast(applied_lab):
     assert eventually(lambda: lc.vip_holder() == ["brave-panda"], timeout=10, interval=0.02)
     record("failover_seconds_sigterm", round(time.monotonic() - t, 2))
     assert lc.cat("misty-owl", "/opt/dynia/state/vrrp").split()[0] in (b"BACKUP", b"FAULT", b"STOP")
+
+
+def _haproxy_workers(lc, node) -> list[int]:
+    """The node's HAProxy workers: the children of the master named by its pid file."""
+    master = _pid(lc, node, PATHS.haproxy_pid)
+    workers = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == master:
+                workers.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return workers
+
+
+def test_haproxy_workers_run_as_haproxy_in_its_chroot(applied_lab):
+    workers = _haproxy_workers(applied_lab, "misty-owl")
+    assert workers
+    for pid in workers:
+        uid = os.stat(f"/proc/{pid}").st_uid
+        assert uid == pwd.getpwnam(HAPROXY_USER).pw_uid != 0
+        assert os.readlink(f"/proc/{pid}/root") == PATHS.haproxy_chroot
+
+
+def test_a_master_whose_haproxy_stops_answering_gives_the_vip_up(applied_lab):
+    """Hung workers: the master's pid lives on, only the listener tells. keepalived's track
+    script asks it, so the VIP moves to the standby; it comes home once HAProxy answers again."""
+    lc = applied_lab
+    assert lc.vip_holder() == ["misty-owl"]
+    workers = _haproxy_workers(lc, "misty-owl")
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert eventually(lambda: lc.vip_holder() == ["brave-panda"], timeout=15, interval=0.1), lc.vip_holder()
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert eventually(lambda: lc.vip_holder() == ["misty-owl"], timeout=15), lc.vip_holder()
