@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
@@ -14,14 +15,17 @@ SSL_MODE = "strict"
 @dataclass
 class ZoneSettingsArgs:
     zone: str
-    # Authenticated Origin Pulls: Cloudflare presents its origin-pull client certificate to the
-    # origin, and HAProxy (origin mode) refuses a TLS client without one. Turned on for the zone
-    # only in origin mode: in letsencrypt mode nothing is proxied and HAProxy asks for none.
-    origin_pulls: bool = True
+    # Zone-level Authenticated Origin Pulls: the cluster's own client certificate and its key
+    # (components.origin_pull.OriginPullCertificate), uploaded as the zone's certificate, which
+    # Cloudflare then presents to the origin; HAProxy (origin mode) verifies it against the
+    # cluster's CA alone. None (letsencrypt mode: nothing is proxied) uploads nothing.
+    origin_pull: tuple[Any, Any] | None = None
 
 
 class ZoneSettings(pulumi.ComponentResource):
-    """SSL mode strict and zone-level Authenticated Origin Pulls on.
+    """SSL mode strict; the cluster's client certificate uploaded for zone-level Authenticated
+    Origin Pulls (POST /zones/{id}/origin_tls_client_auth), then the zone-level setting turned on
+    (PUT /zones/{id}/origin_tls_client_auth/settings, enabled: true) once it is uploaded.
 
     Both are zone-wide (every hostname of the zone, dynia's or not): dynia owns them from the
     first provision on, and a change made by hand in the dashboard is set back by the next
@@ -37,9 +41,17 @@ class ZoneSettings(pulumi.ComponentResource):
                                              opts=pulumi.InvokeOutputOptions(parent=self)).id
         self.ssl = cloudflare.ZoneSetting(f"{name}-ssl", zone_id=zone_id, setting_id="ssl", value=SSL_MODE,
                                           opts=child)
-        self.origin_pulls = None
-        if args.origin_pulls:
+        self.origin_pulls = self.origin_pull_certificate = None
+        if args.origin_pull is not None:
+            certificate, private_key = args.origin_pull
+            # Not retained: a replaced certificate is uploaded first, then the old one deleted
+            # (Cloudflare asks to keep only one active); destroy deletes it with the cluster.
+            self.origin_pull_certificate = cloudflare.AuthenticatedOriginPullsCertificate(
+                f"{name}-origin-pull-certificate", zone_id=zone_id, certificate=certificate,
+                private_key=pulumi.Output.secret(private_key), opts=pulumi.ResourceOptions(parent=self))
             self.origin_pulls = cloudflare.AuthenticatedOriginPullsSettings(
-                f"{name}-origin-pulls", zone_id=zone_id, enabled=True, opts=child)
+                f"{name}-origin-pulls", zone_id=zone_id, enabled=True,
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                    depends_on=[self.origin_pull_certificate])))
         self.register_outputs({"ssl": self.ssl.value,
                                "originPulls": self.origin_pulls.enabled if self.origin_pulls else False})

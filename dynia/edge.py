@@ -7,8 +7,10 @@
 - Whose address is the client's: `CF-Connecting-IP` only when the TCP source is the edge
   (origin mode: Cloudflare's published ranges, or the provider's stand-in in the lab), the
   source address otherwise; letsencrypt mode trusts no header (the records are DNS-only).
-- Origin mode: Authenticated Origin Pulls — HAProxy asks every client on 443 for Cloudflare's
-  origin-pull client certificate (the CA is public data, dynia/data/cloudflare-origin-pull-ca.pem).
+- Origin mode: Authenticated Origin Pulls — HAProxy asks every client on 443 for the client
+  certificate the zone presents: the cluster's own, signed by the cluster's own CA (made with
+  the provision state, components/origin_pull.py), never Cloudflare's shared one, which any
+  Cloudflare customer's zone can make Cloudflare present.
 
 Pure: no network, no clock, no randomness (render's promise).
 """
@@ -16,13 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 
-from .errors import DyniaError, render_error
+from .errors import render_error
 from .headers import merged
-
-CLOUDFLARE_ORIGIN_PULL_CA = "data/cloudflare-origin-pull-ca.pem"
 
 # What one rate-limit bucket is: an IPv4 address, or an IPv6 /64. An IPv6 client gets a whole /64
 # (the smallest prefix a network hands out: SLAAC needs it), so counting per address would give it
@@ -78,7 +76,7 @@ class ServiceEdge:
 class EdgePolicy:
     """The node-independent part: what every HAProxy of the cluster does at its frontends."""
     trusted_edge: list[str]          # sources whose CF-Connecting-IP names the client ([]: none)
-    origin_pulls: bool               # 443 asks for the origin-pull client certificate
+    origin_pulls: bool               # 443 asks for the cluster's origin-pull client certificate
     acme_http01: bool                # port 80 sends ACME HTTP-01 requests to this node's Caddy
     default_headers: list[HeaderRule]
     services: dict[str, ServiceEdge]
@@ -124,29 +122,6 @@ def trusted_edge(spec, provider) -> list[str]:
         cf = cloudflare_ranges()
         ranges = [*cf.ipv4, *cf.ipv6]
     return [str(ipaddress.ip_network(r, strict=True)) for r in ranges]
-
-
-@lru_cache(maxsize=1)
-def cloudflare_origin_pull_ca() -> bytes:
-    """Cloudflare's origin-pull CA (package data, dated in dynia/data/README.md)."""
-    try:
-        pem = resources.files("dynia").joinpath(CLOUDFLARE_ORIGIN_PULL_CA).read_bytes()
-    except OSError as exc:
-        raise DyniaError("state", f"dynia's copy of Cloudflare's origin-pull CA ({CLOUDFLARE_ORIGIN_PULL_CA}) "
-                                  f"is unreadable: {exc}", "reinstall dynia") from None
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise DyniaError("state", f"{CLOUDFLARE_ORIGIN_PULL_CA} holds no PEM certificate",
-                         "reinstall dynia, or restore the file as dynia/data/README.md describes")
-    return pem
-
-
-def origin_pull_ca(spec, provider) -> bytes | None:
-    """The CA HAProxy verifies client certificates on 443 against: origin mode only. A provider
-    that Cloudflare cannot reach (the lab) substitutes its own (`origin_pull_ca(cluster)`)."""
-    if spec.tls.mode != "origin":
-        return None
-    substitute = getattr(provider, "origin_pull_ca", None)
-    return substitute(spec.name) if substitute is not None else cloudflare_origin_pull_ca()
 
 
 def policy(spec, provider) -> EdgePolicy:

@@ -682,6 +682,18 @@ class Engine:
                          if k in ("private_ip", "public_ip") or v.get(k) is not None}
                      if isinstance(v, dict) else v for n, v in nodes.items()}
         ClusterCache.of(self.cluster).write_outputs({"nodes": nodes, "reserved_ip": provision.get("reservedIp")})
+        self.cache_origin_pull(provision.get("originPull"))
+
+    def cache_origin_pull(self, pull) -> None:
+        """The public facts of the state's origin-pull client certificate, so `dynia infra verify`
+        compares the zone's upload with it without Pulumi (the key is a secret of the state)."""
+        from .cache import ClusterCache
+        from .store import write_json
+        from .verify import ORIGIN_PULL_CACHE, certificate_record
+
+        certificate = pull.get("certificate") if isinstance(pull, dict) else None
+        if isinstance(certificate, str) and "BEGIN CERTIFICATE" in certificate:
+            write_json(ClusterCache.of(self.cluster).dir / ORIGIN_PULL_CACHE, certificate_record(certificate))
 
     def pin_first_use(self, stack, mode: str = "up") -> None:
         """Pin the host key of each droplet created before dynia pinned host keys.

@@ -249,14 +249,14 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         files += [RenderedFile("infra", PATHS.volume_script, 0o700, OWNER, "keepalived", mover),
                   RenderedFile("infra", PATHS.volumes_config, 0o600, OWNER, "keepalived", volume_config)]
     files += _firewall_files(cluster, profile, nodes, me, env)
-    # Origin mode: the CA of the client certificate Cloudflare presents (public; HAProxy's ca-file).
-    pull_ca = edge.origin_pull_ca(spec, providers.of(spec))
-    if pull_ca is not None:
-        files.append(RenderedFile("infra", PATHS.origin_pull_ca, 0o644, OWNER, "haproxy", pull_ca))
     slots = [
         SecretSlot("infra", PATHS.origin_pem, "origin_certificate", "haproxy"),
         SecretSlot("infra", PATHS.haproxy_env, "stats_credentials", "haproxy"),
     ]
+    if ctx["edge"].origin_pulls:
+        # The cluster's own origin-pull CA (HAProxy's ca-file): public, but made with the
+        # provision state, so it fills a slot at push time like the certificate beside it.
+        slots.append(SecretSlot("infra", PATHS.origin_pull_ca, "origin_pull_ca", "haproxy", mode=0o644))
     if profile.assigns_reserved_ip:
         slots.append(SecretSlot("infra", PATHS.provider_token, "provider_token", "keepalived"))
     if spec.registries:

@@ -129,8 +129,8 @@ def slot_secrets(cluster, rendering, report: DriftReport, steps: list[RepairStep
 
 
 def engine_secrets(cluster) -> dict[str, bytes]:
-    """The slot values `dynia up` pushes: stats credentials and origin certificate from the
-    provision stack. Needs the Pulumi CLI and the passphrase (checked first, typed errors)."""
+    """The slot values `dynia up` pushes: stats credentials, origin certificate and origin-pull
+    CA from the provision stack. Needs the Pulumi CLI and the passphrase (checked first, typed errors)."""
     from . import providers, secrets
     from .session import Session, check_machine
 
@@ -141,8 +141,14 @@ def engine_secrets(cluster) -> dict[str, bytes]:
     if not pem:
         raise DyniaError("state", "the provision stack holds no origin certificate",
                          "run `dynia up --phase provision`, then repair again")
+    pull = engine._output(engine.stack("provision"), "originPull")
+    ca = pull.get("ca") if isinstance(pull, dict) else None
+    if cluster.spec.tls.mode == "origin" and not ca:
+        raise DyniaError("state", "the provision stack holds no origin-pull CA",
+                         "run `dynia up --phase provision`, then repair again")
     return secrets.slot_values(cluster.project, cluster.name, pem.encode(), providers.of(cluster.spec).node_token(),
-                               credentials=stats, registries=cluster.spec.registries)
+                               credentials=stats, registries=cluster.spec.registries,
+                               origin_pull_ca=ca.encode() if ca else None)
 
 
 def _remove_containers(target, spec, step: RepairStep) -> None:

@@ -60,7 +60,7 @@ def check(data, shown: str, fix: str) -> dict:
 
 def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
                 provider_token: str | None, *, credentials: dict | None = None,
-                registries=()) -> dict[str, bytes]:
+                registries=(), origin_pull_ca: bytes | None = None) -> dict[str, bytes]:
     """What each secret slot is filled with at push time. The engine passes the credentials
     kept in the provision stack (the same on every machine); pushes without the engine use
     the operator's .dynia/secrets (generated once). `registries`: the spec's, whose tokens
@@ -79,6 +79,8 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
                                  f"DYNIA_STATS_PASSWORD={creds['stats_password']}\n").encode()}
     if origin_pem:
         out["origin_certificate"] = origin_pem
+    if origin_pull_ca:
+        out["origin_pull_ca"] = origin_pull_ca
     if provider_token:
         out["provider_token"] = provider_token.encode() + b"\n"
     auth = registry_logins.auth_file(project, cluster, registries)
@@ -89,9 +91,12 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
 
 def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
     """Slot values for a push driven without the engine (the lab tests): the provider's
-    certificate for such pushes (the engine's comes from the provision stack) and node token."""
+    certificate and origin-pull CA for such pushes (the engine's come from the provision stack)
+    and node token."""
     from . import providers
 
     provider = providers.of(spec)
+    pull = provider.origin_pull_for_push(project, cluster) if spec.tls.mode == "origin" else None
     return slot_values(project, cluster, provider.origin_pem_for_push(project, cluster, spec.domain),
-                       provider.node_token(), registries=spec.registries)
+                       provider.node_token(), registries=spec.registries,
+                       origin_pull_ca=pull["ca"].encode() if pull else None)

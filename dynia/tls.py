@@ -50,63 +50,44 @@ def self_signed_pem(domain: str, days: int = 365) -> bytes:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
-# --- The lab's stand-in for Cloudflare's origin-pull CA (Authenticated Origin Pulls) ----------
-# Cloudflare's edge cannot reach a lab, so the lab's HAProxy verifies client certificates against
-# a CA of the lab's own, and the lab's clients (standing for Cloudflare) present a certificate it
-# signed. Rendering must stay pure (same spec, same bytes, no state read), so the CA is derived
-# from the cluster's name: an Ed25519 key from a hash (Ed25519 signatures are deterministic) and
-# fixed validity dates. Anyone can derive its key: it proves that HAProxy lets a certificate of
-# the configured CA in and keeps everyone else out, nothing about keeping the CA secret (on
-# droplets the CA is Cloudflare's and its key is Cloudflare's alone).
-_LAB_PULL_VALIDITY = ("2025-01-01", "2099-12-31")
+# --- Authenticated Origin Pulls: the cluster's own CA and client certificate -------------------
+# On droplets they are resources of the provision state (components/origin_pull.py, pulumi-tls);
+# the lab makes the same pair here, once, and keeps it in the operator's .dynia/secrets (as it
+# keeps its stand-in origin certificate): its "Cloudflare" presents the client certificate,
+# as Cloudflare presents the one uploaded to the zone.
 
 
-def _lab_pull_key(cluster: str, role: str):
-    import hashlib
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    return Ed25519PrivateKey.from_private_bytes(
-        hashlib.sha256(f"dynia lab origin-pull {role} {cluster}".encode()).digest())
-
-
-def _lab_pull_cert(cluster: str, role: str, is_ca: bool):
+def origin_pull_pair(cluster: str, days: int = 3650) -> dict[str, str]:
+    """{"ca", "certificate", "private_key"} (PEM): a fresh CA and a client certificate it signed."""
     import datetime
-    import hashlib
 
     from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    def name(r: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dynia lab"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, f"origin-pull {r} ({cluster})")])
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dynia"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    start, end = (datetime.datetime.fromisoformat(d).replace(tzinfo=datetime.timezone.utc)
-                  for d in _LAB_PULL_VALIDITY)
-    serial = int.from_bytes(hashlib.sha256(f"{role} {cluster}".encode()).digest()[:16], "big") >> 1
-    builder = (x509.CertificateBuilder().subject_name(name(role)).issuer_name(name("ca"))
-               .public_key(_lab_pull_key(cluster, role).public_key()).serial_number(serial)
-               .not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
-    if is_ca:
-        builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                                        critical=True)
-    else:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    return builder.sign(_lab_pull_key(cluster, "ca"), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = name(f"{cluster} origin-pull CA")
 
+    def builder(subject, public_key, valid_days):
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=valid_days)))
 
-def lab_origin_pull_ca(cluster: str) -> bytes:
-    """The lab's origin-pull CA certificate (PEM): HAProxy's ca-file on lab nodes."""
-    from cryptography.hazmat.primitives import serialization
-
-    return _lab_pull_cert(cluster, "ca", True).public_bytes(serialization.Encoding.PEM)
-
-
-def lab_origin_pull_client(cluster: str) -> bytes:
-    """Certificate + key (PEM) the lab's clients present on 443, as Cloudflare's edge does."""
-    from cryptography.hazmat.primitives import serialization
-
-    cert = _lab_pull_cert(cluster, "client", False)
-    return cert.public_bytes(serialization.Encoding.PEM) + _lab_pull_key(cluster, "client").private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    ca = (builder(ca_name, ca_key.public_key(), 2 * days)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    client = (builder(name(f"{cluster} origin pull"), key.public_key(), days)
+              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return {"ca": ca.public_bytes(pem).decode(), "certificate": client.public_bytes(pem).decode(),
+            "private_key": key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()).decode()}

@@ -9,7 +9,10 @@ One row per check, each `ok`, `failed` or `skipped` with a one-line detail:
                        the node to 127.0.0.1:443, SNI a bound domain, over the pinned SSH
                        session; the key is never read) is the state's and lives > 30 days;
 * dns_record         — per bound domain: an A record at Cloudflare, pointing at the reserved IP,
-                       proxied as the TLS mode wants.
+                       proxied as the TLS mode wants;
+* origin_pull        — origin mode: zone-level Authenticated Origin Pulls on at Cloudflare, the
+                       certificate uploaded for it the state's (by fingerprint) and `active`,
+                       and no other uploaded certificate active beside it.
 
 Collection (`collect`) does the I/O, in parallel: the node facts (one SSH round trip per node,
 dynia.nodes.gather, the served certificate among them), the provider's holder and Cloudflare's
@@ -32,8 +35,9 @@ SCHEMA = "dynia.infra-verify/1"
 MIN_CERT_DAYS = 30
 TLS_TIMEOUT = 5.0
 CERTIFICATE_CACHE = "certificate.json"  # .dynia/cache/<cluster>/: the state certificate's public facts
+ORIGIN_PULL_CACHE = "origin-pull.json"  # …: the state's origin-pull client certificate's public facts
 STATUSES = ("ok", "failed", "skipped")
-CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record")
+CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record", "origin_pull")
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,9 @@ def certificate_record(pem: str) -> dict:
     return cert_info_der(der).as_dict()
 
 
-def read_state_certificate(cluster) -> tuple[CertInfo | None, str]:
-    """(the state's certificate, None + why not): from the cache, never from Pulumi."""
+def read_state_certificate(cluster, name: str = CERTIFICATE_CACHE) -> tuple[CertInfo | None, str]:
+    """(the state's certificate, None + why not): from the cache, never from Pulumi (`name`:
+    the origin certificate's record, or the origin-pull client certificate's)."""
     import os
     import re
 
@@ -99,7 +104,7 @@ def read_state_certificate(cluster) -> tuple[CertInfo | None, str]:
     from .errors import DyniaError
 
     cache = ClusterCache.of(cluster)
-    path = cache.dir / CERTIFICATE_CACHE
+    path = cache.dir / name
     shown = os.path.relpath(path, cache.root)
     try:
         data = read_json(path, shown, "delete it; the next `dynia up` writes it again", limit=64 * 1024)
@@ -176,6 +181,9 @@ class Expected:
     addresses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> (public, private), cache
     placements: dict[str, str] = field(default_factory=dict)  # HAProxy backend -> its service's placement
     acme: bool = False                  # tls.mode letsencrypt: a self-signed certificate is the placeholder
+    origin_pulls: bool = False          # tls.mode origin: the zone presents the cluster's client certificate
+    origin_pull: CertInfo | None = None  # the state's client certificate, None: why in origin_pull_missing
+    origin_pull_missing: str = ""
 
 
 @dataclass
@@ -190,6 +198,8 @@ class Observed:
     sni: str = ""
     dns: list[Any] | None = None               # DnsRecord-like: name, type, content, proxied
     dns_error: str | None = None
+    origin_pull: Any = None                    # cloudflare_api.OriginPull: the zone's setting and uploads
+    origin_pull_error: str | None = None
 
 
 def _row(check: str, target: str, ok: bool, detail: str) -> Check:
@@ -366,10 +376,42 @@ def _dns_rows(e: Expected, o: Observed) -> list[Check]:
     return rows
 
 
+def _origin_pull_rows(e: Expected, o: Observed) -> list[Check]:
+    if not e.origin_pulls:
+        return []
+    if e.dns_provider is None:
+        return [Check("origin_pull", "zone", "skipped",
+                      f"provider {e.provider_kind} uploads nothing to Cloudflare (its stand-in for Cloudflare presents "
+                      "the cluster's client certificate itself)")]
+    if o.origin_pull_error is not None or o.origin_pull is None:
+        return [_row("origin_pull", "zone", False, o.origin_pull_error or "not read")]
+    pull = o.origin_pull
+    problems = [] if pull.enabled else ["zone-level Authenticated Origin Pulls is off: Cloudflare presents no "
+                                        "certificate of the cluster's and every origin pull gets 403"]
+    if e.origin_pull is None:
+        detail = "; ".join(problems) or "on"
+        return [_row("origin_pull", "zone", False, detail)] if problems else [
+            Check("origin_pull", "zone", "skipped", f"{detail}, but the upload is not compared with the state: "
+                                                     f"{e.origin_pull_missing}")]
+    ours = [c for c in pull.certificates if c.sha256 == e.origin_pull.sha256]
+    others = [c for c in pull.certificates if c.sha256 != e.origin_pull.sha256 and c.status == "active"]
+    if not ours:
+        problems.append(f"the state's certificate (sha256 {e.origin_pull.sha256[:16]}…) is not uploaded "
+                        f"({len(pull.certificates)} other(s) are)")
+    elif not any(c.status == "active" for c in ours):
+        problems.append(f"the state's certificate is uploaded but {ours[0].status}, not active "
+                        "(Cloudflare deploys an upload within minutes)")
+    if others:
+        problems.append(f"another uploaded certificate is active too ({', '.join(c.id for c in others)}): "
+                        "Cloudflare presents one of them; keep only the state's")
+    return [_row("origin_pull", "zone", not problems, "; ".join(problems) if problems else
+                 f"on; the state's certificate (sha256 {e.origin_pull.sha256[:16]}…) uploaded and active")]
+
+
 def assemble(e: Expected, o: Observed, now: dt.datetime | None = None) -> list[Check]:
     now = now or dt.datetime.now(dt.timezone.utc)
     return [*_holder_rows(e, o), *_backend_rows(e, o), *_version_rows(e, o),
-            *_certificate_rows(e, o, now), *_dns_rows(e, o)]
+            *_certificate_rows(e, o, now), *_dns_rows(e, o), *_origin_pull_rows(e, o)]
 
 
 def summary(checks: list[Check]) -> dict[str, int]:
@@ -419,6 +461,7 @@ def expected(cluster) -> Expected:
                          f"run `dynia up --cluster {cluster.name}` first (verify checks what an apply left)")
     applied = cache.read_applied()
     cert, missing = read_state_certificate(cluster)
+    pull, pull_missing = read_state_certificate(cluster, ORIGIN_PULL_CACHE)
     provider = providers.of(spec)
     # The provider declares the DNS API it needs on the operator's machine (DigitalOcean pairs
     # with Cloudflare); a provider without one manages no records.
@@ -428,7 +471,7 @@ def expected(cluster) -> Expected:
     placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domains}
     return Expected(cluster.name, list(spec.nodes), outputs.reserved_ip, domains, proxied(spec.tls.mode),
                     applied.configVersion if applied else None, cert, missing, dns, spec.provider.kind, addresses,
-                    placements, uses_acme(spec.tls.mode))
+                    placements, uses_acme(spec.tls.mode), proxied(spec.tls.mode), pull, pull_missing)
 
 
 def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> Observed:
@@ -448,25 +491,33 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
     wanted = [F.VRRP, F.APPLIED, F.SHOW_STAT, F.vip_device_addresses(provider.profile), F.served_certificate(sni)]
 
     def dns():
+        """(records, error, origin pull, its error): Cloudflare's side, the zone looked up once."""
         if e.dns_provider is None:
-            return None, None
+            return None, None, None, None
         try:
             from .providers.cloudflare_api import CloudflareApi
 
             api = cloudflare or CloudflareApi.from_env()
-            return api.records_for(cluster.spec.domain), None
+            zone_id = api.zone_id(cluster.spec.domain)
+            records = api.dns_records(zone_id)
         except DyniaError as exc:
-            return None, exc.message
+            return None, exc.message, None, exc.message
+        if not e.origin_pulls:
+            return records, None, None, None
+        try:
+            return records, None, api.origin_pull(zone_id), None
+        except DyniaError as exc:
+            return records, None, None, exc.message
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         facts_f = pool.submit(gather, nodes, wanted, timeout, unpinned(cluster))
         dns_f = pool.submit(dns)
         answers = facts_f.result()
-        records, dns_error = dns_f.result()
+        records, dns_error, pull, pull_error = dns_f.result()
     o = Observed(facts={n: a.facts for n, a in answers.items() if a.error is None},
                  unreadable={n: a.unreadable for n, a in answers.items() if a.unreadable},
                  unreachable={n: a.error for n, a in answers.items() if a.error is not None},
-                 sni=sni, dns=records, dns_error=dns_error)
+                 sni=sni, dns=records, dns_error=dns_error, origin_pull=pull, origin_pull_error=pull_error)
     for n in e.nodes:
         if n not in answers:
             o.unreachable[n] = "not provisioned (no address in the cache)"

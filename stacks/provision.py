@@ -20,6 +20,12 @@ def program(inputs: PhaseInputs) -> None:
     # Recorded so a later run can refuse a region change (it would replace every droplet).
     pulumi.export("region", spec.provider.region)
     pulumi.export("originPem", certificate(inputs, provider, spec, acme))
+    # Public: the CA every node's HAProxy trusts for origin pulls, and the client certificate
+    # the zone presents (infra verify compares Cloudflare's upload with it). Its key stays a
+    # secret of the provider's resources.
+    pull = provider.origin_pull(inputs, spec)
+    if pull is not None:
+        pulumi.export("originPull", pull)
 
 
 def node_output(v) -> dict:

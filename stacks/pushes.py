@@ -12,6 +12,30 @@ from .inputs import PhaseInputs
 # What fills the certificate slot in a preview before provision issued one: the preview shows
 # the push, nothing is ever sent with it (`up` runs provision first, which issues the real one).
 PLANNED_CERTIFICATE = b"# planned: the origin certificate is issued by the provision phase\n"
+PLANNED_ORIGIN_PULL_CA = b"# planned: the origin-pull CA is made by the provision phase\n"
+
+
+def origin_pull_ca(cluster, pull) -> bytes | None:
+    """The CA HAProxy verifies origin pulls against: provision's `originPull` output. A preview
+    made before provision exported one shows the push with a placeholder (nothing is sent with
+    it); an update without it stops with a typed error: pushing no CA would lock Cloudflare out."""
+    from dynia.errors import DyniaError
+    from dynia.nodes.push_errors import log_typed
+    from dynia.tls import proxied
+
+    if not proxied(cluster.spec.tls.mode):
+        return None
+    ca = pull.get("ca") if isinstance(pull, dict) else None
+    if isinstance(ca, str) and "BEGIN CERTIFICATE" in ca:
+        return ca.encode()
+    if pulumi.runtime.is_dry_run():
+        return PLANNED_ORIGIN_PULL_CA
+    error = DyniaError("state", f"the provision phase of {cluster.name} exported no origin-pull CA "
+                       "(Authenticated Origin Pulls): HAProxy would trust no client certificate",
+                       f"run `dynia up --phase provision --cluster {cluster.name}` (it makes the cluster's "
+                       "origin-pull certificate and uploads it to the zone), then this phase again")
+    log_typed(error)
+    raise error
 
 
 def provisioned_inventory(cluster, nodes, reserved_ip):
@@ -54,7 +78,7 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
     from dynia.render import render
 
     def build(values):
-        nodes, reserved_ip, origin_pem, token, stats = values
+        nodes, reserved_ip, origin_pem, token, stats, pull = values
         inventory, missing = provisioned_inventory(cluster, nodes, reserved_ip)
         if missing:
             pulumi.log.warn(f"planned addresses for {', '.join(missing)}: not provisioned yet "
@@ -62,7 +86,8 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
         rendering = render(cluster, inventory=inventory, applied=cache.applied(cluster), holder=inputs.holder)
         pem = origin_pem.encode() if origin_pem else (PLANNED_CERTIFICATE if missing else b"")
         slots = local_secrets.slot_values(cluster.project, cluster.name, pem or None, token or None,
-                                          credentials=stats or None, registries=cluster.spec.registries)
+                                          credentials=stats or None, registries=cluster.spec.registries,
+                                          origin_pull_ca=origin_pull_ca(cluster, pull))
         built = {node: build_bundles(cluster.spec, rendering, node, slots, holder=inputs.holder)
                  for node in cluster.spec.nodes}
         removals = removed_services(cluster.spec, inputs.previous_layers)
@@ -85,7 +110,7 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
         provision.get_output("originPem"), inputs.provider_token or "",
         # provision keeps them (the same on every machine); before the first provision, the engine's
         pulumi.Output.all(provision.get_output("statsCredentials"), inputs.stats_credentials or {})
-        .apply(lambda v: v[0] or v[1])).apply(build))
+        .apply(lambda v: v[0] or v[1]), provision.get_output("originPull")).apply(build))
 
 
 def export_layers(bundles: pulumi.Output, gates: list[NodeConfig]) -> None:

@@ -234,13 +234,12 @@ class DevLab:
         return self.describe()
 
     def _write_client_certificate(self) -> None:
-        from dynia.tls import lab_origin_pull_client
-
         path = self.lab_dir / CLIENT_PEM
         tmp = path.with_name(f".{path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(lab_origin_pull_client(self.name))
+            # What the lab's "Cloudflare" presents: the cluster's own client certificate.
+            f.write(providers.of(self.cluster().spec).origin_pull_client(self.project, self.name))
         os.replace(tmp, path)
 
     def running(self) -> bool:

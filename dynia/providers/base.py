@@ -158,12 +158,23 @@ class Provider(ABC):
         """The certificate a push made without the engine fills its slot with (lab tests)."""
         return None
 
+    def origin_pull_for_push(self, project, cluster: str) -> dict[str, str] | None:
+        """The Authenticated Origin Pulls pair ({"ca", "certificate", "private_key"}) a push made
+        without the engine takes its CA from (lab tests); None: only the provision state has it."""
+        return None
+
     # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
     @abstractmethod
     def provision(self, inputs, spec) -> tuple[dict, Any]:
         """Create the nodes: ({node: Output[(public_ip, private_ip, id, host_key, host_key_source)]},
         reserved_ip). host_key: the node's SSH host public key ("ssh-ed25519 AAAA…") that every
         connection pins; host_key_source: generated | first-use | lab."""
+
+    def origin_pull(self, inputs, spec):
+        """Output[{"ca", "certificate"}] (public PEM) of the cluster's Authenticated Origin Pulls
+        client certificate, made and kept in the provision state and presented by the edge;
+        None when nothing is proxied (letsencrypt mode)."""
+        return None
 
     @abstractmethod
     def origin_pem(self, project, spec):

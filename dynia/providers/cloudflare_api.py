@@ -106,11 +106,11 @@ class CloudflareApi:
 
     # --- one request ----------------------------------------------------------------------
 
-    def _get(self, path: str, query: dict[str, str | int]) -> dict:
-        return self._call("GET", path, query)
+    def _get(self, path: str, query: dict[str, str | int], need: str | None = None) -> dict:
+        return self._call("GET", path, query, need=need)
 
     def _call(self, method: str, path: str, query: dict[str, str | int] | None = None,
-              body: dict | None = None) -> dict:
+              body: dict | None = None, need: str | None = None) -> dict:
         url = f"{self.base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         payload = None
@@ -146,7 +146,7 @@ class CloudflareApi:
         if status >= 400 or data.get("success") is not True:
             errors = found if isinstance(found := data.get("errors"), list) else []
             text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
-            need = "Zone:Read and DNS:Read" if method == "GET" else "Zone:Read and DNS:Edit"
+            need = need or ("Zone:Read and DNS:Read" if method == "GET" else "Zone:Read and DNS:Edit")
             if method == "POST" and status == 400:   # a record the new one conflicts with
                 hint = ("a record at that name conflicts with it (a CNAME, or an identical TXT left by an earlier "
                         "order): delete it in Cloudflare (DNS → Records) and retry")
@@ -217,6 +217,50 @@ class CloudflareApi:
 
     def records_for(self, zone: str) -> list[DnsRecord]:
         return self.dns_records(self.zone_id(zone))
+
+    # --- zone-level Authenticated Origin Pulls (infra verify) ------------------------------------
+
+    def origin_pull(self, zone_id: str) -> OriginPull:
+        """The zone-level AOP setting (GET …/origin_tls_client_auth/settings) and the certificates
+        uploaded for it (GET …/origin_tls_client_auth), each with its status and the sha256 of its
+        DER form (None when the API's PEM does not parse)."""
+        _check_id(zone_id)
+        need = "Zone:Read and SSL and Certificates:Read"
+        settings = self._get(f"/zones/{zone_id}/origin_tls_client_auth/settings", {}, need=need)
+        result = settings.get("result") if isinstance(settings.get("result"), dict) else {}
+        listed = self._get(f"/zones/{zone_id}/origin_tls_client_auth", {}, need=need)
+        certificates = []
+        for c in listed.get("result") or []:
+            if isinstance(c, dict):
+                certificates.append(UploadedCertificate(
+                    str(c.get("id") or "?")[:40], str(c.get("status") or "unknown")[:40],
+                    _pem_sha256(c.get("certificate"))))
+        return OriginPull(result.get("enabled") is True, certificates)
+
+
+@dataclass(frozen=True)
+class UploadedCertificate:
+    id: str
+    status: str            # initializing, pending_deployment, active, pending_deletion, …
+    sha256: str | None     # of the DER certificate
+
+
+@dataclass(frozen=True)
+class OriginPull:
+    enabled: bool
+    certificates: list[UploadedCertificate]
+
+
+def _pem_sha256(pem) -> str | None:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        return hashlib.sha256(x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)).hexdigest()
+    except ValueError:
+        return None
 
 
 def _check_id(value: str) -> None:

@@ -308,19 +308,25 @@ class DigitalOcean(DropletSizes, Provider):
             nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key,
                                             "first-use" if first_use else "generated")
         nodes = {node: nodes[node] for node in spec.nodes}
-        self.zone_settings(spec)
         return nodes, ReservedIp(f"{spec.name}-rip", ReservedIpArgs(p.region)).address
 
-    def zone_settings(self, spec):
-        """Origin mode: the zone's SSL mode strict and Authenticated Origin Pulls on (set by
-        provision, before any record points at the nodes). Letsencrypt mode proxies nothing:
-        the zone's settings are left as the operator has them."""
+    def origin_pull(self, inputs, spec):
+        """Origin mode: the cluster's own Authenticated Origin Pulls certificate (made and kept in
+        the provision state), uploaded as the zone's, the zone-level setting on, and the zone's
+        SSL mode strict (all set by provision, before any record points at the nodes). Letsencrypt
+        mode proxies nothing: the zone's settings are left as the operator has them."""
+        import pulumi
+
+        from ..components.origin_pull import OriginPullCertificate
         from ..components.zone_settings import ZoneSettings, ZoneSettingsArgs
         from ..tls import proxied
 
         if not proxied(spec.tls.mode):
             return None
-        return ZoneSettings(f"{spec.name}-zone", ZoneSettingsArgs(spec.domain, origin_pulls=True))
+        pull = OriginPullCertificate(f"{spec.name}-origin-pull", spec.name)
+        ZoneSettings(f"{spec.name}-zone", ZoneSettingsArgs(spec.domain, origin_pull=(pull.certificate,
+                                                                                     pull.private_key)))
+        return pulumi.Output.all(ca=pull.ca, certificate=pull.certificate)
 
     def release(self, engine, nodes: list[str] | None) -> None:
         """Lift the protection of the droplets about to be deleted (None: every one, for destroy).

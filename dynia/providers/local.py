@@ -122,12 +122,47 @@ class Local(DropletSizes, Provider):
         # Before the first provision the lab has no key yet; provision creates it.
         return (key.read_text() if key.exists() else ""), ""
 
-    def origin_pull_ca(self, cluster: str) -> bytes:
-        """The lab's stand-in for Cloudflare's origin-pull CA (dynia.tls.lab_origin_pull_ca): the
-        lab's clients present a certificate it signed, as Cloudflare's edge presents Cloudflare's."""
-        from ..tls import lab_origin_pull_ca
+    def origin_pull_for_push(self, project, cluster: str) -> dict[str, str]:
+        """The lab's Authenticated Origin Pulls pair ({"ca", "certificate", "private_key"}), made
+        once (dynia.tls.origin_pull_pair) and kept in .dynia/secrets/<cluster>.origin-pull (0600),
+        as the lab keeps its origin certificate: its nodes trust the CA, its "Cloudflare"
+        presents the client certificate (origin_pull_client), as the zone's upload makes
+        Cloudflare present it on droplets."""
+        import os
 
-        return lab_origin_pull_ca(cluster)
+        from ..cache import read_json
+        from ..errors import DyniaError
+        from ..store import write_json
+        from ..tls import origin_pull_pair
+
+        path = project.secrets_path(cluster, "origin-pull")
+        shown = os.path.relpath(path, project.root)
+        fix = f"delete {shown}: the lab makes a new pair and the next push trusts it"
+        data = read_json(path, shown, fix, limit=64 * 1024)
+        if data is None:
+            data = origin_pull_pair(cluster)
+            project.ensure_runtime()
+            write_json(path, data, mode=0o600)
+        if not (isinstance(data, dict) and all(isinstance(data.get(k), str) and "-----BEGIN " in data[k]
+                                               for k in ("ca", "certificate", "private_key"))):
+            raise DyniaError("state", f"{shown} is corrupt (expected ca, certificate and private_key PEM)", fix)
+        return data
+
+    def origin_pull_client(self, project, cluster: str) -> bytes:
+        """Certificate + key (PEM): what the lab's stand-in for Cloudflare presents on 443."""
+        pair = self.origin_pull_for_push(project, cluster)
+        return (pair["certificate"] + pair["private_key"]).encode()
+
+    def origin_pull(self, inputs, spec):
+        """The public half ({"ca", "certificate"}) the provision phase exports (origin mode)."""
+        import pulumi
+
+        from ..tls import proxied
+
+        if not proxied(spec.tls.mode):
+            return None
+        pair = self.origin_pull_for_push(inputs.project, spec.name)
+        return pulumi.Output.from_input({"ca": pair["ca"], "certificate": pair["certificate"]})
 
     def origin_pem_for_push(self, project, cluster: str, domain: str) -> bytes | None:
         from ..tls import self_signed_pem

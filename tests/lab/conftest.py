@@ -5,6 +5,7 @@ Every namespace, process and mount is removed in the fixture's finalizer, also w
 from __future__ import annotations
 
 import atexit
+import functools
 import http.client
 import ipaddress
 import itertools
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dynia import providers
 from dynia.bundle import Bundle, build_bundles
 from dynia.errors import DyniaError
 from dynia.nodes.push import ApplyResult, Target, push
@@ -94,8 +96,8 @@ def _client_context(client_pem: bytes | None) -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     if client_pem is not None:
-        # ssl loads a certificate only from a file; the key is the lab CA's, derivable by anyone
-        # (dynia.tls), so a temporary file is no secret on disk.
+        # ssl loads a certificate only from a file: mkstemp's is 0600, removed at exit (the key is
+        # the lab cluster's, kept 0600 in its .dynia/secrets as well).
         fd, path = tempfile.mkstemp(prefix="dynia-lab-pull-", suffix=".pem")
         with os.fdopen(fd, "wb") as f:
             f.write(client_pem)
@@ -104,17 +106,12 @@ def _client_context(client_pem: bytes | None) -> ssl.SSLContext:
     return ctx
 
 
-def _lab_pull_client() -> bytes:
-    from dynia.tls import lab_origin_pull_client
+@functools.lru_cache(maxsize=None)
+def _edge_context(client_pem: bytes) -> ssl.SSLContext:
+    """Built once per certificate: loading a context per request costs more than the request."""
+    return _client_context(client_pem)
 
-    return lab_origin_pull_client(LAB_CLUSTER)
 
-
-# The lab's clients stand for Cloudflare's edge (the lab machine is in the lab's edge ranges,
-# dynia.providers.local.lab_edge): they present the origin-pull client certificate of the lab's
-# CA, as Cloudflare presents Cloudflare's (Authenticated Origin Pulls; refused without it).
-# Built once: loading a context per request costs more than the request.
-_CLIENT_TLS = _client_context(_lab_pull_client())
 _NO_CLIENT_CERT_TLS = _client_context(None)
 
 # Each request from the lab's edge names its visitor in CF-Connecting-IP, as Cloudflare's do;
@@ -137,6 +134,14 @@ class LabCluster:
 
     def cluster(self):
         return load_cluster(self.project, "lab")
+
+    @property
+    def client_tls(self) -> ssl.SSLContext:
+        """The lab's clients stand for Cloudflare's edge (the lab machine is in the lab's edge
+        ranges, dynia.providers.local.lab_edge): they present the cluster's own origin-pull client
+        certificate, exactly what Cloudflare presents once provision uploaded it to the zone
+        (Authenticated Origin Pulls; refused without it)."""
+        return _edge_context(providers.of(self.cluster().spec).origin_pull_client(self.project, LAB_CLUSTER))
 
     def cache_as_after_up(self) -> None:
         """What `dynia up`'s provision phase leaves in .dynia/ for a local cluster: the nodes'
@@ -199,7 +204,7 @@ class LabCluster:
         """GET through the VIP from this machine (the lab's edge): status, headers, body.
         visitor: the CF-Connecting-IP sent (default: a new one); context: the client's TLS (default:
         with the origin-pull client certificate)."""
-        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=context or _CLIENT_TLS)
+        conn = http.client.HTTPSConnection(self.lab.vip, 443, timeout=timeout, context=context or self.client_tls)
         try:
             conn.request("GET", path, headers={"Host": host, "CF-Connecting-IP": visitor or new_visitor(),
                                                **(headers or {})})

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from dynia.paths import ACME_PREFIX, PATHS
-from dynia.tls import lab_origin_pull_client
+from dynia.tls import origin_pull_pair
 
 from .conftest import _client_context, _NO_CLIENT_CERT_TLS, eventually
 
@@ -85,15 +85,17 @@ def test_security_headers_on_every_answer_with_a_per_service_override(edge_lab):
     assert headers.get("X-Lab-Note") == "costs $5 #1 ${DYNIA_STATS_PASSWORD}"
 
 
-def test_origin_pulls_let_a_certificate_of_the_configured_ca_in_and_refuse_everyone_else(edge_lab):
+def test_origin_pulls_let_the_clusters_own_client_certificate_in_and_refuse_everyone_else(edge_lab):
     lc = edge_lab
     assert lc.fetch("api.lab.example")[::2] == (200, b"api\n")
     # No client certificate: the handshake completes (the served certificate stays readable) and
     # the request is refused.
     status, _, _ = lc.fetch("api.lab.example", context=_NO_CLIENT_CERT_TLS)
     assert status == 403
-    # A certificate of another CA: the handshake itself fails.
-    other = _client_context(lab_origin_pull_client("another-lab"))
+    # A certificate of another CA (another cluster's, or Cloudflare's shared one: any CA but the
+    # cluster's own), even under the same name: the handshake itself fails.
+    pair = origin_pull_pair("lab")
+    other = _client_context((pair["certificate"] + pair["private_key"]).encode())
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
         lc.fetch("api.lab.example", context=other)
     # The node's own loopback (where the apply script's health gate asks) needs none.

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from dynia import providers
+
 from dynia.paths import PORTS
 from dynia.providers.local import lab_edge, lab_outsider
 from dynia.render import vrid
@@ -124,12 +126,10 @@ def _vrrp_refused(lc, node: str) -> int:
 
 
 def test_the_cloudflare_namespace_gets_https_through_the_vip_and_nothing_else(firewalled_lab, tmp_path):
-    from dynia.tls import lab_origin_pull_client
-
     lc = firewalled_lab
     assert ipaddress.ip_address(lc.lab.clients[0].ip) in ipaddress.ip_network(lab_edge(lc.lab.subnet)[1])
     pem = tmp_path / "pull-client.pem"
-    pem.write_bytes(lab_origin_pull_client("lab"))
+    pem.write_bytes(providers.of(lc.cluster().spec).origin_pull_client(lc.project, "lab"))
     assert _in(lc, "cloudflare", HTTPS_GET, lc.lab.vip, "api.lab.example", str(pem)) == "200 api"
     assert _in(lc, "cloudflare", HTTPS_GET, lc.lab.vip, "lab.example", str(pem)) == "200 web"
     # Cloudflare is neither an admin range nor a node: SSH, Caddy and the stats port stay shut.

@@ -13,7 +13,7 @@ import time
 from dynia import secrets
 from dynia.store import write_json
 
-from .conftest import INSTALLING_WINDOW, _CLIENT_TLS, eventually, record
+from .conftest import INSTALLING_WINDOW, eventually, record
 
 
 NODES = ["misty-owl", "brave-panda", "calm-otter"]
@@ -116,7 +116,7 @@ def _with_echo(lc):
 
 
 def _request(lc, method: str, path: str, headers: dict | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPSConnection(lc.lab.vip, 443, timeout=10, context=_CLIENT_TLS)
+    conn = http.client.HTTPSConnection(lc.lab.vip, 443, timeout=10, context=lc.client_tls)
     try:
         conn.request(method, path, body=b"x=1" if method == "POST" else None,
                      headers={"Host": "echo.lab.example", **(headers or {})})

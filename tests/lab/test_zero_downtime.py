@@ -13,7 +13,7 @@ from dynia.nodes.commands import HAPROXY_TIMING, NodeCommands
 from dynia.providers.lab import APP_IMAGE
 from dynia.providers.local import PROFILE
 
-from .conftest import _CLIENT_TLS, eventually, new_visitor, record
+from .conftest import eventually, new_visitor, record
 
 
 MIN_REQUESTS, MAX_REQUESTS, MAX_SECONDS = 2000, 8000, 120.0
@@ -105,7 +105,7 @@ def _api_compose(lc, image: str, release: int) -> None:
 
 
 def _request(lc, method: str, host: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPSConnection(lc.lab.vip, 443, timeout=10, context=_CLIENT_TLS)
+    conn = http.client.HTTPSConnection(lc.lab.vip, 443, timeout=10, context=lc.client_tls)
     try:
         # Each request from its own visitor (CF-Connecting-IP, believed from the lab's edge): the
         # load is many clients, not one client over the per-client rate limit.

@@ -33,6 +33,9 @@ NODES = {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11"
                          "host_key": HOST_KEYS["brave-panda"], "host_key_source": "generated"}}
 ORIGIN_PEM = "-----BEGIN CERTIFICATE-----\nMIIBtestcert\n-----END CERTIFICATE-----\n" \
              "-----BEGIN PRIVATE KEY-----\nMIGHorigin-key-secret-material\n-----END PRIVATE KEY-----\n"
+# provision's public `originPull` output: the cluster's origin-pull CA and client certificate.
+ORIGIN_PULL = {"ca": "-----BEGIN CERTIFICATE-----\nMIIBtestca\n-----END CERTIFICATE-----\n",
+               "certificate": "-----BEGIN CERTIFICATE-----\nMIIBtestclient\n-----END CERTIFICATE-----\n"}
 PROVIDER_TOKEN = "dop_v1_test_token_value_123456"
 
 
@@ -185,7 +188,7 @@ def run_phase(project):
         asyncio.set_event_loop(asyncio.new_event_loop())
         if mocks.provision_outputs is None:
             mocks.provision_outputs = {"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM,
-                                       "kind": "digitalocean"}
+                                       "originPull": ORIGIN_PULL, "kind": "digitalocean"}
         pulumi.runtime.set_mocks(mocks, project="dynia", stack=f"{cluster}-{phase}", preview=preview,
                                  monitor=RecordingMonitor(mocks), organization=organization)
         if by_hand is not None:

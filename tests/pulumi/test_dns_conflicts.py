@@ -14,7 +14,7 @@ from dynia.nodes.push_errors import typed_diagnostic
 from dynia.providers.cloudflare_api import LEGACY_MANAGED, DnsRecord, conflicts, managed_comment, owns
 from dynia.stacks import apps
 
-from .conftest import NODES, ORIGIN_PEM, GraphMocks
+from .conftest import ORIGIN_PULL, NODES, ORIGIN_PEM, GraphMocks
 from .test_dns_names import records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cloudflare"
@@ -29,7 +29,8 @@ class ZoneMocks(GraphMocks):
         # provisioned nodes with their pinned host keys: the pushes before the records may run
         nodes = {n: {**v, "host_key": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{'k' * 43}",
                      "host_key_source": "generated"} for n, v in NODES.items()}
-        super().__init__(provision_outputs={"nodes": nodes, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM})
+        super().__init__(provision_outputs={"nodes": nodes, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM,
+                                            "originPull": ORIGIN_PULL})
         self.zone, self.asked = zone, []
 
     def call(self, args):

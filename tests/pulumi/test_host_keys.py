@@ -11,7 +11,7 @@ import yaml
 
 from dynia.stacks import apps, infra, provision
 
-from .conftest import NODES, GraphMocks, is_secret
+from .conftest import ORIGIN_PULL, NODES, GraphMocks, is_secret
 
 PUSH = "command:remote:Command"
 
@@ -92,7 +92,8 @@ def test_a_key_pinned_on_first_use_is_what_provision_exports_for_that_node(run_p
 @pytest.mark.parametrize("module,phase", [(infra, "infra"), (apps, "apps")])
 def test_every_push_pins_the_host_key_provision_recorded_for_its_node(run_phase, module, phase):
     nodes = _keyed_nodes()
-    mocks = GraphMocks(provision_outputs={"nodes": nodes, "reservedIp": "203.0.113.50", "originPem": "x"})
+    mocks = GraphMocks(provision_outputs={"nodes": nodes, "reservedIp": "203.0.113.50", "originPem": "x",
+                                          "originPull": ORIGIN_PULL})
     assert run_phase(module, "shop", phase, mocks) is None
     pushes = [r for r in mocks.created.values() if r.typ == PUSH]
     assert pushes
@@ -104,7 +105,8 @@ def test_every_push_pins_the_host_key_provision_recorded_for_its_node(run_phase,
 
 
 def test_an_update_never_pushes_to_a_node_without_a_recorded_host_key(run_phase):
-    mocks = GraphMocks(provision_outputs={"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": "x"})
+    mocks = GraphMocks(provision_outputs={"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": "x",
+                                          "originPull": ORIGIN_PULL})
     nodes = {n: {k: v for k, v in node.items() if not k.startswith("host_key")} for n, node in NODES.items()}
     mocks.provision_outputs["nodes"] = nodes
     error = run_phase(infra, "shop", "infra", mocks)

@@ -9,7 +9,7 @@ import pytest
 
 from dynia.stacks import apps, infra, provision
 
-from .conftest import NODES, ORIGIN_PEM, GraphMocks, is_secret
+from .conftest import ORIGIN_PULL, NODES, ORIGIN_PEM, GraphMocks, is_secret
 
 PUSH = "command:remote:Command"
 
@@ -108,7 +108,8 @@ def test_a_holder_change_changes_exactly_the_active_only_services_pushes(run_pha
 
 def test_the_stats_credentials_come_from_the_provision_stack_not_this_machine(run_phase, project):
     creds = {"stats_user": "stats-0a1b2c3d", "stats_password": "kept-with-the-state-0123456789"}
-    outputs = {"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "statsCredentials": creds}
+    outputs = {"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "statsCredentials": creds,
+               "originPull": ORIGIN_PULL}
     mocks = GraphMocks(provision_outputs=outputs)
     assert run_phase(infra, "shop", "infra", mocks) is None
     assert not (project / ".dynia/secrets/shop.json").exists()  # nothing generated on this machine

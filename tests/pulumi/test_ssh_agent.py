@@ -9,7 +9,7 @@ import pulumi
 from dynia.stacks import infra
 from dynia.stacks.inputs import PhaseInputs
 
-from .conftest import NODES, ORIGIN_PEM, PROVIDER_TOKEN, GraphMocks, RecordingMonitor, is_secret
+from .conftest import ORIGIN_PULL, NODES, ORIGIN_PEM, PROVIDER_TOKEN, GraphMocks, RecordingMonitor, is_secret
 
 PUSH = "command:remote:Command"
 
@@ -17,7 +17,7 @@ PUSH = "command:remote:Command"
 def run_infra(project, private_key: str) -> GraphMocks:
     """The infra program as the engine runs it: a key file's text as a secret, "" for the agent."""
     asyncio.set_event_loop(asyncio.new_event_loop())
-    mocks = GraphMocks(provision_outputs={"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM,
+    mocks = GraphMocks(provision_outputs={"nodes": NODES, "reservedIp": "203.0.113.50", "originPem": ORIGIN_PEM, "originPull": ORIGIN_PULL,
                                           "kind": "digitalocean"})
     pulumi.runtime.set_mocks(mocks, project="dynia", stack="shop-infra", preview=False,
                              monitor=RecordingMonitor(mocks))

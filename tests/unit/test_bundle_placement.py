@@ -19,7 +19,7 @@ def bundles(project, node, holder=None, edit=None):
         spec_path.write_text(edit(spec_path.read_text()))
     cluster = load_cluster(Project(project), "shop")
     rendering = render_cluster(cluster)
-    slots = secrets.slot_values(cluster.project, "shop", b"PEM", "token")
+    slots = secrets.slot_values(cluster.project, "shop", b"PEM", "token", origin_pull_ca=b"CA")
     return build_bundles(cluster.spec, rendering, node, slots, holder=holder)
 
 

@@ -15,8 +15,7 @@ from dynia.firewall import cloudflare_ranges
 from dynia.paths import ACME_HOST, ACME_PREFIX, PATHS
 from dynia.session import render_cluster as render
 from dynia.store import Project, load_cluster
-
-PEM = Path(edge.__file__).parent / "data" / "cloudflare-origin-pull-ca.pem"
+from dynia.tls import origin_pull_pair
 
 
 def _edit(project: Path, cluster: str, old: str, new: str) -> None:
@@ -142,6 +141,7 @@ def test_letsencrypt_mode_believes_no_cf_connecting_ip_and_asks_for_no_client_ce
     assert "http-request set-var(txn.client) src unless { var(txn.client) -m found }" in fe
     assert "ca-file" not in fe and "verify" not in fe and "ssl_c_used" not in fe
     assert PATHS.origin_pull_ca not in {f.target for f in r.files["misty-owl"]}
+    assert PATHS.origin_pull_ca not in {s.target for s in r.slots["misty-owl"]}
 
 
 def test_the_lab_trusts_its_own_stand_in_for_cloudflares_edge(project):
@@ -161,34 +161,28 @@ def test_origin_mode_requires_the_origin_pull_certificate_except_from_loopback(p
     assert deny in fe
     # Refused before anything else is looked at.
     assert fe.index(deny) < fe.index("X-Forwarded-Proto") < fe.index("use_backend")
-    f = next(f for f in r.files["misty-owl"] if f.target == PATHS.origin_pull_ca)
-    assert (f.layer, f.mode, f.component) == ("infra", 0o644, "haproxy")
-    assert f.content == PEM.read_bytes()  # Cloudflare's, on droplets
+    # The CA is the cluster's own, from the provision state: a slot filled at push time, never
+    # a rendered file (no shared CA of Cloudflare's is trusted).
+    assert PATHS.origin_pull_ca not in {f.target for f in r.files["misty-owl"]}
+    slot = next(s for s in r.slots["misty-owl"] if s.target == PATHS.origin_pull_ca)
+    assert (slot.layer, slot.secret, slot.mode, slot.component) == ("infra", "origin_pull_ca", 0o644, "haproxy")
 
 
-def test_cloudflares_origin_pull_ca_is_the_dated_public_certificate_and_parses():
-    from cryptography import x509
+def test_the_labs_origin_pull_pair_is_made_once_kept_0600_and_its_ca_fills_the_slot(project, tmp_path):
+    from dynia.secrets import push_secrets
 
-    cert = x509.load_pem_x509_certificate(PEM.read_bytes())
-    assert cert.subject.rfc4514_string() == cert.issuer.rfc4514_string()
-    assert "CN=origin-pull.cloudflare.net" in cert.subject.rfc4514_string()
-    assert cert.not_valid_after_utc == datetime.datetime(2029, 11, 1, 17, 0, tzinfo=datetime.timezone.utc)
-    proc = subprocess.run(["openssl", "verify", "-CAfile", str(PEM), str(PEM)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr  # self-signed: a copy error breaks its signature
-
-
-def test_the_labs_origin_pull_ca_is_deterministic_and_signs_the_labs_client_certificate(project, tmp_path):
-    from dynia.tls import lab_origin_pull_ca, lab_origin_pull_client
-
-    r1 = render(load_cluster(Project(project), "lab"))
-    r2 = render(load_cluster(Project(project), "lab"))
-    ca = _file(r1, "misty-owl", PATHS.origin_pull_ca).encode()
-    assert ca == lab_origin_pull_ca("lab") == _file(r2, "calm-otter", PATHS.origin_pull_ca).encode()
-    (tmp_path / "ca.pem").write_bytes(ca)
-    (tmp_path / "client.pem").write_bytes(lab_origin_pull_client("lab"))
-    (tmp_path / "other.pem").write_bytes(lab_origin_pull_client("another-lab"))
-    ok = subprocess.run(["openssl", "verify", "-CAfile", tmp_path / "ca.pem", tmp_path / "client.pem"],
-                        capture_output=True, text=True)
+    cluster = load_cluster(Project(project), "lab")
+    local = providers.of(cluster.spec)
+    pair = local.origin_pull_for_push(cluster.project, "lab")
+    kept = cluster.project.secrets_path("lab", "origin-pull")
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert local.origin_pull_for_push(cluster.project, "lab") == pair  # kept, not made again
+    assert push_secrets(cluster.project, "lab", cluster.spec)["origin_pull_ca"] == pair["ca"].encode()
+    (tmp_path / "ca.pem").write_text(pair["ca"])
+    (tmp_path / "client.pem").write_bytes(local.origin_pull_client(cluster.project, "lab"))
+    (tmp_path / "other.pem").write_text(origin_pull_pair("lab")["certificate"])  # same name, another CA
+    ok = subprocess.run(["openssl", "verify", "-purpose", "sslclient", "-CAfile", tmp_path / "ca.pem",
+                         tmp_path / "client.pem"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     other = subprocess.run(["openssl", "verify", "-CAfile", tmp_path / "ca.pem", tmp_path / "other.pem"],
                            capture_output=True, text=True)

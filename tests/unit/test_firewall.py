@@ -45,7 +45,9 @@ def test_cloudflare_ranges_load_as_package_data_with_their_date():
 
 def test_the_data_readme_says_where_each_file_comes_from_and_how_to_refresh_it():
     text = resources.files("dynia").joinpath("data/README.md").read_text()
-    assert "cloudflare-ips.json" in text and "cloudflare-origin-pull-ca.pem" in text
+    files = [f.name for f in resources.files("dynia").joinpath("data").iterdir() if f.name != "README.md"
+             and not f.name.startswith(("_", "."))]
+    assert "cloudflare-ips.json" in files and all(name in text for name in files)
     assert "curl -fsS https://www.cloudflare.com/ips-v4" in text and "https://www.cloudflare.com/ips-v6" in text
     assert _data()["taken"] in text
 
@@ -171,7 +173,7 @@ def test_the_infra_bundle_validates_loads_gates_and_can_unload_the_firewall(proj
     from dynia.nodes.commands import NodeCommands
 
     cluster = load_cluster(Project(project), "shop")
-    slots = secrets.slot_values(cluster.project, "shop", b"PEM", "token")
+    slots = secrets.slot_values(cluster.project, "shop", b"PEM", "token", origin_pull_ca=b"CA")
     infra = build_bundles(cluster.spec, render(cluster), "misty-owl", slots)["infra"]
     commands = NodeCommands(providers.of(cluster.spec).profile)
     assert infra.component_order == ["nftables", "caddy", "haproxy", "keepalived"]

@@ -260,7 +260,8 @@ def test_service_bundle_commands_follow_placement_and_role(project, kind, placem
     cluster = load_cluster(Project(project), "shop")
     assert cluster.spec.services["api"].placement == placement
     commands = NodeCommands(get(kind).profile)
-    slots = {"origin_certificate": b"pem", "stats_credentials": b"creds", "provider_token": b"token"}
+    slots = {"origin_certificate": b"pem", "stats_credentials": b"creds", "provider_token": b"token",
+             "origin_pull_ca": b"ca"}
     for node in cluster.spec.nodes:
         role = "MASTER" if node == cluster.spec.master_node else "BACKUP"
         bundle = build_bundles(cluster.spec, render_cluster(cluster), node, slots)["service:api"]

@@ -27,7 +27,7 @@ def test_first_plan_adds_every_file_on_every_node(project, cli):
     assert plan["appliedVersion"] is None and plan["configVersion"] == 1
     assert plan["rollingOrder"] == ["brave-panda", "misty-owl"]
     assert all(c["op"] == "add" for n in plan["nodes"] for c in n["changes"])
-    assert plan["pending"] == 28
+    assert plan["pending"] == 26  # rendered files; slots (certificate, origin-pull CA, credentials) are filled at push
 
 
 def test_plan_after_apply_with_no_change_is_empty_and_reloads_nothing(project, cli):
@@ -77,7 +77,7 @@ def test_table_plan_shows_rolling_order_and_guard(project, cli):
     r = cli("-C", str(project), "plan", "--offline", "--cluster", "shop")
     assert r.code == 0
     assert "rolling order: brave-panda → misty-owl" in r.out
-    assert "resource guard" in r.out and "28 file change(s) across 2 node(s)" in r.out
+    assert "resource guard" in r.out and "26 file change(s) across 2 node(s)" in r.out
 
 
 def test_schema_command_prints_json_schema_with_every_top_level_key(cli):

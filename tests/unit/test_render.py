@@ -141,16 +141,17 @@ def test_no_default_credentials_and_no_secret_values_in_deploy_config(project, c
     blob = b"\n".join(tree.values())
     for value in secrets.values():
         assert value.encode() not in blob
-    from dynia.edge import cloudflare_origin_pull_ca
     assert b"BEGIN PRIVATE KEY" not in blob and b"PRIVATE KEY-----" not in blob
-    # The one certificate rendered is public: Cloudflare's origin-pull CA.
-    assert b"BEGIN CERTIFICATE" not in blob.replace(cloudflare_origin_pull_ca(), b"")
+    # No certificate is rendered: the origin certificate and the cluster's origin-pull CA come
+    # from the provision state, into slots, at push time.
+    assert b"BEGIN CERTIFICATE" not in blob
     haproxy = tree["misty-owl/infra/etc/haproxy/haproxy.cfg"].decode()
     assert 'stats auth "${DYNIA_STATS_USER}:${DYNIA_STATS_PASSWORD}"' in haproxy
     assert re.search(r"stats auth (admin|haproxy)", haproxy) is None
     slots = json.loads(tree["misty-owl/secret-slots.json"])
     assert {s["targetPath"]: s["mode"] for s in slots} == {
-        "/etc/haproxy/certs/origin.pem": "0600", "/etc/default/haproxy": "0600", "/etc/dynia/provider-token": "0600"}
+        "/etc/haproxy/certs/origin.pem": "0600", "/etc/default/haproxy": "0600", "/etc/dynia/provider-token": "0600",
+        "/etc/haproxy/certs/origin-pull-ca.pem": "0644"}
 
 
 def test_metadata_records_target_mode_owner_and_sha(project):

@@ -522,3 +522,76 @@ def test_an_unreadable_applied_record_fails_the_version_row_with_its_reason():
     row = next(c for c in V.assemble(expected(), o, NOW) if c.check == "config_version")
     assert row.status == "failed"
     assert f"{NODES[1]}'s applied.json is unreadable (configVersion: Input should be a valid integer)" in row.detail
+
+
+# --- zone-level Authenticated Origin Pulls: the upload is the state's and active -------------------
+
+PULL_ROUTES = {f"/zones/{ZONE}/origin_tls_client_auth/settings": (200, "origin_tls_client_auth_settings.json"),
+               f"/zones/{ZONE}/origin_tls_client_auth": (200, "origin_tls_client_auth.json")}
+
+
+def _state_pull() -> V.CertInfo:
+    record = V.certificate_record((FIXTURES / "origin_pull_state_certificate.pem").read_text())
+    return V.CertInfo(record["sha256"], dt.datetime(2036, 12, 5, tzinfo=dt.timezone.utc))
+
+
+def _pull_rows(routes: dict, **kw) -> list[V.Check]:
+    pull = CloudflareApi(TOKEN, Replay({**PULL_ROUTES, **routes})).origin_pull(ZONE)
+    e = expected(origin_pulls=True, origin_pull=_state_pull(), **kw)
+    return [c for c in V.assemble(e, observed(origin_pull=pull), NOW) if c.check == "origin_pull"]
+
+
+def test_the_states_origin_pull_certificate_uploaded_active_and_the_setting_on_is_one_ok_row():
+    [row] = _pull_rows({})
+    assert (row.target, row.status) == ("zone", "ok")
+    assert row.detail.startswith("on; the state's certificate (sha256 ") and row.detail.endswith("uploaded and active")
+
+
+@pytest.mark.parametrize("routes, detail", [
+    ({f"/zones/{ZONE}/origin_tls_client_auth/settings": (200, "origin_tls_client_auth_settings_off.json")},
+     "zone-level Authenticated Origin Pulls is off"),
+    ({f"/zones/{ZONE}/origin_tls_client_auth": (200, "origin_tls_client_auth_pending.json")},
+     "the state's certificate is uploaded but pending_deployment, not active"),
+    ({f"/zones/{ZONE}/origin_tls_client_auth": (200, "origin_tls_client_auth_pending.json")},
+     "another uploaded certificate is active too (9a7806061c88ada191ed06f989cc3dac)"),
+])
+def test_an_origin_pull_setting_off_an_upload_not_yet_active_or_a_second_active_one_fails(routes, detail):
+    [row] = _pull_rows(routes)
+    assert row.status == "failed" and detail in row.detail, row.detail
+
+
+def test_an_upload_that_is_not_the_states_certificate_fails():
+    other = V.CertInfo("b" * 64, NOW)
+    pull = CloudflareApi(TOKEN, Replay(PULL_ROUTES)).origin_pull(ZONE)
+    [row] = [c for c in V.assemble(expected(origin_pulls=True, origin_pull=other), observed(origin_pull=pull), NOW)
+             if c.check == "origin_pull"]
+    assert row.status == "failed" and "the state's certificate (sha256 bbbbbbbbbbbbbbbb…) is not uploaded" in row.detail
+
+
+def test_origin_pull_reads_ask_for_certificate_read_access_when_refused():
+    replay = Replay({f"/zones/{ZONE}/origin_tls_client_auth/settings": (403, "error_403.json")})
+    with pytest.raises(DyniaError) as exc:
+        CloudflareApi(TOKEN, replay).origin_pull(ZONE)
+    assert "SSL and Certificates:Read" in exc.value.hint and TOKEN not in exc.value.message + exc.value.hint
+
+
+def test_origin_pull_rows_only_in_origin_mode_and_skipped_for_the_lab():
+    assert not [c for c in V.assemble(expected(), observed(), NOW) if c.check == "origin_pull"]
+    [row] = [c for c in V.assemble(expected(origin_pulls=True, dns_provider=None, provider_kind="local"),
+                                   observed(dns=None), NOW) if c.check == "origin_pull"]
+    assert row.status == "skipped" and row.detail.startswith("provider local uploads nothing to Cloudflare")
+
+
+def test_the_origin_pull_certificate_is_cached_from_provisions_public_output(project):
+    from dynia.cache import ClusterCache
+    from dynia.engine import Engine
+    from dynia.store import Project, load_cluster
+
+    shop = load_cluster(Project(project), "shop")
+    pem = (FIXTURES / "origin_pull_state_certificate.pem").read_text()
+    engine = Engine.__new__(Engine)
+    engine.cluster = shop
+    engine.cache_origin_pull({"ca": "-----BEGIN CERTIFICATE-----\n…", "certificate": pem})
+    info, why = V.read_state_certificate(shop, V.ORIGIN_PULL_CACHE)
+    assert info is not None and info.sha256 == _state_pull().sha256, why
+    assert "PRIVATE" not in (ClusterCache.of(shop).dir / V.ORIGIN_PULL_CACHE).read_text()

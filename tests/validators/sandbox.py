@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from dynia.paths import PATHS
+from dynia.tls import origin_pull_pair
 from dynia.render import Rendering
 
 
@@ -34,6 +35,8 @@ def lay_out(rendering: Rendering, node: str, root: Path, cert: bytes) -> None:
         "stats_credentials": (f"DYNIA_STATS_USER=stats-test\n"
                               f"DYNIA_STATS_PASSWORD={secrets.token_urlsafe(12)}\n").encode(),
         "provider_token": b"test-token-not-real\n",
+        # HAProxy's ca-file must hold a CA certificate: the cluster's is made with the provision state.
+        "origin_pull_ca": origin_pull_pair(rendering.cluster)["ca"].encode(),
     }
     for f in rendering.files[node]:
         path = root / f.target.lstrip("/")
