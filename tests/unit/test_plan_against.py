@@ -149,7 +149,7 @@ def test_a_spec_missing_at_the_ref_is_a_new_cluster_where_everything_is_added(pr
     assert plan["against"]["newCluster"] is True
     assert all(c["op"] == "add" and c["diffNote"] == "new cluster: everything is added"
                for n in plan["nodes"] for c in n["changes"])
-    assert plan["pending"] == 28
+    assert plan["pending"] == 26
     md = _plan(cli, project, "--format", "markdown").out
     assert "**new cluster, everything is added**" in md
     assert "new cluster" in _plan(cli, project).out
