@@ -222,6 +222,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
                       150 if n == spec.master_node else 100 - 10 * i) for i, n in enumerate(order)]
     me = next(a for a in nodes if a.id == node)
     services = spec.services
+    policy = edge.policy(spec, providers.of(spec))
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
                commands=node_commands(spec), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
                health_host=HEALTH_HOST, vip=inv.reserved_ip, haproxy_user=HAPROXY_USER,
@@ -230,7 +231,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),
                standby_only=sorted(n for n, s in services.items() if s.placement == "standby-only"),
                data_services=sorted(n for n, s in services.items() if s.data is not None),
-               edge=edge.policy(spec, providers.of(spec)), acme_host=ACME_HOST, acme_prefix=ACME_PREFIX,
+               edge=policy, acme_host=ACME_HOST, acme_prefix=ACME_PREFIX,
                access_log_roll=CADDY_ACCESS_LOG_ROLL)
     r = lambda name: _render(env, name, **ctx)  # noqa: E731
     files = [
@@ -253,7 +254,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         SecretSlot("infra", PATHS.origin_pem, "origin_certificate", "haproxy"),
         SecretSlot("infra", PATHS.haproxy_env, "stats_credentials", "haproxy"),
     ]
-    if ctx["edge"].origin_pulls:
+    if policy.origin_pulls:
         # The cluster's own origin-pull CA (HAProxy's ca-file): public, but made with the
         # provision state, so it fills a slot at push time like the certificate beside it.
         slots.append(SecretSlot("infra", PATHS.origin_pull_ca, "origin_pull_ca", "haproxy", mode=0o644))

@@ -227,7 +227,8 @@ class CloudflareApi:
         _check_id(zone_id)
         need = "Zone:Read and SSL and Certificates:Read"
         settings = self._get(f"/zones/{zone_id}/origin_tls_client_auth/settings", {}, need=need)
-        result = settings.get("result") if isinstance(settings.get("result"), dict) else {}
+        result = settings.get("result")
+        enabled = isinstance(result, dict) and result.get("enabled") is True
         listed = self._get(f"/zones/{zone_id}/origin_tls_client_auth", {}, need=need)
         certificates = []
         for c in listed.get("result") or []:
@@ -235,7 +236,7 @@ class CloudflareApi:
                 certificates.append(UploadedCertificate(
                     str(c.get("id") or "?")[:40], str(c.get("status") or "unknown")[:40],
                     _pem_sha256(c.get("certificate"))))
-        return OriginPull(result.get("enabled") is True, certificates)
+        return OriginPull(enabled, certificates)
 
 
 @dataclass(frozen=True)

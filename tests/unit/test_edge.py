@@ -2,7 +2,6 @@
 rate limits, whose CF-Connecting-IP is believed, Authenticated Origin Pulls, the ACME route."""
 from __future__ import annotations
 
-import datetime
 import re
 import subprocess
 from pathlib import Path
