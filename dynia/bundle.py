@@ -141,8 +141,11 @@ def infra_health(commands: NodeCommands, private_ip: str) -> list[dict]:
 
 def service_health(spec: ClusterSpec, service: str, private_ip: str) -> list[dict]:
     svc = spec.services[service]
-    checks = [{"name": f"{service} app", "type": "http", "host": "127.0.0.1", "port": svc.port,
-               "path": svc.health_path, "expect": [200, 399]}]
+    app = {"name": f"{service} app", "type": "http", "host": "127.0.0.1", "port": svc.port,
+           "path": svc.health_path, "expect": [200, 399]}
+    # Asked as its first domain, as Caddy and HAProxy ask it: an app that allows only its own
+    # hosts (Django's ALLOWED_HOSTS, Rails' host authorization) answers 400 to a bare address.
+    checks = [{**app, "hostHeader": svc.domains[0]} if svc.domains else app]
     # Through Caddy once per host: each must reach this service's route. (The first keeps the
     # name it had when a service had one domain: a bundle that did not change is not re-pushed.)
     for i, domain in enumerate(svc.domains):

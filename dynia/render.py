@@ -106,7 +106,8 @@ def drain_for(spec: ClusterSpec, service: str) -> Drain | None:
     svc = spec.services[service]
     if not svc.domains or svc.placement != "all" or len(spec.nodes) < 2:
         return None
-    return Drain(port=svc.port, health_path=svc.health_path, ready_timeout=spec.health.timeout)
+    return Drain(port=svc.port, health_path=svc.health_path, ready_timeout=spec.health.timeout,
+                 host=svc.domains[0])
 
 
 @lru_cache(maxsize=4)

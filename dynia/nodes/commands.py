@@ -131,6 +131,7 @@ class Drain:
     health_path: str      # answers 2xx/3xx once the app is healthy (the spec's health_path)
     ready_timeout: float  # s: the spec's health timeout
     timing: HAProxyTiming = field(default=HAPROXY_TIMING)
+    host: str | None = None  # the Host it is asked as (the service's first domain, as Caddy passes it)
 
 
 def _seconds(ms: int) -> str:
@@ -266,14 +267,13 @@ class NodeCommands:
             return up
         t = drain.timing
         mark, record = P.drain_marker(service), P.drain_record(service)
-        app = f"http://127.0.0.1:{drain.port}{drain.health_path}"
         ready_s = math.ceil(drain.ready_timeout)
         # Caddy's in-flight requests per upstream (admin API, `num_requests`): idle when the
         # answer holds no entry for this app's address with a count other than 0.
         idle = (f"u=$(curl -fsS --max-time 2 http://localhost:{PORTS.caddy_admin}/reverse_proxy/upstreams) && "
                 f"! printf '%s\\n' \"$u\" | tr '{{' '\\n' | grep -F '\"address\":\"127.0.0.1:{drain.port}\"' "
                 "| grep -qv '\"num_requests\":0[,}]'")
-        ready = f"curl -fs -o /dev/null --max-time 2 {app}"
+        ready = self.app_answers(drain)
         return (
             # A pipeline's status is its last command's: sha256sum's own failure must stop here.
             f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum < {P.compose_file(service)}) && sum=${{sum%% *}} || exit 1; "
@@ -295,6 +295,13 @@ class NodeCommands:
         """Take (attach, check, mount) or release (unmount, detach) a data service's volume
         (templates/node/volume.py): taken before the service starts, released after it stops."""
         return f"python3 {P.volume_script} {action} {service}"
+
+    @staticmethod
+    def app_answers(drain: Drain) -> str:
+        """Exits 0 when the app answers its health path on the node with 2xx/3xx, asked as its
+        domain (an app that allows only its own hosts answers 400 to a bare address)."""
+        host = f"-H {shlex.quote('Host: ' + drain.host)} " if drain.host else ""
+        return f"curl -fs -o /dev/null --max-time 2 {host}http://127.0.0.1:{drain.port}{drain.health_path}"
 
     def image_present(self, image: str) -> str:
         """Exits 0 when the image is in the node's container engine (pulled or built there)."""

@@ -109,7 +109,7 @@ def test_drain_applies_only_where_another_nodes_copy_takes_the_requests(project)
 
     shop = load_cluster(Project(project), "shop").spec
     assert drain_for(shop, "api") == Drain(port=8081, health_path="/healthz", ready_timeout=shop.health.timeout,
-                                           timing=HAPROXY_TIMING)
+                                           timing=HAPROXY_TIMING, host="api.example.com")
     assert drain_for(shop, "admin") is None  # active-only: no other copy
     mini = load_cluster(Project(project), "mini").spec
     assert len(mini.nodes) == 1 and all(drain_for(mini, s) is None for s in mini.services)
