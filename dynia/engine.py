@@ -299,8 +299,10 @@ def origin_to_letsencrypt(cluster: str) -> DyniaError:
 
 class Engine:
     def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None,
-                 read_only: bool = False):
+                 read_only: bool = False, answers: dict | None = None):
         self.cluster = cluster
+        # node → dynia.nodes.gather.NodeFacts read when the session opened (vrrp, pushed_from)
+        self.answers = answers or {}
         self.read_only = read_only  # only reads the state: creates no stack (_select)
         self.holder = holder
         self.on_progress = on_progress or (lambda line: None)
@@ -587,6 +589,8 @@ class Engine:
     def up(self, phases=PHASES, *, continue_on_error: bool = False) -> dict:
         self.check_region(phases)
         self.check_account(phases)
+        if {"infra", "apps"} & set(phases):
+            self.require_answers()
         outputs: dict = {}
         for phase in phases:
             events: list = []
@@ -620,6 +624,21 @@ class Engine:
         if applied:
             self.cache_applied(applied)
         return outputs
+
+    def require_answers(self) -> None:
+        """A node that did not answer the session's read and drops SSH silently (a narrowed
+        firewall.admin_ranges) stops the run within lockout.PROBE_SECONDS, before any push."""
+        from .lockout import require_answers
+        from .session import targets
+
+        require_answers(targets(self.cluster), {n for n, a in self.answers.items() if a.error})
+
+    def excluded_pushers(self) -> list:
+        """lockout.excluded for the spec's admin ranges and what the nodes recorded."""
+        from .lockout import excluded
+
+        return excluded(self.cluster.spec.firewall.admin_ranges,
+                        {n: a.facts.get("pushed_from") for n, a in self.answers.items()})
 
     def destroy(self, phases=tuple(reversed(PHASES))) -> None:
         for phase in phases:

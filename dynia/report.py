@@ -105,7 +105,8 @@ def _change(c, read_old, new_content: bytes | None, no_base: str | None) -> dict
 # A notice's kind as the terminal shows it; the Markdown comment uses the same words.
 NOTICE_LABELS = {"isolation-exception": ("isolation exception: ", "bold red"),
                  "replicated-state": ("replicated state: ", "bold yellow"),
-                 "warning": ("warning: ", "yellow")}
+                 "warning": ("warning: ", "yellow"),
+                 "lockout": ("locks out: ", "bold red")}
 
 
 def _short(sha: str | None) -> str:

@@ -140,6 +140,8 @@ class Session:
     holder: str | None = None
     on_progress: Callable[[str], None] = field(default=lambda line: None)
     _engine: object = None
+    # node → what it answered when the session opened (vrrp, pushed_from; or its error)
+    answers: dict = field(default_factory=dict)
 
     @property
     def engine(self):
@@ -147,7 +149,8 @@ class Session:
         if self._engine is None:
             from .engine import Engine
 
-            self._engine = Engine(self.cluster, holder=self.holder, on_progress=self.on_progress)
+            self._engine = Engine(self.cluster, holder=self.holder, on_progress=self.on_progress,
+                                  answers=self.answers)
         return self._engine
 
 
@@ -161,11 +164,15 @@ def check_machine(cluster: Cluster) -> None:
 @contextlib.contextmanager
 def engine_session(project: Project, name: str, *,
                    on_progress: Callable[[str], None] | None = None) -> Iterator[Session]:
-    """Lock the cluster, load it, check the machine, read the VIP holder live: ready to plan or apply."""
-    from .nodes.gather import vip_holder
+    """Lock the cluster, load it, check the machine, read the VIP holder and the addresses pushes
+    came from live (one round trip per node): ready to plan or apply."""
+    from .nodes import facts as F
+    from .nodes.gather import gather, holder_of
 
     with cluster_lock(project, name):
         cluster = load_cluster(project, name)
         check_machine(cluster)
         nodes = targets(cluster)
-        yield Session(cluster, vip_holder(nodes) if nodes else None, on_progress or (lambda line: None))
+        answers = gather(nodes, [F.VRRP, F.PUSHED_FROM]) if nodes else {}
+        yield Session(cluster, holder_of(answers) if nodes else None, on_progress or (lambda line: None),
+                      answers=answers)

@@ -2,6 +2,7 @@
 Pulumi preview of each phase)."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import typer
@@ -57,12 +58,16 @@ def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: 
         plan = offline_plan(result, cache.applied(c), store.read_content)
     rows = None
     if not offline:
+        from ..lockout import notices
         from ..phases import phases_from
         from .engine_common import engine_for, print_rows
 
         with engine_for(ctx, cluster) as engine:
             rows = engine.preview(phases_from(phase.value if phase else None))
+            locked_out = engine.excluded_pushers()
         plan["resources"] = [r.as_dict() for r in rows]
+        plan["lockedOut"] = [dataclasses.asdict(e) for e in locked_out]
+        plan["notices"] = [*plan.get("notices", ()), *notices(locked_out)]
         plan["pending"] += len(rows)
     if as_json:
         emit_json(plan)

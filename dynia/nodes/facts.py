@@ -50,10 +50,31 @@ def json_state(model: type[A.Model]) -> Callable[[str, int], dict | None]:
     return parser
 
 
+def pushed_from(output: str, exit_status: int) -> dict[str, str] | None:
+    """The apply script's record of the addresses pushes came from: {address: last time},
+    None when never written. A key that is not an IP address makes the answer unreadable."""
+    import ipaddress
+
+    if exit_status != 0:
+        return None
+    data = A.loads(output)
+    if not isinstance(data, dict) or len(data) > A.MAX_ITEMS:
+        raise A.Unreadable("not an object of at most %d addresses" % A.MAX_ITEMS)
+    for address, when in data.items():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise A.Unreadable(f"{address[:64]!r} is not an IP address") from None
+        if not isinstance(when, str) or len(when) > 64:
+            raise A.Unreadable(f"the time of {address} is not a short string")
+    return dict(data)
+
+
 VRRP = Fact("vrrp", f"cat {PATHS.state('vrrp')}", vrrp_role)
+PUSHED_FROM = Fact("pushed_from", f"cat {PATHS.state('pushed-from.json')}", pushed_from)
 APPLIED = Fact("applied", f"cat {PATHS.state('applied.json')}", json_state(A.Applied))
 DEGRADED = Fact("degraded", f"cat {PATHS.state('degraded')}", json_state(A.Degraded))
-FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED)}
+FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED, PUSHED_FROM)}
 
 # Markers between facts in one round trip; a fact's output cannot contain a line that starts
 # with this (the files read are dynia's own and hold no such line).

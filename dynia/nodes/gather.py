@@ -75,6 +75,10 @@ def gather(targets: list[Target], wanted: list[F.Fact] | Callable[[Target], list
 def vip_holder(targets: list[Target]) -> str | None:
     """The node whose keepalived last reported MASTER (notify.sh), read live; None if unknown
     (no answer, or more than one MASTER: then the configured MASTER is assumed to hold it)."""
-    answers = gather(targets, [F.VRRP])
+    return holder_of(gather(targets, [F.VRRP]))
+
+
+def holder_of(answers: dict[str, NodeFacts]) -> str | None:
+    """vip_holder, from answers that include the vrrp fact."""
     masters = [n for n, a in answers.items() if (a.facts.get("vrrp") or {}).get("role") == "MASTER"]
     return masters[0] if len(masters) == 1 else None

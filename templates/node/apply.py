@@ -292,6 +292,30 @@ def write_state(name, data):
                  "0644", "root:root")
 
 
+PUSHED_FROM = "pushed-from.json"
+KEEP_PUSHED_FROM = 32
+
+
+def record_pushed_from():
+    """Step 0: the address this push's SSH connection came from (sshd's SSH_CONNECTION) and
+    when, kept per address (the 32 most recent): `dynia plan` reads it back and names the
+    addresses a narrowed firewall.admin_ranges would lock out (a CI runner, a colleague), not
+    only the machine that pushes now. Unknown (no SSH_CONNECTION: sudo or su) → nothing."""
+    address = (os.environ.get("SSH_CONNECTION") or "").split(" ")[0]
+    if address.startswith("::ffff:"):
+        address = address[len("::ffff:"):]
+    if not address:
+        return
+    try:
+        with open(host_path(STATE + "/" + PUSHED_FROM)) as f:
+            seen = json.load(f)
+        seen = {a: t for a, t in seen.items() if isinstance(a, str) and isinstance(t, str)}
+    except (OSError, ValueError, AttributeError):
+        seen = {}  # missing or mangled: start again (it is advice, never a gate)
+    seen[address] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_state(PUSHED_FROM, dict(sorted(seen.items(), key=lambda kv: kv[1])[-KEEP_PUSHED_FROM:]))
+
+
 def read_applied():
     """The node's record of what was applied; a missing or mangled one counts as nothing applied.
     "run" ({layer: true|false}, the run state each service layer was last applied with) is
@@ -723,6 +747,7 @@ def main(stream):
         sys.stderr.write("dynia apply: %s: another apply is running on this node\n" % bundle["node"])
         return 40
     try:
+        record_pushed_from()
         waited = wait_for_cloud_init()
         code, report = apply(bundle)
         report["cloudInitWaitSeconds"] = round(waited, 3)
