@@ -18,7 +18,7 @@ from dynia.providers.digitalocean import PROFILE
 from dynia.render import drain_for
 from dynia.store import Project, load_cluster
 
-from .test_apply_script_local import _file, apply, make_bundle, root  # noqa: F401 (a fixture)
+from .test_apply_script_local import _file, apply, make_bundle
 
 DOMAIN = "api.example.com"
 
@@ -42,21 +42,27 @@ def app_port():
 
 
 @pytest.fixture
+def node_root(tmp_path):
+    (tmp_path / "healthy").touch()   # make_bundle's own gate check
+    return tmp_path
+
+
+@pytest.fixture
 def shop(project):
     spec = load_cluster(Project(project), "shop").spec
     assert spec.services["api"].domains[0] == DOMAIN
     return spec
 
 
-def test_the_apply_scripts_app_check_asks_as_the_services_domain_and_passes(root, shop, app_port):
+def test_the_apply_scripts_app_check_asks_as_the_services_domain_and_passes(node_root, shop, app_port):
     app = {**service_health(shop, "api", "10.0.0.1")[0], "port": app_port}
     assert app["name"] == "api app" and app["hostHeader"] == DOMAIN
     bundle = dataclasses.replace(make_bundle([_file("etc/web.conf", b"v1")]), health=[app])
-    code, report, err = apply(root, bundle)
+    code, report, err = apply(node_root, bundle)
     assert code == 0, (report, err)
     # The same check asked by address is what an own-hosts-only app refuses.
     bare = {k: v for k, v in app.items() if k != "hostHeader"}
-    code, report, _ = apply(root, dataclasses.replace(make_bundle([_file("etc/web.conf", b"v2")], retries=1),
+    code, report, _ = apply(node_root, dataclasses.replace(make_bundle([_file("etc/web.conf", b"v2")], retries=1),
                                                       health=[bare]))
     assert code == 30 and "HTTP 400" in report["reason"]
 
