@@ -9,7 +9,9 @@ import pulumi
 # Droplet inputs whose change makes DigitalOcean replace the droplet (image, ssh_keys,
 # vpc_uuid) or that only matter at first boot (user_data): a spec or key change must never
 # replace every node at once, so Pulumi ignores them on existing droplets. A new node gets them.
-IGNORED = ["image", "ssh_keys", "vpc_uuid", "user_data"]
+# `size`: the provider's resize is a hard power-off; dynia's own roll resizes existing droplets
+# (dynia.resize: VIP away, drain, shutdown, resize, power on, gate) and then refreshes the state.
+IGNORED = ["image", "ssh_keys", "vpc_uuid", "user_data", "size"]
 
 
 @dataclass
@@ -24,8 +26,7 @@ class DropletArgs:
     # (host private key in OpenSSH format, host public key) → the cloud-init user data that
     # installs them (dynia.render.cloud_init): the droplet's SSH host key is made with the state.
     user_data: Callable[[str, str], str]
-    # The previous node's droplet in rolling order: a size change powers a droplet off to resize
-    # it, so droplets resize one after the other (backups first, the VIP holder last), never together.
+    # The previous node's droplet in rolling order (creations and updates one after the other).
     after: list = field(default_factory=list)
     protect: bool = True
 
@@ -41,6 +42,7 @@ class ClusterNode(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     droplet_id: pulumi.Output[str]
+    size: pulumi.Output[str]         # as the state records it (the roll's refresh updates it)
     host_key: pulumi.Output[str | None]  # the public SSH host key cloud-init installs ("ssh-ed25519 AAAA…")
 
     def __init__(self, name: str, args: DropletArgs, opts: pulumi.ResourceOptions | None = None):
@@ -68,6 +70,7 @@ class ClusterNode(pulumi.ComponentResource):
         self.public_ip = droplet.ipv4_address
         self.private_ip = droplet.ipv4_address_private
         self.droplet_id = droplet.id
+        self.size = droplet.size
         self.host_key = public
         self.register_outputs({"public_ip": self.public_ip, "private_ip": self.private_ip,
-                               "droplet_id": self.droplet_id, "host_key": self.host_key})
+                               "droplet_id": self.droplet_id, "size": self.size, "host_key": self.host_key})

@@ -52,6 +52,7 @@ class NodeAddresses(_Strict):
     # where it came from: generated with the state, recorded on first use, or the lab's.
     host_key: str | None = None
     host_key_source: str | None = Field(None, pattern=r"^(?:generated|first-use|lab)$")
+    size: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")   # the state's droplet size
 
     @field_validator("host_key")
     @classmethod

@@ -620,10 +620,41 @@ class Engine:
                 self.cache_outputs(outputs[phase])
                 pem = result.outputs.get("originPem")
                 self.cache_certificate(pem.value if pem is not None else None)
+                self.resize_roll(outputs[phase])
         applied = [p for p in phases if p in ("infra", "apps")]
         if applied:
             self.cache_applied(applied)
         return outputs
+
+    def resize_roll(self, provision: dict) -> None:
+        """After provision (which never resizes an existing droplet): dynia.resize's roll for
+        each node whose live size is not the spec's, then a refresh records the new sizes."""
+        from .planner import rolling_order
+        from .resize import pending, roll
+        from .resize_steps import SshNodeSteps
+        from .session import targets
+
+        power = providers.of(self.cluster.spec).power()
+        nodes = provision.get("nodes") or {}
+        if power is None or not nodes:
+            return
+        spec = self.cluster.spec
+        order = rolling_order(spec.nodes, spec.master_node, self.holder)
+        # Only a node whose state records another size is asked live (the state holds the size
+        # a droplet was created with, or the roll's refresh set): no API call when nothing changed.
+        ids = {n: str(v["droplet_id"]) for n, v in nodes.items() if isinstance(v, dict) and v.get("droplet_id")
+               and v.get("size") and v["size"] != spec.provider.size}
+        resizes = pending(order, ids, spec.provider.size, power)
+        if not resizes:
+            return
+        steps = SshNodeSteps(spec, {t.node: t for t in targets(self.cluster)},
+                             {n: v["private_ip"] for n, v in nodes.items()}, say=self.on_progress)
+        # Unknown holder (no node answered): the configured MASTER is assumed to hold it, as the order does.
+        done = roll(resizes, self.holder or spec.master_node, power, steps, say=self.on_progress)
+        if done:
+            stack_refresh(self, "provision")   # the state records the sizes the roll set
+            self.cache_outputs({**provision, "nodes": {n: {**v, "size": spec.provider.size} if n in done else v
+                                                       for n, v in nodes.items()}})
 
     def require_answers(self) -> None:
         """A node that did not answer the session's read and drops SSH silently (a narrowed
@@ -697,7 +728,7 @@ class Engine:
         if isinstance(nodes, dict):
             # The pinned host keys travel with the addresses: status, drift and repair verify
             # each node with them (ClusterCache.known_hosts).
-            nodes = {n: {k: v.get(k) for k in ("private_ip", "public_ip", "host_key", "host_key_source")
+            nodes = {n: {k: v.get(k) for k in ("private_ip", "public_ip", "host_key", "host_key_source", "size")
                          if k in ("private_ip", "public_ip") or v.get(k) is not None}
                      if isinstance(v, dict) else v for n, v in nodes.items()}
         ClusterCache.of(self.cluster).write_outputs({"nodes": nodes, "reserved_ip": provision.get("reservedIp")})

@@ -106,7 +106,8 @@ def _change(c, read_old, new_content: bytes | None, no_base: str | None) -> dict
 NOTICE_LABELS = {"isolation-exception": ("isolation exception: ", "bold red"),
                  "replicated-state": ("replicated state: ", "bold yellow"),
                  "warning": ("warning: ", "yellow"),
-                 "lockout": ("locks out: ", "bold red")}
+                 "lockout": ("locks out: ", "bold red"),
+                 "resize": ("resize: ", "bold yellow")}
 
 
 def _short(sha: str | None) -> str:

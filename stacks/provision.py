@@ -35,6 +35,8 @@ def node_output(v) -> dict:
     out = {"public_ip": v[0], "private_ip": v[1], "droplet_id": str(v[2])}
     if len(v) > 3 and v[3]:
         out["host_key"], out["host_key_source"] = v[3], v[4]
+    if len(v) > 5 and v[5]:
+        out["size"] = v[5]   # as the state records it: what `plan` compares with the spec's
     return out
 
 

@@ -53,9 +53,15 @@ def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: 
     if against is not None:
         result, plan = _against(ctx, cluster, against)
     else:
+        from ..resize import notices as resizes
+
         proj, c, result = rendering(ctx, cluster)
         store = cache.ClusterCache.of(c)
         plan = offline_plan(result, cache.applied(c), store.read_content)
+        outputs = store.read_outputs()
+        if outputs is not None:
+            plan["notices"] = [*plan.get("notices", ()),
+                               *resizes(c.spec, {n: a.size for n, a in outputs.nodes.items()})]
     rows = None
     if not offline:
         from ..lockout import notices

@@ -144,6 +144,11 @@ class Provider(ABC):
         Raises DyniaError (`provider` or `network`) when the provider cannot tell.
         Used by `dynia status` and `dynia infra verify`."""
 
+    def power(self):
+        """The power and size steps of a node (dynia.resize.Power), None where a node has no
+        size to change (the lab)."""
+        return None
+
     # --- what nodes need ------------------------------------------------------------------
     def node_token(self) -> str | None:
         """The token notify.sh moves the reserved IP with (None where nothing moves it)."""

@@ -269,6 +269,11 @@ class DigitalOcean(DropletSizes, Provider):
                              "(`doctl compute droplet list`); `dynia up --phase provision` refreshes them")
         return matches[0] if matches else None
 
+    def power(self):
+        from .do_actions import DropletPower
+
+        return DropletPower()
+
     def node_token(self) -> str | None:
         """DIGITALOCEAN_NODE_TOKEN: what nodes move the reserved IP with. Never DIGITALOCEAN_TOKEN:
         missing is an error, not a fallback, and the same value as the operator's token is refused
@@ -291,7 +296,7 @@ class DigitalOcean(DropletSizes, Provider):
         network = Network(f"{spec.name}-network", NetworkArgs(spec.name, p.region, p.vpc_ip_range,
                                                              inputs.ssh_public_key))
         nodes, previous = {}, []
-        # Rolling order: a resize (power off, resize, power on) reaches one droplet at a time.
+        # Rolling order: droplets are created and updated one at a time (a resize is dynia's roll).
         for node in rolling_order(spec.nodes, spec.master_node, inputs.holder):
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,
                                               network.ssh_key_fingerprint,
@@ -306,7 +311,7 @@ class DigitalOcean(DropletSizes, Provider):
             first_use = first_use_host_keys().get(node)
             host_key = first_use or n.host_key
             nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key,
-                                            "first-use" if first_use else "generated")
+                                            "first-use" if first_use else "generated", n.size)
         nodes = {node: nodes[node] for node in spec.nodes}
         return nodes, ReservedIp(f"{spec.name}-rip", ReservedIpArgs(p.region)).address
 
