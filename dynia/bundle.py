@@ -24,7 +24,8 @@ from .paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
 from .render import Rendering, drain_for, node_commands
 from .spec import ClusterSpec
 
-SERVICE_LAYER = "service:"  # a service's layer: service:<name>; the other layer is infra
+SERVICE_LAYER = "service:"
+CERTIFICATE_SECRET = "origin_certificate"  # the slot HAProxy serves (origin CA or ACME alike)  # a service's layer: service:<name>; the other layer is infra
 
 # Reads the apply script, then hands it the rest of stdin (the bundle). Constant and secret-free.
 BOOTSTRAP = ("python3 -c 'import sys;n=int(sys.stdin.buffer.readline());"
@@ -67,6 +68,9 @@ class Bundle:
     # reference -> the command that pulls it unless present. Run whenever the layer changes, so
     # a failover starts the service without waiting on a registry.
     prefetch: dict[str, str] = field(default_factory=dict)
+    # One slot of a layer the node already has (certificate_bundle): the apply script merges it
+    # into the layer's record and keeps the node's config version.
+    partial: bool = False
 
     def as_json(self) -> dict:
         data = {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
@@ -77,6 +81,8 @@ class Bundle:
                 "run": self.run, "force": self.force, "images": self.images}
         if self.prefetch:  # absent where empty: every other bundle (and its push trigger) stays as it was
             data["prefetch"] = self.prefetch
+        if self.partial:   # likewise
+            data["partial"] = True
         return data
 
     def encode(self) -> bytes:
@@ -262,3 +268,17 @@ def removal_bundle(spec: ClusterSpec, node: str, service: str, config_version: i
         remove_commands={layer: {"stop": commands.compose_remove(service),
                                  "running": commands.compose_running(service),
                                  "restart": commands.compose_up(service)}})
+
+
+def certificate_bundle(spec: ClusterSpec, rendering: Rendering, node: str, pem: bytes) -> Bundle:
+    """The certificate slot alone, as a partial infra push: what `dynia cert renew` rolls while
+    other changes to the render are pending (they wait for `dynia up`). HAProxy validates and
+    reloads it, and the infra gate judges the node, as in a full push."""
+    commands = NodeCommands(providers.of(spec).profile)
+    slot = next(s for s in rendering.slots[node] if s.secret == CERTIFICATE_SECRET)
+    return Bundle(node=node, layer=slot.layer, config_version=rendering.config_version,
+                  files=[_file(slot.target, slot.mode, slot.owner, slot.component, pem)],
+                  validate={slot.component: commands.validate(slot.component)},
+                  reload={slot.component: commands.reload(slot.component)}, stop={},
+                  health=infra_health(commands, rendering.inventory.nodes[node][0]), policy=_policy(spec),
+                  lockdown=spec.lockdown, component_order=[slot.component], partial=True)

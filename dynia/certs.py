@@ -353,9 +353,10 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
     3. Else, with `check_nodes`, every node is probed (stale_nodes): a node that does not serve
        the stored certificate (a roll stopped at a failed gate) gets it through infra.
     A failed order raises a `cert` error: nothing stored, nothing pushed.
-    `unattended` (cron's `dynia cert renew`): before ordering or pushing anything, refuse with a
-    `config` error when provision or infra would change anything else (pending_changes) — a
-    renewal must never apply a spec edit nobody has reviewed.
+    `unattended` (cron's `dynia cert renew`): when provision or infra would change anything else
+    (pending_changes, previewed before anything is ordered), the certificate slot alone is
+    rolled (dynia.cert_slot) and the pending changes are named in a warning — a renewal never
+    applies a change nobody reviewed, and never waits for one either.
 
     `engine`: a dynia.engine.Engine (duck-typed: refresh_outputs, acme_state, acme_pending,
     keep_acme, up, cluster); the node list is the provision stack's (refreshed into the cache
@@ -376,8 +377,12 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
     now = now or dt.datetime.now(dt.timezone.utc)
     if engine.acme_pending():
         action, reason = "stored", "an order kept by an earlier run whose provision did not finish"
-        if unattended:
-            _refuse_pending(engine, {})
+        if unattended and _left_pending(engine, {}, warnings):
+            stale = stale_nodes(cluster, state, targets(cluster))
+            if not stale:
+                return Rolled(state, "nothing to do", "every node serves the kept order; the next `dynia up` "
+                              "stores it", warnings=tuple(warnings))
+            return _slot_rolled(engine, state, stale, warnings)
     else:
         reason = renewal_reason(state, cluster.spec, now, days) or ("ordered on request" if force else None)
         if reason is not None and not covered_domains(cluster.spec):
@@ -385,9 +390,11 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
         stale = stale_nodes(cluster, state, targets(cluster)) if check_nodes else {}
         if reason is None and not stale:
             return Rolled(state, "nothing to do")
-        if unattended:   # something will be done: only if nothing else would be
-            _refuse_pending(engine, stale)
+        # something will be done: with anything else pending, the certificate slot alone
+        slot_only = unattended and _left_pending(engine, stale, warnings)
         if reason is None:
+            if slot_only:
+                return _slot_rolled(engine, state, stale, warnings)
             _apply(engine, ("infra",), "the stored certificate")
             return Rolled(state, "rolled", "; ".join(f"{n}: {why}" for n, why in sorted(stale.items())),
                           tuple(sorted(stale)))
@@ -400,18 +407,36 @@ def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.date
             raise
         engine.keep_acme(state)
         action = "issued"
+        if slot_only:
+            from .cert_slot import roll_slot
+
+            nodes = roll_slot(cluster, state.pem, on_progress=engine.on_progress)
+            engine.cache_certificate(state.pem)
+            return Rolled(state, action, reason, nodes, tuple(warnings), tuple(over_dns))
     _apply(engine, ("provision", "infra"), "the certificate just ordered" if action == "issued" else
            "the kept order")
     return Rolled(state, action, reason, warnings=tuple(warnings), over_dns=tuple(over_dns))
 
 
-def _refuse_pending(engine, stale: dict[str, str]) -> None:
+def _left_pending(engine, stale: dict[str, str], warnings: list[str]) -> bool:
+    """Whether provision or infra would change anything besides the certificate; if so, says what
+    (a renewal then rolls the certificate slot alone and leaves those for `dynia up`)."""
     pending = pending_changes(engine, stale)
     if pending:
         shown = "; ".join(pending[:8]) + (f"; and {len(pending) - 8} more" if len(pending) > 8 else "")
-        raise DyniaError("config", f"pending changes besides the certificate: {shown}",
-                         f"review and apply them first (`dynia plan`, then `dynia up --cluster "
-                         f"{engine.cluster.name}`); a renewal applies nothing else. Nothing was ordered or pushed")
+        warnings.append(f"rolled the certificate slot alone; pending changes left for `dynia plan` and `dynia up "
+                        f"--cluster {engine.cluster.name}`: {shown}")
+    return bool(pending)
+
+
+def _slot_rolled(engine, state: AcmeState, stale: dict[str, str], warnings: list[str]) -> Rolled:
+    """The stored (or kept) certificate, pushed alone to the nodes that do not serve it."""
+    from .cert_slot import roll_slot
+
+    nodes = roll_slot(engine.cluster, state.pem, set(stale), on_progress=engine.on_progress)
+    engine.cache_certificate(state.pem)
+    return Rolled(state, "rolled", "; ".join(f"{n}: {why}" for n, why in sorted(stale.items())), nodes,
+                  tuple(warnings))
 
 
 def _apply(engine, phases, what: str) -> None:

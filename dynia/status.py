@@ -38,6 +38,8 @@ CertificateView
     source: str                 "cache": .dynia/cache/<cluster>/certificate.json (written by
                                 `dynia up` from the provision phase; status never reads Pulumi)
     error: str | None           why the expiry is unknown
+    level: str                  "ok", "warning" (21 days or fewer left: named on its line), "failed"
+                                (7 or fewer: a problem, so the verdict is unhealthy), "unknown"
 NodeStatus
     node, address: str
     reachable: bool;  error: str | None        why the node did not answer
@@ -78,6 +80,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .expiry import expiry_detail, expiry_level
 from .nodes import facts as F
 from .nodes.commands import COMPONENTS
 
@@ -200,6 +203,7 @@ class CertificateView:
     names: list[str]
     source: str
     error: str | None = None
+    level: str = "unknown"
 
 
 def certificate_view(cluster, now=None) -> CertificateView:
@@ -214,7 +218,21 @@ def certificate_view(cluster, now=None) -> CertificateView:
         return CertificateView(None, None, [], "cache", missing)
     now = now or dt.datetime.now(dt.timezone.utc)
     return CertificateView(cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), (cert.not_after - now).days,
-                           list(cert.names), "cache")
+                           list(cert.names), "cache", level=expiry_level(cert.not_after, now))
+
+
+def with_certificate(st: "ClusterStatus", view: CertificateView, now=None) -> "ClusterStatus":
+    """The status with the certificate's expiry in it: 7 days or fewer left is a problem that
+    makes the verdict unhealthy (exit 4), as `dynia infra verify` fails its row."""
+    import datetime as dt
+
+    st.certificate = view
+    if view.level == "failed":
+        when = dt.datetime.strptime(view.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        st.problems.append(f"the certificate {expiry_detail(when, now or dt.datetime.now(dt.timezone.utc))}")
+        more = f" (+{len(st.problems) - 1} more)" if len(st.problems) > 1 else ""
+        st.healthy, st.verdict = False, f"unhealthy: {st.problems[0]}{more}"
+    return st
 
 
 # --- pure assembly --------------------------------------------------------------------------
@@ -445,8 +463,7 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
                   domains={s: svc.domains for s, svc in cluster.spec.services.items()},
                   desired_version=desired_version(cluster, rendering, answers), reserved_ip=inv.reserved_ip,
                   answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window)
-    st.certificate = certificate_view(cluster)
-    return st
+    return with_certificate(st, certificate_view(cluster))
 
 
 def desired_version(cluster, rendering, answers: dict) -> int:

@@ -7,7 +7,8 @@ One row per check, each `ok`, `failed` or `skipped` with a one-line detail:
 * config_version     — every node applied the same config version, the one the last apply recorded;
 * certificate        — per node: the certificate its HAProxy *serves* (a TLS handshake made ON
                        the node to 127.0.0.1:443, SNI a bound domain, over the pinned SSH
-                       session; the key is never read) is the state's and lives > 30 days;
+                       session; the key is never read) is the state's; 21 days or fewer left is a
+                       warning, 7 or fewer a failure (dynia.expiry);
 * dns_record         — per bound domain: an A record at Cloudflare, pointing at the reserved IP,
                        proxied as the TLS mode wants;
 * origin_pull        — origin mode: zone-level Authenticated Origin Pulls on at Cloudflare, the
@@ -32,11 +33,10 @@ from typing import Any
 from .paths import PORTS
 
 SCHEMA = "dynia.infra-verify/1"
-MIN_CERT_DAYS = 30
 TLS_TIMEOUT = 5.0
 CERTIFICATE_CACHE = "certificate.json"  # .dynia/cache/<cluster>/: the state certificate's public facts
 ORIGIN_PULL_CACHE = "origin-pull.json"  # …: the state's origin-pull client certificate's public facts
-STATUSES = ("ok", "failed", "skipped")
+STATUSES = ("ok", "warning", "failed", "skipped")   # a warning does not fail the verdict
 CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record", "origin_pull")
 
 
@@ -313,8 +313,9 @@ def _version_rows(e: Expected, o: Observed) -> list[Check]:
 
 
 def _certificate_rows(e: Expected, o: Observed, now: dt.datetime) -> list[Check]:
+    from .expiry import expiry_detail, expiry_level
+
     rows = []
-    limit = now + dt.timedelta(days=MIN_CERT_DAYS)
     for node in e.nodes:
         if node in o.served_errors or node not in o.served:
             rows.append(_row("certificate", node, False,
@@ -326,8 +327,9 @@ def _certificate_rows(e: Expected, o: Observed, now: dt.datetime) -> list[Check]
         if e.certificate is not None and got.sha256 != e.certificate.sha256:
             problems.append(f"serves sha256 {got.sha256[:16]}…, the state's is {e.certificate.sha256[:16]}…")
         days = (got.not_after - now).days
-        if got.not_after <= limit:
-            problems.append(f"expires {got.not_after:%Y-%m-%d} ({days} days, needs > {MIN_CERT_DAYS})")
+        level = expiry_level(got.not_after, now)
+        if level == "failed":
+            problems.append(expiry_detail(got.not_after, now))
         uncovered = [d for d in e.domains if got.names and not any(name_covers(p, d) for p in got.names)]
         if uncovered:
             problems.append(f"does not cover {', '.join(uncovered)}")
@@ -336,6 +338,8 @@ def _certificate_rows(e: Expected, o: Observed, now: dt.datetime) -> list[Check]
                             "(`dynia cert provision`)")
         if problems:
             rows.append(_row("certificate", node, False, "; ".join(problems)))
+        elif level == "warning":
+            rows.append(Check("certificate", node, "warning", expiry_detail(got.not_after, now)))
         elif e.certificate is None:
             rows.append(Check("certificate", node, "skipped",
                               f"expires {got.not_after:%Y-%m-%d} ({days} days), but not compared with the state: "

@@ -45,6 +45,10 @@ def _say_result(out: dict) -> None:
     for line in out.get("warnings", ()):
         say(("warning: ", "yellow"), line)
     cert = out["certificate"]
+    if out["action"] == "reused":
+        say(f"reused the stored certificate: it covers every bound domain and expires {cert['not_after'][:10]}; "
+            "nothing was ordered (`--force` orders a new one)")
+        return
     if out["action"] == "nothing to do":
         when = f"; expires {cert['not_after'][:10]}" if cert else ""
         why = f" ({out['reason']})" if out["reason"] else ""
@@ -58,6 +62,11 @@ def _say_result(out: dict) -> None:
         say(f"stored the certificate an earlier run ordered ({', '.join(cert['domains'])}, expires "
             f"{cert['not_after'][:10]}) and rolled it to every node; nothing was ordered")
         return
+    if out.get("nodes"):   # a renewal while other changes are pending: the certificate slot alone
+        say(f"certificate issued for {', '.join(cert['domains'])} (expires {cert['not_after'][:10]}; "
+            f"{out['reason']}); kept with the cluster's state and rolled alone to {', '.join(out['nodes'])} "
+            "(the next `dynia up` stores it as the provision stack's output)")
+        return
     over_dns = f"; validated over DNS-01, no record yet: {', '.join(out['over_dns'])}" if out.get("over_dns") else ""
     say(f"certificate issued for {', '.join(cert['domains'])} (expires {cert['not_after'][:10]}; "
         f"{out['reason']}{over_dns}); stored with the cluster's state and rolled to every node")
@@ -65,9 +74,13 @@ def _say_result(out: dict) -> None:
 
 @app.command("provision")
 def provision_cmd(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry-run", help="Preview only."),
+                  force: bool = typer.Option(False, "--force", help="letsencrypt: order even when the stored "
+                                             "certificate covers every bound domain and is not due."),
                   cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """Create the certificate and roll it to the nodes; --dry-run previews it. origin: the
-    provision phase's Origin CA certificate. letsencrypt: orders one for every bound domain now."""
+    provision phase's Origin CA certificate. letsencrypt: orders one for every bound domain,
+    unless the stored one covers them all and is not due (Let's Encrypt allows 5 duplicate
+    certificates a week): that one is reused, and rolled to any node not serving it."""
     from .. import certs
 
     with engine_for(ctx, cluster) as engine:
@@ -90,16 +103,22 @@ def provision_cmd(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry
             engine.refresh_outputs()   # the reserved IP, for which names already point at the cluster
             preview = certs.order_preview(engine.acme_state(), engine.cluster.spec, dt.datetime.now(dt.timezone.utc),
                                           certs.default_dns(engine.cluster))
+            preview["order"] = force or preview["reason"] is not None
             if as_json:
                 emit_json(preview)
+            elif not preview["order"]:
+                say(f"would reuse the stored certificate (expires {preview['current']['not_after'][:10]}): it covers "
+                    "every bound domain and is not due; `--force` orders a new one")
             else:
                 say(f"would order from {preview['directory']} ({preview['account']} account): "
                     + (", ".join(f"{d} ({c})" for d, c in preview["challenges"].items()) or "no bound domain"))
                 if preview["reason"]:
                     say(f"due: {preview['reason']}")
             return
-        rolled = certs.roll(engine, force=True)
+        rolled = certs.roll(engine, force=force)
     out = _rolled(rolled)
+    if out["action"] == "nothing to do" and out["reason"] is None:
+        out["action"] = "reused"
     emit_json(out) if as_json else _say_result(out)
 
 

@@ -130,8 +130,10 @@ def print_status(st) -> None:
         if cert.not_after is None:
             out.print(Text(f"certificate: expiry unknown ({cert.error})", "yellow"))
         else:
-            out.print(Text(f"certificate: expires {cert.not_after[:10]} ({cert.days_left} days)",
-                           "red" if cert.days_left < 30 else ""))
+            note = {"warning": ": renew it (`dynia cert renew`) and check the job that runs it",
+                    "failed": ": renew it now (`dynia cert renew`)"}.get(cert.level, "")
+            out.print(Text(f"certificate: expires {cert.not_after[:10]} ({cert.days_left} days){note}",
+                           {"warning": "yellow", "failed": "red"}.get(cert.level, "")))
     out.print(Text(st.verdict, "bold green" if st.healthy else "bold red"))
     for p in st.problems[1:]:
         out.print(Text(f"  also: {p}", "red"))

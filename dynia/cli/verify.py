@@ -5,7 +5,7 @@ import typer
 
 from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, project, say
 
-STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
+STYLE = {"ok": "green", "warning": "yellow", "failed": "bold red", "skipped": "yellow"}
 
 
 def register(infra_app: typer.Typer) -> None:
@@ -16,7 +16,8 @@ def verify_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
                timeout: float = typer.Option(5.0, "--timeout", min=0.5, max=120.0,
                                              help="Seconds per node (one SSH round trip; the TLS handshake runs on the node).")) -> None:
     """Check the provider side against reality: reserved-IP holder = VRRP MASTER, every backend
-    up, one config version, the state's certificate served on every node (> 30 days left), DNS
+    up, one config version, the state's certificate served on every node (a warning with 21 days
+    left or fewer, a failure with 7 or fewer), DNS
     records → reserved IP, proxied. Exit 0 when nothing failed, 4 otherwise (skipped rows say why)."""
     from .. import verify
     from ..errors import EXIT_UNHEALTHY
@@ -33,6 +34,7 @@ def verify_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
         counts = verify.summary(checks)
         verdict = "healthy" if verify.healthy(checks) else "NOT healthy"
         say((verdict, "green" if verify.healthy(checks) else "bold red"),
-            f": {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
+            f": {counts['ok']} ok, {counts['warning']} warning{'s' if counts['warning'] != 1 else ''}, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped")
     if not verify.healthy(checks):
         raise typer.Exit(EXIT_UNHEALTHY)

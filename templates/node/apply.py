@@ -16,6 +16,10 @@
 # table; a rollback loads the previous file again, or deletes the table when there was none.
 # Backups keep each file's mode (a 0600 secret's copy is 0600).
 #
+# A `partial` bundle (`dynia cert renew` while other changes are pending) carries one secret slot
+# of a layer the node already has: its record is merged into the layer's, the config version
+# stays, and a degraded marker stays (the change whose gate failed is still not applied).
+#
 # Exit codes: 0 applied or unchanged, 10 bad bundle, 20 validation failed (restored, nothing
 # reloaded), 30 health gate failed (rolled back), 40 apply error (restore attempted).
 import base64
@@ -552,7 +556,8 @@ def stamp(bundle, changed=True):
         for f in bundle["files"]:
             set_immutable(host_path(f["target"]), True)
     degraded = host_path(STATE + "/degraded")
-    if os.path.exists(degraded):
+    # A partial push proves one slot, not the change whose failed gate left the marker.
+    if os.path.exists(degraded) and not bundle.get("partial"):
         os.unlink(degraded)
 
 
@@ -569,6 +574,9 @@ def degraded_layer():
 def apply(bundle):
     started = time.monotonic()
     lockdown = bool(bundle.get("lockdown"))
+    if bundle.get("partial") and not isinstance(read_applied()["layers"].get(bundle["layer"]), dict):
+        raise Failure(10, "a partial push of %s, which was never applied on this node (run a full push first)"
+                      % bundle["layer"])
     changed, removed = compare(bundle)
     report = {"node": bundle["node"], "layer": bundle["layer"], "configVersion": bundle["configVersion"],
               "changed": [f["target"] for f in changed], "removed": removed, "reloaded": [],
@@ -685,6 +693,11 @@ def record_applied(bundle, changed=True):
                               "component": f["component"]} for f in bundle["files"]}
     layers, runs = applied["layers"], applied["run"]  # read_applied always gives both dicts
     version = node_version(applied, bundle, changed)
+    if bundle.get("partial"):
+        # One slot of the layer (a certificate renewal): the layer's other files keep their
+        # record, and the node keeps its config version — nothing else of the render was applied.
+        manifest = dict(layers.get(layer) or {}, **manifest)
+        version = applied.get("configVersion", version)
     if layers.get(layer) == manifest and applied.get("configVersion") == version \
             and (want is None or runs.get(layer) is want):
         return

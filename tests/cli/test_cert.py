@@ -192,12 +192,27 @@ def test_cert_provision_dry_run_says_which_names_would_go_over_dns01(cli, letsen
     assert box["engine"].ran == []
 
 
-def test_cert_provision_orders_even_when_nothing_is_due(cli, letsencrypt, monkeypatch):
+def test_cert_provision_reuses_a_valid_covering_certificate_unless_forced(cli, letsencrypt, monkeypatch):
+    """Six provisions in a week must not hit Let's Encrypt's duplicate-certificate limit."""
     project, box = letsencrypt
     box["state"] = state(80)
+    monkeypatch.setattr(certs, "obtain", lambda *a, **k: pytest.fail("a covering certificate is reused"))
+    r = cli("-C", str(project), "cert", "provision", "--cluster", "shop", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["action"] == "reused" and box["engine"].ran == []
+    r = cli("-C", str(project), "cert", "provision", "--cluster", "shop")
+    assert "reused the stored certificate" in r.out and "`--force` orders a new one" in r.out
+    r = cli("-C", str(project), "cert", "provision", "--dry-run", "--cluster", "shop")
+    assert r.code == 0 and "would reuse the stored certificate" in r.out
+    # one not covering a bound domain is not reused
+    box["state"] = state(80, domains=ALL[1:])
     monkeypatch.setattr(certs, "obtain", lambda cluster, targets, old, verify=True, **kw: state(90, issued=True))
     r = cli("-C", str(project), "cert", "provision", "--cluster", "shop")
-    assert r.code == 0 and "certificate issued for admin.example.com, api.example.com, example.com" in r.out
+    assert r.code == 0 and "certificate issued for admin.example.com" in r.out
+    box["state"] = state(80)
+    r = cli("-C", str(project), "cert", "provision", "--force", "--cluster", "shop", "--json")
+    out = json.loads(r.out)
+    assert r.code == 0 and out["action"] == "issued" and out["reason"] == "ordered on request"
     assert box["engine"].ran == [("provision",), ("infra",)]
 
 
@@ -469,28 +484,50 @@ def _engine_for(project, box):
     return fake_engine_for
 
 
-def test_renew_refuses_to_apply_pending_changes_and_orders_nothing(cli, letsencrypt, monkeypatch):
-    """Cron must not roll out a spec edit nobody reviewed: the preview before the order shows
-    what else provision and infra would change."""
+def test_renew_with_pending_changes_rolls_the_certificate_slot_alone_and_names_what_it_left(
+        cli, letsencrypt, monkeypatch):
+    """Cron must neither roll out a change nobody reviewed nor wait for one (every dynia upgrade
+    makes something pending): the certificate slot alone goes to the nodes, the rest is named."""
+    from dynia import cert_slot
     from dynia.engine import ChangeRow
 
     project, box = letsencrypt
     box["state"] = state(10)
+    fresh = state(90, issued=True)
     box["pending"] = [ChangeRow("provision", "misty-owl", "misty-owl", "digitalocean:index/droplet:Droplet", "update",
                                 ["size"]),
                       ChangeRow("infra", "brave-panda", "brave-panda-infra-push", "dynia:push", "update")]
-    monkeypatch.setattr(certs, "obtain", lambda *a, **k: pytest.fail("nothing may be ordered"))
-    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
-    assert r.code == 10, r.err
-    assert "pending changes besides the certificate: provision: update misty-owl; infra: update " \
-           "brave-panda-infra-push" in r.err and "dynia up --cluster shop" in r.err
-    assert box["engine"].ran == [] and box["engine"].previewed == [("provision", "infra")]
-    # the push to a node a stopped roll left behind is what the roll itself finishes
-    box["pending"] = box["pending"][1:]
-    box["state"], box["stale"] = state(60), {"brave-panda": "serves 0123…"}
+    monkeypatch.setattr(certs, "obtain", lambda *a, **k: fresh)
+    rolled = []
+    monkeypatch.setattr(cert_slot, "roll_slot", lambda cluster, pem, only=None, on_progress=None:
+                        rolled.append((pem, only)) or ("brave-panda", "misty-owl"))
     r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
     assert r.code == 0, r.err
-    assert box["engine"].ran == [("infra",)]
+    assert box["engine"].ran == [] and box["engine"].previewed == [("provision", "infra")]   # no Pulumi update
+    assert rolled == [(fresh.pem, None)]
+    assert AcmeState.from_dict(json.loads(box["stack"].config["dynia:acme"])) == fresh   # kept: next `up` stores it
+    text = " ".join((r.out + r.err).split())
+    assert "rolled the certificate slot alone; pending changes left for `dynia plan` and `dynia up --cluster " \
+           "shop`: provision: update misty-owl; infra: update brave-panda-infra-push" in text
+    assert "rolled alone to brave-panda, misty-owl" in text and "PRIVATE KEY" not in r.out + r.err
+    # the next renewal: the kept order is served everywhere, so nothing is pushed again
+    rolled.clear()
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop", "--json")
+    assert r.code == 0 and json.loads(r.out)["action"] == "nothing to do" and rolled == []
+    # a node still serving the old one gets the kept order alone, nothing ordered
+    box["stale"] = {"misty-owl": "serves 0123…"}
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 0 and rolled == [(fresh.pem, {"misty-owl"})] and box["engine"].ran == []
+    # the push to a node a stopped roll left behind is what the roll itself finishes: not pending
+    box["stale"], rolled[:] = {"brave-panda": "serves 0123…"}, []
+    box["stack"].config.clear()
+    box["state"] = state(60)
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 0, r.err
+    assert box["engine"].ran == [] and rolled and rolled[0][1] == {"brave-panda"}
+    box["pending"] = box["pending"][1:]   # only the push to that node: nothing else pending
+    r = cli("-C", str(project), "cert", "renew", "--cluster", "shop")
+    assert r.code == 0 and box["engine"].ran == [("infra",)]   # the full infra roll, as before
 
 
 def test_renew_with_nothing_due_previews_nothing(cli, letsencrypt):

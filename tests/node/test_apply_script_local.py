@@ -585,3 +585,58 @@ def test_a_layer_that_does_not_run_here_pulls_its_images_ahead_and_a_refused_pul
     assert (code, report["status"], report["reason"]) == (30, "rolled-back", reason)
     assert (root / "etc/web.conf").read_text() == "v1\n", "the previous compose file is back"
     assert reloads(root) == ["pulled v1", "stop"], "nothing started, nothing reloaded"
+
+
+# --- a partial push: one secret slot of a layer (`dynia cert renew` while changes are pending) ---
+
+def _layer_with_certificate(root: Path, cert: bytes, version: int = 3) -> Bundle:
+    bundle = make_bundle([_file("/etc/web.conf", b"v1\n"), _file("/etc/cert.pem", cert, mode="0600")],
+                         version=version)
+    assert apply(root, bundle)[0] == 0
+    return bundle
+
+
+def _partial(cert: bytes, version: int = 9, healthy="test -f \"$DYNIA_ROOT/healthy\"") -> Bundle:
+    bundle = make_bundle([_file("/etc/cert.pem", cert, mode="0600")], version=version, healthy=healthy)
+    bundle.partial = True
+    return bundle
+
+
+def test_a_partial_push_writes_its_slot_keeps_the_layers_other_records_and_the_nodes_version(root):
+    _layer_with_certificate(root, b"old cert\n")
+    before = json.loads((root / "opt/dynia/state/applied.json").read_text())
+    code, report, err = apply(root, _partial(b"new cert\n"))
+    assert code == 0, err
+    assert report["status"] == "applied" and report["changed"] == ["/etc/cert.pem"] and report["reloaded"] == ["web"]
+    assert (root / "etc/cert.pem").read_bytes() == b"new cert\n" and (root / "etc/web.conf").read_bytes() == b"v1\n"
+    applied = json.loads((root / "opt/dynia/state/applied.json").read_text())
+    assert applied["configVersion"] == 3   # the render's v9 was not applied: only the certificate
+    layer = applied["layers"]["service:web"]
+    assert layer["/etc/web.conf"] == before["layers"]["service:web"]["/etc/web.conf"]
+    assert layer["/etc/cert.pem"]["sha256"] == hashlib.sha256(b"new cert\n").hexdigest()
+    # the next full push of the same layer finds the certificate in place
+    code, report, _ = apply(root, make_bundle([_file("/etc/web.conf", b"v1\n"),
+                                               _file("/etc/cert.pem", b"new cert\n", mode="0600")], version=9))
+    assert code == 0 and report["changed"] == []
+
+
+def test_a_partial_push_whose_gate_fails_restores_the_old_certificate_and_its_record(root):
+    _layer_with_certificate(root, b"old cert\n")
+    before = (root / "opt/dynia/state/applied.json").read_text()
+    code, report, err = apply(root, _partial(b"new cert\n", healthy="false"))
+    assert code == 30 and report["status"] == "rolled-back", err
+    assert (root / "etc/cert.pem").read_bytes() == b"old cert\n"
+    assert (root / "opt/dynia/state/applied.json").read_text() == before
+
+
+def test_a_partial_push_keeps_the_degraded_marker_of_a_change_still_not_applied(root):
+    _layer_with_certificate(root, b"old cert\n")
+    (root / "opt/dynia/state/degraded").write_text(json.dumps({"layer": "infra", "reason": "gate failed"}))
+    assert apply(root, _partial(b"new cert\n"))[0] == 0
+    assert (root / "opt/dynia/state/degraded").exists()
+
+
+def test_a_partial_push_of_a_layer_the_node_never_applied_is_refused_and_writes_nothing(root):
+    code, report, err = apply(root, _partial(b"new cert\n"))
+    assert code == 10 and "never applied on this node" in report["reason"] and "never applied" in err
+    assert not (root / "etc/cert.pem").exists() and not (root / "opt/dynia/state/applied.json").exists()

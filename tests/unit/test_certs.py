@@ -500,6 +500,33 @@ def test_status_prints_the_certificate_expiry(monkeypatch):
     assert "certificate: expiry unknown (certificate.json does not exist)" in r.output
 
 
+@pytest.mark.parametrize("days,level,code,line", [
+    (40, "ok", 0, "certificate: expires {d} (39 days)\n"),
+    (20, "warning", 0, "certificate: expires {d} (19 days): renew it (`dynia cert renew`) and check the job"),
+    (6, "failed", 4, "certificate: expires {d} (5 days): renew it now (`dynia cert renew`)")])
+def test_status_warns_at_21_days_left_and_is_unhealthy_at_7(shop, monkeypatch, days, level, code, line):
+    from typer.testing import CliRunner
+
+    from dynia import status as S
+    from dynia.cache import ClusterCache
+    from dynia.store import write_json
+    from dynia.verify import CERTIFICATE_CACHE, certificate_record
+    from tests.unit.test_status import _app, _fake_read, assemble, recorded
+
+    pem = self_signed_pem("example.com", days=days).decode()
+    ClusterCache.of(shop).dir.mkdir(parents=True, exist_ok=True)
+    write_json(ClusterCache.of(shop).dir / CERTIFICATE_CACHE, certificate_record(pem))
+    now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    view = S.certificate_view(shop, now)
+    assert view.level == level
+    st = S.with_certificate(assemble(*recorded("lab-applied")), view, now)
+    assert st.healthy is (level != "failed") and (level == "failed") == st.verdict.startswith(
+        "unhealthy: the certificate expires")
+    _fake_read(monkeypatch, st)
+    r = CliRunner().invoke(_app(), ["status"])
+    assert r.exit_code == code and line.format(d=view.not_after[:10]) in r.output, r.output
+
+
 def test_stale_nodes_names_each_node_serving_another_certificate_or_not_answering(shop):
     """What decides "nothing to do": the fingerprint each node's own handshake reports."""
     from dynia.nodes import facts as F
@@ -549,3 +576,50 @@ def test_switching_an_origin_cluster_to_letsencrypt_is_refused_before_anything_r
     fresh = Engine(shop)   # a cluster never provisioned: the placeholder, no refusal
     monkeypatch.setattr(fresh, "stack", lambda phase: ConfigStack())
     assert fresh.acme_state().placeholder
+
+
+# --- the certificate slot alone (`dynia cert renew` while other changes are pending) -------------
+
+def test_the_certificate_bundle_carries_the_certificate_slot_alone_as_a_partial_infra_push(shop):
+    from dynia.bundle import build_bundles, certificate_bundle
+    from dynia.paths import PATHS
+    from dynia.session import render_cluster
+
+    rendering = render_cluster(shop)
+    pem = self_signed_pem("example.com").decode()
+    bundle = certificate_bundle(shop.spec, rendering, "misty-owl", pem.encode())
+    assert bundle.layer == "infra" and bundle.partial and bundle.as_json()["partial"] is True
+    assert [(f["target"], f["mode"], f["component"]) for f in bundle.files] == [(PATHS.origin_pem, "0600", "haproxy")]
+    assert set(bundle.validate) == set(bundle.reload) == {"haproxy"} and bundle.component_order == ["haproxy"]
+    full = build_bundles(shop.spec, rendering, "misty-owl", {"origin_certificate": pem.encode(),
+                                                            "stats_credentials": b"x", "provider_token": b"t"})
+    assert bundle.health == full["infra"].health   # the node is judged as by a full infra push
+    assert "partial" not in full["infra"].as_json()   # every other push (and its trigger) unchanged
+
+
+def test_roll_slot_pushes_in_rolling_order_holder_last_and_stops_at_the_first_failed_node(shop, monkeypatch):
+    from dynia import cert_slot
+    from dynia.nodes.push import ApplyResult, Target
+
+    hosts = [Target(n, f"203.0.113.{i}", shop.project.root / "key") for i, n in enumerate(shop.spec.nodes)]
+    holder = shop.spec.nodes[0]
+    monkeypatch.setattr(cert_slot, "targets", lambda cluster: hosts)
+    monkeypatch.setattr(cert_slot, "vip_holder", lambda targets: holder)
+    pushed, fail = [], set()
+
+    def push(target, bundle):
+        pushed.append(target.node)
+        assert bundle.partial and len(bundle.files) == 1
+        code = 30 if target.node in fail else 0
+        return ApplyResult(target.node, "infra", code, {"status": "applied", "reason": "gate failed: haproxy"}, "", 0.1)
+
+    monkeypatch.setattr(cert_slot, "push", push)
+    pem = self_signed_pem("example.com").decode()
+    assert cert_slot.roll_slot(shop, pem) == tuple(pushed) and pushed[-1] == holder and set(pushed) == set(shop.spec.nodes)
+    pushed.clear()
+    first = next(n for n in shop.spec.nodes if n != holder)
+    fail.add(first)
+    with pytest.raises(DyniaError) as err:
+        cert_slot.roll_slot(shop, pem)
+    assert pushed == [first] and err.value.kind == "health" and f"certificate roll stopped at {first}" in err.value.message
+    assert err.value.resume == "dynia cert renew --cluster shop" and "nothing is ordered again" in err.value.hint

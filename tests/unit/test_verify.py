@@ -234,11 +234,21 @@ def test_every_node_must_be_at_the_config_version_the_last_apply_recorded(versio
 def test_a_node_serving_another_or_an_expiring_certificate_fails_its_row():
     o = observed()
     o.served["misty-owl"] = V.CertInfo("b" * 64, NOW + dt.timedelta(days=5000), STATE_CERT.names)
-    o.served["brave-panda"] = V.CertInfo("a" * 64, NOW + dt.timedelta(days=29), STATE_CERT.names)
+    o.served["brave-panda"] = V.CertInfo("a" * 64, NOW + dt.timedelta(days=6), STATE_CERT.names)
     checks = [c for c in V.assemble(expected(), o, NOW) if c.check == "certificate"]
     assert [c.status for c in checks] == ["failed", "failed"]
     assert "serves sha256 bbbbbbbbbbbbbbbb…, the state's is aaaaaaaaaaaaaaaa…" in checks[0].detail
-    assert "expires 2026-12-27 (29 days, needs > 30)" in checks[1].detail
+    assert "expires 2026-12-04 (6 days left, 7 or fewer): run `dynia cert renew`" in checks[1].detail
+
+
+@pytest.mark.parametrize("days,status", [(22, "ok"), (21, "warning"), (8, "warning"), (7, "failed"), (0, "failed")])
+def test_the_served_certificate_warns_at_21_days_left_and_fails_at_7(days, status):
+    o = observed(served={n: V.CertInfo("a" * 64, NOW + dt.timedelta(days=days), STATE_CERT.names) for n in NODES})
+    checks = [c for c in V.assemble(expected(), o, NOW) if c.check == "certificate"]
+    assert {c.status for c in checks} == {status}
+    assert V.healthy(checks) is (status != "failed")
+    if status == "warning":
+        assert f"({days} days left, 21 or fewer): run `dynia cert renew`" in checks[0].detail
 
 
 def test_a_certificate_that_does_not_cover_a_bound_domain_fails():
@@ -303,7 +313,7 @@ def test_the_json_document_has_the_documented_schema():
     doc = V.as_json("shop", V.assemble(expected(dns_provider=None, provider_kind="local"), o, NOW))
     assert set(doc) == {"schema", "cluster", "ok", "summary", "checks"}
     assert doc["schema"] == "dynia.infra-verify/1" and doc["cluster"] == "shop" and doc["ok"] is False
-    assert doc["summary"] == {"ok": 5, "failed": 1, "skipped": 3}
+    assert doc["summary"] == {"ok": 5, "warning": 0, "failed": 1, "skipped": 3}
     for row in doc["checks"]:
         assert set(row) == {"check", "target", "status", "detail"}
         assert row["check"] in V.CHECKS and row["status"] in V.STATUSES and isinstance(row["detail"], str)
@@ -504,15 +514,15 @@ def test_the_command_exits_0_when_nothing_failed_and_4_with_the_json_document_ot
     monkeypatch.setattr(V, "verify", lambda cluster, **kw: ok)
     r = verify_cli()
     assert r.code == 0, r.err
-    assert "healthy: 1 ok, 0 failed, 1 skipped" in r.out
-    bad = ok + [V.Check("certificate", "misty-owl", "failed", "expires 2026-12-01 (3 days, needs > 30)")]
+    assert "healthy: 1 ok, 0 warnings, 0 failed, 1 skipped" in r.out
+    bad = ok + [V.Check("certificate", "misty-owl", "failed", "expires 2026-12-01 (3 days left, 7 or fewer)")]
     monkeypatch.setattr(V, "verify", lambda cluster, **kw: bad)
     r = verify_cli("--json")
     assert r.code == EXIT_UNHEALTHY == 4
     doc = json.loads(r.out)
-    assert doc["ok"] is False and doc["summary"] == {"ok": 1, "failed": 1, "skipped": 1}
+    assert doc["ok"] is False and doc["summary"] == {"ok": 1, "warning": 0, "failed": 1, "skipped": 1}
     assert doc["checks"][-1] == {"check": "certificate", "target": "misty-owl", "status": "failed",
-                                 "detail": "expires 2026-12-01 (3 days, needs > 30)"}
+                                 "detail": "expires 2026-12-01 (3 days left, 7 or fewer)"}
 
 
 def test_an_unreadable_applied_record_fails_the_version_row_with_its_reason():
