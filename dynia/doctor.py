@@ -1,6 +1,7 @@
 """`dynia context doctor`: can this machine operate the cluster? Reads, never changes."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False   # passes, but says something to do (its fix)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +51,7 @@ def run_checks(project: Project, cluster: str | None) -> list[Check]:
             provider = providers.of(c.spec)
             checks.append(Check("spec", True, f"clusters/{cluster}.yaml is valid ({len(c.spec.nodes)} nodes, "
                                 f"{len(c.spec.services)} services)"))
+            checks.append(ranges_check(c.spec, dt.datetime.now(dt.timezone.utc).date()))
         except DyniaError as exc:
             checks.append(Check("spec", False, exc.message, exc.hint))
     checks += token_checks(provider, os.environ)
@@ -96,3 +99,16 @@ def token_checks(provider, env) -> list[Check]:
         checks.append(Check("node token", ok, detail + " (written to every node: keepalived moves the reserved "
                             "IP with it)", provider.node_token_hint))
     return checks
+
+
+def ranges_check(spec, today: dt.date) -> Check:
+    """Cloudflare's edge ranges in this dynia: older than 90 days is a warning (origin mode)."""
+    from .edge_ranges import age_warning
+    from .firewall import cloudflare_ranges
+
+    warning = age_warning(today, spec)
+    taken = cloudflare_ranges().taken
+    if warning:
+        return Check("cloudflare ranges", True, warning, "dynia edge refresh-ranges", warning=True)
+    return Check("cloudflare ranges", True, f"taken {taken:%Y-%m-%d} ({(today - taken).days} days ago)"
+                 + (" (letsencrypt mode: not used)" if spec.tls.mode != "origin" else ""))

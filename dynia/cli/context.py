@@ -66,8 +66,8 @@ def doctor_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
         emit_json({"cluster": name, "ok": not failed, "checks": [c.as_dict() for c in checks]})
     else:
         for c in checks:
-            say(("✓", "green") if c.ok else ("✗", "red"), f" {c.name}: {c.detail}")
-            if not c.ok:
+            say(("!", "yellow") if c.warning else ("✓", "green") if c.ok else ("✗", "red"), f" {c.name}: {c.detail}")
+            if not c.ok or c.warning:
                 say(("    fix: ", "dim"), c.fix)
     if failed:
         hint = failed[0].fix if len(failed) == 1 else "apply each fix above, then run `dynia context doctor` again"

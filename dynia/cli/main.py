@@ -15,7 +15,7 @@ import typer
 
 from ..errors import EXIT_INTERNAL, DyniaError
 from ..shown import escape
-from . import cert, cluster, context, drift, plan, render, route, schema, service, state, status, up, verify
+from . import cert, cluster, context, drift, edge, plan, render, route, schema, service, state, status, up, verify
 from .common import GlobalOptions
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.add_typer(service.app, name="service")
 app.add_typer(route.app, name="route")
 app.add_typer(state.app, name="state")
 app.add_typer(cert.app, name="cert")
+app.add_typer(edge.app, name="edge")
 for group in (schema, render, plan, up, status, drift):
     group.register(app)
 verify.register(up.infra_app)

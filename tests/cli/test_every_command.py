@@ -14,6 +14,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from ..unit.test_edge_ranges import cloudflare_api  # noqa: F401 (a fixture: Cloudflare's API double)
 from .test_console_script import dynia
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -309,6 +310,18 @@ def readme_commands() -> set[str]:
                 if not group:
                     group = path[:-1]
     return found
+
+
+@covers("edge refresh-ranges")
+def test_edge_refresh_ranges_dry_run_reads_cloudflares_api_and_writes_nothing(cloudflare_api, project):
+    from dynia.edge_ranges import data_path
+
+    before = data_path().read_bytes()
+    r = dynia("edge", "refresh-ranges", "--dry-run", "--json", env={"CLOUDFLARE_API_URL": cloudflare_api["url"]})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["added"] == ["198.51.100.0/24"] and doc["removed"] == ["131.0.72.0/22"] and doc["written"] is False
+    assert cloudflare_api["seen"] == ["/client/v4/ips"] and data_path().read_bytes() == before
 
 
 def test_every_command_in_the_readme_table_runs_through_the_console_script_here():

@@ -48,7 +48,7 @@ def test_the_data_readme_says_where_each_file_comes_from_and_how_to_refresh_it()
     files = [f.name for f in resources.files("dynia").joinpath("data").iterdir() if f.name != "README.md"
              and not f.name.startswith(("_", "."))]
     assert "cloudflare-ips.json" in files and all(name in text for name in files)
-    assert "curl -fsS https://www.cloudflare.com/ips-v4" in text and "https://www.cloudflare.com/ips-v6" in text
+    assert "dynia edge refresh-ranges" in text and "https://www.cloudflare.com/ips-v6" in text
     assert _data()["taken"] in text
 
 
