@@ -88,10 +88,10 @@ def cli(capsys, monkeypatch):
 @pytest.fixture
 def digitalocean_account():
     """DigitalOcean's API, replayed (tests/do_replay.py): an account whose VPCs leave the
-    examples' shop its range."""
-    from tests.do_replay import Replay
+    examples' shop its range, and the catalog (sizes, regions) that offers the examples' sizes."""
+    from tests.do_replay import CATALOG, Replay
 
-    replay = Replay({"/v2/vpcs": ["vpcs_account"]})
+    replay = Replay({"/v2/vpcs": ["vpcs_account"], **CATALOG})
     yield replay
     replay.close()
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "digitalocean"
+# What `plan` and `up` read before a provision besides the VPCs (dynia/providers/do_catalog.py).
+CATALOG = {"/v2/regions": ["regions"], "/v2/sizes": ["sizes_page1", "sizes_page2"]}
 
 
 class Replay:

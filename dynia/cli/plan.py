@@ -8,7 +8,7 @@ import sys
 import typer
 
 from .common import CLUSTER_OPT, JSON_OPT, Phase, PlanFormat, console, emit_json, usage_error
-from .render import rendering, warn_guard
+from .render import rendering, warn_guard, warn_provider
 
 
 def register(app: typer.Typer) -> None:
@@ -85,6 +85,9 @@ def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: 
             print_rows(rows)
     result.guard.enforce()
     warn_guard(result)
+    if against is None:
+        warn_provider(c.spec)
+        _warn_old_ranges(c.spec)
     if detailed_exitcode and plan["pending"]:
         raise typer.Exit(EXIT_CHANGES)
 
@@ -106,3 +109,13 @@ def _against(ctx: typer.Context, cluster: str | None, ref: str):
     at = load_at(proj, name, ref)
     old = None if at.cluster is None else render(at.cluster, inventory=merged_inventory(at.cluster, None)[0], applied={})
     return new, against_plan(new, old, ref, at.commit)
+
+
+def _warn_old_ranges(spec) -> None:
+    import datetime as dt
+
+    from ..edge_ranges import age_warning
+
+    warning = age_warning(dt.datetime.now(dt.timezone.utc).date(), spec)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)

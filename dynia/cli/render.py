@@ -31,6 +31,15 @@ def warn_guard(result) -> None:
         print(f"warning: {result.guard.explain(row)}", file=sys.stderr)
 
 
+def warn_provider(spec) -> None:
+    """A size or region slug this dynia's lists do not know: said, not refused (the provider's
+    API, when a token is present, has the last word before anything is created)."""
+    from .. import providers
+
+    for warning in providers.of(spec).warnings(spec.provider):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def warn_notices(result) -> None:
     """plan shows every notice in its output; render has only stderr for the warnings."""
     for n in result.notices:
@@ -46,6 +55,7 @@ def render_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
     result.guard.enforce()
     warn_guard(result)
     warn_notices(result)
+    warn_provider(c.spec)
     out = proj.deploy_dir(c.name)
     write_deploy_config(result, out)
     meta = result.cluster_metadata()

@@ -106,6 +106,11 @@ class Provider(ABC):
     def check(self, provider: Any) -> list[Problem]:
         """Rules on `provider:` that depend on the kind (regions, sizes)."""
 
+    def warnings(self, provider: Any) -> list[str]:
+        """What `plan` and `render` say about `provider:` without refusing it (a slug this dynia's
+        lists do not know, which the provider's API may still offer)."""
+        return []
+
     @abstractmethod
     def ram_mib(self, size: str) -> int:
         """The memory of a node of this size (the resource guard's budget)."""

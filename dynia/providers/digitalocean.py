@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from .. import images
@@ -55,6 +56,8 @@ LARGEST_VPC = 16
 # tests/fixtures/digitalocean). What the account already has there, check_account finds.
 VPC_POOL = ipaddress.ip_network("10.160.0.0/11")
 VPC_TYPE = "digitalocean:index/vpc:Vpc"
+CHECKED_ONLINE = (f"; `dynia plan` checks it against DigitalOcean's API when {TOKEN_ENV} is set, and refuses it "
+                  "there if DigitalOcean does not offer it")
 REGIONS: tuple[str, ...] = ("ams3", "atl1", "blr1", "fra1", "lon1", "nyc1", "nyc2", "nyc3",
                             "sfo2", "sfo3", "sgp1", "syd1", "tor1")
 
@@ -121,17 +124,44 @@ def vpc_name(cluster: str) -> str:
     return f"dynia-{cluster}"  # components/network.py names the VPC so
 
 
+# A size slug names its memory (s-1vcpu-512mb-10gb, s-4vcpu-16gb-320gb-intel, gd-2vcpu-8gb): the
+# first size token after the CPUs. What a slug dynia's table lacks is read from.
+_SLUG_MEMORY = re.compile(r"-(\d+)(gb|mb)(?=-|$)")
+
+
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_REGION = re.compile(r"[a-z]+[0-9]+")   # ams3, nyc1, sfo2
+
+
+def slug_ram_mib(size: str) -> int | None:
+    m = _SLUG_MEMORY.search(size)
+    if m is None:
+        return None
+    return int(m.group(1)) * (1024 if m.group(2) == "gb" else 1)
+
+
 class DropletSizes:
-    """Node sizes are droplet slugs (the lab borrows them for its resource guard)."""
+    """Node sizes are droplet slugs (the lab borrows them for its resource guard). dynia's table
+    dates from its release: a slug it lacks is a warning (`size_warnings`), its memory read from
+    the slug; DigitalOcean's API, when a token is present, has the last word (do_catalog)."""
 
     def check_size(self, provider) -> list[Problem]:
-        if provider.size not in SIZE_RAM_MIB:
-            return [(("provider", "size"), f"unknown droplet size {provider.size!r}",
-                     "fix the value; known sizes: " + ", ".join(sorted(SIZE_RAM_MIB)))]
+        if not _SLUG.fullmatch(provider.size):
+            return [(("provider", "size"), f"{provider.size!r} is not a droplet size slug",
+                     "fix the value: lower-case letters, digits and dashes, e.g. s-1vcpu-1gb")]
+        if provider.size not in SIZE_RAM_MIB and slug_ram_mib(provider.size) is None:
+            return [(("provider", "size"), f"unknown droplet size {provider.size!r}, and its slug names no memory "
+                     "(the resource guard needs it)", "fix the value; known sizes: " + ", ".join(sorted(SIZE_RAM_MIB)))]
         return []
 
+    def size_warnings(self, provider) -> list[str]:
+        if provider.size in SIZE_RAM_MIB or slug_ram_mib(provider.size) is None:
+            return []
+        return [f"droplet size {provider.size!r} is not in this dynia's list: the resource guard reads its memory "
+                f"from the slug ({slug_ram_mib(provider.size)} MiB){CHECKED_ONLINE}"]
+
     def ram_mib(self, size: str) -> int:
-        return SIZE_RAM_MIB[size]
+        return SIZE_RAM_MIB.get(size) or slug_ram_mib(size)
 
 
 class DigitalOcean(DropletSizes, Provider):
@@ -147,9 +177,9 @@ class DigitalOcean(DropletSizes, Provider):
         if provider.region is None:
             problems.append((("provider", "region"), "region is required for digitalocean",
                              f"add `region:` (one of: {', '.join(REGIONS)})"))
-        elif provider.region not in REGIONS:
-            problems.append((("provider", "region"), f"unknown DigitalOcean region {provider.region!r}",
-                             f"fix the value; known regions: {', '.join(REGIONS)}"))
+        elif not _REGION.fullmatch(provider.region):
+            problems.append((("provider", "region"), f"{provider.region!r} is not a DigitalOcean region slug",
+                             f"fix the value: a slug like sgp1 (this dynia knows {', '.join(REGIONS)})"))
         if provider.image not in images.IMAGES:
             why = images.REFUSED.get(provider.image)
             problems.append((("provider", "image"), f"image {provider.image!r} is not supported"
@@ -164,12 +194,22 @@ class DigitalOcean(DropletSizes, Provider):
                              f"(/{LARGEST_VPC})", f"fix the value: a /{LARGEST_VPC} to /28"))
         return problems
 
+    def warnings(self, provider) -> list[str]:
+        out = self.size_warnings(provider)
+        if provider.region is not None and _REGION.fullmatch(provider.region) and provider.region not in REGIONS:
+            out.append(f"region {provider.region!r} is not in this dynia's list ({', '.join(REGIONS)}){CHECKED_ONLINE}")
+        return out
+
     def check_account(self, spec, own_vpcs) -> None:
-        """DigitalOcean refuses a VPC whose range overlaps another VPC of the account (in any
-        region): refused here, as a config error, before anything is created. own_vpcs() is
-        the ids of the VPCs the cluster's own state holds (asked only when something overlaps)."""
+        """DigitalOcean refuses a size or region it does not offer (do_catalog), and a VPC whose
+        range overlaps another VPC of the account (in any region): refused here, as a config
+        error, before anything is created. own_vpcs() is the ids of the VPCs the cluster's own
+        state holds (asked only when something overlaps)."""
         if not os.environ.get(TOKEN_ENV):
             return
+        from .do_catalog import check_catalog
+
+        check_catalog(spec.provider, spec.name)
         mine = ipaddress.ip_network(spec.provider.vpc_ip_range)
         vpcs = account_vpcs()
         clashes = [v for v in vpcs if _overlaps(v, mine)]

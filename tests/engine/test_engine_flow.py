@@ -340,6 +340,18 @@ def test_a_vpc_range_another_vpc_of_the_account_overlaps_is_refused_before_anyth
     assert len(env["account"].requests) == asked
 
 
+def test_a_size_digitalocean_does_not_offer_in_the_region_is_refused_before_anything_runs(env):
+    spec = env["proj"] / "clusters/shop.yaml"
+    spec.write_text(spec.read_text().replace("size: s-2vcpu-4gb", "size: gd-2vcpu-8gb"))
+    before = _project_files(env["proj"])
+    for argv in (["up"], ["plan"]):
+        r = dynia(env, *argv, "--cluster", "shop")
+        assert r.returncode == 10, r.stderr
+        assert "provider.size gd-2vcpu-8gb is not offered in sgp1 (only in fra1, nyc1, nyc3)" in r.stderr
+    assert not [op for op in ops(env) if op[0] in ("up", "preview")]
+    assert _project_files(env["proj"]) == before
+
+
 def test_cluster_create_writes_the_names_range_or_the_next_one_the_account_leaves_free(env):
     # the account already has a VPC on blog's own /24 (vpcs_account.json: "dynia-blog")
     r = dynia(env, "cluster", "create", "blog", "--region", "sgp1", "--domain", "example.com")
