@@ -227,7 +227,7 @@ def with_certificate(st: "ClusterStatus", view: CertificateView, now=None) -> "C
     import datetime as dt
 
     st.certificate = view
-    if view.level == "failed":
+    if view.level == "failed" and view.not_after is not None:
         when = dt.datetime.strptime(view.not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
         st.problems.append(f"the certificate {expiry_detail(when, now or dt.datetime.now(dt.timezone.utc))}")
         more = f" (+{len(st.problems) - 1} more)" if len(st.problems) > 1 else ""

@@ -161,7 +161,11 @@ class DropletSizes:
                 f"from the slug ({slug_ram_mib(provider.size)} MiB){CHECKED_ONLINE}"]
 
     def ram_mib(self, size: str) -> int:
-        return SIZE_RAM_MIB.get(size) or slug_ram_mib(size)
+        ram = SIZE_RAM_MIB.get(size) or slug_ram_mib(size)
+        if ram is None:   # check_size refused it first
+            raise DyniaError("config", f"unknown droplet size {size!r}, and its slug names no memory",
+                             "fix the value; known sizes: " + ", ".join(sorted(SIZE_RAM_MIB)))
+        return ram
 
 
 class DigitalOcean(DropletSizes, Provider):

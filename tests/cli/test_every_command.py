@@ -14,7 +14,6 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..unit.test_edge_ranges import cloudflare_api  # noqa: F401 (a fixture: Cloudflare's API double)
 from .test_console_script import dynia
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,32 +16,6 @@ from dynia.store import Project, load_cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cloudflare"
 TODAY = dt.date(2027, 3, 1)
-
-
-@pytest.fixture
-def cloudflare_api():
-    """The double: path → (status, body); every request path recorded."""
-    answers = {"/client/v4/ips": (200, (FIXTURES / "ips.json").read_bytes())}
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            status, body = answers.get(self.path, (404, (FIXTURES / "error_403.json").read_bytes()))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{server.server_port}/client/v4", "answers": answers, "seen": seen}
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
