@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,27 +122,11 @@ def recording_pulumi(tmp_path, digitalocean_account):
 def cloudflare_api():
     """Cloudflare's API v4 at CLOUDFLARE_API_URL's place: GET /ips in its documented shape
     (tests/fixtures/cloudflare/ips.json); answers: path → (status, body), every path recorded."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from tests.do_replay import LocalApi
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "cloudflare"
     answers = {"/client/v4/ips": (200, (fixtures / "ips.json").read_bytes())}
     seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            status, body = answers.get(self.path, (404, (fixtures / "error_403.json").read_bytes()))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{server.server_port}/client/v4", "answers": answers, "seen": seen}
-    server.shutdown()
-    server.server_close()
+    api = LocalApi(lambda path: seen.append(path) or answers.get(path, (404, (fixtures / "error_403.json").read_bytes())))
+    yield {"url": f"{api.url}/client/v4", "answers": answers, "seen": seen}
+    api.close()

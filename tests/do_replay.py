@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "digitalocean"
@@ -13,24 +14,18 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "digitalocean"
 CATALOG = {"/v2/regions": ["regions"], "/v2/sizes": ["sizes_page1", "sizes_page2"]}
 
 
-class Replay:
-    """answers: {"/v2/vpcs": ["vpcs_page1", "vpcs_page2"]} — the fixture of each page (?page=N)."""
+class LocalApi:
+    """An HTTP double on 127.0.0.1: answer(path) → (status, JSON body) for each GET; every
+    request is recorded as (path with query, Authorization)."""
 
-    def __init__(self, answers: dict[str, list[str]]):
-        self.answers = answers
-        self.requests: list[tuple[str, str | None]] = []  # (path with query, Authorization)
-        replay = self
+    def __init__(self, answer: Callable[[str], tuple[int, bytes]]):
+        self.requests: list[tuple[str, str | None]] = []
+        api = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                replay.requests.append((self.path, self.headers.get("Authorization")))
-                url = urlsplit(self.path)
-                pages = replay.answers.get(url.path)
-                page = int(parse_qs(url.query).get("page", ["1"])[0])
-                if not pages or page > len(pages):
-                    status, body = 404, (FIXTURES / "error_not_found.json").read_bytes()
-                else:
-                    status, body = 200, (FIXTURES / f"{pages[page - 1]}.json").read_bytes()
+                api.requests.append((self.path, self.headers.get("Authorization")))
+                status, body = answer(self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -48,3 +43,19 @@ class Replay:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Replay(LocalApi):
+    """answers: {"/v2/vpcs": ["vpcs_page1", "vpcs_page2"]} — the fixture of each page (?page=N)."""
+
+    def __init__(self, answers: dict[str, list[str]]):
+        self.answers = answers
+        super().__init__(self._answer)
+
+    def _answer(self, path: str) -> tuple[int, bytes]:
+        url = urlsplit(path)
+        pages = self.answers.get(url.path)
+        page = int(parse_qs(url.query).get("page", ["1"])[0])
+        if not pages or page > len(pages):
+            return 404, (FIXTURES / "error_not_found.json").read_bytes()
+        return 200, (FIXTURES / f"{pages[page - 1]}.json").read_bytes()

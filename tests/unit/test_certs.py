@@ -623,3 +623,24 @@ def test_roll_slot_pushes_in_rolling_order_holder_last_and_stops_at_the_first_fa
         cert_slot.roll_slot(shop, pem)
     assert pushed == [first] and err.value.kind == "health" and f"certificate roll stopped at {first}" in err.value.message
     assert err.value.resume == "dynia cert renew --cluster shop" and "nothing is ordered again" in err.value.hint
+
+
+def test_the_readmes_scheduled_renewal_job_runs_cert_renew_and_holds_no_secret():
+    """The README's GitHub Actions example: valid YAML, scheduled, one `dynia cert renew` step, and
+    every credential it passes is a reference to the repository's secrets, never a value."""
+    import re
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text.split("# .github/workflows/dynia-cert-renew.yml\n", 1)[1].split("```", 1)[0]
+    job = YAML(typ="safe").load(block)
+    assert job["on"]["schedule"][0]["cron"]
+    steps = job["jobs"]["renew"]["steps"]
+    renew = [s for s in steps if s.get("run", "").startswith("dynia cert renew")]
+    assert len(renew) == 1 and "--json" in renew[0]["run"]
+    env = {k: v for s in steps for k, v in (s.get("env") or {}).items()}
+    for name in ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_NODE_TOKEN", "CLOUDFLARE_API_TOKEN", "PULUMI_CONFIG_PASSPHRASE"):
+        assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", env[name]), name
+    assert all(re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", v) for v in env.values())
