@@ -550,8 +550,15 @@ class Engine:
         its provision state holds, are not in the way."""
         if "provision" not in phases:
             return
+        state: list[list[dict]] = []
+
+        def provisioned() -> list[dict]:   # one export, however often it is asked
+            if not state:
+                state.append(self.provisioned())
+            return state[0]
+
         providers.of(self.cluster.spec).check_account(
-            self.cluster.spec, lambda: {r.get("id") for r in self.provisioned() if r.get("id")})
+            self.cluster.spec, lambda: {r.get("id") for r in provisioned() if r.get("id")}, provisioned)
 
     def provisioned(self) -> list[dict]:
         """The provision stack's resources as its state holds them."""

@@ -194,10 +194,10 @@ class Provider(ABC):
         """Before a delete: let the engine delete these nodes (None: every node, for destroy).
         Providers that protect their nodes against accidental deletion lift it here."""
 
-    def check_account(self, spec, own_vpcs) -> None:
+    def check_account(self, spec, own_vpcs, provisioned=None) -> None:
         """Before a provision is previewed or applied: what the account would refuse (a typed
         `config` error), with nothing created yet. own_vpcs(): the ids of the networks the
-        cluster's own state holds."""
+        cluster's own state holds; provisioned(): its resources."""
 
     def keep_on_destroy(self, engine) -> list[str]:
         """Before destroy: mark what the cloud will not let go of to be kept (dropped from the

@@ -204,16 +204,17 @@ class DigitalOcean(DropletSizes, Provider):
             out.append(f"region {provider.region!r} is not in this dynia's list ({', '.join(REGIONS)}){CHECKED_ONLINE}")
         return out
 
-    def check_account(self, spec, own_vpcs) -> None:
+    def check_account(self, spec, own_vpcs, provisioned=None) -> None:
         """DigitalOcean refuses a size or region it does not offer (do_catalog), and a VPC whose
         range overlaps another VPC of the account (in any region): refused here, as a config
         error, before anything is created. own_vpcs() is the ids of the VPCs the cluster's own
-        state holds (asked only when something overlaps)."""
+        state holds (asked only when something overlaps); provisioned(), its resources (asked
+        only when the size or region is not offered: droplets already at it are kept)."""
         if not os.environ.get(TOKEN_ENV):
             return
         from .do_catalog import check_catalog
 
-        check_catalog(spec.provider, spec.name)
+        check_catalog(spec.provider, spec.name, list(spec.nodes), provisioned)
         mine = ipaddress.ip_network(spec.provider.vpc_ip_range)
         vpcs = account_vpcs()
         clashes = [v for v in vpcs if _overlaps(v, mine)]
@@ -470,11 +471,19 @@ def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, b
     import urllib.error
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-            return resp.status, resp.read(1 << 20)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(1 << 16)
+    for attempt in (1, 2):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                return resp.status, resp.read(1 << 20)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(1 << 16)
+        except (ConnectionResetError, urllib.error.URLError) as exc:
+            # A GET is safe to repeat: a connection reset (a load balancer dropping an idle
+            # connection) is tried once more before it becomes the operator's `network` error.
+            reset = isinstance(exc, ConnectionResetError) or isinstance(exc.reason, ConnectionResetError)
+            if not reset or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def api_get(path: str, timeout: float = 10.0, asking: str = "ask DigitalOcean who holds the reserved IP") -> dict:

@@ -14,6 +14,7 @@ from ..errors import DyniaError
 from .digitalocean import api_get
 
 SHOWN = 12   # slugs named in a hint
+DROPLET_TYPE = "digitalocean:index/droplet:Droplet"
 
 
 def _paged(path: str, key: str, asking: str) -> list[dict]:
@@ -30,8 +31,34 @@ def _named(slugs: list[str]) -> str:
     return ", ".join(slugs[:SHOWN]) + (f" (and {len(slugs) - SHOWN} more)" if len(slugs) > SHOWN else "")
 
 
-def check_catalog(provider, cluster: str) -> None:
-    """Refuse (config) a region or size DigitalOcean does not offer for a new droplet."""
+def _kept(provider, nodes: list[str], provisioned) -> bool:
+    """Every node's droplet already exists at this size in this region (the provision state
+    says so): nothing of that size is created or resized to, and DigitalOcean keeps droplets of
+    a size or region it no longer offers — refusing them would block every `plan` and `cert
+    renew` of a running cluster."""
+    if provisioned is None:
+        return False
+    have = {}
+    for r in provisioned():
+        if r.get("type") == DROPLET_TYPE:
+            name = str(r.get("urn", "")).rsplit("::", 1)[-1].removesuffix("-droplet")
+            outputs = r.get("outputs") or {}
+            have[name] = (outputs.get("size"), outputs.get("region"))
+    return bool(nodes) and all(have.get(n) == (provider.size, provider.region) for n in nodes)
+
+
+def check_catalog(provider, cluster: str, nodes: list[str] | None = None, provisioned=None) -> None:
+    """Refuse (config) a region or size DigitalOcean does not offer for a new droplet, unless
+    every node's droplet already runs at it (`provisioned()`: the provision state's resources)."""
+    try:
+        _check(provider, cluster)
+    except DyniaError:
+        if _kept(provider, nodes or [], provisioned):
+            return
+        raise
+
+
+def _check(provider, cluster: str) -> None:
     where = f"clusters/{cluster}.yaml"
     regions = {r["slug"]: r for r in _paged("/regions", "regions", "list DigitalOcean's regions")}
     open_regions = sorted(s for s, r in regions.items() if r.get("available") is True)

@@ -22,8 +22,15 @@ def catalog(monkeypatch):
 
 
 def _spec(region="sgp1", size="s-1vcpu-1gb"):
-    return type("Spec", (), {"name": "shop", "provider": Provider(kind="digitalocean", region=region, size=size,
-                                                                  vpc_ip_range=do.vpc_range_for("shop"))})()
+    return type("Spec", (), {"name": "shop", "nodes": ["misty-owl", "brave-panda"],
+                             "provider": Provider(kind="digitalocean", region=region, size=size,
+                                                  vpc_ip_range=do.vpc_range_for("shop"))})()
+
+
+def _droplets(*nodes, size="gd-2vcpu-8gb", region="sgp1"):
+    return [{"urn": f"urn:pulumi:shop-provision::dynia::dynia:index:ClusterNode$digitalocean:index/droplet:Droplet::"
+                    f"{n}-droplet", "type": "digitalocean:index/droplet:Droplet", "id": str(i),
+             "outputs": {"size": size, "region": region}} for i, n in enumerate(nodes)]
 
 
 def test_offline_an_unknown_size_naming_its_memory_or_an_unknown_region_is_a_warning_not_a_refusal():
@@ -90,3 +97,58 @@ def test_a_slug_that_is_not_one_is_still_refused_offline(region, size):
     problems = do.DigitalOcean().check(_spec(region, size).provider)
     assert [p[0][1] for p in problems] == ["region" if region != "sgp1" else "size"]
     assert all("fix the value" in p[2] for p in problems)
+
+
+def test_droplets_already_running_at_a_size_no_longer_offered_are_kept_but_a_new_one_is_refused(catalog):
+    """DigitalOcean keeps droplets of a retired size: a running cluster's plan (and its `cert
+    renew`) must not fail on them; a node that would be created at that size still is refused."""
+    spec = _spec("sgp1", "gd-2vcpu-8gb")
+    do.DigitalOcean().check_account(spec, set, lambda: _droplets("misty-owl", "brave-panda"))
+    for state in (_droplets("misty-owl"), _droplets("misty-owl", "brave-panda", size="s-1vcpu-1gb"), []):
+        with pytest.raises(DyniaError) as err:
+            do.DigitalOcean().check_account(spec, set, lambda state=state: state)
+        assert "gd-2vcpu-8gb is not offered in sgp1" in err.value.message
+    asked = []
+    do.DigitalOcean().check_account(_spec(), set, lambda: asked.append(1) or [])
+    assert asked == []   # an offered size never reads the state
+
+
+def test_a_connection_reset_once_is_tried_again_and_twice_is_a_network_error(monkeypatch):
+    """A GET is safe to repeat: one reset (a real server closing with SO_LINGER 0) costs a retry."""
+    import socket
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    resets = {"left": 1}
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            if resets["left"] > 0:
+                resets["left"] -= 1
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()   # RST: "Connection reset by peer"
+                continue
+            body = b'{"regions": [], "links": {}, "meta": {"total": 0}}'
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv(do.API_URL_ENV, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv(do.TOKEN_ENV, "dop_v1_secret")
+    try:
+        assert do.api_get("/regions")["regions"] == []
+        resets["left"] = 2
+        with pytest.raises(DyniaError) as err:
+            do.api_get("/regions")
+        assert err.value.kind == "network" and "dop_v1_secret" not in err.value.message
+    finally:
+        listener.close()

@@ -28,8 +28,9 @@ def account(monkeypatch):
 
 
 def _spec(vpc: str, name: str = "shop"):
-    return type("Spec", (), {"name": name, "provider": Provider(kind="digitalocean", region="sgp1",
-                                                                size="s-1vcpu-1gb", vpc_ip_range=vpc)})()
+    return type("Spec", (), {"name": name, "nodes": ["misty-owl"],
+                             "provider": Provider(kind="digitalocean", region="sgp1", size="s-1vcpu-1gb",
+                                                  vpc_ip_range=vpc)})()
 
 
 def test_cluster_init_gives_each_cluster_its_own_stable_24_from_its_name(tmp_path, cli):
