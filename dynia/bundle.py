@@ -274,7 +274,7 @@ def certificate_bundle(spec: ClusterSpec, rendering: Rendering, node: str, pem: 
     """The certificate slot alone, as a partial infra push: what `dynia cert renew` rolls while
     other changes to the render are pending (they wait for `dynia up`). HAProxy validates and
     reloads it, and the infra gate judges the node, as in a full push."""
-    commands = NodeCommands(providers.of(spec).profile)
+    commands = node_commands(spec)
     slot = next(s for s in rendering.slots[node] if s.secret == CERTIFICATE_SECRET)
     return Bundle(node=node, layer=slot.layer, config_version=rendering.config_version,
                   files=[_file(slot.target, slot.mode, slot.owner, slot.component, pem)],
