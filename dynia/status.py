@@ -56,6 +56,11 @@ NodeStatus
     unreadable: dict[str, str]  fact → why the node's answer to it was not read (it did not fit its
                                 model, dynia.nodes.answers): that fact is shown as unknown
     problems: list[str]
+    reserved_ip_assignment: ReservedIpAssignment | None
+                                notify.sh's last assignment of the reserved IP through the provider's
+                                API (None: it never made one): {time, outcome (assigned | refused |
+                                gave-up | no-token), status (the API's HTTP status, 000: no answer),
+                                droplet (the droplet it asked for)}
 ServiceStatus
     service, placement: str
     backend: str | None         HAProxy backend of this service (None: it has none of its own)
@@ -95,6 +100,23 @@ class Degraded:
     reason: str | None
     time: str | None
     layer: str | None
+
+
+@dataclass
+class ReservedIpAssignment:
+    time: str | None
+    outcome: str
+    status: str | None
+    droplet: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != "assigned"
+
+    def describe(self) -> str:
+        answer = "no answer" if self.status in (None, "000") else f"HTTP {self.status}"
+        return f"{self.outcome} ({answer}" + (f", droplet {self.droplet}" if self.droplet else "") \
+            + f", {self.time or 'time unknown'})"
 
 
 @dataclass
@@ -144,6 +166,7 @@ class NodeStatus:
     containers: list[Container] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
     problems: list[str]
+    reserved_ip_assignment: ReservedIpAssignment | None = None
 
 
 @dataclass
@@ -295,6 +318,11 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
     for c in COMPONENTS:
         if running[c] is False:
             problems.append(f"{c} is not running on {node}")
+    assignment = assignment_of(f.get("reserved_ip"))
+    if assignment is not None and assignment.failed and role == "MASTER":
+        # Only the MASTER's record is the latest attempt: a BACKUP keeps the one from its last
+        # turn as MASTER, which a later token may already have fixed.
+        problems.append(f"{node} is MASTER and its last reserved-IP assignment was {assignment.describe()}")
     if caddy.get("code") != 200:
         problems.append(f"Caddy on {node} answers its health check with "
                         f"{caddy.get('code') or caddy.get('error') or 'nothing'}")
@@ -304,7 +332,14 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
                       applied_version=version, desired_version=desired, degraded=degraded,
                       lockdown=lock.get("lockdown"), running=running, caddy_health=caddy.get("code"),
                       caddy_error=caddy.get("error"), containers=containers, unreadable=unreadable,
-                      problems=problems)
+                      problems=problems, reserved_ip_assignment=assignment)
+
+
+def assignment_of(fact) -> ReservedIpAssignment | None:
+    """The reserved_ip fact (checked against its model, dynia.nodes.answers) as a row."""
+    if not isinstance(fact, dict) or "outcome" not in fact:
+        return None
+    return ReservedIpAssignment(fact.get("time"), fact["outcome"], fact.get("status"), fact.get("droplet"))
 
 
 def _expected_on(placement: str, node: str, holder: str | None) -> bool:

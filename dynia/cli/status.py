@@ -76,24 +76,27 @@ def print_status(st) -> None:
               else "since HAProxy started")
     nodes = Table(title=f"cluster {st.cluster} · reserved IP {st.reserved_ip} · desired v{st.desired_version}",
                   title_justify="left")
-    for col in ("node", "address", "role", "VIP", "config", "degraded", "lockdown", "haproxy", "caddy",
-                "keepalived", "health"):
+    for col in ("node", "address", "role", "VIP", "last VIP assignment", "config", "degraded", "lockdown",
+                "haproxy", "caddy", "keepalived", "health"):
         nodes.add_column(col)
     for n in st.nodes:
         if not n.reachable:
             nodes.add_row(Text(n.node), Text(n.address), Text("unreachable", "red"),
-                          Text(n.error or "", "red"), *[Text("")] * 7)
+                          Text(n.error or "", "red"), *[Text("")] * 8)
             continue
         role = Text(f"{n.role or '?'}" + (f" ({n.priority})" if n.priority is not None else ""),
                     "bold" if n.role == "MASTER" else "")
         vip = (Text("holds", "bold") if n.node == st.holder else
                Text("on interface", "yellow") if n.holds_reserved_ip else Text(""))
+        assignment = n.reserved_ip_assignment
+        assigned = (Text("-") if assignment is None else
+                    Text(assignment.describe(), "red" if assignment.failed else ""))
         config = (Text("never applied", "red") if n.applied_version is None else
                   Text(f"v{n.applied_version}") if n.applied_version == n.desired_version else
                   Text(f"v{n.applied_version}, desired v{n.desired_version}", "red"))
         degraded = Text(f"{n.degraded.reason} ({n.degraded.time})", "red") if n.degraded else Text("no")
         health = Text(str(n.caddy_health or n.caddy_error or "?"), "green" if n.caddy_health == 200 else "red")
-        nodes.add_row(Text(n.node), Text(n.address), role, vip, config, degraded, Text(n.lockdown or "?"),
+        nodes.add_row(Text(n.node), Text(n.address), role, vip, assigned, config, degraded, Text(n.lockdown or "?"),
                       Text(*_mark(n.running.get("haproxy"))), Text(*_mark(n.running.get("caddy"))),
                       Text(*_mark(n.running.get("keepalived"))), health)
     out.print(nodes)

@@ -92,6 +92,14 @@ class Applied(Model):
     run: Annotated[dict[Ident, bool | None], Field(max_length=MAX_ITEMS)] = {}
 
 
+class ReservedIpAssignment(Model):
+    """notify.sh's record of its last reserved-IP assignment (templates/keepalived/notify.sh.j2)."""
+    time: Short | None = None
+    outcome: Literal["assigned", "refused", "gave-up", "no-token"]
+    status: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")] | None = None
+    droplet: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9]*$")] | None = None
+
+
 class Degraded(Model):
     configVersion: Version | None = None
     reason: Text | None = None

@@ -74,7 +74,9 @@ VRRP = Fact("vrrp", f"cat {PATHS.state('vrrp')}", vrrp_role)
 PUSHED_FROM = Fact("pushed_from", f"cat {PATHS.state('pushed-from.json')}", pushed_from)
 APPLIED = Fact("applied", f"cat {PATHS.state('applied.json')}", json_state(A.Applied))
 DEGRADED = Fact("degraded", f"cat {PATHS.state('degraded')}", json_state(A.Degraded))
-FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED, PUSHED_FROM)}
+# notify.sh's last reserved-IP assignment (None: it never made one: the lab, or never MASTER).
+RESERVED_IP = Fact("reserved_ip", f"cat {PATHS.state('reserved-ip.json')}", json_state(A.ReservedIpAssignment))
+FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED, PUSHED_FROM, RESERVED_IP)}
 
 # Markers between facts in one round trip; a fact's output cannot contain a line that starts
 # with this (the files read are dynia's own and hold no such line).
@@ -325,7 +327,7 @@ BUILDERS: dict[str, Callable[[NodeProfile, str], Fact]] = {
 
 def status_facts(profile: NodeProfile, private_ip: str) -> list[Fact]:
     """Every fact `dynia status` reads from one node, in one round trip."""
-    return [VRRP, APPLIED, DEGRADED, PRIORITY, LOCKDOWN, SHOW_STAT,
+    return [VRRP, APPLIED, DEGRADED, RESERVED_IP, PRIORITY, LOCKDOWN, SHOW_STAT,
             *(build(profile, private_ip) for build in BUILDERS.values())]
 
 

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from dynia.nodes import facts as F
 from dynia.paths import PATHS
 from dynia.session import render_cluster
 from dynia.store import Project, load_cluster
@@ -33,7 +34,8 @@ exit 0
 def assign(project, tmp_path):
     rendering = render_cluster(load_cluster(Project(project), "shop"))
     notify = next(f for f in rendering.files["misty-owl"] if f.target == PATHS.notify).content.decode()
-    function = re.search(r"^assign_reserved_ip\(\) \{.*?^\}\n", notify, re.S | re.M).group(0)
+    function = "".join(re.search(rf"^{name}\(\) \{{.*?^\}}\n", notify, re.S | re.M).group(0)
+                       for name in ("record_assignment", "assign_reserved_ip"))
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "curl").write_text(FAKE_CURL)
@@ -60,7 +62,16 @@ def assign(project, tmp_path):
         calls = len((tmp_path / "calls").read_text().split())
         return proc.returncode, calls, (tmp_path / "sleeps").read_text().split(), proc.stderr
 
+    run.state = state
     return run
+
+
+def recorded(assign) -> dict | None:
+    """The last assignment's record, read back through the fact dynia reads it with."""
+    record = assign.state / "reserved-ip.json"
+    if not record.exists():
+        return None
+    return F.RESERVED_IP.process(record.read_text(), 0)
 
 
 def test_a_transport_failure_is_retried_with_backoff_like_a_pending_action(assign):
@@ -88,3 +99,29 @@ def test_a_refusal_is_not_retried_and_the_token_stays_off_the_command_line(assig
 def test_giving_up_says_how_often_it_tried(assign):
     code, calls, _, err = assign(["503"] * 8)
     assert (code, calls) == (1, 8) and "not assigned after 8 tries (last answer 503)" in err
+
+
+def _without_time(record: dict) -> dict:
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record.pop("time"))
+    return record
+
+
+def test_a_refused_assignment_is_recorded_with_its_status_and_the_droplet_it_asked_for(assign):
+    assign(["403"])
+    assert _without_time(recorded(assign)) == {"outcome": "refused", "status": "403", "droplet": "1001"}
+
+
+def test_an_assignment_that_succeeded_is_recorded_and_replaces_an_earlier_refusal(assign):
+    assign(["401"])
+    assign(["422", "201"])
+    assert _without_time(recorded(assign)) == {"outcome": "assigned", "status": "201", "droplet": "1001"}
+
+
+def test_giving_up_is_recorded_with_the_last_answer(assign):
+    assign(["503"] * 8)
+    assert _without_time(recorded(assign)) == {"outcome": "gave-up", "status": "503", "droplet": "1001"}
+
+
+def test_a_node_that_is_not_master_records_no_assignment(assign):
+    assign(["201"], role="BACKUP")
+    assert recorded(assign) is None

@@ -21,9 +21,19 @@ compose() {
         || echo "dynia notify: compose $* failed for $svc" >&2
 }
 
+record_assignment() {
+    # $1 = outcome, $2 = the API's HTTP status (000: no answer), $3 = the droplet it asked for.
+    # dynia reads this back (status, infra verify, the check before DNS): a refused token must
+    # be seen, not only logged where nobody looks.
+    printf '{"time":"%s","outcome":"%s","status":"%s","droplet":"%s"}\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "$3" > "$dir/reserved-ip.tmp" \
+        && mv "$dir/reserved-ip.tmp" "$dir/reserved-ip.json"
+}
+
 assign_reserved_ip() {
     # The token never reaches a command line: curl reads its header from stdin.
-    token=$(cat /etc/dynia/provider-token) || { echo "dynia notify: no provider token" >&2; return 1; }
+    token=$(cat /etc/dynia/provider-token) || {
+        echo "dynia notify: no provider token" >&2; record_assignment no-token 000 ""; return 1; }
     delay=1
     for try in 1 2 3 4 5 6 7 8; do
         # A later transition may have made this node BACKUP while we waited: only a node that
@@ -35,6 +45,7 @@ assign_reserved_ip() {
         fi
         # The droplet id is read inside the loop: the metadata service can fail like the API.
         droplet=$(curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/id) || droplet=
+        case "$droplet" in *[!0-9]*) droplet= ;; esac   # an id is digits; anything else is no answer
         code=000
         if [ -n "$droplet" ]; then
             code=$(printf 'header = "Authorization: Bearer %s"\n' "$token" | curl -sS -K - \
@@ -44,13 +55,15 @@ assign_reserved_ip() {
                 "https://api.digitalocean.com/v2/reserved_ips/192.0.2.10/actions")
         fi
         case "$code" in
-            2??) return 0 ;;
+            2??) record_assignment assigned "$code" "$droplet"; return 0 ;;
             # 000: no answer (DNS, connect, timeout); 422: an earlier action is pending; 429, 5xx.
             000|422|429|5??) sleep "$delay"; delay=$((delay * 2 > 30 ? 30 : delay * 2)) ;;
-            *) echo "dynia notify: reserved IP assign answered $code" >&2; return 1 ;;
+            *) echo "dynia notify: reserved IP assign answered $code" >&2
+               record_assignment refused "$code" "$droplet"; return 1 ;;
         esac
     done
     echo "dynia notify: reserved IP not assigned after $try tries (last answer $code)" >&2
+    record_assignment gave-up "$code" "$droplet"
     return 1
 }
 
