@@ -599,7 +599,11 @@ class Engine:
         if {"infra", "apps"} & set(phases):
             self.require_answers()
         outputs: dict = {}
+        held = False   # the reserved IP checked in this run (after infra, or before apps)
         for phase in phases:
+            if phase == "apps" and not held:
+                self.require_master_holds()  # before the phase that creates or changes DNS records
+                held = True
             events: list = []
 
             def on_event(ev, phase=phase):
@@ -628,6 +632,10 @@ class Engine:
                 pem = result.outputs.get("originPem")
                 self.cache_certificate(pem.value if pem is not None else None)
                 self.resize_roll(outputs[phase])
+            if phase == "infra":
+                self.cache_applied(["infra"])   # it is applied, whatever the check below says
+                self.require_master_holds()
+                held = True
         applied = [p for p in phases if p in ("infra", "apps")]
         if applied:
             self.cache_applied(applied)
@@ -677,6 +685,23 @@ class Engine:
 
         return excluded(self.cluster.spec.firewall.admin_ranges,
                         {n: a.facts.get("pushed_from") for n, a in self.answers.items()})
+
+    def require_master_holds(self) -> None:
+        """The provider must say the VRRP MASTER holds the reserved IP (dynia.holder_gate), within
+        the cluster's health timeout; a typed `provider` error otherwise, before any DNS record."""
+        from .cache import ClusterCache
+        from .holder_gate import require_master_holds
+        from .session import reach, unpinned
+
+        nodes = reach(self.cluster, engine=self)   # this machine's cache, else the provision state's outputs
+        outputs = ClusterCache.of(self.cluster).read_outputs()
+        if outputs is None or not nodes:
+            return  # never provisioned: the apps phase has no address to point DNS at either
+        known = {t.node: {a for a in (outputs.nodes[t.node].private_ip, outputs.nodes[t.node].public_ip, t.host) if a}
+                 for t in nodes}
+        require_master_holds(self.cluster, nodes, outputs.reserved_ip, known,
+                             bound=self.cluster.spec.health.timeout, refused=unpinned(self.cluster),
+                             say=self.on_progress)
 
     def destroy(self, phases=tuple(reversed(PHASES))) -> None:
         for phase in phases:

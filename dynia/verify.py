@@ -3,6 +3,9 @@
 One row per check, each `ok`, `failed` or `skipped` with a one-line detail:
 
 * reserved_ip_holder — the node the provider says holds the reserved IP is the one VRRP MASTER;
+* reserved_ip_assignment — per node: notify.sh's last assignment of the reserved IP through the
+                       provider's API (when, the HTTP status, the droplet it asked for); a MASTER
+                       whose last one failed fails (its token was refused: the next failover fails too);
 * haproxy_backends   — per node: HAProxy (admin socket `show stat`) sees every backend server up;
 * config_version     — every node applied the same config version, the one the last apply recorded;
 * certificate        — per node: the certificate its HAProxy *serves* (a TLS handshake made ON
@@ -37,7 +40,8 @@ TLS_TIMEOUT = 5.0
 CERTIFICATE_CACHE = "certificate.json"  # .dynia/cache/<cluster>/: the state certificate's public facts
 ORIGIN_PULL_CACHE = "origin-pull.json"  # …: the state's origin-pull client certificate's public facts
 STATUSES = ("ok", "warning", "failed", "skipped")   # a warning does not fail the verdict
-CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record", "origin_pull")
+CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record", "origin_pull",
+          "reserved_ip_assignment")
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,7 @@ class Expected:
     origin_pulls: bool = False          # tls.mode origin: the zone presents the cluster's client certificate
     origin_pull: CertInfo | None = None  # the state's client certificate, None: why in origin_pull_missing
     origin_pull_missing: str = ""
+    assigns_reserved_ip: bool = False   # notify.sh assigns it through the provider's API (the node profile)
 
 
 @dataclass
@@ -224,6 +229,36 @@ def _holder_rows(e: Expected, o: Observed) -> list[Check]:
     else:
         why = f"the VRRP MASTER is {masters[0]}"
     return [_row("reserved_ip_holder", e.reserved_ip, False, f"held by {o.holder}, but {why}")]
+
+
+def _assignment_rows(e: Expected, o: Observed) -> list[Check]:
+    from .status import assignment_of
+
+    if not e.assigns_reserved_ip:
+        return [Check("reserved_ip_assignment", e.reserved_ip, "skipped",
+                      f"provider {e.provider_kind} moves no reserved IP through an API (keepalived puts the "
+                      "address on the MASTER itself)")]
+    rows = []
+    for node in e.nodes:
+        if node in o.unreachable:
+            rows.append(Check("reserved_ip_assignment", node, "skipped", f"unreachable: {o.unreachable[node]}"))
+            continue
+        facts = o.facts.get(node) or {}
+        record = assignment_of(facts.get("reserved_ip"))
+        master = (facts.get("vrrp") or {}).get("role") == "MASTER"
+        if record is None:
+            rows.append(Check("reserved_ip_assignment", node, "skipped",
+                              "no assignment recorded (notify.sh records one each time this node becomes MASTER)"))
+        elif not record.failed:
+            rows.append(_row("reserved_ip_assignment", node, True, f"last assignment {record.describe()}"))
+        elif master:
+            rows.append(_row("reserved_ip_assignment", node, False,
+                             f"MASTER, and its last assignment was {record.describe()}: the next failover "
+                             "fails the same way; check the node token and its scopes (README: DIGITALOCEAN_NODE_TOKEN)"))
+        else:
+            rows.append(Check("reserved_ip_assignment", node, "skipped",
+                              f"last assignment, as MASTER earlier: {record.describe()}; not MASTER now"))
+    return rows
 
 
 def _servers(stat: Any) -> list[tuple[str, str, dict]] | None:
@@ -415,7 +450,7 @@ def _origin_pull_rows(e: Expected, o: Observed) -> list[Check]:
 def assemble(e: Expected, o: Observed, now: dt.datetime | None = None) -> list[Check]:
     now = now or dt.datetime.now(dt.timezone.utc)
     return [*_holder_rows(e, o), *_backend_rows(e, o), *_version_rows(e, o),
-            *_certificate_rows(e, o, now), *_dns_rows(e, o), *_origin_pull_rows(e, o)]
+            *_certificate_rows(e, o, now), *_dns_rows(e, o), *_origin_pull_rows(e, o), *_assignment_rows(e, o)]
 
 
 def summary(checks: list[Check]) -> dict[str, int]:
@@ -475,7 +510,8 @@ def expected(cluster) -> Expected:
     placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domains}
     return Expected(cluster.name, list(spec.nodes), outputs.reserved_ip, domains, proxied(spec.tls.mode),
                     applied.configVersion if applied else None, cert, missing, dns, spec.provider.kind, addresses,
-                    placements, uses_acme(spec.tls.mode), proxied(spec.tls.mode), pull, pull_missing)
+                    placements, uses_acme(spec.tls.mode), proxied(spec.tls.mode), pull, pull_missing,
+                    provider.profile.assigns_reserved_ip)
 
 
 def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> Observed:
@@ -492,7 +528,7 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
     provider = providers.of(cluster.spec)
     nodes = [t for t in targets(cluster) if t.node in e.nodes]
     sni = e.domains[0] if e.domains else cluster.spec.domain
-    wanted = [F.VRRP, F.APPLIED, F.SHOW_STAT, F.vip_device_addresses(provider.profile), F.served_certificate(sni)]
+    wanted = [F.VRRP, F.APPLIED, F.RESERVED_IP, F.SHOW_STAT, F.vip_device_addresses(provider.profile), F.served_certificate(sni)]
 
     def dns():
         """(records, error, origin pull, its error): Cloudflare's side, the zone looked up once."""

@@ -88,10 +88,12 @@ def cli(capsys, monkeypatch):
 @pytest.fixture
 def digitalocean_account():
     """DigitalOcean's API, replayed (tests/do_replay.py): an account whose VPCs leave the
-    examples' shop its range, and the catalog (sizes, regions) that offers the examples' sizes."""
+    examples' shop its range, the catalog (sizes, regions) that offers the examples' sizes, and
+    whose reserved IP misty-owl (the VRRP MASTER) holds."""
     from tests.do_replay import CATALOG, Replay
 
-    replay = Replay({"/v2/vpcs": ["vpcs_account"], **CATALOG})
+    replay = Replay({"/v2/vpcs": ["vpcs_account"], **CATALOG,
+                     "/v2/reserved_ips/203.0.113.50": ["reserved_ip_shop_master"]})
     yield replay
     replay.close()
 

@@ -38,6 +38,9 @@ INFRA_COMPONENTS = ("nftables", *COMPONENTS)
 # the unit that loads it at boot.
 FIREWALL_TABLE = f"inet {TABLE}"
 FIREWALL_UNIT = P.firewall_unit
+# The MASTER assigns the reserved IP again, through its own notify script and node token
+# (dynia.holder_gate: keepalived runs the script on a transition only).
+ASSIGN_RESERVED_IP = f"{P.notify} assign"
 
 
 def ssh_admitted() -> str:

@@ -475,3 +475,18 @@ def test_each_service_row_names_every_domain_routed_to_it(monkeypatch):
     r = CliRunner().invoke(_app(), ["status"], terminal_width=200)
     web = r.output.split("│ web ", 1)[1].splitlines()
     assert "│ lab.example " in web[0] and "│ www.lab.example " in web[1], r.output  # a line per domain
+
+
+REFUSED_ASSIGNMENT = {"time": "2026-12-07T22:31:05Z", "outcome": "refused", "status": "403", "droplet": "3164444"}
+
+
+def test_a_master_whose_last_reserved_ip_assignment_was_refused_is_a_problem_and_every_node_shows_its_record():
+    snap, answers = recorded("lab-applied")
+    answers["misty-owl"].facts["reserved_ip"] = dict(REFUSED_ASSIGNMENT)
+    answers["brave-panda"].facts["reserved_ip"] = dict(REFUSED_ASSIGNMENT)   # from its own turn as MASTER
+    st = assemble(snap, answers)
+    assert st.problems == ["misty-owl is MASTER and its last reserved-IP assignment was refused (HTTP 403, "
+                           "droplet 3164444, 2026-12-07T22:31:05Z)"]   # a BACKUP's old record is shown, not a problem
+    rows = {n["node"]: n for n in st.as_dict()["nodes"]}
+    assert rows["brave-panda"]["reservedIpAssignment"] == REFUSED_ASSIGNMENT
+    assert rows["calm-otter"]["reservedIpAssignment"] is None

@@ -103,7 +103,8 @@ def test_without_the_token_in_the_environment_the_client_says_which_variable(mon
 
 def expected(**kw) -> V.Expected:
     base = dict(cluster="shop", nodes=list(NODES), reserved_ip=RIP, domains=list(DOMAINS), proxied=True,
-                applied_version=7, certificate=STATE_CERT, dns_provider="cloudflare", provider_kind="digitalocean")
+                applied_version=7, certificate=STATE_CERT, dns_provider="cloudflare", provider_kind="digitalocean",
+                assigns_reserved_ip=True)
     return V.Expected(**{**base, **kw})
 
 
@@ -121,9 +122,14 @@ HEALTHY_STAT = stat(("be_any_node", "misty-owl", "UP"), ("be_any_node", "brave-p
 GOOD_RECORDS = [DnsRecord(d, "A", RIP, True) for d in DOMAINS]
 
 
+ASSIGNED = {"time": "2026-11-28T11:58:02Z", "outcome": "assigned", "status": "201", "droplet": "424242001"}
+REFUSED = {"time": "2026-11-28T11:59:40Z", "outcome": "refused", "status": "403", "droplet": "424242001"}
+
+
 def observed(**kw) -> V.Observed:
     facts = {n: {"vrrp": {"role": "MASTER" if n == "misty-owl" else "BACKUP", "since": "1764300000"},
                  "applied": {"configVersion": 7, "layers": {}}, "show_stat": HEALTHY_STAT} for n in NODES}
+    facts["misty-owl"]["reserved_ip"] = ASSIGNED
     base = dict(facts=facts, unreachable={}, holder="misty-owl", served={n: STATE_CERT for n in NODES},
                 sni="admin.example.com", dns=list(GOOD_RECORDS))
     return V.Observed(**{**base, **kw})
@@ -141,7 +147,8 @@ def test_a_healthy_cluster_is_one_ok_row_per_check_and_target():
         ("haproxy_backends", "misty-owl", "ok"), ("haproxy_backends", "brave-panda", "ok"),
         ("config_version", "cluster", "ok"),
         ("certificate", "misty-owl", "ok"), ("certificate", "brave-panda", "ok"),
-        *[("dns_record", d, "ok") for d in DOMAINS]]
+        *[("dns_record", d, "ok") for d in DOMAINS],
+        ("reserved_ip_assignment", "misty-owl", "ok"), ("reserved_ip_assignment", "brave-panda", "skipped")]
     assert V.healthy(checks)
     assert checks[0].detail == "held by misty-owl, the VRRP MASTER"
 
@@ -158,6 +165,25 @@ def test_the_reserved_ip_must_be_on_the_one_vrrp_master(holder, roles, detail):
         o.facts[node]["vrrp"] = {"role": role, "since": None}
     row = V.assemble(expected(), o, NOW)[0]
     assert (row.check, row.status) == ("reserved_ip_holder", "failed") and detail in row.detail
+
+
+def test_each_nodes_last_reserved_ip_assignment_is_a_row_and_a_refused_master_fails_it():
+    o = observed()
+    o.facts["misty-owl"]["reserved_ip"] = REFUSED
+    o.facts["brave-panda"]["reserved_ip"] = REFUSED
+    got = {c.target: c for c in V.assemble(expected(), o, NOW) if c.check == "reserved_ip_assignment"}
+    assert (got["misty-owl"].status, got["brave-panda"].status) == ("failed", "skipped")
+    assert "refused (HTTP 403, droplet 424242001, 2026-11-28T11:59:40Z)" in got["misty-owl"].detail
+    assert "DIGITALOCEAN_NODE_TOKEN" in got["misty-owl"].detail
+    assert "not MASTER now" in got["brave-panda"].detail
+    assert not V.healthy(list(got.values()))
+    ok = {c.target: c for c in V.assemble(expected(), observed(), NOW) if c.check == "reserved_ip_assignment"}
+    assert ok["misty-owl"].detail == "last assignment assigned (HTTP 201, droplet 424242001, 2026-11-28T11:58:02Z)"
+
+
+def test_a_provider_that_moves_no_reserved_ip_through_an_api_skips_the_assignment_row():
+    checks = V.assemble(expected(assigns_reserved_ip=False, provider_kind="local"), observed(), NOW)
+    assert rows(checks, "reserved_ip_assignment") == [("reserved_ip_assignment", RIP, "skipped")]
 
 
 def test_a_provider_that_cannot_tell_the_holder_fails_the_row_with_its_answer():
@@ -310,10 +336,11 @@ def test_an_unreachable_node_is_failed_rows_never_a_crash():
 def test_the_json_document_has_the_documented_schema():
     o = observed()
     o.facts["brave-panda"]["show_stat"] = stat(("be_any_node", "brave-panda", "DOWN"))
-    doc = V.as_json("shop", V.assemble(expected(dns_provider=None, provider_kind="local"), o, NOW))
+    doc = V.as_json("shop", V.assemble(expected(dns_provider=None, provider_kind="local", assigns_reserved_ip=False),
+                                       o, NOW))
     assert set(doc) == {"schema", "cluster", "ok", "summary", "checks"}
     assert doc["schema"] == "dynia.infra-verify/1" and doc["cluster"] == "shop" and doc["ok"] is False
-    assert doc["summary"] == {"ok": 5, "warning": 0, "failed": 1, "skipped": 3}
+    assert doc["summary"] == {"ok": 5, "warning": 0, "failed": 1, "skipped": 4}   # +1: the lab assigns through no API
     for row in doc["checks"]:
         assert set(row) == {"check", "target", "status", "detail"}
         assert row["check"] in V.CHECKS and row["status"] in V.STATUSES and isinstance(row["detail"], str)
