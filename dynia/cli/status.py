@@ -76,7 +76,7 @@ def print_status(st) -> None:
               else "since HAProxy started")
     nodes = Table(title=f"cluster {st.cluster} · reserved IP {st.reserved_ip} · desired v{st.desired_version}",
                   title_justify="left")
-    for col in ("node", "address", "role", "VIP", "last VIP assignment", "config", "degraded", "lockdown",
+    for col in ("node", "address", "role", "VIP", "assigned", "config", "degraded", "lockdown",
                 "haproxy", "caddy", "keepalived", "health"):
         nodes.add_column(col)
     for n in st.nodes:
@@ -89,8 +89,9 @@ def print_status(st) -> None:
         vip = (Text("holds", "bold") if n.node == st.holder else
                Text("on interface", "yellow") if n.holds_reserved_ip else Text(""))
         assignment = n.reserved_ip_assignment
+        # short: the time and the droplet are in --json and, for a failed one on the MASTER, the verdict
         assigned = (Text("-") if assignment is None else
-                    Text(assignment.describe(), "red" if assignment.failed else ""))
+                    Text(f"{assignment.outcome} {assignment.status or ''}".strip(), "red" if assignment.failed else ""))
         config = (Text("never applied", "red") if n.applied_version is None else
                   Text(f"v{n.applied_version}") if n.applied_version == n.desired_version else
                   Text(f"v{n.applied_version}, desired v{n.desired_version}", "red"))

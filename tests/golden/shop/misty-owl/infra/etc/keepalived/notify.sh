@@ -1,18 +1,23 @@
 #!/bin/sh
 # Rendered by dynia for node misty-owl of cluster shop.
 # keepalived notify: $1=INSTANCE|GROUP $2=name $3=MASTER|BACKUP|FAULT|STOP $4=priority
+#        `notify.sh assign`: dynia asks the MASTER to assign the reserved IP again, and waits.
+#        keepalived runs this script on a transition only (a reload is none), so a node token
+#        fixed by a push would otherwise wait for the next failover.
 set -u
-state="${3:-UNKNOWN}"
 dir=/opt/dynia/state
 mkdir -p "$dir"
-printf '%s %s\n' "$state" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$dir/vrrp.tmp" && mv "$dir/vrrp.tmp" "$dir/vrrp"
+if [ "${1:-}" != assign ]; then
+    state="${3:-UNKNOWN}"
+    printf '%s %s\n' "$state" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$dir/vrrp.tmp" && mv "$dir/vrrp.tmp" "$dir/vrrp"
+fi
 # keepalived starts one notify per transition, and two can overlap (BACKUP, then MASTER a few
 # seconds later while `compose down` still runs): take turns, and act on the latest recorded
 # state, not on this call's, so the last transition always wins.
 # (Children must not inherit the lock: a container's conmon would hold it for its lifetime.)
 exec 9>"$dir/notify.lock"
 flock -w 300 9 || echo "dynia notify: waited 300 s for an earlier transition; going on" >&2
-state=$(cut -d' ' -f1 "$dir/vrrp")
+state=$(cut -d' ' -f1 "$dir/vrrp" 2>/dev/null) || state=UNKNOWN
 
 compose() {
     # $1 = service, rest = compose arguments
@@ -66,6 +71,12 @@ assign_reserved_ip() {
     record_assignment gave-up "$code" "$droplet"
     return 1
 }
+
+if [ "${1:-}" = assign ]; then
+    [ "$state" = MASTER ] || { echo "dynia notify: not MASTER ($state); not assigning the reserved IP" >&2; exit 3; }
+    assign_reserved_ip 9>&-
+    exit $?
+fi
 
 case "$state" in
     MASTER)
