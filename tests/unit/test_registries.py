@@ -92,7 +92,7 @@ def test_every_node_and_a_node_added_later_get_the_auth_file_as_an_infra_secret_
     spec.write_text(spec.read_text().replace("nodes: [misty-owl, brave-panda]", "nodes: [misty-owl, brave-panda, quiet-heron]"))
     c = load_cluster(Project(project), "shop")
     rendering = render_cluster(c)
-    values = slot_values(c.project, c.name, b"PEM", "token", registries=c.spec.registries)
+    values = slot_values(c.project, c.name, b"PEM", "token", registries=c.spec.registries, origin_pull_ca=b"CA")
     for node in c.spec.nodes:
         (slot,) = [s for s in rendering.slots[node] if s.secret == "registry_auth"]
         assert (slot.layer, slot.target, slot.mode, slot.owner) == ("infra", PATHS.registry_auth, 0o600, "root:root")
@@ -128,7 +128,7 @@ def test_an_active_only_services_images_are_pulled_ahead_on_the_nodes_it_does_no
     c = load_cluster(Project(project), "shop")
     assert c.spec.services["admin"].placement == "active-only"
     rendering = render_cluster(c)
-    values = slot_values(c.project, c.name, b"PEM", "token")
+    values = slot_values(c.project, c.name, b"PEM", "token", origin_pull_ca=b"CA")
     holder = c.spec.master_node
     standby = next(n for n in c.spec.nodes if n != holder)
     on_standby = build_bundles(c.spec, rendering, standby, values, holder=holder)["service:admin"]
