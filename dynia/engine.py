@@ -15,6 +15,7 @@ from typing import Callable
 
 from . import providers
 from .errors import DyniaError
+from .host_keys import PIN_FIRST_USE_ENV, pin_first_use
 from .nodes.push_errors import push_error, typed_diagnostic
 from .phases import PHASES, phase_of
 from .store import Cluster
@@ -26,8 +27,6 @@ INSTALL_HINT = "install the Pulumi CLI (curl -fsSL https://get.pulumi.com | sh) 
 _EXIT = re.compile(r"(?:exit(?:ed)? (?:with )?(?:status|code)?\s*)(\d+)", re.I)
 
 
-# Set to 1 by the operator to pin, once, the host keys of droplets made before dynia pinned them.
-PIN_FIRST_USE_ENV = "DYNIA_PIN_FIRST_USE"
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
@@ -778,100 +777,8 @@ class Engine:
             write_json(ClusterCache.of(self.cluster).dir / ORIGIN_PULL_CACHE, certificate_record(certificate))
 
     def pin_first_use(self, stack, mode: str = "up") -> None:
-        """Pin the host key of each droplet created before dynia pinned host keys.
-
-        Such a droplet never got the key made with the state: cloud-init ran once, and user
-        data changes are ignored on existing droplets (components/cluster_node.py IGNORED). Its
-        pin is the key it presents when the operator first provisions with DYNIA_PIN_FIRST_USE=1
-        after the upgrade (without it: a typed error saying so — never trusted silently) —
-        trust on first use, said on the progress line with its fingerprint, and recorded once:
-        in the provision stack's config (dynia:hostKeys) for this run, then in the state's
-        `nodes` output (host_key_source "first-use"), from which every later run on any machine
-        takes it again. From then on a node presenting another key is refused like any other.
-
-        mode: "up" pins (the only operation that connects to a node or records a new pin);
-        "preview" passes on the pins the state already holds (no connection) and warns about the
-        nodes still unpinned, saying what to run — a plan never fails on them and never makes a
-        first-use connection; anything else (destroy, import) leaves pins alone. A node that
-        does not answer while pinning is skipped with a warning: its push then fails with its
-        own typed error (no key is pinned for it), the others are pinned."""
-        import json
-
-        if mode not in ("up", "preview"):
-            return  # destroy/refresh read no node and keep no pin: a legacy node may be off
-        provider = providers.of(self.cluster.spec)
-        if not provider.first_use_host_keys:
-            return
-        previous = self._output(stack, "nodes")
-        if not isinstance(previous, dict):
-            return  # the first provision: every droplet gets the state's key
-        from .cache import HOST_KEY, UNPINNED_HOST_KEY
-        from .nodes.push import Target, fingerprint, server_host_key
-
-        pins, legacy, had = {}, [], False
-        for node, v in previous.items():
-            if not isinstance(v, dict):
-                continue
-            first_use = v.get("host_key_source") == "first-use" and isinstance(v.get("host_key"), str)
-            had = had or first_use
-            if node not in self.cluster.spec.nodes:
-                continue
-            if first_use and HOST_KEY.fullmatch(v["host_key"]) and v["host_key"] != UNPINNED_HOST_KEY:
-                pins[node] = v["host_key"]
-            elif (not v.get("host_key") or (first_use and v["host_key"] == UNPINNED_HOST_KEY)) \
-                    and isinstance(v.get("public_ip"), str):
-                legacy.append((node, v["public_ip"]))
-        pin_cmd = f"{PIN_FIRST_USE_ENV}=1 dynia up --phase provision --cluster {self.cluster.name}"
-        check = ("then compare each fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the "
-                 "droplet's console")
-        if legacy and mode == "preview":
-            import sys
-
-            # stderr, like the plan's other warnings: `plan --json` / `--format markdown` keep stdout.
-            names = ", ".join(n for n, _ in legacy)
-            print(f"warning: {names}: created before dynia pinned SSH host keys, not pinned yet (this plan shows "
-                  f"them with a key they do not have); pin them once: {pin_cmd}; {check}", file=sys.stderr)
-            legacy = []
-        if legacy and os.environ.get(PIN_FIRST_USE_ENV) != "1":
-            # Never trusted silently: the operator says so once, and checks the fingerprints.
-            names = ", ".join(n for n, _ in legacy)
-            raise DyniaError("state", f"{names}: created before dynia pinned SSH host keys, so the state holds no "
-                             "host key to verify them with",
-                             f"pin the keys they present now (trust on first use, fingerprints printed): "
-                             f"{pin_cmd}; {check}")
-        if legacy:
-            identity = provider.ssh_identity(self.cluster.project, self.cluster.name)
-        for node, host in legacy:
-            try:
-                key = server_host_key(Target(node, host, identity.key))
-            except DyniaError as exc:
-                # One node off must not hold back the others' pins. It is recorded as not pinned
-                # (never as the key generated with the state, which it does not have: that would
-                # look pinned and refuse it for good): its push is refused, typed, and the next
-                # `up` with consent pins it.
-                self.on_progress(f"warning: provision: {node} not pinned ({exc.message}); its push will be refused "
-                                 f"until it is: start it, then rerun {pin_cmd}")
-                pins[node] = UNPINNED_HOST_KEY
-                continue
-            self.on_progress(f"provision: {node} was created before dynia pinned host keys: pinning the key it "
-                             f"presents now ({fingerprint(key)}), trusted on first use; to check it, run "
-                             "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its DigitalOcean console")
-            pins[node] = key
-            other = _other_host_key_type(host)
-            if other:
-                # The push client (pulumi-command, Go's x/crypto/ssh) may negotiate a type it
-                # prefers over ed25519 and then refuse the pinned key; droplets dynia creates
-                # offer ed25519 only (cloud-init ssh_deletekeys), so make this one alike.
-                self.on_progress(f"warning: provision: {node} also offers a {other} host key, which the push client "
-                                 "may negotiate instead of the pinned ed25519 one and refuse; offer ed25519 only, as "
-                                 "dynia's own droplets do — on its console: `rm -f /etc/ssh/ssh_host_rsa_key* "
-                                 "/etc/ssh/ssh_host_ecdsa_key* /etc/ssh/ssh_host_dsa_key* && systemctl restart ssh`")
-        from pulumi.automation import ConfigValue
-
-        if pins:
-            stack.set_config("dynia:hostKeys", ConfigValue(json.dumps(pins, sort_keys=True)))
-        elif had:
-            stack.remove_config("dynia:hostKeys")
+        """The host keys of droplets created before dynia pinned host keys (dynia.host_keys)."""
+        pin_first_use(self, stack, mode)
 
     def cache_applied(self, phases: list[str]) -> None:
         """Merge the layers these phases pushed into the last applied manifest."""
@@ -959,28 +866,7 @@ def stack_refresh(engine: Engine, phase: str) -> None:
     engine._run(phase, [], lambda s: s.refresh(color="never"))
 
 
-# Host key types an SSH client may prefer over ed25519 (Go's x/crypto/ssh lists ECDSA and RSA first).
-OTHER_HOST_KEY_ALGS = ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512",
-                       "rsa-sha2-256", "ssh-rsa", "ssh-dss")
 
 
-def _other_host_key_type(host: str, port: int = 22, timeout: float = 10.0) -> str | None:
-    """The first host key type other than ed25519 that `host` offers (None: ed25519 only, or no
-    answer). Read without logging in, only to warn about a legacy droplet (Engine.pin_first_use)."""
-    import asyncio
-
-    import asyncssh
-
-    async def main():
-        return await asyncio.wait_for(asyncssh.get_server_host_key(
-            host, port, server_host_key_algs=list(OTHER_HOST_KEY_ALGS)), timeout)
-
-    try:
-        key = asyncio.run(main())
-    except (OSError, asyncio.TimeoutError, asyncssh.Error):
-        return None  # no common algorithm: ed25519 only
-    return key.get_algorithm() if key is not None else None
-
-
-__all__ = ["Engine", "PHASES", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",
+__all__ = ["Engine", "PHASES", "PIN_FIRST_USE_ENV", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",
            "stack_import", "stack_refresh"]

@@ -260,7 +260,7 @@ def test_with_consent_the_key_it_presents_is_pinned_once_and_said_with_its_finge
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
     asked = []
     monkeypatch.setattr(push, "server_host_key", lambda target: asked.append(target.host) or KEY_A)
-    monkeypatch.setattr("dynia.engine._other_host_key_type", lambda host: None)
+    monkeypatch.setattr("dynia.host_keys._other_host_key_type", lambda host: None)
     lines = []
     stack = _Stack(LEGACY)
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack)
@@ -319,7 +319,7 @@ def test_up_pins_the_nodes_that_answer_and_skips_one_that_is_off_with_a_warning(
         return KEY_A
 
     monkeypatch.setattr(push, "server_host_key", read)
-    monkeypatch.setattr("dynia.engine._other_host_key_type", lambda host: None)
+    monkeypatch.setattr("dynia.host_keys._other_host_key_type", lambda host: None)
     lines = []
     stack = _Stack(legacy)
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack, "up")
@@ -424,7 +424,7 @@ def test_a_refused_host_key_row_carries_its_hint(sshd, tmp_path):
 
 
 def test_a_node_offering_only_ed25519_needs_no_warning(sshd):
-    from dynia.engine import _other_host_key_type
+    from dynia.host_keys import _other_host_key_type
 
     assert _other_host_key_type("127.0.0.1", sshd["port"]) is None
 
@@ -434,13 +434,14 @@ def test_a_legacy_node_also_offering_ecdsa_is_warned_about_with_the_command_that
     """Go's x/crypto/ssh (the push client) lists ECDSA before ed25519: unless the connection
     restricts the algorithms to the pinned key's type, it negotiates ECDSA and refuses the
     pinned ed25519 key. The first-use pin says so, with the fix."""
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine, _other_host_key_type
+    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.host_keys import _other_host_key_type
     from dynia.nodes import push
 
     assert _other_host_key_type("127.0.0.1", sshd["port"]) == "ecdsa-sha2-nistp256"
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
     monkeypatch.setattr(push, "server_host_key", lambda target: KEY_A)
-    monkeypatch.setattr("dynia.engine._other_host_key_type",
+    monkeypatch.setattr("dynia.host_keys._other_host_key_type",
                         lambda host: _other_host_key_type("127.0.0.1", sshd["port"]))
     lines = []
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(_Stack(LEGACY), "up")
