@@ -376,46 +376,13 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
     # Worst first: a node that did not answer, then what the answering nodes reported.
     problems = [p for r in rows if not r.reachable for p in r.problems]
     problems += [p for r in rows if r.reachable for p in r.problems]
-    if holder_error:
-        problems.append(f"reserved IP {reserved_ip}: holder unknown ({holder_error})")
-    elif holder is None:
-        problems.append(f"no node holds the reserved IP {reserved_ip}")
-    elif holder not in masters:
-        role = by_node[holder].role if holder in by_node else None
-        problems.append(f"{holder} holds the reserved IP {reserved_ip} but is {role or 'in no known role'}, "
-                        f"not the VRRP MASTER ({', '.join(masters) or 'none'})")
-    if len(masters) > 1:
-        problems.append(f"more than one VRRP MASTER: {', '.join(masters)}")
-    for be in backends:
-        for sv in be.servers:
-            if ((sv.status or "").split() or ["?"])[0] in SERVER_BAD:
-                problems.append(f"HAProxy on {serving}: {be.name}/{sv.name} is {sv.status}"
-                                f" ({sv.check_desc or sv.check_status or 'no check'})")
-
+    problems += _holder_problems(reserved_ip, holder, holder_error, masters, by_node)
+    problems += _server_problems(backends, serving)
     service_rows = []
     for name, placement in services.items():
-        mine = [b for b in backends if b.service == name]
-        backend = mine[0] if mine else None
-        http = None
-        if backend is not None:
-            total = {k: 0 for k in HTTP_CLASSES}
-            for n in reachable:
-                for b in views[n]:
-                    if b.name == backend.name:
-                        total = {k: total[k] + b.http[k] for k in HTTP_CLASSES}
-            prev = next((s.http for s in previous.services if s.service == name), None) if previous else None
-            http = _delta(total, prev) if previous else total
-        containers = {n: [c for c in by_node[n].containers if c.service == name] for n in reachable}
-        svc_problems = []
-        for n in reachable:
-            up = [c for c in containers[n] if c.state == "running"]
-            if _expected_on(placement, n, holder) and not up:
-                svc_problems.append(f"{name} has no running container on {n}")
-        service_rows.append(ServiceStatus(name, placement, backend.name if backend else None,
-                                          {s.name: s.status or "?" for s in backend.servers} if backend else {},
-                                          http, containers, svc_problems, list((domains or {}).get(name, []))))
-        problems += svc_problems
-
+        row = _service(name, placement, backends, views, by_node, reachable, holder, previous, domains)
+        service_rows.append(row)
+        problems += row.problems
     healthy = not problems
     if healthy:
         verdict = (f"healthy: {len(rows)} node{'s' if len(rows) != 1 else ''} at v{desired_version}, "
@@ -426,6 +393,58 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
     return ClusterStatus(SCHEMA_VERSION, cluster, reserved_ip, holder, holder_error, masters, serving,
                          desired_version, window if previous else None, rows, service_rows, backends, problems,
                          healthy, verdict)
+
+
+def _holder_problems(reserved_ip: str, holder: str | None, holder_error: str | None, masters: list[str],
+                     by_node: dict[str, NodeStatus]) -> list[str]:
+    """The one rule of the VIP: exactly one VRRP MASTER, and it is the node that holds the
+    reserved IP (the holder, as the provider names it)."""
+    problems = []
+    if holder_error:
+        problems.append(f"reserved IP {reserved_ip}: holder unknown ({holder_error})")
+    elif holder is None:
+        problems.append(f"no node holds the reserved IP {reserved_ip}")
+    elif holder not in masters:
+        role = by_node[holder].role if holder in by_node else None
+        problems.append(f"{holder} holds the reserved IP {reserved_ip} but is {role or 'in no known role'}, "
+                        f"not the VRRP MASTER ({', '.join(masters) or 'none'})")
+    if len(masters) > 1:
+        problems.append(f"more than one VRRP MASTER: {', '.join(masters)}")
+    return problems
+
+
+def _server_problems(backends: list[BackendView], serving: str | None) -> list[str]:
+    """Every backend server the serving node's HAProxy reports down."""
+    return [f"HAProxy on {serving}: {be.name}/{sv.name} is {sv.status}"
+            f" ({sv.check_desc or sv.check_status or 'no check'})"
+            for be in backends for sv in be.servers if ((sv.status or "").split() or ["?"])[0] in SERVER_BAD]
+
+
+def _service(name: str, placement: str, backends: list[BackendView], views: dict[str, list[BackendView]],
+             by_node: dict[str, NodeStatus], reachable: list[str], holder: str | None,
+             previous: ClusterStatus | None, domains: dict[str, list[str]] | None) -> ServiceStatus:
+    """One service's row: its backend on the serving node, HTTP counts summed over every node
+    (the difference from `previous` when watching), its containers, what is missing where."""
+    mine = [b for b in backends if b.service == name]
+    backend = mine[0] if mine else None
+    http = None
+    if backend is not None:
+        total = {k: 0 for k in HTTP_CLASSES}
+        for n in reachable:
+            for b in views[n]:
+                if b.name == backend.name:
+                    total = {k: total[k] + b.http[k] for k in HTTP_CLASSES}
+        prev = next((s.http for s in previous.services if s.service == name), None) if previous else None
+        http = _delta(total, prev) if previous else total
+    containers = {n: [c for c in by_node[n].containers if c.service == name] for n in reachable}
+    problems = []
+    for n in reachable:
+        up = [c for c in containers[n] if c.state == "running"]
+        if _expected_on(placement, n, holder) and not up:
+            problems.append(f"{name} has no running container on {n}")
+    return ServiceStatus(name, placement, backend.name if backend else None,
+                         {s.name: s.status or "?" for s in backend.servers} if backend else {},
+                         http, containers, problems, list((domains or {}).get(name, [])))
 
 
 # --- reading the cluster --------------------------------------------------------------------
