@@ -152,7 +152,7 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
     value}) must make every TXT visible to the CA before it returns; withdraw_txt() always runs
     after it was called. verify: the directory's TLS (True, or a CA bundle path: pebble's own
     certificate in the lab)."""
-    from acme import challenges, client, crypto_util, messages
+    from acme import client, crypto_util
 
     if not domains:
         raise DyniaError("cert", "no domain to order a certificate for",
@@ -168,40 +168,10 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
         net = client.ClientNetwork(jwk, alg=alg, verify_ssl=verify,  # type: ignore[arg-type]  # a CA bundle path too (requests)
                                    user_agent=USER_AGENT, timeout=30)
         acme = client.ClientV2(client.ClientV2.get_directory(directory_url, net), net)
-        registration = messages.NewRegistration.from_data(email=email, terms_of_service_agreed=True)
-        try:
-            acme.new_account(registration)
-        except _conflict() as exc:
-            # The key already has an account (a renewal): use it.
-            net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+        _account(acme, net, email)
         key_pem = new_key_pem()
         order = acme.new_order(crypto_util.make_csr(key_pem.encode(), domains))
-        answers, records, pending = {}, {}, []
-        for authzr in order.authorizations:
-            if authzr.body.status == messages.STATUS_VALID:
-                continue  # authorized earlier for this account (the CA reuses it)
-            name = authzr.body.identifier.value
-            if name in dns01:
-                dns = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.DNS01)]
-                if not dns:
-                    raise DyniaError("cert", f"{name}: the ACME server offers no DNS-01 challenge, and the name "
-                                     "has no DNS record yet for HTTP-01",
-                                     "use an ACME directory that validates over DNS-01 (Let's Encrypt does)")
-                response, validation = dns[0].response_and_validation(jwk)
-                records[dns[0].chall.validation_domain_name(name)] = validation
-                pending.append((dns[0], response))
-                continue
-            http = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)]
-            if not http:
-                raise DyniaError("cert", f"{authzr.body.identifier.value}: the ACME server offers no HTTP-01 "
-                                 "challenge", "use an ACME directory that validates over HTTP-01")
-            response, validation = http[0].response_and_validation(jwk)
-            token = http[0].chall.encode("token")
-            if not TOKEN.fullmatch(token):
-                raise DyniaError("cert", f"{authzr.body.identifier.value}: the ACME server sent a malformed "
-                                 "challenge token", "check tls.acme_directory")
-            answers[token] = validation
-            pending.append((http[0], response))
+        answers, records, pending = _challenges(order, jwk, dns01)
         if records:
             assert publish_txt is not None  # records are dns01's, checked above
             txt_published = True
@@ -234,6 +204,55 @@ def issue(domains: list[str], *, directory_url: str, email: str | None, account_
                 logging.getLogger(__name__).warning("ACME challenge answers not withdrawn (%s)",
                                                     exc.__class__.__name__)
     return issued, account_key_pem
+
+
+def _account(acme, net, email: str | None) -> None:
+    """Register the account key with the CA, or use its account (a renewal: the key has one)."""
+    from acme import messages
+
+    registration = messages.NewRegistration.from_data(email=email, terms_of_service_agreed=True)
+    try:
+        acme.new_account(registration)
+    except _conflict() as exc:
+        # The key already has an account (a renewal): use it.
+        net.account = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+
+
+def _challenges(order, jwk, dns01: frozenset[str]) -> tuple[dict[str, str], dict[str, str], list]:
+    """(HTTP-01 answers {token: key authorization}, DNS-01 records {TXT name: value}, the
+    challenges to answer) for every authorization the order still needs: DNS-01 for the names in
+    `dns01`, HTTP-01 for the others."""
+    from acme import challenges, messages
+
+    answers: dict[str, str] = {}
+    records: dict[str, str] = {}
+    pending: list = []
+    for authzr in order.authorizations:
+        if authzr.body.status == messages.STATUS_VALID:
+            continue  # authorized earlier for this account (the CA reuses it)
+        name = authzr.body.identifier.value
+        if name in dns01:
+            dns = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.DNS01)]
+            if not dns:
+                raise DyniaError("cert", f"{name}: the ACME server offers no DNS-01 challenge, and the name "
+                                 "has no DNS record yet for HTTP-01",
+                                 "use an ACME directory that validates over DNS-01 (Let's Encrypt does)")
+            response, validation = dns[0].response_and_validation(jwk)
+            records[dns[0].chall.validation_domain_name(name)] = validation
+            pending.append((dns[0], response))
+            continue
+        http = [c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)]
+        if not http:
+            raise DyniaError("cert", f"{authzr.body.identifier.value}: the ACME server offers no HTTP-01 "
+                             "challenge", "use an ACME directory that validates over HTTP-01")
+        response, validation = http[0].response_and_validation(jwk)
+        token = http[0].chall.encode("token")
+        if not TOKEN.fullmatch(token):
+            raise DyniaError("cert", f"{authzr.body.identifier.value}: the ACME server sent a malformed "
+                             "challenge token", "check tls.acme_directory")
+        answers[token] = validation
+        pending.append((http[0], response))
+    return answers, records, pending
 
 
 def checked_issue(fullchain_pem: str, key_pem: str, domains: list[str]) -> Issued:
