@@ -13,8 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 
 from ..firewall import TABLE
+from ..paths import CADDY_USER, PORTS, compose_project
 from ..paths import PATHS as P
-from ..paths import PORTS, compose_project
 from ..providers.base import NodeProfile
 
 # Reload order after a change: Caddy, then HAProxy, then keepalived. Caddy first because a
@@ -68,6 +68,10 @@ def pid_alive(pidfile: str) -> str:
     return f'[ -s {pidfile} ] && kill -0 "$(cat {pidfile})" 2>/dev/null'
 
 
+# The lab's way to start Caddy as its distribution's user (caddy.service: User=caddy,
+# AmbientCapabilities=CAP_NET_BIND_SERVICE, HOME its data directory).
+AS_CADDY = (f"setpriv --reuid {CADDY_USER} --regid {CADDY_USER} --init-groups --inh-caps +net_bind_service "
+            f"--ambient-caps +net_bind_service env HOME=/var/lib/caddy")
 HAPROXY_MASTER = f'"$(cat {P.haproxy_pid})"'   # the lab's HAProxy master, from its pid file
 
 
@@ -201,7 +205,12 @@ class NodeCommands:
             # --force: Caddy skips a reload whose file it thinks unchanged.
             "caddy": (f"if {pid_alive(P.caddy_pid)}; then caddy reload --config {P.caddyfile} "
                       "--adapter caddyfile --force >/dev/null 2>&1; "
-                      f"else caddy start --config {P.caddyfile} --adapter caddyfile --pidfile {P.caddy_pid} "
+                      # Started as Debian's caddy.service runs it: as `caddy`, allowed to bind
+                      # ports below 1024 and nothing else (the pid file made for it first: /run is
+                      # root's). Ports are per user: as root, a Caddy holding :80 would let
+                      # HAProxy (root) bind it too, and hide an order that fails on a droplet.
+                      f"else install -o {CADDY_USER} -g {CADDY_USER} -m 644 /dev/null {P.caddy_pid}; "
+                      f"{AS_CADDY} caddy start --config {P.caddyfile} --adapter caddyfile --pidfile {P.caddy_pid} "
                       f">{P.caddy_start_log} 2>&1; fi"),
             "keepalived": (f'if {pid_alive(P.keepalived_pid)}; then kill -HUP "$(cat {P.keepalived_pid})"; '
                            # No syslog in the lab: stay in the foreground, logging to a file.

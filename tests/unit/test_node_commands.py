@@ -113,11 +113,14 @@ def test_lab_reloads_haproxy_seamlessly_restarts_a_stale_environment_or_starts_i
         "haproxy -W -D -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid -S /run/haproxy-master.sock; fi")
 
 
-def test_lab_reloads_caddy_with_force_or_starts_it_with_a_pid_file():
+def test_lab_reloads_caddy_with_force_or_starts_it_as_the_caddy_user_with_a_pid_file():
     assert LAB.reload("caddy") == (
         'if [ -s /run/caddy.pid ] && kill -0 "$(cat /run/caddy.pid)" 2>/dev/null; '
         "then caddy reload --config /etc/caddy/Caddyfile --adapter caddyfile --force >/dev/null 2>&1; "
-        "else caddy start --config /etc/caddy/Caddyfile --adapter caddyfile --pidfile /run/caddy.pid "
+        "else install -o caddy -g caddy -m 644 /dev/null /run/caddy.pid; "
+        "setpriv --reuid caddy --regid caddy --init-groups --inh-caps +net_bind_service "
+        "--ambient-caps +net_bind_service env HOME=/var/lib/caddy "
+        "caddy start --config /etc/caddy/Caddyfile --adapter caddyfile --pidfile /run/caddy.pid "
         ">/var/log/caddy-start.log 2>&1; fi")
 
 
