@@ -239,7 +239,7 @@ class DevLab:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             # What the lab's "Cloudflare" presents: the cluster's own client certificate.
-            f.write(providers.of(self.cluster().spec).origin_pull_client(self.project, self.name))
+            f.write(providers.of(self.cluster.spec).origin_pull_client(self.project, self.name))
         os.replace(tmp, path)
 
     def running(self) -> bool:
