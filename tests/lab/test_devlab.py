@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dynia.providers import lab_subnets
 from dynia.providers.lab import Lab
 from dynia.providers.local import addresses
 from dynia.store import Project, load_cluster
@@ -76,12 +77,16 @@ def _processes_in(inodes: set[int]) -> list[int]:
     return pids
 
 
-def _assert_nothing_left(root: Path, before: dict, inodes: set[int]) -> None:
+def _assert_nothing_left(root: Path, before: dict, inodes: set[int], lab: Lab) -> None:
     lab_dir = Project(root).lab_dir("lab")
     after = _machine()
-    assert after["netns"] - before["netns"] == set()
+    # Other labs (xdist workers, a devlab) come and go meanwhile, each under its own subnet's
+    # names: theirs are not this lab's leftovers. Ours died with the lab's claim on its subnet.
+    others = tuple(lab_subnets.names_prefix(c["subnet"]) for c in lab_subnets._live_claims(lab_subnets.REGISTRY))
+    assert lab.nodes[0].netns.split("-")[0] not in others   # its bridge and claim are gone
+    assert {n for n in after["netns"] - before["netns"] if not n.startswith(others)} == set()
     assert after["shm"] - before["shm"] == set()  # podman's lock table stayed inside the nodes
-    assert after["links"] - before["links"] == set()
+    assert {n for n in after["links"] - before["links"] if not n.startswith(others)} == set()
     with open("/proc/self/mountinfo") as f:
         assert [line for line in f if str(root) in line] == []
     assert _processes_in(inodes) == []
@@ -145,7 +150,7 @@ def test_devlab_up_leaves_an_applied_cluster_the_product_operates_and_down_leave
     inodes = _namespaces(lab)
     down = devlab(root, "down")
     assert down.returncode == 0, down.stderr
-    _assert_nothing_left(root, before, inodes)
+    _assert_nothing_left(root, before, inodes, lab)
     # and down is safe to run twice
     assert devlab(root, "down").returncode == 0
 
@@ -169,4 +174,4 @@ def test_down_after_a_half_failed_up_leaves_nothing(devlab_project):
     inodes = _namespaces(lab)
     down = devlab(root, "down")
     assert down.returncode == 0, down.stderr
-    _assert_nothing_left(root, before, inodes)
+    _assert_nothing_left(root, before, inodes, lab)
