@@ -125,8 +125,23 @@ def check_and_mount(device: str, vol: dict) -> None:
         raise Failed(f"mount {device} on {vol['mount']}: {done.stderr.strip()}")
 
 
+# A push reaches the configured MASTER right after its infra push (re)started keepalived: VRRP makes
+# it MASTER only once keepalived's HAProxy check passes and it preempts whoever stood in. The take
+# waits that long for MASTER, not for ever (notify.sh's take runs on the transition itself).
+MASTER_WAIT_SECONDS = 30.0
+
+
+def wait_for_master(name: str) -> None:
+    deadline = time.monotonic() + MASTER_WAIT_SECONDS
+    while (state := vrrp_state()) != "MASTER":
+        if time.monotonic() >= deadline:
+            raise Failed(f"this node is {state}, not MASTER: it may not take volume {name}")
+        time.sleep(0.2)
+
+
 def attach_here(api, vol: dict, config: dict) -> str:
     name = vol["name"]
+    wait_for_master(name)
     delay, grace_end, forced, tries = 1.0, time.monotonic() + config["grace_seconds"], False, 0
     while True:
         state = vrrp_state()
