@@ -486,27 +486,45 @@ def _http_get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, b
     raise AssertionError("unreachable")
 
 
+def api_base() -> str:
+    """DigitalOcean's API v2 root: DIGITALOCEAN_API_URL when set (tests: a replay of documented shapes)."""
+    return (os.environ.get(API_URL_ENV) or "https://api.digitalocean.com").rstrip("/") + "/v2"
+
+
+def api_token(asking: str, scope: str) -> str:
+    """The operator's token, or a typed error saying what it was needed for and which scope."""
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise DyniaError("provider", f"{TOKEN_ENV} is not set: cannot {asking}", f"export {TOKEN_ENV}=… ({scope})")
+    return token
+
+
+def unanswered(method: str, path: str, exc: Exception) -> DyniaError:
+    """A request that got no HTTP answer: the network's error, never the token."""
+    return DyniaError("network", f"DigitalOcean's API did not answer {method} {path}: {getattr(exc, 'reason', exc)}",
+                      "check this machine's network and https://status.digitalocean.com")
+
+
+def decoded(body: bytes) -> dict | list | None:
+    """An answer's JSON ({} for an empty body), None when it is not JSON."""
+    import json
+
+    try:
+        return json.loads(body.decode("utf-8")) if body else {}
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
 def api_get(path: str, timeout: float = 10.0, asking: str = "ask DigitalOcean who holds the reserved IP") -> dict:
     """One read of DigitalOcean's API (token from DIGITALOCEAN_TOKEN), every failure typed; the
     token is sent in a header and never appears in an error."""
-    import json
-
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        raise DyniaError("provider", f"{TOKEN_ENV} is not set: cannot {asking}",
-                         f"export {TOKEN_ENV}=… (a read-only token is enough)")
-    api = (os.environ.get(API_URL_ENV) or "https://api.digitalocean.com").rstrip("/") + "/v2"
+    token = api_token(asking, "a read-only token is enough")
     try:
-        status, body = _http_get(api + path, {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        status, body = _http_get(api_base() + path, {"Authorization": f"Bearer {token}", "Accept": "application/json"},
                                  timeout)
     except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
-        reason = getattr(exc, "reason", exc)
-        raise DyniaError("network", f"DigitalOcean's API did not answer GET {path}: {reason}",
-                         "check this machine's network and https://status.digitalocean.com") from None
-    try:
-        data = json.loads(body.decode("utf-8")) if body else {}
-    except (UnicodeDecodeError, ValueError):
-        data = None
+        raise unanswered("GET", path, exc) from None
+    data = decoded(body)
     if status == 200 and isinstance(data, dict):
         return data
     message = (data or {}).get("message") if isinstance(data, dict) else None

@@ -6,12 +6,11 @@ typed. Requests go to DIGITALOCEAN_API_URL when set (tests: a replay of document
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Callable
 
 from ..errors import DyniaError
-from .digitalocean import API_URL_ENV, TOKEN_ENV, api_get
+from .digitalocean import api_base, api_get, api_token, decoded, unanswered
 
 SHUTDOWN_SECONDS = 120.0   # a graceful shutdown, before power_off
 ACTION_SECONDS = 1800.0    # a resize of a large disk takes minutes
@@ -33,23 +32,16 @@ def _http_post(url: str, headers: dict[str, str], body: bytes, timeout: float) -
 
 def post_action(droplet_id: str, body: dict, timeout: float = 30.0) -> dict:
     """POST /v2/droplets/{id}/actions: the action DigitalOcean started ({"id", "status", …})."""
-    token = os.environ.get(TOKEN_ENV)
     what = f"{body['type']} droplet {droplet_id}"
-    if not token:
-        raise DyniaError("provider", f"{TOKEN_ENV} is not set: cannot {what}",
-                         f"export {TOKEN_ENV}=… (a token with droplet write scope)")
-    api = (os.environ.get(API_URL_ENV) or "https://api.digitalocean.com").rstrip("/") + "/v2"
+    token = api_token(what, "a token with droplet write scope")
     path = f"/droplets/{droplet_id}/actions"
     try:
-        status, raw = _http_post(api + path, {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                              "Accept": "application/json"}, json.dumps(body).encode(), timeout)
+        status, raw = _http_post(api_base() + path, {"Authorization": f"Bearer {token}",
+                                                     "Content-Type": "application/json", "Accept": "application/json"},
+                                 json.dumps(body).encode(), timeout)
     except (OSError, ValueError) as exc:
-        raise DyniaError("network", f"DigitalOcean's API did not answer POST {path}: {getattr(exc, 'reason', exc)}",
-                         "check this machine's network and https://status.digitalocean.com") from None
-    try:
-        data = json.loads(raw.decode()) if raw else {}
-    except (UnicodeDecodeError, ValueError):
-        data = {}
+        raise unanswered("POST", path, exc) from None
+    data = decoded(raw)
     action = data.get("action") if isinstance(data, dict) else None
     if status in (200, 201) and isinstance(action, dict) and action.get("id") is not None:
         return action
