@@ -135,12 +135,14 @@ class LabCluster:
     def cluster(self):
         return load_cluster(self.project, "lab")
 
-    @property
+    @functools.cached_property
     def client_tls(self) -> ssl.SSLContext:
         """The lab's clients stand for Cloudflare's edge (the lab machine is in the lab's edge
         ranges, dynia.providers.local.lab_edge): they present the cluster's own origin-pull client
         certificate, exactly what Cloudflare presents once provision uploaded it to the zone
-        (Authenticated Origin Pulls; refused without it)."""
+        (Authenticated Origin Pulls; refused without it). Made once per LabCluster (the pair is
+        made once per project): load loops ask for it on every request, and loading the cluster
+        there read the spec and compose files a test was rewriting."""
         return _edge_context(providers.of(self.cluster().spec).origin_pull_client(self.project, LAB_CLUSTER))
 
     def cache_as_after_up(self) -> None:
