@@ -20,7 +20,7 @@ class NodeConfigArgs:
     private_key: pulumi.Input[str]       # secret
     payload: pulumi.Input[str]           # secret: apply script + bundle (files, filled secret slots)
     digest: pulumi.Input[str]            # changes whenever the payload does
-    command: str                         # dynia.bundle.BOOTSTRAP: constant, secret-free
+    command: str                         # dynia.nodes.payload.BOOTSTRAP: constant, secret-free
     after: list | None = None            # the previous node's gate: the dependency *is* the rolling order
     user: str = "root"
     # The operator's ssh-agent: used when private_key is "" (a passphrase-protected key, or none on

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from dynia.bundle import BOOTSTRAP
+from dynia.nodes.payload import BOOTSTRAP
 from dynia.components.node_config import NodeConfig, NodeConfigArgs
 
 from .inputs import PhaseInputs

@@ -1,6 +1,6 @@
 """Push a bundle to a node over SSH (the engine's pushes run the same command).
 
-The apply script and its bundle go on the stdin of one constant command (bundle.BOOTSTRAP):
+The apply script and its bundle go on the stdin of one constant command (payload.BOOTSTRAP):
 nothing secret is ever on a command line, in an environment or in a log line.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import BOOTSTRAP, Bundle
+from .payload import BOOTSTRAP, Bundle
 from ..errors import DyniaError
 from .push_errors import host_key_error
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from dynia import providers
-from dynia.bundle import Bundle, build_bundles
+from dynia.bundle import build_bundles
+from dynia.nodes.payload import Bundle
 from dynia.errors import DyniaError
 from dynia.nodes.push import ApplyResult, Target, push
 from dynia.providers.lab import Lab, missing_tools

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dynia.bundle import BOOTSTRAP, Bundle
+from dynia.nodes.payload import BOOTSTRAP, Bundle
 from dynia.nodes.commands import NodeCommands
 from dynia.paths import PATHS
 from dynia.providers.local import PROFILE

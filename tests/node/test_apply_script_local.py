@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dynia.bundle import BOOTSTRAP, Bundle
+from dynia.nodes.payload import BOOTSTRAP, Bundle
 
 
 def _file(target, content: bytes, mode="0644", owner=None, component="web"):
@@ -336,7 +336,7 @@ def test_bootstrap_command_carries_no_bundle_data_and_describe_hides_content(roo
 
 
 def test_bad_bundle_is_refused_without_touching_anything(root):
-    from dynia.bundle import apply_script
+    from dynia.nodes.payload import apply_script
     script = apply_script()
     proc = subprocess.run(["sh", "-c", BOOTSTRAP], input=f"{len(script)}\n".encode() + script + b"{not json",
                           capture_output=True, env={**os.environ, "DYNIA_ROOT": str(root)})

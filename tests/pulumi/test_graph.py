@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dynia.bundle import BOOTSTRAP
+from dynia.nodes.payload import BOOTSTRAP
 from dynia.paths import PATHS
 from dynia.stacks import apps, infra, provision
 

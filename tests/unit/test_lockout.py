@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from dynia.bundle import BOOTSTRAP
+from dynia.nodes.payload import BOOTSTRAP
 from dynia.lockout import excluded
 from dynia.nodes import facts as F
 from dynia.nodes.gather import NodeFacts
