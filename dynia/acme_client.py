@@ -263,7 +263,7 @@ def checked_issue(fullchain_pem: str, key_pem: str, domains: list[str]) -> Issue
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from .verify import name_covers
+    from .tls import name_covers
 
     hint = "order again (`dynia cert provision`); nothing was stored or pushed, every node keeps its certificate"
     try:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DyniaError, config_error
-from .store import MAX_INPUT_BYTES, Cluster, Project, parse_yaml, validate_cluster, validate_spec
+from .reads import MAX_INPUT_BYTES
+from .store import Cluster, Project, parse_yaml, validate_cluster, validate_spec
 
 GIT_TIMEOUT = 60  # seconds; reading a few blobs from a local repository takes milliseconds
 

@@ -8,6 +8,7 @@ file that fails is a typed `state` error naming the file and the fix.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import ipaddress
 import json
@@ -18,14 +19,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import state_error
-from .spec import NODE_ID
+from .names import NODE_ID
 from .store import write_json
+from .tls import CertInfo
 
 MAX_BYTES = 4 * 1024 * 1024  # five nodes' manifests are a few KiB
 # content/<sha256>: the last applied bytes of each non-secret file, so the plan shows line
 # diffs. A rendered file is a config or a wrapped compose file (compose inputs are capped at
 # 1 MiB); the whole store is what is applied now, stored once per distinct content.
 CONTENT_DIR = "content"
+CERTIFICATE_CACHE = "certificate.json"  # the state certificate's public facts (read_state_certificate)
+ORIGIN_PULL_CACHE = "origin-pull.json"  # the state's origin-pull client certificate's public facts
 MAX_CONTENT_BYTES = 1 << 20
 MAX_CONTENT_TOTAL = 32 << 20
 SHA256 = r"^[0-9a-f]{64}$"
@@ -393,3 +397,31 @@ def merged_inventory(cluster, outputs: Outputs | None):
 def applied(cluster) -> dict:
     """The last applied manifest ({} before the first apply)."""
     return applied_dict(ClusterCache.of(cluster).read_applied())
+
+
+def read_state_certificate(cluster, name: str = CERTIFICATE_CACHE) -> tuple[CertInfo | None, str]:
+    """(the state's certificate, None + why not): from the cache, never from Pulumi (`name`:
+    the origin certificate's record, or the origin-pull client certificate's)."""
+    import os
+    import re
+
+    from .errors import DyniaError
+
+    cache = ClusterCache.of(cluster)
+    path = cache.dir / name
+    shown = os.path.relpath(path, cache.root)
+    try:
+        data = read_json(path, shown, "delete it; the next `dynia up` writes it again", limit=64 * 1024)
+    except DyniaError as exc:
+        return None, exc.message
+    if data is None:
+        return None, f"{shown} does not exist (written by `dynia up` from the provision phase)"
+    try:
+        sha = data["sha256"]
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise ValueError
+        when = dt.datetime.strptime(data["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        names = tuple(n for n in data.get("names", []) if isinstance(n, str))
+    except (KeyError, TypeError, ValueError):
+        return None, f"{shown} is corrupt (it needs sha256 and not_after); delete it, `dynia up` rewrites it"
+    return CertInfo(sha, when, names), ""

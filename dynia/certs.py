@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .acme_state import AcmeState, iso, newer, placeholder_state, public_facts
 from .errors import DyniaError
 
 RENEW_DAYS = 30
@@ -39,87 +40,6 @@ def covered_domains(spec) -> list[str]:
     """Every domain a service is bound to (the apex among them when a service is bound to it),
     sorted: the names the cluster's certificate must carry."""
     return sorted({d for svc in spec.services.values() for d in svc.domains})
-
-
-@dataclass(frozen=True)
-class AcmeState:
-    """The cluster's ACME account and certificate. `pem` is what HAProxy reads (full chain +
-    key); `placeholder`: a self-signed stand-in until the first order succeeds."""
-    account_key: str | None
-    pem: str
-    not_after: dt.datetime
-    domains: tuple[str, ...] = ()
-    directory: str | None = None
-    placeholder: bool = False
-    issued_at: dt.datetime | None = field(default=None)
-
-    def __repr__(self) -> str:  # keys never reach a log through a repr
-        return (f"AcmeState(domains={self.domains!r}, not_after={self.not_after.isoformat()}, "
-                f"placeholder={self.placeholder}, account={'yes' if self.account_key else 'no'})")
-
-    @property
-    def shown_directory(self) -> str | None:
-        """The directory as it may be printed: a state stored before dynia refused credentials in
-        tls.acme_directory may hold one (user:password, a query); only scheme, host and path show."""
-        if self.directory is None:
-            return None
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.directory)
-        host = parts.netloc.rpartition("@")[2]
-        return f"{parts.scheme}://{host}{parts.path}"
-
-    def to_dict(self) -> dict:
-        return {"version": 1, "account_key": self.account_key, "pem": self.pem,
-                "not_after": _iso(self.not_after), "domains": list(self.domains), "directory": self.directory,
-                "placeholder": self.placeholder, "issued_at": _iso(self.issued_at) if self.issued_at else None}
-
-    @classmethod
-    def from_dict(cls, data, shown: str = "the provision stack's acme output") -> "AcmeState":
-        """Checked like every stored secret: a damaged value is a typed error naming where it
-        came from — never a message quoting it."""
-        fix = ("run `dynia cert provision`: it orders a new certificate (and keeps the account key when it "
-               "is readable)")
-        try:
-            if not isinstance(data, dict) or data.get("version") != 1:
-                raise ValueError
-            pem, key = data["pem"], data.get("account_key")
-            if not (isinstance(pem, str) and "BEGIN CERTIFICATE" in pem and "PRIVATE KEY" in pem):
-                raise ValueError
-            if key is not None and not (isinstance(key, str) and "PRIVATE KEY" in key):
-                raise ValueError
-            domains = data.get("domains") or []
-            if not (isinstance(domains, list) and all(isinstance(d, str) for d in domains)):
-                raise ValueError
-            directory = data.get("directory")
-            if directory is not None and not isinstance(directory, str):
-                raise ValueError
-            issued = data.get("issued_at")
-            return cls(key, pem, _parse(data["not_after"]), tuple(domains), directory,
-                       data.get("placeholder") is True, _parse(issued) if issued else None)
-        except (KeyError, TypeError, ValueError):
-            raise DyniaError("state", f"{shown} is corrupt (expected dynia's ACME state, version 1)", fix) from None
-
-
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(text) -> dt.datetime:
-    if not isinstance(text, str):
-        raise ValueError
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-
-
-def placeholder_state(spec, account_key: str | None = None) -> AcmeState:
-    """A self-signed certificate for *.domain and the apex: what HAProxy binds 443 with before
-    the first order (made once, then kept in the state until an order replaces it)."""
-    from .acme_client import certificate_facts
-    from .tls import self_signed_pem
-
-    pem = self_signed_pem(spec.domain).decode()
-    not_after, _ = certificate_facts(pem)
-    return AcmeState(account_key, pem, not_after, (), None, placeholder=True)
 
 
 def renewal_reason(state: AcmeState | None, spec, now: dt.datetime, days: int = RENEW_DAYS) -> str | None:
@@ -168,7 +88,7 @@ def order_preview(state: AcmeState | None, spec, now: dt.datetime, dns=None) -> 
             "directory": spec.tls.directory_url, "email": spec.tls.email,
             "account": "existing" if state is not None and state.account_key else "new",
             "current": None if state is None else {
-                "domains": list(state.domains), "not_after": _iso(state.not_after), "placeholder": state.placeholder},
+                "domains": list(state.domains), "not_after": iso(state.not_after), "placeholder": state.placeholder},
             "reason": renewal_reason(state, spec, now)}
 
 
@@ -249,25 +169,9 @@ def obtain(cluster, targets, state: AcmeState | None, *, verify: bool | str = Tr
                      placeholder=False, issued_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
 
 
-def public_facts(state: AcmeState) -> dict:
-    """What may be printed or cached: names, expiry, placeholder or not — never a PEM."""
-    return {"domains": list(state.domains), "not_after": _iso(state.not_after), "placeholder": state.placeholder,
-            "directory": state.shown_directory, "account": bool(state.account_key)}
-
-
-def newer(candidate: AcmeState, than: AcmeState | None) -> bool:
-    """Whether `candidate` was issued after `than` (no issued_at — the placeholder, a state from
-    before it was recorded — is older than any order; a tie is not newer)."""
-    if than is None:
-        return True
-    if candidate.issued_at is None:
-        return False
-    return than.issued_at is None or candidate.issued_at > than.issued_at
-
-
 def fingerprint(state: AcmeState) -> str:
     """SHA-256 of the state's leaf certificate (DER): what a node serving it presents."""
-    from .verify import certificate_record
+    from .tls import certificate_record
 
     return certificate_record(state.pem)["sha256"]
 
@@ -335,10 +239,14 @@ def default_dns(cluster):
     """The cluster provider's DNS-01 (dynia.acme_dns.Dns01 on the zone's DNS API), or None (a
     provider with no DNS API: every name over HTTP-01)."""
     from . import providers
+    from .acme_dns import CloudflareZone, Dns01
     from .cache import ClusterCache
 
     outputs = ClusterCache.of(cluster).read_outputs()
-    return providers.of(cluster.spec).acme_dns(cluster, outputs.reserved_ip if outputs else None)
+    api = providers.of(cluster.spec).dns_api()
+    if api is None:
+        return None
+    return Dns01(CloudflareZone(api, cluster.spec.domain, cluster.name, outputs.reserved_ip if outputs else None))
 
 
 def roll(engine, *, force: bool = False, verify: bool | str = True, now: dt.datetime | None = None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import isolation
 from .isolation import dig, label, show, text
-from .paths import INFRA_PORTS
+from .paths import INFRA_PORTS, compose_project
 from .spec import ClusterSpec, Service
 
 # Guard assumption for a container without a memory limit (and the plan says it assumed it).
@@ -95,7 +95,7 @@ def load(path: Path, shown: str) -> dict:
     from ruamel.yaml import YAML, YAMLError
 
     from .errors import DyniaError
-    from .store import MAX_FLOW_DEPTH, flow_depth, read_input, too_deep
+    from .reads import MAX_FLOW_DEPTH, flow_depth, read_input, too_deep
 
     try:
         text = read_input(path, f"compose file {shown}", (
@@ -363,8 +363,6 @@ def wrapped(name: str, info: ComposeInfo, host_network: bool = False) -> str:
     from ruamel.yaml import YAML
 
     data = dict(info.data)
-    from .nodes.commands import compose_project
-
     data["name"] = compose_project(name)
     services = {}
     for cname, c in info.data["services"].items():

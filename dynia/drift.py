@@ -42,8 +42,8 @@ from .compose import compose_images
 from .errors import EXIT_CODES, EXIT_DRIFT, EXIT_OK
 from .nodes import drift_facts as DF
 from .nodes.commands import COMPONENTS, compose_project
+from .names import NAME
 from .paths import PATHS
-from .spec import NAME
 
 KINDS = ("missing", "content", "pending", "mode", "owner", "type", "immutable", "leftover", "image", "stopped")
 SCHEMA_VERSION = 1

@@ -310,7 +310,7 @@ class Engine:
         self.watcher = None
         self._command = None
         self._stats: dict | None = None
-        self._acme = None          # dynia.certs.AcmeState: read once (acme_state), or set after an order
+        self._acme = None          # dynia.acme_state.AcmeState: read once (acme_state), or set after an order
         self._acme_read = False
         # the provision stack's config dynia:acme is set (an order not yet stored, or a by-hand
         # copy): removed once a provision run has exported the state (Engine.up)
@@ -404,7 +404,7 @@ class Engine:
         return self._stats
 
     def acme_state(self):
-        """tls.mode letsencrypt's state (dynia.certs.AcmeState), kept with the cluster's state: the
+        """tls.mode letsencrypt's state (dynia.acme_state.AcmeState), kept with the cluster's state: the
         provision stack's secret `acme` output, read back here and passed in on every run so the
         account and the certificate are never lost — or, when newer (a later `issued_at`), the
         stack's secret config dynia:acme: an order kept there (keep_acme) by a run whose
@@ -413,22 +413,22 @@ class Engine:
         when none was kept. In letsencrypt mode before the first order: a self-signed
         placeholder, made once (provision then keeps it) — HAProxy cannot bind 443 without a
         certificate, and the first HTTP-01 validation needs HAProxy up on port 80."""
-        from . import certs
+        from .acme_state import AcmeState, newer, placeholder_state
         from .tls import uses_acme
 
         if not self._acme_read:
             stack = self.stack("provision")
             stored = self._output(stack, "acme")
-            output = certs.AcmeState.from_dict(stored) if stored is not None else None
+            output = AcmeState.from_dict(stored) if stored is not None else None
             # origin mode orders nothing, so keeps no order there (and skips a Pulumi CLI call)
             kept = self._configured_acme(stack) if uses_acme(self.cluster.spec.tls.mode) else None
             self._acme_config = kept is not None
-            self._acme_pending = kept is not None and certs.newer(kept, output)
+            self._acme_pending = kept is not None and newer(kept, output)
             self._acme = kept if self._acme_pending else output
             if self._acme is None and uses_acme(self.cluster.spec.tls.mode):
                 if self._output(stack, "originPem") is not None:
                     raise origin_to_letsencrypt(self.cluster.name)
-                self._acme = certs.placeholder_state(self.cluster.spec)
+                self._acme = placeholder_state(self.cluster.spec)
             self._acme_read = True
         return self._acme
 
@@ -465,7 +465,7 @@ class Engine:
         None when unset."""
         import json
 
-        from . import certs
+        from .acme_state import AcmeState
 
         try:
             value = stack.get_config(ACME_CONFIG)
@@ -481,7 +481,7 @@ class Engine:
             data = json.loads(text) if isinstance(text, str) else None
         except ValueError:
             data = None
-        return certs.AcmeState.from_dict(data, shown)
+        return AcmeState.from_dict(data, shown)
 
     def _forget_acme_config(self, stack) -> None:
         """After a provision run exported the state in force: the config copy is either that
@@ -745,9 +745,9 @@ class Engine:
     def cache_certificate(self, pem) -> None:
         """The public facts of the state's origin certificate (fingerprint, expiry, names), so
         `dynia infra verify` compares the served one without Pulumi; the key is never kept."""
-        from .cache import ClusterCache
+        from .cache import CERTIFICATE_CACHE, ClusterCache
         from .store import write_json
-        from .verify import CERTIFICATE_CACHE, certificate_record
+        from .tls import certificate_record
 
         if isinstance(pem, str) and "BEGIN CERTIFICATE" in pem:
             write_json(ClusterCache.of(self.cluster).dir / CERTIFICATE_CACHE, certificate_record(pem))
@@ -770,7 +770,8 @@ class Engine:
         compares the zone's upload with it without Pulumi (the key is a secret of the state)."""
         from .cache import ClusterCache
         from .store import write_json
-        from .verify import ORIGIN_PULL_CACHE, certificate_record
+        from .cache import ORIGIN_PULL_CACHE
+        from .tls import certificate_record
 
         certificate = pull.get("certificate") if isinstance(pull, dict) else None
         if isinstance(certificate, str) and "BEGIN CERTIFICATE" in certificate:
@@ -784,7 +785,7 @@ class Engine:
         """Merge the layers these phases pushed into the last applied manifest."""
         from . import cache
         from .cache import ClusterCache
-        from .session import render_cluster
+        from .rendered import render_cluster
 
         rendering = render_cluster(self.cluster, holder=self.holder)
         previous = cache.applied(self.cluster).get("nodes", {})

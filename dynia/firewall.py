@@ -21,11 +21,10 @@ from importlib import resources
 from typing import Iterable
 
 from .errors import DyniaError
+from .paths import NFT_TABLE
 
 CLOUDFLARE_IPS = "data/cloudflare-ips.json"
-# nftables names, shared by the template, the node commands (the SSH gate asks the admin sets)
-# and the lab tests: one table of dynia's own, so Docker's and podman's tables stay untouched.
-TABLE = "dynia"
+TABLE = NFT_TABLE  # the nftables table (dynia.paths.NFT_TABLE)
 EVERYONE = ("0.0.0.0/0", "::/0")
 
 

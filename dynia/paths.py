@@ -123,3 +123,6 @@ OWNER = "root:root"
 # caddy.service's `User=`): dynia's nodes run them the same way, the lab's included.
 HAPROXY_USER = "haproxy"
 CADDY_USER = "caddy"
+# nftables names, shared by the template, the node commands (the SSH gate asks the admin sets)
+# and the lab tests: one table of dynia's own, so Docker's and podman's tables stay untouched.
+NFT_TABLE = "dynia"

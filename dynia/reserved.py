@@ -15,6 +15,7 @@ from functools import lru_cache, partial
 from importlib import resources
 from typing import Callable, Iterable
 
+from .names import is_name
 from .paths import PATHS, backend_name, compose_project
 
 HAPROXY_TEMPLATE = "haproxy/haproxy.cfg.j2"
@@ -69,8 +70,6 @@ def _named_by(make: Callable[[str], str], own: Iterable[str]) -> dict[str, str]:
 @lru_cache(maxsize=1)
 def reserved_service_names() -> dict[str, str]:
     """Every valid service name that dynia already uses, → what it would collide with."""
-    from .spec import is_name  # spec imports this module
-
     found: dict[str, str] = {}
     for name, proxy in _named_by(backend_name, own_proxies()).items():
         found.setdefault(name, f"its HAProxy backend would be dynia's own {proxy}")

@@ -6,7 +6,7 @@ import json
 import os
 
 from .errors import config_error, state_error
-from .spec import NAME_RULE, is_name
+from .names import NAME_RULE, is_name
 from .store import Project, check_cluster_name, write_json
 
 # context.json holds one short name; anything much larger is not ours.

@@ -13,16 +13,8 @@ from typing import Callable, Iterator
 from . import providers
 from .cache import ClusterCache
 from .nodes.push import Target
+from .rendered import render_cluster  # noqa: F401 — its callers' import, until they import it from rendered
 from .store import Cluster, Project, cluster_lock, load_cluster
-
-
-def render_cluster(cluster: Cluster, *, holder: str | None = None, templates_dir: str | None = None):
-    """The pure render, fed with what the cache holds: what `dynia render` and `plan` show."""
-    from . import cache
-    from .render import render
-
-    return render(cluster, inventory=cache.inventory(cluster), applied=cache.applied(cluster), holder=holder,
-                  templates_dir=templates_dir)
 
 
 def stale_addresses(cluster: Cluster) -> str | None:

@@ -19,6 +19,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from .errors import DyniaError, config_error
 from .headers import FRAMING_HEADERS, HTX_BLOCK, REWRITE_BUDGET, rewrite_cost
 from .isolation import IsolationException
+from .names import NAME_RULE, NODE_ID, is_name
 from .paths import INFRA_PORTS
 from .reserved import reserved_service_names
 
@@ -26,9 +27,6 @@ SCHEMA_VERSION = 1
 
 # Every identifier pattern is applied with re.fullmatch: `$` also matches before a trailing
 # newline, and "admin\n" as a service name once split a notify.sh line in two.
-NODE_ID = re.compile(r"[a-z]{2,12}-[a-z]{2,12}")
-NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
-NAME_RULE = "lower-case letters, digits and dashes, 2-32 characters, starting with a letter"
 LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(ms|s|m|h)")
 HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*")
@@ -41,11 +39,6 @@ VPC_RANGES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/
 # `pulumi login` URL schemes: Pulumi Cloud (hosted or self-hosted, https) and the DIY backends.
 BACKEND_SCHEMES = ("https", "file", "s3", "azblob", "gs")
 MAX_COMPOSE_PATH = 255
-
-
-def is_name(value: Any) -> bool:
-    """A cluster or service name: safe as a file name, a Pulumi stack part and a shell word."""
-    return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
 def parse_duration(value: Any) -> float:

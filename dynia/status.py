@@ -234,7 +234,7 @@ def certificate_view(cluster, now=None) -> CertificateView:
     the provision phase: origin or ACME alike); never a key, never Pulumi."""
     import datetime as dt
 
-    from .verify import read_state_certificate
+    from .cache import read_state_certificate
 
     cert, missing = read_state_certificate(cluster)
     if cert is None:

@@ -9,6 +9,10 @@ serves, not Cloudflare's.
 """
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
 PROXIED = {"origin": True, "letsencrypt": False}
 # Where the certificate in the origin slot comes from: the provider's Origin CA resource, or
 # the ACME state kept by the provision stack (dynia.certs.AcmeState).
@@ -91,3 +95,52 @@ def origin_pull_pair(cluster: str, days: int = 3650) -> dict[str, str]:
     return {"ca": ca.public_bytes(pem).decode(), "certificate": client.public_bytes(pem).decode(),
             "private_key": key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()).decode()}
+
+
+# --- a certificate's public facts (never its key) ------------------------------------------
+
+@dataclass(frozen=True)
+class CertInfo:
+    sha256: str            # fingerprint of the DER certificate, lower-case hex
+    not_after: dt.datetime  # UTC
+    names: tuple[str, ...] = ()
+    # issuer = subject: the lab's stand-in, or letsencrypt's placeholder (read from the served
+    # certificate, not kept in the cache record)
+    self_signed: bool = False
+
+    def as_dict(self) -> dict:
+        return {"sha256": self.sha256, "not_after": self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "names": list(self.names)}
+
+
+def cert_info_der(der: bytes) -> CertInfo:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        names = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                      .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    return CertInfo(hashlib.sha256(der).hexdigest(), cert.not_valid_after_utc, names, cert.issuer == cert.subject)
+
+
+def certificate_record(pem: str) -> dict:
+    """The public facts of the first certificate in a PEM bundle (certificate + key, as the
+    provision phase exports `originPem`): what the cache keeps so verify needs no Pulumi. Only
+    the CERTIFICATE block is parsed; nothing of the key is kept or returned."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    if begin not in pem or end not in pem.split(begin, 1)[1]:
+        raise ValueError("no certificate in the PEM")
+    block = begin + pem.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    der = x509.load_pem_x509_certificate(block.encode()).public_bytes(Encoding.DER)
+    return cert_info_der(der).as_dict()
+
+
+def name_covers(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        return host.count(".") == pattern.count(".") and host.endswith(pattern[1:])
+    return pattern == host

@@ -29,16 +29,15 @@ state's certificate missing from the cache); it does not fail the verdict. No Pu
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .cache import ORIGIN_PULL_CACHE, read_state_certificate
 from .paths import PORTS
+from .tls import CertInfo, cert_info_der, name_covers
 
 SCHEMA = "dynia.infra-verify/1"
 TLS_TIMEOUT = 5.0
-CERTIFICATE_CACHE = "certificate.json"  # .dynia/cache/<cluster>/: the state certificate's public facts
-ORIGIN_PULL_CACHE = "origin-pull.json"  # …: the state's origin-pull client certificate's public facts
 STATUSES = ("ok", "warning", "failed", "skipped")   # a warning does not fail the verdict
 CHECKS = ("reserved_ip_holder", "haproxy_backends", "config_version", "certificate", "dns_record", "origin_pull",
           "reserved_ip_assignment")
@@ -56,76 +55,6 @@ class Check:
 
 
 # --- certificates (public parts only) -------------------------------------------------------
-
-@dataclass(frozen=True)
-class CertInfo:
-    sha256: str            # fingerprint of the DER certificate, lower-case hex
-    not_after: dt.datetime  # UTC
-    names: tuple[str, ...] = ()
-    # issuer = subject: the lab's stand-in, or letsencrypt's placeholder (read from the served
-    # certificate, not kept in the cache record)
-    self_signed: bool = False
-
-    def as_dict(self) -> dict:
-        return {"sha256": self.sha256, "not_after": self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "names": list(self.names)}
-
-
-def cert_info_der(der: bytes) -> CertInfo:
-    from cryptography import x509
-
-    cert = x509.load_der_x509_certificate(der)
-    try:
-        names = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                      .get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        names = ()
-    return CertInfo(hashlib.sha256(der).hexdigest(), cert.not_valid_after_utc, names, cert.issuer == cert.subject)
-
-
-def certificate_record(pem: str) -> dict:
-    """The public facts of the first certificate in a PEM bundle (certificate + key, as the
-    provision phase exports `originPem`): what the cache keeps so verify needs no Pulumi. Only
-    the CERTIFICATE block is parsed; nothing of the key is kept or returned."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
-    if begin not in pem or end not in pem.split(begin, 1)[1]:
-        raise ValueError("no certificate in the PEM")
-    block = begin + pem.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
-    der = x509.load_pem_x509_certificate(block.encode()).public_bytes(Encoding.DER)
-    return cert_info_der(der).as_dict()
-
-
-def read_state_certificate(cluster, name: str = CERTIFICATE_CACHE) -> tuple[CertInfo | None, str]:
-    """(the state's certificate, None + why not): from the cache, never from Pulumi (`name`:
-    the origin certificate's record, or the origin-pull client certificate's)."""
-    import os
-    import re
-
-    from .cache import ClusterCache, read_json
-    from .errors import DyniaError
-
-    cache = ClusterCache.of(cluster)
-    path = cache.dir / name
-    shown = os.path.relpath(path, cache.root)
-    try:
-        data = read_json(path, shown, "delete it; the next `dynia up` writes it again", limit=64 * 1024)
-    except DyniaError as exc:
-        return None, exc.message
-    if data is None:
-        return None, f"{shown} does not exist (written by `dynia up` from the provision phase)"
-    try:
-        sha = data["sha256"]
-        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
-            raise ValueError
-        when = dt.datetime.strptime(data["not_after"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-        names = tuple(n for n in data.get("names", []) if isinstance(n, str))
-    except (KeyError, TypeError, ValueError):
-        return None, f"{shown} is corrupt (it needs sha256 and not_after); delete it, `dynia up` rewrites it"
-    return CertInfo(sha, when, names), ""
-
 
 def served_certificate(host: str, sni: str, port: int = PORTS.https, timeout: float = TLS_TIMEOUT) -> CertInfo:
     """The certificate HAProxy serves at host:port for `sni`, over TLS from this machine. Only
@@ -160,12 +89,6 @@ def served_from_fact(fact: Any) -> tuple[CertInfo | None, str]:
         return CertInfo(str(fact["sha256"]), when, names, bool(fact.get("self_signed"))), ""
     except (KeyError, TypeError, ValueError):
         return None, "the node's answer is not a certificate"
-
-
-def name_covers(pattern: str, host: str) -> bool:
-    if pattern.startswith("*."):
-        return host.count(".") == pattern.count(".") and host.endswith(pattern[1:])
-    return pattern == host
 
 
 # --- what verify compares ---------------------------------------------------------------------

@@ -4,7 +4,11 @@ from __future__ import annotations
 import pulumi
 
 from dynia import providers
+from dynia.cache import HOST_KEY
 from dynia.errors import DyniaError
+from dynia.planner import rolling_order
+from dynia.providers.base import ProvisionPlan
+from dynia.render import cloud_init
 
 from .inputs import PhaseInputs, by_hand_acme_hint, by_hand_credentials_hint
 
@@ -14,7 +18,7 @@ def program(inputs: PhaseInputs) -> None:
     acme = keep_acme(inputs, spec)  # before any export or resource: a refused by-hand update registers nothing
     keep_stats_credentials(inputs)
     provider = providers.of(spec)
-    nodes, reserved_ip = provider.provision(inputs, spec)
+    nodes, reserved_ip = provider.provision(inputs, spec, provision_plan(inputs, provider, spec))
     pulumi.export("nodes", {n: o.apply(node_output) for n, o in nodes.items()})
     pulumi.export("reservedIp", reserved_ip)
     # Recorded so a later run can refuse a region change (it would replace every droplet).
@@ -26,6 +30,28 @@ def program(inputs: PhaseInputs) -> None:
     pull = provider.origin_pull(inputs, spec)
     if pull is not None:
         pulumi.export("originPull", pull)
+
+
+def provision_plan(inputs: PhaseInputs, provider, spec) -> ProvisionPlan:
+    """What the provider creates the nodes with: the rolling order (a resize reaches one droplet
+    at a time), each node's cloud-init, the host keys pinned on first use."""
+    image = spec.provider.image
+    return ProvisionPlan(
+        order=rolling_order(spec.nodes, spec.master_node, inputs.holder),
+        user_data=lambda node, private, public: cloud_init(spec.name, node, image,
+                                                           (private, public) if private and public else None),
+        first_use_host_keys=first_use_host_keys() if provider.first_use_host_keys else {})
+
+
+def first_use_host_keys() -> dict[str, str]:
+    """{node: "ssh-ed25519 AAAA…"}: the host keys pinned on first use for droplets created
+    before dynia pinned host keys (the provision stack's config `dynia:hostKeys`, which the
+    engine sets from the state's earlier outputs, or from the node once, on first use)."""
+    value = pulumi.Config("dynia").get_object("hostKeys") or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) and HOST_KEY.fullmatch(v) for v in value.values()):
+        raise DyniaError("state", "the provision stack's config dynia:hostKeys is not {node: \"ssh-ed25519 …\"}",
+                         "remove it (pulumi config rm dynia:hostKeys) and rerun `dynia up --phase provision`")
+    return value
 
 
 def node_output(v) -> dict:

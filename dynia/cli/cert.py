@@ -149,7 +149,7 @@ def _origin_renewal(cluster, days: int) -> dict:
     import datetime as dt
 
     from ..errors import DyniaError
-    from ..verify import read_state_certificate
+    from ..cache import read_state_certificate
 
     cert, missing = read_state_certificate(cluster)
     if cert is None:

@@ -12,8 +12,7 @@ import math
 import shlex
 from dataclasses import dataclass, field
 
-from ..firewall import TABLE
-from ..paths import CADDY_USER, PORTS, compose_project
+from ..paths import CADDY_USER, NFT_TABLE, PORTS, compose_project
 from ..paths import PATHS as P
 from ..providers.base import NodeProfile
 
@@ -34,9 +33,9 @@ COMPONENTS = ("caddy", "haproxy", "keepalived")
 # back on their old files.
 INFRA_COMPONENTS = ("nftables", *COMPONENTS)
 
-# The firewall's table (dynia.firewall.TABLE; one table of dynia's own) and, on systemd nodes,
+# The firewall's table (dynia.paths.NFT_TABLE; one table of dynia's own) and, on systemd nodes,
 # the unit that loads it at boot.
-FIREWALL_TABLE = f"inet {TABLE}"
+FIREWALL_TABLE = f"inet {NFT_TABLE}"
 FIREWALL_UNIT = P.firewall_unit
 # The MASTER assigns the reserved IP again, through its own notify script and node token
 # (dynia.holder_gate: keepalived runs the script on a transition only).

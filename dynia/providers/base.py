@@ -9,10 +9,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 if TYPE_CHECKING:  # no pulumi, no pydantic models at import time
     from ..inventory import Inventory
+
+
+@dataclass(frozen=True)
+class ProvisionPlan:
+    """What the provision program gives a provider to create the nodes with: a provider renders
+    nothing and reads no stack config itself."""
+    order: list[str]                 # the nodes in rolling order (a resize reaches one at a time)
+    # (node, private host key, public host key) -> the node's cloud-init user data; the key pair
+    # is None until the state made one (dynia.render.cloud_init)
+    user_data: Callable[[str, str | None, str | None], str]
+    # node -> the host key pinned on first use (the provision stack's config dynia:hostKeys)
+    first_use_host_keys: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -175,8 +187,8 @@ class Provider(ABC):
 
     # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
     @abstractmethod
-    def provision(self, inputs, spec) -> tuple[dict, Any]:
-        """Create the nodes: ({node: Output[(public_ip, private_ip, id, host_key, host_key_source)]},
+    def provision(self, inputs, spec, plan: ProvisionPlan) -> tuple[dict, Any]:
+        """Create the nodes (`plan`: their order, user data, pins): ({node: Output[(public_ip, private_ip, id, host_key, host_key_source)]},
         reserved_ip). host_key: the node's SSH host public key ("ssh-ed25519 AAAA…") that every
         connection pins; host_key_source: generated | first-use | lab."""
 
@@ -204,10 +216,11 @@ class Provider(ABC):
         state, left in the cloud); one line each saying what was kept and why."""
         return []
 
-    def acme_dns(self, cluster, reserved_ip: str | None):
-        """tls.mode letsencrypt: DNS-01 for the names without a DNS record yet (a
-        dynia.acme_dns.Dns01 on the zone's DNS API), or None — no DNS API here (the lab: its
-        tests bring pebble-challtestsrv's), every name is validated over HTTP-01."""
+    def dns_api(self):
+        """tls.mode letsencrypt: the zone's DNS API, through which DNS-01 validates the names
+        without a DNS record yet (dynia.certs.default_dns wraps it in a dynia.acme_dns.Dns01), or
+        None — no DNS API here (the lab: its tests bring pebble-challtestsrv's), every name is
+        validated over HTTP-01."""
         return None
 
     def dns_records(self, spec, service: str, domains: list[str], address, gates, renamed_from=()) -> None:

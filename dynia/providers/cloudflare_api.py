@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import DyniaError
-from .digitalocean import CLOUDFLARE_TOKEN_ENV
+
+CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 
 API = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 100        # the API's largest page for dns_records

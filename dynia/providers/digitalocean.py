@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .. import images
 from ..errors import DyniaError
-from .base import NodeProfile, Problem, Provider, SshIdentity
+from .base import NodeProfile, Problem, Provider, ProvisionPlan, SshIdentity
+from .cloudflare_api import CLOUDFLARE_TOKEN_ENV
 
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"
 # The token written to every node (0600, root) for keepalived's notify script: a separate,
@@ -28,7 +29,6 @@ NODE_TOKEN_HINT = (f"create a custom-scoped token in DigitalOcean (API → Token
 # The API's address: DIGITALOCEAN_API_URL overrides it, as it does for Pulumi's DigitalOcean
 # provider (one endpoint for both; tests replay recorded answers through it).
 API_URL_ENV = "DIGITALOCEAN_API_URL"
-CLOUDFLARE_TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 
 # RAM in MiB of the common droplet sizes (DigitalOcean size slugs, 2024–2026 catalogue).
 SIZE_RAM_MIB: dict[str, int] = {
@@ -328,32 +328,29 @@ class DigitalOcean(DropletSizes, Provider):
 
     # --- Pulumi ---------------------------------------------------------------------------
 
-    def provision(self, inputs, spec):
+    def provision(self, inputs, spec, plan: ProvisionPlan):
         import pulumi
 
         from ..components.cluster_node import ClusterNode, DropletArgs
         from ..components.network import Network, NetworkArgs
         from ..components.reserved_ip import ReservedIp, ReservedIpArgs
-        from ..planner import rolling_order
-        from ..render import cloud_init
 
         p = spec.provider
         network = Network(f"{spec.name}-network", NetworkArgs(spec.name, p.region, p.vpc_ip_range,
                                                              inputs.ssh_public_key))
-        nodes, previous = {}, []
-        # Rolling order: droplets are created and updated one at a time (a resize is dynia's roll).
-        for node in rolling_order(spec.nodes, spec.master_node, inputs.holder):
+        nodes: dict = {}
+        previous: list = []
+        # Rolling order (plan.order): droplets are created and updated one at a time (a resize is dynia's roll).
+        for node in plan.order:
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,
                                               network.ssh_key_fingerprint,
-                                              lambda private, public, node=node: cloud_init(
-                                                  spec.name, node, p.image,
-                                                  (private, public) if private and public else None),
+                                              lambda private, public, node=node: plan.user_data(node, private, public),
                                               after=previous))
             previous = [n.droplet]
             # A droplet created before host keys were pinned never got the generated key (user
             # data is ignored on existing droplets): the key it presented on first use, pinned
             # once by the engine (stack config dynia:hostKeys, see Engine.pin_first_use), is its pin.
-            first_use = first_use_host_keys().get(node)
+            first_use = plan.first_use_host_keys.get(node)
             host_key = first_use or n.host_key
             nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key,
                                             "first-use" if first_use else "generated", n.size)
@@ -405,11 +402,10 @@ class DigitalOcean(DropletSizes, Provider):
 
         return OriginCertificate(f"{spec.name}-origin", OriginCertificateArgs(spec.domain)).pem
 
-    def acme_dns(self, cluster, reserved_ip: str | None):
-        from ..acme_dns import CloudflareZone, Dns01
+    def dns_api(self):
         from .cloudflare_api import CloudflareApi
 
-        return Dns01(CloudflareZone(CloudflareApi.from_env(), cluster.spec.domain, cluster.name, reserved_ip))
+        return CloudflareApi.from_env()
 
     def dns_records(self, spec, service: str, domains: list[str], address, gates, renamed_from=()) -> None:
         from ..components.dns_records import DnsRecords, DnsRecordsArgs
@@ -419,21 +415,6 @@ class DigitalOcean(DropletSizes, Provider):
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
             spec.domain, list(domains), address, gates, proxied=proxied(spec.tls.mode), cluster=spec.name,
             renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
-
-
-def first_use_host_keys() -> dict[str, str]:
-    """{node: "ssh-ed25519 AAAA…"}: the host keys pinned on first use for droplets created
-    before dynia pinned host keys (the provision stack's config `dynia:hostKeys`, which the
-    engine sets from the state's earlier outputs, or from the node once, on first use)."""
-    import pulumi
-
-    from ..cache import HOST_KEY
-
-    value = pulumi.Config("dynia").get_object("hostKeys") or {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) and HOST_KEY.fullmatch(v) for v in value.values()):
-        raise DyniaError("state", "the provision stack's config dynia:hostKeys is not {node: \"ssh-ed25519 …\"}",
-                         "remove it (pulumi config rm dynia:hostKeys) and rerun `dynia up --phase provision`")
-    return value
 
 
 def node_token_from_env(env=None) -> str:

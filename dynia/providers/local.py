@@ -167,19 +167,16 @@ class Local(DropletSizes, Provider):
     def origin_pem_for_push(self, project, cluster: str, domain: str) -> bytes | None:
         from ..tls import self_signed_pem
 
-        from ..store import write_atomic
-
         path = project.secrets_path(cluster, "origin.pem")
         if path.exists():
             return path.read_bytes()
         pem = self_signed_pem(domain)
-        project.ensure_runtime()
-        write_atomic(path, pem, mode=0o600)
+        project.write_secret(cluster, "origin.pem", pem)
         return pem
 
     # --- Pulumi ---------------------------------------------------------------------------
 
-    def provision(self, inputs, spec):
+    def provision(self, inputs, spec, plan):
         import pulumi
 
         from ..components.local_node import LocalNode, LocalNodeArgs

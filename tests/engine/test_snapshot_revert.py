@@ -103,7 +103,8 @@ def _cache_like_the_engine(root, provision_outputs: dict) -> None:
     from dynia.cache import ClusterCache
     from dynia.session import render_cluster
     from dynia.store import write_json
-    from dynia.verify import CERTIFICATE_CACHE, certificate_record
+    from dynia.cache import CERTIFICATE_CACHE
+    from dynia.tls import certificate_record
 
     c = _cluster(root)
     cache = ClusterCache.of(c)

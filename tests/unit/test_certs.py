@@ -280,7 +280,8 @@ def test_status_shows_the_certificate_expiry_from_the_cache_and_never_a_key(shop
     from dynia.cache import ClusterCache
     from dynia.status import CertificateView, certificate_view
     from dynia.store import write_json
-    from dynia.verify import CERTIFICATE_CACHE, certificate_record
+    from dynia.cache import CERTIFICATE_CACHE
+    from dynia.tls import certificate_record
 
     missing = certificate_view(shop, NOW)
     assert missing.not_after is None and "does not exist" in missing.error
@@ -508,9 +509,9 @@ def test_status_warns_at_21_days_left_and_is_unhealthy_at_7(shop, monkeypatch, d
     from typer.testing import CliRunner
 
     from dynia import status as S
-    from dynia.cache import ClusterCache
+    from dynia.cache import CERTIFICATE_CACHE, ClusterCache
     from dynia.store import write_json
-    from dynia.verify import CERTIFICATE_CACHE, certificate_record
+    from dynia.tls import certificate_record
     from tests.unit.test_status import _app, _fake_read, assemble, recorded
 
     pem = self_signed_pem("example.com", days=days).decode()

@@ -115,7 +115,7 @@ def test_flow_nesting_up_to_the_limit_parses_and_beyond_is_refused():
 
 
 def test_spec_of_exactly_the_size_cap_is_read(project):
-    from dynia.store import MAX_INPUT_BYTES
+    from dynia.reads import MAX_INPUT_BYTES
 
     spec = project / "clusters/shop.yaml"
     text = spec.read_text()
@@ -163,7 +163,7 @@ def _nested(depth: int) -> str:
 
 
 def test_block_nesting_up_to_the_depth_limit_renders_and_beyond_is_refused(tmp_path):
-    from dynia.store import MAX_DEPTH, too_deep
+    from dynia.reads import MAX_DEPTH, too_deep
 
     assert not too_deep(YAML(typ="safe").load(_nested(MAX_DEPTH)))
     assert too_deep(YAML(typ="safe").load(_nested(MAX_DEPTH + 1)))

@@ -18,6 +18,7 @@ import pytest
 from dynia import verify as V
 from dynia.errors import EXIT_UNHEALTHY, DyniaError
 from dynia.providers.cloudflare_api import CloudflareApi, DnsRecord
+from dynia.tls import certificate_record
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cloudflare"
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
@@ -401,7 +402,7 @@ def test_the_served_certificate_is_read_on_the_node_over_loopback_with_the_sni_a
     output, rc = _on_node(F.served_certificate("api.example.com"), port)
     fact = F.served_certificate_pem(output, rc)
     served, why = V.served_from_fact(fact)
-    record = V.certificate_record(pem)
+    record = certificate_record(pem)
     assert why == "" and served.sha256 == record["sha256"] and served.as_dict() == record
     assert served.self_signed is True  # the lab's stand-in: what letsencrypt mode calls the placeholder
     assert seen_sni == ["api.example.com"]
@@ -482,10 +483,10 @@ def test_certificate_record_parses_only_the_certificate_of_a_certificate_plus_ke
 
     pem = self_signed_pem("example.com").decode()
     assert "PRIVATE KEY" in pem
-    record = V.certificate_record(pem)
+    record = certificate_record(pem)
     assert "PRIVATE" not in json.dumps(record)
     with pytest.raises(ValueError):
-        V.certificate_record(pem.split("-----BEGIN CERTIFICATE-----")[0] + pem.split("-----END CERTIFICATE-----")[1])
+        certificate_record(pem.split("-----BEGIN CERTIFICATE-----")[0] + pem.split("-----END CERTIFICATE-----")[1])
 
 
 def test_the_states_certificate_comes_from_the_cache_and_a_corrupt_record_says_so(project):
@@ -568,7 +569,7 @@ PULL_ROUTES = {f"/zones/{ZONE}/origin_tls_client_auth/settings": (200, "origin_t
 
 
 def _state_pull() -> V.CertInfo:
-    record = V.certificate_record((FIXTURES / "origin_pull_state_certificate.pem").read_text())
+    record = certificate_record((FIXTURES / "origin_pull_state_certificate.pem").read_text())
     return V.CertInfo(record["sha256"], dt.datetime(2036, 12, 5, tzinfo=dt.timezone.utc))
 
 
