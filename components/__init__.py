@@ -1,4 +1,4 @@
 """Pulumi ComponentResources of dynia (installed as dynia.components).
 
-Knows nothing about the CLI; imported only by dynia.stacks and dynia.engine, lazily.
+Knows nothing about the CLI; imported only by dynia.stacks and dynia.engine.automation, lazily.
 """

@@ -24,7 +24,7 @@ class DropletArgs:
     vpc_id: pulumi.Input[str]
     ssh_key_fingerprint: pulumi.Input[str]
     # (host private key in OpenSSH format, host public key) → the cloud-init user data that
-    # installs them (dynia.render.cloud_init): the droplet's SSH host key is made with the state.
+    # installs them (dynia.render.rendering.cloud_init): the droplet's SSH host key is made with the state.
     user_data: Callable[[str, str], str]
     # The previous node's droplet in rolling order (creations and updates one after the other).
     after: list = field(default_factory=list)

@@ -16,7 +16,7 @@ class LocalNodeArgs:
 
 
 class LocalNode(pulumi.ComponentResource):
-    """Create brings the lab node up, delete tears it down (dynia.providers.lab)."""
+    """Create brings the lab node up, delete tears it down (dynia.nodes.lab)."""
 
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
@@ -32,7 +32,7 @@ class LocalNode(pulumi.ComponentResource):
 
         from dynia.providers.local import addresses
 
-        base = (f"{shlex.quote(args.python)} -m dynia.providers.lab {{verb}} {shlex.quote(args.lab_dir)} "
+        base = (f"{shlex.quote(args.python)} -m dynia.nodes.lab {{verb}} {shlex.quote(args.lab_dir)} "
                 f"--subnet {shlex.quote(args.subnet)} " + " ".join(f"--node {n}" for n in args.nodes)
                 + f" --only {args.node}")
         self.command = command.local.Command(

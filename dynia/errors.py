@@ -36,7 +36,7 @@ class DyniaError(Exception):
     message: str
     hint: str
     resume: str | None = None
-    # set by an operation that failed before it kept, stored or pushed anything (dynia.certs)
+    # set by an operation that failed before it kept, stored or pushed anything (dynia.operations.certs)
     nothing_kept: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

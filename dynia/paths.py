@@ -35,7 +35,7 @@ class NodePaths:
     notify: str = "/etc/keepalived/notify.sh"
     check_haproxy: str = "/etc/keepalived/check_haproxy.sh"
     provider_token: str = "/etc/dynia/provider-token"
-    # Private registries' logins (dynia.registries), 0600, filled at push; the engine finds it as
+    # Private registries' logins (dynia.state.registries), 0600, filled at push; the engine finds it as
     # DOCKER_CONFIG's config.json (docker) and REGISTRY_AUTH_FILE (podman).
     registry_auth_dir: str = "/etc/dynia/registry"
     registry_auth: str = "/etc/dynia/registry/config.json"
@@ -53,7 +53,7 @@ class NodePaths:
     # A service's drain marker and the record of the compose file it last started (under /run:
     # a reboot never leaves a node drained).
     drain_dir: str = "/run/dynia/drain"
-    # The only node paths a service's compose file may bind-mount (dynia.isolation): the node's
+    # The only node paths a service's compose file may bind-mount (dynia.spec.isolation): the node's
     # system, its secrets and dynia's own files all live outside it.
     data_root: str = "/srv"
     # A data service's volume (issue 23): the mover notify.sh and pushes run, its configuration,
@@ -94,13 +94,13 @@ class NodePorts:
 
 def backend_name(service: str) -> str:
     """A service's HAProxy backend (what `show stat` calls it). Service names never hold `_`,
-    so no service's backend can be named like the fallback, be_any_node; dynia.reserved keeps
+    so no service's backend can be named like the fallback, be_any_node; dynia.spec.reserved keeps
     services off dynia's other backends."""
     return f"be_{service}"
 
 
 def compose_project(service: str) -> str:
-    """The compose project a service runs as (the `name:` dynia.compose.wrapped renders)."""
+    """The compose project a service runs as (the `name:` dynia.spec.compose.wrapped renders)."""
     return f"dynia-{service}"
 
 

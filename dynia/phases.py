@@ -24,7 +24,7 @@ def changed_phases(rendering, applied: dict) -> set[str]:
     """The push phases whose files differ between a rendering and the last applied manifest.
 
     A file's layer decides its phase (an entry recorded before layers were kept counts as
-    infra, as in dynia.cache). Added, changed (content, mode, owner) and removed files count.
+    infra, as in dynia.state.cache). Added, changed (content, mode, owner) and removed files count.
     """
     from .planner import diff_node
 

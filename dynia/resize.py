@@ -59,7 +59,7 @@ def planned(spec, recorded: dict[str, str | None]) -> list[tuple[str, str, str]]
 
 
 def notices(spec, recorded: dict[str, str | None]) -> list[dict]:
-    """The plan's notices (dynia.report NOTICE_LABELS "resize"), one per node to resize."""
+    """The plan's notices (dynia.plan.report NOTICE_LABELS "resize"), one per node to resize."""
     return [{"kind": "resize", "text": f"{node} {old} → {new} by dynia's roll ({STEPS}), after the provision phase"}
             for node, old, new in planned(spec, recorded)]
 

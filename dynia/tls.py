@@ -3,7 +3,7 @@
 `origin`: a Cloudflare Origin CA certificate for *.domain and the apex, records proxied. The
 lab stands in for Cloudflare with a self-signed certificate for the same names, made here and
 nowhere else.
-`letsencrypt`: one ACME certificate for the cluster (dynia.certs), records DNS-only: the CA
+`letsencrypt`: one ACME certificate for the cluster (dynia.operations.certs), records DNS-only: the CA
 must reach the reserved IP itself for HTTP-01, and browsers must see the certificate HAProxy
 serves, not Cloudflare's.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 PROXIED = {"origin": True, "letsencrypt": False}
 # Where the certificate in the origin slot comes from: the provider's Origin CA resource, or
-# the ACME state kept by the provision stack (dynia.certs.AcmeState).
+# the ACME state kept by the provision stack (dynia.operations.certs.AcmeState).
 ACME_MODES = frozenset({"letsencrypt"})
 
 

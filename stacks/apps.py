@@ -7,7 +7,7 @@ from __future__ import annotations
 import pulumi
 
 from dynia import providers
-from dynia.bundle import SERVICE_LAYER, removed_services
+from dynia.render.bundle import SERVICE_LAYER, removed_services
 
 from .inputs import PhaseInputs
 from .pushes import chain, export_layers, prepare

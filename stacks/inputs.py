@@ -24,7 +24,7 @@ class PhaseInputs:
     # pushes made without it (lab tests: the operator's .dynia/secrets) and in a by-hand run
     # without `dynia:statsCredentials` in the stack's config (provision then refuses to update)
     stats_credentials: pulumi.Input[dict] | None = None
-    # secret: tls.mode letsencrypt's state (dynia.certs.AcmeState.to_dict: account key, certificate
+    # secret: tls.mode letsencrypt's state (dynia.operations.certs.AcmeState.to_dict: account key, certificate
     # + key, expiry, names), kept as the provision stack's `acme` output, read back by the engine
     # (Engine.acme_state) and passed in on every run: never lost, never in deploy-config/ or output.
     # A by-hand run passes it from `dynia:acme` in the stack's config (from_config); the engine
@@ -37,12 +37,12 @@ class PhaseInputs:
 
     @property
     def project(self):
-        from dynia.store import Project
+        from dynia.state.store import Project
 
         return Project(self.project_root)
 
     def load(self):
-        from dynia.store import load_cluster
+        from dynia.spec.load import load_cluster
 
         return load_cluster(self.project, self.cluster)
 
@@ -79,7 +79,7 @@ def by_hand_credentials_hint(cluster: str) -> str:
 def configured_stats_credentials(cfg: pulumi.Config, cluster: str) -> pulumi.Output | None:
     """`dynia:statsCredentials` from the stack's config, checked like every other copy of them
     (they become lines of an environment file on every node), as a secret; None when unset."""
-    from dynia import secrets
+    from dynia.state import secrets
 
     value = cfg.get_secret_object("statsCredentials")
     if value is None:
@@ -102,7 +102,7 @@ def configured_acme(cfg: pulumi.Config) -> pulumi.Output | None:
     an order (Engine.keep_acme: a provision that fails after it must not lose the certificate),
     reads whichever of it and the output is newer, and removes it after every provision run
     that exported the state — so a by-hand copy never outlives the next renewal."""
-    from dynia.certs import AcmeState
+    from dynia.operations.certs import AcmeState
 
     value = cfg.get_secret_object("acme")
     if value is None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pulumi
 
 from dynia import providers
-from dynia.cache import HOST_KEY
+from dynia.state.cache import HOST_KEY
 from dynia.errors import DyniaError
 from dynia.planner import rolling_order
 from dynia.providers.base import ProvisionPlan
-from dynia.render import cloud_init
+from dynia.render.rendering import cloud_init
 
 from .inputs import PhaseInputs, by_hand_acme_hint, by_hand_credentials_hint
 
@@ -94,7 +94,7 @@ def keep_stats_credentials(inputs: PhaseInputs) -> None:
 def certificate(inputs: PhaseInputs, provider, spec, acme):
     """Output[str], secret: what fills the origin certificate's slot (HAProxy's PEM), which infra
     pushes node by node through the apply protocol. origin mode: the provider's Origin CA
-    certificate. letsencrypt: the ACME state's certificate (dynia.certs), ordered outside Pulumi
+    certificate. letsencrypt: the ACME state's certificate (dynia.operations.certs), ordered outside Pulumi
     by `dynia cert provision|renew` and `dynia up`; no Origin CA certificate is created."""
     from dynia.tls import uses_acme
 
@@ -110,7 +110,7 @@ def keep_acme(inputs: PhaseInputs, spec):
     letsencrypt mode it passes the self-signed placeholder HAProxy binds 443 with until the
     first order. A by-hand update of a letsencrypt cluster without `dynia:acme` is refused
     (a preview warns); programs run without the engine (lab tests) make a placeholder here."""
-    from dynia.certs import placeholder_state
+    from dynia.operations.certs import placeholder_state
     from dynia.nodes.push_errors import log_typed
     from dynia.tls import uses_acme
 

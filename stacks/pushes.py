@@ -40,10 +40,10 @@ def origin_pull_ca(cluster, pull) -> bytes | None:
 
 def provisioned_inventory(cluster, nodes, reserved_ip):
     """The addresses to render with from provision's stack outputs (nothing before the first
-    provision, no entry for a node added since): dynia.cache.merged_inventory, the same merge
+    provision, no entry for a node added since): dynia.state.cache.merged_inventory, the same merge
     the CLI makes from its cache. Stack outputs are input like any file: an address lands in
     haproxy.cfg and notify.sh, so they are checked first. Returns (inventory, planned nodes)."""
-    from dynia.cache import ClusterCache, merged_inventory
+    from dynia.state.cache import ClusterCache, merged_inventory
 
     known = {n: v for n, v in (nodes if isinstance(nodes, dict) else {}).items()
              if n in cluster.spec.nodes and isinstance(v, dict)}
@@ -72,10 +72,10 @@ def stamp_versions(bundles: dict, previous: dict | None, version: int) -> None:
 def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReference) -> pulumi.Output:
     """Output[{node: {layer: {"payload", "digest", "version"}}, "_hosts": {node: host}}], secret
     (filled slots are inside)."""
-    from dynia import cache
-    from dynia import secrets as local_secrets
-    from dynia.bundle import build_bundles, removal_bundle, removed_services
-    from dynia.render import render
+    from dynia.state import cache
+    from dynia.state import secrets as local_secrets
+    from dynia.render.bundle import build_bundles, removal_bundle, removed_services
+    from dynia.render.rendering import render
 
     def build(values):
         nodes, reserved_ip, origin_pem, token, stats, pull = values

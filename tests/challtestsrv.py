@@ -2,7 +2,7 @@
 asks, and its record API — for the unit tests on loopback (`running`) and the lab's pebble
 (tests/lab/acme_lab.py, in a namespace on the lab bridge).
 
-`ChalltestsrvZone` is the test double of the zone's DNS API (dynia.acme_dns.TxtZone; Cloudflare's
+`ChalltestsrvZone` is the test double of the zone's DNS API (dynia.acme.dns01.TxtZone; Cloudflare's
 in production): it writes TXT records through the record API, which serves them on the DNS
 the CA asks, so dynia's own DNS-01 code — its propagation wait included — runs against a real
 DNS server. Which names point at the cluster is read as the CA reads it: an A query for each.
@@ -45,7 +45,7 @@ def a_records(server: str, port: int, host: str, timeout: float = 3.0) -> list[s
 
 
 class ChalltestsrvZone:
-    """dynia.acme_dns.TxtZone on challtestsrv: names pointing at `cluster_ip` (an A query),
+    """dynia.acme.dns01.TxtZone on challtestsrv: names pointing at `cluster_ip` (an A query),
     TXT records through the record API, challtestsrv's DNS as the zone's one name server."""
 
     def __init__(self, mgmt: str, dns: tuple[str, int], cluster_ip: str | None = None):
@@ -64,7 +64,7 @@ class ChalltestsrvZone:
         manage(self.mgmt, "clear-txt", host=handle.rstrip(".") + ".")
 
     def find_txt(self, fqdn: str, value: str) -> list[str]:
-        from dynia.acme_dns import txt_values
+        from dynia.acme.dns01 import txt_values
 
         return [fqdn] if value in txt_values(fqdn, *self.dns) else []
 
@@ -121,7 +121,7 @@ def running(workdir: Path, default_ipv4: str = "127.0.0.1", timeout: float = 10.
                                  "-defaultIPv4", default_ipv4, "-defaultIPv6", ""],
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        from dynia.acme_dns import txt_values
+        from dynia.acme.dns01 import txt_values
 
         end = time.monotonic() + timeout
         while True:

@@ -41,8 +41,8 @@ def root_namespaces(as_root):
 
 @pytest.fixture(scope="session")
 def lab_tools(root_namespaces):
-    """Root and every program lab nodes need (dynia.providers.lab.missing_tools)."""
-    from dynia.providers.lab import missing_tools
+    """Root and every program lab nodes need (dynia.nodes.lab.missing_tools)."""
+    from dynia.nodes.lab import missing_tools
 
     missing = missing_tools()
     if missing:

@@ -46,7 +46,8 @@ from typing import Any, Callable
 import dynia
 from dynia import providers
 from dynia.errors import DyniaError
-from dynia.store import Cluster, Project, cluster_lock, load_cluster
+from dynia.spec.load import Cluster, load_cluster
+from dynia.state.store import Project, cluster_lock
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECT = REPO / "examples"
@@ -107,7 +108,7 @@ class DoubleStack:
     def up(self, on_event=None, color=None, continue_on_error=None):
         from dynia.nodes.push_errors import push_error
         from dynia.stacks import program_module
-        from dynia.store import write_json
+        from dynia.state.store import write_json
         from tests.engine.lab_double import run_phase
 
         name = self.engine.cluster.name
@@ -133,7 +134,7 @@ class DoubleStack:
 
 
 def _engine_class():
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     class _DevlabEngine(Engine):
         """dynia's Engine with the Pulumi stacks stood in for: stats credentials, layers,
@@ -178,7 +179,7 @@ class DevLab:
 
     def lab(self):
         """The lab as brought up (lab.json), or as it would be planned from the spec."""
-        from dynia.providers.lab import STATE_FILE, Lab
+        from dynia.nodes.lab import STATE_FILE, Lab
 
         if (self.lab_dir / STATE_FILE).exists():
             return Lab.load(self.lab_dir)
@@ -186,7 +187,7 @@ class DevLab:
         return Lab.plan(self.lab_dir, spec.provider.vpc_ip_range, spec.nodes)
 
     def _preflight(self) -> None:
-        from dynia.providers.lab import missing_tools
+        from dynia.nodes.lab import missing_tools
 
         if os.geteuid() != 0:
             raise DyniaError("config", "the lab needs root (network and mount namespaces)", f"sudo {ME} up")
@@ -204,14 +205,14 @@ class DevLab:
         for dev, address in _ipv4_addresses():
             if address == lab.gateway and dev != lab.bridge:
                 raise _lab_error(f"another lab holds {lab.subnet} (bridge {dev} has {address})",
-                                 "bring that one down first (`python -m dynia.providers.lab down DIR`, or "
+                                 "bring that one down first (`python -m dynia.nodes.lab down DIR`, or "
                                  f"`{ME} down` in its project), or give this cluster another provider.vpc_ip_range")
 
     def up(self, say: Callable[[str], None]) -> dict:
         """Bring the nodes up and apply every phase, as `dynia up` would; returns `describe()`."""
-        from dynia import secrets
+        from dynia.state import secrets
         from dynia.nodes.gather import vip_holder
-        from dynia.session import targets
+        from dynia.engine.session import targets
 
         global DevlabEngine
         self._preflight()
@@ -249,7 +250,7 @@ class DevLab:
     def down(self) -> list[str]:
         """Every process, mount, veth and namespace of the nodes, the lab directory and the
         cache that described them; also after a half-failed up. Returns what is left (nothing)."""
-        from dynia.providers.lab import LabError
+        from dynia.nodes.lab import LabError
 
         if os.geteuid() != 0:
             raise DyniaError("config", "the lab needs root (network and mount namespaces)", f"sudo {ME} down")

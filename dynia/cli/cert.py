@@ -1,7 +1,7 @@
 """dynia cert: the certificate HAProxy serves on every node.
 
 origin mode: the Cloudflare Origin CA certificate, made by the provision phase.
-letsencrypt mode: the cluster's one ACME certificate (dynia.certs): ordered here (HTTP-01,
+letsencrypt mode: the cluster's one ACME certificate (dynia.operations.certs): ordered here (HTTP-01,
 answered by whichever node holds the VIP; DNS-01 for a name without its record yet), kept with the cluster's state as a secret (the
 provision phase), rolled node by node (the infra phase). Safe from cron or CI: no prompt, exit
 0 when renewed or nothing is due, a typed error's exit code otherwise (`cert`: 18).
@@ -24,7 +24,7 @@ def _letsencrypt(engine) -> bool:
 
 
 def _result(action: str, state, reason: str | None, nodes=()) -> dict:
-    from ..certs import public_facts
+    from ..operations.certs import public_facts
 
     out: dict[str, object] = {"action": action, "reason": reason, "certificate": public_facts(state) if state is not None else None}
     if nodes:
@@ -81,7 +81,7 @@ def provision_cmd(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry
     provision phase's Origin CA certificate. letsencrypt: orders one for every bound domain,
     unless the stored one covers them all and is not due (Let's Encrypt allows 5 duplicate
     certificates a week): that one is reused, and rolled to any node not serving it."""
-    from .. import certs
+    from ..operations import certs
 
     with engine_for(ctx, cluster) as engine:
         if not _letsencrypt(engine):
@@ -130,7 +130,7 @@ def renew_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JS
     every node; store and roll an order an interrupted run kept; roll the stored certificate to
     any node that does not serve it; otherwise exit 0, "nothing to do". No prompt: safe from
     cron or CI."""
-    from .. import certs
+    from ..operations import certs
 
     with engine_for(ctx, cluster, on_progress=(lambda line: None) if as_json else None) as engine:
         if not _letsencrypt(engine):
@@ -149,7 +149,7 @@ def _origin_renewal(cluster, days: int) -> dict:
     import datetime as dt
 
     from ..errors import DyniaError
-    from ..cache import read_state_certificate
+    from ..state.cache import read_state_certificate
 
     cert, missing = read_state_certificate(cluster)
     if cert is None:

@@ -24,7 +24,7 @@ YES_HELP = "Do not ask (a state snapshot is still taken first)."
 def init_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OPT, size: str = SIZE_OPT,
              nodes: int = NODES_OPT, domain: str = DOMAIN_OPT, image: str = IMAGE_OPT) -> None:
     """Write clusters/NAME.yaml (spec only: nothing is created anywhere)."""
-    from ..editing import init_cluster
+    from ..spec.editing import init_cluster
 
     step = init_cluster(project(ctx), name, region=region, size=size, nodes=nodes, domain=domain, image=image)
     say(f"wrote clusters/{name}.yaml")
@@ -36,9 +36,9 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
                nodes: int = NODES_OPT, domain: str = DOMAIN_OPT, image: str = IMAGE_OPT) -> None:
     """Write the spec and run the provision phase only (droplets, reserved IP, certificate; no SSH)."""
     from .. import providers
-    from ..editing import init_cluster
-    from ..engine import preflight
+    from ..engine.automation import preflight
     from ..providers.digitalocean import DigitalOcean
+    from ..spec.editing import init_cluster
     from .up import run_phases
 
     # Before the spec is written; `cluster init` writes DigitalOcean specs.
@@ -56,7 +56,8 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
 def destroy_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
                 yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP)) -> None:
     """Destroy every phase (apps → infra → provision) after a state snapshot."""
-    from .. import providers, snapshots
+    from .. import providers
+    from ..operations import snapshots
     from .engine_common import confirm, engine_for
 
     with engine_for(ctx, cluster) as engine:
@@ -81,11 +82,10 @@ app.add_typer(node_app, name="node")
 @node_app.command("add")
 def node_add_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT) -> None:
     """Add one node; every node's HAProxy backends and keepalived peers then include it."""
-    from ..editing import add_node
-    from .up import run_phases
+    from ..spec.editing import add_node
     from .common import cluster_name
-
     from .engine_common import ready
+    from .up import run_phases
 
     name = cluster_name(ctx, cluster)
     ready(ctx, name)
@@ -103,9 +103,10 @@ def node_remove_cmd(ctx: typer.Context, node: str = NODE_ARG,
                         help="NODE is powered off or gone: do not stop its keepalived first.")) -> None:
     """Remove a node (snapshot first); its keepalived is stopped, the others are re-pushed
     without it, then it is destroyed."""
-    from .. import providers, snapshots
-    from ..editing import check_removable, remove_node
-    from ..session import silence_leaving_node, target_of
+    from .. import providers
+    from ..engine.session import silence_leaving_node, target_of
+    from ..operations import snapshots
+    from ..spec.editing import check_removable, remove_node
     from .common import cluster_name
     from .engine_common import confirm, engine_for
 
@@ -134,11 +135,10 @@ def node_remove_cmd(ctx: typer.Context, node: str = NODE_ARG,
 def node_activate_cmd(ctx: typer.Context, node: str = NODE_ARG,
                       cluster: str = CLUSTER_OPT) -> None:
     """Make NODE the MASTER (highest priority): keepalived moves the reserved IP to it."""
-    from ..editing import set_master
-    from .up import run_phases
+    from ..spec.editing import set_master
     from .common import cluster_name
-
     from .engine_common import ready
+    from .up import run_phases
 
     name = cluster_name(ctx, cluster)
     ready(ctx, name)

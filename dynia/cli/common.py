@@ -8,9 +8,8 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-
 from enum import Enum
+from pathlib import Path
 
 import typer
 
@@ -61,13 +60,13 @@ def global_options(ctx: typer.Context) -> GlobalOptions:
 
 
 def project(ctx: typer.Context):
-    from ..store import Project
+    from ..state.store import Project
 
     return Project(global_options(ctx).root)
 
 
 def cluster_name(ctx: typer.Context, explicit: str | None) -> str:
-    from ..selection import resolve
+    from ..spec.selection import resolve
 
     return resolve(project(ctx), explicit)
 

@@ -8,7 +8,7 @@ import typer
 
 
 def _project(ctx: typer.Context):
-    from ..store import Project
+    from ..state.store import Project
 
     directory = ctx.find_root().params.get("directory") or Path(".")
     return Project(Path(directory).resolve())
@@ -17,8 +17,8 @@ def _project(ctx: typer.Context):
 def _spec(ctx: typer.Context) -> dict:
     """The selected cluster's spec as plain YAML (not validated: completion of a spec being
     fixed still helps)."""
-    from ..selection import resolve
-    from ..store import parse_yaml, read_spec_text
+    from ..spec.selection import resolve
+    from ..state.store import parse_yaml, read_spec_text
 
     proj = _project(ctx)
     name = resolve(proj, ctx.params.get("cluster"))

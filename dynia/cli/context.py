@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import typer
 
-from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, next_step, project, say
+from .common import (
+    CLUSTER_OPT,
+    JSON_OPT,
+    cluster_name,
+    emit_json,
+    next_step,
+    project,
+    say,
+)
 
 app = typer.Typer(help="Select the current cluster and check this machine (doctor).", no_args_is_help=True, rich_markup_mode=None)
 
@@ -12,7 +20,7 @@ app = typer.Typer(help="Select the current cluster and check this machine (docto
 def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Print the cluster commands act on, and why."""
     from ..errors import DyniaError
-    from ..selection import existing
+    from ..spec.selection import existing
 
     name: str | None
     source: str | None
@@ -34,7 +42,7 @@ def current_cmd(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
 @app.command("use")
 def use_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Cluster name (clusters/NAME.yaml).")) -> None:
     """Make NAME the current cluster."""
-    from ..selection import use
+    from ..spec.selection import use
 
     use(project(ctx), name)
     say(f"current cluster: {name}")
@@ -43,7 +51,7 @@ def use_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Cluster na
 @app.command("clear")
 def clear_cmd(ctx: typer.Context) -> None:
     """Forget the current cluster."""
-    from ..selection import clear
+    from ..spec.selection import clear
 
     clear(project(ctx))
     say("current cluster cleared")
@@ -52,8 +60,8 @@ def clear_cmd(ctx: typer.Context) -> None:
 @app.command("doctor")
 def doctor_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """Checklist: spec valid, tokens present, Pulumi CLI and version, SSH key readable."""
-    from ..doctor import run_checks
     from ..errors import config_error
+    from ..operations.doctor import run_checks
 
     proj = project(ctx)
     try:

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import typer
 
-from .common import CLUSTER_OPT, JSON_OPT, cluster_name, console, emit_json, project, say
+from .common import (
+    CLUSTER_OPT,
+    JSON_OPT,
+    cluster_name,
+    console,
+    emit_json,
+    project,
+    say,
+)
 
 YES_OPT = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 
@@ -25,8 +33,8 @@ def drift_check_cmd(
 
     Reads the nodes over SSH (one round trip each, in parallel); no Pulumi.
     """
-    from .. import drift
-    from ..store import load_cluster
+    from ..operations import drift
+    from ..spec.load import load_cluster
 
     c = load_cluster(project(ctx), cluster_name(ctx, cluster))
     report, _ = drift.check(c, timeout=timeout)
@@ -72,9 +80,10 @@ def repair_cmd(
 
     A node whose gate fails is rolled back and stops the repair (exit 16).
     """
-    from .. import drift
-    from ..repair import repair
-    from ..store import cluster_lock, load_cluster
+    from ..operations import drift
+    from ..operations.repair import repair
+    from ..spec.load import load_cluster
+    from ..state.store import cluster_lock
     from .engine_common import confirm
 
     proj, name = project(ctx), cluster_name(ctx, cluster)

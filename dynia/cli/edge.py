@@ -17,7 +17,7 @@ def refresh_ranges_cmd(dry_run: bool = typer.Option(False, "--dry-run", help="Sh
     shows the firewall change on every node."""
     import datetime as dt
 
-    from ..edge_ranges import refresh
+    from ..operations.edge_ranges import refresh
 
     out = refresh(dt.datetime.now(dt.timezone.utc).date(), write=not dry_run)
     if as_json:

@@ -11,8 +11,8 @@ from .common import cluster_name, console, project, say
 
 def ready(ctx: typer.Context, cluster: str) -> None:
     """Check what the engine will need before a command's first write (the spec stays as it was)."""
-    from ..session import check_machine
-    from ..store import load_cluster
+    from ..engine.session import check_machine
+    from ..spec.load import load_cluster
 
     check_machine(load_cluster(project(ctx), cluster))
 
@@ -20,7 +20,7 @@ def ready(ctx: typer.Context, cluster: str) -> None:
 @contextlib.contextmanager
 def engine_for(ctx: typer.Context, cluster: str | None, on_progress=None) -> Iterator:
     """The session's engine, with progress lines on the console (or where on_progress sends them)."""
-    from ..session import engine_session
+    from ..engine.session import engine_session
 
     with engine_session(project(ctx), cluster_name(ctx, cluster),
                         on_progress=on_progress or (lambda line: say(("› ", "dim"), line))) as session:

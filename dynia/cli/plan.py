@@ -7,7 +7,15 @@ import sys
 
 import typer
 
-from .common import CLUSTER_OPT, JSON_OPT, Phase, PlanFormat, console, emit_json, usage_error
+from .common import (
+    CLUSTER_OPT,
+    JSON_OPT,
+    Phase,
+    PlanFormat,
+    console,
+    emit_json,
+    usage_error,
+)
 from .render import rendering, warn_guard, warn_provider
 
 
@@ -42,9 +50,9 @@ def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: 
               against: str | None = None) -> None:
     """The plan itself, with plain defaults: other commands (`route plan`) call this, never the
     Typer function, whose defaults are option descriptions rather than values."""
-    from .. import cache
     from ..errors import EXIT_CHANGES
-    from ..report import markdown, offline_plan, print_plan
+    from ..plan.report import markdown, offline_plan, print_plan
+    from ..state import cache
 
     if as_json and fmt is PlanFormat.markdown:
         raise usage_error("--json and --format markdown both choose the output; pick one", "--json")
@@ -64,8 +72,8 @@ def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: 
                                *resizes(c.spec, {n: a.size for n, a in outputs.nodes.items()})]
     rows = None
     if not offline:
-        from ..lockout import notices
         from ..phases import phases_from
+        from ..render.lockout import notices
         from .engine_common import engine_for, print_rows
 
         with engine_for(ctx, cluster) as engine:
@@ -95,11 +103,11 @@ def show_plan(ctx: typer.Context, cluster: str | None, *, offline: bool, phase: 
 def _against(ctx: typer.Context, cluster: str | None, ref: str):
     """This render and the one at REF, both with planned addresses and no applied record:
     nothing of .dynia/ is read, so the comparison is the same on every machine."""
-    from ..against import load_at
-    from ..cache import merged_inventory
-    from ..render import render
-    from ..report import against_plan
-    from ..store import load_cluster
+    from ..plan.against import load_at
+    from ..plan.report import against_plan
+    from ..render.rendering import render
+    from ..spec.load import load_cluster
+    from ..state.cache import merged_inventory
     from .common import cluster_name, project
 
     proj = project(ctx)
@@ -114,7 +122,7 @@ def _against(ctx: typer.Context, cluster: str | None, ref: str):
 def _warn_old_ranges(spec) -> None:
     import datetime as dt
 
-    from ..edge_ranges import age_warning
+    from ..operations.edge_ranges import age_warning
 
     warning = age_warning(dt.datetime.now(dt.timezone.utc).date(), spec)
     if warning:

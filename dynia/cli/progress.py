@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 STEP_LINE = re.compile(r"^dynia-step (?P<step>[a-z-]+)(?: (?P<k>\d+)/(?P<n>\d+))?\s*$")
-# Node ids are two words (dynia.spec.NODE_ID), so `my-service-infra-push` is node my-service.
+# Node ids are two words (dynia.spec.model.NODE_ID), so `my-service-infra-push` is node my-service.
 _PUSH = re.compile(r"^(?P<node>[a-z]+-[a-z]+)-(?P<layer>infra|service-[a-z0-9-]+)-push$")
 _REASON = re.compile(r"dynia apply: \S+ \S+: (.*)$")
 STEP_STATES = {"backup": "pushing", "validate": "validating", "reload": "reloading", "gate": "gating",
@@ -266,7 +266,7 @@ def expected_rows(cluster, holder, phases) -> list[tuple[str, str, str]]:
     as `waiting` (a push Pulumi finds unchanged ends `unchanged`). From the pure render."""
     from ..errors import DyniaError
     from ..phases import phase_of
-    from ..session import render_cluster
+    from ..render.rendered import render_cluster
 
     try:
         rendering = render_cluster(cluster, holder=holder)

@@ -5,8 +5,15 @@ import sys
 
 import typer
 
-from .common import CLUSTER_OPT, JSON_OPT, cluster_name, emit_json, next_step, project, say
-
+from .common import (
+    CLUSTER_OPT,
+    JSON_OPT,
+    cluster_name,
+    emit_json,
+    next_step,
+    project,
+    say,
+)
 
 # `dynia render --json`: the version of this document's shape, as every dynia JSON document has.
 RENDER_SCHEMA_VERSION = 1
@@ -18,8 +25,8 @@ def register(app: typer.Typer) -> None:
 
 def rendering(ctx, cluster):
     """The project, the loaded cluster and its render with the cached addresses."""
-    from ..session import render_cluster
-    from ..store import load_cluster
+    from ..render.rendered import render_cluster
+    from ..spec.load import load_cluster
 
     proj = project(ctx)
     c = load_cluster(proj, cluster_name(ctx, cluster))
@@ -49,7 +56,7 @@ def warn_notices(result) -> None:
 
 def render_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """Render deploy-config/<cluster>/ from the spec (pure: no network)."""
-    from ..render import write_deploy_config
+    from ..render.rendering import write_deploy_config
 
     proj, c, result = rendering(ctx, cluster)
     result.guard.enforce()

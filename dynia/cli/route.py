@@ -17,7 +17,7 @@ def bind_cmd(ctx: typer.Context, service: str = SERVICE_ARG,
              domain: str = typer.Argument(..., help="The domain, inside the cluster's zone."),
              apply: bool = APPLY_OPT, cluster: str = CLUSTER_OPT) -> None:
     """Route DOMAIN to SERVICE, beside the domains it already has."""
-    from ..editing import bind_route
+    from ..spec.editing import bind_route
 
     name = cluster_name(ctx, cluster)
     _ready_if(ctx, name, apply)
@@ -31,7 +31,7 @@ def unbind_cmd(ctx: typer.Context, service: str = SERVICE_ARG,
                domain: str = typer.Argument(None, help="Only this one of its domains (default: every one)."),
                apply: bool = APPLY_OPT, cluster: str = CLUSTER_OPT) -> None:
     """Remove DOMAIN, or every domain, from SERVICE."""
-    from ..editing import unbind_route
+    from ..spec.editing import unbind_route
 
     name = cluster_name(ctx, cluster)
     _ready_if(ctx, name, apply)

@@ -12,6 +12,6 @@ def register(app: typer.Typer) -> None:
 
 def schema_cmd() -> None:
     """Print the cluster spec's JSON Schema (for editor validation)."""
-    from ..spec import json_schema
+    from ..spec.model import json_schema
 
     emit_json(json_schema())

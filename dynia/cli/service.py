@@ -30,7 +30,7 @@ def add_cmd(
     cluster: str = CLUSTER_OPT,
 ) -> None:
     """Add a service to the spec."""
-    from ..editing import add_service
+    from ..spec.editing import add_service
 
     name_ = cluster_name(ctx, cluster)
     step = add_service(project(ctx), name_, name, compose=compose, port=port, domains=domain,
@@ -43,7 +43,7 @@ def add_cmd(
 def remove_cmd(ctx: typer.Context, name: str = SERVICE_ARG,
                cluster: str = CLUSTER_OPT) -> None:
     """Remove a service from the spec."""
-    from ..editing import remove_service
+    from ..spec.editing import remove_service
 
     name_ = cluster_name(ctx, cluster)
     step = remove_service(project(ctx), name_, name)
@@ -64,12 +64,11 @@ def deploy_cmd(
     cluster: str = CLUSTER_OPT,
 ) -> None:
     """Add the service to the spec if needed, then run the apps phase (DNS only after its gates pass), and infra first when the edit changes HAProxy (an active-only domain)."""
-    from ..editing import add_service
     from ..errors import DyniaError
-    from ..store import load_cluster
-    from .up import run_phases
-
+    from ..spec.editing import add_service
+    from ..spec.load import load_cluster
     from .engine_common import ready
+    from .up import run_phases
 
     name_ = cluster_name(ctx, cluster)
     ready(ctx, name_)

@@ -13,7 +13,7 @@ app = typer.Typer(help="Snapshot, list and revert cluster state (spec + Pulumi s
 @app.command("snapshot")
 def snapshot_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT) -> None:
     """Save the spec and export every phase's stack (last 5 kept)."""
-    from .. import snapshots
+    from ..operations import snapshots
 
     with engine_for(ctx, cluster) as engine:
         say(f"snapshot {snapshots.take(engine, 'manual')}")
@@ -22,7 +22,7 @@ def snapshot_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT) -> None:
 @app.command("list")
 def list_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSON_OPT) -> None:
     """List the snapshots, oldest first."""
-    from .. import snapshots
+    from ..operations import snapshots
     from .common import cluster_name, project
 
     items = snapshots.describe(project(ctx), cluster_name(ctx, cluster))  # no engine needed
@@ -38,7 +38,7 @@ def list_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = JSO
 @app.command("revert")
 def revert_cmd(ctx: typer.Context, snapshot_id: str = typer.Argument(..., help="A snapshot id from `dynia state list`."), cluster: str = CLUSTER_OPT) -> None:
     """Import every phase's stack from a snapshot, then restore its spec."""
-    from .. import snapshots
+    from ..operations import snapshots
     from .common import cluster_name, project
 
     snapshots.revert(project(ctx), cluster_name(ctx, cluster), snapshot_id,

@@ -26,9 +26,9 @@ def status_cmd(
     Exit 0 when healthy, 4 when not (a node degraded, unreachable or behind the desired version,
     the reserved-IP holder not the VRRP MASTER, a component or service down).
     """
-    from .. import status as S
     from ..errors import EXIT_UNHEALTHY
-    from ..store import load_cluster
+    from ..operations import status as S
+    from ..spec.load import load_cluster
 
     c = load_cluster(project(ctx), cluster_name(ctx, cluster))
     if watch:

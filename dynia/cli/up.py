@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from ..up import apply_parts, certificate_before_apps
+from ..operations.up import apply_parts, certificate_before_apps
 from .common import CLUSTER_OPT, JSON_OPT, Phase, emit_json, say
 from .engine_common import engine_for
 
@@ -72,9 +72,9 @@ def up_with_progress(engine, phases, continue_on_error: bool, before_apps=lambda
 
 
 def phases_with_changes(engine, own: tuple[str, ...]) -> tuple[str, ...]:
-    from .. import cache
     from ..phases import with_changed
-    from ..session import render_cluster
+    from ..render.rendered import render_cluster
+    from ..state import cache
 
     return with_changed(own, render_cluster(engine.cluster, holder=engine.holder), cache.applied(engine.cluster))
 

@@ -19,9 +19,9 @@ def verify_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
     up, one config version, the state's certificate served on every node (a warning with 21 days
     left or fewer, a failure with 7 or fewer), DNS
     records → reserved IP, proxied. Exit 0 when nothing failed, 4 otherwise (skipped rows say why)."""
-    from .. import verify
     from ..errors import EXIT_UNHEALTHY
-    from ..store import load_cluster
+    from ..operations import verify
+    from ..spec.load import load_cluster
 
     c = load_cluster(project(ctx), cluster_name(ctx, cluster))
     checks = verify.verify(c, timeout=timeout)

@@ -38,7 +38,7 @@ INFRA_COMPONENTS = ("nftables", *COMPONENTS)
 FIREWALL_TABLE = f"inet {NFT_TABLE}"
 FIREWALL_UNIT = P.firewall_unit
 # The MASTER assigns the reserved IP again, through its own notify script and node token
-# (dynia.holder_gate: keepalived runs the script on a transition only).
+# (dynia.engine.holder_gate: keepalived runs the script on a transition only).
 ASSIGN_RESERVED_IP = f"{P.notify} assign"
 
 
@@ -148,7 +148,7 @@ def _seconds(ms: int) -> str:
 class NodeCommands:
     profile: NodeProfile
     # The spec names private registries: every pull (compose's, and the ahead-of-time one) logs
-    # in with the node's registry auth slot (dynia.registries).
+    # in with the node's registry auth slot (dynia.state.registries).
     registry_auth: bool = False
 
     def _engine_env(self) -> str:
@@ -334,7 +334,7 @@ class NodeCommands:
     def compose_remove(self, service: str) -> str:
         """Stop and remove a service's containers without its compose file: a removal deletes
         the file, and a retry (or a file already gone) must still find the containers. The
-        rendered file names the project `dynia-<service>` (dynia.compose.wrapped), which Docker
+        rendered file names the project `dynia-<service>` (dynia.spec.compose.wrapped), which Docker
         Compose resolves from its labels alone. podman-compose cannot (it exits "no compose.yaml
         … found" without a file), so its containers are found by the label it sets on each."""
         project = compose_project(service)
@@ -356,7 +356,7 @@ class NodeCommands:
 
 # --- tls.mode letsencrypt: HTTP-01 key authorizations (dynia.nodes.challenge) ---------------
 # One file per token under PATHS.acme_challenge_dir, 0644 (Caddy serves them as its own user).
-# A token is the CA's base64url string; dynia.acme_client checks it, and the node checks it again
+# A token is the CA's base64url string; dynia.acme.client checks it, and the node checks it again
 # before it becomes a file name. The tokens and key authorizations are public (the CA fetches
 # them over plain HTTP), but they travel on stdin, one "token key-authorization" line each, so
 # the command itself stays constant.

@@ -60,7 +60,7 @@ def gather(targets: list[Target], wanted: list[F.Fact] | Callable[[Target], list
            timeout: float = 5.0, refused: dict[str, str] | None = None) -> dict[str, NodeFacts]:
     """wanted: the facts for every node, or a function target → that node's facts (a fact may
     depend on the node, e.g. Caddy's health on its own private address). refused: node → why
-    it is not connected to (dynia.session.unpinned: no host key to verify it with), its row."""
+    it is not connected to (dynia.engine.session.unpinned: no host key to verify it with), its row."""
     per_node = wanted if callable(wanted) else (lambda target: wanted)
     refused = refused or {}
 

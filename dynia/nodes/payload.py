@@ -1,7 +1,7 @@
 """What travels to a node for one push: the Bundle (files with target, mode, owner, sha256 and
 base64 content, the filled secret slots, the layer's commands, health checks and gate policy,
 the config version), encoded as the apply script's input, and the one constant command that
-runs it (BOOTSTRAP). dynia.bundle builds bundles from a render; this is what push sends.
+runs it (BOOTSTRAP). dynia.render.bundle builds bundles from a render; this is what push sends.
 """
 from __future__ import annotations
 

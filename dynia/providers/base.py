@@ -21,7 +21,7 @@ class ProvisionPlan:
     nothing and reads no stack config itself."""
     order: list[str]                 # the nodes in rolling order (a resize reaches one at a time)
     # (node, private host key, public host key) -> the node's cloud-init user data; the key pair
-    # is None until the state made one (dynia.render.cloud_init)
+    # is None until the state made one (dynia.render.rendering.cloud_init)
     user_data: Callable[[str, str | None, str | None], str]
     # node -> the host key pinned on first use (the provision stack's config dynia:hostKeys)
     first_use_host_keys: dict[str, str]
@@ -48,7 +48,7 @@ class NodeProfile:
 
 @dataclass(frozen=True)
 class FirewallSources:
-    """Where a provider's nodes are reached from, where that is not production's (dynia.firewall).
+    """Where a provider's nodes are reached from, where that is not production's (dynia.render.firewall).
     edge: what stands in for Cloudflare's ranges on 80/443 in origin mode (None: Cloudflare's own,
     dynia/data/cloudflare-ips.json); monitors: besides the nodes themselves, who may read HAProxy's
     stats port. CIDR ranges."""
@@ -91,7 +91,7 @@ def ssh_agent_socket() -> str | None:
     return sock if sock and Path(sock).exists() else None
 
 
-Problem = tuple[tuple, str, str]  # (spec key path, message, hint), as dynia.spec.cross_check
+Problem = tuple[tuple, str, str]  # (spec key path, message, hint), as dynia.spec.model.cross_check
 
 
 class Provider(ABC):
@@ -172,7 +172,7 @@ class Provider(ABC):
         return None
 
     def firewall_sources(self, spec) -> FirewallSources:
-        """Stand-ins for the firewall's sources (dynia.firewall): none on a cloud, where
+        """Stand-ins for the firewall's sources (dynia.render.firewall): none on a cloud, where
         Cloudflare's edge really connects and only the nodes read each other's stats."""
         return FirewallSources()
 
@@ -218,7 +218,7 @@ class Provider(ABC):
 
     def dns_api(self):
         """tls.mode letsencrypt: the zone's DNS API, through which DNS-01 validates the names
-        without a DNS record yet (dynia.certs.default_dns wraps it in a dynia.acme_dns.Dns01), or
+        without a DNS record yet (dynia.operations.certs.default_dns wraps it in a dynia.acme.dns01.Dns01), or
         None — no DNS API here (the lab: its tests bring pebble-challtestsrv's), every name is
         validated over HTTP-01."""
         return None

@@ -1,5 +1,5 @@
 """Cloudflare's API outside Pulumi: the zone and its DNS records (`dynia infra verify`), and
-the short-lived `_acme-challenge` TXT records of a DNS-01 validation (dynia.acme_dns) — the
+the short-lived `_acme-challenge` TXT records of a DNS-01 validation (dynia.acme.dns01) — the
 one thing dynia writes here outside Pulumi, because it lives for seconds, not in the state.
 
 Plain urllib against API v4: verify needs a zone id and a record list, DNS-01 a create and a
@@ -173,7 +173,7 @@ class CloudflareApi:
                              f"add {zone} to the Cloudflare account, or give {CLOUDFLARE_TOKEN_ENV} access to it")
         return zones[0]
 
-    # --- DNS-01 (dynia.acme_dns) ---------------------------------------------------------------
+    # --- DNS-01 (dynia.acme.dns01) ---------------------------------------------------------------
 
     def create_txt(self, zone_id: str, name: str, content: str, comment: str, ttl: int = 60) -> str:
         """A TXT record; its id (what delete_record takes). The content is quoted, as RFC 1035's

@@ -10,7 +10,7 @@ the detach is acknowledged), and its device — a block-device node of its own,
 mount the volume again. (Lab nodes share the machine's /dev: root on a node could still open
 another node's loop device there; dynia's node side never does, it uses the path it is given.)
 
-Nodes call it through `/usr/local/sbin/dynia-lab-volume` (dynia.providers.lab installs it on
+Nodes call it through `/usr/local/sbin/dynia-lab-volume` (dynia.nodes.lab installs it on
 each node, bound to that node's id): `attach NAME` prints the device, `detach NAME [--force]`.
 State: `<lab>/volumes/<name>.img` (the data) and `<name>.json` (who holds it, on which loop
 device), changed under one lock.

@@ -1,5 +1,5 @@
 """The local provider: lab nodes on this machine (network namespaces with private mounts, real
-sshd, HAProxy, Caddy, keepalived; see dynia.providers.lab). For tests, demos and contributors:
+sshd, HAProxy, Caddy, keepalived; see dynia.nodes.lab). For tests, demos and contributors:
 the same programs and node side as on droplets, with pid files instead of systemd."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .base import FirewallSources, NodeProfile, Problem, Provider, SshIdentity
 from .digitalocean import DropletSizes
 
 # The node's way to the lab's block-storage "API" (dynia.providers.lab_volumes), bound to its
-# id: dynia.providers.lab installs it on each node.
+# id: dynia.nodes.lab installs it on each node.
 LAB_VOLUME_API = "/usr/local/sbin/dynia-lab-volume"
 
 PROFILE = NodeProfile(
@@ -39,7 +39,7 @@ def lab_edge(subnet: str) -> tuple[str, str]:
     The gateway is this machine on the lab bridge, where dynia, the tests' clients and the
     host's SSH connect from; the range is the subnet's last /28, which no node, VIP or bridge
     address uses (nodes .11–.15, VIP .100, gateway .1 on a /25 or larger), for a client
-    namespace that stands for one of Cloudflare's servers (dynia.providers.lab.Lab.add_client)."""
+    namespace that stands for one of Cloudflare's servers (dynia.nodes.lab.Lab.add_client)."""
     net = ipaddress.ip_network(subnet)
     gateway = str(next(net.hosts()))
     last = list(net.subnets(new_prefix=28))[-1]
@@ -130,9 +130,9 @@ class Local(DropletSizes, Provider):
         Cloudflare present it on droplets."""
         import os
 
-        from ..cache import read_json
         from ..errors import DyniaError
-        from ..store import write_json
+        from ..state.cache import read_json
+        from ..state.store import write_json
         from ..tls import origin_pull_pair
 
         path = project.secrets_path(cluster, "origin-pull")

@@ -48,11 +48,12 @@ def generated_project(root: Path, nodes: int, services: int) -> Path:
 
 def inprocess_plan_seconds(nodes: int, services: int, runs: int) -> float:
     """render + offline plan in-process; lifts the spec's 5-node cap by copying the model."""
-    from dynia import cache
+    from dynia.state import cache
     from dynia.names import node_ids
-    from dynia.report import offline_plan
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.plan.report import offline_plan
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     with tempfile.TemporaryDirectory() as tmp:
         proj = generated_project(Path(tmp), min(nodes, 5), services)

@@ -105,8 +105,9 @@ def dynia_timings(root: Path, runs: int) -> dict[str, float]:
 def read_paths(root: Path) -> list[str]:
     """What drift-check reads on a node: every managed path of the render, plus the state files."""
     from dynia.paths import PATHS
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     rendering = render_cluster(load_cluster(Project(root), "lab"))
     managed = sorted({path for node in rendering.files for path in rendering.manifest(node)})

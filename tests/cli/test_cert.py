@@ -9,12 +9,13 @@ import json
 
 import pytest
 
-from dynia import certs
-from dynia.acme_client import new_key_pem
-from dynia.certs import AcmeState
-from dynia.engine import Engine
+from dynia.operations import certs
+from dynia.acme.client import new_key_pem
+from dynia.operations.certs import AcmeState
+from dynia.engine.automation import Engine
 from dynia.errors import DyniaError
-from dynia.store import Project, load_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 from dynia.tls import self_signed_pem
 
 ALL = ("admin.example.com", "api.example.com", "example.com", "www.example.com")
@@ -99,7 +100,7 @@ def letsencrypt(project, monkeypatch):
         yield box["engine"]
 
     monkeypatch.setattr("dynia.cli.cert.engine_for", fake_engine_for)
-    monkeypatch.setattr("dynia.session.targets", lambda cluster: ["misty-owl", "brave-panda"])
+    monkeypatch.setattr("dynia.engine.session.targets", lambda cluster: ["misty-owl", "brave-panda"])
     monkeypatch.setattr(certs, "stale_nodes", lambda cluster, state, targets: dict(box["stale"]))
     # The zone's DNS API (DNS-01): tests/unit/test_acme_dns.py's; here the order is a stand-in.
     monkeypatch.setattr(certs, "default_dns", lambda cluster: box.get("dns"))
@@ -294,7 +295,7 @@ def test_a_kept_order_from_before_a_new_binding_is_stored_then_a_covering_one_or
         cli, letsencrypt, monkeypatch):
     """An interrupted run kept an order for api + apex; admin was bound since. Storing the kept
     order is not enough: apps would make admin's record under a certificate without it."""
-    from dynia.engine import ACME_CONFIG
+    from dynia.engine.automation import ACME_CONFIG
 
     project, box = letsencrypt
     box["state"] = state(80, domains=ALL[1:])
@@ -430,7 +431,7 @@ def test_renew_rolls_the_stored_certificate_to_nodes_a_stopped_roll_left_behind(
 def test_renew_on_a_fresh_checkout_reads_the_nodes_from_the_provision_stack(cli, letsencrypt, monkeypatch):
     """CI: no .dynia/cache. The nodes come from the provision stack's outputs, not a stale or
     missing cache."""
-    from dynia.cache import ClusterCache
+    from dynia.state.cache import ClusterCache
 
     project, box = letsencrypt
     cluster = load_cluster(Project(project), "shop")
@@ -440,7 +441,7 @@ def test_renew_on_a_fresh_checkout_reads_the_nodes_from_the_provision_stack(cli,
         outputs = ClusterCache.of(c).read_outputs()
         return sorted(outputs.nodes) if outputs else []
 
-    monkeypatch.setattr("dynia.session.targets", cached_nodes)
+    monkeypatch.setattr("dynia.engine.session.targets", cached_nodes)
     seen = []
     monkeypatch.setattr(certs, "obtain", lambda c, targets, prev, verify=True, **kw:
                         seen.extend(targets) or state(90, issued=True))
@@ -488,8 +489,8 @@ def test_renew_with_pending_changes_rolls_the_certificate_slot_alone_and_names_w
         cli, letsencrypt, monkeypatch):
     """Cron must neither roll out a change nobody reviewed nor wait for one (every dynia upgrade
     makes something pending): the certificate slot alone goes to the nodes, the rest is named."""
-    from dynia import cert_slot
-    from dynia.engine import ChangeRow
+    from dynia.operations import cert_slot
+    from dynia.engine.automation import ChangeRow
 
     project, box = letsencrypt
     box["state"] = state(10)

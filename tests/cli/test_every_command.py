@@ -313,7 +313,7 @@ def readme_commands() -> set[str]:
 
 @covers("edge refresh-ranges")
 def test_edge_refresh_ranges_dry_run_reads_cloudflares_api_and_writes_nothing(cloudflare_api, project):
-    from dynia.edge_ranges import data_path
+    from dynia.operations.edge_ranges import data_path
 
     before = data_path().read_bytes()
     r = dynia("edge", "refresh-ranges", "--dry-run", "--json", env={"CLOUDFLARE_API_URL": cloudflare_api["url"]})

@@ -7,7 +7,7 @@ import typer
 
 from dynia.cli.common import Placement
 from dynia.cli.main import app
-from dynia.spec import Service
+from dynia.spec.model import Service
 
 
 def _params(command, path=("dynia",)):

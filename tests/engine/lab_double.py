@@ -3,7 +3,7 @@
 The Pulumi CLI and provider plugins cannot run here, so this Mocks subclass plays the
 engine for the real phase programs (dynia.stacks) with the local provider:
 
-* `command:local:Command` runs its `create` for real (the lab node up, via dynia.providers.lab);
+* `command:local:Command` runs its `create` for real (the lab node up, via dynia.nodes.lab);
 * `command:remote:Command` runs its `create` over SSH with its `stdin` for real — the apply
   script and bundle reach the lab node exactly as the command provider would send them
   (inputs arrive camelCase; secrets arrive wrapped and are unwrapped here);

@@ -169,7 +169,8 @@ def test_each_command_runs_exactly_its_phases(env, argv, expected):
 
 
 def test_node_commands_edit_the_spec_first(env):
-    from dynia.store import Project, load_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
     assert dynia(env, "cluster", "node", "add", "--cluster", "shop").returncode == 0
     nodes = load_cluster(Project(env["proj"]), "shop").spec.nodes
     assert len(nodes) == 3 and nodes[:2] == ["misty-owl", "brave-panda"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dynia.providers.lab import Lab
+from dynia.nodes.lab import Lab
 from dynia.nodes.push_errors import push_error
 from dynia.stacks import apps, infra, provision
 
@@ -36,7 +36,7 @@ def _provision(root, lab_dir, double):
 
 
 def _lab_cluster(root, lab_dir) -> LabCluster:
-    from dynia.store import Project
+    from dynia.state.store import Project
     return LabCluster(Project(root), Lab.load(lab_dir))
 
 
@@ -131,8 +131,8 @@ def test_failing_service_gate_stops_the_apps_roll_at_that_node(engine_project):
 
 
 def test_node_add_brings_up_the_node_and_every_node_learns_it(engine_project):
-    from dynia.editing import add_node
-    from dynia.store import Project
+    from dynia.spec.editing import add_node
+    from dynia.state.store import Project
 
     root, lab_dir = engine_project
     double = LabEngineDouble()

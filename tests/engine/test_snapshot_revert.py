@@ -8,7 +8,7 @@ revert cannot run there: `dynia state snapshot` is export_stack() and `revert` i
 CLI against a backend holding the stacks' state; LabEngineDouble is a pulumi.runtime.Mocks
 inside one program run, it has no backend and no stack state to export or import. So the
 closest real thing runs the real `dynia state snapshot` / `dynia state revert` commands (the
-real dynia.snapshots, spec restore, Automation API calls) against the recording double of the
+real dynia.operations.snapshots, spec restore, Automation API calls) against the recording double of the
 `pulumi` executable (tests/engine/recording_pulumi_double.py), which records the exports and
 imports, while every node-side effect goes through LabEngineDouble. What revert restores that
 matters for the nodes is the spec: the next sync renders from it.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from dynia.providers.lab import Lab
+from dynia.nodes.lab import Lab
 from dynia.stacks import apps, infra, provision
 
 from ..lab.conftest import LabCluster, eventually, record
@@ -54,7 +54,7 @@ services:
 @pytest.fixture
 def scenario(tmp_path, lab_tools):
     root = tmp_path / "proj"
-    from dynia.store import Project
+    from dynia.state.store import Project
 
     # The lab lives where the local provider looks for it, so dynia's own SSH (verify, the
     # session's live holder) finds its key and host keys.
@@ -91,7 +91,8 @@ def _pulumi_ops(tmp_path) -> list[tuple[str, str]]:
 
 
 def _cluster(root):
-    from dynia.store import Project, load_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     return load_cluster(Project(root), "lab")
 
@@ -100,10 +101,10 @@ def _cache_like_the_engine(root, provision_outputs: dict) -> None:
     """What `dynia up` leaves in .dynia/cache after a successful apply (Engine.cache_outputs and
     cache_applied; LabEngineDouble runs the programs, not the engine): the addresses, the applied
     manifest, and the public facts of the state's certificate (the proposed cache addition)."""
-    from dynia.cache import ClusterCache
-    from dynia.session import render_cluster
-    from dynia.store import write_json
-    from dynia.cache import CERTIFICATE_CACHE
+    from dynia.state.cache import ClusterCache
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import write_json
+    from dynia.state.cache import CERTIFICATE_CACHE
     from dynia.tls import certificate_record
 
     c = _cluster(root)
@@ -120,7 +121,7 @@ def _cache_like_the_engine(root, provision_outputs: dict) -> None:
 def _degraded(root) -> dict:
     from dynia.nodes import facts as F
     from dynia.nodes.gather import gather
-    from dynia.session import targets
+    from dynia.engine.session import targets
 
     answers = gather(targets(_cluster(root)), [F.DEGRADED])
     assert not any(a.error for a in answers.values()), {n: a.error for n, a in answers.items()}
@@ -128,7 +129,7 @@ def _degraded(root) -> dict:
 
 
 def _verify(root) -> dict:
-    from dynia import verify
+    from dynia.operations import verify
 
     checks = verify.verify(_cluster(root))
     return verify.as_json("lab", checks)
@@ -149,7 +150,7 @@ def test_snapshot_bad_config_rolled_back_revert_then_sync_and_the_cluster_verifi
     for phase, module in (("infra", infra), ("apps", apps)):
         assert run_phase(module, lab_inputs(root, lab_dir), phase, double)[1] is None
     _cache_like_the_engine(root, outputs)
-    from dynia.store import Project
+    from dynia.state.store import Project
 
     lc = LabCluster(Project(root), Lab.load(lab_dir))
     assert eventually(lambda: lc.vip_holder() == ["misty-owl"])

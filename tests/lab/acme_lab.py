@@ -1,6 +1,6 @@
 """A real ACME server inside the lab: pebble (RFC 8555 test CA) and pebble-challtestsrv (its DNS).
 
-Both run in a lab client namespace (dynia.providers.lab.Lab.add_client), with an address on the lab bridge (by default
+Both run in a lab client namespace (dynia.nodes.lab.Lab.add_client), with an address on the lab bridge (by default
 the subnet's .200: nodes are .11+, the VIP .100, the gateway .1, and the lab firewall's
 "Cloudflare" stand-in is the subnet's last /28 with its "outsider" just below it
 (dynia.providers.local.lab_edge): pebble connects from an address no rule singles out, as
@@ -14,9 +14,9 @@ through the bridge.
 challtestsrv answers no name by default: the names given to the harness get an A record to
 the VIP (as the records the apps phase made), and any other name has none — as a name bound
 just now has none until its certificate exists. `dns01()` is the stand-in for the zone's DNS
-API (Cloudflare's, dynia.acme_dns.CloudflareZone): it writes TXT records through
+API (Cloudflare's, dynia.acme.dns01.CloudflareZone): it writes TXT records through
 challtestsrv's management API and names the DNS server pebble asks, so the product's own
-DNS-01 code (dynia.acme_dns.Dns01, its propagation wait included) runs against a real DNS
+DNS-01 code (dynia.acme.dns01.Dns01, its propagation wait included) runs against a real DNS
 server and a real CA (tests/challtestsrv.py).
 
 pebble's own listener certificate is a self-signed one generated per run (`ca_bundle`):
@@ -97,7 +97,7 @@ class AcmeLab:
 
     @classmethod
     def for_lab(cls, lab, workdir: Path, names: tuple[str, ...] = ()) -> "AcmeLab":
-        """Beside a dynia.providers.lab.Lab (bring the lab up first); `names` resolve to its VIP."""
+        """Beside a dynia.nodes.lab.Lab (bring the lab up first); `names` resolve to its VIP."""
         return cls(lab, workdir, names=names)
 
     @property
@@ -263,14 +263,14 @@ class AcmeLab:
         manage(self.mgmt, "clear-a", host=host)
 
     def dns01(self, timeout: float = 20.0):
-        """DNS-01 as the product runs it (dynia.acme_dns.Dns01), on challtestsrv's records."""
-        from dynia.acme_dns import Dns01
+        """DNS-01 as the product runs it (dynia.acme.dns01.Dns01), on challtestsrv's records."""
+        from dynia.acme.dns01 import Dns01
 
         return Dns01(ChalltestsrvZone(self.mgmt, (self.ip, DNS_PORT), self.vip), timeout=timeout, interval=0.2)
 
     def txt(self, fqdn: str) -> set[str]:
         """The TXT strings challtestsrv answers for fqdn."""
-        from dynia.acme_dns import txt_values
+        from dynia.acme.dns01 import txt_values
 
         return txt_values(fqdn, self.ip, DNS_PORT)
 

@@ -21,15 +21,16 @@ from pathlib import Path
 import pytest
 
 from dynia import providers
-from dynia.bundle import build_bundles
+from dynia.render.bundle import build_bundles
 from dynia.nodes.payload import Bundle
 from dynia.errors import DyniaError
 from dynia.nodes.push import ApplyResult, Target, push
-from dynia.providers.lab import Lab, missing_tools
-from dynia.render import Rendering
-from dynia.secrets import push_secrets
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.nodes.lab import Lab, missing_tools
+from dynia.render.rendering import Rendering
+from dynia.state.secrets import push_secrets
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from .own_subnet import examples_copy
 
@@ -149,7 +150,7 @@ class LabCluster:
     def cache_as_after_up(self) -> None:
         """What `dynia up`'s provision phase leaves in .dynia/ for a local cluster: the nodes'
         addresses and the SSH identity, so the product's read commands reach these nodes."""
-        from dynia.cache import ClusterCache
+        from dynia.state.cache import ClusterCache
 
         ClusterCache.of(self.cluster()).write_outputs(
             {"nodes": {n.id: {"private_ip": n.ip, "public_ip": n.ip} for n in self.lab.nodes},
@@ -242,7 +243,7 @@ def _lab(tmp_path, **up):
 
 @pytest.fixture
 def lab_cluster(tmp_path, lab_tools) -> LabCluster:
-    """Three nodes that start like fresh droplets (dynia.providers.lab): the packages' default
+    """Three nodes that start like fresh droplets (dynia.nodes.lab): the packages' default
     HAProxy and Caddy running, cloud-init "installing" for the first seconds."""
     with _lab(tmp_path) as lc:
         yield lc

@@ -1,7 +1,7 @@
 """A private container registry on the lab bridge: Debian's `docker-registry` (the CNCF
 distribution registry, 2.8) with htpasswd authentication, behind TLS.
 
-It runs in a lab client namespace (dynia.providers.lab.Lab.add_client; lab.down() removes it
+It runs in a lab client namespace (dynia.nodes.lab.Lab.add_client; lab.down() removes it
 too, should this harness be killed). Its listener certificate is made here (openssl, the
 registry's address as subjectAltName); the lab nodes trust it through
 /etc/containers/certs.d/<host:port>/ca.crt, podman's per-registry trust directory, so every

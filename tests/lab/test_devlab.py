@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from dynia.providers import lab_subnets
-from dynia.providers.lab import Lab
+from dynia.nodes.lab import Lab
 from dynia.providers.local import addresses
-from dynia.store import Project, load_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from .conftest import LabCluster
 from .own_subnet import examples_copy

@@ -3,7 +3,7 @@ exactly that node and kind → repair heals it → drift-check clean, the node's
 render, and the apply reports show that nothing else was reloaded or pushed. Also what leaves
 every file alone: keepalived killed, a service's containers stopped (kind `stopped`).
 
-Runs the product path (dynia.drift.check, dynia.repair.repair) with the cache holding the lab's
+Runs the product path (dynia.operations.drift.check, dynia.operations.repair.repair) with the cache holding the lab's
 outputs and SSH identity, as `dynia up` leaves them: the same targets the CLI reaches.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from dynia import drift, repair
+from dynia.operations import drift, repair
 from dynia.paths import PATHS
 
 from .conftest import LabCluster, eventually, record
@@ -53,7 +53,8 @@ def _record(lc: LabCluster, name: str) -> None:
     from dynia import providers
     from dynia.nodes import facts as F
     from dynia.nodes.push import run
-    from dynia.session import render_cluster, targets
+    from dynia.render.rendered import render_cluster
+    from dynia.engine.session import targets
 
     c = lc.cluster()
     fact = drift.fact_for(render_cluster(c), providers.of(c.spec).profile)

@@ -21,7 +21,7 @@ from dynia import providers
 
 from dynia.paths import PORTS
 from dynia.providers.local import lab_edge, lab_outsider
-from dynia.render import vrid
+from dynia.render.rendering import vrid
 
 from .conftest import eventually
 

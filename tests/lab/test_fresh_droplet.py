@@ -1,4 +1,4 @@
-"""The first push to a node that starts like a fresh droplet (dynia.providers.lab): cloud-init
+"""The first push to a node that starts like a fresh droplet (dynia.nodes.lab): cloud-init
 still installing, then the packages' HAProxy and Caddy running on their default configs (Caddy's
 `:80 { file_server }` holding :80). The first apply must win, and what it promises must hold:
 stats credentials read by HAProxy, the scheme and client address the apps see, retries only for
@@ -10,8 +10,8 @@ import hashlib
 import http.client
 import time
 
-from dynia import secrets
-from dynia.store import write_json
+from dynia.state import secrets
+from dynia.state.store import write_json
 
 from .conftest import INSTALLING_WINDOW, eventually, record
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import signal
 
-from dynia.bundle import build_bundles
-from dynia.editing import bind_route, unbind_route
+from dynia.render.bundle import build_bundles
+from dynia.spec.editing import bind_route, unbind_route
 from dynia.nodes.commands import NodeCommands
 from dynia.paths import PATHS
 from dynia.providers.local import PROFILE
-from dynia.secrets import push_secrets
+from dynia.state.secrets import push_secrets
 
 from .conftest import eventually
 

@@ -12,7 +12,7 @@ import pytest
 from dynia.errors import DyniaError
 from dynia.nodes.push import Target, run
 from dynia.nodes.push_errors import push_error
-from dynia.providers.lab import Lab
+from dynia.nodes.lab import Lab
 from dynia.stacks import infra, provision
 
 from ..engine.lab_double import LabEngineDouble, lab_inputs, run_phase

@@ -3,7 +3,7 @@ and `status` name the image and the container engine's pull error (podman-compos
 line only says that a container it never created was not found)."""
 from __future__ import annotations
 
-from dynia import status as S
+from dynia.operations import status as S
 from dynia.nodes.push_errors import push_error
 
 

@@ -12,7 +12,7 @@ import subprocess
 import time
 import tomllib
 
-from dynia.providers.lab import APP_IMAGE, OVERLAID, STORAGE_CONF, Lab
+from dynia.nodes.lab import APP_IMAGE, OVERLAID, STORAGE_CONF, Lab
 
 from .conftest import record
 from .own_subnet import own_subnet

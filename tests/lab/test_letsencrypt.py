@@ -3,11 +3,11 @@ project's RFC 8555 test CA) validates HTTP-01 through the VIP → HAProxy → th
 and the real phase programs (provision → infra → apps, on LabEngineDouble) push the one
 certificate of the cluster to every node.
 
-The product's own sequence runs: dynia.certs.roll (what `dynia cert provision|renew` call)
-decides whether an order is due, orders (dynia.certs.obtain: key authorizations on every node
-of dynia.session.targets), keeps the new state, then runs provision (which stores it as its
+The product's own sequence runs: dynia.operations.certs.roll (what `dynia cert provision|renew` call)
+decides whether an order is due, orders (dynia.operations.certs.obtain: key authorizations on every node
+of dynia.engine.session.targets), keeps the new state, then runs provision (which stores it as its
 secret `acme` output) and infra (which rolls it node by node). Only the engine is a stand-in:
-`DoubleEngine` runs those phases on LabEngineDouble, as dynia.engine.Engine runs them on Pulumi.
+`DoubleEngine` runs those phases on LabEngineDouble, as dynia.engine.automation.Engine runs them on Pulumi.
 Before the first order the provision phase keeps a self-signed placeholder, so HAProxy binds
 443 and answers the first challenge on 80.
 
@@ -34,7 +34,7 @@ import pytest
 
 from dynia.errors import DyniaError
 from dynia.paths import PATHS
-from dynia.providers.lab import Lab
+from dynia.nodes.lab import Lab
 
 from ..engine.lab_double import CommandFailed, LabEngineDouble, lab_inputs, run_phase
 from .acme_lab import AcmeLab, directory_url
@@ -55,7 +55,7 @@ class Run:
         self.root, self.lab_dir, self.acme_dir, self.output = root, lab_dir, acme_dir, output
         self.references: dict = {}
         self.acme: AcmeLab | None = None
-        self.state = None            # dynia.certs.AcmeState: the provision stack's `acme` output
+        self.state = None            # dynia.operations.certs.AcmeState: the provision stack's `acme` output
         self.pending = False         # an order kept but not yet stored (Engine.acme_pending)
         self.states: list = []       # every state issued, for the secret scan
         self.failures: list[str] = []  # outputs of failed commands (LabEngineDouble.failures)
@@ -65,7 +65,7 @@ class Run:
     def phase(self, module, name: str, check: bool = True):
         """Run one phase program; its exported outputs (check=False: (outputs, the first failed
         command or None))."""
-        from dynia.certs import AcmeState
+        from dynia.operations.certs import AcmeState
 
         double = LabEngineDouble(self.references)
         # As the engine does: the provision stack's own `acme` output goes back in on every run.
@@ -84,13 +84,14 @@ class Run:
         return outputs
 
     def cluster(self):
-        from dynia.store import Project, load_cluster
+        from dynia.state.store import Project
+        from dynia.spec.load import load_cluster
 
         return load_cluster(Project(self.root), "lab")
 
 
 class DoubleEngine:
-    """What dynia.certs.roll uses of dynia.engine.Engine (acme_state, keep_acme, up, cluster),
+    """What dynia.operations.certs.roll uses of dynia.engine.automation.Engine (acme_state, keep_acme, up, cluster),
     with the phases run on LabEngineDouble; a failed push is the engine's typed error."""
 
     def __init__(self, run: Run):
@@ -196,9 +197,9 @@ def _le_run(run: Run):
 
 
 def _roll(run: Run, **kw):
-    """dynia.certs.roll on the lab: (the state in force, why it ordered). pebble's listener is
+    """dynia.operations.certs.roll on the lab: (the state in force, why it ordered). pebble's listener is
     trusted through its own certificate, never by turning verification off."""
-    from dynia import certs
+    from dynia.operations import certs
 
     started = time.monotonic()
     try:
@@ -428,7 +429,7 @@ def test_a_new_domain_is_certified_over_dns01_before_its_record_exists_then_serv
         yield DoubleEngine(run)
 
     monkeypatch.setattr(up_cli, "engine_for", engine_for)
-    monkeypatch.setattr("dynia.certs.default_dns", lambda cluster: zone)
+    monkeypatch.setattr("dynia.operations.certs.default_dns", lambda cluster: zone)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(run.acme.ca_bundle))   # pebble's listener, trusted
     run.lc.edit_spec("domain: api.lab.example", f"domain: {new_name}")
     try:

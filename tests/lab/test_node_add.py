@@ -8,8 +8,9 @@ import time
 import pytest
 
 from dynia.planner import rolling_order
-from dynia.providers.lab import Lab
-from dynia.store import Project, load_cluster
+from dynia.nodes.lab import Lab
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from .conftest import LabCluster, eventually, record, roll
 from .own_subnet import examples_copy

@@ -8,12 +8,12 @@ import time
 import pytest
 
 from dynia import providers
-from dynia.editing import check_removable
+from dynia.spec.editing import check_removable
 from dynia.errors import DyniaError
 from dynia.nodes.commands import NodeCommands
 from dynia.nodes.push import Target
 from dynia.providers import get
-from dynia.session import silence_leaving_node
+from dynia.engine.session import silence_leaving_node
 
 from .conftest import eventually, record, roll
 from .test_node_add import SLOW_PUSH_SECONDS, Watch

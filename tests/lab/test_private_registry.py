@@ -11,10 +11,10 @@ import hashlib
 import json
 import secrets
 
-from dynia import drift as D
+from dynia.operations import drift as D
 from dynia.nodes.push_errors import push_error
 from dynia.paths import PATHS
-from dynia.providers.lab import APP_IMAGE
+from dynia.nodes.lab import APP_IMAGE
 
 from .conftest import eventually
 from .registry_lab import USER, RegistryLab

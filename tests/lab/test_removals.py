@@ -1,6 +1,6 @@
 """Removing a service reaches every node: after `service remove` (the spec edited) the real apps
 program (dynia.stacks.apps on LabEngineDouble, which runs its pushes over SSH) finds the service
-in its stack's last `layers` output, builds the removal bundles itself (dynia.bundle.removal_bundle
+in its stack's last `layers` output, builds the removal bundles itself (dynia.render.bundle.removal_bundle
 through dynia.stacks.pushes) and rolls them node by node. Afterwards nothing is left behind — no
 container of its compose project, no compose file, no route — and Caddy answers 404 for its domain
 while the other services keep answering. Built by the program, not by the test: with the wiring
@@ -37,8 +37,8 @@ def engine_lab(tmp_path, lab_tools):
     """provision → infra → apps of the lab cluster (on a subnet of its own) through the real
     programs; yields the LabCluster, the double (its StackReferences) and the apps stack's
     exported outputs."""
-    from dynia.providers.lab import Lab
-    from dynia.store import Project
+    from dynia.nodes.lab import Lab
+    from dynia.state.store import Project
 
     from .conftest import LabCluster
 

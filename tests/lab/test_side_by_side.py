@@ -10,7 +10,7 @@ import pytest
 
 from dynia.errors import DyniaError
 from dynia.nodes.push import Target, run
-from dynia.providers.lab import Lab, LabError
+from dynia.nodes.lab import Lab, LabError
 
 from .own_subnet import own_subnet
 

@@ -4,7 +4,7 @@ gone is a row with its error (exit 4), never a crash.
 
 The product path runs unchanged: the cluster's cache holds the lab's addresses (what provision
 writes to outputs.json) and the lab provider's SSH identity sits where the local provider reads
-it, so `dynia status` (a subprocess, the real entry point) and `dynia.status.read` go through
+it, so `dynia status` (a subprocess, the real entry point) and `dynia.operations.status.read` go through
 session.targets, the provider's profile and holder, and one parallel SSH round trip per node."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from dynia import status as S
+from dynia.operations import status as S
 from dynia.errors import EXIT_UNHEALTHY
 from dynia.nodes.commands import NodeCommands
 from dynia.providers.local import PROFILE

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from dynia.providers.lab import Lab
-from dynia.store import Project
+from dynia.nodes.lab import Lab
+from dynia.state.store import Project
 
 from .conftest import LabCluster, eventually
 from .test_devlab import devlab, devlab_project, dynia  # noqa: F401 — the fixture is used by name

@@ -10,7 +10,7 @@ import threading
 import time
 
 from dynia.nodes.commands import HAPROXY_TIMING, NodeCommands
-from dynia.providers.lab import APP_IMAGE
+from dynia.nodes.lab import APP_IMAGE
 from dynia.providers.local import PROFILE
 
 from .conftest import eventually, new_visitor, record

@@ -12,11 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dynia.bundle import service_health
+from dynia.render.bundle import service_health
 from dynia.nodes.commands import NodeCommands
 from dynia.providers.digitalocean import PROFILE
-from dynia.render import drain_for
-from dynia.store import Project, load_cluster
+from dynia.render.rendering import drain_for
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from .test_apply_script_local import _file, apply, make_bundle
 

@@ -17,8 +17,9 @@ from dynia.nodes.payload import BOOTSTRAP, Bundle
 from dynia.nodes.commands import NodeCommands
 from dynia.paths import PATHS
 from dynia.providers.local import PROFILE
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from .test_apply_script_local import _file, make_bundle
 

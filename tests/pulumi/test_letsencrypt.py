@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from dynia.acme_client import new_key_pem
-from dynia.certs import AcmeState
+from dynia.acme.client import new_key_pem
+from dynia.operations.certs import AcmeState
 from dynia.errors import DyniaError
 from dynia.stacks import provision
 from dynia.tls import self_signed_pem

@@ -1,4 +1,4 @@
-"""DNS-01 (dynia.acme_dns) and the Cloudflare write path it uses (dynia.providers.cloudflare_api).
+"""DNS-01 (dynia.acme.dns01) and the Cloudflare write path it uses (dynia.providers.cloudflare_api).
 
 Cloudflare is replayed through `opener` (API v4 envelope, as tests/fixtures/cloudflare/README.md
 describes; no network); the propagation wait runs on fake query/clock/sleep, and `txt_values` /
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dynia import acme_dns
-from dynia.acme_dns import CloudflareZone, Dns01, txt_values, wait_visible
+from dynia.acme import dns01 as acme_dns
+from dynia.acme.dns01 import CloudflareZone, Dns01, txt_values, wait_visible
 from dynia.errors import DyniaError
 from dynia.providers.cloudflare_api import CloudflareApi, managed_comment
 

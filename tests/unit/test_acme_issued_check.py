@@ -1,4 +1,4 @@
-"""The CA's answer is checked before anything stores or pushes it (dynia.acme_client.checked_issue):
+"""The CA's answer is checked before anything stores or pushes it (dynia.acme.client.checked_issue):
 the chain parses, the leaf names every requested domain and carries the order's own public key.
 Anything else is a typed `cert` error quoting no PEM."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dynia.acme_client import checked_issue, new_key_pem
+from dynia.acme.client import checked_issue, new_key_pem
 from dynia.errors import DyniaError
 
 NOW = dt.datetime.now(dt.timezone.utc)

@@ -1,4 +1,4 @@
-"""dynia.acme_client.issue against a real ACME server: Debian's pebble (the Let's Encrypt
+"""dynia.acme.client.issue against a real ACME server: Debian's pebble (the Let's Encrypt
 project's RFC 8555 test CA) and pebble-challtestsrv (its DNS, answering every A query with
 127.0.0.1), on loopback with high ports; a tiny HTTP server on pebble's httpPort stands in
 for the nodes (HAProxy → Caddy → the challenge directory)."""
@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from dynia.acme_client import Issued, issue
+from dynia.acme.client import Issued, issue
 from dynia.errors import DyniaError
 
 from ..challtestsrv import running as challtestsrv_running
@@ -168,7 +168,7 @@ def test_issues_a_certificate_for_every_domain_validated_over_http01(pebble):
     domains = ["api.shop.test", "shop.test"]
     issued, account_key, published, withdrawn = run_issue(pebble, domains)
     assert issued.domains == tuple(domains)
-    from dynia.acme_client import certificate_facts
+    from dynia.acme.client import certificate_facts
 
     not_after, names = certificate_facts(issued.fullchain_pem)
     assert sorted(names) == sorted(domains) and not_after == issued.not_after
@@ -249,7 +249,7 @@ def test_the_cli_s_default_verify_trusts_the_ca_bundle_named_by_requests_ca_bund
     assert issued.domains == ("env.shop.test",)
 
 
-# --- DNS-01: the names with no DNS record yet (dynia.acme_dns) --------------------------------------
+# --- DNS-01: the names with no DNS record yet (dynia.acme.dns01) --------------------------------------
 
 def challtestsrv(pebble, what: str, **body) -> None:
     """challtestsrv's record API: set-txt / clear-txt on the DNS server pebble asks."""
@@ -257,7 +257,7 @@ def challtestsrv(pebble, what: str, **body) -> None:
 
 
 def test_a_name_without_a_record_is_validated_over_dns01_beside_an_http01_name_in_the_same_order(pebble):
-    from dynia.acme_dns import txt_values, wait_visible
+    from dynia.acme.dns01 import txt_values, wait_visible
 
     fresh, existing = "fresh.shop.test", "old.shop.test"
     txt_published, txt_withdrawn = [], []
@@ -277,7 +277,7 @@ def test_a_name_without_a_record_is_validated_over_dns01_beside_an_http01_name_i
     asked_before = len(Answers.hosts)
     issued, _key, published, withdrawn = run_issue(pebble, [fresh, existing], dns01=frozenset({fresh}),
                                                    publish_txt=publish_txt, withdraw_txt=withdraw_txt)
-    from dynia.acme_client import certificate_facts
+    from dynia.acme.client import certificate_facts
 
     assert sorted(issued.domains) == sorted([fresh, existing])
     assert sorted(certificate_facts(issued.fullchain_pem)[1]) == sorted([fresh, existing])

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from dynia import secrets
-from dynia.bundle import build_bundles
+from dynia.state import secrets
+from dynia.render.bundle import build_bundles
 from dynia.paths import PATHS
-from dynia.session import render_cluster
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 
 def bundles(project, node, holder=None, edit=None):
@@ -103,7 +104,7 @@ def test_the_trigger_ignores_the_cluster_version_but_not_the_content(project):
 
 
 def test_removed_services_are_the_service_layers_last_applied_that_the_spec_no_longer_names(project):
-    from dynia.bundle import removed_services
+    from dynia.render.bundle import removed_services
     spec = load_cluster(Project(project), "shop").spec
     previous = {"misty-owl": {"infra": {}, "service:web": {}, "service:old": {}},
                 "brave-panda": {"service:gone": {}, "service:api": {}}, "junk": None}
@@ -112,7 +113,7 @@ def test_removed_services_are_the_service_layers_last_applied_that_the_spec_no_l
 
 
 def test_a_removal_bundle_deletes_exactly_the_compose_file_and_route_and_stops_the_project(project):
-    from dynia.bundle import removal_bundle
+    from dynia.render.bundle import removal_bundle
     spec = load_cluster(Project(project), "shop").spec
     b = removal_bundle(spec, "misty-owl", "old", 4)
     assert (b.layer, b.files, b.health, b.config_version) == ("service:old", [], [], 4)

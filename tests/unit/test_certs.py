@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from dynia import certs
-from dynia.acme_client import Issued, new_key_pem
-from dynia.certs import AcmeState, covered_domains, needs_renewal, renewal_reason
+from dynia.operations import certs
+from dynia.acme.client import Issued, new_key_pem
+from dynia.operations.certs import AcmeState, covered_domains, needs_renewal, renewal_reason
 from dynia.errors import DyniaError
-from dynia.store import Project, load_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 from dynia.tls import proxied, self_signed_pem, uses_acme
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
@@ -119,7 +120,7 @@ def _valid_issue(fullchain="-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE
 
 def test_obtain_publishes_on_every_node_with_the_live_holder_withdraws_always_and_keeps_the_account(
         shop, monkeypatch):
-    from dynia import acme_client
+    from dynia.acme import client as acme_client
     from dynia.nodes import challenge
 
     calls = []
@@ -153,7 +154,7 @@ def test_obtain_publishes_on_every_node_with_the_live_holder_withdraws_always_an
 def test_obtain_warns_about_a_node_that_missed_the_answers_or_kept_them(shop, monkeypatch):
     """One node down does not block the order (the holder answers the CA), and token files left
     behind are said, not discarded."""
-    from dynia import acme_client
+    from dynia.acme import client as acme_client
     from dynia.nodes import challenge
 
     monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: "n1")
@@ -178,7 +179,7 @@ def test_obtain_warns_about_a_node_that_missed_the_answers_or_kept_them(shop, mo
 
 
 class FakeDns:
-    """dynia.acme_dns.Dns01's face: which names have a record, what was published, withdrawn."""
+    """dynia.acme.dns01.Dns01's face: which names have a record, what was published, withdrawn."""
 
     def __init__(self, pointing, left=None):
         self.pointing, self.left, self.calls = set(pointing), left or {}, []
@@ -195,7 +196,7 @@ class FakeDns:
 
 
 def test_obtain_sends_names_without_a_record_over_dns01_and_the_rest_over_http01(shop, monkeypatch):
-    from dynia import acme_client
+    from dynia.acme import client as acme_client
     from dynia.nodes import challenge
 
     monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: "n1")
@@ -224,7 +225,7 @@ def test_obtain_sends_names_without_a_record_over_dns01_and_the_rest_over_http01
 
 def test_an_order_all_over_dns01_needs_neither_a_node_nor_the_vip_holder(shop, monkeypatch):
     """A first up: no name has a record yet, so nothing is published on a node."""
-    from dynia import acme_client
+    from dynia.acme import client as acme_client
 
     monkeypatch.setattr("dynia.nodes.gather.vip_holder", lambda targets: pytest.fail("no holder needed"))
 
@@ -277,10 +278,10 @@ def test_the_vip_holder_must_take_the_challenge_the_others_are_best_effort(monke
 # --- status and infra verify show the expiry; verify flags letsencrypt's placeholder -------------
 
 def test_status_shows_the_certificate_expiry_from_the_cache_and_never_a_key(shop):
-    from dynia.cache import ClusterCache
-    from dynia.status import CertificateView, certificate_view
-    from dynia.store import write_json
-    from dynia.cache import CERTIFICATE_CACHE
+    from dynia.state.cache import ClusterCache
+    from dynia.operations.status import CertificateView, certificate_view
+    from dynia.state.store import write_json
+    from dynia.state.cache import CERTIFICATE_CACHE
     from dynia.tls import certificate_record
 
     missing = certificate_view(shop, NOW)
@@ -295,7 +296,7 @@ def test_status_shows_the_certificate_expiry_from_the_cache_and_never_a_key(shop
 
 
 def test_verify_fails_a_node_serving_the_letsencrypt_placeholder():
-    from dynia import verify as V
+    from dynia.operations import verify as V
 
     der_pem = self_signed_pem("example.com").decode()
     from cryptography import x509
@@ -321,7 +322,7 @@ def test_verify_fails_a_node_serving_the_letsencrypt_placeholder():
 def test_the_engine_reads_the_acme_state_back_from_the_provision_stack_once(shop, monkeypatch, mode, stored, expect):
     from dataclasses import replace
 
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     issued = AcmeState(new_key_pem(), self_signed_pem("example.com").decode(),
                        NOW.replace(microsecond=0), ("api.example.com",), STAGING)
@@ -398,7 +399,7 @@ class ConfigStack:
 ])
 def test_the_engine_takes_whichever_of_config_and_output_is_newer(shop, monkeypatch, output_age, config_age,
                                                                   wins, pending):
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     out = _fresh(output_age) if output_age is not None else None
     kept = _fresh(config_age) if config_age != output_age else out
@@ -412,7 +413,7 @@ def test_the_engine_takes_whichever_of_config_and_output_is_newer(shop, monkeypa
 
 def test_an_order_kept_by_one_run_is_the_state_of_the_next_run(shop, monkeypatch):
     """keep_acme writes before provision runs: a new process (the retry) reads it back."""
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     stack = ConfigStack(_fresh(80, 10))
     first = Engine(shop)
@@ -433,7 +434,7 @@ WRONG_PASSPHRASE = ("error: incorrect passphrase, please set PULUMI_CONFIG_PASSP
 def test_a_backend_error_reading_the_saved_order_is_an_engine_error_not_no_order(shop, monkeypatch, fails):
     """Only "configuration key … not found" means no order was kept: a wrong passphrase read as
     "nothing saved" would place a second order (Let's Encrypt allows 5 duplicates a week)."""
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     class Locked(ConfigStack):
         name = "shop-provision"
@@ -460,7 +461,7 @@ def test_a_backend_error_reading_the_saved_order_is_an_engine_error_not_no_order
 
 
 def test_a_damaged_config_copy_is_a_state_error_that_quotes_nothing_of_it(shop, monkeypatch):
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     stack = ConfigStack(None, {"dynia:acme": '{"version": 1, "pem": "-----BEGIN PRIVATE KEY----- secret"}'})
     engine = Engine(shop)
@@ -474,7 +475,7 @@ def test_status_json_with_a_certificate_is_the_documented_document():
     import dataclasses
     import json
 
-    from dynia import status as S
+    from dynia.operations import status as S
     from tests.unit.test_status import _conforms, assemble, recorded
 
     st = assemble(*recorded("lab-applied"))
@@ -488,7 +489,7 @@ def test_status_json_with_a_certificate_is_the_documented_document():
 def test_status_prints_the_certificate_expiry(monkeypatch):
     from typer.testing import CliRunner
 
-    from dynia import status as S
+    from dynia.operations import status as S
     from tests.unit.test_status import _app, _fake_read, assemble, recorded
 
     st = assemble(*recorded("lab-applied"))
@@ -508,9 +509,9 @@ def test_status_prints_the_certificate_expiry(monkeypatch):
 def test_status_warns_at_21_days_left_and_is_unhealthy_at_7(shop, monkeypatch, days, level, code, line):
     from typer.testing import CliRunner
 
-    from dynia import status as S
-    from dynia.cache import CERTIFICATE_CACHE, ClusterCache
-    from dynia.store import write_json
+    from dynia.operations import status as S
+    from dynia.state.cache import CERTIFICATE_CACHE, ClusterCache
+    from dynia.state.store import write_json
     from dynia.tls import certificate_record
     from tests.unit.test_status import _app, _fake_read, assemble, recorded
 
@@ -561,7 +562,7 @@ def test_stale_nodes_names_each_node_serving_another_certificate_or_not_answerin
 def test_switching_an_origin_cluster_to_letsencrypt_is_refused_before_anything_runs(shop, monkeypatch):
     """The provision stack holds an Origin CA certificate and no ACME state: letsencrypt now
     would revoke it and serve the self-signed placeholder behind the proxy (526)."""
-    from dynia.engine import Engine
+    from dynia.engine.automation import Engine
 
     class Origin(ConfigStack):
         def outputs(self):
@@ -582,9 +583,9 @@ def test_switching_an_origin_cluster_to_letsencrypt_is_refused_before_anything_r
 # --- the certificate slot alone (`dynia cert renew` while other changes are pending) -------------
 
 def test_the_certificate_bundle_carries_the_certificate_slot_alone_as_a_partial_infra_push(shop):
-    from dynia.bundle import build_bundles, certificate_bundle
+    from dynia.render.bundle import build_bundles, certificate_bundle
     from dynia.paths import PATHS
-    from dynia.session import render_cluster
+    from dynia.render.rendered import render_cluster
 
     rendering = render_cluster(shop)
     pem = self_signed_pem("example.com").decode()
@@ -599,7 +600,7 @@ def test_the_certificate_bundle_carries_the_certificate_slot_alone_as_a_partial_
 
 
 def test_roll_slot_pushes_in_rolling_order_holder_last_and_stops_at_the_first_failed_node(shop, monkeypatch):
-    from dynia import cert_slot
+    from dynia.operations import cert_slot
     from dynia.nodes.push import ApplyResult, Target
 
     hosts = [Target(n, f"203.0.113.{i}", shop.project.root / "key") for i, n in enumerate(shop.spec.nodes)]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from dynia import compose
-from dynia.isolation import EXCEPTIONS
+from dynia.spec import compose
+from dynia.spec.isolation import EXCEPTIONS
 from dynia.paths import PATHS, NodePaths
-from dynia.spec import validate_spec
+from dynia.spec.model import validate_spec
 
 BASE = {"version": 1, "name": "shop", "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
         "nodes": ["misty-owl", "brave-panda"], "domain": "example.com"}
@@ -154,7 +154,7 @@ def test_the_service_port_published_only_as_udp_is_refused_and_tcp_beside_it_pas
 
 
 def test_no_node_path_of_dynia_lies_under_the_data_root():
-    from dynia.isolation import in_data_root
+    from dynia.spec.isolation import in_data_root
 
     paths = {k: v for k, v in vars(NodePaths()).items() if k != "data_root"}
     assert [k for k, v in paths.items() if in_data_root(v)] == []

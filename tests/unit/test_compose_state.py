@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dynia import compose
-from dynia.spec import validate_spec
-from dynia.store import Project, load_cluster
+from dynia.spec import compose
+from dynia.spec.model import validate_spec
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 NODES2, NODES3 = ["misty-owl", "brave-panda"], ["misty-owl", "brave-panda", "calm-otter"]
 

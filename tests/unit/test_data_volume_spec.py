@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from dynia import compose
-from dynia.bundle import build_bundles
+from dynia.spec import compose
+from dynia.render.bundle import build_bundles
 from dynia.errors import DyniaError
 from dynia.paths import PATHS
-from dynia.session import render_cluster as render
-from dynia.spec import validate_spec
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.spec.model import validate_spec
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = {"size_gb": 10, "mount": "/srv/db"}

@@ -8,7 +8,7 @@ import pytest
 
 from dynia.errors import DyniaError
 from dynia.providers import digitalocean as do
-from dynia.spec import Provider
+from dynia.spec.model import Provider
 from tests.do_replay import CATALOG, Replay
 
 

@@ -14,15 +14,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dynia import drift as D
-from dynia import repair as R
+from dynia.operations import drift as D
+from dynia.operations import repair as R
 from dynia.errors import EXIT_CODES, EXIT_DRIFT, DyniaError
 from dynia.nodes import drift_facts as DF
 from dynia.nodes.gather import NodeFacts
 from dynia.paths import PATHS
-from dynia.secrets import push_secrets
-from dynia.session import render_cluster
-from dynia.store import Project, load_cluster
+from dynia.state.secrets import push_secrets
+from dynia.render.rendered import render_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from ..needs import need
 
@@ -379,7 +380,7 @@ def test_drift_check_command_prints_json_and_exits_with_the_drift_code(project, 
 
 
 def test_drift_check_and_repair_import_no_pulumi():
-    code = ("import sys, dynia.cli.drift, dynia.drift, dynia.repair, dynia.nodes.drift_facts; "
+    code = ("import sys, dynia.cli.drift, dynia.operations.drift, dynia.operations.repair, dynia.nodes.drift_facts; "
             "assert not [m for m in sys.modules if m.split('.')[0] == 'pulumi'], 'pulumi imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -396,7 +397,7 @@ def test_a_node_that_fails_its_gate_stops_the_repair_with_a_health_error(lab, mo
     for n in report.nodes:
         n.applied_record = _record(c, rendering, n.node)
     monkeypatch.setattr(D, "check", lambda cluster, timeout=10.0, holder=None: (report, rendering))
-    monkeypatch.setattr("dynia.session.targets", lambda cluster: [P.Target(n, "192.0.2.1", Path("/k"))
+    monkeypatch.setattr("dynia.engine.session.targets", lambda cluster: [P.Target(n, "192.0.2.1", Path("/k"))
                                                                   for n in c.spec.nodes])
     pushed = []
 
@@ -424,7 +425,7 @@ def test_repair_without_drift_pushes_nothing(lab, monkeypatch):
 
 def test_repair_command_asks_first_and_takes_the_cluster_lock(project, lab, monkeypatch):
     from dynia.cli import drift as cli_drift
-    from dynia.store import cluster_lock
+    from dynia.state.store import cluster_lock
 
     c, rendering = lab
     drifted = _drifted(c, rendering, {NODE: [D.Drift("mode", PATHS.notify, "infra", "x")]})
@@ -618,7 +619,7 @@ def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeyp
         seen.append([f.name for f in facts])
         return {}
 
-    monkeypatch.setattr("dynia.session.reach", lambda cluster: [type("T", (), {"node": NODE})()])
+    monkeypatch.setattr("dynia.engine.session.reach", lambda cluster: [type("T", (), {"node": NODE})()])
     monkeypatch.setattr("dynia.nodes.gather.gather", fake_gather)
     D.check(c)
     assert seen == [["drift", "applied", "vrrp", "running"]]
@@ -653,7 +654,7 @@ def test_drift_check_before_the_first_provision_is_a_state_error_not_unreachable
         def refresh_outputs(self):
             return False
 
-    monkeypatch.setattr("dynia.engine.Engine", NeverProvisioned)
+    monkeypatch.setattr("dynia.engine.automation.Engine", NeverProvisioned)
     with pytest.raises(DyniaError) as exc:
         D.check(c)
     assert exc.value.kind == "state" and "never provisioned" in exc.value.message and "dynia up" in exc.value.hint

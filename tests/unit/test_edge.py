@@ -1,4 +1,4 @@
-"""The edge policy (dynia.edge) as rendered into HAProxy and Caddy: security headers per service,
+"""The edge policy (dynia.render.edge) as rendered into HAProxy and Caddy: security headers per service,
 rate limits, whose CF-Connecting-IP is believed, Authenticated Origin Pulls, the ACME route."""
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from dynia import edge, providers
+from dynia.render import edge
+from dynia import providers
 from dynia.errors import DyniaError
-from dynia.firewall import cloudflare_ranges
+from dynia.render.firewall import cloudflare_ranges
 from dynia.paths import ACME_HOST, ACME_PREFIX, PATHS
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 from dynia.tls import origin_pull_pair
 
 
@@ -168,7 +170,7 @@ def test_origin_mode_requires_the_origin_pull_certificate_except_from_loopback(p
 
 
 def test_the_labs_origin_pull_pair_is_made_once_kept_0600_and_its_ca_fills_the_slot(project, tmp_path):
-    from dynia.secrets import push_secrets
+    from dynia.state.secrets import push_secrets
 
     cluster = load_cluster(Project(project), "lab")
     local = providers.of(cluster.spec)

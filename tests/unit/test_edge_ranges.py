@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dynia import edge_ranges, firewall
+from dynia.operations import edge_ranges
+from dynia.render import firewall
 from dynia.errors import DyniaError
-from dynia.store import Project, load_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cloudflare"
 TODAY = dt.date(2027, 3, 1)

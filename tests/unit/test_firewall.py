@@ -10,11 +10,13 @@ from importlib import resources
 
 import pytest
 
-from dynia import firewall, providers
+from dynia.render import firewall
+from dynia import providers
 from dynia.paths import PATHS
 from dynia.providers.local import lab_edge, lab_outsider
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 
 def _data() -> dict:
@@ -168,8 +170,8 @@ def test_systemd_nodes_get_a_unit_that_loads_only_dynias_table_at_boot_and_the_l
 
 
 def test_the_infra_bundle_validates_loads_gates_and_can_unload_the_firewall(project):
-    from dynia import secrets
-    from dynia.bundle import build_bundles
+    from dynia.state import secrets
+    from dynia.render.bundle import build_bundles
     from dynia.nodes.commands import NodeCommands
 
     cluster = load_cluster(Project(project), "shop")

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from dynia.paths import PATHS, PORTS
-from dynia.render import _environment, _render, default_templates_dir
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendering import _environment, _render, default_templates_dir
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 
 def _global(cfg: str) -> dict[str, str]:

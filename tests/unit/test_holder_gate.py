@@ -1,4 +1,4 @@
-"""The check before DNS (dynia.holder_gate): `judge` on the provider's answer and the nodes' roles,
+"""The check before DNS (dynia.engine.holder_gate): `judge` on the provider's answer and the nodes' roles,
 and `require_master_holds`' loop — when it asks the MASTER to assign again, how long it waits, the
 typed error it raises. The nodes' and the provider's answers are given as Readings (what `read`
 returns); the clock is a counter."""
@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from dynia import holder_gate as G
+from dynia.engine import holder_gate as G
 from dynia.errors import DyniaError
 from dynia.nodes.commands import ASSIGN_RESERVED_IP
 from dynia.nodes.push import Target
-from dynia.status import ReservedIpAssignment
-from dynia.store import Project, load_cluster
+from dynia.operations.status import ReservedIpAssignment
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 VIP = "203.0.113.50"
 REFUSED = ReservedIpAssignment("2026-12-07T22:31:05Z", "refused", "403", "424242001")

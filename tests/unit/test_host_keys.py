@@ -139,7 +139,8 @@ def test_a_push_refused_for_its_host_key_is_a_network_error_not_unreachable():
 # --- the cache: provision's host keys → known_hosts ------------------------------------------
 
 def _cluster(project):
-    from dynia.store import Project, load_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     return load_cluster(Project(project), "shop")
 
@@ -154,8 +155,8 @@ OUTPUTS = {"nodes": {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "
 
 
 def test_the_engine_caches_each_nodes_host_key_and_a_known_hosts_file(project):
-    from dynia.cache import ClusterCache
-    from dynia.engine import Engine
+    from dynia.state.cache import ClusterCache
+    from dynia.engine.automation import Engine
 
     cluster = _cluster(project)
     Engine(cluster).cache_outputs(OUTPUTS)
@@ -167,9 +168,9 @@ def test_the_engine_caches_each_nodes_host_key_and_a_known_hosts_file(project):
 
 
 def test_status_targets_of_a_digitalocean_cluster_verify_with_the_cached_keys(project):
-    from dynia.cache import ClusterCache
-    from dynia.engine import Engine
-    from dynia.session import targets
+    from dynia.state.cache import ClusterCache
+    from dynia.engine.automation import Engine
+    from dynia.engine.session import targets
 
     cluster = _cluster(project)
     Engine(cluster).cache_outputs(OUTPUTS)
@@ -179,7 +180,7 @@ def test_status_targets_of_a_digitalocean_cluster_verify_with_the_cached_keys(pr
 @pytest.mark.parametrize("bad", ["ssh-rsa AAAAB3NzaC1yc2E", KEY_A + "\n198.51.100.99 " + KEY_B,
                                  "@cert-authority * " + KEY_A, KEY_A + " comment"])
 def test_a_host_key_that_is_not_one_ed25519_key_is_refused_before_it_reaches_known_hosts(project, bad):
-    from dynia.cache import ClusterCache
+    from dynia.state.cache import ClusterCache
 
     cluster = _cluster(project)
     data = json.loads(json.dumps(OUTPUTS))
@@ -195,7 +196,7 @@ def test_a_host_key_that_is_not_one_ed25519_key_is_refused_before_it_reaches_kno
 # --- cloud-init installs the key -----------------------------------------------------------
 
 def test_cloud_init_installs_the_given_host_key_and_only_it(tmp_path):
-    from dynia.render import cloud_init
+    from dynia.render.rendering import cloud_init
 
     key = keygen(tmp_path / "host")
     text = cloud_init("shop", "misty-owl", "ubuntu-24-04-x64", (key.read_text(), public(key)))
@@ -207,7 +208,7 @@ def test_cloud_init_installs_the_given_host_key_and_only_it(tmp_path):
 
 
 def test_cloud_init_refuses_anything_but_an_ed25519_key_pair():
-    from dynia.render import cloud_init
+    from dynia.render.rendering import cloud_init
 
     with pytest.raises(DyniaError) as err:
         cloud_init("shop", "misty-owl", "ubuntu-24-04-x64", ("not a key", "ssh-ed25519 AAAA\nruncmd: [evil]"))
@@ -240,7 +241,7 @@ LEGACY = {"misty-owl": {"public_ip": "198.51.100.11", "private_ip": "10.110.0.11
 
 
 def test_a_droplet_made_before_keys_were_pinned_is_never_trusted_silently(project, monkeypatch):
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.engine.automation import PIN_FIRST_USE_ENV, Engine
     from dynia.nodes import push
 
     monkeypatch.delenv(PIN_FIRST_USE_ENV, raising=False)
@@ -254,13 +255,13 @@ def test_a_droplet_made_before_keys_were_pinned_is_never_trusted_silently(projec
 
 
 def test_with_consent_the_key_it_presents_is_pinned_once_and_said_with_its_fingerprint(project, monkeypatch):
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.engine.automation import PIN_FIRST_USE_ENV, Engine
     from dynia.nodes import push
 
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
     asked = []
     monkeypatch.setattr(push, "server_host_key", lambda target: asked.append(target.host) or KEY_A)
-    monkeypatch.setattr("dynia.host_keys._other_host_key_type", lambda host: None)
+    monkeypatch.setattr("dynia.engine.host_keys._other_host_key_type", lambda host: None)
     lines = []
     stack = _Stack(LEGACY)
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack)
@@ -276,7 +277,7 @@ def test_with_consent_the_key_it_presents_is_pinned_once_and_said_with_its_finge
 
 
 def test_a_preview_never_connects_never_fails_and_says_which_nodes_to_pin_and_how(project, monkeypatch, capsys):
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.engine.automation import PIN_FIRST_USE_ENV, Engine
     from dynia.nodes import push
 
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")  # even with consent: a plan makes no first-use connection
@@ -293,7 +294,7 @@ def test_a_preview_never_connects_never_fails_and_says_which_nodes_to_pin_and_ho
 
 @pytest.mark.parametrize("mode", ["none", "destroy"])
 def test_destroy_and_import_neither_demand_nor_read_pins(project, monkeypatch, mode):
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.engine.automation import PIN_FIRST_USE_ENV, Engine
     from dynia.nodes import push
 
     monkeypatch.delenv(PIN_FIRST_USE_ENV, raising=False)
@@ -305,7 +306,7 @@ def test_destroy_and_import_neither_demand_nor_read_pins(project, monkeypatch, m
 
 
 def test_up_pins_the_nodes_that_answer_and_skips_one_that_is_off_with_a_warning(project, monkeypatch):
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine
+    from dynia.engine.automation import PIN_FIRST_USE_ENV, Engine
     from dynia.nodes import push
 
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
@@ -319,13 +320,13 @@ def test_up_pins_the_nodes_that_answer_and_skips_one_that_is_off_with_a_warning(
         return KEY_A
 
     monkeypatch.setattr(push, "server_host_key", read)
-    monkeypatch.setattr("dynia.host_keys._other_host_key_type", lambda host: None)
+    monkeypatch.setattr("dynia.engine.host_keys._other_host_key_type", lambda host: None)
     lines = []
     stack = _Stack(legacy)
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(stack, "up")
     # recorded as not pinned (the all-zero key no sshd presents), never as the state's generated
     # key, which it does not have and which would refuse it for good
-    from dynia.cache import UNPINNED_HOST_KEY
+    from dynia.state.cache import UNPINNED_HOST_KEY
 
     assert json.loads(stack.config["dynia:hostKeys"]) == {"misty-owl": KEY_A, "brave-panda": UNPINNED_HOST_KEY}
     warning = next(line for line in lines if line.startswith("warning: provision: brave-panda not pinned"))
@@ -341,9 +342,9 @@ def test_up_pins_the_nodes_that_answer_and_skips_one_that_is_off_with_a_warning(
 
 
 def test_a_node_recorded_as_not_pinned_is_never_in_known_hosts_and_says_what_to_run(project):
-    from dynia.cache import UNPINNED_HOST_KEY, ClusterCache
-    from dynia.engine import Engine
-    from dynia.session import unpinned
+    from dynia.state.cache import UNPINNED_HOST_KEY, ClusterCache
+    from dynia.engine.automation import Engine
+    from dynia.engine.session import unpinned
 
     cluster = _cluster(project)
     outputs = {**OUTPUTS, "nodes": {**OUTPUTS["nodes"], "brave-panda": {
@@ -356,7 +357,7 @@ def test_a_node_recorded_as_not_pinned_is_never_in_known_hosts_and_says_what_to_
 def test_each_engine_operation_pins_only_on_up(project, monkeypatch):
     """plan (preview) warns, destroy and revert's import never demand pins (a legacy node may be
     off); only `up` pins. The provision stack is a stand-in: what is checked is the mode."""
-    from dynia import engine as E
+    from dynia.engine import automation as E
 
     class Stack:
         def outputs(self):
@@ -388,9 +389,9 @@ def test_an_upgraded_clusters_cache_without_keys_refuses_each_node_saying_exactl
     """A cache written before dynia pinned host keys (no host_key per node, no known_hosts):
     status, drift-check and verify show each node refused with the exact commands, and never
     connect to it (no key would be trusted)."""
-    from dynia.cache import ClusterCache
+    from dynia.state.cache import ClusterCache
     from dynia.nodes import gather as G
-    from dynia.session import targets, unpinned
+    from dynia.engine.session import targets, unpinned
 
     cluster = _cluster(project)
     ClusterCache.of(cluster).write_outputs({"nodes": {n: {k: v for k, v in a.items() if k in ("public_ip", "private_ip")}
@@ -409,7 +410,7 @@ def test_an_upgraded_clusters_cache_without_keys_refuses_each_node_saying_exactl
     rows = G.gather(targets(cluster), [], refused=why)
     assert {n: r.error for n, r in rows.items()} == why
     # once a provision recorded the keys, nothing is refused
-    Engine = __import__("dynia.engine", fromlist=["Engine"]).Engine
+    Engine = __import__("dynia.engine.automation", fromlist=["Engine"]).Engine
     Engine(cluster).cache_outputs(OUTPUTS)
     assert unpinned(cluster) == {}
 
@@ -424,7 +425,7 @@ def test_a_refused_host_key_row_carries_its_hint(sshd, tmp_path):
 
 
 def test_a_node_offering_only_ed25519_needs_no_warning(sshd):
-    from dynia.host_keys import _other_host_key_type
+    from dynia.engine.host_keys import _other_host_key_type
 
     assert _other_host_key_type("127.0.0.1", sshd["port"]) is None
 
@@ -434,14 +435,14 @@ def test_a_legacy_node_also_offering_ecdsa_is_warned_about_with_the_command_that
     """Go's x/crypto/ssh (the push client) lists ECDSA before ed25519: unless the connection
     restricts the algorithms to the pinned key's type, it negotiates ECDSA and refuses the
     pinned ed25519 key. The first-use pin says so, with the fix."""
-    from dynia.engine import PIN_FIRST_USE_ENV, Engine
-    from dynia.host_keys import _other_host_key_type
+    from dynia.engine.automation import PIN_FIRST_USE_ENV, Engine
+    from dynia.engine.host_keys import _other_host_key_type
     from dynia.nodes import push
 
     assert _other_host_key_type("127.0.0.1", sshd["port"]) == "ecdsa-sha2-nistp256"
     monkeypatch.setenv(PIN_FIRST_USE_ENV, "1")
     monkeypatch.setattr(push, "server_host_key", lambda target: KEY_A)
-    monkeypatch.setattr("dynia.host_keys._other_host_key_type",
+    monkeypatch.setattr("dynia.engine.host_keys._other_host_key_type",
                         lambda host: _other_host_key_type("127.0.0.1", sshd["port"]))
     lines = []
     Engine(_cluster(project), on_progress=lines.append).pin_first_use(_Stack(LEGACY), "up")

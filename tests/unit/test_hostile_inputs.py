@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from dynia import compose
+from dynia.spec import compose
 from dynia.errors import DyniaError
-from dynia.spec import ClusterSpec, validate_spec
-from dynia.store import MAX_FLOW_DEPTH, Project, load_cluster, parse_yaml
+from dynia.spec.model import ClusterSpec, validate_spec
+from dynia.state.store import MAX_FLOW_DEPTH, Project, parse_yaml
+from dynia.spec.load import load_cluster
 
 BASE = {"version": 1, "name": "shop", "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
         "nodes": ["misty-owl"], "domain": "example.com"}
@@ -115,7 +116,7 @@ def test_flow_nesting_up_to_the_limit_parses_and_beyond_is_refused():
 
 
 def test_spec_of_exactly_the_size_cap_is_read(project):
-    from dynia.reads import MAX_INPUT_BYTES
+    from dynia.state.reads import MAX_INPUT_BYTES
 
     spec = project / "clusters/shop.yaml"
     text = spec.read_text()
@@ -163,7 +164,7 @@ def _nested(depth: int) -> str:
 
 
 def test_block_nesting_up_to_the_depth_limit_renders_and_beyond_is_refused(tmp_path):
-    from dynia.reads import MAX_DEPTH, too_deep
+    from dynia.state.reads import MAX_DEPTH, too_deep
 
     assert not too_deep(YAML(typ="safe").load(_nested(MAX_DEPTH)))
     assert too_deep(YAML(typ="safe").load(_nested(MAX_DEPTH + 1)))

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from dynia.nodes.payload import BOOTSTRAP
-from dynia.lockout import excluded
+from dynia.render.lockout import excluded
 from dynia.nodes import facts as F
 from dynia.nodes.gather import NodeFacts
 
@@ -62,8 +62,9 @@ def test_narrowed_ranges_list_every_recorded_address_they_exclude_latest_first()
 
 
 def test_the_engine_checks_the_specs_ranges_against_what_the_session_read(project):
-    from dynia.engine import Engine
-    from dynia.store import Project, load_cluster
+    from dynia.engine.automation import Engine
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     spec = project / "clusters/shop.yaml"
     spec.write_text(spec.read_text() + "firewall:\n  admin_ranges: [203.0.113.0/24]\n")
@@ -75,11 +76,12 @@ def test_the_engine_checks_the_specs_ranges_against_what_the_session_read(projec
 
 
 def test_the_plan_shows_each_excluded_address_as_a_lockout_notice(project):
-    from dynia import cache
-    from dynia.lockout import Excluded, notices
-    from dynia.report import markdown, offline_plan
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.state import cache
+    from dynia.render.lockout import Excluded, notices
+    from dynia.plan.report import markdown, offline_plan
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     cluster = load_cluster(Project(project), "shop")
     plan = offline_plan(render_cluster(cluster), cache.applied(cluster), cache.ClusterCache.of(cluster).read_content)
@@ -91,10 +93,12 @@ def test_the_plan_shows_each_excluded_address_as_a_lockout_notice(project):
 def test_up_asks_a_node_that_did_not_answer_once_more_and_stops_before_any_phase(project, monkeypatch):
     import pytest
 
-    from dynia import cache, lockout
-    from dynia.engine import Engine
+    from dynia.state import cache
+    from dynia.render import lockout
+    from dynia.engine.automation import Engine
     from dynia.errors import DyniaError
-    from dynia.store import Project, load_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     cluster = load_cluster(Project(project), "shop")
     cache.ClusterCache.of(cluster).write_outputs({"nodes": {

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from dynia import status as S
+from dynia.operations import status as S
 from dynia.errors import DyniaError
 from dynia.nodes import answers as A
 from dynia.nodes import facts as F
@@ -130,9 +130,10 @@ def test_digitalocean_two_nodes_matching_the_holding_droplet_is_a_conflict(monke
 
 
 def test_drift_check_names_an_unreadable_fact_instead_of_a_clean_bill(project):
-    from dynia import drift as D
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.operations import drift as D
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     c = load_cluster(Project(project), "lab")
     rendering = render_cluster(c)
@@ -149,9 +150,10 @@ def test_drift_check_names_an_unreadable_fact_instead_of_a_clean_bill(project):
 
 
 def test_drift_check_never_compares_against_another_nodes_applied_record(project):
-    from dynia import drift as D
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.operations import drift as D
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     c = load_cluster(Project(project), "lab")
     rendering = render_cluster(c)

@@ -231,7 +231,7 @@ def test_the_removal_names_the_project_the_rendered_compose_file_sets():
 
     import yaml
 
-    from dynia.compose import ComposeInfo, wrapped
+    from dynia.spec.compose import ComposeInfo, wrapped
     from dynia.nodes.commands import compose_project
     info = ComposeInfo(Path("api.yml"), "api.yml", {"services": {"app": {"image": "nginx"}}}, 256, ())
     assert yaml.safe_load(wrapped("api", info))["name"] == compose_project("api") == "dynia-api"
@@ -247,10 +247,11 @@ ROLE_RUNS = {("all", "MASTER"): True, ("all", "BACKUP"): True, ("active-only", "
 @pytest.mark.parametrize("kind", ["digitalocean", "local"])
 @pytest.mark.parametrize("placement", ["all", "active-only", "standby-only"])
 def test_service_bundle_commands_follow_placement_and_role(project, kind, placement):
-    from dynia.bundle import build_bundles
-    from dynia.render import drain_for
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.render.bundle import build_bundles
+    from dynia.render.rendering import drain_for
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     spec = project / "clusters/shop.yaml"
     text = spec.read_text().replace("    domain: api.example.com\n", "" if placement == "standby-only" else

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from dynia import providers
-from dynia.doctor import token_checks
+from dynia.operations.doctor import token_checks
 from dynia.errors import DyniaError
 from dynia.providers.digitalocean import NODE_TOKEN_ENV, NODE_TOKEN_SCOPES, TOKEN_ENV
 

@@ -12,8 +12,9 @@ import pytest
 
 from dynia.nodes import facts as F
 from dynia.paths import PATHS
-from dynia.session import render_cluster
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 FAKE_CURL = """#!/bin/sh
 # metadata: the droplet id; API: the next code from $ANSWERS (one per line), written as -w would

@@ -5,8 +5,9 @@ import pytest
 
 from dynia.phases import changed_phases, with_changed
 from dynia.planner import rolling_order
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 
 def _applied(project) -> dict:

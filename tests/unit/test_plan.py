@@ -5,8 +5,9 @@ import json
 import subprocess
 import sys
 
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 
 def _applied_from_current_render(project) -> dict:
@@ -96,8 +97,9 @@ def test_help_offline_plan_and_the_read_commands_import_no_pulumi_module(project
     # The cache of a provision run on this machine (addresses and pinned host keys): the read
     # commands reach the nodes with it alone (here no node answers: what matters is that they
     # ran without Pulumi). Only a missing or older cache makes them read the state (the engine).
-    from dynia.cache import ClusterCache
-    from dynia.store import Project, load_cluster
+    from dynia.state.cache import ClusterCache
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + "m" * 43
     ClusterCache.of(load_cluster(Project(project), "shop")).write_outputs(

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dynia.cache import CONTENT_DIR, ClusterCache
+from dynia.state.cache import CONTENT_DIR, ClusterCache
 from dynia.errors import DyniaError
-from dynia.session import render_cluster
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from ..golden_files import check_text
 

@@ -9,7 +9,7 @@ import json
 from pulumi.automation.events import EngineEvent
 from rich.console import Console
 
-from dynia.engine import describe_change, preview_rows
+from dynia.engine.automation import describe_change, preview_rows
 
 NODES = ["misty-owl", "brave-panda"]
 SIG = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270"}

@@ -10,17 +10,18 @@ import json
 
 import pytest
 
-from dynia import registries
-from dynia.bundle import build_bundles
+from dynia.state import registries
+from dynia.render.bundle import build_bundles
 from dynia.errors import DyniaError
 from dynia.nodes.commands import NodeCommands
 from dynia.nodes.push_errors import push_error
 from dynia.paths import PATHS
 from dynia.providers.digitalocean import PROFILE as DROPLET
 from dynia.providers.local import PROFILE as LAB
-from dynia.secrets import slot_values
-from dynia.session import render_cluster
-from dynia.store import Project, load_cluster
+from dynia.state.secrets import slot_values
+from dynia.render.rendered import render_cluster
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 TOKEN = "ghp_SECRETREGISTRYTOKEN0123456789"
 REGISTRIES = ("registries:\n"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from dynia.planner import rolling_order
-from dynia.render import write_deploy_config
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendering import write_deploy_config
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from ..golden_files import check_text, check_tree, tree as _tree
 
@@ -27,7 +28,7 @@ def test_render_matches_golden_files(project, tmp_path, name):
 
 @pytest.mark.parametrize("image", ["ubuntu-24-04-x64", "debian-13-x64"])
 def test_cloud_init_of_each_image_matches_its_golden_file_and_carries_no_managed_file(image):
-    from dynia.render import cloud_init
+    from dynia.render.rendering import cloud_init
 
     text = cloud_init("shop", "misty-owl", image)
     check_text(GOLDEN / "cloud-init" / f"shop-misty-owl-{image}.yaml", text, "cloud-init")
@@ -105,7 +106,7 @@ def test_a_routed_service_answers_its_health_check_503_while_its_drain_marker_ex
 
 def test_drain_applies_only_where_another_nodes_copy_takes_the_requests(project):
     from dynia.nodes.commands import HAPROXY_TIMING, Drain
-    from dynia.render import drain_for
+    from dynia.render.rendering import drain_for
 
     shop = load_cluster(Project(project), "shop").spec
     assert drain_for(shop, "api") == Drain(port=8081, health_path="/healthz", ready_timeout=shop.health.timeout,

@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynia.names import node_ids
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 services = st.lists(
     st.tuples(st.sampled_from(["all", "all", "active-only", "standby-only"]), st.booleans()),

@@ -196,7 +196,8 @@ def test_a_holder_whose_shutdown_errored_is_put_back_in_service_before_the_error
 
 
 def test_plan_names_each_node_the_roll_will_resize(project):
-    from dynia.store import Project, load_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     spec = load_cluster(Project(project), "shop").spec
     assert notices(spec, {"misty-owl": spec.provider.size, "brave-panda": spec.provider.size}) == []
@@ -207,8 +208,9 @@ def test_plan_names_each_node_the_roll_will_resize(project):
 
 
 def test_the_gate_command_runs_every_check_and_names_the_first_that_fails(project):
-    from dynia.resize_steps import gate_command
-    from dynia.store import Project, load_cluster
+    from dynia.engine.resize_steps import gate_command
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     spec = load_cluster(Project(project), "shop").spec
     command = gate_command(spec, "brave-panda", "127.0.0.1", as_master=False)
@@ -218,8 +220,9 @@ def test_the_gate_command_runs_every_check_and_names_the_first_that_fails(projec
 
 
 def test_plan_offline_shows_the_resize_from_the_size_the_state_recorded(project, cli):
-    from dynia import cache
-    from dynia.store import Project, load_cluster
+    from dynia.state import cache
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     cluster = load_cluster(Project(project), "shop")
     cache.ClusterCache.of(cluster).write_outputs({"nodes": {
@@ -235,9 +238,10 @@ def test_plan_offline_shows_the_resize_from_the_size_the_state_recorded(project,
 @pytest.mark.parametrize("holder", ["misty-owl", None], ids=["holder-read-live", "holder-unknown"])
 def test_the_engines_roll_resizes_only_what_differs_live_then_refreshes_the_state_and_the_cache(
         project, api, monkeypatch, holder):
-    from dynia import engine as E
-    from dynia import resize_steps
-    from dynia.store import Project, load_cluster
+    from dynia.engine import automation as E
+    from dynia.engine import resize_steps
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     double, timeline = api()
     cluster = load_cluster(Project(project), "shop")
@@ -258,15 +262,16 @@ def test_the_engines_roll_resizes_only_what_differs_live_then_refreshes_the_stat
     b = IDS["brave-panda"]
     assert timeline == [("drain", "brave-panda"), ("api", "shutdown", b), ("api", "resize", b, spec_size, True),
                         ("api", "power_on", b), ("gated", "brave-panda", 3), ("refresh", "provision")]
-    from dynia import cache
+    from dynia.state import cache
     cached = cache.ClusterCache.of(cluster).read_outputs()
     assert cached.nodes["brave-panda"].size == spec_size
 
 
 def test_the_engine_moves_the_vip_from_the_configured_master_when_no_node_said_who_holds_it(project, api, monkeypatch):
-    from dynia import engine as E
-    from dynia import resize_steps
-    from dynia.store import Project, load_cluster
+    from dynia.engine import automation as E
+    from dynia.engine import resize_steps
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     double, timeline = api()
     cluster = load_cluster(Project(project), "shop")

@@ -103,8 +103,9 @@ def test_valid_cache_still_renders_the_cached_addresses(project, cli):
 
 
 def test_provision_outputs_are_checked_before_they_are_cached(project):
-    from dynia.cache import ClusterCache
-    from dynia.store import Project, load_cluster
+    from dynia.state.cache import ClusterCache
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     cache = ClusterCache.of(load_cluster(Project(project), "shop"))
     with pytest.raises(DyniaError) as exc:
@@ -123,8 +124,8 @@ def test_provision_outputs_are_checked_before_they_are_cached(project):
     ["stats-1234", "x" * 24],
 ], ids=["newline-in-password", "space-in-user", "missing-password", "a-list"])
 def test_corrupt_stats_credentials_are_refused_never_pushed(project, content):
-    from dynia import secrets
-    from dynia.store import Project
+    from dynia.state import secrets
+    from dynia.state.store import Project
 
     proj = Project(project)
     proj.ensure_runtime()
@@ -136,8 +137,8 @@ def test_corrupt_stats_credentials_are_refused_never_pushed(project, content):
 
 
 def test_generated_stats_credentials_pass_their_own_check(project):
-    from dynia import secrets
-    from dynia.store import Project
+    from dynia.state import secrets
+    from dynia.state.store import Project
 
     values = secrets.slot_values(Project(project), "shop", None, None)
     assert values["stats_credentials"].count(b"\n") == 2
@@ -169,8 +170,9 @@ def test_addresses_that_would_collide_in_the_rendered_configs_are_refused(projec
 
 
 def test_a_node_added_since_the_last_apply_gets_a_planned_address_no_node_has(project):
-    from dynia import cache
-    from dynia.store import Project, load_cluster
+    from dynia.state import cache
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     # misty-owl was provisioned at the address the plan would give brave-panda (.3).
     (_cache(project) / "outputs.json").write_text(json.dumps(

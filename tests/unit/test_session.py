@@ -11,7 +11,7 @@ from dynia.providers.local import PROFILE
 
 
 def test_keepalived_that_will_not_stop_on_a_leaving_node_is_a_typed_sync_error(monkeypatch):
-    from dynia import session
+    from dynia.engine import session
     from dynia.nodes import push
 
     monkeypatch.setattr(push, "run", lambda target, command: (1, "", "keepalived still running\n"))
@@ -35,7 +35,7 @@ class StateDouble:
         self.cluster, self.outputs, self.reads = cluster, outputs, 0
 
     def refresh_outputs(self) -> bool:
-        from dynia.cache import ClusterCache
+        from dynia.state.cache import ClusterCache
 
         self.reads += 1
         ClusterCache.of(self.cluster).write_outputs(self.outputs)
@@ -50,9 +50,10 @@ class StateDouble:
                for i, n in ((1, "misty-owl"), (2, "brave-panda"))}), "no pinned host keys on this machine"),
 ], ids=["no-cache", "a-node-missing", "no-host-keys"])
 def test_a_missing_or_older_cache_is_read_again_from_the_state_and_a_current_one_is_not(project, cached, why):
-    from dynia import session
-    from dynia.cache import ClusterCache
-    from dynia.store import Project, load_cluster
+    from dynia.engine import session
+    from dynia.state.cache import ClusterCache
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     c = load_cluster(Project(project), "shop")
     if cached is not None:

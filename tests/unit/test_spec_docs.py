@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dynia.spec import ClusterSpec, json_schema, key_table
+from dynia.spec.model import ClusterSpec, json_schema, key_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-START, END = "<!-- spec keys: generated from dynia/spec.py (tests/unit/test_spec_docs.py) -->\n", "<!-- end of spec keys -->"
+START, END = "<!-- spec keys: generated from dynia/spec/model.py (tests/unit/test_spec_docs.py) -->\n", "<!-- end of spec keys -->"
 
 
 def test_readme_key_table_is_the_one_the_field_descriptions_make():
     text = README.read_text()
     table = text.split(START, 1)[1].split(END, 1)[0]
-    assert table == key_table(), "regenerate the README table: python -c 'from dynia.spec import key_table; print(key_table())'"
+    assert table == key_table(), "regenerate the README table: python -c 'from dynia.spec.model import key_table; print(key_table())'"
 
 
 def test_every_field_of_every_model_has_a_description_in_the_schema():

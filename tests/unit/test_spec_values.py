@@ -9,12 +9,15 @@ import re
 
 import pytest
 
-from dynia import certs, edge, headers, reserved
+from dynia.operations import certs
+from dynia.render import edge
+from dynia.spec import headers, reserved
 from dynia.errors import DyniaError
 from dynia.paths import PATHS, compose_project
-from dynia.session import render_cluster as render
-from dynia.spec import validate_spec
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.spec.model import validate_spec
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 BASE = {"version": 1, "name": "shop", "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
         "nodes": ["misty-owl"], "domain": "example.com"}
@@ -188,7 +191,7 @@ def _candidates() -> list[str]:
         words.update(w for w in re.split(r"[/_.]", text) if w)
         words.update(w.removeprefix("dynia-") for w in re.split(r"[/.]", text) if w)
     words.update(p.removeprefix("be_").removeprefix("fe_").replace("_", "-") for p in reserved.own_proxies())
-    from dynia.spec import is_name
+    from dynia.spec.model import is_name
     return sorted(w for w in words if is_name(w))
 
 
@@ -210,9 +213,9 @@ def test_every_reserved_name_candidate_renders_a_collision_exactly_when_it_is_re
     """Each word dynia uses for its own things, as a service of a letsencrypt cluster (be_acme
     exists in that mode), rendered with the reserved check switched off: the names that collide
     with a proxy, a file or a unit of dynia's are exactly the reserved set."""
-    import dynia.spec
+    import dynia.spec.model
 
-    monkeypatch.setattr(dynia.spec, "reserved_service_names", lambda: {})
+    monkeypatch.setattr(dynia.spec.model, "reserved_service_names", lambda: {})
     path = project / "clusters/shop.yaml"
     base = path.read_text().replace("  mode: origin\n", "  mode: letsencrypt\n")
     (project / "services/candidate.yml").write_text('services:\n  app:\n    image: x\n    ports: ["9100:80"]\n')

@@ -100,7 +100,7 @@ def test_an_empty_agent_with_a_protected_key_is_a_typed_error(agent, monkeypatch
 
 
 def test_the_engine_preflight_accepts_an_agent_only_setup(agent, monkeypatch):
-    from dynia import engine
+    from dynia.engine import automation as engine
 
     monkeypatch.setattr(engine, "require_cli", lambda: None)  # the Pulumi CLI is not what is tested here
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test")

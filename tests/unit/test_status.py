@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dynia import status as S
+from dynia.operations import status as S
 from dynia.errors import EXIT_UNHEALTHY, DyniaError
 from dynia.nodes import facts as F
 from dynia.nodes.gather import NodeFacts
@@ -118,9 +118,10 @@ def test_each_unhealthy_condition_of_a_node_is_named_in_the_verdict(change, prob
 
 def test_without_this_machines_apply_record_every_node_must_be_at_the_newest_version_a_node_reports(project):
     # A teammate's checkout: no .dynia/cache, so the render counts from v1 while the nodes run v3.
-    from dynia import cache
-    from dynia.session import render_cluster
-    from dynia.store import Project, load_cluster
+    from dynia.state import cache
+    from dynia.render.rendered import render_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     c = load_cluster(Project(project), "lab")
     rendering = render_cluster(c)
@@ -170,7 +171,7 @@ def test_a_down_server_in_the_serving_haproxy_is_a_problem():
     assert st.problems == ["HAProxy on misty-owl: be_cluster/calm-otter is DOWN (Layer7 wrong status)"]
 
 
-# --- per-service backends (one backend per service, named by dynia.render.backend_name) -----
+# --- per-service backends (one backend per service, named by dynia.render.rendering.backend_name) -----
 
 @pytest.mark.parametrize("backend, service", [
     ("be_api", "api"), ("be_my-app", "my-app"), ("be_any_node", None), ("stats", None), ("be-api", None),
@@ -349,7 +350,7 @@ def _app():
 
 def _fake_read(monkeypatch, st):
     monkeypatch.setattr(S, "read", lambda cluster, *a, **kw: st)
-    monkeypatch.setattr("dynia.store.load_cluster", lambda project, name: type("C", (), {"name": name})())
+    monkeypatch.setattr("dynia.spec.load.load_cluster", lambda project, name: type("C", (), {"name": name})())
     monkeypatch.setattr("dynia.cli.common.cluster_name", lambda ctx, explicit: "lab")
     monkeypatch.setattr("dynia.cli.status.cluster_name", lambda ctx, explicit: "lab")
 
@@ -402,10 +403,10 @@ def test_watch_refreshes_until_interrupted(monkeypatch):
 
 def test_ctrl_c_during_watch_exits_130_through_the_product_entry_point(tmp_path):
     """The real console entry: a KeyboardInterrupt inside the command ends as exit 130."""
-    code = ("import sys, dynia.status as S\n"
+    code = ("import sys, dynia.operations.status as S\n"
             "def boom(*a, **k): raise KeyboardInterrupt\n"
             "S.read = boom\n"
-            "import dynia.store as st; st.load_cluster = lambda p, n: None\n"
+            "import dynia.spec.load as st; st.load_cluster = lambda p, n: None\n"
             "import dynia.cli.status as cs; cs.cluster_name = lambda ctx, e: 'lab'\n"
             "import typer; app = typer.Typer(); cs.register(app); app.command('noop')(lambda: None)\n"
             "import dynia.cli.main as m; m.app = app\n"
@@ -416,7 +417,7 @@ def test_ctrl_c_during_watch_exits_130_through_the_product_entry_point(tmp_path)
 
 
 def test_status_imports_no_pulumi():
-    code = ("import sys, dynia.status, dynia.cli.status;"
+    code = ("import sys, dynia.operations.status, dynia.cli.status;"
             "print(','.join(m for m in sys.modules if m.split('.')[0].startswith('pulumi')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""

@@ -10,7 +10,7 @@ import time
 
 from ruamel.yaml import YAML
 
-from dynia.store import Project, write_atomic
+from dynia.state.store import Project, write_atomic
 
 from ..needs import need, need_tools
 
@@ -26,7 +26,7 @@ def _spec_text(marker: str, size: int) -> str:
 # child that blocks on it never writes at all (seen in CI: 200 kills, not one new spec).
 KILL_LOOP = """
 import json, os, random, signal, sys, time
-from dynia.store import write_atomic
+from dynia.state.store import write_atomic
 path, old, new = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
 write_atomic(path, old)
 # Kills must land across whole write cycles whatever fsync costs on this machine.
@@ -133,7 +133,7 @@ def test_service_add_and_remove_round_trip_the_spec(project, cli):
             "--domain", "extra.example.org", "--health-path", "/ok", "--cluster", "mini")
     assert r.code == 0, r.err
     assert "next: dynia plan --offline --cluster mini" in r.out
-    from dynia.store import load_cluster
+    from dynia.spec.load import load_cluster
     svc = load_cluster(Project(project), "mini").spec.services["extra"]
     assert (svc.port, svc.domain, svc.health_path, svc.placement) == (9200, "extra.example.org", "/ok", "all")
     assert cli("-C", str(project), "service", "remove", "extra", "--cluster", "mini").code == 0
@@ -144,7 +144,7 @@ def test_cluster_init_writes_a_valid_spec_with_stable_two_word_ids_and_private_c
     r = cli("-C", str(tmp_path), "cluster", "init", "blog", "--region", "ams3", "--domain", "blog.example",
             "--nodes", "3")
     assert r.code == 0, r.err
-    from dynia.store import load_cluster
+    from dynia.spec.load import load_cluster
     c = load_cluster(Project(tmp_path), "blog")
     assert len(c.spec.nodes) == 3 and all(n.count("-") == 1 for n in c.spec.nodes)
     from dynia.names import node_ids
@@ -408,7 +408,7 @@ def test_route_edits_keep_a_block_list_and_its_comments(project, cli):
 
 
 def test_service_add_takes_the_domain_option_more_than_once(project, cli):
-    from dynia.store import load_cluster
+    from dynia.spec.load import load_cluster
 
     spec = project / "clusters/mini.yaml"
     (project / "services/extra.yml").write_text('services:\n  extra:\n    image: x\n    ports: ["9200:80"]\n')

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from dynia import drift as D
-from dynia import status as S
+from dynia.operations import drift as D
+from dynia.operations import status as S
 from dynia.cli import common
 from dynia.errors import DyniaError
 from dynia.nodes.gather import NodeFacts
@@ -92,7 +92,7 @@ def test_errors_print_their_message_hint_and_resume_escaped(capsys):
 
 
 def test_markdown_plan_escapes_paths_and_diffs():
-    from dynia.report import markdown
+    from dynia.plan.report import markdown
 
     change = {"path": "/srv/x\x1b[2J", "op": "change", "oldSha256": "a" * 64, "newSha256": "b" * 64,
               "component": "caddy", "detail": None, "secret": False,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dynia import verify as V
+from dynia.operations import verify as V
 from dynia.errors import EXIT_UNHEALTHY, DyniaError
 from dynia.providers.cloudflare_api import CloudflareApi, DnsRecord
 from dynia.tls import certificate_record
@@ -445,7 +445,7 @@ def test_verify_never_opens_tls_to_a_nodes_public_address_it_asks_the_node(proje
     from the operator's machine to public_ip:443 fails on DigitalOcean; the certificate comes
     from the node itself, in the same SSH round trip as the other facts."""
     import dynia.nodes.gather as G
-    import dynia.session as S
+    import dynia.engine.session as S
     from dynia.nodes.gather import NodeFacts
     from dynia.nodes.push import Target
 
@@ -490,7 +490,8 @@ def test_certificate_record_parses_only_the_certificate_of_a_certificate_plus_ke
 
 
 def test_the_states_certificate_comes_from_the_cache_and_a_corrupt_record_says_so(project):
-    from dynia.store import Project, load_cluster
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     cluster = load_cluster(Project(project), "shop")
     info, why = V.read_state_certificate(cluster)
@@ -504,8 +505,9 @@ def test_the_states_certificate_comes_from_the_cache_and_a_corrupt_record_says_s
 
 
 def test_expected_state_comes_from_the_spec_and_the_cache(project):
-    from dynia.cache import ClusterCache
-    from dynia.store import Project, load_cluster
+    from dynia.state.cache import ClusterCache
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     shop = load_cluster(Project(project), "shop")
     with pytest.raises(DyniaError) as exc:
@@ -621,9 +623,10 @@ def test_origin_pull_rows_only_in_origin_mode_and_skipped_for_the_lab():
 
 
 def test_the_origin_pull_certificate_is_cached_from_provisions_public_output(project):
-    from dynia.cache import ClusterCache
-    from dynia.engine import Engine
-    from dynia.store import Project, load_cluster
+    from dynia.state.cache import ClusterCache
+    from dynia.engine.automation import Engine
+    from dynia.state.store import Project
+    from dynia.spec.load import load_cluster
 
     shop = load_cluster(Project(project), "shop")
     pem = (FIXTURES / "origin_pull_state_certificate.pem").read_text()

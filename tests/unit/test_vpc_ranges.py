@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 
 from dynia.errors import DyniaError
 from dynia.providers import digitalocean as do
-from dynia.spec import Provider
+from dynia.spec.model import Provider
 from tests.do_replay import CATALOG, Replay
 
 REPO = Path(__file__).resolve().parents[2]

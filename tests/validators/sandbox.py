@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dynia.paths import PATHS
 from dynia.tls import origin_pull_pair
-from dynia.render import Rendering
+from dynia.render.rendering import Rendering
 
 
 def throwaway_certificate(directory: Path) -> bytes:

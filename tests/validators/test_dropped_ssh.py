@@ -17,7 +17,7 @@ PROBE = r"""
 import json, sys, time
 from pathlib import Path
 from dynia.errors import DyniaError
-from dynia.lockout import require_answers
+from dynia.render.lockout import require_answers
 from dynia.nodes.push import Target
 t = Target("misty-owl", "127.0.0.1", Path("/nonexistent"), port=int(sys.argv[1]))
 started = time.monotonic()
@@ -42,7 +42,7 @@ def _in_netns(rules: str) -> dict:
 
 
 def test_a_node_whose_firewall_drops_ssh_fails_within_the_bound_naming_it_with_the_way_back():
-    from dynia.lockout import PROBE_SECONDS
+    from dynia.render.lockout import PROBE_SECONDS
 
     out = _in_netns("nft add table inet dynia; "
                     "nft add chain inet dynia input '{ type filter hook input priority 0; policy accept; }'; "

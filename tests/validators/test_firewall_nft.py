@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from dynia.paths import PATHS
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from ..needs import need_tools
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from dynia import providers
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from .sandbox import caddy_adapt, lay_out, throwaway_certificate, validate_node
 
@@ -70,7 +71,7 @@ def test_deliberately_broken_template_is_rejected_by_its_validator(project, tmp_
     assert not others, f"breaking {component} should not break {others}"
 
 
-# The edge policy's overrides (dynia.edge): a value HAProxy must not read as `${VAR}` or a comment,
+# The edge policy's overrides (dynia.render.edge): a value HAProxy must not read as `${VAR}` or a comment,
 # a removed default, an added header, a per-service limit and one turned off.
 EDGE_OVERRIDES = {
     "api": ("    headers:\n      X-Frame-Options: DENY\n      Referrer-Policy: null\n"

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from dynia import edge, headers
+from dynia.render import edge
+from dynia.spec import headers
 from dynia.paths import PATHS
-from dynia.session import render_cluster as render
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster as render
+from dynia.state.store import Project
+from dynia.spec.load import load_cluster
 
 from ..unit.test_spec_values import _budget_headers
 from .sandbox import _in_mounts, lay_out, throwaway_certificate
@@ -34,14 +36,14 @@ def _needs_root_and_binaries(root_namespaces):
 
 
 def test_a_service_named_acme_renders_a_config_real_haproxy_rejects(project, tmp_path, monkeypatch):
-    import dynia.spec
+    import dynia.spec.model
 
     path = project / "clusters/shop.yaml"
     path.write_text(path.read_text().replace("  mode: origin\n", "  mode: letsencrypt\n")
                     .replace("  admin:\n", "  acme:\n"))
     with pytest.raises(Exception, match="service name acme is dynia's own"):
         load_cluster(Project(project), "shop")
-    monkeypatch.setattr(dynia.spec, "reserved_service_names", lambda: {})   # as before the rule
+    monkeypatch.setattr(dynia.spec.model, "reserved_service_names", lambda: {})   # as before the rule
     c = load_cluster(Project(project), "shop")
     lay_out(render(c), "misty-owl", tmp_path, throwaway_certificate(tmp_path))
     env = tmp_path / PATHS.haproxy_env.lstrip("/")
@@ -108,7 +110,7 @@ def _statuses(tmp_path: Path, overrides: dict[str, str | None]) -> list[int]:
 
 
 def test_headers_at_the_spec_bound_serve_every_large_answer_and_beyond_it_haproxy_answers_500(tmp_path):
-    from dynia.spec import validate_spec
+    from dynia.spec.model import validate_spec
 
     at = _budget_headers(headers.REWRITE_BUDGET)
     spec = {"version": 1, "name": "shop", "nodes": ["misty-owl"], "domain": "example.com",
