@@ -21,7 +21,7 @@ from .. import providers
 from ..errors import DyniaError
 from ..nodes import facts as F
 from ..nodes.commands import ASSIGN_RESERVED_IP
-from ..operations.status import ReservedIpAssignment, assignment_of, claimed_addresses
+from ..nodes.reserved_ip import ReservedIpAssignment, assignment_of, claimed_addresses
 
 GATHER_TIMEOUT = 5.0   # seconds per node: one small script
 POLL_INTERVAL = 2.0    # between the provider's answers (an assign action completes in seconds)

@@ -88,6 +88,7 @@ from typing import Any
 from ..acme.expiry import expiry_detail, expiry_level
 from ..nodes import facts as F
 from ..nodes.commands import COMPONENTS
+from ..nodes.reserved_ip import ReservedIpAssignment, assignment_of, claimed_addresses
 
 SCHEMA_VERSION = 2
 HTTP_CLASSES = F.HRSP
@@ -100,23 +101,6 @@ class Degraded:
     reason: str | None
     time: str | None
     layer: str | None
-
-
-@dataclass
-class ReservedIpAssignment:
-    time: str | None
-    outcome: str
-    status: str | None
-    droplet: str | None
-
-    @property
-    def failed(self) -> bool:
-        return self.outcome != "assigned"
-
-    def describe(self) -> str:
-        answer = "no answer" if self.status in (None, "000") else f"HTTP {self.status}"
-        return f"{self.outcome} ({answer}" + (f", droplet {self.droplet}" if self.droplet else "") \
-            + f", {self.time or 'time unknown'})"
 
 
 @dataclass
@@ -335,13 +319,6 @@ def _node(node: str, address: str, answer, desired: int, vip: str) -> NodeStatus
                       problems=problems, reserved_ip_assignment=assignment)
 
 
-def assignment_of(fact) -> ReservedIpAssignment | None:
-    """The reserved_ip fact (checked against its model, dynia.nodes.answers) as a row."""
-    if not isinstance(fact, dict) or "outcome" not in fact:
-        return None
-    return ReservedIpAssignment(fact.get("time"), fact["outcome"], fact.get("status"), fact.get("droplet"))
-
-
 def _expected_on(placement: str, node: str, holder: str | None) -> bool:
     if placement == "all":
         return True
@@ -456,24 +433,6 @@ def gather_status_facts(targets, profile, private_ips: dict[str, str], timeout: 
     from ..nodes import gather as G
 
     return G.gather(targets, lambda t: F.status_facts(profile, private_ips[t.node]), timeout, refused=refused)
-
-
-def claimed_addresses(known: dict[str, set[str]], answers: dict) -> tuple[dict[str, set[str]], list[str]]:
-    """(node → its addresses, conflicts): each node's known addresses (the cache: what the
-    provider gave it) plus those read live on its VIP device (nodes that did not answer
-    contribute their known addresses only). A live address that is another node's known one is
-    not taken: it is a conflict, named, for the provider would otherwise match both nodes."""
-    addresses, conflicts = {}, []
-    for node, known_here in known.items():
-        answer = answers.get(node)
-        live = set((answer.facts.get("addresses") or []) if answer is not None and answer.error is None else [])
-        for other, theirs in known.items():
-            taken = sorted(live & set(theirs)) if other != node else []
-            if taken:
-                conflicts.append(f"{node} claims {other}'s address {', '.join(taken)} on its VIP device")
-                live -= set(taken)
-        addresses[node] = set(known_here) | live
-    return addresses, conflicts
 
 
 def holder_of(provider, reserved_ip: str, known: dict[str, set[str]], answers: dict) -> tuple[str | None, str | None]:

@@ -155,7 +155,7 @@ def _holder_rows(e: Expected, o: Observed) -> list[Check]:
 
 
 def _assignment_rows(e: Expected, o: Observed) -> list[Check]:
-    from .status import assignment_of
+    from ..nodes.reserved_ip import assignment_of
 
     if not e.assigns_reserved_ip:
         return [Check("reserved_ip_assignment", e.reserved_ip, "skipped",
@@ -397,7 +397,7 @@ def _provider_holder(provider, e: Expected, answers) -> tuple[str | None, str | 
     on the node's interface), given each node's cached addresses plus those read live on its
     VIP device (Provider.reserved_ip_holder)."""
     from ..errors import DyniaError
-    from .status import claimed_addresses
+    from ..nodes.reserved_ip import claimed_addresses
 
     nodes, conflicts = claimed_addresses({n: set(e.addresses.get(n, ())) for n in e.nodes}, answers)
     if conflicts:
