@@ -10,7 +10,7 @@ import time
 from typing import Callable
 
 from ..errors import DyniaError
-from .digitalocean import api_base, api_get, api_token, decoded, unanswered
+from .do_api import api_base, api_get, api_token, decoded, unanswered
 
 SHUTDOWN_SECONDS = 120.0   # a graceful shutdown, before power_off
 ACTION_SECONDS = 1800.0    # a resize of a large disk takes minutes

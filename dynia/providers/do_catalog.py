@@ -11,7 +11,7 @@ naming what it does offer, with nothing created.
 from __future__ import annotations
 
 from ..errors import DyniaError
-from .digitalocean import api_get
+from .do_api import api_get
 
 SHOWN = 12   # slugs named in a hint
 DROPLET_TYPE = "digitalocean:index/droplet:Droplet"

@@ -8,6 +8,7 @@ import pytest
 
 from dynia.errors import DyniaError
 from dynia.providers import digitalocean as do
+from dynia.providers import do_api
 from dynia.spec.model import Provider
 from tests.do_replay import CATALOG, Replay
 
@@ -15,7 +16,7 @@ from tests.do_replay import CATALOG, Replay
 @pytest.fixture
 def catalog(monkeypatch):
     replay = Replay({"/v2/vpcs": ["vpcs_account"], **CATALOG})
-    monkeypatch.setenv(do.API_URL_ENV, replay.url)
+    monkeypatch.setenv(do_api.API_URL_ENV, replay.url)
     monkeypatch.setenv(do.TOKEN_ENV, "dop_v1_secret")
     yield replay
     replay.close()
@@ -142,13 +143,13 @@ def test_a_connection_reset_once_is_tried_again_and_twice_is_a_network_error(mon
             conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    monkeypatch.setenv(do.API_URL_ENV, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv(do_api.API_URL_ENV, f"http://127.0.0.1:{listener.getsockname()[1]}")
     monkeypatch.setenv(do.TOKEN_ENV, "dop_v1_secret")
     try:
-        assert do.api_get("/regions")["regions"] == []
+        assert do_api.api_get("/regions")["regions"] == []
         resets["left"] = 2
         with pytest.raises(DyniaError) as err:
-            do.api_get("/regions")
+            do_api.api_get("/regions")
         assert err.value.kind == "network" and "dop_v1_secret" not in err.value.message
     finally:
         listener.close()

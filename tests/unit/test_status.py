@@ -20,7 +20,7 @@ from dynia.operations import status as S
 from dynia.errors import EXIT_UNHEALTHY, DyniaError
 from dynia.nodes import facts as F
 from dynia.nodes.gather import NodeFacts
-from dynia.providers import digitalocean, local
+from dynia.providers import digitalocean, do_api, local
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SERVICES = {"web": "all", "api": "all", "admin": "active-only"}
@@ -288,7 +288,7 @@ def _do_answers(monkeypatch, name: str, status: int = 200):
         calls.append((url, headers))
         return status, body
 
-    monkeypatch.setattr(digitalocean, "_http_get", fake)
+    monkeypatch.setattr(do_api, "_http_get", fake)
     monkeypatch.setenv(digitalocean.TOKEN_ENV, "dop_v1_secret")
     return calls
 
@@ -325,7 +325,7 @@ def test_digitalocean_without_a_token_or_network_is_a_typed_error(monkeypatch):
         raise OSError("Name or service not known")
 
     monkeypatch.setenv(digitalocean.TOKEN_ENV, "t")
-    monkeypatch.setattr(digitalocean, "_http_get", unreachable)
+    monkeypatch.setattr(do_api, "_http_get", unreachable)
     with pytest.raises(DyniaError) as exc:
         digitalocean.DigitalOcean().reserved_ip_holder("198.51.100.7", NODES)
     assert exc.value.kind == "network"

@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 
 from dynia.errors import DyniaError
 from dynia.providers import digitalocean as do
+from dynia.providers import do_api
 from dynia.spec.model import Provider
 from tests.do_replay import CATALOG, Replay
 
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def account(monkeypatch):
     replay = Replay({"/v2/vpcs": ["vpcs_page1", "vpcs_page2"], **CATALOG})
-    monkeypatch.setenv(do.API_URL_ENV, replay.url)
+    monkeypatch.setenv(do_api.API_URL_ENV, replay.url)
     monkeypatch.setenv(do.TOKEN_ENV, "dop_v1_secret")
     yield replay
     replay.close()
