@@ -131,18 +131,14 @@ class Local(DropletSizes, Provider):
         import os
 
         from ..errors import DyniaError
-        from ..state.cache import read_json
-        from ..state.store import write_json
         from ..tls import origin_pull_pair
 
-        path = project.secrets_path(cluster, "origin-pull")
-        shown = os.path.relpath(path, project.root)
+        shown = os.path.relpath(project.secrets_path(cluster, "origin-pull"), project.root)
         fix = f"delete {shown}: the lab makes a new pair and the next push trusts it"
-        data = read_json(path, shown, fix, limit=64 * 1024)
+        data = project.read_secret_json(cluster, "origin-pull", fix, limit=64 * 1024)
         if data is None:
             data = origin_pull_pair(cluster)
-            project.ensure_runtime()
-            write_json(path, data, mode=0o600)
+            project.write_secret_json(cluster, "origin-pull", data)
         if not (isinstance(data, dict) and all(isinstance(data.get(k), str) and "-----BEGIN " in data[k]
                                                for k in ("ca", "certificate", "private_key"))):
             raise DyniaError("state", f"{shown} is corrupt (expected ca, certificate and private_key PEM)", fix)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import state_error
 from ..names import NODE_ID
 from ..tls import CertInfo
-from .store import write_json
+from .store import read_json, write_json
 
-MAX_BYTES = 4 * 1024 * 1024  # five nodes' manifests are a few KiB
 # content/<sha256>: the last applied bytes of each non-secret file, so the plan shows line
 # diffs. A rendered file is a config or a wrapped compose file (compose inputs are capped at
 # 1 MiB); the whole store is what is applied now, stored once per distinct content.
@@ -137,31 +135,6 @@ def _problem(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     return f"{where}: {err['msg'].removeprefix('Value error, ')}"
-
-
-def read_json(path: Path, shown: str, fix: str, limit: int = MAX_BYTES) -> Any | None:
-    """A runtime JSON file, or None when it does not exist; anything unreadable is a state error."""
-    import stat as st
-
-    try:
-        mode = path.stat().st_mode
-        if st.S_ISDIR(mode):
-            raise IsADirectoryError
-        if not st.S_ISREG(mode):  # /dev/zero never ends, a FIFO blocks: neither is ours
-            raise state_error(f"{shown} is not a regular file", fix)
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise state_error(f"{shown} is larger than {limit // 1024} KiB", fix)
-        return json.loads(data.decode("utf-8"))
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise state_error(f"{shown} is a directory, not a file", fix) from None
-    except PermissionError:
-        raise state_error(f"{shown} cannot be read (permission denied)", "check its owner and mode") from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise state_error(f"{shown} is not valid JSON", fix) from None
 
 
 def _validated(model: type[BaseModel], data: Any, shown: str, fix: str):

@@ -20,6 +20,8 @@ from ..errors import config_error, state_error
 from ..names import NAME_RULE, is_name
 from .reads import MAX_FLOW_DEPTH, flow_depth, read_input, too_deep
 
+MAX_BYTES = 4 * 1024 * 1024  # five nodes' manifests are a few KiB
+
 
 def check_cluster_name(name: Any) -> str:
     """Every path built from a cluster name goes through here first: `--cluster ../../x`
@@ -67,6 +69,16 @@ class Project:
         """secrets_path(cluster, kind) := data, owner-only (0600), written atomically."""
         self.ensure_runtime()
         write_atomic(self.secrets_path(cluster, kind), data, mode=0o600)
+
+    def write_secret_json(self, cluster: str, kind: str, data: Any) -> None:
+        """write_secret, as JSON (write_json)."""
+        self.ensure_runtime()
+        write_json(self.secrets_path(cluster, kind), data, mode=0o600)
+
+    def read_secret_json(self, cluster: str, kind: str, fix: str, limit: int) -> Any | None:
+        """secrets_path(cluster, kind) as JSON (read_json), None when it does not exist."""
+        path = self.secrets_path(cluster, kind)
+        return read_json(path, os.path.relpath(path, self.root), fix, limit=limit)
 
     def lock_path(self, cluster: str) -> Path:
         return self.runtime / "locks" / f"{check_cluster_name(cluster)}.lock"
@@ -185,6 +197,31 @@ def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None
 
 def write_json(path: Path, data: Any, mode: int | None = None) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
+
+
+def read_json(path: Path, shown: str, fix: str, limit: int = MAX_BYTES) -> Any | None:
+    """A runtime JSON file, or None when it does not exist; anything unreadable is a state error."""
+    import stat as st
+
+    try:
+        mode = path.stat().st_mode
+        if st.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not st.S_ISREG(mode):  # /dev/zero never ends, a FIFO blocks: neither is ours
+            raise state_error(f"{shown} is not a regular file", fix)
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise state_error(f"{shown} is larger than {limit // 1024} KiB", fix)
+        return json.loads(data.decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise state_error(f"{shown} is a directory, not a file", fix) from None
+    except PermissionError:
+        raise state_error(f"{shown} cannot be read (permission denied)", "check its owner and mode") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise state_error(f"{shown} is not valid JSON", fix) from None
 
 
 # --- the cluster lock ----------------------------------------------------------------------
