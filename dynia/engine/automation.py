@@ -646,7 +646,7 @@ class Engine:
         from ..planner import rolling_order
         from ..resize import pending, roll
         from .resize_steps import SshNodeSteps
-        from .session import targets
+        from .targets import targets
 
         power = providers.of(self.cluster.spec).power()
         nodes = provision.get("nodes") or {}
@@ -674,7 +674,7 @@ class Engine:
         """A node that did not answer the session's read and drops SSH silently (a narrowed
         firewall.admin_ranges) stops the run within lockout.PROBE_SECONDS, before any push."""
         from ..render.lockout import require_answers
-        from .session import targets
+        from .targets import targets
 
         require_answers(targets(self.cluster), {n for n, a in self.answers.items() if a.error})
 
@@ -690,9 +690,10 @@ class Engine:
         the cluster's health timeout; a typed `provider` error otherwise, before any DNS record."""
         from ..state.cache import ClusterCache
         from .holder_gate import require_master_holds
-        from .session import reach, unpinned
+        from .targets import refresh_if_stale, targets, unpinned
 
-        nodes = reach(self.cluster, engine=self)   # this machine's cache, else the provision state's outputs
+        refresh_if_stale(self.cluster, lambda: self)   # this machine's cache, else the provision state's outputs
+        nodes = targets(self.cluster)
         outputs = ClusterCache.of(self.cluster).read_outputs()
         if outputs is None or not nodes:
             return  # never provisioned: the apps phase has no address to point DNS at either
