@@ -286,9 +286,7 @@ def markdown(plan: dict) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in _guard_rows(plan)]
     if plan.get("resources"):
         lines += ["", "#### Engine preview", "", "| phase | node | resource | op | changed |", "|---|---|---|---|---|"]
-        from ..engine.automation import (
-            describe_change,  # pure formatting; imports no Pulumi
-        )
+        from ..engine.automation import describe_change  # pure formatting; imports no Pulumi
 
         def cell(text: str) -> str:  # values are engine text: keep the table's pipes and tags intact
             return text.replace("|", "\\|").replace("<", "&lt;")
