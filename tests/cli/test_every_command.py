@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .test_console_script import dynia
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
 COVERED: dict[str, list[str]] = {}
 
 

@@ -627,15 +627,15 @@ def test_roll_slot_pushes_in_rolling_order_holder_last_and_stops_at_the_first_fa
     assert err.value.resume == "dynia cert renew --cluster shop" and "nothing is ordered again" in err.value.hint
 
 
-def test_the_readmes_scheduled_renewal_job_runs_cert_renew_and_holds_no_secret():
-    """The README's GitHub Actions example: valid YAML, scheduled, one `dynia cert renew` step, and
+def test_the_docs_scheduled_renewal_job_runs_cert_renew_and_holds_no_secret():
+    """The GitHub Actions example of docs/tls.md: valid YAML, scheduled, one `dynia cert renew` step, and
     every credential it passes is a reference to the repository's secrets, never a value."""
     import re
     from pathlib import Path
 
     from ruamel.yaml import YAML
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "tls.md").read_text()
     block = text.split("# .github/workflows/dynia-cert-renew.yml\n", 1)[1].split("```", 1)[0]
     job = YAML(typ="safe").load(block)
     assert job["on"]["schedule"][0]["cron"]

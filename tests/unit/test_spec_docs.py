@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dynia.spec.model import ClusterSpec, json_schema, key_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "spec.md"
 START, END = "<!-- spec keys: generated from dynia/spec/model.py (tests/unit/test_spec_docs.py) -->\n", "<!-- end of spec keys -->"
 
 
