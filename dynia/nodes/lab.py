@@ -393,20 +393,6 @@ class Lab:
             lines.append(f"{node.ip} {pub[0]} {pub[1]}")
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
-    def wait_ssh(self, timeout: float = 10) -> None:
-        import socket
-
-        deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            while True:
-                try:
-                    socket.create_connection((node.ip, 22), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise LabError(f"sshd on {node.id} ({node.ip}) did not come up")
-                    time.sleep(0.05)
-
     # --- client namespaces ----------------------------------------------------------------
 
     def add_client(self, name: str, ip: str) -> LabClient:
@@ -434,11 +420,6 @@ class Lab:
             self.remove_client(name)
             raise
         return client
-
-    def client_argv(self, name: str) -> list[str]:
-        """Prefix that runs a program inside the client's network namespace."""
-        client = next(c for c in self.clients if c.name == name)
-        return ["ip", "netns", "exec", client.netns]
 
     def remove_client(self, name: str) -> None:
         for client in [c for c in self.clients if c.name == name]:

@@ -46,13 +46,6 @@ def lab_edge(subnet: str) -> tuple[str, str]:
     return gateway, str(last)
 
 
-def lab_outsider(subnet: str) -> str:
-    """An address of the lab subnet outside every range the lab firewall allows: two below the
-    "Cloudflare" range (no node, VIP or gateway address either)."""
-    _, cloudflare = lab_edge(subnet)
-    return str(ipaddress.ip_network(cloudflare).network_address - 2)
-
-
 def lab_host_key(lab_dir: str, ip: str) -> str | None:
     """The host key the lab recorded for the node at `ip` (the lab's known_hosts: "ip type key"),
     None when the lab has none for it."""

@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 
 from ..challtestsrv import ChalltestsrvZone, a_records, manage
+from .lab_helpers import client_argv
 
 PEBBLE = "/usr/bin/pebble"
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
@@ -175,7 +176,7 @@ class AcmeLab:
         log = open(self.workdir / f"{name}.log", "ab")
         try:
             self.procs[name] = subprocess.Popen(
-                [*self.lab.client_argv(CLIENT), *argv], stdin=subprocess.DEVNULL, stdout=log,
+                [*client_argv(self.lab, CLIENT), *argv], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True)
         finally:
             log.close()

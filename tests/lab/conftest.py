@@ -32,6 +32,7 @@ from dynia.render.rendered import render_cluster as render
 from dynia.state.store import Project
 from dynia.spec.load import load_cluster
 
+from .lab_helpers import wait_ssh
 from .own_subnet import examples_copy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,7 +236,7 @@ def _lab(tmp_path, **up):
         lab = Lab.plan(tmp_path / "lab", c.spec.provider.vpc_ip_range, c.spec.nodes)
         try:
             lab.up(**up)
-            lab.wait_ssh()
+            wait_ssh(lab)
             yield LabCluster(project, lab)
         finally:
             lab.down()

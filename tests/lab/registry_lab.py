@@ -22,6 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .lab_helpers import client_argv
+
 REGISTRY = "/usr/bin/docker-registry"
 PORT = 5000
 HOST_INDEX = 179  # the registry's host on the lab subnet: no node (.11+), VIP (.100), pebble (.200) or edge (last /28)
@@ -78,7 +80,7 @@ class RegistryLab:
             self.lab.add_client(CLIENT, self.ip)
             log = open(self.workdir / "registry.log", "ab")
             try:
-                self.proc = subprocess.Popen([*self.lab.client_argv(CLIENT), REGISTRY, "serve",
+                self.proc = subprocess.Popen([*client_argv(self.lab, CLIENT), REGISTRY, "serve",
                                               str(self.workdir / "config.yml")],
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True)

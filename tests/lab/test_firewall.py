@@ -20,10 +20,11 @@ import pytest
 from dynia import providers
 
 from dynia.paths import PORTS
-from dynia.providers.local import lab_edge, lab_outsider
+from dynia.providers.local import lab_edge
 from dynia.render.rendering import vrid
 
 from .conftest import eventually
+from .lab_helpers import client_argv, lab_outsider
 
 
 CONNECT_TIMEOUT = 1.5  # s: a dropped SYN is never answered; each probe gives up after this
@@ -107,7 +108,7 @@ def firewalled_lab(lab_cluster):
 
 
 def _in(lc, client: str, script: str, *args: str, timeout: float = 30) -> str:
-    proc = subprocess.run([*lc.lab.client_argv(client), sys.executable, "-c", script, *args],
+    proc = subprocess.run([*client_argv(lc.lab, client), sys.executable, "-c", script, *args],
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()

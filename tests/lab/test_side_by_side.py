@@ -12,6 +12,7 @@ from dynia.errors import DyniaError
 from dynia.nodes.push import Target, run
 from dynia.nodes.lab import Lab, LabError
 
+from .lab_helpers import wait_ssh
 from .own_subnet import own_subnet
 
 NODES = ["misty-owl", "brave-panda"]
@@ -22,7 +23,7 @@ def _bare_lab(stack: ExitStack, lab_dir) -> Lab:
     lab = Lab.plan(lab_dir, subnet, NODES)
     stack.callback(lab.down)
     lab.up(with_apps=False, fresh=False)
-    lab.wait_ssh()
+    wait_ssh(lab)
     return lab
 
 

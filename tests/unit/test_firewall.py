@@ -13,7 +13,8 @@ import pytest
 from dynia.render import firewall
 from dynia import providers
 from dynia.paths import PATHS
-from dynia.providers.local import lab_edge, lab_outsider
+from dynia.providers.local import lab_edge
+from tests.lab.lab_helpers import lab_outsider
 from dynia.render.rendered import render_cluster as render
 from dynia.state.store import Project
 from dynia.spec.load import load_cluster
