@@ -18,6 +18,8 @@ from ..errors import DyniaError
 from ..nodes.push_errors import push_error, typed_diagnostic
 from ..phases import PHASES, phase_of
 from ..spec.load import Cluster
+from .acme_store import ACME_CONFIG, AcmeStore
+from .failures import backend_error, pulumi_failed
 from .host_keys import PIN_FIRST_USE_ENV, pin_first_use
 
 # 3.112: a failed update keeps the outputs the program did not register (pulumi/pulumi#14621);
@@ -280,22 +282,6 @@ def require_cli():
                          f"upgrade it to v{MIN_CLI} or newer: pulumi self-update") from None
 
 
-ACME_CONFIG = "dynia:acme"  # the provision stack's config: an order not yet stored (Engine.keep_acme)
-
-
-def origin_to_letsencrypt(cluster: str) -> DyniaError:
-    """A cluster provisioned in origin mode (its provision stack holds an Origin CA certificate
-    and no ACME state) whose spec now says letsencrypt. Refused before anything runs: provision
-    would delete (revoke) the Origin CA certificate and infra push the self-signed placeholder
-    while the records are still proxied — Cloudflare answers 526 to every visitor until the
-    first order, which itself needs the DNS-only records that only the apps phase makes."""
-    return DyniaError("config", f"{cluster} was provisioned with tls.mode origin and its spec now says letsencrypt: "
-                      "switching in place would revoke the Origin CA certificate and serve a self-signed "
-                      "placeholder behind Cloudflare's proxy (HTTP 526 for every visitor) until the first order",
-                      f"set tls.mode back to origin for {cluster}; to move to Let's Encrypt, create a new cluster "
-                      "with tls.mode letsencrypt, move the services to it, then destroy this one")
-
-
 class Engine:
     def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None,
                  read_only: bool = False, answers: dict | None = None):
@@ -310,12 +296,7 @@ class Engine:
         self.watcher = None
         self._command = None
         self._stats: dict | None = None
-        self._acme = None          # dynia.acme.state.AcmeState: read once (acme_state), or set after an order
-        self._acme_read = False
-        # the provision stack's config dynia:acme is set (an order not yet stored, or a by-hand
-        # copy): removed once a provision run has exported the state (Engine.up)
-        self._acme_config = False
-        self._acme_pending = False  # the state in force is an order the acme output does not hold yet
+        self.acme = AcmeStore(self)  # tls.mode letsencrypt's state, where it is kept (acme_store)
         self._previous: dict[str, dict | None] = {}
         self._stacks: dict[str, object] = {}
 
@@ -347,7 +328,7 @@ class Engine:
                            lab_dir=str(lab_dir) if lab_dir else "",
                            provider_token=pulumi.Output.secret(token) if token else None,
                            stats_credentials=pulumi.Output.secret(self._stats) if self._stats else None,
-                           acme=pulumi.Output.secret(self._acme.to_dict()) if self._acme else None,
+                           acme=pulumi.Output.secret(self.acme.state.to_dict()) if self.acme.state else None,
                            previous_layers=self._previous.get(phase) if phase else None)
 
     def stack(self, phase: str):
@@ -404,99 +385,21 @@ class Engine:
         return self._stats
 
     def acme_state(self):
-        """tls.mode letsencrypt's state (dynia.acme.state.AcmeState), kept with the cluster's state: the
-        provision stack's secret `acme` output, read back here and passed in on every run so the
-        account and the certificate are never lost — or, when newer (a later `issued_at`), the
-        stack's secret config dynia:acme: an order kept there (keep_acme) by a run whose
-        provision then failed, reused rather than ordered again. A stale config (older than the
-        output, e.g. a by-hand copy that outlived a renewal) never wins. None in origin mode
-        when none was kept. In letsencrypt mode before the first order: a self-signed
-        placeholder, made once (provision then keeps it) — HAProxy cannot bind 443 without a
-        certificate, and the first HTTP-01 validation needs HAProxy up on port 80."""
-        from ..acme.state import AcmeState, newer, placeholder_state
-        from ..tls import uses_acme
-
-        if not self._acme_read:
-            stack = self.stack("provision")
-            stored = self._output(stack, "acme")
-            output = AcmeState.from_dict(stored) if stored is not None else None
-            # origin mode orders nothing, so keeps no order there (and skips a Pulumi CLI call)
-            kept = self._configured_acme(stack) if uses_acme(self.cluster.spec.tls.mode) else None
-            self._acme_config = kept is not None
-            self._acme_pending = kept is not None and newer(kept, output)
-            self._acme = kept if self._acme_pending else output
-            if self._acme is None and uses_acme(self.cluster.spec.tls.mode):
-                if self._output(stack, "originPem") is not None:
-                    raise origin_to_letsencrypt(self.cluster.name)
-                self._acme = placeholder_state(self.cluster.spec)
-            self._acme_read = True
-        return self._acme
+        """tls.mode letsencrypt's state in force (dynia.acme.state.AcmeState; dynia.engine.acme_store)."""
+        return self.acme.current()
 
     def acme_pending(self) -> bool:
         """The state in force is an order kept in the stack's config that no provision has
         stored yet: the next provision stores it, infra rolls it — nothing is ordered again."""
-        self.acme_state()
-        return self._acme_pending
+        self.acme.current()
+        return self.acme.pending
 
     def keep_acme(self, state) -> None:
-        """A freshly ordered certificate, made durable before anything else runs: written to the
-        provision stack's secret config dynia:acme (a failed or interrupted provision must not
-        lose it — Let's Encrypt allows 5 duplicate certificates a week), then stored as the
-        `acme` output by the next provision and pushed by the next infra run."""
-        import json
-
-        from pulumi.automation import ConfigValue
-
-        self._acme, self._acme_read, self._acme_pending = state, True, True
-        try:
-            self.stack("provision").set_config(ACME_CONFIG, ConfigValue(json.dumps(state.to_dict()), secret=True))
-        except DyniaError:
-            raise
-        except Exception as exc:
-            raise DyniaError("state", f"the certificate just ordered for {', '.join(state.domains)} could not be "
-                             f"kept in the provision stack's config ({exc.__class__.__name__})",
-                             "check the Pulumi backend and the passphrase; the next `dynia cert renew` orders "
-                             "again (the account key is lost with it on a first order)") from None
-        self._acme_config = True
-
-    @staticmethod
-    def _configured_acme(stack):
-        """The provision stack's config dynia:acme (checked; a damaged one is a `state` error),
-        None when unset."""
-        import json
-
-        from ..acme.state import AcmeState
-
-        try:
-            value = stack.get_config(ACME_CONFIG)
-        except Exception as exc:
-            # Unset is the one answer that means "no order kept"; anything else (a wrong
-            # passphrase, an unreachable backend) read as unset would order a second certificate.
-            if _NO_CONFIG_KEY.search(getattr(exc, "stderr", "") or str(exc)):
-                return None
-            raise backend_error(stack, exc) from None
-        text = getattr(value, "value", None)
-        shown = "the provision stack's config dynia:acme"
-        try:
-            data = json.loads(text) if isinstance(text, str) else None
-        except ValueError:
-            data = None
-        return AcmeState.from_dict(data, shown)
+        """A freshly ordered certificate, made durable before anything else runs (AcmeStore.keep)."""
+        self.acme.keep(state)
 
     def _forget_acme_config(self, stack) -> None:
-        """After a provision run exported the state in force: the config copy is either that
-        same state or older, and an older one must never come back (acme_state would ignore it,
-        a by-hand `pulumi up` would not)."""
-        if not self._acme_config:
-            return
-        try:
-            stack.remove_config(ACME_CONFIG)
-        except Exception as exc:
-            self.on_progress(f"provision: could not remove the stack config {ACME_CONFIG} "
-                             f"({exc.__class__.__name__}); remove it: pulumi config rm --stack "
-                             f"{self.cluster.name}-provision {ACME_CONFIG}")
-            return
-        self._acme_config = self._acme_pending = False
+        self.acme.forget_config(stack)
 
     def refresh_outputs(self) -> bool:
         """The cache's node addresses, pinned host keys and certificate facts from the provision
@@ -808,28 +711,6 @@ class Engine:
             rendering=rendering)  # the contents and slots of the layers pushed: the next plan's line diffs
 
 
-def pulumi_failed(what: str, exc: Exception, resume: str | None = None) -> DyniaError:
-    """A `pulumi` subprocess that failed (the SDK's CommandError): an engine error with the
-    CLI's last word, never an internal error."""
-    text = getattr(exc, "stderr", "") or str(exc)
-    # The SDK's CommandError reads "code: N / stdout: … / stderr: …": the CLI's words are the last.
-    text = text.rsplit("\n stderr: ", 1)[-1]
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return DyniaError("engine", f"{what} failed: {lines[-1] if lines else exc.__class__.__name__}",
-                      "--debug prints the engine's full output and logs it", resume)
-
-
-_NO_CONFIG_KEY = re.compile(r"configuration key '[^']*' not found")
-
-
-def backend_error(stack, exc: Exception) -> DyniaError:
-    """A stack's state that could not be read (a wrong passphrase, a backend out of reach)."""
-    err = pulumi_failed(f"reading the state of stack {getattr(stack, 'name', '?')}", exc)
-    err.hint = ("PULUMI_CONFIG_PASSPHRASE must be the passphrase the state was made with, and the backend "
-                f"(spec backend / PULUMI_BACKEND_URL) reachable; {err.hint}")
-    return err
-
-
 def stack_outputs(stack) -> dict:
     """The stack's outputs; a stack without an update has none (Pulumi answers {}). A failed
     read is an engine error, never "no outputs": a wrong passphrase read as no `acme` output
@@ -869,5 +750,5 @@ def stack_refresh(engine: Engine, phase: str) -> None:
 
 
 
-__all__ = ["Engine", "PHASES", "PIN_FIRST_USE_ENV", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",
+__all__ = ["ACME_CONFIG", "Engine", "PHASES", "PIN_FIRST_USE_ENV", "ChangeRow", "PropertyChange", "describe_change", "preview_rows", "stack_export",
            "stack_import", "stack_refresh"]
