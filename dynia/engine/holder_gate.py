@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .. import providers
 from ..errors import DyniaError
 from ..nodes import facts as F
+from ..nodes import vip
 from ..nodes.commands import ASSIGN_RESERVED_IP
 from ..nodes.reserved_ip import ReservedIpAssignment, assignment_of, claimed_addresses
 
@@ -37,7 +38,7 @@ class Reading:
 
     @property
     def masters(self) -> list[str]:
-        return sorted(n for n, r in self.roles.items() if r == "MASTER")
+        return vip.masters(self.roles)
 
 
 def judge(reading: Reading, reserved_ip: str) -> str | None:
@@ -45,7 +46,7 @@ def judge(reading: Reading, reserved_ip: str) -> str | None:
     Nodes that did not answer contradict nothing: when none answered, a node of the cluster
     holding the address is taken as held (the push that just ran reached them all)."""
     masters = reading.masters
-    if len(masters) > 1:
+    if vip.split(reading.roles):
         return f"more than one node is VRRP MASTER ({', '.join(masters)})"
     if reading.holder is None:
         return f"no node of the cluster holds {reserved_ip}" + (f" (VRRP MASTER: {masters[0]})" if masters else "")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from ..errors import DyniaError
 from . import answers as A
 from . import facts as F
+from . import vip
 from .push import Target, connect
 
 PARALLEL = 8
@@ -80,5 +81,4 @@ def vip_holder(targets: list[Target]) -> str | None:
 
 def holder_of(answers: dict[str, NodeFacts]) -> str | None:
     """vip_holder, from answers that include the vrrp fact."""
-    masters = [n for n, a in answers.items() if (a.facts.get("vrrp") or {}).get("role") == "MASTER"]
-    return masters[0] if len(masters) == 1 else None
+    return vip.sole_master({n: (a.facts.get("vrrp") or {}).get("role") for n, a in answers.items()})

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from ..errors import EXIT_CODES, EXIT_DRIFT, EXIT_OK
 from ..names import NAME
 from ..nodes import drift_facts as DF
+from ..nodes import vip
 from ..nodes.commands import COMPONENTS, compose_project
 from ..paths import PATHS
 from ..spec.compose import compose_images
@@ -102,8 +103,7 @@ class DriftReport:
 
     @property
     def holder(self) -> str | None:
-        masters = [n.node for n in self.nodes if n.vrrp == "MASTER"]
-        return masters[0] if len(masters) == 1 else None
+        return vip.sole_master({n.node: n.vrrp for n in self.nodes})
 
     @property
     def exit_code(self) -> int:
@@ -348,9 +348,8 @@ def stopped_services(spec, rendering, node: str, facts: dict, holder: str | None
 def holder_of(answers: dict) -> str | None:
     """The live VIP holder as `dynia up` reads it (dynia.nodes.gather.vip_holder): the one node
     whose keepalived last reported MASTER; None when none or several do."""
-    masters = [n for n, a in answers.items()
-               if a is not None and not a.error and ((a.facts.get("vrrp") or {}).get("role") == "MASTER")]
-    return masters[0] if len(masters) == 1 else None
+    return vip.sole_master({n: (a.facts.get("vrrp") or {}).get("role") for n, a in answers.items()
+                            if a is not None and not a.error})
 
 
 def node_drift(spec, rendering, node: str, facts: dict, *, running: dict | None = None,

@@ -87,6 +87,7 @@ from typing import Any
 
 from ..acme.expiry import expiry_detail, expiry_level
 from ..nodes import facts as F
+from ..nodes import vip
 from ..nodes.commands import COMPONENTS
 from ..nodes.reserved_ip import ReservedIpAssignment, assignment_of, claimed_addresses
 
@@ -343,7 +344,8 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
     rows = [_node(n, addr, answers.get(n), desired_version, reserved_ip) for n, addr in nodes.items()]
     by_node = {r.node: r for r in rows}
     service_names = list(services)
-    masters = [r.node for r in rows if r.role == "MASTER"]
+    roles = {r.node: r.role for r in rows}
+    masters = vip.masters(roles)
     reachable = [r.node for r in rows if r.reachable]
     serving = (holder if holder in reachable else
                next((m for m in masters if m in reachable), None) or (reachable[0] if reachable else None))
@@ -353,7 +355,7 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
     # Worst first: a node that did not answer, then what the answering nodes reported.
     problems = [p for r in rows if not r.reachable for p in r.problems]
     problems += [p for r in rows if r.reachable for p in r.problems]
-    problems += _holder_problems(reserved_ip, holder, holder_error, masters, by_node)
+    problems += _holder_problems(reserved_ip, holder, holder_error, roles)
     problems += _server_problems(backends, serving)
     service_rows = []
     for name, placement in services.items():
@@ -372,20 +374,20 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
                          healthy, verdict)
 
 
-def _holder_problems(reserved_ip: str, holder: str | None, holder_error: str | None, masters: list[str],
-                     by_node: dict[str, NodeStatus]) -> list[str]:
-    """The one rule of the VIP: exactly one VRRP MASTER, and it is the node that holds the
-    reserved IP (the holder, as the provider names it)."""
+def _holder_problems(reserved_ip: str, holder: str | None, holder_error: str | None,
+                     roles: dict[str, str | None]) -> list[str]:
+    """Breaches of the one rule of the VIP (dynia.nodes.vip), worded for status."""
+    masters = vip.masters(roles)
     problems = []
     if holder_error:
         problems.append(f"reserved IP {reserved_ip}: holder unknown ({holder_error})")
     elif holder is None:
         problems.append(f"no node holds the reserved IP {reserved_ip}")
     elif holder not in masters:
-        role = by_node[holder].role if holder in by_node else None
+        role = roles.get(holder)
         problems.append(f"{holder} holds the reserved IP {reserved_ip} but is {role or 'in no known role'}, "
                         f"not the VRRP MASTER ({', '.join(masters) or 'none'})")
-    if len(masters) > 1:
+    if vip.split(roles):
         problems.append(f"more than one VRRP MASTER: {', '.join(masters)}")
     return problems
 

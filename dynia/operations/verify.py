@@ -32,6 +32,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..nodes import vip
 from ..paths import PORTS
 from ..state.cache import ORIGIN_PULL_CACHE, read_state_certificate
 from ..tls import CertInfo, cert_info_der, name_covers
@@ -136,18 +137,18 @@ def _row(check: str, target: str, ok: bool, detail: str) -> Check:
 
 def _holder_rows(e: Expected, o: Observed) -> list[Check]:
     roles = {n: ((o.facts.get(n) or {}).get("vrrp") or {}).get("role") for n in e.nodes if n not in o.unreachable}
-    masters = sorted(n for n, r in roles.items() if r == "MASTER")
+    masters = vip.masters(roles)
     if o.holder_error:
         return [_row("reserved_ip_holder", e.reserved_ip, False, f"the provider did not answer: {o.holder_error}")]
     unseen = f" ({', '.join(sorted(o.unreachable))} unreachable)" if o.unreachable else ""
     if o.holder is None:
         return [_row("reserved_ip_holder", e.reserved_ip, False,
                      f"no node holds it; VRRP MASTER: {', '.join(masters) or 'none'}{unseen}")]
-    if masters == [o.holder]:
+    if vip.kept(o.holder, roles):
         return [_row("reserved_ip_holder", e.reserved_ip, True, f"held by {o.holder}, the VRRP MASTER")]
     if not masters:
         why = f"no node reports VRRP MASTER{unseen}"
-    elif len(masters) > 1:
+    elif vip.split(roles):
         why = f"{len(masters)} nodes report VRRP MASTER ({', '.join(masters)}): a split brain"
     else:
         why = f"the VRRP MASTER is {masters[0]}"
