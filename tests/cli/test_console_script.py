@@ -7,6 +7,7 @@ no longer brings click, which is how `dynia --version` once crashed).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from importlib.metadata import version
@@ -17,11 +18,18 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "dynia"
 
 
+def _sigint_as_at_a_terminal() -> None:
+    # A child inherits an ignored SIGINT (a job started with `&` by a shell without job control,
+    # as CI runners do), and Python then never turns SIGINT into KeyboardInterrupt: the
+    # operator's terminal leaves it at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def dynia(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     if not SCRIPT.exists():
         pytest.fail(f"no console script at {SCRIPT}: install dynia into this environment (bash .ci/test)")
     return subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, preexec_fn=_sigint_as_at_a_terminal)
 
 
 def test_version_prints_the_installed_distribution_version():
@@ -72,8 +80,13 @@ def test_plan_offline_on_the_example_prints_each_node_in_rolling_order(project):
 
 
 def _interrupting_module(tmp_path: Path, name: str) -> dict:
-    """A module `name` on PYTHONPATH that delivers a real SIGINT to the process importing it."""
-    (tmp_path / f"{name}.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)\n")
+    """A module `name` on PYTHONPATH that delivers a real SIGINT to the process importing it.
+    signal.raise_signal sends it to the importing thread itself and runs Python's handler
+    before it returns, so the KeyboardInterrupt rises right there, whatever the machine's load
+    and whichever threads the process has (a kill() of the process may be taken by another
+    thread, and its KeyboardInterrupt come a scheduling slice later). Were it not delivered, the
+    import ends with exit 3, never a hang."""
+    (tmp_path / f"{name}.py").write_text("import os, signal\nsignal.raise_signal(signal.SIGINT)\nos._exit(3)\n")
     return {"PYTHONPATH": str(tmp_path)}
 
 
