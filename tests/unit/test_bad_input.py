@@ -3,7 +3,6 @@ disk is byte-identical afterwards."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -392,9 +391,7 @@ SPEC_FILE_CASES = [
 def test_unreadable_spec_file_is_a_config_error_not_a_crash(project, cli, spoil, hint, argv):
     spoil(project / "clusters/shop.yaml")
     before = _snapshot(project)
-    started = time.monotonic()
-    result = cli("-C", str(project), *argv, "--cluster", "shop")
-    assert time.monotonic() - started < 5, "large or deep input must be refused fast"
+    result = cli("-C", str(project), *argv, "--cluster", "shop")   # how fast: tests/bench/bench_inputs.py
     _expect(result, CONFIG, hint)
     assert "clusters/shop.yaml" in result.err.splitlines()[0]
     assert _snapshot(project) == before

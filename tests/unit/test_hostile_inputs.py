@@ -132,7 +132,8 @@ BOMB = "".join(f"x-{n}: &{n} [" + ", ".join([f"*{p}"] * 9 if p else ['"lol"'] * 
                for p, n in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg"))  # 9**7 strings once expanded
 
 
-@pytest.mark.parametrize("extra", [
+# Where a compose file's alias bomb can sit (tests/bench/bench_inputs.py times each refusal).
+BOMB_PLACES = [
     '    ports: ["9000:80", *g]\n',
     '    ports: ["9000:80", {target: *g, published: 9001}]\n',
     '    ports: ["9000:80", {target: 81, published: 9001, host_ip: *g}]\n',
@@ -144,16 +145,16 @@ BOMB = "".join(f"x-{n}: &{n} [" + ", ".join([f"*{p}"] * 9 if p else ['"lol"'] * 
     '    ports: ["9000:80"]\n    network_mode: *g\n',
     '    ports: ["9000:80"]\n    privileged: *g\n',
     '    ports: ["9000:80"]\n    extends: {file: *g, service: x}\n',
-])
-def test_an_alias_bomb_never_reaches_an_error_message_expanded(tmp_path, extra):
-    import time
+]
 
+
+@pytest.mark.parametrize("extra", BOMB_PLACES)
+def test_an_alias_bomb_never_reaches_an_error_message_expanded(tmp_path, extra):
+    # How long the refusal takes is tests/bench/bench_inputs.py's figure.
     spec, root = _service(tmp_path, BOMB + "services:\n  app:\n    image: x\n" + extra)
-    started = time.monotonic()
     _, problems = compose.check_all(spec, root)
     assert problems, "the bomb was accepted"
     assert len(problems[0][1]) < 1000 and len(problems[0][2]) < 300
-    assert time.monotonic() - started < 5
 
 
 def _nested(depth: int) -> str:
