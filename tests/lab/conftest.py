@@ -14,7 +14,7 @@ import os
 import shutil
 import ssl
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,15 +260,101 @@ def installing_lab(tmp_path, lab_tools) -> LabCluster:
 INSTALLING_WINDOW = 12.0  # seconds: outlasts bringing up three nodes, so the first push meets it
 
 
+def roll_out(lc: LabCluster) -> LabCluster:
+    """Every layer rolled out once, the VIP on the configured MASTER."""
+    result = lc.roll()
+    assert result.ok, [(r.node, r.layer, r.reason) for r in result.results if not r.ok]
+    # A backup holds the VIP until the roll reaches the MASTER, which then preempts it.
+    master = lc.cluster().spec.master_node
+    assert eventually(lambda: lc.vip_holder() == [master]), lc.vip_holder()
+    return lc
+
+
 @pytest.fixture
 def applied_lab(lab_cluster) -> LabCluster:
     """The lab with every layer rolled out once."""
-    result = lab_cluster.roll()
-    assert result.ok, [(r.node, r.layer, r.reason) for r in result.results if not r.ok]
-    # A backup holds the VIP until the roll reaches the MASTER, which then preempts it.
-    master = lab_cluster.cluster().spec.master_node
-    assert eventually(lambda: lab_cluster.vip_holder() == [master]), lab_cluster.vip_holder()
-    return lab_cluster
+    return roll_out(lab_cluster)
+
+
+class SharedLabs:
+    """One lab at a time for a module's tests, handed from test to test while each leaves it as
+    it found it: the project's files (spec, compose files) unchanged, sshd answering on every
+    node, the VIP where it was.
+    A test that leaves it otherwise (a failed one too) gets it torn down, and the next test a
+    new one. take(prepare) gives the lab prepare(lab) made (None: as it came up); another
+    prepare than the current lab's gets a new lab too."""
+
+    def __init__(self, tmp_path_factory):
+        self._factory = tmp_path_factory
+        self._stack: ExitStack | None = None
+        self._lc: LabCluster | None = None
+        self._prepare = None
+        self._found: tuple[dict, list[str]] | None = None
+
+    def take(self, prepare=None) -> LabCluster:
+        if self._lc is not None and (prepare is not self._prepare or not self._as_found(self._lc)):
+            self.close()
+        if self._lc is None:
+            stack = ExitStack()
+            try:
+                lc = stack.enter_context(_lab(self._factory.mktemp("shared-lab")))
+                if prepare is not None:
+                    prepare(lc)
+            except BaseException:
+                stack.close()
+                raise
+            self._stack, self._lc, self._prepare = stack, lc, prepare
+            self._found = self._state(lc)
+        return self._lc
+
+    @staticmethod
+    def _inputs(lc: LabCluster) -> dict:
+        """The project's own files (not .dynia/'s runtime data or the rendered deploy-config/)."""
+        root = lc.project.root
+        return {p: p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.relative_to(root).parts[0] not in (".dynia", "deploy-config")}
+
+    def _state(self, lc: LabCluster) -> tuple[dict, list[str]]:
+        return self._inputs(lc), lc.vip_holder()
+
+    def _as_found(self, lc: LabCluster) -> bool:
+        inputs, holder = self._found
+        try:
+            lc.lab.wait_ssh(timeout=5)
+        except Exception:
+            return False
+        # A test that moved the VIP and started keepalived again waits for the preemption
+        # itself, mostly; a second or two of it may be left.
+        return self._inputs(lc) == inputs and bool(
+            eventually(lambda: lc.vip_holder() == holder, timeout=10))
+
+    def close(self) -> None:
+        stack, self._stack, self._lc, self._prepare, self._found = self._stack, None, None, None, None
+        if stack is not None:
+            stack.close()
+
+
+@pytest.fixture(scope="module")
+def shared_labs(tmp_path_factory, lab_tools):
+    """The module's SharedLabs (one lab alive at a time), brought down after its last test."""
+    labs = SharedLabs(tmp_path_factory)
+    try:
+        yield labs
+    finally:
+        labs.close()
+
+
+@pytest.fixture
+def shared_lab(shared_labs) -> LabCluster:
+    """lab_cluster's nodes, shared by the module's tests that leave them as they found them."""
+    return shared_labs.take()
+
+
+@pytest.fixture
+def shared_applied_lab(shared_labs) -> LabCluster:
+    """applied_lab's nodes (rolled out once), shared by the module's tests that leave them as
+    they found them (SharedLabs)."""
+    return shared_labs.take(roll_out)
 
 
 def record(name: str, value) -> None:

@@ -17,8 +17,8 @@ from dynia.paths import PATHS
 ANSWERS = {"tok-AAAAAAAAAAAAAAAA": "tok-AAAAAAAAAAAAAAAA.thumb_1", "tok_BBBBBBBBBBBBBBBB": "tok_BBBBBBBBBBBBBBBB.thumb-2"}
 
 
-def test_every_node_answers_every_token_then_none_after_withdraw(lab_cluster):
-    targets = lab_cluster.targets(["misty-owl", "brave-panda", "calm-otter"])
+def test_every_node_answers_every_token_then_none_after_withdraw(shared_lab):
+    targets = shared_lab.targets(["misty-owl", "brave-panda", "calm-otter"])
     assert challenge.publish(targets, ANSWERS, "misty-owl") == {}
     for t in targets:
         for token, value in ANSWERS.items():
@@ -37,9 +37,9 @@ def _unused_address(lc) -> str:
     return str(list(ipaddress.ip_network(lc.lab.subnet).hosts())[249])
 
 
-def test_an_unreachable_backup_is_named_and_the_holder_still_answers(lab_cluster):
-    targets = lab_cluster.targets(["misty-owl"])
-    gone = Target("brave-panda", _unused_address(lab_cluster), lab_cluster.lab.key, lab_cluster.lab.known_hosts,
+def test_an_unreachable_backup_is_named_and_the_holder_still_answers(shared_lab):
+    targets = shared_lab.targets(["misty-owl"])
+    gone = Target("brave-panda", _unused_address(shared_lab), shared_lab.lab.key, shared_lab.lab.known_hosts,
                   connect_timeout=2.0)
     missed = challenge.publish([*targets, gone], ANSWERS, "misty-owl", timeout=5)
     assert list(missed) == ["brave-panda"]
@@ -52,9 +52,9 @@ def test_an_unreachable_backup_is_named_and_the_holder_still_answers(lab_cluster
     assert status == 0 and out.strip() == ""
 
 
-def test_an_unreachable_holder_is_a_cert_error_naming_it(lab_cluster):
-    targets = lab_cluster.targets(["misty-owl"])
-    gone = Target("brave-panda", _unused_address(lab_cluster), lab_cluster.lab.key, lab_cluster.lab.known_hosts,
+def test_an_unreachable_holder_is_a_cert_error_naming_it(shared_lab):
+    targets = shared_lab.targets(["misty-owl"])
+    gone = Target("brave-panda", _unused_address(shared_lab), shared_lab.lab.key, shared_lab.lab.known_hosts,
                   connect_timeout=2.0)
     with pytest.raises(DyniaError) as caught:
         challenge.publish([*targets, gone], ANSWERS, "brave-panda", timeout=5)

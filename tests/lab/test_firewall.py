@@ -84,27 +84,26 @@ print("sent", count * len(dests))
 """
 
 
-@pytest.fixture
-def firewalled_lab(lab_cluster):
+def _firewalled(lc):
     """The lab rolled out with SSH admitted from this machine only (the bridge's gateway, where
     dynia and the tests connect from), plus two client namespaces: "cloudflare" inside the lab's
-    stand-in for Cloudflare's ranges, "outsider" outside every allowed range."""
-    lc = lab_cluster
+    stand-in for Cloudflare's ranges, "outsider" outside every allowed range (removed with the lab)."""
     lab = lc.lab
     gateway, cloudflare = lab_edge(lab.subnet)
     path = lc.project.spec_path("lab")
     path.write_text(path.read_text() + f"firewall:\n  admin_ranges: [{gateway}/32]\n")
-    try:
-        result = lc.roll()
-        assert result.ok, [(r.node, r.layer, r.reason) for r in result.results if not r.ok]
-        master = lc.cluster().spec.master_node
-        assert eventually(lambda: lc.vip_holder() == [master]), lc.vip_holder()
-        lab.add_client("cloudflare", cloudflare.split("/")[0][:-1] + "1")
-        lab.add_client("outsider", lab_outsider(lab.subnet))
-        yield lc
-    finally:
-        for name in ("cloudflare", "outsider"):
-            lab.remove_client(name)
+    result = lc.roll()
+    assert result.ok, [(r.node, r.layer, r.reason) for r in result.results if not r.ok]
+    master = lc.cluster().spec.master_node
+    assert eventually(lambda: lc.vip_holder() == [master]), lc.vip_holder()
+    lab.add_client("cloudflare", cloudflare.split("/")[0][:-1] + "1")
+    lab.add_client("outsider", lab_outsider(lab.subnet))
+
+
+@pytest.fixture
+def firewalled_lab(shared_labs):
+    """One firewalled lab for the module's tests: they probe and count, and leave it as it was."""
+    return shared_labs.take(_firewalled)
 
 
 def _in(lc, client: str, script: str, *args: str, timeout: float = 30) -> str:
