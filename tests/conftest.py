@@ -25,6 +25,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.root)
+    # Modules with a root test (labs, namespaces, real daemons: the long ones) run first, the
+    # rest in their order after them: on .ci/test's workers (--dist loadscope hands out whole
+    # modules in this order) the many short modules fill the gaps at the end instead of one
+    # worker starting a lab module when the others are done. Stable: a module stays together.
+    rooted = {item.module for item in items if item.get_closest_marker("root")}
+    items.sort(key=lambda item: item.module not in rooted)
 
 
 @pytest.fixture(scope="session")
