@@ -83,8 +83,8 @@ def _cli(lc: LabCluster, monkeypatch, *args: str):
     return CliRunner().invoke(app, ["drift-check", "--cluster", "lab", *args])
 
 
-def test_drift_on_one_node_is_reported_exactly_and_repair_heals_only_it(applied_lab, monkeypatch):
-    lc = applied_lab
+def test_drift_on_one_node_is_reported_exactly_and_repair_heals_only_it(shared_applied_lab, monkeypatch):
+    lc = shared_applied_lab
     lc.cache_as_after_up()
     c = lc.cluster()
     started = time.monotonic()
@@ -176,8 +176,8 @@ def _api_containers(lc: LabCluster, node: str) -> list[str]:
 
 
 def test_keepalived_and_containers_stopped_by_hand_are_reported_stopped_and_repair_starts_them(
-        applied_lab, monkeypatch):
-    lc = applied_lab
+        shared_applied_lab, monkeypatch):
+    lc = shared_applied_lab
     lc.cache_as_after_up()
     c = lc.cluster()
     before, _ = drift.check(c)

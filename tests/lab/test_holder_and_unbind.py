@@ -78,8 +78,16 @@ def test_after_a_failover_an_apps_push_with_only_the_holder_changed_moves_the_ac
     assert eventually(lambda: admin_runs_on(lc) == ["calm-otter"], timeout=20), admin_runs_on(lc)
 
 
-def test_unbinding_a_route_removes_it_on_every_node_and_the_service_keeps_running(applied_lab):
-    lc = applied_lab
+def _spec_put_back(lc, text: str, layers: list[str]) -> None:
+    """The spec as it was, rolled out again: the module's next test gets the lab as it was."""
+    lc.project.spec_path("lab").write_text(text)
+    result = lc.roll(layers=layers)
+    assert result.ok, [(r.node, r.reason) for r in result.results if not r.ok]
+
+
+def test_unbinding_a_route_removes_it_on_every_node_and_the_service_keeps_running(shared_applied_lab):
+    lc = shared_applied_lab
+    spec = lc.project.spec_path("lab").read_text()
     route = PATHS.route_file("api")
     assert all(lc.sh(n, f"test -f {route}", check=False).returncode == 0 for n in NODES)
     lc.edit_spec("    domain: api.lab.example\n", "")
@@ -92,10 +100,12 @@ def test_unbinding_a_route_removes_it_on_every_node_and_the_service_keeps_runnin
     assert lc.get("lab.example") == (200, b"web\n")
     again = lc.roll(layers=["service:api"])
     assert again.ok and all(r.report.get("status") == "unchanged" for r in again.results)
+    _spec_put_back(lc, spec, ["service:api"])
 
 
-def test_a_second_domain_is_served_through_the_vip_and_unbinding_it_keeps_the_first(applied_lab):
-    lc = applied_lab
+def test_a_second_domain_is_served_through_the_vip_and_unbinding_it_keeps_the_first(shared_applied_lab):
+    lc = shared_applied_lab
+    spec = lc.project.spec_path("lab").read_text()
     assert lc.get("www.lab.example")[0] == 404  # no route: be_any_node, Caddy's 404
     bind_route(lc.project, "lab", "web", "www.lab.example")   # what `dynia route bind` writes
     assert lc.cluster().spec.services["web"].domains == ["lab.example", "www.lab.example"]
@@ -114,3 +124,4 @@ def test_a_second_domain_is_served_through_the_vip_and_unbinding_it_keeps_the_fi
     assert result.ok, [(r.node, r.reason) for r in result.results if not r.ok]
     assert eventually(lambda: lc.get("www.lab.example")[0] == 404), lc.get("www.lab.example")
     assert lc.get("lab.example") == (200, b"web\n")
+    _spec_put_back(lc, spec, ["infra", "service:web"])

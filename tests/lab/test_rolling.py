@@ -91,8 +91,8 @@ def test_failing_service_on_second_node_is_rolled_back_and_stops_the_roll(applie
     assert lc.get("api.lab.example") == (200, b"api\n")
 
 
-def test_config_rejected_by_haproxy_is_restored_and_nothing_reloads(applied_lab):
-    lc = applied_lab
+def test_config_rejected_by_haproxy_is_restored_and_nothing_reloads(shared_applied_lab):
+    lc = shared_applied_lab
     node = "brave-panda"
     cfg_sha = _sha(lc, node, "/etc/haproxy/haproxy.cfg")
     workers = _haproxy_workers(lc, node)
@@ -109,8 +109,8 @@ def test_config_rejected_by_haproxy_is_restored_and_nothing_reloads(applied_lab)
     assert lc.sh(node, "test -e /opt/dynia/state/degraded", check=False).returncode != 0
 
 
-def test_applying_the_same_bundles_twice_reloads_nothing_the_second_time(applied_lab):
-    lc = applied_lab
+def test_applying_the_same_bundles_twice_reloads_nothing_the_second_time(shared_applied_lab):
+    lc = shared_applied_lab
     workers = {n: _haproxy_workers(lc, n) for n in ORDER}
     again = lc.roll()
     assert again.ok

@@ -34,8 +34,8 @@ def _roles(data) -> dict[str, str | None]:
     return {n["node"]: n["role"] for n in data["nodes"]}
 
 
-def test_status_is_healthy_then_shows_the_new_master_after_keepalived_stops(applied_lab):
-    lc = applied_lab
+def test_status_is_healthy_then_shows_the_new_master_after_keepalived_stops(shared_applied_lab):
+    lc = shared_applied_lab
     lc.cache_as_after_up()
     # The apply's own health gate can leave a check or two in flight: healthy within seconds.
     assert eventually(lambda: S.read(lc.cluster()).healthy, timeout=15), S.read(lc.cluster()).problems
@@ -77,8 +77,8 @@ def test_status_is_healthy_then_shows_the_new_master_after_keepalived_stops(appl
     assert back.masters == ["misty-owl"]
 
 
-def test_a_node_without_sshd_is_a_row_with_its_error_and_exit_4(applied_lab):
-    lc = applied_lab
+def test_a_node_without_sshd_is_a_row_with_its_error_and_exit_4(shared_applied_lab):
+    lc = shared_applied_lab
     lc.cache_as_after_up()
     lc.sh("calm-otter", 'kill "$(cat /run/sshd.pid)"')
     t = time.monotonic()

@@ -24,8 +24,8 @@ MIN_DURING_ROLL = 1000
 COMMANDS = NodeCommands(PROFILE)
 
 
-def test_rolling_reapply_under_load_fails_no_request(applied_lab):
-    lc = applied_lab
+def test_rolling_reapply_under_load_fails_no_request(shared_applied_lab):
+    lc = shared_applied_lab
     hosts = ["lab.example", "api.lab.example"]
     done = threading.Event()
     stats = {"ok": 0, "failed": 0, "errors": [], "during_roll": 0}
@@ -57,7 +57,7 @@ def test_rolling_reapply_under_load_fails_no_request(applied_lab):
     worker = threading.Thread(target=load)
     worker.start()
     try:
-        time.sleep(0.5)
+        assert eventually(lambda: stats["ok"] + stats["failed"] >= 10, interval=0.05)  # the load is on
         rolling.set()
         result = lc.roll(lc.bundles(force=True), layers=["infra", "service:api"])
     finally:
@@ -185,14 +185,16 @@ def test_an_image_change_rolled_node_by_node_under_get_and_post_load_fails_no_re
     for w in workers:
         w.start()
     try:
-        time.sleep(0.5)
+        assert eventually(lambda: stats["ok"] + stats["failed"] >= 10 * LOAD_THREADS, interval=0.05)  # the load is on
         _api_compose(lc, NEW_IMAGE, 2)
         rolling.set()
         started = time.monotonic()
         result = lc.roll(layers=["service:api"])
         rolled.set()
         roll_seconds = time.monotonic() - started
-        time.sleep(0.5)
+        # and crosses the end of the roll: requests after it count too
+        after = stats["ok"] + stats["failed"]
+        assert eventually(lambda: stats["ok"] + stats["failed"] >= after + 10 * LOAD_THREADS, interval=0.05)
     finally:
         done.set()
         for w in workers:
@@ -244,8 +246,8 @@ def _servers(lc, node: str) -> dict[tuple[str, str], dict]:
             for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
-def test_a_node_whose_copy_of_a_service_is_down_gets_none_of_its_traffic_while_caddy_serves_the_rest(applied_lab):
-    lc = applied_lab
+def test_a_node_whose_copy_of_a_service_is_down_gets_none_of_its_traffic_while_caddy_serves_the_rest(shared_applied_lab):
+    lc = shared_applied_lab
     nodes = [n.id for n in lc.lab.nodes]
     down = "calm-otter"  # a BACKUP: the VIP holder's HAProxy sends it a third of the requests
     lc.sh(down, COMMANDS.compose_down("api") + " >/dev/null 2>&1")
