@@ -277,12 +277,12 @@ def applied_lab(lab_cluster) -> LabCluster:
 
 
 class SharedLabs:
-    """One lab at a time for a module's tests, handed from test to test while each leaves it as
-    it found it: the project's files (spec, compose files) unchanged, sshd answering on every
-    node, the VIP where it was.
-    A test that leaves it otherwise (a failed one too) gets it torn down, and the next test a
-    new one. take(prepare) gives the lab prepare(lab) made (None: as it came up); another
-    prepare than the current lab's gets a new lab too."""
+    """One lab at a time for the tests of a pytest process (an xdist worker), handed from test
+    to test, across modules, while each leaves it as it found it: the project's files (spec,
+    compose files) unchanged, sshd answering on every node, the VIP where it was. A test that
+    leaves it otherwise (a failed one too) gets it torn down, and the next test a new one.
+    take(prepare) gives the lab prepare(lab) made (None: as it came up); another prepare than
+    the current lab's gets a new lab too."""
 
     def __init__(self, tmp_path_factory):
         self._factory = tmp_path_factory
@@ -334,9 +334,9 @@ class SharedLabs:
             stack.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_labs(tmp_path_factory, lab_tools):
-    """The module's SharedLabs (one lab alive at a time), brought down after its last test."""
+    """The process's SharedLabs (one lab alive at a time), brought down after its last test."""
     labs = SharedLabs(tmp_path_factory)
     try:
         yield labs
@@ -346,14 +346,14 @@ def shared_labs(tmp_path_factory, lab_tools):
 
 @pytest.fixture
 def shared_lab(shared_labs) -> LabCluster:
-    """lab_cluster's nodes, shared by the module's tests that leave them as they found them."""
+    """lab_cluster's nodes, shared by the tests that leave them as they found them (SharedLabs)."""
     return shared_labs.take()
 
 
 @pytest.fixture
 def shared_applied_lab(shared_labs) -> LabCluster:
-    """applied_lab's nodes (rolled out once), shared by the module's tests that leave them as
-    they found them (SharedLabs)."""
+    """applied_lab's nodes (rolled out once), shared by the tests that leave them as they found
+    them (SharedLabs)."""
     return shared_labs.take(roll_out)
 
 
