@@ -3,10 +3,10 @@
     python tests/bench/bench_inputs.py [--runs 3]
 
 * every spoiled spec file of tests/unit/test_bad_input.py (50 MB, nested 100,000 deep, not
-  UTF-8, a directory, a socket, ...), read as `dynia plan` reads it (dynia.store.load_cluster),
+  UTF-8, a directory, a socket, ...), read as `dynia plan` reads it (dynia.spec.load.load_cluster),
   in a scratch copy of examples/;
 * a compose file's alias bomb (9**7 strings once expanded) in each place of
-  tests/unit/test_hostile_inputs.py, checked as `plan` checks it (dynia.compose.check_all).
+  tests/unit/test_hostile_inputs.py, checked as `plan` checks it (dynia.spec.compose.check_all).
 
 The tests assert what is refused and how it is said; the goal here is each refusal well under
 5 s (it was an assertion of those tests, which a loaded machine could fail). Not collected by
@@ -40,9 +40,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    from dynia import compose
     from dynia.errors import DyniaError
-    from dynia.store import Project, load_cluster
+    from dynia.spec import compose
+    from dynia.spec.load import load_cluster
+    from dynia.state.store import Project
     from tests.unit.test_bad_input import SPEC_FILE_CASES
     from tests.unit.test_hostile_inputs import BOMB, BOMB_PLACES, _service
 
