@@ -25,7 +25,7 @@ from dynia.render.bundle import build_bundles
 from dynia.nodes.payload import Bundle
 from dynia.errors import DyniaError
 from dynia.nodes.push import ApplyResult, Target, push
-from dynia.nodes.lab import Lab, missing_tools
+from dynia.nodes.lab import Lab, LabError, missing_tools
 from dynia.render.rendering import Rendering
 from dynia.state.secrets import push_secrets
 from dynia.render.rendered import render_cluster as render
@@ -320,8 +320,8 @@ class SharedLabs:
     def _as_found(self, lc: LabCluster) -> bool:
         inputs, holder = self._found
         try:
-            lc.lab.wait_ssh(timeout=5)
-        except Exception:
+            wait_ssh(lc.lab, timeout=5)
+        except LabError:
             return False
         # A test that moved the VIP and started keepalived again waits for the preemption
         # itself, mostly; a second or two of it may be left.
