@@ -1,6 +1,8 @@
 """Phase 1: the provider's nodes, the reserved IP (unassigned), the origin certificate. No SSH yet."""
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 
 from dynia import providers
@@ -18,8 +20,13 @@ def program(inputs: PhaseInputs) -> None:
     acme = keep_acme(inputs, spec)  # before any export or resource: a refused by-hand update registers nothing
     keep_stats_credentials(inputs)
     provider = providers.of(spec)
-    nodes, reserved_ip = provider.provision(inputs, spec, provision_plan(inputs, provider, spec))
+    volumes = provider.data_volumes(inputs, spec)
+    plan = dataclasses.replace(provision_plan(inputs, provider, spec), after=tuple(volumes.values()))
+    nodes, reserved_ip = provider.provision(inputs, spec, plan)
     pulumi.export("nodes", {n: o.apply(node_output) for n, o in nodes.items()})
+    if volumes:
+        # What each data volume is as created (its size only ever grows): the next plan checks the spec against it.
+        pulumi.export("volumes", {s: v.record for s, v in volumes.items()})
     pulumi.export("reservedIp", reserved_ip)
     # Recorded so a later run can refuse a region change (it would replace every droplet).
     pulumi.export("region", spec.provider.region)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import providers
+from .. import providers, volumes
 from ..errors import DyniaError
 from ..nodes.push_errors import push_error, typed_diagnostic
 from ..phases import PHASES, phase_of
@@ -438,7 +438,10 @@ class Engine:
         machine sees it."""
         if "provision" not in phases:
             return
-        before = self._output(self.stack("provision"), "region")
+        provision = self.stack("provision")
+        # A data volume only grows, keeps its filesystem, and outlives a spec change (dynia.volumes).
+        volumes.check_recorded(self.cluster.spec, self._output(provision, "volumes"))
+        before = self._output(provision, "region")
         now = self.cluster.spec.provider.region
         if before and now != before:
             raise DyniaError("config", f"provider.region is {now} but the cluster's nodes run in {before}; "

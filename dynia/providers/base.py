@@ -25,6 +25,9 @@ class ProvisionPlan:
     user_data: Callable[[str, str | None, str | None], str]
     # node -> the host key pinned on first use (the provision stack's config dynia:hostKeys)
     first_use_host_keys: dict[str, str]
+    # what the first node waits for: the data volumes (Provider.data_volumes), so a delete takes
+    # the nodes, and with them the volumes' attachments, first
+    after: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ class NodeProfile:
     # API's kind and the node command that reaches it; "" = no block storage dynia can move.
     volume_api: str = ""
     volume_api_command: str = ""
+    # digitalocean: the API root the volume actions go to, and the droplet's metadata service
+    # (the node's own droplet id); the device the attached volume appears as is named after it.
+    volume_api_url: str = ""
+    metadata_url: str = ""
+    volume_device_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,13 @@ class Provider(ABC):
         return None
 
     # --- Pulumi programs (pulumi is imported inside, never at CLI start) ------------------
+    def data_volumes(self, inputs, spec) -> dict[str, Any]:
+        """Create each data service's block-storage volume: {service: resource with a `record`
+        (Output[{"id", "name", "size_gb", "filesystem"}], the provision phase's `volumes` output)}.
+        The nodes are created after them, so a delete takes the nodes (and their attachments)
+        first. {} where no Pulumi resource holds the volumes."""
+        return {}
+
     @abstractmethod
     def provision(self, inputs, spec, plan: ProvisionPlan) -> tuple[dict, Any]:
         """Create the nodes (`plan`: their order, user data, pins): ({node: Output[(public_ip, private_ip, id, host_key, host_key_source)]},

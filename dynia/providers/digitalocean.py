@@ -21,8 +21,12 @@ NODE_TOKEN_ENV = "DIGITALOCEAN_NODE_TOKEN"
 # What notify.sh does with it: POST /v2/reserved_ips/<ip>/actions (assign), which needs
 # reserved_ip:update; DigitalOcean makes a token with that scope also carry the scopes it
 # requires (https://docs.digitalocean.com/reference/api/scopes/reserved_ip/update).
+# A data service's volume moves with the same token (templates/node/volume.py): GET /v2/volumes
+# needs block_storage:read, POST /v2/volumes/<id>/actions (attach, detach) block_storage_action:create,
+# and polling the action block_storage_action:read.
 NODE_TOKEN_SCOPES = ("reserved_ip:update", "reserved_ip:read", "droplet:read", "regions:read", "sizes:read",
-                     "actions:read", "image:read")
+                     "actions:read", "image:read", "block_storage:read", "block_storage_action:create",
+                     "block_storage_action:read")
 NODE_TOKEN_HINT = (f"create a custom-scoped token in DigitalOcean (API → Tokens → Custom Scopes) with only "
                    f"{', '.join(NODE_TOKEN_SCOPES)} and export {NODE_TOKEN_ENV}=… (it is written to every node; "
                    f"never reuse {TOKEN_ENV})")
@@ -70,6 +74,11 @@ PROFILE = NodeProfile(
     container_engine="docker",
     compose_host_network=False,
     assigns_reserved_ip=True,
+    volume_api="digitalocean",
+    volume_api_url="https://api.digitalocean.com",
+    metadata_url="http://169.254.169.254/metadata/v1",
+    # DigitalOcean's udev rules name an attached volume's disk after the volume.
+    volume_device_dir="/dev/disk/by-id",
 )
 
 
@@ -325,6 +334,16 @@ class DigitalOcean(DropletSizes, Provider):
 
     # --- Pulumi ---------------------------------------------------------------------------
 
+    def data_volumes(self, inputs, spec):
+        """One Block Storage volume per data service, in the cluster's region (components/data_volume.py)."""
+        from ..components.data_volume import DataVolume, DataVolumeArgs
+        from ..volumes import data_services, volume_name
+
+        return {service: DataVolume(f"{spec.name}-{service}-data", DataVolumeArgs(
+                    spec.name, service, volume_name(spec.name, service), spec.provider.region, d.size_gb,
+                    d.filesystem))
+                for service, d in data_services(spec).items()}
+
     def provision(self, inputs, spec, plan: ProvisionPlan):
         import pulumi
 
@@ -336,7 +355,7 @@ class DigitalOcean(DropletSizes, Provider):
         network = Network(f"{spec.name}-network", NetworkArgs(spec.name, p.region, p.vpc_ip_range,
                                                              inputs.ssh_public_key))
         nodes: dict = {}
-        previous: list = []
+        previous: list = list(plan.after)
         # Rolling order (plan.order): droplets are created and updated one at a time (a resize is dynia's roll).
         for node in plan.order:
             n = ClusterNode(node, DropletArgs(spec.name, node, p.region, p.size, p.image, network.vpc_id,

@@ -175,7 +175,7 @@ class Local(DropletSizes, Provider):
             # One after the other: lab nodes share a bridge that the first one creates.
             n = LocalNode(node, LocalNodeArgs(inputs.lab_dir, spec.provider.vpc_ip_range, spec.nodes, node,
                                                 inputs.python),
-                          opts=pulumi.ResourceOptions(depends_on=[previous] if previous else []))
+                          opts=pulumi.ResourceOptions(depends_on=[previous] if previous else list(plan.after)))
             # The lab makes each node's host key when it starts the node and writes the lab's
             # known_hosts: read once the node is up (public_ip resolves after the lab command).
             host_key = n.public_ip.apply(lambda ip, lab=inputs.lab_dir: lab_host_key(lab, ip))

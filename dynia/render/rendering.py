@@ -262,7 +262,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         RenderedFile("infra", PATHS.check_haproxy, 0o700, OWNER, "keepalived",
                      r("keepalived/check_haproxy.sh.j2")),
     ]
-    volume_config = volumes.node_config(spec, profile)
+    volume_config = volumes.node_config(spec, profile, PATHS.provider_token)
     if volume_config is not None:
         # The mover is a plain script (no template): sent as it is, like the apply script.
         mover = env.loader.get_source(env, "node/volume.py")[0].encode()

@@ -17,7 +17,10 @@ retried like the reserved-IP assignment (pending action, rate limit, no answer: 
 writes the node's `degraded` marker with the reason and an alert-ready record, and exits 1.
 
 The configuration (/etc/dynia/volumes.json, rendered per node) names the provider's API
-(`local`: the lab's dynia-lab-volume command) and each service's volume, filesystem and mount.
+(`local`: the lab's dynia-lab-volume command; `digitalocean`: its volume actions API, with the
+node token) and each service's volume, filesystem and mount. The last provider call per service
+(action, outcome, HTTP status or exit code, droplet) is recorded in
+/opt/dynia/state/volume-actions/<service>.json, like notify.sh's reserved-IP assignment.
 """
 from __future__ import annotations
 
@@ -70,9 +73,15 @@ class LabApi:
 
     def __init__(self, config: dict):
         self.command = config["api_command"]
+        self.last = {"outcome": "none", "status": "", "droplet": ""}
 
     def _call(self, *args: str) -> subprocess.CompletedProcess:
-        return run([self.command, *args])
+        done = run([self.command, *args])
+        # The lab's "API" answers with exit codes, recorded where DigitalOcean's HTTP status goes.
+        outcome = {0: "attached" if args[0] == "attach" else "detached", ATTACHED_ELSEWHERE: "elsewhere",
+                   RETRY: "retry"}.get(done.returncode, "refused")
+        self.last = {"outcome": outcome, "status": str(done.returncode), "droplet": ""}
+        return done
 
     def attach(self, name: str) -> tuple[str, str | None]:
         """('ok', device) | ('elsewhere', None) | ('retry', None); raises Failed on a refusal."""
@@ -91,9 +100,177 @@ class LabApi:
             raise Failed(f"detach {name}: {done.stderr.strip() or done.returncode}")
 
 
+class DoApi:
+    """DigitalOcean Block Storage through its volume actions API, with the node token (the one
+    notify.sh assigns the reserved IP with; read from its 0600 file, sent in a header only).
+
+    The volume is found by name in the cluster's region (GET /v2/volumes?name=&region=), which
+    also says which droplet holds it; attach and detach are POST /v2/volumes/<id>/actions
+    ({"type", "droplet_id", "region"}), then the action is polled until it completes. This
+    droplet's id comes from the metadata service, asked on every try (it can fail like the API)."""
+
+    ACTION_SECONDS = 60.0   # an attach or detach usually completes in a few seconds
+    DEVICE_SECONDS = 30.0   # udev names the attached disk soon after the action completes
+
+    def __init__(self, config: dict):
+        self.base = config["api_url"].rstrip("/") + "/v2"
+        self.metadata = config["metadata_url"].rstrip("/")
+        self.region = config["region"]
+        self.device_dir = config["device_dir"]
+        self.token_file = ROOT + config["token"]
+        self.tries = config["tries"]
+        # The last call's outcome, HTTP status and droplet: written to the node's record (take, release).
+        self.last = {"outcome": "none", "status": "000", "droplet": ""}
+
+    def _token(self) -> str:
+        try:
+            with open(self.token_file) as f:
+                return f.read().strip()
+        except OSError:
+            self._note("no-token", 0, "")
+            raise Failed("no provider token on this node") from None
+
+    def _note(self, outcome: str, status: int, droplet) -> None:
+        self.last = {"outcome": outcome, "status": f"{status:03d}", "droplet": str(droplet or "")}
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """(HTTP status, JSON answer); (0, {}) when nothing answered."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json",
+                     "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=15) as answer:
+                status, raw = answer.status, answer.read(1 << 20)
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read(1 << 16)
+        except (OSError, ValueError):
+            return 0, {}
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            data = {}
+        return status, data if isinstance(data, dict) else {}
+
+    def droplet(self) -> int | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.metadata + "/id", timeout=5) as answer:
+                text = answer.read(64).decode().strip()
+        except (OSError, ValueError):
+            return None
+        return int(text) if text.isdigit() else None   # an id is digits; anything else is no answer
+
+    def _refused(self, what: str, status: int, data: dict, droplet) -> Failed:
+        self._note("refused", status, droplet)
+        return Failed(f"{what} answered {status}: {data.get('message') or data.get('id') or 'no message'}")
+
+    def _volume(self, name: str, droplet) -> tuple[str, dict | None]:
+        """('ok', volume) | ('retry', None); raises Failed on a refusal or a volume that is not there."""
+        from urllib.parse import urlencode
+
+        status, data = self._request("GET", "/volumes?" + urlencode({"name": name, "region": self.region}))
+        if status == 200:
+            found = [v for v in data.get("volumes") or [] if isinstance(v, dict) and v.get("name") == name]
+            if not found:
+                self._note("no-volume", status, droplet)
+                raise Failed(f"no volume {name} in {self.region} (the provision phase creates it)")
+            return "ok", found[0]
+        if status in RETRIED:
+            self._note("retry", status, droplet)
+            return "retry", None
+        raise self._refused(f"GET volume {name}", status, data, droplet)
+
+    def _act(self, volume: dict, kind: str, droplet: int) -> str:
+        """Start an attach or detach and wait for it: 'ok' | 'retry'; raises Failed on a refusal."""
+        status, data = self._request("POST", f"/volumes/{volume['id']}/actions",
+                                     {"type": kind, "droplet_id": droplet, "region": self.region})
+        if status in RETRIED:   # 422: an earlier action on the volume or droplet is still pending
+            self._note("retry", status, droplet)
+            return "retry"
+        if status not in (200, 201, 202):
+            raise self._refused(f"{kind} {volume['name']}", status, data, droplet)
+        action = data.get("action") or {}
+        deadline = time.monotonic() + self.ACTION_SECONDS
+        while action.get("status") == "in-progress" and time.monotonic() < deadline:
+            time.sleep(1.0)
+            polled, answer = self._request("GET", f"/volumes/{volume['id']}/actions/{action.get('id')}")
+            if polled == 200:
+                action = answer.get("action") or action
+        if action.get("status") != "completed":
+            self._note("retry", status, droplet)   # errored, or still in progress: ask again
+            return "retry"
+        self._note("attached" if kind == "attach" else "detached", status, droplet)
+        return "ok"
+
+    def _device(self, name: str) -> str:
+        path = f"{self.device_dir}/scsi-0DO_Volume_{name}"
+        deadline = time.monotonic() + self.DEVICE_SECONDS
+        while not os.path.exists(path):
+            if time.monotonic() >= deadline:
+                raise Failed(f"volume {name} is attached but {path} did not appear")
+            time.sleep(0.2)
+        return path
+
+    def attach(self, name: str) -> tuple[str, str | None]:
+        """('ok', device) | ('elsewhere', None) | ('retry', None); raises Failed on a refusal."""
+        droplet = self.droplet()
+        if droplet is None:
+            self._note("retry", 0, "")
+            return "retry", None
+        answer, volume = self._volume(name, droplet)
+        if volume is None:
+            return answer, None
+        holders = volume.get("droplet_ids") or []
+        if droplet in holders:
+            self._note("attached", 200, droplet)
+            return "ok", self._device(name)
+        if holders:
+            self._note("elsewhere", 200, holders[0])
+            return "elsewhere", None
+        if self._act(volume, "attach", droplet) != "ok":
+            return "retry", None
+        return "ok", self._device(name)
+
+    def detach(self, name: str, force: bool = False) -> None:
+        """Detach from this droplet; `force`: from whichever droplet holds it (the old holder is
+        gone: the detach is the fence). Attached nowhere: done already. Retried like attach."""
+        delay = 1.0
+        for _ in range(self.tries):
+            droplet = self.droplet()
+            if droplet is not None:
+                answer, volume = self._volume(name, droplet)
+                if volume is not None:
+                    holders = volume.get("droplet_ids") or []
+                    if not holders:
+                        self._note("detached", 200, droplet)
+                        return
+                    if holders[0] != droplet and not force:
+                        self._note("elsewhere", 200, holders[0])
+                        raise Failed(f"volume {name} is attached to droplet {holders[0]}, not this one")
+                    if self._act(volume, "detach", holders[0]) == "ok":
+                        return
+            else:
+                self._note("retry", 0, "")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        self._note("gave-up", int(self.last["status"]), self.last["droplet"])
+        raise Failed(f"volume {name} not detached after {self.tries} tries")
+
+
+# No answer, a pending action (422), the rate limit, the API's own trouble: back off and ask again.
+RETRIED = {0, 422, 429, 500, 502, 503, 504}
+
+
 def api_for(config: dict):
     if config["api"] == "local":
         return LabApi(config)
+    if config["api"] == "digitalocean":
+        return DoApi(config)
     raise Failed(f"no block-storage API {config['api']!r} on this node")
 
 
@@ -107,10 +284,20 @@ def mounted_device(mount: str) -> str | None:
     return None
 
 
+def mounts_of(device: str) -> list[str]:
+    """Every mount point of `device` here (DigitalOcean's droplet image also mounts a formatted
+    volume under /mnt by itself when it is attached)."""
+    real = os.path.realpath(device)
+    with open("/proc/self/mountinfo") as f:
+        return [fields[4] for fields in (line.split() for line in f)
+                if os.path.realpath(fields[fields.index("-") + 2]) == real]
+
+
 def check_and_mount(device: str, vol: dict) -> None:
     mount = ROOT + vol["mount"]
     have = mounted_device(mount)
-    if have == device and os.access(mount, os.W_OK) and run(["touch", f"{mount}/.dynia-volume"]).returncode == 0:
+    # The API names the device by a link (DigitalOcean: /dev/disk/by-id/…); mountinfo, by the disk.
+    if have is not None and os.path.realpath(have) == os.path.realpath(device) and os.access(mount, os.W_OK) and run(["touch", f"{mount}/.dynia-volume"]).returncode == 0:
         return   # already mounted here, and it answers
     if have is not None:
         # A stale mount (a fenced attachment of an earlier term): it can only fail.
@@ -164,17 +351,29 @@ def attach_here(api, vol: dict, config: dict) -> str:
             break
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
+    api.last = {**api.last, "outcome": "gave-up"}
     raise Failed(f"volume {name} not attached after {tries} tries (last answer: {answer})")
+
+
+def record_action(service: str, action: str, api) -> None:
+    """The last provider call for the service's volume, as notify.sh records its reserved-IP
+    assignment (time, outcome, status, droplet): status and infra verify read it back."""
+    last = getattr(api, "last", None) or {"outcome": "none", "status": "", "droplet": ""}
+    write_atomic(f"{STATE}/volume-actions/{service}.json",
+                 json.dumps({"time": now(), "action": action, **last}, sort_keys=True) + "\n")
 
 
 def take(service: str) -> int:
     config = load()
     vol = config["volumes"][service]
+    api = None
     try:
         api = api_for(config)
         device = attach_here(api, vol, config)
         check_and_mount(device, vol)
     except (Failed, OSError, subprocess.SubprocessError) as e:
+        if api is not None:
+            record_action(service, "attach", api)
         reason = f"data volume of {service}: {e}"
         write_atomic(f"{STATE}/degraded", json.dumps({"reason": reason, "time": now(), "layer": f"service:{service}"}) + "\n")
         write_atomic(f"{STATE}/alerts/volume-{service}.json",
@@ -182,6 +381,7 @@ def take(service: str) -> int:
                                  "reason": str(e), "time": now()}) + "\n")
         print(f"dynia volume: {reason}; {service} stays stopped", file=sys.stderr)
         return 1
+    record_action(service, "attach", api)
     write_atomic(f"{STATE}/volumes/{service}.json",
                  json.dumps({"volume": vol["name"], "device": device, "mount": vol["mount"], "time": now()}) + "\n")
     for path in (f"{STATE}/alerts/volume-{service}.json",):
@@ -194,15 +394,18 @@ def release(service: str) -> int:
     config = load()
     vol = config["volumes"][service]
     mount = ROOT + vol["mount"]
-    if mounted_device(mount) is not None:
-        done = run(["umount", mount])
+    device = mounted_device(mount)
+    for point in ([mount] + [p for p in mounts_of(device) if p != mount]) if device is not None else []:
+        done = run(["umount", point])
         if done.returncode != 0:
-            run(["umount", "-l", mount])   # a fenced or busy mount: the detach below ends it anyway
+            run(["umount", "-l", point])   # a fenced or busy mount: the detach below ends it anyway
+    api = api_for(config)
     try:
-        api_for(config).detach(vol["name"])
+        api.detach(vol["name"])
     except Failed as e:
         # Attached elsewhere already (a new holder forced it): nothing of ours to let go.
         print(f"dynia volume: {e}", file=sys.stderr)
+    record_action(service, "detach", api)
     try:
         os.remove(f"{STATE}/volumes/{service}.json")
     except FileNotFoundError:

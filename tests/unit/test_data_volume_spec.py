@@ -53,7 +53,14 @@ def test_the_size_is_a_whole_number_of_gib_the_provider_offers(size):
     _error(placement="active-only", data={"size_gb": size, "mount": "/srv/db"})
 
 
-def test_a_provider_without_movable_block_storage_refuses_data_naming_the_choice():
+def test_a_provider_without_movable_block_storage_refuses_data_naming_the_choice(monkeypatch):
+    import dataclasses
+
+    from dynia import providers
+
+    do = providers.get("digitalocean")
+    assert _spec(kind="digitalocean", placement="active-only", data=DATA).services["db"].data.size_gb == 10
+    monkeypatch.setattr(do, "profile", dataclasses.replace(do.profile, volume_api=""))
     err = _error(kind="digitalocean", placement="active-only", data=DATA)
     assert "no block storage dynia can move yet" in err.message and "managed database" in err.hint
 
