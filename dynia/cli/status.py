@@ -129,6 +129,19 @@ def print_status(st) -> None:
                               Text(sv.status or "?", "green" if (sv.status or "").startswith("UP") else "red"),
                               Text(sv.check_desc or sv.check_status or ""), Text(_http(b.http) if i == 0 else ""))
         out.print(table)
+    if st.volumes:
+        table = Table(title="data volumes · attached (the provider) · mounted (the nodes)", title_justify="left")
+        for col in ("service", "volume", "mount", "attached", "mounted", "last call"):
+            table.add_column(col)
+        for v in st.volumes:
+            last = v.last_action
+            table.add_row(Text(v.service), Text(v.volume), Text(v.mount),
+                          Text(v.attached_error and f"unknown ({v.attached_error})" or v.attached or "nowhere",
+                               "red" if v.attached_error or v.attached != st.holder else ""),
+                          Text(", ".join(v.mounted) or "nowhere", "red" if v.mounted != [st.holder] else ""),
+                          Text(f"{last['action']} {last['outcome']} {last.get('status') or ''}".strip() if last else "-",
+                               "red" if last and last["outcome"] not in ("attached", "detached") else ""))
+        out.print(table)
     cert = getattr(st, "certificate", None)
     if cert is not None:
         if cert.not_after is None:

@@ -18,7 +18,8 @@ def verify_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT, as_json: bool = J
     """Check the provider side against reality: reserved-IP holder = VRRP MASTER, every backend
     up, one config version, the state's certificate served on every node (a warning with 21 days
     left or fewer, a failure with 7 or fewer), DNS
-    records → reserved IP, proxied. Exit 0 when nothing failed, 4 otherwise (skipped rows say why)."""
+    records → reserved IP, proxied, each data volume attached to the reserved IP's holder and mounted
+    there only. Exit 0 when nothing failed, 4 otherwise (skipped rows say why)."""
     from ..errors import EXIT_UNHEALTHY
     from ..operations import verify
     from ..spec.load import load_cluster

@@ -100,6 +100,16 @@ class ReservedIpAssignment(Model):
     droplet: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9]*$")] | None = None
 
 
+class VolumeAction(Model):
+    """The node mover's record of its last provider call for a data volume (templates/node/volume.py)."""
+    time: Short | None = None
+    action: Literal["attach", "detach"]
+    outcome: Literal["attached", "detached", "elsewhere", "retry", "refused", "gave-up", "no-token", "no-volume",
+                     "none"]
+    status: Annotated[str, StringConstraints(max_length=3, pattern=r"^[0-9]*$")] | None = None
+    droplet: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9]*$")] | None = None
+
+
 class Degraded(Model):
     configVersion: Version | None = None
     reason: Text | None = None

@@ -76,7 +76,45 @@ APPLIED = Fact("applied", f"cat {PATHS.state('applied.json')}", json_state(A.App
 DEGRADED = Fact("degraded", f"cat {PATHS.state('degraded')}", json_state(A.Degraded))
 # notify.sh's last reserved-IP assignment (None: it never made one: the lab, or never MASTER).
 RESERVED_IP = Fact("reserved_ip", f"cat {PATHS.state('reserved-ip.json')}", json_state(A.ReservedIpAssignment))
-FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED, PUSHED_FROM, RESERVED_IP)}
+
+
+def data_mounts(output: str, exit_status: int) -> dict[str, str]:
+    """What is mounted under the data root /srv: {mount point: source device} (a data volume is
+    mounted only on the node that holds it: status, verify and drift-check compare)."""
+    if exit_status != 0:
+        raise A.Unreadable(f"the mount table was not read (exit {exit_status})")
+    mounts: dict[str, str] = {}
+    for line in output.splitlines():
+        parts = line.split(" ")
+        if len(parts) != 2 or not parts[0].startswith("/srv/") or len(line) > 4096:
+            raise A.Unreadable(f"{line[:80]!r} is not a mount point under /srv and its source")
+        mounts[parts[0]] = parts[1]
+        if len(mounts) > A.MAX_ITEMS:
+            raise A.Unreadable(f"more than {A.MAX_ITEMS} mounts under /srv")
+    return mounts
+
+
+def volume_actions(output: str, exit_status: int) -> dict[str, dict]:
+    """The mover's last provider call per data service: {service: VolumeAction}; {} when it never made one."""
+    out: dict[str, dict] = {}
+    for line in output.splitlines():
+        service, _, record = line.partition(" ")
+        if not service or len(out) >= A.MAX_ITEMS:
+            raise A.Unreadable(f"{line[:80]!r} is not 'service {{record}}'")
+        data = A.loads(record)
+        if not isinstance(data, dict):
+            raise A.Unreadable(f"the record of {service[:64]} is not an object")
+        out[service[:255]] = A.read(A.VolumeAction, data)
+    return out
+
+
+# /proc/self/mountinfo: field 5 is the mount point; the source follows the fstype, after "-".
+DATA_MOUNTS = Fact("data_mounts", "awk '$5 ~ \"^/srv/\" {for (i = 7; $i != \"-\"; i++); print $5, $(i + 2)}' "
+                                  "/proc/self/mountinfo", data_mounts)
+VOLUME_ACTIONS = Fact("volume_actions", f"for f in {PATHS.state('volume-actions')}/*.json; do [ -e \"$f\" ] || "
+                                        "continue; n=${f##*/}; printf '%s ' \"${n%.json}\"; tr -d '\\n' < \"$f\"; "
+                                        "echo; done", volume_actions)
+FACTS = {f.name: f for f in (VRRP, APPLIED, DEGRADED, PUSHED_FROM, RESERVED_IP, DATA_MOUNTS, VOLUME_ACTIONS)}
 
 # Markers between facts in one round trip; a fact's output cannot contain a line that starts
 # with this (the files read are dynia's own and hold no such line).
@@ -327,7 +365,7 @@ BUILDERS: dict[str, Callable[[NodeProfile, str], Fact]] = {
 
 def status_facts(profile: NodeProfile, private_ip: str) -> list[Fact]:
     """Every fact `dynia status` reads from one node, in one round trip."""
-    return [VRRP, APPLIED, DEGRADED, RESERVED_IP, PRIORITY, LOCKDOWN, SHOW_STAT,
+    return [VRRP, APPLIED, DEGRADED, RESERVED_IP, DATA_MOUNTS, VOLUME_ACTIONS, PRIORITY, LOCKDOWN, SHOW_STAT,
             *(build(profile, private_ip) for build in BUILDERS.values())]
 
 

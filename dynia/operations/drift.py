@@ -345,6 +345,22 @@ def stopped_services(spec, rendering, node: str, facts: dict, holder: str | None
     return out
 
 
+def misplaced_volumes(spec, node: str, mounts: dict | None, holder: str | None) -> list[Drift]:
+    """A data volume mounted on a node that does not hold the VIP (dynia.operations.volume_status): only the
+    holder may have it. Nothing to say while the holder is unknown."""
+    from .volume_status import misplaced_mounts
+    from ..volumes import data_services, volume_name
+
+    if holder is None or not isinstance(mounts, dict):
+        return []
+    return [Drift("volume", f"volume:{volume_name(spec.name, service)}", None,
+                  f"data volume of {service} is mounted at {d.mount} here, but {holder} holds the VIP: stop "
+                  f"{service} here and release it (python3 {PATHS.volume_script} release {service})",
+                  f"mounted on {holder}", f"mounted on {node}")
+            for service, d in data_services(spec).items()
+            if node in misplaced_mounts(d.mount, {node: {"data_mounts": mounts}}, holder)]
+
+
 def holder_of(answers: dict) -> str | None:
     """The live VIP holder as `dynia up` reads it (dynia.nodes.gather.vip_holder): the one node
     whose keepalived last reported MASTER; None when none or several do."""
@@ -353,9 +369,10 @@ def holder_of(answers: dict) -> str | None:
 
 
 def node_drift(spec, rendering, node: str, facts: dict, *, running: dict | None = None,
-               holder: str | None = None) -> list[Drift]:
+               holder: str | None = None, mounts: dict | None = None) -> list[Drift]:
     """Every finding for one node that answered. `facts`: the drift fact's answer; `running`: the
-    `running` fact's answer; `holder`: the live VIP holder (where active-only services run)."""
+    `running` fact's answer; `holder`: the live VIP holder (where active-only services run);
+    `mounts`: the data_mounts fact's answer (where data volumes are mounted)."""
     record = facts.get("_applied")
     lockdown = spec.lockdown
     live = facts.get("files") or {}
@@ -366,7 +383,8 @@ def node_drift(spec, rendering, node: str, facts: dict, *, running: dict | None 
         out += classify_slot(s, live.get(s.target), record, lockdown)
     out += leftovers(spec, facts)
     found, _ = images(spec, rendering, node, facts)
-    return out + found + stopped_components(running) + stopped_services(spec, rendering, node, facts, holder)
+    return (out + found + stopped_components(running) + stopped_services(spec, rendering, node, facts, holder)
+            + misplaced_volumes(spec, node, mounts, holder))
 
 
 def assemble(cluster, rendering, answers: dict, reachable: list[str]) -> DriftReport:
@@ -398,7 +416,8 @@ def assemble(cluster, rendering, answers: dict, reachable: list[str]) -> DriftRe
         if claimed not in (None, node):  # another node's record: never compared against
             facts["_applied"] = None
             warnings.append(f"applied record (it names {claimed}: a node claims another's identity)")
-        drift = node_drift(spec, rendering, node, facts, running=answer.facts.get("running"), holder=holder)
+        drift = node_drift(spec, rendering, node, facts, running=answer.facts.get("running"), holder=holder,
+                           mounts=answer.facts.get("data_mounts"))
         _, engine_error = images(spec, rendering, node, facts)
         nodes.append(NodeDrift(node, drift, applied_record=facts["_applied"], vrrp=vrrp,
                                warnings=warnings + ([f"running images ({engine_error})"] if engine_error else [])))
@@ -423,7 +442,7 @@ def check(cluster, *, timeout: float = 10.0, holder: str | None = None) -> tuple
         raise DyniaError("state", f"cluster {cluster.name} has no node addresses yet (never provisioned)",
                          "run `dynia up` first; drift-check reads the addresses the last provision reported")
     # `running` rides in the same round trip: a component stopped by hand leaves its files alone.
-    wanted = [fact_for(rendering, profile), F.APPLIED, F.VRRP, F.running(profile)]
+    wanted = [fact_for(rendering, profile), F.APPLIED, F.VRRP, F.running(profile), F.DATA_MOUNTS]
     # A node whose host key this machine does not hold is not connected to: its row says what to run.
     from ..engine.session import unpinned
 

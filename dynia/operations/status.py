@@ -32,6 +32,11 @@ ClusterStatus
     verdict: str                one line
     certificate: CertificateView | None
                                 the certificate the nodes serve, as the last apply recorded it
+    volumes: list[VolumeView]   each data volume (services.<name>.data; dynia.operations.volume_status):
+                                {service, volume, mount, attached (the node the provider names, or
+                                "droplet <id>"; None: nowhere), attached_error, mounted (nodes whose
+                                mount table has it), last_action (the mover's last provider call:
+                                {time, action, outcome, status, droplet}), problems}
 CertificateView
     not_after: str | None       expiry (UTC, ISO 8601);  days_left: int | None
     names: list[str]            the DNS names it covers
@@ -90,6 +95,7 @@ from ..nodes import facts as F
 from ..nodes import vip
 from ..nodes.commands import COMPONENTS
 from ..nodes.reserved_ip import ReservedIpAssignment, assignment_of, claimed_addresses
+from .volume_status import VolumeView
 
 SCHEMA_VERSION = 2
 HTTP_CLASSES = F.HRSP
@@ -184,6 +190,7 @@ class ClusterStatus:
     healthy: bool
     verdict: str
     certificate: "CertificateView | None" = None
+    volumes: list[VolumeView] = field(default_factory=list)   # data volumes: attached and mounted where
 
     def as_dict(self) -> dict:
         return json_form(self)
@@ -336,7 +343,7 @@ def _delta(now: dict[str, int], before: dict[str, int] | None) -> dict[str, int]
 def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], desired_version: int,
              reserved_ip: str, answers: dict[str, Any], holder: str | None, holder_error: str | None = None,
              previous: ClusterStatus | None = None, window: float | None = None,
-             domains: dict[str, list[str]] | None = None) -> ClusterStatus:
+             domains: dict[str, list[str]] | None = None, volumes: list[VolumeView] | None = None) -> ClusterStatus:
     """Pure: the facts every node answered (dynia.nodes.gather.NodeFacts by node), the holder the
     provider named → the cluster's status. nodes: node → address shown; services: name →
     placement; domains: name → its domains. With `previous` (the last `--watch` sample) HTTP counts
@@ -362,6 +369,7 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
         row = _service(name, placement, backends, views, by_node, reachable, holder, previous, domains)
         service_rows.append(row)
         problems += row.problems
+    problems += [p for v in volumes or [] for p in v.problems]
     healthy = not problems
     if healthy:
         verdict = (f"healthy: {len(rows)} node{'s' if len(rows) != 1 else ''} at v{desired_version}, "
@@ -371,7 +379,7 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
         verdict = f"unhealthy: {problems[0]}{more}"
     return ClusterStatus(SCHEMA_VERSION, cluster, reserved_ip, holder, holder_error, masters, serving,
                          desired_version, window if previous else None, rows, service_rows, backends, problems,
-                         healthy, verdict)
+                         healthy, verdict, volumes=list(volumes or []))
 
 
 def _holder_problems(reserved_ip: str, holder: str | None, holder_error: str | None,
@@ -474,12 +482,26 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     answers = gather_status_facts(nodes, provider.profile, private, timeout, refused=unpinned(cluster))
     known = {t.node: {a for a in (inv.nodes[t.node][0], inv.nodes[t.node][1], t.host) if a} for t in nodes}
     holder, holder_error = holder_of(provider, inv.reserved_ip, known, answers)
-    st = assemble(cluster=cluster.name, nodes={t.node: t.host for t in nodes},
+    st = assemble(volumes=volume_views(cluster, provider, holder, known, answers),cluster=cluster.name, nodes={t.node: t.host for t in nodes},
                   services={s: svc.placement for s, svc in cluster.spec.services.items()},
                   domains={s: svc.domains for s, svc in cluster.spec.services.items()},
                   desired_version=desired_version(cluster, rendering, answers), reserved_ip=inv.reserved_ip,
                   answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window)
     return with_certificate(st, certificate_view(cluster))
+
+
+def volume_views(cluster, provider, holder: str | None, known: dict[str, set[str]], answers: dict) -> list[VolumeView]:
+    """Each data volume: where the provider says it is attached, where the nodes have it mounted."""
+    from .volume_status import attachments, views
+    from ..volumes import data_services, volume_name
+
+    data = {s: (volume_name(cluster.name, s), d.mount) for s, d in data_services(cluster.spec).items()}
+    if not data:
+        return []
+    addresses, _ = claimed_addresses(known, answers)
+    facts = {n: a.facts for n, a in answers.items() if a is not None and a.error is None}
+    return views(data, holder, facts, attachments(cluster, provider, list(data), addresses),
+                 [n for n, a in answers.items() if a is None or a.error is not None])
 
 
 def desired_version(cluster, rendering, answers: dict) -> int:

@@ -113,6 +113,7 @@ class Expected:
     origin_pull: CertInfo | None = None  # the state's client certificate, None: why in origin_pull_missing
     origin_pull_missing: str = ""
     assigns_reserved_ip: bool = False   # notify.sh assigns it through the provider's API (the node profile)
+    data: dict[str, tuple[str, str]] = field(default_factory=dict)  # data service -> (volume, mount)
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Observed:
     dns_error: str | None = None
     origin_pull: Any = None                    # cloudflare_api.OriginPull: the zone's setting and uploads
     origin_pull_error: str | None = None
+    attached: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # data service -> (node, error)
 
 
 def _row(check: str, target: str, ok: bool, detail: str) -> Check:
@@ -371,10 +373,30 @@ def _origin_pull_rows(e: Expected, o: Observed) -> list[Check]:
                  f"on; the state's certificate (sha256 {e.origin_pull.sha256[:16]}…) uploaded and active")]
 
 
+def _volume_rows(e: Expected, o: Observed) -> list[Check]:
+    """Each data volume attached to the reserved IP's holder and mounted there only (the provider's
+    attachment, the nodes' mount tables: dynia.operations.volume_status)."""
+    from .volume_status import views
+
+    rows = []
+    for v in views(e.data, None if o.holder_error else o.holder, o.facts, o.attached, sorted(o.unreachable)):
+        last = v.last_action
+        said = f"; last call {last['action']} {last['outcome']} {last.get('status') or ''}".rstrip() if last else ""
+        if v.problems:
+            rows.append(_row("data_volume", v.volume, False, "; ".join(v.problems) + said))
+        elif o.holder is None:
+            rows.append(Check("data_volume", v.volume, "skipped", "no node holds the reserved IP to compare with"))
+        else:
+            rows.append(_row("data_volume", v.volume, True, f"attached to {v.attached}, the reserved IP's holder, "
+                                                            f"and mounted at {v.mount} there only{said}"))
+    return rows
+
+
 def assemble(e: Expected, o: Observed, now: dt.datetime | None = None) -> list[Check]:
     now = now or dt.datetime.now(dt.timezone.utc)
     return [*_holder_rows(e, o), *_backend_rows(e, o), *_version_rows(e, o),
-            *_certificate_rows(e, o, now), *_dns_rows(e, o), *_origin_pull_rows(e, o), *_assignment_rows(e, o)]
+            *_certificate_rows(e, o, now), *_dns_rows(e, o), *_origin_pull_rows(e, o), *_assignment_rows(e, o),
+            *_volume_rows(e, o)]
 
 
 def summary(checks: list[Check]) -> dict[str, int]:
@@ -415,6 +437,7 @@ def expected(cluster) -> Expected:
     from ..render.rendering import backend_name
     from ..state.cache import ClusterCache
     from ..tls import proxied, uses_acme
+    from ..volumes import data_services, volume_name
 
     spec = cluster.spec
     cache = ClusterCache.of(cluster)
@@ -432,10 +455,11 @@ def expected(cluster) -> Expected:
     domains = sorted({d for s in spec.services.values() for d in s.domains})
     addresses = {n: tuple(a for a in (ad.public_ip, ad.private_ip) if a) for n, ad in outputs.nodes.items()}
     placements = {backend_name(name): svc.placement for name, svc in spec.services.items() if svc.domains}
+    data = {s: (volume_name(spec.name, s), d.mount) for s, d in data_services(spec).items()}
     return Expected(cluster.name, list(spec.nodes), outputs.reserved_ip, domains, proxied(spec.tls.mode),
                     applied.configVersion if applied else None, cert, missing, dns, spec.provider.kind, addresses,
                     placements, uses_acme(spec.tls.mode), proxied(spec.tls.mode), pull, pull_missing,
-                    provider.profile.assigns_reserved_ip)
+                    provider.profile.assigns_reserved_ip, data)
 
 
 def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> Observed:
@@ -453,6 +477,8 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
     nodes = [t for t in targets(cluster) if t.node in e.nodes]
     sni = e.domains[0] if e.domains else cluster.spec.domain
     wanted = [F.VRRP, F.APPLIED, F.RESERVED_IP, F.SHOW_STAT, F.vip_device_addresses(provider.profile), F.served_certificate(sni)]
+    if e.data:
+        wanted += [F.DATA_MOUNTS, F.VOLUME_ACTIONS]
 
     def dns():
         """(records, error, origin pull, its error): Cloudflare's side, the zone looked up once."""
@@ -495,6 +521,12 @@ def collect(cluster, e: Expected, *, timeout: float = 5.0, cloudflare=None) -> O
         else:
             o.served_errors[node] = why
     o.holder, o.holder_error = _provider_holder(provider, e, answers)
+    if e.data:
+        from ..nodes.reserved_ip import claimed_addresses
+        from .volume_status import attachments
+
+        addresses, _ = claimed_addresses({n: set(e.addresses.get(n, ())) for n in e.nodes}, answers)
+        o.attached = attachments(cluster, provider, list(e.data), addresses)
     return o
 
 

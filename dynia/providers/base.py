@@ -169,6 +169,15 @@ class Provider(ABC):
         Raises DyniaError (`provider` or `network`) when the provider cannot tell.
         Used by `dynia status` and `dynia infra verify`."""
 
+    def volume_holder(self, cluster, service: str, nodes: Mapping[str, Iterable[str]]) -> str | None:
+        """Which node the provider says the data service's volume is attached to right now (read
+        live; nodes as for reserved_ip_holder); None when attached nowhere; "droplet <id>" when
+        attached to a machine that is no node of the cluster. Raises DyniaError when it cannot tell
+        (no such volume, no answer). Used by `dynia status` and `dynia infra verify`."""
+        from ..errors import DyniaError
+
+        raise DyniaError("config", f"the {self.kind} provider has no block storage", "remove services.<name>.data")
+
     def power(self):
         """The power and size steps of a node (dynia.resize.Power), None where a node has no
         size to change (the lab)."""

@@ -310,15 +310,27 @@ class DigitalOcean(DropletSizes, Provider):
         droplet = (data.get("reserved_ip") or {}).get("droplet")
         if not droplet:
             return None
-        networks = (droplet.get("networks") or {}).get("v4") or []
-        addresses = {n.get("ip_address") for n in networks if isinstance(n, dict)} - {reserved_ip, None}
-        matches = [n for n, addrs in nodes.items() if addresses & (set(addrs) - {reserved_ip})]
-        if len(matches) > 1:  # two nodes with one droplet's address: a conflict, not "no holder"
-            raise DyniaError("provider", f"conflict: the droplet holding {reserved_ip} has an address that "
-                             f"{' and '.join(sorted(matches))} both claim",
-                             "compare the node addresses in .dynia/cache/<cluster>/outputs.json with the droplets "
-                             "(`doctl compute droplet list`); `dynia up --phase provision` refreshes them")
-        return matches[0] if matches else None
+        return node_of_droplet(droplet, nodes, reserved_ip, f"the droplet holding {reserved_ip}")
+
+    def volume_holder(self, cluster, service, nodes):
+        """GET /v2/volumes?name=&region= (its droplet_ids), then that droplet's addresses matched
+        to a node, as for the reserved IP."""
+        from urllib.parse import urlencode
+
+        from ..volumes import volume_name
+
+        name, region = volume_name(cluster.spec.name, service), cluster.spec.provider.region
+        asking = f"ask DigitalOcean where volume {name} is attached"
+        data = api_get("/volumes?" + urlencode({"name": name, "region": region}), asking=asking)
+        found = [v for v in data.get("volumes") or [] if isinstance(v, dict) and v.get("name") == name]
+        if not found:
+            raise DyniaError("provider", f"DigitalOcean has no volume {name} in {region}",
+                             f"`dynia up --phase provision --cluster {cluster.spec.name}` creates it")
+        ids = [i for i in found[0].get("droplet_ids") or [] if isinstance(i, int)]
+        if not ids:
+            return None
+        droplet = api_get(f"/droplets/{ids[0]}", asking=asking).get("droplet") or {}
+        return node_of_droplet(droplet, nodes, None, f"droplet {ids[0]}") or f"droplet {ids[0]}"
 
     def power(self):
         from .do_actions import DropletPower
@@ -431,6 +443,19 @@ class DigitalOcean(DropletSizes, Provider):
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
             spec.domain, list(domains), address, gates, proxied=proxied(spec.tls.mode), cluster=spec.name,
             renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
+
+
+def node_of_droplet(droplet: dict, nodes, reserved_ip: str | None, which: str) -> str | None:
+    """The node whose known addresses the droplet has (droplet names are the operator's to
+    change; addresses are not); None when no node has them; two nodes is a conflict."""
+    networks = (droplet.get("networks") or {}).get("v4") or []
+    addresses = {n.get("ip_address") for n in networks if isinstance(n, dict)} - {reserved_ip, None}
+    matches = [n for n, addrs in nodes.items() if addresses & (set(addrs) - {reserved_ip})]
+    if len(matches) > 1:  # two nodes with one droplet's address: a conflict, not "no holder"
+        raise DyniaError("provider", f"conflict: {which} has an address that {' and '.join(sorted(matches))} both claim",
+                         "compare the node addresses in .dynia/cache/<cluster>/outputs.json with the droplets "
+                         "(`doctl compute droplet list`); `dynia up --phase provision` refreshes them")
+    return matches[0] if matches else None
 
 
 def node_token_from_env(env=None) -> str:

@@ -98,6 +98,19 @@ class Local(DropletSizes, Provider):
                              "VRRP split brain: check that the nodes reach each other (unicast peers, protocol 112)")
         return holders[0] if holders else None
 
+    def volume_holder(self, cluster, service, nodes):
+        """The node the lab's block-storage "API" has the volume attached to (dynia.providers.lab_volumes)."""
+        from ..errors import DyniaError
+        from ..volumes import volume_name
+        from . import lab_volumes
+
+        name = volume_name(cluster.spec.name, service)
+        try:
+            return lab_volumes.show(self.lab_dir(cluster.project, cluster.spec.name), name)["node"]
+        except (lab_volumes.VolumeError, OSError, ValueError, KeyError) as exc:
+            raise DyniaError("provider", f"the lab cannot say where volume {name} is: {exc}",
+                             "`dynia up --phase provision` creates the lab's volumes") from None
+
     def firewall_sources(self, spec) -> FirewallSources:
         """The lab's edge: this machine (gateway) and the "Cloudflare" client range (lab_edge).
         The machine also reads every node's stats port (the lab tests check its credentials)."""

@@ -611,7 +611,7 @@ def test_services_are_not_judged_stopped_when_the_container_engine_failed(lab):
     assert D.stopped_services(c.spec, rendering, NODE, {"files": {}, "containers": None}, NODE) == []
 
 
-def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeypatch):
+def test_drift_check_reads_running_components_and_data_mounts_in_its_one_round_trip(lab, monkeypatch):
     c, _ = lab
     seen = []
 
@@ -622,7 +622,7 @@ def test_drift_check_reads_running_components_in_its_one_round_trip(lab, monkeyp
     monkeypatch.setattr("dynia.engine.session.reach", lambda cluster: [type("T", (), {"node": NODE})()])
     monkeypatch.setattr("dynia.nodes.gather.gather", fake_gather)
     D.check(c)
-    assert seen == [["drift", "applied", "vrrp", "running"]]
+    assert seen == [["drift", "applied", "vrrp", "running", "data_mounts"]]
 
 
 @pytest.mark.parametrize("answer, where", [

@@ -112,7 +112,10 @@ def test_one_script_frames_every_fact_and_keeps_each_exit_status(tmp_path):
 
 
 def test_fact_commands_only_read():
-    reads = ("cat /opt/dynia/state/", "grep ", "lsattr -d ", "python3 -c ")
+    # awk prints the mount table's lines under /srv; the loop cats the mover's records
+    reads = ("cat /opt/dynia/state/", "grep ", "lsattr -d ", "python3 -c ", "awk '$5 ~ \"^/srv/\" ",
+             "for f in /opt/dynia/state/volume-actions/*.json; ")
     for fact in F.FACTS.values():
         assert fact.command.startswith(reads), fact.command
+        assert ">" not in fact.command.replace("< \"$f\"", ""), fact.command   # writes nothing
     assert "show stat" in F.SHOW_STAT.command and "set " not in F.SHOW_STAT.command.split("show stat")[1]
