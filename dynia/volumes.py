@@ -65,3 +65,16 @@ def check_recorded(spec, recorded) -> None:
             raise DyniaError("config", f"{at}.filesystem is {now.filesystem} but volume {was.get('name')} was made "
                              f"with {fs}: a new filesystem would be an empty volume",
                              f"set {at}.filesystem back to {fs}")
+
+
+def deleting_data(given: str | None, cluster: str) -> bool:
+    """`cluster destroy --delete-data CLUSTER`: the data volumes go only when the cluster's name
+    is given again (a second, deliberate act); another name refuses the destroy."""
+    from .errors import DyniaError
+
+    if given is None:
+        return False
+    if given != cluster:
+        raise DyniaError("config", f"--delete-data names {given!r}, not this cluster ({cluster}): nothing was destroyed",
+                         f"to delete the data volumes with the cluster: --delete-data {cluster}")
+    return True

@@ -54,20 +54,29 @@ def create_cmd(ctx: typer.Context, name: str = NAME_ARG, region: str = REGION_OP
 
 @app.command("destroy")
 def destroy_cmd(ctx: typer.Context, cluster: str = CLUSTER_OPT,
-                yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP)) -> None:
-    """Destroy every phase (apps → infra → provision) after a state snapshot."""
+                yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
+                delete_data: str = typer.Option(
+                    None, "--delete-data", metavar="CLUSTER",
+                    help="Delete the data volumes too (services.<name>.data): give the cluster's name again. "
+                         "Without it they are kept, and said so.")) -> None:
+    """Destroy every phase (apps → infra → provision) after a state snapshot; data volumes are kept."""
     from .. import providers
     from ..operations import snapshots
+    from ..volumes import deleting_data
     from .engine_common import confirm, engine_for
 
     with engine_for(ctx, cluster) as engine:
-        confirm("destroy every droplet, the reserved IP, DNS records and certificates", engine.cluster.name, yes)
+        name = engine.cluster.name
+        delete = deleting_data(delete_data, name)   # a wrong name refuses before anything is asked
+        confirm("destroy every droplet, the reserved IP, DNS records and certificates"
+                + (", and every data volume with its data" if delete else " (data volumes are kept)"), name, yes)
         snap = snapshots.take(engine, "before-destroy")
         say(f"snapshot {snap}")
         provider = providers.of(engine.cluster.spec)
-        kept = provider.keep_on_destroy(engine)  # what the cloud refuses to delete stays, said so
+        kept = provider.keep_on_destroy(engine, delete)  # what stays (the cloud's refusals, the data), said so
         provider.release(engine, None)  # droplets are protected against accidents
         engine.destroy()
+        kept += provider.after_destroy(engine, delete)
     for line in kept:
         say(line)
     say(f"destroyed cluster {engine.cluster.name}; the spec is kept")

@@ -474,14 +474,16 @@ class Engine:
         resources = (dep.deployment or {}).get("resources") if isinstance(dep.deployment, dict) else None
         return dep, [r for r in resources or [] if isinstance(r, dict)]
 
-    def retain(self, which) -> list[str]:
+    def retain(self, which, keep: bool = True) -> list[str]:
         """Mark the provision state's resources `which(resource)` picks retainOnDelete (destroy
-        then drops them from the state and leaves them in the cloud); their ids."""
+        then drops them from the state and leaves them in the cloud), or not (`keep=False`:
+        destroy deletes them); their ids."""
         dep, resources = self._provision_state()
         picked = [r for r in resources if which(r)]
-        if picked:
-            for r in picked:
-                r["retainOnDelete"] = True
+        changed = [r for r in picked if bool(r.get("retainOnDelete")) != keep]
+        if changed:
+            for r in changed:
+                r["retainOnDelete"] = keep
             self._run("provision", [], lambda s: s.import_stack(dep))
         return [r.get("id") for r in picked]
 

@@ -491,10 +491,17 @@ class Lab:
             return
         for client in list(self.clients):
             self.remove_client(client.name)
-        lab_volumes.teardown(self.dir)   # every loop device the lab's volumes hold
+        # The volumes outlive the lab (every loop device released), as a DigitalOcean volume outlives
+        # its droplet: `cluster destroy --delete-data` deletes them (Local.after_destroy).
+        kept = lab_volumes.release_all(self.dir)
         sh("ip", "link", "del", self.bridge, check=False)
         sh("umount", "-l", str(self.dir / "ns"), check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if kept:
+            for path in self.dir.iterdir():
+                if path.name != "volumes":
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
         lab_subnets.release(self.subnet, self.dir)
 
 

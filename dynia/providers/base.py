@@ -235,9 +235,14 @@ class Provider(ABC):
         `config` error), with nothing created yet. own_vpcs(): the ids of the networks the
         cluster's own state holds; provisioned(): its resources."""
 
-    def keep_on_destroy(self, engine) -> list[str]:
-        """Before destroy: mark what the cloud will not let go of to be kept (dropped from the
-        state, left in the cloud); one line each saying what was kept and why."""
+    def keep_on_destroy(self, engine, delete_data: bool = False) -> list[str]:
+        """Before destroy: mark what the cloud will not let go of, and the data volumes unless
+        `delete_data`, to be kept (dropped from the state, left in the cloud); one line each
+        saying what was kept and why (printed after the destroy)."""
+        return []
+
+    def after_destroy(self, engine, delete_data: bool) -> list[str]:
+        """After destroy: what the provider keeps or deletes outside the state (the lab's volumes)."""
         return []
 
     def dns_api(self):

@@ -57,6 +57,7 @@ LARGEST_VPC = 16
 # tests/fixtures/digitalocean). What the account already has there, check_account finds.
 VPC_POOL = ipaddress.ip_network("10.160.0.0/11")
 VPC_TYPE = "digitalocean:index/vpc:Vpc"
+VOLUME_TYPE = "digitalocean:index/volume:Volume"
 CHECKED_ONLINE = (f"; `dynia plan` checks it against DigitalOcean's API when {TOKEN_ENV} is set, and refuses it "
                   "there if DigitalOcean does not offer it")
 REGIONS: tuple[str, ...] = ("ams3", "atl1", "blr1", "fra1", "lon1", "nyc1", "nyc2", "nyc3",
@@ -243,10 +244,35 @@ class DigitalOcean(DropletSizes, Provider):
         vpcs = account_vpcs() if vpcs is None else vpcs
         return vpc_range_for(cluster, [v["ip_range"] for v in vpcs if _overlaps(v, VPC_POOL)])
 
-    def keep_on_destroy(self, engine) -> list[str]:
+    def keep_on_destroy(self, engine, delete_data: bool = False) -> list[str]:
         """A VPC DigitalOcean made its region's default (the first VPC of an account in a region
         becomes it) cannot be deleted: marked retainOnDelete in the provision state, so destroy
-        drops it from the state and leaves it on the account, and the operator is told."""
+        drops it from the state and leaves it on the account, and the operator is told. The data
+        volumes are kept the same way (the program retains them), unless `delete_data`."""
+        return self._keep_volumes(engine, delete_data) + self._keep_default_vpc(engine)
+
+    def _keep_volumes(self, engine, delete_data: bool) -> list[str]:
+        from ..volumes import data_services
+
+        # The state holds a volume only for a data service (a removed `data:` is refused by plan).
+        if not delete_data and not data_services(engine.cluster.spec):
+            return []
+        volumes: dict = {}
+        engine.retain(lambda r: r.get("type") == VOLUME_TYPE and bool(volumes.setdefault(r.get("id"), r)),
+                      keep=not delete_data)
+        out = []
+        for vid, r in volumes.items():
+            o = r.get("outputs") or {}
+            if delete_data:
+                out.append(f"deleted volume {o.get('name')} ({o.get('size')} GiB) and its data")
+            else:
+                out.append(f"kept volume {o.get('name')} ({o.get('size')} GiB in {o.get('region')}, id {vid}): "
+                           "its data outlives the cluster; delete it by hand when it is no longer needed "
+                           f"(doctl compute volume delete {vid}): while it exists, a new cluster "
+                           f"{engine.cluster.name} in {o.get('region')} cannot create its own")
+        return out
+
+    def _keep_default_vpc(self, engine) -> list[str]:
         name = vpc_name(engine.cluster.name)
         defaults = {v["id"]: v for v in account_vpcs() if v.get("name") == name and v.get("default") and v.get("id")}
         if not defaults:

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import stat
 import struct
 import subprocess
@@ -168,7 +169,7 @@ def destroy(lab: Path, name: str) -> None:
 
 
 def teardown(lab: Path) -> None:
-    """Release every loop device the lab's volumes hold (the lab goes down); idempotent."""
+    """Delete every volume of the lab, data and all (`cluster destroy --delete-data`); idempotent."""
     d = _dir(lab)
     if not d.is_dir():
         return
@@ -176,21 +177,49 @@ def teardown(lab: Path) -> None:
         destroy(lab, path.stem)
 
 
+def release_all(lab: Path) -> list[dict]:
+    """The lab goes down and keeps its volumes, as DigitalOcean keeps a volume whose droplet is
+    destroyed: every attachment is ended (the loop device fenced and released), the images and
+    records stay for the next lab on this directory. Returns the kept volumes' records."""
+    d = _dir(lab)
+    if not d.is_dir():
+        return []
+    kept = []
+    with _locked(lab) as d:
+        for path in sorted(d.glob("*.json")):
+            record = json.loads(path.read_text())
+            if record.get("device"):
+                _fence(record)
+                record = {**record, "node": None, "loop": None, "device": None}
+                _write(d, path.stem, record)
+            kept.append(record)
+        shutil.rmtree(d / "dev", ignore_errors=True)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="dynia-lab-volume", description=__doc__.split("\n\n")[0])
     ap.add_argument("lab", type=Path)
-    ap.add_argument("--node", required=True, help="the node this call comes from")
+    ap.add_argument("--node", help="the node this call comes from (attach, detach)")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    make = sub.add_parser("create", help="a new volume with its filesystem; an existing one is kept as it is")
+    make.add_argument("name")
+    make.add_argument("--size-gb", type=int, required=True)
+    make.add_argument("--filesystem", choices=("ext4", "xfs"), default="ext4")
     sub.add_parser("attach").add_argument("name")
     det = sub.add_parser("detach")
     det.add_argument("name")
     det.add_argument("--force", action="store_true")
     sub.add_parser("show").add_argument("name")
     args = ap.parse_args(argv)
+    if args.cmd in ("attach", "detach") and not args.node:
+        ap.error(f"{args.cmd} needs --node")
     try:
-        if args.cmd == "attach":
+        if args.cmd == "create":
+            print(json.dumps(create(args.lab, args.name, args.size_gb, args.filesystem)))
+        elif args.cmd == "attach":
             print(attach(args.lab, args.name, args.node))
         elif args.cmd == "detach":
             detach(args.lab, args.name, args.node, args.force)

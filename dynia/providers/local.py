@@ -178,6 +178,33 @@ class Local(DropletSizes, Provider):
 
     # --- Pulumi ---------------------------------------------------------------------------
 
+    def data_volumes(self, inputs, spec):
+        """One lab volume per data service (components/lab_volume.py), made by the lab's API."""
+        from ..components.lab_volume import LabVolume, LabVolumeArgs
+        from ..volumes import data_services, volume_name
+
+        return {service: LabVolume(f"{spec.name}-{service}-data", LabVolumeArgs(
+                    str(inputs.lab_dir), inputs.python, volume_name(spec.name, service), d.size_gb, d.filesystem))
+                for service, d in data_services(spec).items()}
+
+    def after_destroy(self, engine, delete_data: bool) -> list[str]:
+        """The lab's nodes are gone and its volumes kept (dynia.providers.lab.Lab.down); with
+        --delete-data they go too."""
+        from . import lab_volumes
+
+        lab = self.lab_dir(engine.cluster.project, engine.cluster.name)
+        kept = sorted((lab / "volumes").glob("*.json")) if (lab / "volumes").is_dir() else []
+        if not kept:
+            return []
+        if delete_data:
+            lab_volumes.teardown(lab)
+            import shutil
+
+            shutil.rmtree(lab, ignore_errors=True)
+            return [f"deleted lab volume {p.stem} and its data" for p in kept]
+        return [f"kept lab volume {p.stem} ({p.with_suffix('.img')}): a new lab of this cluster takes it again; "
+                f"`dynia cluster destroy --delete-data {engine.cluster.name}` deletes it" for p in kept]
+
     def provision(self, inputs, spec, plan):
         import pulumi
 

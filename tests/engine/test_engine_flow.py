@@ -662,3 +662,52 @@ def test_revert_works_when_the_current_spec_no_longer_loads(env):
     r = dynia(env, "state", "revert", snap, "--cluster", "shop")
     assert r.returncode == 0, r.stderr
     assert spec.read_bytes() == (env["proj"] / ".dynia/snapshots/shop" / snap / "spec.yaml").read_bytes()
+
+
+# --- data volumes on destroy (issue 23.3) ------------------------------------------------------
+
+VOLUME_ID = "506f78a4-e098-11e5-ad9f-000f53306ae1"   # tests/fixtures/digitalocean/volumes_shop_admin.json
+WITH_VOLUME = PROVISIONED + [
+    {"urn": "urn:pulumi:shop-provision::dynia::dynia:index:DataVolume$digitalocean:index/volume:Volume::"
+            "shop-admin-data-volume", "type": "digitalocean:index/volume:Volume", "id": VOLUME_ID, "protect": True,
+     "retainOnDelete": True, "outputs": {"name": "dynia-shop-admin", "size": 10, "region": "sgp1"}}]
+
+
+def _with_data(env):
+    spec = env["proj"] / "clusters/shop.yaml"
+    spec.write_text(spec.read_text() + "    data: {size_gb: 10, mount: /srv/admin}\n")
+
+
+def test_destroy_keeps_the_data_volumes_and_says_what_it_kept(env):
+    env["account"].answers["/v2/vpcs"] = ["vpcs_account"]
+    _with_data(env)
+    extra = {"RECORDING_PULUMI_PROVISION_RESOURCES": json.dumps(WITH_VOLUME)}
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop", "--yes", extra=extra)
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert f"kept volume dynia-shop-admin (10 GiB in sgp1, id {VOLUME_ID}): its data outlives the cluster" in said
+    # The program retains it already: the state is left as it is, destroy only forgets the volume.
+    assert ("stack import", "shop-provision") not in ops(env)
+    assert ops(env)[-1] == ("destroy", "shop-provision")
+
+
+def test_destroy_with_delete_data_and_the_cluster_name_deletes_the_volumes(env):
+    env["account"].answers["/v2/vpcs"] = ["vpcs_account"]
+    extra = {"RECORDING_PULUMI_PROVISION_RESOURCES": json.dumps(WITH_VOLUME)}
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop", "--yes", "--delete-data", "shop", extra=extra)
+    assert r.returncode == 0, r.stderr
+    assert "deleted volume dynia-shop-admin (10 GiB) and its data" in " ".join(r.stdout.split())
+    imported = json.loads((env["state"] / "imported-shop-provision.json").read_text())["deployment"]["resources"]
+    assert [x.get("id") for x in imported if x.get("type") == "digitalocean:index/volume:Volume"
+            and x.get("retainOnDelete") is False] == [VOLUME_ID]
+    sequence = ops(env)
+    assert sequence.index(("stack import", "shop-provision")) < sequence.index(("destroy", "shop-provision"))
+
+
+def test_delete_data_naming_another_cluster_destroys_nothing(env):
+    extra = {"RECORDING_PULUMI_PROVISION_RESOURCES": json.dumps(WITH_VOLUME)}
+    r = dynia(env, "cluster", "destroy", "--cluster", "shop", "--yes", "--delete-data", "shopp", extra=extra)
+    assert r.returncode == 10, (r.returncode, r.stderr)
+    assert "--delete-data names 'shopp', not this cluster (shop): nothing was destroyed" in r.stderr
+    assert "--delete-data shop" in r.stderr
+    assert not [o for o in ops(env) if o[0] in ("destroy", "stack import")]

@@ -64,3 +64,23 @@ def test_teardown_releases_every_loop_device(lab):
     lv.teardown(lab)
     assert str(lab) not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     assert loop and not (lab / "volumes" / "dynia-t-a.json").exists()
+
+
+def test_a_lab_going_down_releases_every_loop_device_and_keeps_the_volumes(lab):
+    lv.create(lab, "dynia-t-kept", 1)
+    device = lv.attach(lab, "dynia-t-kept", "misty-owl")
+    mnt = lab / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "ext4", device, str(mnt)], check=True)
+    (mnt / "rows").write_text("1\n")
+    subprocess.run(["umount", str(mnt)], check=True)
+    [kept] = lv.release_all(lab)
+    assert kept["name"] == "dynia-t-kept" and kept["node"] is None and kept["loop"] is None
+    assert str(lab) not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert not os.path.exists(device) and (lab / "volumes/dynia-t-kept.img").exists()
+    # The next lab on this directory takes it again, data and all (create keeps it as it is).
+    assert lv.create(lab, "dynia-t-kept", 1)["name"] == "dynia-t-kept"
+    again = lv.attach(lab, "dynia-t-kept", "brave-panda")
+    subprocess.run(["mount", "-t", "ext4", again, str(mnt)], check=True)
+    assert (mnt / "rows").read_text() == "1\n"
+    subprocess.run(["umount", str(mnt)], check=True)

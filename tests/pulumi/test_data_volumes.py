@@ -93,3 +93,43 @@ def test_a_smaller_size_another_filesystem_or_a_removed_volume_is_a_config_error
     with pytest.raises(DyniaError) as err:
         check_recorded(_spec(project, data), RECORDED)
     assert err.value.kind == "config" and says in err.value.message and hint in err.value.hint
+
+
+class LabMocks(KeyMocks):
+    """The lab API's create prints the volume's record (dynia.providers.lab_volumes main)."""
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        if args.typ == "command:local:Command" and " create dynia-" in (args.inputs.get("create") or ""):
+            name = args.inputs["create"].split(" create ")[1].split()[0]
+            state["stdout"] = f'{{"name": "{name}", "size_gb": 1, "filesystem": "ext4", "node": null}}'
+        return rid, state
+
+
+def test_the_lab_provision_makes_its_volume_through_the_lab_api_and_keeps_it_on_delete(project, tmp_path):
+    from dynia.stacks.inputs import PhaseInputs
+
+    spec = project / "clusters/lab.yaml"
+    spec.write_text(spec.read_text() + "  ledger:\n    compose: services/lab-ledger.yml\n    port: 9004\n"
+                    "    placement: active-only\n    data: {size_gb: 1, mount: /srv/ledger}\n")
+    mocks = LabMocks()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.set_mocks(mocks, project="dynia", stack="lab-provision", preview=False,
+                             monitor=ProtectMonitor(mocks))
+    ctx = PhaseInputs(project_root=project, cluster="lab", ssh_public_key=PUBLIC_KEY, holder=None,
+                      lab_dir=str(tmp_path / "labdir"), ssh_private_key=pulumi.Output.secret("key"),
+                      provider_token=pulumi.Output.secret("t"))
+
+    @pulumi.runtime.test
+    def program():
+        provision.program(ctx)
+
+    program()
+    made = mocks.created["lab-ledger-data-create"]
+    assert made.inputs["create"].endswith(f"-m dynia.providers.lab_volumes {tmp_path / 'labdir'} create "
+                                          "dynia-lab-ledger --size-gb 1 --filesystem ext4")
+    assert made.retain_on_delete and "delete" not in made.inputs
+    first = next(r for r in mocks.created.values() if r.typ == "dynia:index:LocalNode")
+    assert any(u.endswith("::lab-ledger-data-create") for u in first.dependencies), first.dependencies
+    assert mocks.created["lab-ledger-data"].outputs["record"] == {
+        "id": "dynia-lab-ledger", "name": "dynia-lab-ledger", "size_gb": 1, "filesystem": "ext4"}
