@@ -408,8 +408,10 @@ class Data(Strict):
     """A block-storage volume that follows the VIP: attached to one node at a time (the
     provider's single attachment is the fence), moved by notify.sh before the service starts."""
     size_gb: int = Field(ge=1, le=16_384, description="the volume's size in GiB (1 to 16,384), given to the "
-                                                      "provider when it creates the volume")
-    filesystem: Literal["ext4", "xfs"] = Field("ext4", description="made once, when the volume is created")
+                                                      "provider when it creates the volume; it only grows (a "
+                                                      "smaller value is refused)")
+    filesystem: Literal["ext4", "xfs"] = Field("ext4", description="made once, when the volume is created (a "
+                                                                    "change is refused)")
     mount: str = Field(description="where the holder mounts it, under the data root /srv (like /srv/db); "
                                    "the compose file bind-mounts this path into its container")
 
@@ -447,8 +449,10 @@ class Service(Strict):
         "local", description="local: each copy keeps its own data, so a service with volumes or data-root bind "
                              "mounts must not run on several nodes; replicated: the app replicates its data "
                              "itself, so it may (every plan says so)")
-    data: Data | None = Field(None, description="a block-storage volume for an active-only service: it "
-                                                "follows the VIP (see State in the README)")
+    data: Data | None = Field(None, description="a block-storage volume for an active-only service (DigitalOcean "
+                                                "Block Storage in the cluster's region; the lab's loop device): it "
+                                                "follows the VIP, and `cluster destroy` keeps it unless "
+                                                "--delete-data (see Data that follows the VIP in the README)")
     isolation_exceptions: list[IsolationException] = Field(
         [], description="what this service's compose file may do that would otherwise be refused for defeating "
                         "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
