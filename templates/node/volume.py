@@ -297,11 +297,17 @@ def check_and_mount(device: str, vol: dict) -> None:
     mount = ROOT + vol["mount"]
     have = mounted_device(mount)
     # The API names the device by a link (DigitalOcean: /dev/disk/by-id/…); mountinfo, by the disk.
-    if have is not None and os.path.realpath(have) == os.path.realpath(device) and os.access(mount, os.W_OK) and run(["touch", f"{mount}/.dynia-volume"]).returncode == 0:
+    if (have is not None and os.path.realpath(have) == os.path.realpath(device) and os.access(mount, os.W_OK)
+            and run(["touch", f"{mount}/.dynia-volume"]).returncode == 0):
         return   # already mounted here, and it answers
     if have is not None:
         # A stale mount (a fenced attachment of an earlier term): it can only fail.
         run(["umount", "-l", mount])
+    for point in mounts_of(device):
+        # Not ours: DigitalOcean's image mounts a formatted volume under /mnt by itself when it is
+        # attached, and fsck checks only an unmounted filesystem.
+        if run(["umount", point]).returncode != 0:
+            raise Failed(f"{device} is mounted at {point} and does not unmount: it is in use there")
     if vol["filesystem"] == "ext4":
         fsck = run(["fsck.ext4", "-p", device], timeout=600)
         if fsck.returncode not in (0, 1):   # 1: errors corrected; 2+: reboot needed or left
