@@ -21,7 +21,8 @@ HEALTHY = {"vrrp": ("MASTER 2026-12-07T10:00:00Z", 0), "applied": (json.dumps({"
            "caddy_health": ("200", 0), "addresses": ("2: eth0    inet 10.213.0.11/24 scope global eth0\n"
                                                      "2: eth0    inet 10.213.0.100/32 scope global eth0\n", 0),
            "containers": ("[]", 0), "priority": ("    priority 150\n", 0),
-           "lockdown": ("", 1), "show_stat": ("", 1), "reserved_ip": ("", 1)}
+           "lockdown": ("", 1), "show_stat": ("", 1), "reserved_ip": ("", 1), "data_mounts": ("", 0),
+           "volume_actions": ("", 0)}
 
 
 def _answer(**changed: tuple[str, int]) -> NodeFacts:
@@ -63,10 +64,12 @@ def test_the_healthy_answer_used_below_is_healthy():
     ("reserved_ip", json.dumps({"outcome": "moved", "status": "201"}), "outcome: Input should be"),
     ("addresses", "2: eth0    inet 10.213.0.1\x1b[2J/24\n", "not an IPv4 address"),
     ("show_stat", "# pxname,svname,check_desc\nbe_api,s1," + "x" * 200_000 + "\n", "not HAProxy's CSV"),
+    ("data_mounts", "/srv/db /dev/sda\x1b[2J extra\n", "'/srv/db /dev/sda\\x1b[2J extra' is not a mount point"),
+    ("volume_actions", 'db {"action": "attach", "outcome": "moved"}\n', "outcome: Input should be"),
 ], ids=["version-true", "version-string", "layers-list", "record-string", "json-bomb", "huge-number",
         "reason-object", "marker-string", "config-string", "labels-list", "name-int", "inspect-dict",
         "since-oversize", "assignment-droplet-injected", "assignment-outcome-unknown", "address-garbage",
-        "csv-field-oversize"])
+        "csv-field-oversize", "mounts-garbage", "volume-call-outcome-unknown"])
 def test_an_answer_that_does_not_fit_its_model_is_that_nodes_unreadable_fact(fact, output, reason):
     answer = _answer(**{fact: (output, 0)})
     assert fact not in answer.facts
