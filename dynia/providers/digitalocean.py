@@ -257,9 +257,15 @@ class DigitalOcean(DropletSizes, Provider):
         # The state holds a volume only for a data service (a removed `data:` is refused by plan).
         if not delete_data and not data_services(engine.cluster.spec):
             return []
-        volumes: dict = {}
-        engine.retain(lambda r: r.get("type") == VOLUME_TYPE and bool(volumes.setdefault(r.get("id"), r)),
-                      keep=not delete_data)
+        volumes: dict = {}   # id -> the state's resource, as retain reads them (one export)
+
+        def volume(resource: dict) -> bool:
+            if resource.get("type") != VOLUME_TYPE:
+                return False
+            volumes[resource.get("id")] = resource
+            return True
+
+        engine.retain(volume, keep=not delete_data)
         out = []
         for vid, r in volumes.items():
             o = r.get("outputs") or {}
