@@ -12,7 +12,8 @@ import pytest
 from dynia.components.data_volume import IGNORED
 from dynia.errors import DyniaError
 from dynia.stacks import provision
-from dynia.store import Project, load_cluster
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
 from dynia.volumes import check_recorded
 
 from .test_droplets import PUBLIC_KEY, KeyMocks, ProtectMonitor

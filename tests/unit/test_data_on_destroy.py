@@ -10,7 +10,8 @@ import pytest
 
 from dynia.errors import DyniaError
 from dynia.providers import lab_volumes, local
-from dynia.store import Project, load_cluster
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
 from dynia.volumes import deleting_data
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,8 @@ import pytest
 from dynia import volumes
 from dynia.paths import PATHS
 from dynia.providers.digitalocean import PROFILE
-from dynia.store import Project, load_cluster
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "digitalocean"
@@ -176,7 +177,7 @@ def record(root: Path) -> dict:
 
 def test_the_rendered_droplet_config_names_the_api_region_device_and_node_token(node):
     root, _ = node
-    from dynia.session import render_cluster
+    from dynia.render.rendered import render_cluster
 
     files = render_cluster(load_cluster(Project(root.parent / "proj"), "shop")).files["brave-panda"]
     config = json.loads(next(f for f in files if f.target == PATHS.volumes_config).content)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from dynia import drift as D
-from dynia import status as S
-from dynia import verify as V
+from dynia.operations import drift as D
+from dynia.operations import status as S
+from dynia.operations import verify as V
 from dynia.errors import DyniaError
-from dynia.providers import digitalocean, lab_volumes, local
-from dynia.store import Project, load_cluster
-from dynia.volume_status import views
+from dynia.providers import digitalocean, do_api, lab_volumes, local
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
+from dynia.operations.volume_status import views
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = {"admin": ("dynia-shop-admin", "/srv/admin")}
@@ -126,7 +127,7 @@ def test_digitalocean_says_which_node_a_volume_is_attached_to_by_its_droplets_ad
         path = url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
         return 200, (FIXTURES / "digitalocean" / f"{answers['/' + path]}.json").read_bytes()
 
-    monkeypatch.setattr(digitalocean, "_http_get", fake)
+    monkeypatch.setattr(do_api, "_http_get", fake)
     monkeypatch.setenv(digitalocean.TOKEN_ENV, "dop_v1_secret")
     cluster = type("C", (), {"spec": load_cluster(Project(Path(__file__).resolve().parents[2] / "examples"),
                                                   "shop").spec})()
