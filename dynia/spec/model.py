@@ -452,7 +452,7 @@ class Service(Strict):
     data: Data | None = Field(None, description="a block-storage volume for an active-only service (DigitalOcean "
                                                 "Block Storage in the cluster's region; the lab's loop device): it "
                                                 "follows the VIP, and `cluster destroy` keeps it unless "
-                                                "--delete-data (see Data that follows the VIP in the README)")
+                                                "--delete-data (docs/spec.md: Data that follows the VIP)")
     isolation_exceptions: list[IsolationException] = Field(
         [], description="what this service's compose file may do that would otherwise be refused for defeating "
                         "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
