@@ -36,7 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..providers import lab_subnets, lab_volumes
+from ..providers import lab_api, lab_subnets, lab_volumes
+from ..providers.local import LAB_NODE_TOKEN
 from ..providers.local import LAB_VOLUME_API as VOLUME_API
 from ..providers.local import addresses
 
@@ -100,6 +101,14 @@ MaxStartups 50:30:100
 
 class LabError(RuntimeError):
     pass
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def missing_tools(with_apps: bool = True) -> list[str]:
@@ -246,6 +255,40 @@ class Lab:
             sh("ip", "link", "set", self.bridge, "up")
         for lower in ("/opt", "/srv"):
             Path(lower).mkdir(exist_ok=True)  # overlay lower dirs on a bare machine
+        self._ensure_api()
+
+    def _ensure_api(self) -> None:
+        """The lab's stand-in for the provider's reserved-IP API (dynia.providers.lab_api), on the
+        gateway: one per lab, running as long as its shared parts."""
+        import socket
+
+        pid_file = self.dir / lab_api.PID_FILE
+        if _alive(pid_file):
+            return
+        token = self.dir / lab_api.TOKEN_FILE
+        if not token.exists():
+            token.write_text(LAB_NODE_TOKEN + "\n")
+        with open(self.dir / lab_api.LOG_FILE, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "dynia.providers.lab_api", str(self.dir),
+                                     "--host", self.gateway], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((self.gateway, lab_api.PORT), timeout=0.5).close()
+                return
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log_text = (self.dir / lab_api.LOG_FILE).read_text(errors="replace")[-400:]
+                    raise LabError(f"the lab's API stand-in did not start: {log_text}") from None
+                time.sleep(0.05)
+
+    def _stop_api(self) -> None:
+        pid_file = self.dir / lab_api.PID_FILE
+        if _alive(pid_file):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink(missing_ok=True)
 
     def up(self, with_apps: bool = True, only: list[str] | None = None, fresh: bool = True,
            installing: float = INSTALLING_SECONDS) -> "Lab":
@@ -491,6 +534,7 @@ class Lab:
             return
         for client in list(self.clients):
             self.remove_client(client.name)
+        self._stop_api()
         # The volumes outlive the lab (every loop device released), as a DigitalOcean volume outlives
         # its droplet: `cluster destroy --delete-data` deletes them (Local.after_destroy).
         kept = lab_volumes.release_all(self.dir)

@@ -450,9 +450,6 @@ def holder_of(provider, reserved_ip: str, known: dict[str, set[str]], answers: d
     conflict between nodes is the error, never read as "no holder"."""
     from ..errors import DyniaError
 
-    if getattr(provider, "holder_read_from_nodes", False) and \
-            not any(a is not None and a.error is None for a in answers.values()):
-        return None, "no node answered (the reserved IP's holder is read from the nodes' interfaces)"
     addresses, conflicts = claimed_addresses(known, answers)
     if conflicts:
         return None, "conflict: " + "; ".join(conflicts)

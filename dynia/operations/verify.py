@@ -416,9 +416,9 @@ def as_json(cluster: str, checks: list[Check]) -> dict:
 # --- collection (I/O) -------------------------------------------------------------------------
 
 def _provider_holder(provider, e: Expected, answers) -> tuple[str | None, str | None]:
-    """(holder, error): the provider's own answer (DigitalOcean: its API; the lab: the address
-    on the node's interface), given each node's cached addresses plus those read live on its
-    VIP device (Provider.reserved_ip_holder)."""
+    """(holder, error): the provider's own answer (DigitalOcean: its API; the lab: its stand-in for
+    that API), given each node's cached addresses plus those read live on its VIP device
+    (Provider.reserved_ip_holder)."""
     from ..errors import DyniaError
     from ..nodes.reserved_ip import claimed_addresses
 

@@ -152,9 +152,6 @@ class Provider(ABC):
     def ssh_key_pair(self, project, cluster: str) -> tuple[str, str]:
         """(private key text, public key text) for the engine; a typed error if unreadable."""
 
-    # True where reserved_ip_holder can only tell from the addresses read live on the nodes (the
-    # lab): with no node answering, "nobody holds it" would be a guess.
-    holder_read_from_nodes: bool = False
 
     @abstractmethod
     def reserved_ip_holder(self, reserved_ip: str, nodes: Mapping[str, Iterable[str]]) -> str | None:
@@ -164,7 +161,7 @@ class Provider(ABC):
         cache's outputs) plus those read live on its VIP device (the `addresses` fact, dynia.nodes
         .facts; leave them out for a node that did not answer). Each provider uses what it trusts:
         DigitalOcean asks its API which droplet has the address and matches the droplet's own
-        addresses; the lab reads which node has the address on its interface.
+        addresses; the lab asks its stand-in for that API (dynia.providers.lab_api).
         Returns the node id; None when no node of `nodes` holds it (unassigned, or elsewhere).
         Raises DyniaError (`provider` or `network`) when the provider cannot tell.
         Used by `dynia status` and `dynia infra verify`."""
@@ -184,6 +181,11 @@ class Provider(ABC):
         return None
 
     # --- what nodes need ------------------------------------------------------------------
+    def reserved_ip_api(self, spec) -> tuple[str, str]:
+        """(the API base URL notify.sh assigns the reserved IP through, the metadata URL that
+        answers the node's own droplet id): DigitalOcean's by default."""
+        return "https://api.digitalocean.com", "http://169.254.169.254/metadata/v1/id"
+
     def node_token(self) -> str | None:
         """The token notify.sh moves the reserved IP with (None where nothing moves it)."""
         return None

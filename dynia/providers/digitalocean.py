@@ -338,11 +338,7 @@ class DigitalOcean(DropletSizes, Provider):
     def reserved_ip_holder(self, reserved_ip, nodes):
         """GET /v2/reserved_ips/<ip>: the droplet it is assigned to, matched to a node by the
         droplet's own addresses (droplet names are the operator's to change; addresses are not)."""
-        data = api_get(f"/reserved_ips/{reserved_ip}")
-        droplet = (data.get("reserved_ip") or {}).get("droplet")
-        if not droplet:
-            return None
-        return node_of_droplet(droplet, nodes, reserved_ip, f"the droplet holding {reserved_ip}")
+        return holder_in(api_get(f"/reserved_ips/{reserved_ip}"), reserved_ip, nodes)
 
     def volume_holder(self, cluster, service, nodes):
         """GET /v2/volumes?name=&region= (its droplet_ids), then that droplet's addresses matched
@@ -475,6 +471,15 @@ class DigitalOcean(DropletSizes, Provider):
         DnsRecords(f"{spec.name}-{service}-dns", DnsRecordsArgs(
             spec.domain, list(domains), address, gates, proxied=proxied(spec.tls.mode), cluster=spec.name,
             renamed_from=[f"{spec.name}-{old}-dns" for old in renamed_from]))
+
+
+def holder_in(data: dict, reserved_ip: str, nodes) -> str | None:
+    """The node of `nodes` that the droplet in a `GET /v2/reserved_ips/<ip>` answer is (the lab's
+    API stand-in answers in the same shape); None when it names no droplet or none of them."""
+    droplet = (data.get("reserved_ip") or {}).get("droplet")
+    if not droplet:
+        return None
+    return node_of_droplet(droplet, nodes, reserved_ip, f"the droplet holding {reserved_ip}")
 
 
 def node_of_droplet(droplet: dict, nodes, reserved_ip: str | None, which: str) -> str | None:

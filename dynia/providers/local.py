@@ -21,16 +21,37 @@ PROFILE = NodeProfile(
     compose_command="podman-compose",
     container_engine="podman",
     compose_host_network=True,
-    assigns_reserved_ip=False,
+    # notify.sh assigns it through the lab's stand-in for DigitalOcean's API (dynia.providers.lab_api)
+    assigns_reserved_ip=True,
     volume_api="local",
     volume_api_command=LAB_VOLUME_API,
 )
+# The token the lab's API stand-in accepts (its lab-api-token file): it opens nothing but that
+# stand-in, so it is no secret; a test gives the nodes another to see a refused one.
+LAB_NODE_TOKEN = "dynia-lab-node-token"
 
 
 def addresses(subnet: str, node_ids: list[str]) -> tuple[dict[str, str], str]:
-    """Node i gets host .11+i of the subnet, the VIP is .100, the bridge .1."""
+    """Node i gets host .11+i of the subnet, the VIP is .100, the bridge .1 (lab_gateway)."""
     hosts = list(ipaddress.ip_network(subnet).hosts())
     return {n: str(hosts[10 + i]) for i, n in enumerate(node_ids)}, str(hosts[99])
+
+
+def lab_gateway(reserved_ip: str) -> str:
+    """This machine's address on the lab bridge, from the lab's VIP (.100 and .1 of one subnet,
+    `addresses`): where the lab's API stand-in listens."""
+    return str(ipaddress.ip_address(reserved_ip) - 99)
+
+
+def lab_api_url(gateway: str) -> str:
+    from .lab_api import PORT
+
+    return f"http://{gateway}:{PORT}"
+
+
+def vip_on_interfaces(reserved_ip: str, nodes) -> list[str]:
+    """The nodes whose VIP device carries the address (keepalived puts it on the MASTER's)."""
+    return sorted(n for n, addrs in nodes.items() if reserved_ip in set(addrs))
 
 
 def lab_edge(subnet: str) -> tuple[str, str]:
@@ -85,18 +106,26 @@ class Local(DropletSizes, Provider):
     def lab_dir(self, project, cluster: str):
         return project.lab_dir(cluster)
 
-    holder_read_from_nodes = True
-
     def reserved_ip_holder(self, reserved_ip, nodes):
-        """The node whose interface carries the VIP (keepalived puts it there; nothing else moves it).
-        Two nodes with the address is a split brain: an error, not a guess."""
+        """What the lab's API stand-in says (dynia.providers.lab_api: the droplet the node token
+        last assigned it to), as DigitalOcean's API would. The VIP on two nodes' interfaces is a
+        split brain: an error, whatever the record says."""
         from ..errors import DyniaError
+        from .digitalocean import holder_in
 
-        holders = sorted(n for n, addrs in nodes.items() if reserved_ip in set(addrs))
-        if len(holders) > 1:
-            raise DyniaError("provider", f"the VIP {reserved_ip} is on {len(holders)} nodes: {', '.join(holders)}",
+        on = vip_on_interfaces(reserved_ip, nodes)
+        if len(on) > 1:
+            raise DyniaError("provider", f"the VIP {reserved_ip} is on {len(on)} nodes: {', '.join(on)}",
                              "VRRP split brain: check that the nodes reach each other (unicast peers, protocol 112)")
-        return holders[0] if holders else None
+        return holder_in(lab_api_get(lab_api_url(lab_gateway(reserved_ip)), f"/v2/reserved_ips/{reserved_ip}"),
+                         reserved_ip, nodes)
+
+    def reserved_ip_api(self, spec) -> tuple[str, str]:
+        api = lab_api_url(lab_edge(spec.provider.vpc_ip_range)[0])
+        return api, f"{api}/metadata/v1/id"
+
+    def node_token(self) -> str | None:
+        return LAB_NODE_TOKEN
 
     def volume_holder(self, cluster, service, nodes):
         """The node the lab's block-storage "API" has the volume attached to (dynia.providers.lab_volumes)."""
@@ -229,3 +258,20 @@ class Local(DropletSizes, Provider):
         import pulumi
 
         return pulumi.Output.secret(self.origin_pem_for_push(project, spec.name, spec.domain).decode())
+
+
+def lab_api_get(api: str, path: str, timeout: float = 5.0) -> dict:
+    """One read of the lab's API stand-in; every failure typed."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from ..errors import DyniaError
+
+    try:
+        with urllib.request.urlopen(api + path, timeout=timeout) as resp:
+            return json.loads(resp.read(1 << 20))
+    except (OSError, ValueError) as exc:   # URLError and HTTPError are OSErrors
+        raise DyniaError("network", f"the lab's API stand-in at {api} did not answer GET {path}: "
+                         f"{getattr(exc, 'reason', exc)}",
+                         "the lab starts it with its nodes (dynia.providers.lab_api): `dynia up` the lab again") from None

@@ -245,6 +245,7 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
     ctx = dict(cluster=spec.name, node=me, nodes=nodes, master=spec.master_node, profile=profile,
                commands=node_commands(spec), paths=PATHS, ports=PORTS, health_uri=HEALTH_URI,
                health_host=HEALTH_HOST, vip=inv.reserved_ip, haproxy_user=HAPROXY_USER,
+               reserved_ip_api=providers.of(spec).reserved_ip_api(spec),
                vrid=vrid(spec.name), timing=HAPROXY_TIMING, drain_dir=DRAIN_DIR,
                backends=service_backends(spec, nodes, me),
                active_only=sorted(n for n, s in services.items() if s.placement == "active-only"),

@@ -114,7 +114,11 @@ def lab_inputs(root, lab_dir, cluster: str = "lab", **fields):
     (fields: further PhaseInputs, e.g. the ACME state the provision phase keeps)."""
     from dynia.stacks.inputs import PhaseInputs
 
+    from dynia.providers.local import LAB_NODE_TOKEN
+
     key = lab_dir / "id_ed25519"
+    # The node token, as the engine passes the provider's (fields may give the nodes another)
+    fields.setdefault("provider_token", LAB_NODE_TOKEN)
     return PhaseInputs(project_root=root, cluster=cluster, lab_dir=str(lab_dir),
                        ssh_private_key=key.read_text() if key.exists() else "", **fields)
 

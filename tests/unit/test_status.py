@@ -43,8 +43,13 @@ def assemble(snap, answers, **kw) -> S.ClusterStatus:
              for n, a in nodes.items()}
     holder, error = kw.pop("holder", None), None
     if holder is None:
+        # When these were recorded, the lab's provider said what the interfaces say (keepalived put
+        # the VIP on the MASTER and its assignment went through): the holder is the VIP's node.
+        on = local.vip_on_interfaces(snap["reserved_ip"], addrs)
         try:
-            holder = local.Local().reserved_ip_holder(snap["reserved_ip"], addrs)
+            if len(on) > 1:
+                local.Local().reserved_ip_holder(snap["reserved_ip"], addrs)   # a split brain: raises, asks nothing
+            holder = on[0] if on else None
         except DyniaError as exc:
             error = exc.message
     args = dict(cluster="lab", nodes=nodes, services=SERVICES, desired_version=snap["desired_version"],
@@ -331,10 +336,45 @@ def test_digitalocean_without_a_token_or_network_is_a_typed_error(monkeypatch):
     assert exc.value.kind == "network"
 
 
-def test_lab_holder_is_the_node_with_the_vip_on_its_interface():
-    lab = local.Local()
-    assert lab.reserved_ip_holder("10.213.0.100", {"a": {"10.213.0.11"}, "b": {"10.213.0.12", "10.213.0.100"}}) == "b"
-    assert lab.reserved_ip_holder("10.213.0.100", {"a": {"10.213.0.11"}}) is None
+def test_the_labs_holder_is_what_its_api_stand_in_says_after_an_assignment_with_the_node_token(tmp_path, monkeypatch):
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from dynia.providers import lab_api
+
+    (tmp_path / "lab.json").write_text(json.dumps({"vip": "10.213.0.100", "nodes": [
+        {"id": "a", "ip": "10.213.0.11"}, {"id": "b", "ip": "10.213.0.12"}]}))
+    (tmp_path / lab_api.TOKEN_FILE).write_text(local.LAB_NODE_TOKEN + "\n")
+    api = lab_api.LabApi(tmp_path, "127.0.0.1", 0)
+    threading.Thread(target=api.server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{api.server.server_port}"
+    monkeypatch.setattr(local, "lab_api_url", lambda gateway: url)
+    nodes = {"a": {"10.213.0.11"}, "b": {"10.213.0.12", "10.213.0.100"}}   # keepalived put the VIP on b
+
+    def assign(token: str, droplet: int) -> int:
+        req = urllib.request.Request(f"{url}/v2/reserved_ips/10.213.0.100/actions", method="POST",
+                                     data=json.dumps({"type": "assign", "droplet_id": droplet}).encode(),
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    try:
+        lab = local.Local()
+        assert lab.reserved_ip_holder("10.213.0.100", nodes) is None          # never assigned: the API says so
+        assert assign("a-refused-token", lab_api.FIRST_DROPLET_ID + 1) == 401
+        assert lab.reserved_ip_holder("10.213.0.100", nodes) is None          # the interface is not the answer
+        assert assign(local.LAB_NODE_TOKEN, lab_api.FIRST_DROPLET_ID + 1) == 201
+        assert lab.reserved_ip_holder("10.213.0.100", nodes) == "b"
+        nodes["a"].add("10.213.0.100")
+        with pytest.raises(DyniaError, match="is on 2 nodes: a, b"):      # a split brain, whatever the record
+            lab.reserved_ip_holder("10.213.0.100", nodes)
+    finally:
+        api.server.shutdown()
+        api.server.server_close()
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -423,11 +463,13 @@ def test_status_imports_no_pulumi():
     assert out.strip() == ""
 
 
-def test_holder_of_adds_live_addresses_and_reports_provider_errors_as_text():
+def test_holder_of_adds_live_addresses_and_reports_provider_errors_as_text(monkeypatch):
+    monkeypatch.setattr(local, "lab_api_url", lambda gateway: "http://127.0.0.1:9")   # nothing listens there
     answers = {"a": NodeFacts("a", {"addresses": ["10.213.0.11", "10.213.0.100"]}),
                "b": NodeFacts("b", error="TimeoutError")}
     known = {"a": {"10.213.0.11"}, "b": {"10.213.0.12"}}
-    assert S.holder_of(local.Local(), "10.213.0.100", known, answers) == ("a", None)
+    holder, error = S.holder_of(local.Local(), "10.213.0.100", known, answers)
+    assert holder is None and "the lab's API stand-in at http://127.0.0.1:9 did not answer" in error
     answers["b"] = NodeFacts("b", {"addresses": ["10.213.0.12", "10.213.0.100"]})
     holder, error = S.holder_of(local.Local(), "10.213.0.100", known, answers)
     assert holder is None and "on 2 nodes: a, b" in error
