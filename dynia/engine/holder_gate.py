@@ -92,8 +92,8 @@ def failure(cluster, provider, reserved_ip: str, why: str, reading: Reading, wai
                + (f"; {'; '.join(records)}" if records else "")
                + "; no DNS record was created or changed")
     resume = f"then `dynia up --phase infra --cluster {name}` writes it to every node and has the MASTER assign again"
-    if provider.node_token_env:
-        hint = (f"the node token {provider.node_token_env} must be accepted by the provider's API: "
+    if provider.node_token_name:
+        hint = (f"the node token {provider.node_token_name} must be accepted by the provider's API: "
                 f"{provider.node_token_hint}; {resume}")
     else:
         hint = (f"check the MASTER's keepalived log and that it reaches its peers; {resume}")

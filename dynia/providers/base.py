@@ -114,6 +114,11 @@ class Provider(ABC):
     # (node_token); None where nodes get no token. `context doctor` tells it from operator_env's.
     node_token_env: str | None = None
     node_token_hint: str = ""  # how to create it (the scopes it needs)
+
+    @property
+    def node_token_name(self) -> str | None:
+        """How errors name the node token (its environment variable where it comes from one)."""
+        return self.node_token_env
     # Nodes made before dynia pinned host keys get theirs pinned on first use (Engine.pin_first_use).
     first_use_host_keys: bool = False
     # tls.acme_directory may name a loopback or private address: only where the CA is a test

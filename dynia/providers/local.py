@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 from .base import FirewallSources, NodeProfile, Problem, Provider, SshIdentity
-from .digitalocean import DropletSizes
+from .digitalocean import NODE_TOKEN_ENV, NODE_TOKEN_SCOPES, DropletSizes
+from .lab_api import TOKEN_FILE as LAB_API_TOKEN_FILE
 
 # The node's way to the lab's block-storage "API" (dynia.providers.lab_volumes), bound to its
 # id: dynia.nodes.lab installs it on each node.
@@ -126,6 +127,13 @@ class Local(DropletSizes, Provider):
 
     def node_token(self) -> str | None:
         return LAB_NODE_TOKEN
+
+    # The lab's token comes from no environment (`context doctor` asks for none); the errors
+    # that name it say where it is and what its DigitalOcean counterpart needs.
+    node_token_name = "LAB_NODE_TOKEN (dynia/providers/local.py)"
+    node_token_hint = (f"the lab's stand-in for DigitalOcean's API (dynia/providers/lab_api.py) accepts only the "
+                       f"token in the lab directory's {LAB_API_TOKEN_FILE} file; on DigitalOcean this is "
+                       f"{NODE_TOKEN_ENV}, with the scopes {', '.join(NODE_TOKEN_SCOPES)}")
 
     def volume_holder(self, cluster, service, nodes):
         """The node the lab's block-storage "API" has the volume attached to (dynia.providers.lab_volumes)."""
