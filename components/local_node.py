@@ -30,6 +30,7 @@ class LocalNode(pulumi.ComponentResource):
 
         import pulumi_command as command
 
+        from dynia.providers.lab_api import FIRST_DROPLET_ID
         from dynia.providers.local import addresses
 
         base = (f"{shlex.quote(args.python)} -m dynia.nodes.lab {{verb}} {shlex.quote(args.lab_dir)} "
@@ -41,5 +42,8 @@ class LocalNode(pulumi.ComponentResource):
         ip = addresses(args.subnet, args.nodes)[0][args.node]
         self.public_ip = self.command.stdout.apply(lambda _: ip)
         self.private_ip = self.public_ip
-        self.droplet_id = self.command.id
+        # The lab's droplet id: what its API stand-in answers for the node (dynia.providers.lab_api)
+        # and what the lab's power and size steps take (dynia.providers.lab_power).
+        droplet = str(FIRST_DROPLET_ID + args.nodes.index(args.node))
+        self.droplet_id = self.command.stdout.apply(lambda _: droplet)
         self.register_outputs({"public_ip": self.public_ip, "private_ip": self.private_ip})

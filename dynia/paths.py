@@ -53,6 +53,8 @@ class NodePaths:
     # A service's drain marker and the record of the compose file it last started (under /run:
     # a reboot never leaves a node drained).
     drain_dir: str = "/run/dynia/drain"
+    # The lab's record of a daemon its boot does not start (systemd's `disable`, in pid-file form).
+    boot_disabled_dir: str = "/etc/dynia/boot-disabled"
     # The only node paths a service's compose file may bind-mount (dynia.spec.isolation): the node's
     # system, its secrets and dynia's own files all live outside it.
     data_root: str = "/srv"

@@ -8,8 +8,9 @@ time in rolling order (backups first, the VIP holder last):
 
   VIP moved away (the holder only: its keepalived stopped, another node MASTER) → drained
   (every routed service's drain marker: every HAProxy marks this node's servers down) →
-  graceful shutdown (power_off only if it is not off in time) → resize → power on → the
-  node's gate (its infra and service health checks pass) → the next node.
+  graceful shutdown (power_off only if it is not off in time) → resize → power on → its
+  services started (a container engine restarts no container without a restart policy) →
+  the node's gate (its infra and service health checks pass) → the next node.
 
 The provision state then records the new sizes (a refresh)."""
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Callable, Protocol
 
 from .errors import DyniaError
 
-STEPS = "VIP moved away (holder only), drained, shut down, resized, powered on, gated; one node at a time"
+STEPS = ("VIP moved away (holder only), drained, shut down, resized, powered on, services started, gated; "
+         "one node at a time")
 GATE_SECONDS = 900.0   # a resized droplet's boot, cloud's own checks and the node's services
 GATE_POLL = 3.0
 
@@ -43,6 +45,7 @@ class Power(Protocol):
 class NodeSteps(Protocol):
     def vip_away(self, node: str) -> None: ...
     def drain(self, node: str) -> None: ...
+    def start(self, node: str) -> None: ...     # once it answers after power on: its services
     def gate(self, node: str) -> None: ...
     def restore(self, node: str) -> None: ...   # undo vip_away and drain (a node never powered off)
 
@@ -94,7 +97,9 @@ def roll(resizes: list[Resize], holder: str | None, power: Power, steps: NodeSte
                                                      "powered off (the graceful shutdown did not finish in time)"))
             power.resize(r.droplet_id, r.new)
             power.power_on(r.droplet_id)
-            say(f"resize {r.node}: {r.old} → {r.new}, powered on; waiting for its gate")
+            say(f"resize {r.node}: {r.old} → {r.new}, powered on; starting its services")
+            steps.start(r.node)
+            say(f"resize {r.node}: services started; waiting for its gate")
             steps.gate(r.node)
         except DyniaError as exc:
             if not off:   # still running: back in service (keepalived started, drain marks removed)

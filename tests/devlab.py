@@ -105,6 +105,12 @@ class DoubleStack:
     def outputs(self) -> dict[str, _Output]:
         return {k: _Output(v, k in SECRET_OUTPUTS) for k, v in self.raw_outputs().items()}
 
+    def refresh(self, color=None):
+        """Nothing to refresh: the stand-in keeps no resources, and what a refresh would read
+        back (a node's size after dynia's resize roll) the provision program reads from the lab
+        itself on its next run (dynia.providers.lab_power)."""
+        return None
+
     def up(self, on_event=None, color=None, continue_on_error=None):
         from dynia.nodes.push_errors import push_error
         from dynia.stacks import program_module

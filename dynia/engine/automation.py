@@ -556,7 +556,7 @@ class Engine:
         from .resize_steps import SshNodeSteps
         from .targets import targets
 
-        power = providers.of(self.cluster.spec).power()
+        power = providers.of(self.cluster.spec).power(self.cluster.project, self.cluster.name)
         nodes = provision.get("nodes") or {}
         if power is None or not nodes:
             return

@@ -236,6 +236,15 @@ class NodeCommands:
                 f"for i in $(seq 50); do {pid_alive(pid)} || break; sleep 0.1; done; fi; "
                 f"! {{ {pid_alive(pid)}; }}")
 
+    def at_boot(self, component: str, start: bool) -> str:
+        """Whether the node's boot starts the component (systemd: its unit enabled; the lab's
+        boot, dynia.providers.lab_power, skips one with a marker). A resized node's keepalived
+        waits for dynia's roll, not for the boot: it would take the VIP back before its gate."""
+        if self.profile.service_manager == "systemd":
+            return f"systemctl {'enable' if start else 'disable'} --quiet {component}"
+        marker = f"{P.boot_disabled_dir}/{component}"
+        return f"rm -f {marker}" if start else f"mkdir -p {P.boot_disabled_dir} && : > {marker}"
+
     def running(self, component: str) -> str:
         """Exits 0 while the component runs (HAProxy and Caddy are gated by HTTP instead); the
         firewall "runs" while its table is loaded."""

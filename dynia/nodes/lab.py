@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..providers import lab_api, lab_subnets, lab_volumes
+from ..providers import lab_api, lab_power, lab_subnets, lab_volumes
 from ..providers.local import LAB_NODE_TOKEN
 from ..providers.local import LAB_VOLUME_API as VOLUME_API
 from ..providers.local import addresses
@@ -86,6 +86,9 @@ driver = "vfs"
 runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 """
+# What starts the node's sshd (its host key and config written when the node was made): at its
+# first start and at every boot (dynia.providers.lab_power).
+START_SSHD = "mkdir -p /run/sshd && /usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf"
 SSHD_CONFIG = """\
 ListenAddress {ip}
 PermitRootLogin prohibit-password
@@ -347,10 +350,10 @@ class Lab:
            f"--uts={node.uts(self.dir)}", "--propagation", "private", "sh", "-ec", setup)
         pub = (self.key.with_suffix(".pub")).read_text()
         self.run(node.id, "set -e; rm -f /etc/ssh/ssh_host_*; ssh-keygen -q -t ed25519 -N '' "
-                          "-f /etc/ssh/ssh_host_ed25519_key; mkdir -p /run/sshd /root/.ssh; "
+                          "-f /etc/ssh/ssh_host_ed25519_key; mkdir -p /root/.ssh; "
                           "chmod 700 /root/.ssh; cat > /root/.ssh/authorized_keys; "
                           f"cat > /etc/ssh/sshd_dynia.conf <<'EOF'\n{SSHD_CONFIG.format(ip=node.ip)}EOF\n"
-                          "/usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf", input=pub.encode())
+                          + START_SSHD, input=pub.encode())
         api = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m dynia.providers.lab_volumes "
                f"{shlex.quote(str(self.dir))} --node {shlex.quote(node.id)} \"$@\"\n")
         self.run(node.id, f"mkdir -p /usr/local/sbin && printf '%s' {shlex.quote(api)} > {VOLUME_API} && "
@@ -528,6 +531,7 @@ class Lab:
                 sh("umount", "-l", str(f), check=False)
             sh("ip", "netns", "del", node.netns, check=False)
             sh("ip", "link", "del", node.veth, check=False)
+        lab_power.forget(self.dir, [n.id for n in self.nodes if only is None or n.id in only])
         if any(self._netns_inode(n) is not None for n in self.nodes):
             if self.known_hosts.exists():
                 self._write_known_hosts()

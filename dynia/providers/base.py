@@ -180,7 +180,7 @@ class Provider(ABC):
 
         raise DyniaError("config", f"the {self.kind} provider has no block storage", "remove services.<name>.data")
 
-    def power(self):
+    def power(self, project, cluster: str):
         """The power and size steps of a node (dynia.resize.Power), None where a node has no
         size to change (the lab)."""
         return None

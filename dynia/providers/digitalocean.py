@@ -360,7 +360,7 @@ class DigitalOcean(DropletSizes, Provider):
         droplet = api_get(f"/droplets/{ids[0]}", asking=asking).get("droplet") or {}
         return node_of_droplet(droplet, nodes, None, f"droplet {ids[0]}") or f"droplet {ids[0]}"
 
-    def power(self):
+    def power(self, project, cluster: str):
         from .do_actions import DropletPower
 
         return DropletPower()

@@ -121,6 +121,13 @@ class Local(DropletSizes, Provider):
         return holder_in(lab_api_get(lab_api_url(lab_gateway(reserved_ip)), f"/v2/reserved_ips/{reserved_ip}"),
                          reserved_ip, nodes)
 
+    def power(self, project, cluster: str):
+        """A lab node powers off and on in the lab's way (dynia.providers.lab_power): its daemons
+        stopped and started as a reboot would, its size the lab's record."""
+        from .lab_power import LabPower
+
+        return LabPower(self.lab_dir(project, cluster))
+
     def reserved_ip_api(self, spec) -> tuple[str, str]:
         api = lab_api_url(lab_edge(spec.provider.vpc_ip_range)[0])
         return api, f"{api}/metadata/v1/id"
@@ -246,6 +253,7 @@ class Local(DropletSizes, Provider):
         import pulumi
 
         from ..components.local_node import LocalNode, LocalNodeArgs
+        from .lab_power import size_at_provision
 
         nodes, previous = {}, None
         for node in spec.nodes:
@@ -256,7 +264,11 @@ class Local(DropletSizes, Provider):
             # The lab makes each node's host key when it starts the node and writes the lab's
             # known_hosts: read once the node is up (public_ip resolves after the lab command).
             host_key = n.public_ip.apply(lambda ip, lab=inputs.lab_dir: lab_host_key(lab, ip))
-            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key, "lab")
+            # The size the lab records for the node (set when it was made), as a droplet's state
+            # keeps the size it was created with: dynia's resize roll changes it, never Pulumi.
+            size = n.public_ip.apply(lambda _, lab=inputs.lab_dir, node=node: size_at_provision(
+                lab, node, spec.provider.size, pulumi.runtime.is_dry_run()))
+            nodes[node] = pulumi.Output.all(n.public_ip, n.private_ip, n.droplet_id, host_key, "lab", size)
             previous = n
         return nodes, addresses(spec.provider.vpc_ip_range, spec.nodes)[1]
 

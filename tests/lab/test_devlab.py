@@ -24,9 +24,22 @@ DYNIA = str(Path(sys.executable).parent / "dynia")  # the installed console scri
 NODES = ["misty-owl", "brave-panda", "calm-otter"]  # examples/clusters/lab.yaml
 
 
-def devlab(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tests.devlab", "-C", str(root), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+def devlab(root: Path, *args: str, stamped=None) -> subprocess.CompletedProcess:
+    """stamped: called with each line of its output as it comes (a test timing its steps)."""
+    argv = [sys.executable, "-m", "tests.devlab", "-C", str(root), *args]
+    if stamped is None:
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
+        out = []
+        for line in proc.stdout:
+            stamped(line.rstrip("\n"))
+            out.append(line)
+        proc.wait(timeout=600)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, "".join(out), err.read())
 
 
 def dynia(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -339,3 +339,11 @@ def test_acme_publish_writes_each_answer_world_readable_and_refuses_a_path_in_a_
     r = subprocess.run(["sh", "-c", script], input="../escape x.y\n", text=True, capture_output=True)
     assert r.returncode == 2 and "malformed ACME token" in r.stderr
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_daemon_left_out_of_the_boot_is_a_disabled_unit_on_droplets_and_a_marker_the_lab_boot_reads():
+    assert DO.at_boot("keepalived", False) == "systemctl disable --quiet keepalived"
+    assert DO.at_boot("keepalived", True) == "systemctl enable --quiet keepalived"
+    assert LAB.at_boot("keepalived", False) == ("mkdir -p /etc/dynia/boot-disabled && "
+                                                ": > /etc/dynia/boot-disabled/keepalived")
+    assert LAB.at_boot("keepalived", True) == "rm -f /etc/dynia/boot-disabled/keepalived"

@@ -99,6 +99,9 @@ class Steps:
     def restore(self, node):
         self.timeline.append(("restore", node))
 
+    def start(self, node):
+        self.timeline.append(("started", node))
+
     def gate(self, node):
         def answered():
             self.looks[node] = self.looks.get(node, 0) + 1
@@ -140,9 +143,10 @@ def test_the_roll_moves_the_vip_away_first_and_each_node_waits_for_the_previous_
     b, m = IDS["brave-panda"], IDS["misty-owl"]
     assert timeline == [
         ("drain", "brave-panda"), ("api", "shutdown", b), ("api", "resize", b, "s-2vcpu-2gb", True),
-        ("api", "power_on", b), ("gated", "brave-panda", 3),
+        ("api", "power_on", b), ("started", "brave-panda"), ("gated", "brave-panda", 3),
         ("vip away", "misty-owl"), ("drain", "misty-owl"), ("api", "shutdown", m),
-        ("api", "resize", m, "s-2vcpu-2gb", True), ("api", "power_on", m), ("gated", "misty-owl", 3)]
+        ("api", "resize", m, "s-2vcpu-2gb", True), ("api", "power_on", m), ("started", "misty-owl"),
+        ("gated", "misty-owl", 3)]
     assert {d["size_slug"] for d in double.droplets.values()} == {"s-2vcpu-2gb"}
     # done: nothing is pending any more, and a second roll touches nothing
     assert pending(order, IDS, "s-2vcpu-2gb", power) == []
@@ -204,7 +208,7 @@ def test_plan_names_each_node_the_roll_will_resize(project):
     (note,) = notices(spec, {"misty-owl": spec.provider.size, "brave-panda": "s-8vcpu-16gb"})
     assert note["kind"] == "resize" and note["text"].startswith(
         f"brave-panda s-8vcpu-16gb → {spec.provider.size} by dynia's roll (VIP moved away (holder only), drained, "
-        "shut down, resized, powered on, gated; one node at a time)")
+        "shut down, resized, powered on, services started, gated; one node at a time)")
 
 
 def test_the_gate_command_runs_every_check_and_names_the_first_that_fails(project):
@@ -261,7 +265,8 @@ def test_the_engines_roll_resizes_only_what_differs_live_then_refreshes_the_stat
     E.Engine(cluster, holder=holder).resize_roll(provision)
     b = IDS["brave-panda"]
     assert timeline == [("drain", "brave-panda"), ("api", "shutdown", b), ("api", "resize", b, spec_size, True),
-                        ("api", "power_on", b), ("gated", "brave-panda", 3), ("refresh", "provision")]
+                        ("api", "power_on", b), ("started", "brave-panda"), ("gated", "brave-panda", 3),
+                        ("refresh", "provision")]
     from dynia.state import cache
     cached = cache.ClusterCache.of(cluster).read_outputs()
     assert cached.nodes["brave-panda"].size == spec_size
@@ -290,3 +295,24 @@ def test_the_engine_moves_the_vip_from_the_configured_master_when_no_node_said_w
     assert [e[:2] for e in timeline if e[0] in ("vip away", "gated")] == [("gated", "brave-panda"),
                                                                            ("vip away", "misty-owl"),
                                                                            ("gated", "misty-owl")]
+
+
+def test_the_handover_drops_new_connections_from_off_the_node_and_is_valid_shell():
+    from dynia.resize_steps import handover_off, handover_on
+
+    on = handover_on()
+    assert "iifname != lo tcp dport '{ 80, 443 }' ct state new drop" in on
+    assert "ss -Htn state established '( sport = :80 or sport = :443 )'" in on
+    for command in (on, handover_off()):
+        assert subprocess.run(["sh", "-n", "-c", command]).returncode == 0
+
+
+def test_the_gate_before_keepalived_rejoins_leaves_out_only_keepalived(project):
+    from dynia.resize_steps import gate_command
+    from dynia.store import Project, load_cluster
+
+    spec = load_cluster(Project(project), "shop").spec
+    full = gate_command(spec, "brave-panda", "127.0.0.1", as_master=False)
+    before = gate_command(spec, "brave-panda", "127.0.0.1", as_master=False, without=("keepalived",))
+    assert "echo keepalived" in full and "echo keepalived" not in before
+    assert before.count("|| { echo ") == full.count("|| { echo ") - 1
