@@ -60,6 +60,7 @@ class Run:
         self.states: list = []       # every state issued, for the secret scan
         self.failures: list[str] = []  # outputs of failed commands (LabEngineDouble.failures)
         self.ran: list[str] = []       # the phases DoubleEngine.up ran, in order
+        self.progress: list[str] = []  # the engine's progress lines (DoubleEngine.on_progress)
         self.lc: LabCluster | None = None
 
     def phase(self, module, name: str, check: bool = True):
@@ -100,6 +101,27 @@ class DoubleEngine:
 
     def refresh_outputs(self) -> None:
         """The lab's .dynia/cache is already what a provision leaves (cache_as_after_up)."""
+
+    def on_progress(self, line: str) -> None:
+        self.run.progress.append(line)
+
+    def preview(self, phases) -> list:
+        """Pulumi's preview, which cannot run here: for infra, each node whose rendered infra
+        files differ from what it last applied (the node's own record, read by drift-check) is
+        its push updated, as the preview shows it; provision changes nothing in these tests."""
+        from dynia import drift
+        from dynia.engine import ChangeRow
+
+        if "infra" not in phases:
+            return []
+        report, _ = drift.check(self.cluster, timeout=60)
+        nodes = sorted({n.node for n in report.nodes for d in n.drift if d.kind == "pending" and d.layer == "infra"})
+        return [ChangeRow("infra", n, f"{n}-infra-push", "command:remote:Command", "update") for n in nodes]
+
+    def cache_certificate(self, pem) -> None:
+        from dynia.engine import Engine
+
+        Engine.cache_certificate(self, pem)   # the engine's own: it uses only self.cluster
 
     def acme_state(self):
         return self.run.state
@@ -399,6 +421,50 @@ def test_renewal_after_failover_is_validated_by_the_new_holder_and_served(le):
     served = _served_everywhere(run)
     assert set(served.values()) == {new}, served  # the renewed certificate, on every node
     assert run.states[-1].account_key == run.states[0].account_key  # one ACME account, kept
+
+
+def test_an_unattended_renewal_with_other_changes_pending_rolls_the_certificate_slot_alone(le):
+    """Starts from a certificate on every node. An unrelated change is pending (a firewall admin
+    range: every node's infra files differ from what it applied). `dynia cert renew` (cron's:
+    unattended) 20 days before expiry orders, then pushes the certificate slot alone node by
+    node, the VIP holder last: every node serves the new certificate, no phase ran, the pending
+    change is named and still pending. The next full roll stores the kept order (no new one)."""
+    from dynia import drift
+
+    run = le
+    _ensure_issued(run)
+    spec = run.root / "clusters" / "lab.yaml"
+    original = spec.read_text()
+    firewall = {n: run.lc.cat(n, PATHS.firewall_rules) for n in NODES}
+    applied = {n: json.loads(run.lc.cat(n, PATHS.state("applied.json")))["configVersion"] for n in NODES}
+    spec.write_text(original.replace("domain: lab.example\n", "domain: lab.example\nfirewall:\n  admin_ranges: "
+                                     "[0.0.0.0/0, '::/0', 192.0.2.0/24]\n", 1))
+    try:
+        old, ran, orders = _vip_serial(run), list(run.ran), len(run.states)
+        holder = run.lc.vip_holder()
+        rolled = _roll(run, now=run.state.not_after - datetime.timedelta(days=20), unattended=True)
+        assert rolled.action == "issued" and len(run.states) == orders + 1, rolled
+        assert sorted(rolled.nodes) == sorted(NODES) and [rolled.nodes[-1]] == holder, (rolled.nodes, holder)
+        slot = "rolled the certificate slot alone; pending changes left for `dynia plan` and `dynia up --cluster lab`: "
+        warning = next((w for w in rolled.warnings if w.startswith(slot)), rolled.warnings)
+        assert all(f"infra: update {n}-infra-push" in warning for n in NODES), warning
+        assert run.ran == ran                  # no phase ran: provision, infra, apps untouched
+        new = _last_issued_serial(run)
+        served = _served_everywhere(run)
+        assert new != old and set(served.values()) == {new}, served
+        # the pending change is still only pending: not one node took it
+        assert {n: run.lc.cat(n, PATHS.firewall_rules) for n in NODES} == firewall
+        assert {n: json.loads(run.lc.cat(n, PATHS.state("applied.json")))["configVersion"] for n in NODES} == applied
+        report, _ = drift.check(run.cluster(), timeout=60)
+        assert {n.node for n in report.nodes if any(d.kind == "pending" and d.layer == "infra" for d in n.drift)} \
+            == set(NODES)
+    finally:
+        spec.write_text(original)
+    # Reviewed (here: the change withdrawn), the next roll stores the kept order: nothing ordered.
+    rolled = _roll(run)
+    assert rolled.action == "stored" and len(run.states) == orders + 1, rolled
+    assert run.references["lab-provision"]["acme"]["pem"] == run.state.pem
+    assert set(_served_everywhere(run).values()) == {new}
 
 
 def test_a_new_domain_is_certified_over_dns01_before_its_record_exists_then_served(le, monkeypatch):
