@@ -43,7 +43,7 @@ class LocalNode(pulumi.ComponentResource):
         self.public_ip = self.command.stdout.apply(lambda _: ip)
         self.private_ip = self.public_ip
         # The lab's droplet id: what its API stand-in answers for the node (dynia.providers.lab_api)
-        # and what the lab's power and size steps take (dynia.providers.lab_power).
+        # and what the lab's power and size steps take (dynia.nodes.lab_power).
         droplet = str(FIRST_DROPLET_ID + args.nodes.index(args.node))
         self.droplet_id = self.command.stdout.apply(lambda _: droplet)
         self.register_outputs({"public_ip": self.public_ip, "private_ip": self.private_ip})

@@ -108,7 +108,7 @@ class DoubleStack:
     def refresh(self, color=None):
         """Nothing to refresh: the stand-in keeps no resources, and what a refresh would read
         back (a node's size after dynia's resize roll) the provision program reads from the lab
-        itself on its next run (dynia.providers.lab_power)."""
+        itself on its next run (dynia.providers.lab_droplets)."""
         return None
 
     def up(self, on_event=None, color=None, continue_on_error=None):

@@ -548,6 +548,18 @@ class Engine:
             self.cache_applied(applied)
         return outputs
 
+    def power(self):
+        """The nodes' power and size steps (dynia.resize.Power): the provider's, or for nodes that
+        live on this machine (the lab) the lab's way, a reboot of their namespaces."""
+        provider = providers.of(self.cluster.spec)
+        power = provider.power(self.cluster.project, self.cluster.name)
+        lab_dir = provider.lab_dir(self.cluster.project, self.cluster.name)
+        if power is None and lab_dir is not None:
+            from .nodes.lab_power import LabPower
+
+            return LabPower(lab_dir)
+        return power
+
     def resize_roll(self, provision: dict) -> None:
         """After provision (which never resizes an existing droplet): dynia.resize's roll for
         each node whose live size is not the spec's, then a refresh records the new sizes."""
@@ -556,7 +568,7 @@ class Engine:
         from .resize_steps import SshNodeSteps
         from .targets import targets
 
-        power = providers.of(self.cluster.spec).power(self.cluster.project, self.cluster.name)
+        power = self.power()
         nodes = provision.get("nodes") or {}
         if power is None or not nodes:
             return

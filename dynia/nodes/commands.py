@@ -238,7 +238,7 @@ class NodeCommands:
 
     def at_boot(self, component: str, start: bool) -> str:
         """Whether the node's boot starts the component (systemd: its unit enabled; the lab's
-        boot, dynia.providers.lab_power, skips one with a marker). A resized node's keepalived
+        boot, dynia.nodes.lab_power, skips one with a marker). A resized node's keepalived
         waits for dynia's roll, not for the boot: it would take the VIP back before its gate."""
         if self.profile.service_manager == "systemd":
             return f"systemctl {'enable' if start else 'disable'} --quiet {component}"

@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..providers import lab_api, lab_power, lab_subnets, lab_volumes
+from ..providers import lab_api, lab_droplets, lab_subnets, lab_volumes
 from ..providers.local import LAB_NODE_TOKEN
 from ..providers.local import LAB_VOLUME_API as VOLUME_API
 from ..providers.local import addresses
@@ -87,7 +87,7 @@ runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 """
 # What starts the node's sshd (its host key and config written when the node was made): at its
-# first start and at every boot (dynia.providers.lab_power).
+# first start and at every boot (dynia.nodes.lab_power).
 START_SSHD = "mkdir -p /run/sshd && /usr/sbin/sshd -f /etc/ssh/sshd_dynia.conf"
 SSHD_CONFIG = """\
 ListenAddress {ip}
@@ -531,7 +531,7 @@ class Lab:
                 sh("umount", "-l", str(f), check=False)
             sh("ip", "netns", "del", node.netns, check=False)
             sh("ip", "link", "del", node.veth, check=False)
-        lab_power.forget(self.dir, [n.id for n in self.nodes if only is None or n.id in only])
+        lab_droplets.forget(self.dir, [n.id for n in self.nodes if only is None or n.id in only])
         if any(self._netns_inode(n) is not None for n in self.nodes):
             if self.known_hosts.exists():
                 self._write_known_hosts()

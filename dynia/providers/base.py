@@ -181,8 +181,8 @@ class Provider(ABC):
         raise DyniaError("config", f"the {self.kind} provider has no block storage", "remove services.<name>.data")
 
     def power(self, project, cluster: str):
-        """The power and size steps of a node (dynia.resize.Power), None where a node has no
-        size to change (the lab)."""
+        """The power and size steps of the cluster's nodes (dynia.resize.Power); None where the
+        provider has none (the lab's nodes are powered the lab's way: dynia.nodes.lab_power)."""
         return None
 
     # --- what nodes need ------------------------------------------------------------------

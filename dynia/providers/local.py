@@ -121,13 +121,6 @@ class Local(DropletSizes, Provider):
         return holder_in(lab_api_get(lab_api_url(lab_gateway(reserved_ip)), f"/v2/reserved_ips/{reserved_ip}"),
                          reserved_ip, nodes)
 
-    def power(self, project, cluster: str):
-        """A lab node powers off and on in the lab's way (dynia.providers.lab_power): its daemons
-        stopped and started as a reboot would, its size the lab's record."""
-        from .lab_power import LabPower
-
-        return LabPower(self.lab_dir(project, cluster))
-
     def reserved_ip_api(self, spec) -> tuple[str, str]:
         api = lab_api_url(lab_edge(spec.provider.vpc_ip_range)[0])
         return api, f"{api}/metadata/v1/id"
@@ -253,7 +246,7 @@ class Local(DropletSizes, Provider):
         import pulumi
 
         from ..components.local_node import LocalNode, LocalNodeArgs
-        from .lab_power import size_at_provision
+        from .lab_droplets import size_at_provision
 
         nodes, previous = {}, None
         for node in spec.nodes:

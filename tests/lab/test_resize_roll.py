@@ -1,9 +1,10 @@
 """A size change on lab nodes goes through dynia's own roll, under load through the VIP.
 
 `dynia up` is the engine's own Engine.up (the contributor lab, tests/devlab.py: only the Pulumi
-stacks stood in for); the local provider has the droplet's contract (dynia.providers.lab_power):
-the size the lab recorded when it made each node, and a power off/on that stops and starts the
-node's daemons as a reboot does (its /run, VIP and ruleset gone, containers not restarted). The
+stacks stood in for); lab nodes have the droplet's contract (dynia.nodes.lab_power,
+dynia.providers.lab_droplets): the size the lab recorded when it made each node, and a power
+off/on that stops and starts the node's daemons as a reboot does (its /run, VIP and ruleset
+gone, containers not restarted). The
 roll's SSH steps (dynia.resize_steps) run for real: the VIP moved off the holder first, each node
 drained, shut down, resized, powered on, its services started and its gate passed before the next."""
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import threading
 import time
 
-from dynia.providers import lab_power
+from dynia.providers import lab_droplets
 from dynia.providers.lab import Lab
 from dynia.store import Project
 
@@ -27,7 +28,7 @@ MIN_DURING_ROLL = 500
 
 
 def _sizes(lab_dir) -> dict[str, str]:
-    data = json.loads((lab_dir / lab_power.RECORD_FILE).read_text())
+    data = json.loads((lab_dir / lab_droplets.RECORD_FILE).read_text())
     return {n: v["size"] for n, v in data.items()}
 
 

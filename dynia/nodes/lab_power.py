@@ -1,9 +1,8 @@
 """A lab node's size and power, as dynia's resize roll asks a provider for them (dynia.resize.Power).
 
-Lab nodes stand in for droplets, so they have the droplet's contract: a size the lab records
-(DIR/droplets.json, set when the node is first provisioned, changed only by a resize while the
-node is off) and a power state. Their droplet ids are the lab's API stand-in's
-(dynia.providers.lab_api: node i is FIRST_DROPLET_ID + i).
+Lab nodes stand in for droplets, so they have the droplet's contract: a size and a power state
+the lab records (dynia.providers.lab_droplets). The engine powers nodes that live on this
+machine (Provider.lab_dir) this way.
 
   shut_down  the node's services stopped as a shutdown stops them (containers, keepalived,
              HAProxy, Caddy; "power_off" when one does not stop in time), then everything left in
@@ -12,54 +11,20 @@ node is off) and a power state. Their droplet ids are the lab's API stand-in's
   resize     the recorded size (only while off, as DigitalOcean refuses it otherwise)
   power_on   the interface up, then what the droplet's boot starts: sshd, dynia's firewall unit,
              Caddy, HAProxy and keepalived (enabled units: not one NodeCommands.at_boot disabled;
-             their configs as the last push left them). Containers are not started: a container engine restarts none without a
-             restart policy (the roll starts the node's services itself)
+             their configs as the last push left them). Containers are not started: a container
+             engine restarts none without a restart policy (the roll starts the node's services)
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..errors import DyniaError
-from . import lab_api
-
-RECORD_FILE = "droplets.json"
-
-
-def _record(lab_dir: Path) -> dict[str, dict]:
-    try:
-        data = json.loads((Path(lab_dir) / RECORD_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(lab_dir: Path, data: dict) -> None:
-    path = Path(lab_dir) / RECORD_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def size_at_provision(lab_dir: str, node: str, spec_size: str, dry_run: bool) -> str:
-    """The node's size as the lab records it; a node without one was just made, at the spec's
-    size (recorded, except in a preview). Like a droplet: a later spec size changes nothing here."""
-    data = _record(Path(lab_dir))
-    entry = data.get(node)
-    if isinstance(entry, dict) and entry.get("size"):
-        return entry["size"]
-    if not dry_run:
-        data[node] = {"size": spec_size, "status": "active"}
-        _write(Path(lab_dir), data)
-    return spec_size
-
-
-def forget(lab_dir: Path, nodes: list[str]) -> None:
-    """A node taken down: the droplet is gone, and so is its record."""
-    data = _record(lab_dir)
-    if any(n in data for n in nodes):
-        _write(lab_dir, {n: v for n, v in data.items() if n not in nodes})
+from ..paths import PATHS as P
+from ..providers import lab_api, lab_droplets
+from ..providers.local import PROFILE
+from .commands import COMPONENTS, NodeCommands
+from .lab import START_SSHD, STATE_FILE, Lab, sh
 
 
 class LabPower:
@@ -68,14 +33,10 @@ class LabPower:
     def __init__(self, lab_dir: Path):
         self.dir = Path(lab_dir)
 
-    def _lab(self):
-        from .lab import Lab
-
+    def _lab(self) -> Lab:
         return Lab.load(self.dir)
 
     def _node(self, droplet_id: str) -> str:
-        from .lab import STATE_FILE
-
         state = json.loads((self.dir / STATE_FILE).read_text())
         node = lab_api.droplets(state).get(int(droplet_id)) if str(droplet_id).isdigit() else None
         if node is None:
@@ -83,19 +44,10 @@ class LabPower:
                              "run `dynia up --phase provision` (the lab's droplet ids are its API stand-in's)")
         return node["id"]
 
-    def _set(self, node: str, **fields) -> None:
-        data = _record(self.dir)
-        data[node] = {**data.get(node, {}), **fields}
-        _write(self.dir, data)
-
     def size_of(self, droplet_id: str) -> str | None:
-        return (_record(self.dir).get(self._node(droplet_id)) or {}).get("size")
+        return (lab_droplets.record(self.dir).get(self._node(droplet_id)) or {}).get("size")
 
     def shut_down(self, droplet_id: str) -> str:
-        from ..nodes.commands import COMPONENTS, NodeCommands
-        from .lab import sh
-        from .local import PROFILE
-
         node = self._node(droplet_id)
         lab = self._lab()
         commands = NodeCommands(PROFILE)
@@ -113,22 +65,17 @@ class LabPower:
         sh("ip", "-n", netns, "link", "set", "eth0", "down")
         lab.run(node, "umount -l /run; mount -t tmpfs -o mode=755 tmpfs /run; "
                       "umount -l /dev/shm; mount -t tmpfs -o mode=1777 tmpfs /dev/shm")
-        self._set(node, status="off")
+        lab_droplets.update(self.dir, node, status="off")
         return "shutdown" if graceful else "power_off"
 
     def resize(self, droplet_id: str, size: str) -> None:
         node = self._node(droplet_id)
-        if (_record(self.dir).get(node) or {}).get("status") != "off":
+        if (lab_droplets.record(self.dir).get(node) or {}).get("status") != "off":
             raise DyniaError("provider", f"the lab refused to resize {node}: it is not powered off",
                              "the roll shuts a node down before its resize; rerun `dynia up`")
-        self._set(node, size=size)
+        lab_droplets.update(self.dir, node, size=size)
 
     def power_on(self, droplet_id: str) -> None:
-        from ..nodes.commands import COMPONENTS, NodeCommands
-        from ..paths import PATHS as P
-        from .lab import START_SSHD, sh
-        from .local import PROFILE
-
         node = self._node(droplet_id)
         lab = self._lab()
         netns = lab.node(node).netns
@@ -141,4 +88,4 @@ class LabPower:
         units = [f"if [ -e {configs[c]} ] && [ ! -e {P.boot_disabled_dir}/{c} ]; then {commands.reload(c)}; fi"
                  for c in ("nftables", *COMPONENTS)]
         lab.run(node, "; ".join([START_SSHD, *units]), timeout=120)
-        self._set(node, status="active")
+        lab_droplets.update(self.dir, node, status="active")
