@@ -109,8 +109,8 @@ class DoubleEngine:
         """Pulumi's preview, which cannot run here: for infra, each node whose rendered infra
         files differ from what it last applied (the node's own record, read by drift-check) is
         its push updated, as the preview shows it; provision changes nothing in these tests."""
-        from dynia import drift
-        from dynia.engine import ChangeRow
+        from dynia.engine.automation import ChangeRow
+        from dynia.operations import drift
 
         if "infra" not in phases:
             return []
@@ -119,7 +119,7 @@ class DoubleEngine:
         return [ChangeRow("infra", n, f"{n}-infra-push", "command:remote:Command", "update") for n in nodes]
 
     def cache_certificate(self, pem) -> None:
-        from dynia.engine import Engine
+        from dynia.engine.automation import Engine
 
         Engine.cache_certificate(self, pem)   # the engine's own: it uses only self.cluster
 
@@ -429,7 +429,7 @@ def test_an_unattended_renewal_with_other_changes_pending_rolls_the_certificate_
     unattended) 20 days before expiry orders, then pushes the certificate slot alone node by
     node, the VIP holder last: every node serves the new certificate, no phase ran, the pending
     change is named and still pending. The next full roll stores the kept order (no new one)."""
-    from dynia import drift
+    from dynia.operations import drift
 
     run = le
     _ensure_issued(run)

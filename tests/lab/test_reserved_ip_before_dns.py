@@ -13,9 +13,9 @@ import json
 import re
 
 from dynia.providers import lab_api
-from dynia.providers.lab import Lab
+from dynia.nodes.lab import Lab
 from dynia.providers.local import LAB_NODE_TOKEN
-from dynia.store import Project
+from dynia.state.store import Project
 
 from .conftest import LabCluster, eventually
 from .test_devlab import devlab, devlab_project  # noqa: F401 — the fixture is used by name

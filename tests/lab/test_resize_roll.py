@@ -5,7 +5,7 @@ stacks stood in for); lab nodes have the droplet's contract (dynia.nodes.lab_pow
 dynia.providers.lab_droplets): the size the lab recorded when it made each node, and a power
 off/on that stops and starts the node's daemons as a reboot does (its /run, VIP and ruleset
 gone, containers not restarted). The
-roll's SSH steps (dynia.resize_steps) run for real: the VIP moved off the holder first, each node
+roll's SSH steps (dynia.engine.resize_steps) run for real: the VIP moved off the holder first, each node
 drained, shut down, resized, powered on, its services started and its gate passed before the next."""
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import threading
 import time
 
 from dynia.providers import lab_droplets
-from dynia.providers.lab import Lab
-from dynia.store import Project
+from dynia.nodes.lab import Lab
+from dynia.state.store import Project
 
 from .conftest import LabCluster, eventually, record
 from .test_devlab import devlab, devlab_project, dynia  # noqa: F401 — the fixture is used by name

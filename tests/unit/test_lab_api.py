@@ -14,8 +14,9 @@ import pytest
 
 from dynia.paths import PATHS
 from dynia.providers import lab_api, local
-from dynia.session import render_cluster
-from dynia.store import Project, load_cluster
+from dynia.render.rendered import render_cluster
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
 
 NODE = "misty-owl"
 

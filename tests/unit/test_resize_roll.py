@@ -298,7 +298,7 @@ def test_the_engine_moves_the_vip_from_the_configured_master_when_no_node_said_w
 
 
 def test_the_handover_drops_new_connections_from_off_the_node_and_is_valid_shell():
-    from dynia.resize_steps import handover_off, handover_on
+    from dynia.engine.resize_steps import handover_off, handover_on
 
     on = handover_on()
     assert "iifname != lo tcp dport '{ 80, 443 }' ct state new drop" in on
@@ -308,8 +308,9 @@ def test_the_handover_drops_new_connections_from_off_the_node_and_is_valid_shell
 
 
 def test_the_gate_before_keepalived_rejoins_leaves_out_only_keepalived(project):
-    from dynia.resize_steps import gate_command
-    from dynia.store import Project, load_cluster
+    from dynia.engine.resize_steps import gate_command
+    from dynia.spec.load import load_cluster
+    from dynia.state.store import Project
 
     spec = load_cluster(Project(project), "shop").spec
     full = gate_command(spec, "brave-panda", "127.0.0.1", as_master=False)
