@@ -555,7 +555,7 @@ class Engine:
         power = provider.power(self.cluster.project, self.cluster.name)
         lab_dir = provider.lab_dir(self.cluster.project, self.cluster.name)
         if power is None and lab_dir is not None:
-            from .nodes.lab_power import LabPower
+            from ..nodes.lab_power import LabPower
 
             return LabPower(lab_dir)
         return power
