@@ -5,9 +5,10 @@ import importlib
 
 
 def program_module(phase: str):
-    """dynia.stacks.<phase>: its `program(inputs)` is the phase's Pulumi program."""
+    """dynia.stacks.<phase>: its `program(inputs)` is the phase's Pulumi program (or the
+    releases ledger's: no phase, no resource, one output)."""
     from dynia.phases import PHASES
 
-    if phase not in PHASES:
-        raise ValueError(f"{phase!r} is not one of {PHASES}")
+    if phase not in (*PHASES, "releases"):
+        raise ValueError(f"{phase!r} is not one of {PHASES} or releases")
     return importlib.import_module(f"dynia.stacks.{phase}")

@@ -32,6 +32,14 @@ class PhaseInputs:
     acme: pulumi.Input[dict] | None = None
     # this phase stack's last `layers` output: an unchanged layer keeps its config version
     previous_layers: dict | None = None
+    # {image reference: sha256 digest} the engine resolved for this roll (dynia.engine.pins); None: the
+    # release in force on this machine (a by-hand run, a phase that pushes no service)
+    images: dict | None = None
+    # service -> {release, content, images}: what `dynia rollback` rolls those services back to;
+    # None: the rollbacks in effect on this machine (a by-hand run, a phase that pushes no service)
+    rollback: dict | None = None
+    # the releases stack's program exports this list as it is (dynia.operations.releases)
+    releases: list | None = None
     # built by from_config: the Pulumi CLI runs the program by hand, not dynia's engine
     by_hand: bool = False
 

@@ -83,7 +83,11 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
         if missing:
             pulumi.log.warn(f"planned addresses for {', '.join(missing)}: not provisioned yet "
                             "(the provision phase assigns the real ones before any push)")
-        rendering = render(cluster, inventory=inventory, applied=cache.applied(cluster), holder=inputs.holder)
+        # The digests this roll resolved (the engine's, once per command), else the release in force.
+        images = inputs.images if inputs.images is not None else cache.images(cluster)
+        rollback = inputs.rollback if inputs.rollback is not None else cache.rollback(cluster)
+        rendering = render(cluster, inventory=inventory, applied=cache.applied(cluster), holder=inputs.holder,
+                           images=images, rollback=rollback)
         pem = origin_pem.encode() if origin_pem else (PLANNED_CERTIFICATE if missing else b"")
         slots = local_secrets.slot_values(cluster.project, cluster.name, pem or None, token or None,
                                           credentials=stats or None, registries=cluster.spec.registries,

@@ -104,8 +104,34 @@ def digitalocean_account():
     replay.close()
 
 
+def example_images() -> list[str]:
+    """Every image reference examples/services names that a registry holds (local ones left out)."""
+    import re
+
+    from dynia.spec.image_refs import resolvable
+
+    refs = {m.group(1).strip() for f in (EXAMPLES / "services").glob("*.yml")
+            for m in re.finditer(r"^\s*image:\s*(\S+)", f.read_text(), re.M)}
+    return sorted(r for r in refs if resolvable(r))
+
+
+@pytest.fixture(scope="session")
+def example_registry(tmp_path_factory):
+    """A real registry (tests/registry_local.py) holding every image the examples name, at the
+    place DYNIA_REGISTRY_API_URL gives dynia: {"url", "registry", "digests": {reference: digest}}."""
+    from dynia.spec.image_refs import parse
+    from tests.registry_local import LocalRegistry
+
+    with LocalRegistry(tmp_path_factory.mktemp("example-registry")) as registry:
+        digests = {}
+        for ref in example_images():
+            p = parse(ref)
+            digests[ref] = registry.push(p.repository, p.tag or "latest", f"{ref} as pushed first")
+        yield {"url": registry.url, "registry": registry, "digests": digests}
+
+
 @pytest.fixture
-def recording_pulumi(tmp_path, digitalocean_account):
+def recording_pulumi(tmp_path, digitalocean_account, example_registry):
     """A project (a copy of examples/) whose `pulumi` is the recording test double
     (tests/engine/recording_pulumi_double.py), with everything an engine command needs from the
     operator's machine: env["env"] is the environment to run dynia with."""
@@ -119,7 +145,9 @@ def recording_pulumi(tmp_path, digitalocean_account):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # What a DigitalOcean cluster needs from the operator's machine (checked before any write).
     operator = {"DYNIA_SSH_KEY": str(key), "DIGITALOCEAN_TOKEN": "test-do-token", "CLOUDFLARE_API_TOKEN": "test-cf-token",
-                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token", "DIGITALOCEAN_API_URL": digitalocean_account.url}
+                "DIGITALOCEAN_NODE_TOKEN": "test-do-node-token", "DIGITALOCEAN_API_URL": digitalocean_account.url,
+                # every tag resolves before a roll (dynia.pins): the examples' images, in a real registry
+                "DYNIA_REGISTRY_API_URL": example_registry["url"]}
     return {"proj": proj, "log": tmp_path / "pulumi.log", "state": tmp_path, "bin": bindir,
             "account": digitalocean_account,
             "env": {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "RECORDING_PULUMI_LOG": str(tmp_path / "pulumi.log"),

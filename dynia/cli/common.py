@@ -151,3 +151,12 @@ def say(*parts: str | tuple[str, str]) -> None:
 
 def next_step(command: str) -> None:
     say("next: ", (command, "bold"))
+
+
+def command_words(ctx: typer.Context) -> str:
+    """The command as the operator typed it, without the program's name: "service deploy"."""
+    words = []
+    while ctx.parent is not None:
+        words.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(words))

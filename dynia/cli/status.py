@@ -110,6 +110,8 @@ def print_status(st) -> None:
         running = [f"{n} {'✓' if any(c.state == 'running' for c in cs) else '✗'}"
                    for n, cs in s.containers.items() if cs or s.placement == "all"]
         digests = sorted({(c.digest or "?").removeprefix("sha256:")[:12] for cs in s.containers.values() for c in cs})
+        # A node on a digest its release does not pin is named beside the digests (and a problem).
+        digests += [f"{n}: not the release's" for n in sorted(s.off_release)]
         servers = " ".join(f"{k}:{v}" for k, v in s.servers.items()) or "-"
         services.add_row(Text(s.service), Text("\n".join(s.domains) or "-"), Text(s.placement),
                          Text(", ".join(running) or "none"),

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import typer
 
+from ..operations.releases import after_roll
 from ..operations.up import apply_parts, certificate_before_apps
-from .common import CLUSTER_OPT, JSON_OPT, Phase, emit_json, say
+from .common import CLUSTER_OPT, JSON_OPT, Phase, command_words, emit_json, say
 from .engine_common import engine_for
 
 infra_app = typer.Typer(help="Push the infra layer (HAProxy, Caddy, keepalived) to every node.",
@@ -16,13 +17,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(infra_app, name="infra")
 
 
-def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, and_changed: bool = False) -> dict:
+def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, and_changed: bool = False,
+               prepare=None) -> dict:
     """Apply `phases`; with and_changed, also every other push phase the spec edit changes
     (computed inside the session: the render uses the live holder and the last applied record).
-    tls.mode letsencrypt: between infra and apps, the certificate (certificate_before_apps)."""
+    tls.mode letsencrypt: between infra and apps, the certificate (certificate_before_apps).
+    prepare(engine): what the command sets up in the session before the roll (`dynia rollback`)."""
     # --json: nothing but the JSON on stdout. Otherwise the roll's progress (dynia.cli.progress)
     # stands for the engine's progress lines.
     with engine_for(ctx, cluster, on_progress=lambda line: None) as engine:
+        if prepare is not None:
+            prepare(engine)
         if and_changed:
             phases = phases_with_changes(engine, tuple(phases))
         certificate: dict = {}
@@ -35,12 +40,16 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
         else:
             outputs = up_with_progress(engine, tuple(phases), continue_on_error, before_apps)
         issued = certificate.get("facts")
+        release = after_roll(engine, phases, command_words(ctx))
     if as_json:
         emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
                                                        for p, o in outputs.items()},
-                   **({"certificate": issued} if issued else {})})
+                   **({"certificate": issued} if issued else {}),
+                   **({"release": release} if release else {})})
     else:
         say(f"applied: {', '.join(phases)}")
+        if release:
+            say(f"recorded release {release['id']} (`dynia releases` lists them)")
         for line in (issued or {}).get("warnings", ()):
             say(("warning: ", "yellow"), line)
         if issued and issued.get("action") == "issued":

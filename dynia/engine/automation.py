@@ -18,6 +18,8 @@ from ..errors import DyniaError
 from ..nodes.push_errors import push_error, typed_diagnostic
 from ..phases import PHASES, phase_of
 from ..spec.load import Cluster
+from ..state.cache import ClusterCache
+from . import pins
 from .acme_store import ACME_CONFIG, AcmeStore
 from .failures import backend_error, pulumi_failed
 from .host_keys import PIN_FIRST_USE_ENV, pin_first_use
@@ -282,6 +284,9 @@ def require_cli():
                          f"upgrade it to v{MIN_CLI} or newer: pulumi self-update") from None
 
 
+RELEASES_STACK = "releases"  # <cluster>-releases: the ledger (dynia.operations.releases), no resource, one output
+
+
 class Engine:
     def __init__(self, cluster: Cluster, *, holder: str | None = None, on_progress: Callable[[str], None] | None = None,
                  read_only: bool = False, answers: dict | None = None):
@@ -299,6 +304,13 @@ class Engine:
         self.acme = AcmeStore(self)  # tls.mode letsencrypt's state, where it is kept (acme_store)
         self._previous: dict[str, dict | None] = {}
         self._stacks: dict[str, object] = {}
+        # {reference: digest} resolved once for this command's roll (pin_images); None: the
+        # release in force on this machine (dynia.state.cache.images) is rendered again
+        self._images: dict[str, str] | None = None
+        self._ledger: list | None = None   # what the releases stack's next update exports
+        # service -> {release, content, images}: set by `dynia rollback` (roll_back); None on a
+        # roll from the spec, which replaces every rollback in effect
+        self._rollback: dict[str, dict] | None = None
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -329,7 +341,9 @@ class Engine:
                            provider_token=pulumi.Output.secret(token) if token else None,
                            stats_credentials=pulumi.Output.secret(self._stats) if self._stats else None,
                            acme=pulumi.Output.secret(self.acme.state.to_dict()) if self.acme.state else None,
-                           previous_layers=self._previous.get(phase) if phase else None)
+                           previous_layers=self._previous.get(phase) if phase else None,
+                           images=self._images, releases=self._ledger,
+                           rollback=self._rollback if self._rollback is not None or self._images is None else {})
 
     def stack(self, phase: str):
         """The phase's stack, selected once per command: each selection runs the Pulumi CLI,
@@ -352,7 +366,7 @@ class Engine:
 
         from ..stacks import program_module
 
-        module = program_module(phase)
+        module = program_module(phase)   # the releases ledger's own program too (RELEASES_STACK)
         cmd = self._pulumi_command()
         env = self._env()
         work_dir = self.cluster.project.runtime / "engine"
@@ -487,9 +501,30 @@ class Engine:
             self._run("provision", [], lambda s: s.import_stack(dep))
         return [r.get("id") for r in picked]
 
+    def pin_images(self, phases) -> None:
+        """Before a roll that pushes services: every tag resolved to a digest once (dynia.engine.pins),
+        the same for every node and both push phases of this command."""
+        if "apps" in phases and self._images is None:
+            self._images = pins.resolve(self.cluster)
+
+    def pinned_images(self) -> dict[str, str]:
+        """What this command's roll pinned ({} when it resolved nothing)."""
+        return dict(self._images or {})
+
+    def rolled_back(self) -> dict[str, dict]:
+        """What this command's roll keeps on older releases ({} on a roll from the spec)."""
+        return dict(self._rollback or {})
+
+    def roll_back(self, images: dict[str, str], rollback: dict[str, dict]) -> None:
+        """Make the next apps roll a rollback: `rollback`'s services on their releases' compose
+        files and digests, every other service on `images` (the release in force: nothing is
+        resolved again, so no other service moves with a tag)."""
+        self._images, self._rollback = dict(images), dict(rollback)
+
     def preview(self, phases=PHASES) -> list[ChangeRow]:
         self.check_region(phases)
         self.check_account(phases)
+        self.pin_images(phases)
         rows: list[ChangeRow] = []
         for phase in phases:
             events: list = []
@@ -505,6 +540,7 @@ class Engine:
         self.check_account(phases)
         if {"infra", "apps"} & set(phases):
             self.require_answers()
+        self.pin_images(phases)
         outputs: dict = {}
         held = False   # the reserved IP checked in this run (after infra, or before apps)
         for phase in phases:
@@ -543,6 +579,9 @@ class Engine:
                 self.cache_applied(["infra"])   # it is applied, whatever the check below says
                 self.require_master_holds()
                 held = True
+        if "apps" in phases and self._images is not None:
+            # Every render on this machine names what the nodes now run (status, drift, plan).
+            ClusterCache.of(self.cluster).write_images(self._images, self._rollback)
         applied = [p for p in phases if p in ("infra", "apps")]
         if applied:
             self.cache_applied(applied)
@@ -559,6 +598,27 @@ class Engine:
 
             return LabPower(lab_dir)
         return power
+
+    # --- the releases ledger: a stack of its own, so every machine with the backend reads it --
+
+    def releases(self) -> list[dict]:
+        """The cluster's recorded releases, oldest first ([] before the first one)."""
+        from pulumi.automation import StackNotFoundError
+
+        try:
+            value = self._output(self.stack(RELEASES_STACK), "releases")
+        except StackNotFoundError:
+            return []
+        return value if isinstance(value, list) else []
+
+    def keep_releases(self, releases: list[dict]) -> None:
+        """Record the ledger (the whole list: the stack's one output) in the cluster's state."""
+        self._ledger = releases
+        try:
+            self.stack(RELEASES_STACK).up(color="never", on_event=lambda ev: None)
+        except Exception as exc:
+            raise pulumi_failed(f"recording the release in the stack {self.cluster.name}-{RELEASES_STACK}", exc,
+                                f"dynia releases --cluster {self.cluster.name}") from None
 
     def resize_roll(self, provision: dict) -> None:
         """After provision (which never resizes an existing droplet): dynia.resize's roll for

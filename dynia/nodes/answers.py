@@ -154,8 +154,15 @@ class Inspected(Model):
     State: ContainerState | Short | None = None
 
 
+class InspectedImage(Model):
+    """One `docker image inspect` / `podman image inspect` record: its id and repository digests."""
+    Id: Short | None = None
+    RepoDigests: Annotated[list[Short], Field(max_length=MAX_FILES)] | None = None
+
+
 class Inspection(Model):
     containers: Annotated[list[Inspected], Field(max_length=MAX_FILES)]
+    images: Annotated[list[InspectedImage], Field(max_length=MAX_FILES)] = []
 
 
 # The drift reader's answer (dynia.nodes.drift_facts).

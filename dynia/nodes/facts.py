@@ -9,6 +9,7 @@ Status, drift-check and the rolling order are assembled from facts, never from a
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -312,39 +313,66 @@ PROJECT_PREFIX = "dynia-"
 
 
 def containers_inspect(output: str, exit_status: int) -> list[dict] | None:
-    """`docker inspect` / `podman inspect` of the compose containers → one dict per dynia
-    container: {"service", "name", "state", "image", "image_id", "digest"}; digest is the
-    repository digest the engine reports (podman's ImageDigest), else the image id (both are
-    content addresses of what runs). None when the engine could not be asked."""
+    """`docker inspect` / `podman inspect` of the compose containers, with `image inspect` of
+    their images ({"containers": […], "images": […]}; a bare list of containers from an older
+    reader) → one dict per dynia container: {"service", "name", "state", "image", "image_id",
+    "digest"}. digest: the registry digest the container's image is known by in its repository
+    (from the image's RepoDigests, which keep the registry's manifest digest of every pull), else
+    the repository digest the engine reports (podman's ImageDigest: for an image pushed from
+    another store, not the registry's), else the image id (all content addresses of what runs).
+    None when the engine could not be asked."""
     if exit_status != 0:
         return None
     data = A.loads(output or "[]")
-    if not isinstance(data, list):
+    if isinstance(data, list):
+        data = {"containers": data}
+    if not isinstance(data, dict):
         raise A.Unreadable(f"a JSON {type(data).__name__}, not a list of containers")
+    read = A.read(A.Inspection, data)
+    repo_digests = {_image_id(i.get("Id")): i.get("RepoDigests") or [] for i in read.get("images") or []}
     out = []
-    for c in A.read(A.Inspection, {"containers": data})["containers"]:
+    for c in read["containers"]:
         config = c.get("Config") or {}
         labels = config.get("Labels") or c.get("Labels") or {}
         project = next((labels[k] for k in PROJECT_LABELS if labels.get(k)), "")
         if not project.startswith(PROJECT_PREFIX):
             continue  # a container someone else runs on the node
-        image_id = c.get("Image") or ""
-        if image_id and ":" not in image_id:
-            image_id = f"sha256:{image_id}"
+        image_id = _image_id(c.get("Image"))
+        image = c.get("ImageName") or config.get("Image") or None
         state = c.get("State")
         out.append({"service": project[len(PROJECT_PREFIX):], "name": (c.get("Name") or "").lstrip("/"),
                     "state": (state.get("Status") if isinstance(state, dict) else state) or None,
-                    "image": c.get("ImageName") or config.get("Image") or None,
-                    "image_id": image_id or None, "digest": c.get("ImageDigest") or image_id or None})
+                    "image": image, "image_id": image_id or None,
+                    "digest": _registry_digest(image, repo_digests.get(image_id, []))
+                    or c.get("ImageDigest") or image_id or None})
     return sorted(out, key=lambda c: (c["service"], c["name"]))
+
+
+def _image_id(value: str | None) -> str:
+    return value if not value or ":" in value else f"sha256:{value}"
+
+
+def _registry_digest(image: str | None, repo_digests: list[str]) -> str | None:
+    """The digest the image reference names (`name@sha256:…`), else the one digest its image is
+    known by in the reference's repository; None when there is no such single answer."""
+    named = re.search(r"@(sha256:[0-9a-f]{64})$", image or "")
+    if named:
+        return named.group(1)
+    repository = re.sub(r"(?::[\w][\w.-]*)?(?:@.*)?$", "", image or "", count=1)
+    mine = {d.split("@", 1)[1] for d in repo_digests if "@" in d and d.split("@", 1)[0] == repository}
+    return mine.pop() if len(mine) == 1 else None
 
 
 def containers(profile: NodeProfile) -> Fact:
     engine = profile.container_engine
     label = PROJECT_LABELS[1] if engine == "podman" else PROJECT_LABELS[0]
     # No container → "[]" (inspect without an argument fails); a failing `ps` fails the fact.
+    # Their images too: RepoDigests keep the registry's digest of each pull (containers_inspect).
     return Fact("containers", f"ids=$({engine} ps -aq --filter label={label}) && "
-                              f"{{ if [ -z \"$ids\" ]; then echo '[]'; else {engine} inspect $ids; fi; }}",
+                              f"{{ if [ -z \"$ids\" ]; then echo '[]'; else "
+                              f"imgs=$({engine} inspect --format '{{{{.Image}}}}' $ids | sort -u) && "
+                              f"printf '{{\"containers\": ' && {engine} inspect $ids && printf ', \"images\": ' && "
+                              f"{engine} image inspect $imgs && printf '}}\\n'; fi; }}",
                 containers_inspect)
 
 

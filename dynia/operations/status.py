@@ -73,6 +73,8 @@ ServiceStatus
     http: dict[str, int] | None {1xx, 2xx, 3xx, 4xx, 5xx, other}: responses of the backend,
                                 summed over every node's HAProxy
     containers: dict[str, list[Container]]     node → that node's containers of the service
+    off_release: dict[str, list[str]]          node → the digests its containers run that the
+                                               release in force does not pin (a problem each)
     problems: list[str]
     domains: list[str]          the domains routed to it (the spec's; one DNS record each)
 BackendView
@@ -96,6 +98,7 @@ from ..nodes import vip
 from ..nodes.commands import COMPONENTS
 from ..nodes.reserved_ip import ReservedIpAssignment, assignment_of, claimed_addresses
 from .volume_status import VolumeView
+from ..paths import PATHS
 
 SCHEMA_VERSION = 2
 HTTP_CLASSES = F.HRSP
@@ -170,6 +173,7 @@ class ServiceStatus:
     containers: dict[str, list[Container]]
     problems: list[str]
     domains: list[str] = field(default_factory=list)
+    off_release: dict[str, list[str]] = field(default_factory=dict)  # node -> digests its release does not pin
 
 
 @dataclass
@@ -344,10 +348,12 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
              reserved_ip: str, answers: dict[str, Any], holder: str | None, holder_error: str | None = None,
              previous: ClusterStatus | None = None, window: float | None = None,
              domains: dict[str, list[str]] | None = None, volumes: list[VolumeView] | None = None) -> ClusterStatus:
+             domains: dict[str, list[str]] | None = None, pinned: dict[str, set[str]] | None = None) -> ClusterStatus:
     """Pure: the facts every node answered (dynia.nodes.gather.NodeFacts by node), the holder the
     provider named → the cluster's status. nodes: node → address shown; services: name →
-    placement; domains: name → its domains. With `previous` (the last `--watch` sample) HTTP counts
-    are the difference."""
+    placement; domains: name → its domains; pinned: name → the digests its release pins (a
+    container on another one is a problem). With `previous` (the last `--watch` sample) HTTP
+    counts are the difference."""
     rows = [_node(n, addr, answers.get(n), desired_version, reserved_ip) for n, addr in nodes.items()]
     by_node = {r.node: r for r in rows}
     service_names = list(services)
@@ -366,7 +372,8 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
     problems += _server_problems(backends, serving)
     service_rows = []
     for name, placement in services.items():
-        row = _service(name, placement, backends, views, by_node, reachable, holder, previous, domains)
+        row = _service(name, placement, backends, views, by_node, reachable, holder, previous, domains,
+                       (pinned or {}).get(name))
         service_rows.append(row)
         problems += row.problems
     problems += [p for v in volumes or [] for p in v.problems]
@@ -409,9 +416,11 @@ def _server_problems(backends: list[BackendView], serving: str | None) -> list[s
 
 def _service(name: str, placement: str, backends: list[BackendView], views: dict[str, list[BackendView]],
              by_node: dict[str, NodeStatus], reachable: list[str], holder: str | None,
-             previous: ClusterStatus | None, domains: dict[str, list[str]] | None) -> ServiceStatus:
+             previous: ClusterStatus | None, domains: dict[str, list[str]] | None,
+             pinned: set[str] | None = None) -> ServiceStatus:
     """One service's row: its backend on the serving node, HTTP counts summed over every node
-    (the difference from `previous` when watching), its containers, what is missing where."""
+    (the difference from `previous` when watching), its containers, what is missing where, and
+    each node whose container runs a digest the release does not pin (off_release)."""
     mine = [b for b in backends if b.service == name]
     backend = mine[0] if mine else None
     http = None
@@ -429,9 +438,36 @@ def _service(name: str, placement: str, backends: list[BackendView], views: dict
         up = [c for c in containers[n] if c.state == "running"]
         if _expected_on(placement, n, holder) and not up:
             problems.append(f"{name} has no running container on {n}")
+    off = {n: sorted({c.digest or "?" for c in containers[n] if c.digest not in pinned})
+           for n in reachable if pinned} if pinned else {}
+    off = {n: d for n, d in off.items() if d}
+    for n, digests in off.items():
+        problems.append(f"{name} on {n} runs {', '.join(short(d) for d in digests)}, not the digest its release "
+                        f"pins ({', '.join(short(d) for d in sorted(pinned or ()))})")
     return ServiceStatus(name, placement, backend.name if backend else None,
                          {s.name: s.status or "?" for s in backend.servers} if backend else {},
-                         http, containers, problems, list((domains or {}).get(name, [])))
+                         http, containers, problems, list((domains or {}).get(name, [])), off)
+
+
+def short(digest: str) -> str:
+    """A digest as people compare them: its first 12 hex digits."""
+    return digest.removeprefix("sha256:")[:12]
+
+
+def pinned_digests(rendering) -> dict[str, set[str]]:
+    """service -> the digests its rendered compose file pins (none for a service whose images
+    are local or unresolved)."""
+    from ..spec.compose import compose_images
+    from ..spec.image_refs import pinned_digest
+
+    out: dict[str, set[str]] = {}
+    for files in rendering.files.values():
+        for f in files:
+            if f.layer.startswith("service:") and f.target == PATHS.compose_file(f.layer.split(":", 1)[1]):
+                digests = {pinned_digest(ref) for ref in compose_images(f.content).values()}
+                out.setdefault(f.layer.split(":", 1)[1], set()).update(d for d in digests if d)
+        break   # every node gets the same compose files
+    return {s: d for s, d in out.items() if d}
 
 
 # --- reading the cluster --------------------------------------------------------------------
@@ -483,7 +519,8 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
                   services={s: svc.placement for s, svc in cluster.spec.services.items()},
                   domains={s: svc.domains for s, svc in cluster.spec.services.items()},
                   desired_version=desired_version(cluster, rendering, answers), reserved_ip=inv.reserved_ip,
-                  answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window)
+                  answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window,
+                  pinned=pinned_digests(rendering))
     return with_certificate(st, certificate_view(cluster))
 
 

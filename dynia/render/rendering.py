@@ -234,7 +234,7 @@ def _firewall_files(cluster: Cluster, profile: NodeProfile, nodes: list[NodeAddr
 
 
 def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: str,
-                env) -> tuple[list[RenderedFile], list[SecretSlot]]:
+                env, images: dict[str, str], rollback: dict[str, dict]) -> tuple[list[RenderedFile], list[SecretSlot]]:
     spec = cluster.spec
     order = spec.nodes
     nodes = [NodeAddr(n, inv.nodes[n][0], inv.nodes[n][1],
@@ -288,9 +288,13 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         svc = services[name]
         layer = f"service:{name}"
         # Mirrored everywhere: notify.sh starts active-only/standby-only services on a role change.
+        kept = rollback.get(name)   # a rollback in effect: that release's compose file and digests
+        info = compose.as_released(cluster.compose[name], kept["content"], kept["release"]) if kept \
+            else cluster.compose[name]
         files.append(RenderedFile(layer, PATHS.compose_file(name), 0o644, OWNER,
-                                  layer, compose.wrapped(name, cluster.compose[name],
-                                                         host_network=profile.compose_host_network).encode()))
+                                  layer, compose.wrapped(name, info, host_network=profile.compose_host_network,
+                                                         images={**images, **kept["images"]} if kept else images
+                                                         ).encode()))
         if svc.domains:
             files.append(RenderedFile(layer, PATHS.route_file(name), 0o644, OWNER, "caddy",
                                       _render(env, "caddy/route.caddy.j2",
@@ -300,9 +304,13 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
 
 
 def render(cluster: Cluster, *, inventory: Inventory, applied: dict, holder: str | None = None,
-           templates_dir: str | None = None) -> Rendering:
-    """Pure: the same spec, inventory and applied record give byte-identical files. The caller
-    reads the inventory and the applied record (dynia.state.cache); nothing here touches .dynia/."""
+           templates_dir: str | None = None, images: dict[str, str] | None = None,
+           rollback: dict[str, dict] | None = None) -> Rendering:
+    """Pure: the same spec, inventory, applied record and images give byte-identical files. The
+    caller reads the inventory and the applied record (dynia.state.cache); nothing here touches .dynia/.
+    images: {reference: sha256 digest} the release resolved (dynia.engine.pins): compose files name those.
+    rollback: service -> {release, content, images}: a rollback in effect renders that release's
+    compose file and digests for the service instead of the spec's (dynia.operations.releases)."""
     spec = cluster.spec
     profile = providers.of(spec).profile
     env = _environment(templates_dir or default_templates_dir())
@@ -313,7 +321,7 @@ def render(cluster: Cluster, *, inventory: Inventory, applied: dict, holder: str
     files, slots = {}, {}
     digest = hashlib.sha256()
     for node in spec.nodes:
-        files[node], slots[node] = _node_files(cluster, profile, inv, node, env)
+        files[node], slots[node] = _node_files(cluster, profile, inv, node, env, images or {}, rollback or {})
         for f in files[node]:
             digest.update(f"{node}\0{f.target}\0{f.mode}\0{f.owner}\0{f.sha256}\n".encode())
         for s in slots[node]:
@@ -324,7 +332,12 @@ def render(cluster: Cluster, *, inventory: Inventory, applied: dict, holder: str
     version = last if (last and applied.get("contentHash") == content) else last + 1
     rendering = Rendering(spec.name, shash, version, content, inv, order, files, slots)
     rendering.guard = check_guard(cluster, providers.of(spec).ram_mib(spec.provider.size))
-    rendering.notices = compose.notices(spec, cluster.compose)
+    rendering.notices = compose.notices(spec, cluster.compose) + [
+        {"service": name, "kind": "warning",
+         "text": f"service {name} is rolled back to release {kept['release']}: its compose file and images are "
+                 f"that release's, not the spec's, until the next deploy from the spec (`dynia up`, "
+                 f"`dynia service deploy {name}`) replaces them"} for name, kept in sorted((rollback or {}).items())
+        if name in spec.services]
     return rendering
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import INFRA_PORTS, compose_project
-from . import isolation
+from . import image_refs, isolation
 from .isolation import dig, label, show, text
 from .model import ClusterSpec, Service
 
@@ -92,10 +92,8 @@ def _published(entry: Any) -> tuple[str | None, int | None, int, str]:
 
 
 def load(path: Path, shown: str) -> dict:
-    from ruamel.yaml import YAML, YAMLError
-
     from ..errors import DyniaError
-    from ..state.reads import MAX_FLOW_DEPTH, flow_depth, read_input, too_deep
+    from ..state.reads import read_input
 
     try:
         text = read_input(path, f"compose file {shown}", (
@@ -103,6 +101,15 @@ def load(path: Path, shown: str) -> dict:
             "create it, or point `compose:` at the right file (relative to the project directory)"))
     except DyniaError as exc:
         raise ComposeProblem(exc.message, exc.hint) from None
+    return parse(text, shown)
+
+
+def parse(text: str, shown: str) -> dict:
+    """A compose file's text → its mapping, with a `services:` mapping (else a ComposeProblem)."""
+    from ruamel.yaml import YAML, YAMLError
+
+    from ..state.reads import MAX_FLOW_DEPTH, flow_depth, too_deep
+
     try:
         if flow_depth(text) > MAX_FLOW_DEPTH:
             raise RecursionError
@@ -354,8 +361,17 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def wrapped(name: str, info: ComposeInfo, host_network: bool = False) -> str:
-    """The compose file dynia pushes: the operator's, with its ports bound to loopback.
+def as_released(info: ComposeInfo, content: str, release: int) -> ComposeInfo:
+    """The service's compose file as a release recorded it (a rollback renders that one)."""
+    import dataclasses
+
+    shown = f"{info.shown} as in release {release}"
+    return dataclasses.replace(info, shown=shown, data=parse(content, shown))
+
+
+def wrapped(name: str, info: ComposeInfo, host_network: bool = False, images: dict[str, str] | None = None) -> str:
+    """The compose file dynia pushes: the operator's, with its ports bound to loopback, and each
+    image the release resolved (images: {reference: sha256 digest}, dynia.pins) pinned by digest.
 
     host_network (lab nodes, podman without a network stack): containers share the node's
     network; the app must listen on 127.0.0.1:<port> itself.
@@ -371,6 +387,8 @@ def wrapped(name: str, info: ComposeInfo, host_network: bool = False) -> str:
             c["ports"] = [_loopback(e) for e in c["ports"]]
         if host_network:
             c["network_mode"] = "host"
+        if images and isinstance(c.get("image"), str):
+            c["image"] = image_refs.rewrite(c["image"], images)
         services[cname] = c
     data["services"] = services
     data = {"name": data.pop("name"), **data}

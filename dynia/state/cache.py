@@ -131,6 +131,37 @@ class Applied(_Strict):
         return v
 
 
+def _pinned(v: dict[str, str]) -> dict[str, str]:
+    import re
+
+    for ref, digest in v.items():
+        # What reaches a compose file's image: line: one reference, no space, no YAML syntax.
+        if not re.fullmatch(r"[a-z0-9][A-Za-z0-9._:/-]{0,254}", ref):
+            raise ValueError(f"{ref[:80]!r} is not an image reference")
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ValueError(f"{digest[:80]!r} is not sha256:<64 hex digits>")
+    return v
+
+
+class RolledBack(_Strict):
+    """A service rolled back to a release: that release's compose file and digests."""
+    release: int = Field(ge=1, strict=True)
+    content: str = Field(max_length=MAX_CONTENT_BYTES)
+    images: dict[str, str] = {}
+
+    _images = field_validator("images")(classmethod(lambda cls, v: _pinned(v)))
+
+
+class Images(_Strict):
+    """What the release in force runs, as every render on this machine (status, drift-check,
+    plan, the applied record) must name it: the digests its tags resolved to ({reference:
+    sha256:…}, dynia.engine.pins) and the services a rollback keeps on an older release."""
+    images: dict[str, str] = {}
+    rollback: dict[str, RolledBack] = {}
+
+    _images = field_validator("images")(classmethod(lambda cls, v: _pinned(v)))
+
+
 def _problem(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -210,6 +241,26 @@ class ClusterCache:
                  if a.host_key and a.host_key != UNPINNED_HOST_KEY
                  for addr in dict.fromkeys(x for x in (a.public_ip, a.private_ip) if x)]
         write_atomic(self.known_hosts(), "".join(lines).encode(), mode=0o644)
+
+    # --- images.json ------------------------------------------------------------------
+
+    IMAGES_FIX = "delete it; the next `dynia up` or `dynia releases` writes it again from the cluster's releases"
+
+    def read_release(self) -> Images:
+        shown = self._shown("images.json")
+        data = read_json(self.dir / "images.json", shown, self.IMAGES_FIX)
+        return Images() if data is None else _validated(Images, data, shown, self.IMAGES_FIX)
+
+    def read_images(self) -> dict[str, str]:
+        return dict(self.read_release().images)
+
+    def read_rollback(self) -> dict[str, dict]:
+        return self.read_release().model_dump(mode="json")["rollback"]
+
+    def write_images(self, images: dict[str, str], rollback: dict[str, dict] | None = None) -> None:
+        checked = _validated(Images, {"images": images, "rollback": rollback or {}}, "the release's images",
+                             "this is a bug in dynia")
+        write_json(self.dir / "images.json", checked.model_dump(mode="json"))
 
     # --- applied.json -----------------------------------------------------------------
 
@@ -398,3 +449,13 @@ def read_state_certificate(cluster, name: str = CERTIFICATE_CACHE) -> tuple[Cert
     except (KeyError, TypeError, ValueError):
         return None, f"{shown} is corrupt (it needs sha256 and not_after); delete it, `dynia up` rewrites it"
     return CertInfo(sha, when, names), ""
+
+
+def images(cluster) -> dict[str, str]:
+    """The digests the release in force pinned ({} before the first release on this machine)."""
+    return ClusterCache.of(cluster).read_images()
+
+
+def rollback(cluster) -> dict[str, dict]:
+    """service -> {release, content, images}: the rollbacks in effect ({} when none)."""
+    return ClusterCache.of(cluster).read_rollback()

@@ -156,6 +156,22 @@ def test_service_deploy_adds_the_service_and_runs_the_apps_phase(recording_pulum
     assert ("up", "shop-apps") in engine_calls(env)
 
 
+@covers("releases", "rollback")
+def test_releases_lists_the_state_ledger_and_rollback_with_one_release_has_nothing_to_go_back_to(recording_pulumi):
+    env = recording_pulumi
+    r = run(env, "releases", "--cluster", "shop")
+    assert r.returncode == 0 and "no releases recorded yet" in r.stdout, r.stderr
+    r = run(env, "up", "--cluster", "shop", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["release"]["id"] == 1 and ("up", "shop-releases") in engine_calls(env)
+    # The double answers the ledger's output with what a test wrote for it: release 1 alone.
+    (env["state"] / "outputs-shop-releases.json").write_text(json.dumps({"releases": [json.loads(r.stdout)["release"]]}))
+    r = run(env, "releases", "--cluster", "shop", "--json")
+    assert [x["id"] for x in json.loads(r.stdout)["releases"]] == [1]
+    r = run(env, "rollback", "--yes", "--cluster", "shop")
+    assert r.returncode == 10 and "one release (1): nothing before it to roll back to" in r.stderr
+
+
 @covers("cert provision", "cert renew")
 def test_cert_provision_previews_and_renew_needs_the_certificate_provision_made(recording_pulumi):
     env = recording_pulumi

@@ -29,6 +29,9 @@ PULUMI_CONFIG_PASSPHRASE is another one.
 $RECORDING_PULUMI_REFRESH_FAIL=<stack> makes `refresh` of that stack fail as a provider's read
 does when its API refuses the token.
 
+$RECORDING_PULUMI_STATE/outputs-<stack>.json, when a test writes it, adds its outputs to what
+`stack output` reports for that stack (e.g. the releases ledger's `releases`).
+
 `config set/get/rm` keep each stack's config in $RECORDING_PULUMI_STATE/config-<stack>.json;
 `config get` of a key never set fails as Pulumi does ("configuration key … not found").
 
@@ -159,6 +162,10 @@ elif args[:2] == ["stack", "output"]:
                    "reservedIp": "203.0.113.50"}
         if os.environ.get("RECORDING_PULUMI_REGION"):  # the region an earlier provision recorded
             outputs["region"] = os.environ["RECORDING_PULUMI_REGION"]
+    kept = os.path.join(state_dir, f"outputs-{stack}.json")   # a test's outputs for this stack
+    if os.path.exists(kept):
+        with open(kept) as f:
+            outputs.update(json.load(f))
     print(json.dumps(outputs))
 elif args[:2] == ["stack", "history"]:
     print(json.dumps([{"version": 1, "kind": "update", "startTime": "2026-01-01T00:00:00.000Z",

@@ -47,7 +47,7 @@ def ops(env, verbs=("preview", "up", "destroy", "refresh")) -> list[tuple[str, s
 def test_up_runs_the_three_phases_in_order_on_the_local_backend_and_caches_outputs(env):
     r = dynia(env, "up", "--cluster", "shop")
     assert r.returncode == 0, r.stderr
-    assert ops(env) == [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps")]
+    assert ops(env) == [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]
     ups = [a for a in calls(env) if a[0] == "up"]
     assert all("--event-log" in a and "--exec-kind" in a for a in ups)
     first = json.loads(env["log"].read_text().splitlines()[1])
@@ -69,7 +69,7 @@ def test_failed_push_stops_the_phase_with_a_typed_error_and_resume_skips_finishe
     env["log"].unlink()
     r = dynia(env, "up", "--phase", "infra", "--cluster", "shop")
     assert r.returncode == 0, r.stderr
-    assert ops(env) == [("up", "shop-infra"), ("up", "shop-apps")]
+    assert ops(env) == [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]
 
 
 def test_unreachable_node_is_a_network_error_naming_it(env):
@@ -149,16 +149,16 @@ def test_snapshots_keep_the_last_five(env):
     (["cluster", "create", "blog", "--region", "ams3", "--domain", "example.com"], [("up", "blog-provision")]),
     (["infra", "sync", "--cluster", "shop"], [("up", "shop-infra")]),
     # No applied record here (a fresh checkout): nothing to compare, so both push phases run.
-    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
     (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"],
-     [("up", "shop-infra"), ("up", "shop-apps")]),
-    (["route", "unbind", "api", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
-    (["cluster", "node", "activate", "brave-panda", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+     [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
+    (["route", "unbind", "api", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
+    (["cluster", "node", "activate", "brave-panda", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
     (["cluster", "node", "add", "--cluster", "shop"],
-     [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps")]),
+     [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
     (["cluster", "node", "remove", "brave-panda", "--yes", "--cluster", "shop"],
      [("stack export", "shop-provision"), ("stack export", "shop-infra"), ("stack export", "shop-apps"),
-      ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-provision")]),
+      ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases"), ("up", "shop-provision")]),
     (["cert", "provision", "--dry-run", "--cluster", "shop"], [("preview", "shop-provision")]),
 ], ids=["cluster-create", "infra-sync", "service-deploy", "route-bind-apply", "route-unbind-apply",
         "node-activate", "node-add", "node-remove", "cert-dry-run"])
@@ -240,13 +240,13 @@ def test_revert_refuses_an_unknown_or_escaping_id_and_a_snapshot_whose_spec_is_b
 
 AFTER_UP = [
     (["route", "bind", "api", "v2.example.com", "--apply", "--cluster", "shop"],
-     [("up", "shop-infra"), ("up", "shop-apps")]),
+     [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
     (["route", "bind", "admin", "ops.example.com", "--apply", "--cluster", "shop"],
-     [("up", "shop-infra"), ("up", "shop-apps")]),
-    (["route", "unbind", "admin", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
-    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-apps")]),
+     [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
+    (["route", "unbind", "admin", "--apply", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
+    (["service", "deploy", "api", "--cluster", "shop"], [("up", "shop-apps"), ("up", "shop-releases")]),
     (["service", "deploy", "jobs", "--compose", "services/jobs.yml", "--port", "8090", "--domain",
-      "jobs.example.com", "--placement", "active-only", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps")]),
+      "jobs.example.com", "--placement", "active-only", "--cluster", "shop"], [("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]),
 ]
 
 
@@ -264,7 +264,7 @@ def test_an_apply_after_up_runs_every_phase_whose_files_the_edit_changes(env, ar
     assert r.returncode == 0, r.stderr
     assert ops(env) == expected
     applied = json.loads((env["proj"] / ".dynia/cache/shop/applied.json").read_text())
-    assert applied["contentHash"] is not None or expected == [("up", "shop-apps")]
+    assert applied["contentHash"] is not None or expected == [("up", "shop-apps"), ("up", "shop-releases")]
 
 
 def test_destroy_and_node_remove_lift_the_droplets_protection_right_before_deleting(env):
@@ -280,7 +280,7 @@ def test_destroy_and_node_remove_lift_the_droplets_protection_right_before_delet
     r = dynia(env, "cluster", "node", "remove", "brave-panda", "--yes", "--cluster", "shop")
     assert r.returncode == 0, r.stderr
     urn = "urn:pulumi:shop-provision::dynia::dynia:index:ClusterNode$digitalocean:index/droplet:Droplet::brave-panda-droplet"
-    assert sequence() == [("unprotect", f"{urn} shop-provision"), ("up", "shop-infra"), ("up", "shop-apps"),
+    assert sequence() == [("unprotect", f"{urn} shop-provision"), ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases"),
                           ("up", "shop-provision")]
     env["log"].unlink()
     r = dynia(env, "cluster", "destroy", "--yes", "--cluster", "shop")
@@ -711,3 +711,23 @@ def test_delete_data_naming_another_cluster_destroys_nothing(env):
     assert "--delete-data names 'shopp', not this cluster (shop): nothing was destroyed" in r.stderr
     assert "--delete-data shop" in r.stderr
     assert not [o for o in ops(env) if o[0] in ("destroy", "stack import")]
+
+
+def test_up_resolves_every_tag_once_renders_them_by_digest_and_records_a_release(env, example_registry):
+    # issue 27.1/27.2: the tags resolved from this machine (a real registry, DYNIA_REGISTRY_API_URL),
+    # the release recorded in the ledger stack after the apps phase, this machine's renders pinned.
+    r = dynia(env, "up", "--cluster", "shop", "--json")
+    assert r.returncode == 0, r.stderr
+    release = json.loads(r.stdout)["release"]
+    assert release["id"] == 1 and release["command"] == "up" and release["configVersion"] >= 1
+    shop = {"ghcr.io/example/shop-api:2.0.1", "redis:7-alpine", "ghcr.io/example/shop-web:1.4.2",
+            "ghcr.io/example/shop-admin:0.9.0"}
+    pinned = {ref: d for svc in release["services"].values() for ref, d in svc["images"].items()}
+    assert pinned == {ref: example_registry["digests"][ref] for ref in shop}
+    assert sorted(release["unanswered"]) == ["brave-panda", "misty-owl"]   # TEST-NET nodes never answer
+    images = json.loads((env["proj"] / ".dynia/cache/shop/images.json").read_text())["images"]
+    assert images == pinned
+    r = dynia(env, "render", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    compose = next((env["proj"] / "deploy-config" / "shop").rglob("api/docker-compose.yml*")).read_text()
+    assert f"ghcr.io/example/shop-api@{pinned['ghcr.io/example/shop-api:2.0.1']}" in compose
