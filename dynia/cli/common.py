@@ -156,7 +156,8 @@ def next_step(command: str) -> None:
 def command_words(ctx: typer.Context) -> str:
     """The command as the operator typed it, without the program's name: "service deploy"."""
     words = []
-    while ctx.parent is not None:
-        words.append(ctx.info_name or "")
-        ctx = ctx.parent
+    at = ctx
+    while at.parent is not None:
+        words.append(at.info_name or "")
+        at = at.parent   # type: ignore[assignment]  # click's Context, which typer's is
     return " ".join(reversed(words))

@@ -349,7 +349,9 @@ def containers_inspect(output: str, exit_status: int) -> list[dict] | None:
 
 
 def _image_id(value: str | None) -> str:
-    return value if not value or ":" in value else f"sha256:{value}"
+    if not value:
+        return ""
+    return value if ":" in value else f"sha256:{value}"
 
 
 def _registry_digest(image: str | None, repo_digests: list[str]) -> str | None:

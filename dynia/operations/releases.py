@@ -199,10 +199,11 @@ def rollback_plan(history: list[dict], release: int | None, services: list[str] 
                              f"`dynia releases --cluster {name}` lists them")
         target = history[-2]
     else:
-        target = next((r for r in history if r.get("id") == release), None)
-        if target is None:
+        found = [r for r in history if r.get("id") == release]
+        if not found:
             raise DyniaError("config", f"cluster {name} has no release {release} (kept: {', '.join(map(str, ids))})",
                              f"`dynia releases --cluster {name}` lists them; the last {KEEP} are kept")
+        target = found[0]
     kept = target.get("services") or {}
     wanted = list(services) if services else sorted(s for s in kept if s in cluster.spec.services)
     for s in wanted:

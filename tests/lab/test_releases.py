@@ -140,9 +140,9 @@ def test_a_tag_moved_between_two_nodes_pushes_leaves_every_node_on_the_digest_re
             is None and len(ledger.releases()) == 1
 
         # Pulled by its name now, the tag is the moved image: pinning is what kept the nodes together.
-        pulled = lc.sh(order[-1], f"REGISTRY_AUTH_FILE={PATHS.registry_auth} podman pull -q {image} >/dev/null && "
-                                  f"podman image inspect --format '{{{{.Digest}}}}' {image}").stdout.decode().strip()
-        assert pulled == moved
+        pulled = json.loads(lc.sh(order[-1], f"REGISTRY_AUTH_FILE={PATHS.registry_auth} podman pull -q {image} "
+                                             f">/dev/null && podman image inspect {image}").stdout)
+        assert f"{image.rsplit(':', 1)[0]}@{moved}" in pulled[0]["RepoDigests"]
 
 
 # --- an image change, then a rollback to the previous release under load (issue 27.3) ------------
