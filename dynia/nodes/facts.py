@@ -326,7 +326,7 @@ def containers_inspect(output: str, exit_status: int) -> list[dict] | None:
     data = A.loads(output or "[]")
     if isinstance(data, list):
         data = {"containers": data}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or "containers" not in data:
         raise A.Unreadable(f"a JSON {type(data).__name__}, not a list of containers")
     read = A.read(A.Inspection, data)
     repo_digests = {_image_id(i.get("Id")): i.get("RepoDigests") or [] for i in read.get("images") or []}
@@ -369,12 +369,16 @@ def containers(profile: NodeProfile) -> Fact:
     engine = profile.container_engine
     label = PROJECT_LABELS[1] if engine == "podman" else PROJECT_LABELS[0]
     # No container → "[]" (inspect without an argument fails); a failing `ps` fails the fact.
-    # Their images too: RepoDigests keep the registry's digest of each pull (containers_inspect).
+    inspect = f"{engine} inspect $ids"
+    if engine == "podman":
+        # podman names the image without the digest it was created by, and its ImageDigest is
+        # not the registry's for an image pushed from another store: the images' RepoDigests are
+        # (containers_inspect). docker keeps the reference as given (Config.Image).
+        inspect = (f"imgs=$({engine} inspect --format '{{{{.Image}}}}' $ids | sort -u) && "
+                   f"printf '{{\"containers\": ' && {engine} inspect $ids && printf ', \"images\": ' && "
+                   f"{engine} image inspect $imgs && printf '}}\\n'")
     return Fact("containers", f"ids=$({engine} ps -aq --filter label={label}) && "
-                              f"{{ if [ -z \"$ids\" ]; then echo '[]'; else "
-                              f"imgs=$({engine} inspect --format '{{{{.Image}}}}' $ids | sort -u) && "
-                              f"printf '{{\"containers\": ' && {engine} inspect $ids && printf ', \"images\": ' && "
-                              f"{engine} image inspect $imgs && printf '}}\\n'; fi; }}",
+                              f"{{ if [ -z \"$ids\" ]; then echo '[]'; else {inspect}; fi; }}",
                 containers_inspect)
 
 

@@ -73,6 +73,12 @@ class FakeEngine(Engine):
         self.previewed.append(tuple(phases))
         return [row for row in self.pending if row.phase in phases]
 
+    def releases(self):
+        return list(getattr(self, "kept", []))
+
+    def keep_releases(self, history):   # the ledger stack's update (dynia.operations.releases)
+        self.kept = history
+
     def up(self, phases, **kw):
         for phase in phases:
             self.ran.append((phase,))

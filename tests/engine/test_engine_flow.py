@@ -256,7 +256,9 @@ AFTER_UP = [
 def test_an_apply_after_up_runs_every_phase_whose_files_the_edit_changes(env, argv, expected):
     # A domain is a HAProxy host rule (use_backend be_<service>): its change must reach
     # haproxy.cfg through the infra phase, before the apps phase pushes the Caddy route.
-    jobs = (env["proj"] / "services/admin.yml").read_text().replace("admin:", "jobs:").replace("8082", "8090")
+    # admin's image stays (every tag resolves before the roll: the example registry holds it)
+    jobs = (env["proj"] / "services/admin.yml").read_text().replace("admin:", "jobs:").replace("8082", "8090") \
+        .replace("shop-jobs:", "shop-admin:")
     (env["proj"] / "services/jobs.yml").write_text(jobs.replace("memory: 384m", "memory: 128m"))
     assert dynia(env, "up", "--cluster", "shop").returncode == 0
     env["log"].unlink()

@@ -54,7 +54,7 @@ def test_a_reserved_ip_held_by_a_droplet_outside_the_cluster_stops_up_too(env):
 def test_up_goes_on_to_dns_when_the_master_s_droplet_holds_it(env):
     r = dynia(env, "up", "--cluster", "shop")
     assert r.returncode == 0, r.stderr
-    assert ops(env) == [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps")]
+    assert ops(env) == [("up", "shop-provision"), ("up", "shop-infra"), ("up", "shop-apps"), ("up", "shop-releases")]
 
 
 def test_a_refused_operator_token_is_its_own_error_and_stops_before_dns(env):
