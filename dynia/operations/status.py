@@ -347,8 +347,8 @@ def _delta(now: dict[str, int], before: dict[str, int] | None) -> dict[str, int]
 def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], desired_version: int,
              reserved_ip: str, answers: dict[str, Any], holder: str | None, holder_error: str | None = None,
              previous: ClusterStatus | None = None, window: float | None = None,
-             domains: dict[str, list[str]] | None = None, volumes: list[VolumeView] | None = None) -> ClusterStatus:
-             domains: dict[str, list[str]] | None = None, pinned: dict[str, set[str]] | None = None) -> ClusterStatus:
+             domains: dict[str, list[str]] | None = None, volumes: list[VolumeView] | None = None,
+             pinned: dict[str, set[str]] | None = None) -> ClusterStatus:
     """Pure: the facts every node answered (dynia.nodes.gather.NodeFacts by node), the holder the
     provider named → the cluster's status. nodes: node → address shown; services: name →
     placement; domains: name → its domains; pinned: name → the digests its release pins (a
