@@ -64,9 +64,16 @@ class NodePaths:
     volumes_config: str = "/etc/dynia/volumes.json"
     volumes_state: str = "/opt/dynia/state/volumes"
     alerts_dir: str = "/opt/dynia/state/alerts"
+    # The operator's app secrets (a service's `secrets:`), one 0600 root file each, filled at
+    # push; compose mounts each read-only at /run/secrets/<NAME> in the service's containers.
+    app_secrets_dir: str = "/etc/dynia/app-secrets"
 
     def compose_file(self, service: str) -> str:
         return f"{self.compose_dir}/{service}/docker-compose.yml"
+
+    def app_secret_dir(self, service: str) -> str:
+        """A service's secret slots: app_secret_path(service, NAME) inside it."""
+        return f"{self.app_secrets_dir}/{service}"
 
     def route_file(self, service: str) -> str:
         return f"{self.caddy_routes}/{service}.caddy"
@@ -99,6 +106,11 @@ def backend_name(service: str) -> str:
     so no service's backend can be named like the fallback, be_any_node; dynia.spec.reserved keeps
     services off dynia's other backends."""
     return f"be_{service}"
+
+
+def app_secret_path(service: str, name: str) -> str:
+    """The slot one of a service's secrets fills on every node (0600 root)."""
+    return f"{PATHS.app_secret_dir(service)}/{name}"
 
 
 def compose_project(service: str) -> str:

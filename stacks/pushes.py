@@ -91,7 +91,8 @@ def bundles_output(inputs: PhaseInputs, cluster, provision: pulumi.StackReferenc
         pem = origin_pem.encode() if origin_pem else (PLANNED_CERTIFICATE if missing else b"")
         slots = local_secrets.slot_values(cluster.project, cluster.name, pem or None, token or None,
                                           credentials=stats or None, registries=cluster.spec.registries,
-                                          origin_pull_ca=origin_pull_ca(cluster, pull))
+                                          origin_pull_ca=origin_pull_ca(cluster, pull),
+                                          services=cluster.spec.services)
         built = {node: build_bundles(cluster.spec, rendering, node, slots, holder=inputs.holder)
                  for node in cluster.spec.nodes}
         removals = removed_services(cluster.spec, inputs.previous_layers)

@@ -15,7 +15,7 @@ import typer
 
 from ..errors import EXIT_INTERNAL, DyniaError
 from ..shown import escape
-from . import (cert, cluster, context, drift, edge, plan, releases, render, rollback, route, schema, service, state,
+from . import (cert, cluster, context, drift, edge, plan, releases, render, rollback, route, schema, secret, service, state,
                status, up, verify)
 from .common import GlobalOptions
 
@@ -34,6 +34,7 @@ app.add_typer(context.app, name="context")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(service.app, name="service")
 app.add_typer(route.app, name="route")
+app.add_typer(secret.app, name="secret")
 app.add_typer(state.app, name="state")
 app.add_typer(cert.app, name="cert")
 app.add_typer(edge.app, name="edge")

@@ -268,7 +268,7 @@ class NodeCommands:
     def compose(self, service: str, *args: str) -> str:
         return f"{self._engine_env()}{self.profile.compose_command} -f {P.compose_file(service)} {' '.join(args)}"
 
-    def compose_up(self, service: str, drain: Drain | None = None) -> str:
+    def compose_up(self, service: str, drain: Drain | None = None, secrets: tuple[str, ...] = ()) -> str:
         """Start the service, or let it take a new compose file (compose recreates the containers
         whose configuration changed). Without `drain`, a recreated container's in-flight requests
         are lost: right where there is no other copy to send them to (an active-only service,
@@ -281,12 +281,36 @@ class NodeCommands:
         HAProxy's `timeout server`), `compose up`, wait for the app's own health on the node
         (bounded by the spec's health timeout), remove the mark, wait for every HAProxy to mark
         it up again. The mark goes on every exit. Nothing running (a first deploy, a new VIP
-        holder) or the same file (a forced re-apply): a plain `compose up`."""
+        holder) or the same file (a forced re-apply): a plain `compose up`.
+
+        `secrets`: the service's secret slots (dynia.state.app_secrets). Compose sees no change in a
+        file a container mounts (its configuration hash covers the path), and a container keeps
+        the file it was started with: the apply script replaces a slot (a new inode), so the old
+        one stays mounted. The record is a hash over the compose file and each slot's content and
+        inode: when it differs from what the running containers started from, they are recreated
+        (`--force-recreate`), drained first where a drain applies. A slot edited in place by hand
+        (same inode) is put back by a replace, so `repair` recreates them too."""
         up = self.compose(service, "up", "-d")
-        if drain is None:
+        if drain is None and not secrets:
             return up
-        t = drain.timing
         mark, record = P.drain_marker(service), P.drain_record(service)
+        if secrets:
+            # A hash over the files' hashes and the slots' inodes: sha256sum or stat fails on a
+            # missing slot, and stops here.
+            summed = (f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum {P.compose_file(service)} {' '.join(secrets)}) && "
+                      f"ino=$(stat -c %i {' '.join(secrets)}) && "
+                      "sum=$(printf '%s %s' \"$sum\" \"$ino\" | sha256sum) && sum=${sum%% *} || exit 1; ")
+            changed_up = self.compose(service, "up", "-d", "--force-recreate")
+        else:
+            # A pipeline's status is its last command's: sha256sum's own failure must stop here.
+            summed = (f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum < {P.compose_file(service)}) && "
+                      "sum=${sum%% *} || exit 1; ")
+            changed_up = up
+        differs = f'{self.compose_running(service)} && [ "$(cat {record} 2>/dev/null)" != "$sum" ]'
+        if drain is None:
+            return (f"{summed}if {differs}; then rm -f {record}; {changed_up} && echo \"$sum\" > {record}; "
+                    f"else rm -f {record}; {up} && echo \"$sum\" > {record}; fi")
+        t = drain.timing
         ready_s = math.ceil(drain.ready_timeout)
         # Caddy's in-flight requests per upstream (admin API, `num_requests`): idle when the
         # answer holds no entry for this app's address with a count other than 0.
@@ -295,15 +319,13 @@ class NodeCommands:
                 "| grep -qv '\"num_requests\":0[,}]'")
         ready = self.app_answers(drain)
         return (
-            # A pipeline's status is its last command's: sha256sum's own failure must stop here.
-            f"mkdir -p {DRAIN_DIR} && sum=$(sha256sum < {P.compose_file(service)}) && sum=${{sum%% *}} || exit 1; "
-            f'if {self.compose_running(service)} && [ "$(cat {record} 2>/dev/null)" != "$sum" ]; then '
+            f"{summed}if {differs}; then "
             # dash skips EXIT traps on a signal: turn TERM/HUP/INT into an exit that runs it.
             f"trap 'rm -f {mark}' EXIT; trap 'exit 143' TERM HUP INT; : > {mark} || exit 1; "
             f"sleep {_seconds(t.marked_down_within)}; "
             f"end=$(($(date +%s) + {t.server_timeout})); "
             f"until {{ {idle}; }} || [ $(date +%s) -ge $end ]; do sleep 0.1; done; "
-            f"rm -f {record}; {up} || exit 1; echo \"$sum\" > {record}; "
+            f"rm -f {record}; {changed_up} || exit 1; echo \"$sum\" > {record}; "
             f"end=$(($(date +%s) + {ready_s})); "
             f"until {ready}; do [ $(date +%s) -lt $end ] || "
             f"{{ echo \"dynia: {service} did not answer {drain.health_path} on 127.0.0.1:{drain.port} "

@@ -55,6 +55,9 @@ class Bundle:
     # One slot of a layer the node already has (certificate_bundle): the apply script merges it
     # into the layer's record and keeps the node's config version.
     partial: bool = False
+    # A service layer (or its removal): the directory of its secret slots. Files the node's record
+    # of this layer holds there and the bundle no longer carries are removed (a dropped secret).
+    prune: str | None = None
 
     def as_json(self) -> dict:
         data = {"node": self.node, "layer": self.layer, "configVersion": self.config_version,
@@ -67,6 +70,8 @@ class Bundle:
             data["prefetch"] = self.prefetch
         if self.partial:   # likewise
             data["partial"] = True
+        if self.prune:
+            data["prune"] = self.prune
         return data
 
     def encode(self) -> bytes:

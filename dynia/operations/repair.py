@@ -149,7 +149,7 @@ def engine_secrets(cluster) -> dict[str, bytes]:
                          "run `dynia up --phase provision`, then repair again")
     return secrets.slot_values(cluster.project, cluster.name, pem.encode(), providers.of(cluster.spec).node_token(),
                                credentials=stats, registries=cluster.spec.registries,
-                               origin_pull_ca=ca.encode() if ca else None)
+                               origin_pull_ca=ca.encode() if ca else None, services=cluster.spec.services)
 
 
 def _remove_containers(target, spec, step: RepairStep) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import DyniaError
 from ..nodes.commands import INFRA_COMPONENTS, NodeCommands
 from ..nodes.payload import Bundle
-from ..paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS
+from ..paths import HEALTH_HOST, HEALTH_URI, PATHS, PORTS, app_secret_path
 from ..spec.model import ClusterSpec
 from .rendering import Rendering, drain_for, node_commands
 
@@ -108,7 +108,9 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             # How the service starts (or takes a new compose file) and stops on every node; `run`
             # says which it should be doing here. The apply script starts it only where it should
             # run, and starts or stops it when that differs from what the node last applied.
-            reload={layer: _with_volume(commands, spec, service, commands.compose_up(service, drain_for(spec, service)), True),
+            reload={layer: _with_volume(commands, spec, service, commands.compose_up(
+                service, drain_for(spec, service), tuple(app_secret_path(service, s)
+                                                         for s in sorted(spec.services[service].secrets))), True),
                     "caddy": commands.reload("caddy")},
             stop={layer: _with_volume(commands, spec, service, commands.compose_down(service), False)}, run=here,
             images={image: commands.image_present(image) for image in images},
@@ -116,7 +118,8 @@ def build_bundles(spec: ClusterSpec, rendering: Rendering, node: str, secrets: d
             health=service_health(spec, service, private_ip) if here else [],
             # Start the app before Caddy routes to it.
             component_order=[layer, "caddy"],
-            remove=route, remove_components={t: "caddy" for t in route})
+            remove=route, remove_components={t: "caddy" for t in route},
+            prune=PATHS.app_secret_dir(service) + "/")
     return bundles
 
 
@@ -173,7 +176,8 @@ def removal_bundle(spec: ClusterSpec, node: str, service: str, config_version: i
         remove=[compose, route], remove_components={compose: layer, route: "caddy"},
         remove_commands={layer: {"stop": commands.compose_remove(service),
                                  "running": commands.compose_running(service),
-                                 "restart": commands.compose_up(service)}})
+                                 "restart": commands.compose_up(service)}},
+        prune=PATHS.app_secret_dir(service) + "/")
 
 
 def certificate_bundle(spec: ClusterSpec, rendering: Rendering, node: str, pem: bytes) -> Bundle:

@@ -35,6 +35,7 @@ from ..paths import (
     OWNER,
     PATHS,
     PORTS,
+    app_secret_path,
     backend_name,
 )
 from ..planner import rolling_order
@@ -42,6 +43,7 @@ from ..providers.base import NodeProfile
 from ..spec import compose
 from ..spec.load import Cluster
 from ..spec.model import ClusterSpec
+from ..state.app_secrets import slot_secret
 from . import edge, firewall
 from .guard import GuardReport, check_guard
 
@@ -291,10 +293,13 @@ def _node_files(cluster: Cluster, profile: NodeProfile, inv: Inventory, node: st
         kept = rollback.get(name)   # a rollback in effect: that release's compose file and digests
         info = compose.as_released(cluster.compose[name], kept["content"], kept["release"]) if kept \
             else cluster.compose[name]
+        secrets = {s: app_secret_path(name, s) for s in sorted(svc.secrets)}
         files.append(RenderedFile(layer, PATHS.compose_file(name), 0o644, OWNER,
                                   layer, compose.wrapped(name, info, host_network=profile.compose_host_network,
-                                                         images={**images, **kept["images"]} if kept else images
-                                                         ).encode()))
+                                                         images={**images, **kept["images"]} if kept else images,
+                                                         secrets=secrets).encode()))
+        # The values fill these at push time (dynia.state.app_secrets); a change restarts only this service.
+        slots += [SecretSlot(layer, target, slot_secret(name, s), layer) for s, target in secrets.items()]
         if svc.domains:
             files.append(RenderedFile(layer, PATHS.route_file(name), 0o644, OWNER, "caddy",
                                       _render(env, "caddy/route.caddy.j2",

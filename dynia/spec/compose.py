@@ -152,6 +152,23 @@ def _check_top_level(shown: str, data: dict) -> None:
                                      "use content: or environment: instead of file:, or bake it into the image")
 
 
+def _check_secrets(svc: Service, data: dict) -> None:
+    """The spec's secrets are declared by dynia in the rendered file: a top-level secret of the
+    same name would be two definitions, and a container's `secrets:` must be a list dynia can add to."""
+    declared = data.get("secrets")
+    for name in svc.secrets:
+        if isinstance(declared, dict) and name in declared:
+            raise ComposeProblem(f"compose file {svc.compose}: secrets.{name} is also a secret of the spec "
+                                 "(dynia declares it, from the node's secret slot)",
+                                 f"remove secrets.{name} from the compose file", key="secrets")
+    if not svc.secrets:
+        return
+    for cname, c in data["services"].items():
+        if isinstance(c, dict) and not isinstance(c.get("secrets") or [], list):
+            raise ComposeProblem(f"compose file {svc.compose}: container {label(cname)}: secrets: must be a list",
+                                 "write secrets: as a list of names", key="secrets")
+
+
 def _bind_source(volume: Any) -> str | None:
     """The host path of a bind mount, or None for a named volume / tmpfs."""
     if isinstance(volume, dict):
@@ -221,6 +238,7 @@ def inspect(name: str, svc: Service, root: Path) -> tuple[ComposeInfo, dict[int,
                              "keep compose files inside the project (no symlink out of it)")
     data = load(path, svc.compose)
     _check_top_level(svc.compose, data)
+    _check_secrets(svc, data)
     ports: dict[int, str] = {}
     tcp: set[int] = set()
     total, unlimited = 0, []
@@ -369,12 +387,15 @@ def as_released(info: ComposeInfo, content: str, release: int) -> ComposeInfo:
     return dataclasses.replace(info, shown=shown, data=parse(content, shown))
 
 
-def wrapped(name: str, info: ComposeInfo, host_network: bool = False, images: dict[str, str] | None = None) -> str:
+def wrapped(name: str, info: ComposeInfo, host_network: bool = False, images: dict[str, str] | None = None,
+            secrets: dict[str, str] | None = None) -> str:
     """The compose file dynia pushes: the operator's, with its ports bound to loopback, and each
     image the release resolved (images: {reference: sha256 digest}, dynia.pins) pinned by digest.
 
     host_network (lab nodes, podman without a network stack): containers share the node's
     network; the app must listen on 127.0.0.1:<port> itself.
+    secrets: the spec's secrets of this service (name -> its slot on the node): declared with
+    the slot as their file, given to every container (read-only at /run/secrets/<name>).
     """
     from ruamel.yaml import YAML
 
@@ -389,8 +410,14 @@ def wrapped(name: str, info: ComposeInfo, host_network: bool = False, images: di
             c["network_mode"] = "host"
         if images and isinstance(c.get("image"), str):
             c["image"] = image_refs.rewrite(c["image"], images)
+        if secrets:
+            given = {e if isinstance(e, str) else e.get("source") for e in c.get("secrets") or []
+                     if isinstance(e, (str, dict))}
+            c["secrets"] = list(c.get("secrets") or []) + [s for s in secrets if s not in given]
         services[cname] = c
     data["services"] = services
+    if secrets:
+        data["secrets"] = {**(info.data.get("secrets") or {}), **{s: {"file": path} for s, path in secrets.items()}}
     data = {"name": data.pop("name"), **data}
     out = io.StringIO(f"# Rendered by dynia from {_one_line(info.shown)}: edit that file, not this one.\n"
                       "# Published ports are bound to 127.0.0.1; Caddy is the only way in.\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import config_error
+from ..errors import DyniaError, config_error
 from ..names import node_ids
 from ..state import secrets
 from ..state.store import Project, cluster_lock, dump_yaml, write_atomic
@@ -265,3 +265,70 @@ def set_master(project: Project, cluster: str, node: str) -> None:
         if node not in raw["nodes"]:
             raise config_error(f"no node {node!r} in this cluster", f"nodes here: {', '.join(raw['nodes'])}")
         raw["master"] = node
+
+
+# --- a service's secrets (values in .dynia/secrets: dynia.state.app_secrets) ---------------------
+
+def _secret_entry(raw, service: str, name: str):
+    """(the service's spec entry, its `secrets:` mapping or None, whether it names `name`)."""
+    entry = _require(raw, service)
+    named = entry.get("secrets")
+    return entry, named, isinstance(named, dict) and name in named
+
+
+def set_app_secret(project: Project, cluster: str, service: str, name: str, value: bytes) -> str:
+    """Store the value (0600, atomically) and name the secret in the spec if it is not yet
+    (source: the store). A secret the spec reads from elsewhere is refused: the stored value
+    would never be read. A failed spec edit puts the store back as it was."""
+    from ruamel.yaml.comments import CommentedMap
+
+    from ..state import app_secrets
+    from .model import SECRET_NAME
+
+    if not SECRET_NAME.fullmatch(name):
+        raise config_error(f"secret name {name[:64]!r} is not a valid name",
+                           "a letter, then letters, digits, _ or -, at most 64 characters (like DB_PASSWORD)")
+    stored, before = False, None
+    try:
+        with edit_cluster(project, cluster) as raw:
+            entry, named, has = _secret_entry(raw, service, name)
+            source = named.get(name) if has else None
+            if isinstance(source, dict) and (source.get("env") is not None or source.get("command") is not None):
+                where = f"${source['env']}" if source.get("env") is not None else "a command"
+                raise config_error(f"secret {service}/{name} comes from {where}, not from the store",
+                                   f"change it there, or remove services.{service}.secrets.{name}'s source "
+                                   "from the spec first")
+            try:
+                before = app_secrets.read_stored(project, cluster, service, name)
+            except DyniaError:
+                before = None  # unreadable (a loose mode): replaced by a 0600 file now
+            app_secrets.store(project, cluster, service, name, value)
+            stored = True
+            if not has:
+                if not isinstance(named, dict):
+                    entry["secrets"] = named = CommentedMap()
+                named[name] = None
+    except BaseException:
+        if stored and before is None:
+            app_secrets.unstore(project, cluster, service, name)
+        elif stored and before is not None:
+            app_secrets.store(project, cluster, service, name, before)
+        raise
+    return f"dynia service deploy {service} --cluster {cluster}"
+
+
+def unset_app_secret(project: Project, cluster: str, service: str, name: str) -> str:
+    """The service no longer gets the secret: its name leaves the spec, its stored value goes."""
+    from ..state import app_secrets
+
+    with edit_cluster(project, cluster) as raw:
+        entry, named, has = _secret_entry(raw, service, name)
+        if not has:
+            known = ", ".join(sorted(named or {})) or "none"
+            raise config_error(f"service {service} has no secret {name!r}", f"its secrets: {known}")
+        if len(named) == 1:
+            _delete(entry, "secrets")
+        else:
+            _delete(named, name)
+    app_secrets.unstore(project, cluster, service, name)
+    return f"dynia service deploy {service} --cluster {cluster}"

@@ -423,6 +423,49 @@ class Data(Strict):
         return v
 
 
+# A secret's name: a file name inside the container (/run/secrets/NAME) and on the node.
+SECRET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+SECRET_COMMAND_MAX = 32
+
+
+class AppSecret(Strict):
+    """Where one of a service's secrets comes from on the operator's machine, at push time
+    (dynia.state.app_secrets): the environment, a command, or (neither given) the secrets store."""
+    env: str | None = Field(None, description="the environment variable holding the value")
+    command: list[str] | None = Field(None, min_length=1, max_length=SECRET_COMMAND_MAX,
+                                      description="a command printing the value (a password manager's CLI), "
+                                                  "run without a shell")
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.fullmatch(v):
+            raise ValueError("an environment variable name like DB_PASSWORD (upper case, digits, _)")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not all(a and a.isprintable() and len(a) <= 1024 for a in v):
+            raise ValueError("a list of arguments like [pass, show, api/db] (printable, none empty)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AppSecret":
+        if self.env is not None and self.command is not None:
+            raise ValueError("env and command are two sources: give one (neither: the secrets store)")
+        return self
+
+    @property
+    def source(self) -> str:
+        """store, env:NAME or command:ARGV0, as `dynia secret list` shows it."""
+        if self.env is not None:
+            return f"env:{self.env}"
+        if self.command is not None:
+            return f"command:{self.command[0]}"
+        return "store"
+
+
 class Service(Strict):
     """One of the operator's docker-compose services, mirrored on the nodes its placement names."""
     compose: str = Field(description="the compose file, relative to the project directory")
@@ -453,6 +496,13 @@ class Service(Strict):
                                                 "Block Storage in the cluster's region; the lab's loop device): it "
                                                 "follows the VIP, and `cluster destroy` keeps it unless "
                                                 "--delete-data (docs/spec.md: Data that follows the VIP)")
+    secrets: dict[str, AppSecret | None] = Field(
+        {}, max_length=64,
+        description="the secrets the service's containers get, by name: each is a file at /run/secrets/NAME "
+                    "in every container of its compose file (a 0600 root file on the node, never an "
+                    "environment variable). The value comes from the operator's machine at push time: "
+                    "`{env: VAR}`, `{command: [pass, show, x]}` (run without a shell), or (null) the secrets "
+                    "store, .dynia/secrets/<cluster>/<service>/NAME (0600; `dynia secret set`)")
     isolation_exceptions: list[IsolationException] = Field(
         [], description="what this service's compose file may do that would otherwise be refused for defeating "
                         "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
@@ -496,6 +546,21 @@ class Service(Strict):
                              f"{REWRITE_BUDGET}-byte rewrite space (each: name + value + {HTX_BLOCK}, "
                              "dynia's defaults included): shorten or drop some")
         return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: dict[str, AppSecret | None]) -> dict[str, AppSecret | None]:
+        for name in v:
+            if not SECRET_NAME.fullmatch(name):
+                raise ValueError(f"secret name {name[:64]!r}: a letter, then letters, digits, _ or -, "
+                                 "at most 64 characters")
+        if len({n.lower() for n in v}) != len(v):
+            raise ValueError("two secret names differ only in case: keep one")
+        return v
+
+    def secret_sources(self) -> dict[str, AppSecret]:
+        """Every secret with its source (null is the store)."""
+        return {n: s or AppSecret() for n, s in sorted(self.secrets.items())}
 
     @field_validator("isolation_exceptions")
     @classmethod

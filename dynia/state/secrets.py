@@ -15,6 +15,7 @@ import re
 import secrets as _random
 
 from ..errors import DyniaError
+from . import app_secrets
 from . import registries as registry_logins
 from .store import Project, write_json
 
@@ -61,11 +62,12 @@ def check(data, shown: str, fix: str) -> dict:
 
 def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
                 provider_token: str | None, *, credentials: dict | None = None,
-                registries=(), origin_pull_ca: bytes | None = None) -> dict[str, bytes]:
+                registries=(), origin_pull_ca: bytes | None = None, services=None) -> dict[str, bytes]:
     """What each secret slot is filled with at push time. The engine passes the credentials
     kept in the provision stack (the same on every machine); pushes without the engine use
     the operator's .dynia/secrets (generated once). `registries`: the spec's, whose tokens
-    come from this machine (dynia.state.registries)."""
+    come from this machine (dynia.state.registries); `services`: the spec's, whose app secrets come
+    from this machine too (dynia.state.app_secrets)."""
 
     if credentials:
         creds = check(credentials, "the provision stack's stats credentials",
@@ -87,6 +89,7 @@ def slot_values(project: Project, cluster: str, origin_pem: bytes | None,
     auth = registry_logins.auth_file(project, cluster, registries)
     if auth is not None:
         out["registry_auth"] = auth
+    out.update(app_secrets.values(project, cluster, services or {}))
     return out
 
 
@@ -100,4 +103,4 @@ def push_secrets(project: Project, cluster: str, spec) -> dict[str, bytes]:
     pull = provider.origin_pull_for_push(project, cluster) if spec.tls.mode == "origin" else None
     return slot_values(project, cluster, provider.origin_pem_for_push(project, cluster, spec.domain),
                        provider.node_token(), registries=spec.registries,
-                       origin_pull_ca=pull["ca"].encode() if pull else None)
+                       origin_pull_ca=pull["ca"].encode() if pull else None, services=spec.services)

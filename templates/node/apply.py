@@ -427,6 +427,12 @@ def compare(bundle):
         if bundle.get("force") or current(f["target"]) != want or not stamped:
             changed.append(f)
     removed = [t for t in bundle.get("remove", []) if os.path.exists(host_path(t))]
+    # `prune`: a directory only this layer writes (a service's secret slots). What the layer's
+    # record holds there and the bundle no longer carries (a secret the spec dropped) goes.
+    prune, carried = bundle.get("prune"), {f["target"] for f in bundle["files"]}
+    if prune:
+        removed += [t for t in sorted(recorded) if t.startswith(prune) and t not in carried
+                    and t not in removed and os.path.exists(host_path(t))]
     return changed, removed
 
 

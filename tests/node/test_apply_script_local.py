@@ -640,3 +640,29 @@ def test_a_partial_push_of_a_layer_the_node_never_applied_is_refused_and_writes_
     code, report, err = apply(root, _partial(b"new cert\n"))
     assert code == 10 and "never applied on this node" in report["reason"] and "never applied" in err
     assert not (root / "etc/cert.pem").exists() and not (root / "opt/dynia/state/applied.json").exists()
+
+
+def test_a_file_the_layer_recorded_under_its_prune_directory_and_no_longer_carries_is_removed(root):
+    """A secret the spec dropped: its slot goes from the node with the push that stops mounting it
+    (backed up first, like every file a push removes), and only files under the layer's own
+    directory: the rest of what the record held is left alone."""
+    keep, drop = _file("/etc/app-secrets/web/KEEP", b"k", mode="0600"), _file("/etc/app-secrets/web/DROP", b"d", mode="0600")
+    conf = _file("/etc/web.conf", b"v1\n")
+    first = make_bundle([conf, keep, drop])
+    first.prune = "/etc/app-secrets/web/"
+    assert apply(root, first)[0] == 0
+    (root / "etc/app-secrets/other").mkdir()
+    (root / "etc/app-secrets/other/X").write_bytes(b"x")
+    second = make_bundle([_file("/etc/web.conf", b"v2\n"), keep], version=2)
+    second.prune = "/etc/app-secrets/web/"
+    code, report, err = apply(root, second)
+    assert code == 0, err
+    assert report["removed"] == ["/etc/app-secrets/web/DROP"] and report["reloaded"] == ["web"]
+    assert not (root / "etc/app-secrets/web/DROP").exists() and (root / "etc/app-secrets/web/KEEP").read_bytes() == b"k"
+    assert (root / "etc/app-secrets/other/X").exists()
+    applied = json.loads((root / "opt/dynia/state/applied.json").read_text())
+    assert sorted(applied["layers"]["service:web"]) == ["/etc/app-secrets/web/KEEP", "/etc/web.conf"]
+    # Without a prune directory nothing recorded is removed.
+    third = make_bundle([_file("/etc/web.conf", b"v3\n")], version=3)
+    assert apply(root, third)[1]["removed"] == []
+    assert (root / "etc/app-secrets/web/KEEP").exists()

@@ -158,7 +158,7 @@ def test_an_override_of_a_default_in_another_spelling_still_replaces_it():
 def test_the_reserved_names_are_derived_from_the_haproxy_template_paths_and_units():
     assert reserved.own_proxies() == ["fe_http", "fe_https", "be_any_node", "be_acme", "stats"]
     assert reserved.own_units() == ["dynia-firewall"]
-    assert {f.__name__ for f in reserved.service_paths()} == {"compose_file", "route_file", "drain_marker",
+    assert {f.__name__ for f in reserved.service_paths()} == {"compose_file", "route_file", "drain_marker", "app_secret_dir",
                                                              "drain_record"}
     assert sorted(reserved.reserved_service_names()) == ["acme", "firewall"]
 
