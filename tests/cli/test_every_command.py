@@ -120,6 +120,66 @@ def test_up_then_the_commands_that_read_the_nodes_back_name_each_unreachable_nod
         assert "198.51.100.1" in r.stdout + r.stderr and "Traceback" not in r.stderr
 
 
+@covers("secret set", "secret unset", "secret list")
+def test_app_secret_values_are_in_no_output_log_or_file_but_the_store(recording_pulumi, tmp_path):
+    """Issue 27.5: every app secret filled with a recognisable value (one of each source), then
+    every command that reads or renders the cluster, in every format: no value in any output,
+    in .dynia/ (logs, cache, snapshots) except the secrets store, in deploy-config/, or in what
+    the engine was given (its argv log, the stacks' config)."""
+    from .test_console_script import SCRIPT
+
+    env = recording_pulumi
+    values = {"DB_PASSWORD": "leak-db-3c9e51f0-RECOGNISABLE", "API_KEY": "leak-key-8b2d07aa-RECOGNISABLE",
+              "TOKEN": "leak-tok-61f4c9d2-RECOGNISABLE"}
+    token_file = tmp_path / "outside" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(values["TOKEN"] + "\n")
+    spec = env["proj"] / "clusters/shop.yaml"
+    spec.write_text(spec.read_text().replace(
+        "    health_path: /healthz\n", "    health_path: /healthz\n    secrets:\n      API_KEY: {env: SHOP_API_KEY}\n"
+        f"      TOKEN: {{command: [cat, {token_file}]}}\n", 1))
+    extra = {"SHOP_API_KEY": values["API_KEY"]}
+    store = env["proj"] / ".dynia/secrets/shop"
+
+    def dynia_in(value: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SCRIPT), "-C", str(env["proj"]), *args], input=value, capture_output=True,
+                              text=True, timeout=120, env={**env["env"], **extra})
+
+    outputs = []
+    r = dynia_in(values["DB_PASSWORD"] + "\n", "secret", "set", "api", "DB_PASSWORD", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    outputs.append(r)
+    assert (store / "api/DB_PASSWORD").read_text() == values["DB_PASSWORD"]
+    for argv in (["secret", "list"], ["secret", "list", "--json"], ["render"], ["render", "--json"],
+                 ["plan", "--offline"], ["plan", "--offline", "--json"], ["plan", "--offline", "--format", "markdown"],
+                 ["plan"], ["plan", "--json"], ["plan", "--format", "markdown"], ["up", "--json"], ["up"],
+                 ["status", "--json"], ["drift-check", "--json"], ["state", "snapshot"], ["state", "list"]):
+        r = run(env, *argv, "--cluster", "shop", extra=extra)
+        assert "Traceback" not in r.stderr, (argv, r.stderr)
+        outputs.append(r)
+    listed = json.loads(outputs[2].stdout)["secrets"]
+    assert [(s["name"], s["source"], s["problem"]) for s in listed] == [
+        ("API_KEY", "env:SHOP_API_KEY", None), ("DB_PASSWORD", "store", None), ("TOKEN", "command:cat", None)]
+    r = dynia_in("", "secret", "unset", "api", "API_KEY", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    outputs.append(r)
+    assert "API_KEY" not in spec.read_text()
+
+    for r in outputs:
+        text = r.stdout + r.stderr
+        assert not [v for v in values.values() if v in text], (r.args, text[-2000:])
+    holding = []
+    for path in env["state"].rglob("*"):
+        if path.is_file() and not path.is_symlink() and store not in path.parents and path != token_file:
+            data = path.read_bytes()
+            holding += [str(path) for v in values.values() if v.encode() in data]
+    assert holding == []
+    # What was scanned holds what these commands write: the render (with the api's compose file
+    # declaring the secrets), the engine's argv log, a snapshot; and the store holds the value.
+    assert "DB_PASSWORD" in next((env["proj"] / "deploy-config").rglob("api/docker-compose.yml")).read_text()
+    assert env["log"].stat().st_size and list((env["proj"] / ".dynia/snapshots").rglob("*.yaml"))
+
+
 @covers("cluster create", "cluster destroy")
 def test_cluster_create_provisions_and_destroy_takes_y_like_repair(recording_pulumi):
     env = recording_pulumi
