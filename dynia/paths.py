@@ -25,6 +25,9 @@ class NodePaths:
     keepalived_pid: str = "/run/keepalived.pid"
     keepalived_vrrp_pid: str = "/run/keepalived-vrrp.pid"
     keepalived_log: str = "/var/log/keepalived.log"
+    # The apply script's record of every push and its gate, where a node runs no journald (the
+    # lab); droplets keep it in the journal (APPLY_LOG_IDENTIFIER). `dynia logs dynia` reads it.
+    apply_log: str = "/var/log/dynia/apply.log"
     caddyfile: str = "/etc/caddy/Caddyfile"
     caddy_routes: str = "/etc/caddy/routes"
     # Every routed request, one JSON line each (Caddy's access log), rolled by Caddy itself: at
@@ -135,6 +138,10 @@ ACME_PREFIX = "/.well-known/acme-challenge/"
 OWNER = "root:root"
 # The users the Debian packages create and run their daemons as (haproxy.cfg's `user`/`group`,
 # caddy.service's `User=`): dynia's nodes run them the same way, the lab's included.
+# dynia's own components whose logs `dynia logs NAME` reads (a service of the same name is read
+# instead: the spec's names come first), and the apply script's identifier in a droplet's journal.
+LOG_COMPONENTS = ("haproxy", "caddy", "keepalived", "dynia")
+APPLY_LOG_IDENTIFIER = "dynia"
 HAPROXY_USER = "haproxy"
 CADDY_USER = "caddy"
 # nftables names, shared by the template, the node commands (the SSH gate asks the admin sets)

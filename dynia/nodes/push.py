@@ -64,7 +64,8 @@ def client_auth(key: Path) -> dict:
     return {"client_keys": [str(key)] if key.exists() else [], "ignore_encrypted": True, "agent_path": agent}
 
 
-async def connect(target: Target):
+async def connect(target: Target, **options):
+    """The pinned SSH connection to the target; `options`: more of asyncssh's (keepalives)."""
     import asyncssh
 
     from ..providers.base import ssh_agent_socket
@@ -78,7 +79,7 @@ async def connect(target: Target):
         auth = client_auth(target.key)
         return await asyncio.wait_for(asyncssh.connect(
             target.host, port=target.port, username=target.user, **auth,
-            known_hosts=known_hosts_option(target)), target.connect_timeout)
+            known_hosts=known_hosts_option(target), **options), target.connect_timeout)
     except asyncssh.HostKeyNotVerifiable as exc:
         raise host_key_error(target.node, target.host, str(exc), pinned=_pinned(target)) from None
     except asyncssh.KeyImportError as exc:
