@@ -42,6 +42,13 @@ ROOT = os.environ.get("DYNIA_ROOT", "/")
 KEEP_BACKUPS = 5
 STATE = "/opt/dynia/state"
 BACKUPS = "/opt/dynia/backups"
+# Every push's outcome, one line (`dynia logs dynia`): the journal where journald runs (droplets,
+# as SYSLOG_IDENTIFIER dynia), else this file (lab nodes), which keeps its last LOG_KEEP bytes
+# and one older file. Kept equal to dynia.paths (APPLY_LOG_IDENTIFIER, PATHS.apply_log).
+LOG_IDENTIFIER = "dynia"
+APPLY_LOG = "/var/log/dynia/apply.log"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+LOG_KEEP = 1 << 20
 
 
 class Failure(Exception):
@@ -725,6 +732,51 @@ def record_applied(bundle, changed=True):
 CLOUD_INIT_WAIT = 900  # seconds: a droplet's first boot installs packages; a hung cloud-init ends the wait
 
 
+def outcome_line(bundle, code, report):
+    """What one push did, for the node's log: layer, version, where it came from, the outcome,
+    and the files, reloads and gate behind it. Names and counts only, as the report holds them."""
+    origin = (os.environ.get("SSH_CONNECTION") or "").split(" ")[0]
+    text = "push %s v%s%s: %s" % (bundle.get("layer"), bundle.get("configVersion"),
+                                  " from " + origin if origin else "", report.get("status", "error"))
+    details = []
+    if report.get("changed") or report.get("removed"):
+        details.append("%d changed, %d removed" % (len(report.get("changed") or []), len(report.get("removed") or [])))
+    if report.get("reloaded"):
+        details.append("reloaded " + ", ".join(report["reloaded"]))
+    if report.get("healthAttempts"):
+        details.append("gate %d tries, %.2f s" % (report["healthAttempts"], report.get("healthWaitSeconds") or 0))
+    if code:
+        details.append("exit %d" % code)
+    text += " (%s)" % "; ".join(details) if details else ""
+    if report.get("reason"):
+        text += ": " + str(report["reason"])[:500]
+    return " ".join(text.split())  # one line, whatever a reason held
+
+
+def log_outcome(bundle, code, report):
+    text = outcome_line(bundle, code, report)
+    journal = host_path(JOURNAL_SOCKET)
+    if os.path.exists(journal):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(("SYSLOG_IDENTIFIER=%s\nPRIORITY=%d\nMESSAGE=%s\n"
+                             % (LOG_IDENTIFIER, 3 if code else 6, text)).encode(), journal)
+            return
+        except OSError:
+            pass  # a journald that does not answer: the file then
+    path = host_path(APPLY_LOG)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path) and os.path.getsize(path) > LOG_KEEP:
+            os.replace(path, path + ".1")
+        now = time.time()
+        stamp_ = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % int(now % 1 * 1e6)
+        with open(path, "a") as f:
+            f.write("%s %s\n" % (stamp_, text))
+    except OSError:
+        pass  # the log is a record, never a reason for a push to fail
+
+
 def wait_for_cloud_init():
     """Step 0, on a real node only: wait until cloud-init has finished (packages installed and
     started), bounded. A droplet turns `active` while apt still runs; pushing then fails with
@@ -774,6 +826,7 @@ def main(stream):
         code, report = exc.code, {"status": "error", "reason": exc.reason}
     finally:
         lock.close()
+    log_outcome(bundle, code, report)
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
     # Out before the reason: the provider merges both streams, and the reason must end them.
     sys.stdout.flush()
