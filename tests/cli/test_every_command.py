@@ -180,6 +180,23 @@ def test_app_secret_values_are_in_no_output_log_or_file_but_the_store(recording_
     assert env["log"].stat().st_size and list((env["proj"] / ".dynia/snapshots").rglob("*.yaml"))
 
 
+@covers("logs", "exec")
+def test_logs_and_exec_name_each_unreachable_node_with_the_network_code(recording_pulumi):
+    env = recording_pulumi
+    assert run(env, "up", "--cluster", "shop").returncode == 0
+    r = run(env, "logs", "api", "--tail", "5", "--cluster", "shop")
+    assert r.returncode == 14 and r.stdout == "", (r.stdout, r.stderr)
+    # one line per node, in the spec's order, and nothing else
+    assert [line.split(" -- ")[0].strip() for line in r.stderr.splitlines()] == ["misty-owl", "brave-panda"]
+    assert all("unreachable: cannot reach node" in line for line in r.stderr.splitlines())
+    r = run(env, "exec", "api", "--cluster", "shop", "--", "true")
+    assert r.returncode == 14 and r.stderr.startswith("error: cannot reach node"), r.stderr
+    r = run(env, "logs", "nope", "--cluster", "shop")
+    assert r.returncode == 10 and "no service or dynia component named 'nope'" in r.stderr
+    r = run(env, "exec", "api", "--node", "misty-owl", "--holder", "--cluster", "shop", "--", "true")
+    assert r.returncode == 2 and "--node and --holder" in r.stderr
+
+
 @covers("cluster create", "cluster destroy")
 def test_cluster_create_provisions_and_destroy_takes_y_like_repair(recording_pulumi):
     env = recording_pulumi
