@@ -349,8 +349,13 @@ class Lab:
         sh("nsenter", f"--net=/run/netns/{node.netns}", "unshare", f"--mount={node.mnt(self.dir)}",
            f"--uts={node.uts(self.dir)}", "--propagation", "private", "sh", "-ec", setup)
         pub = (self.key.with_suffix(".pub")).read_text()
+        # root's shell setup is a fresh Debian root's (/etc/skel), not this machine's: sshd runs
+        # every command through bash, which reads ~/.bashrc, and a build machine's (a pyenv
+        # rehash under a lock file) made each SSH command wait, and a session cut mid-way left
+        # the lock behind for every later one to wait 60 s on.
         self.run(node.id, "set -e; rm -f /etc/ssh/ssh_host_*; ssh-keygen -q -t ed25519 -N '' "
                           "-f /etc/ssh/ssh_host_ed25519_key; mkdir -p /root/.ssh; "
+                          "cp /etc/skel/.bashrc /etc/skel/.profile /root/; "
                           "chmod 700 /root/.ssh; cat > /root/.ssh/authorized_keys; "
                           f"cat > /etc/ssh/sshd_dynia.conf <<'EOF'\n{SSHD_CONFIG.format(ip=node.ip)}EOF\n"
                           + START_SSHD, input=pub.encode())
