@@ -174,6 +174,10 @@ def test_exec_runs_in_the_chosen_nodes_container_and_its_exit_code_is_dynias(app
     lc = applied_lab
     lc.cache_as_after_up()
     nodes = [n.id for n in lc.lab.nodes]
+    # sshd runs each command through root's bash: a lab node's is a fresh Debian root's, never
+    # this machine's (whose pyenv setup made every SSH command wait on a lock file).
+    for node in nodes:
+        assert lc.sh(node, "cmp /root/.bashrc /etc/skel/.bashrc", check=False).returncode == 0, node
     r = _dynia(lc, "exec", "api", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
     assert (r.returncode, r.stdout, r.stderr) == (7, "out\n", "err\n")
     assert _dynia(lc, "exec", "api", "--", "sh", "-c", "exit 0").returncode == 0
