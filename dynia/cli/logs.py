@@ -35,11 +35,11 @@ def logs_cmd(
 
     Exit 0; 14 when a node could not be read (a line says which; the others' lines are shown).
     """
-    from .. import logs as L
+    from ..operations import logs as L
     from ..errors import EXIT_CODES
     from ..providers import of
-    from ..session import reach, unpinned
-    from ..store import load_cluster
+    from ..engine.session import reach, unpinned
+    from ..spec.load import load_cluster
 
     c = load_cluster(project(ctx), cluster_name(ctx, cluster))
     req = L.request(c.spec, name, since=since, tail=tail, follow=follow, grep=grep)
@@ -67,7 +67,7 @@ class _Printer:
         self.width = max((len(n) for n in nodes), default=0)
 
     def __call__(self, event) -> None:
-        from ..logs import Notice
+        from ..operations.logs import Notice
         from ..shown import escape
 
         if self.as_json:
@@ -103,11 +103,11 @@ def exec_cmd(
     Exits with the command's exit status (255: the connection ended first); dynia's own errors,
     before the command ran, exit with their kind's code.
     """
-    from .. import execute as X
+    from ..operations import execute as X
     from ..nodes.gather import vip_holder
     from ..providers import of
-    from ..session import reach
-    from ..store import load_cluster
+    from ..engine.session import reach
+    from ..spec.load import load_cluster
     from .common import usage_error
 
     if node is not None and holder:

@@ -38,7 +38,7 @@ from tests.lab.own_subnet import own_subnet  # noqa: E402
 
 def _node_shell(described: dict, node: str) -> list[str]:
     """Enter a lab node as devlab describes it (its namespaces, not SSH: the writes are not timed)."""
-    from dynia.providers.lab import Lab
+    from dynia.nodes.lab import Lab
 
     lab = Lab.load(Path(described["lab_dir"]))
     return lab.enter_argv(lab.node(node))

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dynia import execute as X
-from dynia import logs as L
+from dynia.operations import execute as X
+from dynia.operations import logs as L
 from dynia.errors import DyniaError
 from dynia.nodes.containers import Container
 from dynia.nodes.push import Target
@@ -91,7 +91,7 @@ def _choose(service, holder_now="misty-owl", **kw):
 
 
 def test_exec_runs_on_the_holder_for_active_only_and_first_in_rolling_order_otherwise(monkeypatch):
-    monkeypatch.setattr("dynia.cache.applied", lambda cluster: {})
+    monkeypatch.setattr("dynia.state.cache.applied", lambda cluster: {})
     assert _choose("admin") == ("misty-owl", True)
     assert _choose("admin", holder_now="calm-otter") == ("calm-otter", True)
     # Rolling order: the BACKUP nodes first, the holder last: never the node serving the VIP.
@@ -103,7 +103,7 @@ def test_exec_runs_on_the_holder_for_active_only_and_first_in_rolling_order_othe
 
 
 def test_exec_without_a_known_holder_or_with_an_unknown_name_is_a_typed_error(monkeypatch):
-    monkeypatch.setattr("dynia.cache.applied", lambda cluster: {})
+    monkeypatch.setattr("dynia.state.cache.applied", lambda cluster: {})
     for kw, kind in (({"service": "admin", "holder_now": None}, "network"),
                      ({"service": "web", "holder": True, "holder_now": None}, "network"),
                      ({"service": "nope"}, "config"), ({"service": "web", "node": "lost-node"}, "config")):

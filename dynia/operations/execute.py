@@ -17,15 +17,20 @@ import asyncio
 import codecs
 import os
 import secrets
+import shutil
 import signal
 import sys
+import termios
 import threading
+import tty
 from dataclasses import dataclass
 
-from .errors import DyniaError
-from .nodes.containers import Container, ContainerCommands, parse_list
-from .nodes.push import Target, connect
-from .shown import escape
+from ..errors import DyniaError
+from ..nodes.containers import Container, ContainerCommands, parse_list
+from ..nodes.push import Target, connect
+from ..planner import rolling_order
+from ..shown import escape
+from ..state import cache
 
 LIST_TIMEOUT = 30.0
 EXIT_LOST = 255  # the connection ended before the command did (as ssh exits)
@@ -47,8 +52,6 @@ def choose_node(cluster, targets: list[Target], service: str, *, node: str | Non
                 vip_holder) -> Target:
     """The node to run on. vip_holder: () → the node holding the VIP (read live), asked only
     when the choice needs it."""
-    from .planner import rolling_order
-
     spec = cluster.spec
     if service not in spec.services:
         raise DyniaError("config", f"no service {service!r} in cluster {cluster.name}",
@@ -66,10 +69,8 @@ def choose_node(cluster, targets: list[Target], service: str, *, node: str | Non
                              "check the cluster (dynia status), or name the node with --node")
         chosen = live
     else:
-        from .cache import applied
-
         live = vip_holder() if len(spec.nodes) > 1 else None
-        chosen = rolling_order(list(spec.nodes), spec.master_node, live, applied(cluster))[0]
+        chosen = rolling_order(list(spec.nodes), spec.master_node, live, cache.applied(cluster))[0]
     if chosen not in by_node:
         raise DyniaError("state", f"no address for node {chosen} on this machine",
                          "run `dynia up` (provision) so this machine knows the node's address")
@@ -161,16 +162,15 @@ def _stdin_feeder(loop, proc) -> None:
     threading.Thread(target=feed, daemon=True).start()
 
 
-async def _session(place: Place, commands: ContainerCommands, argv: list[str], interactive: bool, tty: bool) -> int:
-    import shutil
-
+async def _session(place: Place, commands: ContainerCommands, argv: list[str], interactive: bool,
+                   terminal: bool) -> int:
     import asyncssh
 
     token = secrets.token_hex(16)
-    command = commands.exec(place.container.id, argv, interactive=interactive, tty=tty, token=token)
+    command = commands.exec(place.container.id, argv, interactive=interactive, tty=terminal, token=token)
     conn = await connect(place.target)
     loop = asyncio.get_running_loop()
-    raw = tty and interactive and sys.stdin.isatty()
+    raw = terminal and interactive and sys.stdin.isatty()
     restore = _raw_terminal() if raw else None
     interrupts = 0
 
@@ -184,11 +184,11 @@ async def _session(place: Place, commands: ContainerCommands, argv: list[str], i
 
     try:
         opts = {}
-        if tty:
+        if terminal:
             size = shutil.get_terminal_size()
             opts = {"term_type": os.environ.get("TERM") or "xterm", "term_size": (size.columns, size.lines)}
         proc = await conn.create_process(command, encoding=None, **opts)
-        escaped = not tty
+        escaped = not terminal
         pumps = [asyncio.create_task(_pump(proc.stdout, _Output(sys.stdout, escaped and sys.stdout.isatty()))),
                  asyncio.create_task(_pump(proc.stderr, _Output(sys.stderr, escaped and sys.stderr.isatty())))]
         if interactive:
@@ -197,7 +197,7 @@ async def _session(place: Place, commands: ContainerCommands, argv: list[str], i
             proc.stdin.write_eof()
         if not raw:
             loop.add_signal_handler(signal.SIGINT, interrupted)
-        if tty:
+        if terminal:
             loop.add_signal_handler(signal.SIGWINCH, lambda: proc.change_terminal_size(
                 *shutil.get_terminal_size()))
         try:
@@ -221,9 +221,6 @@ async def _session(place: Place, commands: ContainerCommands, argv: list[str], i
 
 def _raw_terminal():
     """Puts the local terminal in raw mode; returns what restores it."""
-    import termios
-    import tty
-
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setraw(fd)

@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from .errors import DyniaError
-from .nodes.containers import Container, ContainerCommands, parse_list
-from .nodes.logs import LogCommands, LogWindow, engine_time, parse_service, split_time
-from .nodes.push import Target, connect
-from .paths import LOG_COMPONENTS
+from ..errors import DyniaError
+from ..nodes.containers import Container, ContainerCommands, parse_list
+from ..nodes.logs import LogCommands, LogWindow, engine_time, parse_service, split_time
+from ..nodes.push import Target, connect
+from ..paths import LOG_COMPONENTS
 
 DEFAULT_TAIL = 100       # lines, when neither --tail nor --since says which
 POLL = 1.0               # s between a followed node's container listings
