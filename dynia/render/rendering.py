@@ -97,6 +97,29 @@ class ServiceBackend:
     health_path: str
     placement: str
     servers: list[NodeAddr]
+    maintenance: "MaintenancePage | None" = None
+
+
+@dataclass(frozen=True)
+class MaintenancePage:
+    """What HAProxy answers a service in maintenance with: 503, this page, Retry-After."""
+    page: str          # ASCII HTML, no single quote: it sits inside '…' in haproxy.cfg
+    retry_after: int   # seconds
+
+
+def maintenance_page(message: str, retry_after: float) -> MaintenancePage:
+    """The 503 page for a service in maintenance: the spec's sentence HTML-escaped, every
+    non-ASCII character (and $, \\) as a numeric reference, so the page is plain ASCII with no
+    quote HAProxy's strong quoting could end on."""
+    import html
+
+    text = html.escape(message, quote=True).encode("ascii", "xmlcharrefreplace").decode()
+    # Inside '…' HAProxy expands nothing; written as references anyway, so no reading of the
+    # config (a by-hand edit to double quotes) could make them a variable or an escape.
+    text = text.replace("$", "&#36;").replace("\\", "&#92;")
+    page = ("<!doctype html><html><head><meta charset=utf-8><title>Maintenance</title></head>"
+            f"<body><h1>Maintenance</h1><p>{text}</p></body></html>")
+    return MaintenancePage(page, int(retry_after))
 
 
 def service_backends(spec: ClusterSpec, nodes: list[NodeAddr], me: NodeAddr) -> list[ServiceBackend]:
@@ -108,7 +131,10 @@ def service_backends(spec: ClusterSpec, nodes: list[NodeAddr], me: NodeAddr) -> 
         if not svc.domains:
             continue
         servers = [me] if svc.placement == "active-only" else list(nodes)
-        out.append(ServiceBackend(backend_name(name), name, svc.domains, svc.health_path, svc.placement, servers))
+        page = (maintenance_page(svc.maintenance.message, svc.maintenance.retry_after)
+                if svc.maintenance is not None else None)
+        out.append(ServiceBackend(backend_name(name), name, svc.domains, svc.health_path, svc.placement, servers,
+                                  page))
     return out
 
 

@@ -465,6 +465,48 @@ class AppSecret(Strict):
             return f"command:{self.command[0]}"
         return "store"
 
+# A one-off command's argv (release_command, `dynia run`): words of printable text, sent to the
+# node as one shell-quoted command line.
+MAX_ARGV = 64
+MAX_ARG = 1024
+
+
+def check_argv(v: list[str]) -> list[str]:
+    """An argv list: 1-64 words, each 1-1,024 printable characters (no newline, no control
+    character: the words reach a shell command line on the node, quoted)."""
+    if not 1 <= len(v) <= MAX_ARGV:
+        raise ValueError(f"a command of 1 to {MAX_ARGV} words, like [bin/rails, db:migrate]")
+    for word in v:
+        if not word or len(word) > MAX_ARG or not word.isprintable():
+            raise ValueError(f"word {word[:64]!r}: 1-{MAX_ARG} printable characters (no newline or control character)")
+    return v
+
+
+class Maintenance(Strict):
+    """A service in maintenance: every node's HAProxy answers its domains with a small 503 page
+    and Retry-After; its health checks and the other services are untouched."""
+    message: str = Field("This site is down for maintenance. Please try again shortly.", min_length=1,
+                         max_length=200, description="`dynia maintenance on` sets it: every node's HAProxy answers "
+                                                     "the service's domains with a 503 page showing this sentence "
+                                                     "(1-200 printable characters; HTML-escaped); `off` removes "
+                                                     "maintenance")
+    retry_after: duration(1.0, 86400.0) = Field(  # type: ignore[valid-type]
+        300.0, description="the Retry-After the 503 answer carries, like 5m (whole seconds, 1s to 1d)")
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, v: str) -> str:
+        if not v.isprintable():
+            raise ValueError("printable characters on one line (no newline or control character)")
+        return v
+
+    @field_validator("retry_after")
+    @classmethod
+    def _whole(cls, v: float) -> float:
+        if v != int(v):
+            raise ValueError("whole seconds from 1s to 1d, like 30s or 5m")
+        return v
+
 
 class Service(Strict):
     """One of the operator's docker-compose services, mirrored on the nodes its placement names."""
@@ -503,6 +545,14 @@ class Service(Strict):
                     "environment variable). The value comes from the operator's machine at push time: "
                     "`{env: VAR}`, `{command: [pass, show, x]}` (run without a shell), or (null) the secrets "
                     "store, .dynia/secrets/<cluster>/<service>/NAME (0600; `dynia secret set`)")
+    release_command: list[str] | None = Field(
+        None, description="a command run once per release (a new compose file: image, environment) before the "
+                          "roll, in a new container of the new compose file on one node (the VIP holder for "
+                          "active-only, else the first in rolling order), as an argv list like [bin/rails, "
+                          "db:migrate]; it fails: the roll does not start")
+    maintenance: Maintenance | None = Field(
+        None, description="set by `dynia maintenance on|off`: HAProxy answers the service's domains with a 503 "
+                          "page (message, retry_after) on every node; null or absent: in service")
     isolation_exceptions: list[IsolationException] = Field(
         [], description="what this service's compose file may do that would otherwise be refused for defeating "
                         "the node's isolation: privileged, host-namespaces, host-network, capabilities, devices, "
@@ -523,6 +573,11 @@ class Service(Strict):
     @classmethod
     def _compose(cls, v: str) -> str:
         return check_compose_path(v)
+
+    @field_validator("release_command")
+    @classmethod
+    def _release_command(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else check_argv(v)
 
     @field_validator("headers")
     @classmethod
@@ -729,6 +784,10 @@ def cross_check(spec: ClusterSpec) -> list[tuple[tuple, str, str]]:
                              f"service {name}: standby-only services receive no traffic, "
                              "so they cannot have a domain",
                              "remove the domain or use placement: all"))
+        if svc.maintenance is not None and not svc.domains:
+            problems.append((("services", name, "maintenance"),
+                             f"service {name} serves no domain, so there is nothing to answer with a maintenance page",
+                             f"remove maintenance from {name}, or bind it a domain first"))
         if svc.data is not None and svc.placement != "active-only":
             problems.append((("services", name, "data"),
                              f"service {name}: a data volume attaches to one node at a time, so the service "

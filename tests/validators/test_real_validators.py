@@ -142,3 +142,35 @@ def test_caddy_writes_every_routed_hosts_requests_to_the_documented_access_log_w
         assert logs[named[host]]["writer"] == {
             "output": "file", "filename": PATHS.caddy_access_log, "roll_size_mb": roll["roll_size_mib"],
             "roll_keep": roll["roll_keep"], "roll_keep_days": roll["roll_keep_for_hours"] // 24}, host
+
+
+# A maintenance sentence at the spec's bound, made of what could end HAProxy's quoting, expand a
+# variable, open a comment or a tag, and characters outside ASCII (each becomes a longer reference).
+MAINTENANCE_MESSAGE = ("Back soon ' \" ${DYNIA_STATS_PASSWORD} #x % \\ <script>alert(1)</script> & "
+                       "déjà vu 🙂" + "🙂" * 120)[:200]
+
+
+def test_a_service_in_maintenance_passes_real_haproxy_and_only_its_backend_answers_503(project, tmp_path, cert):
+    path = Path(project) / "clusters" / "shop.yaml"
+    anchor = "  api:\n    compose: services/api.yml\n"
+    text = path.read_text()
+    assert anchor in text
+    block = ("    maintenance:\n      message: " + __import__("json").dumps(MAINTENANCE_MESSAGE, ensure_ascii=False) +
+             "\n      retry_after: 10m\n")
+    path.write_text(text.replace(anchor, anchor + block))
+    c = load_cluster(Project(project), "shop")
+    assert len(c.spec.services["api"].maintenance.message) == 200
+    rendering = render(c)
+    haproxy = next(f for f in rendering.files["misty-owl"] if f.target.endswith("haproxy.cfg")).content.decode()
+    returns = [line for line in haproxy.splitlines() if "http-request return status 503" in line]
+    assert len(returns) == 1 and returns[0].endswith("hdr Retry-After 600"), returns
+    backend_of_return = haproxy[:haproxy.index(returns[0])].rsplit("\nbackend ", 1)[1].split()[0]
+    assert backend_of_return == "be_api"
+    page = returns[0].split(" string ", 1)[1]
+    assert "&#128578;" in page and "&lt;script&gt;" in page and "&#36;{DYNIA_STATS_PASSWORD}" in page
+    assert "${" not in page and "\\" not in page and page.count("'") == 2
+    for node in c.spec.nodes:
+        results = validate_node(rendering, node, tmp_path / node, cert,
+                                providers.of(c.spec).profile.private_interface)
+        assert results["haproxy"].returncode == 0, \
+            f"haproxy rejected the maintenance page:\n{results['haproxy'].stdout}\n{results['haproxy'].stderr}"
