@@ -9,6 +9,6 @@ def program_module(phase: str):
     releases ledger's: no phase, no resource, one output)."""
     from dynia.phases import PHASES
 
-    if phase not in (*PHASES, "releases"):
-        raise ValueError(f"{phase!r} is not one of {PHASES} or releases")
+    if phase not in (*PHASES, "releases", "runs"):  # runs: the record of one-off tasks (stacks/runs.py)
+        raise ValueError(f"{phase!r} is not one of {PHASES}, releases or runs")
     return importlib.import_module(f"dynia.stacks.{phase}")

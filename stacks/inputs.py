@@ -40,6 +40,8 @@ class PhaseInputs:
     rollback: dict | None = None
     # the releases stack's program exports this list as it is (dynia.operations.releases)
     releases: list | None = None
+    # the runs stack's records, the new one last (dynia.records); None outside that stack
+    runs: list[dict] | None = None
     # built by from_config: the Pulumi CLI runs the program by hand, not dynia's engine
     by_hand: bool = False
 

@@ -311,6 +311,11 @@ class Engine:
         # service -> {release, content, images}: set by `dynia rollback` (roll_back); None on a
         # roll from the spec, which replaces every rollback in effect
         self._rollback: dict[str, dict] | None = None
+        # what the runs stack's next update exports (dynia.records.keep)
+        self.runs_to_keep: list[dict] | None = None
+        # run once, right before the first infra or apps push of this command (dynia.up: the
+        # release commands), then cleared
+        self.before_pushes: Callable[[], None] | None = None
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -344,6 +349,7 @@ class Engine:
                            previous_layers=self._previous.get(phase) if phase else None,
                            images=self._images, releases=self._ledger,
                            rollback=self._rollback if self._rollback is not None or self._images is None else {})
+                           runs=self.runs_to_keep if phase == "runs" else None)
 
     def stack(self, phase: str):
         """The phase's stack, selected once per command: each selection runs the Pulumi CLI,

@@ -359,6 +359,22 @@ class NodeCommands:
         engine = "podman" if self.profile.container_engine == "podman" else "docker"
         return f"{self.image_present(image)} || {self._engine_env()}{engine} pull -q {shlex.quote(image)}"
 
+    def compose_run(self, service: str, container: str, argv: list[str], *, from_stdin: bool = False) -> str:
+        """A new container of the service's `container`, with its image, environment, volumes and
+        networks, running `argv` once and removed after (`dynia run`, a release command): no
+        published port (compose run publishes none, so the running copy keeps its port), no
+        dependency started, no TTY. Its exit status is the command's. from_stdin: the compose file
+        comes on stdin (a release's new one, before any node has it), kept in a directory of its
+        own that goes on every exit; otherwise the node's current one."""
+        words = " ".join(shlex.quote(w) for w in argv)
+        run = f"run --rm --no-deps -T {shlex.quote(container)} {words}"
+        if not from_stdin:
+            return self.compose(service, run)
+        file = '"$d/docker-compose.yml"'
+        command = f"{self._engine_env()}{self.profile.compose_command} -f {file} {run}"
+        return (f"d=$(mktemp -d) || exit 125; trap 'rm -rf \"$d\"' EXIT; trap 'exit 143' TERM HUP INT; "
+                f"cat > {file} || exit 125; {command}")
+
     def compose_down(self, service: str) -> str:
         return self.compose(service, "down")
 

@@ -334,7 +334,7 @@ def check_all(spec: ClusterSpec, root: Path) -> tuple[dict[str, ComposeInfo], li
     return infos, problems
 
 
-NOTICE_ORDER = ("isolation-exception", "replicated-state", "warning")
+NOTICE_ORDER = ("isolation-exception", "maintenance", "replicated-state", "warning")
 
 
 def notices(spec: ClusterSpec, infos: dict[str, ComposeInfo]) -> list[dict]:
@@ -344,6 +344,10 @@ def notices(spec: ClusterSpec, infos: dict[str, ComposeInfo]) -> list[dict]:
     out = []
     for name, svc in sorted(spec.services.items()):
         info = infos.get(name)
+        if svc.maintenance is not None:
+            out.append({"service": name, "kind": "maintenance",
+                        "text": f"service {name} is in maintenance: every node's HAProxy answers "
+                                f"{', '.join(svc.domains)} with 503 (`dynia maintenance off {name}` ends it)"})
         for e in svc.isolation_exceptions:
             out.append({"service": name, "kind": "isolation-exception",
                         "text": f"service {name} is allowed {isolation.EXCEPTIONS[e]} (isolation_exceptions: {e})"})
@@ -435,3 +439,21 @@ def compose_images(content: bytes) -> dict[str, str]:
     data = YAML(typ="safe").load(content.decode())
     services = (data or {}).get("services") or {}
     return {name: str(c["image"]) for name, c in services.items() if isinstance(c, dict) and c.get("image")}
+
+
+def app_container(content: bytes, port: int) -> str | None:
+    """The compose service of a rendered compose file that is the app (`dynia run` and a
+    release command start a new container of it): the one publishing the spec's port over TCP,
+    else the only one; None when neither tells."""
+    from ruamel.yaml import YAML
+
+    services = (YAML(typ="safe").load(content.decode()) or {}).get("services") or {}
+    for name, c in services.items():
+        for entry in (c or {}).get("ports") or ():
+            try:
+                _, host, _, proto = _published(entry)
+            except ComposeProblem:
+                continue
+            if host == port and proto == "tcp":
+                return str(name)
+    return str(next(iter(services))) if len(services) == 1 else None
