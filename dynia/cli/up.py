@@ -38,7 +38,7 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
         if as_json:
             outputs = apply_parts(engine, tuple(phases), continue_on_error, before_apps)
         else:
-            outputs = up_with_progress(engine, tuple(phases), continue_on_error, before_apps)
+            outputs = up_with_progress(engine, tuple(phases), continue_on_error, before_apps, say=say)
         issued = certificate.get("facts")
         release = after_roll(engine, phases, command_words(ctx))
     if as_json:
@@ -63,7 +63,7 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
     return outputs
 
 
-def up_with_progress(engine, phases, continue_on_error: bool, before_apps=lambda: None) -> dict:
+def up_with_progress(engine, phases, continue_on_error: bool, before_apps=lambda: None, say=None) -> dict:
     """apply_parts with the live display (a terminal) or plain one-line events (anything else);
     one display for the whole run, the certificate's own provision and infra rolls included."""
     from .common import console
@@ -75,7 +75,7 @@ def up_with_progress(engine, phases, continue_on_error: bool, before_apps=lambda
     engine.watcher = display
     try:
         with display:
-            return apply_parts(engine, phases, continue_on_error, before_apps)
+            return apply_parts(engine, phases, continue_on_error, before_apps, say)
     finally:
         engine.watcher = None
 

@@ -550,6 +550,9 @@ class Engine:
         outputs: dict = {}
         held = False   # the reserved IP checked in this run (after infra, or before apps)
         for phase in phases:
+            if phase in ("infra", "apps") and self.before_pushes is not None:
+                hook, self.before_pushes = self.before_pushes, None
+                hook()
             if phase == "apps" and not held:
                 self.require_master_holds()  # before the phase that creates or changes DNS records
                 held = True

@@ -12,9 +12,15 @@ from ..tls import uses_acme
 from . import certs
 
 
-def apply_parts(engine, phases: tuple[str, ...], continue_on_error: bool, before_apps) -> dict:
+def apply_parts(engine, phases: tuple[str, ...], continue_on_error: bool, before_apps,
+                say: Callable[[str], object] | None = None) -> dict:
     """engine.up(phases); in tls.mode letsencrypt as (the phases before apps), before_apps(),
-    ("apps",): the certificate goes in between."""
+    ("apps",): the certificate goes in between. When apps is applied, the release commands run
+    first, right before the first push (dynia.release; `say` shows their output lines)."""
+    if "apps" in phases:
+        from .release import run_releases
+
+        engine.before_pushes = lambda: run_releases(engine, say or engine.on_progress)
     if "apps" not in phases or not uses_acme(engine.cluster.spec.tls.mode):
         return engine.up(phases, continue_on_error=continue_on_error)
     at = phases.index("apps")
