@@ -16,7 +16,7 @@ import typer
 from ..errors import EXIT_INTERNAL, DyniaError
 from ..shown import escape
 from . import (cert, cluster, context, drift, edge, logs, plan, releases, render, rollback, route, schema, secret,
-               service, state, status, up, verify)
+               service, state, status, tasks, up, verify)
 from .common import GlobalOptions
 
 app = typer.Typer(
@@ -38,7 +38,7 @@ app.add_typer(secret.app, name="secret")
 app.add_typer(state.app, name="state")
 app.add_typer(cert.app, name="cert")
 app.add_typer(edge.app, name="edge")
-for group in (schema, render, plan, up, status, drift, releases, rollback, logs):
+for group in (schema, render, plan, up, status, drift, releases, rollback, logs, tasks):
     group.register(app)
 verify.register(up.infra_app)
 

@@ -113,7 +113,8 @@ def print_status(st) -> None:
         # A node on a digest its release does not pin is named beside the digests (and a problem).
         digests += [f"{n}: not the release's" for n in sorted(s.off_release)]
         servers = " ".join(f"{k}:{v}" for k, v in s.servers.items()) or "-"
-        services.add_row(Text(s.service), Text("\n".join(s.domains) or "-"), Text(s.placement),
+        placement = Text(s.placement) + (Text("\nmaintenance (503)", "bold yellow") if s.maintenance else Text())
+        services.add_row(Text(s.service), Text("\n".join(s.domains) or "-"), placement,
                          Text(", ".join(running) or "none"),
                          Text(", ".join(digests) or "-"), Text(s.backend or "(shared)"),
                          Text(servers, "red" if any(v.split()[0] != "UP" for v in s.servers.values()) else ""),

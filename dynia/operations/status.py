@@ -174,6 +174,7 @@ class ServiceStatus:
     problems: list[str]
     domains: list[str] = field(default_factory=list)
     off_release: dict[str, list[str]] = field(default_factory=dict)  # node -> digests its release does not pin
+    maintenance: str | None = None  # the page's sentence while the spec puts it in maintenance
 
 
 @dataclass
@@ -348,11 +349,13 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
              reserved_ip: str, answers: dict[str, Any], holder: str | None, holder_error: str | None = None,
              previous: ClusterStatus | None = None, window: float | None = None,
              domains: dict[str, list[str]] | None = None, volumes: list[VolumeView] | None = None,
-             pinned: dict[str, set[str]] | None = None) -> ClusterStatus:
+             pinned: dict[str, set[str]] | None = None,
+             maintenance: dict[str, str] | None = None) -> ClusterStatus:
     """Pure: the facts every node answered (dynia.nodes.gather.NodeFacts by node), the holder the
     provider named → the cluster's status. nodes: node → address shown; services: name →
     placement; domains: name → its domains; pinned: name → the digests its release pins (a
-    container on another one is a problem). With `previous` (the last `--watch` sample) HTTP
+    container on another one is a problem); maintenance: name → its page's sentence, for the
+    services the spec puts in maintenance. With `previous` (the last `--watch` sample) HTTP
     counts are the difference."""
     rows = [_node(n, addr, answers.get(n), desired_version, reserved_ip) for n, addr in nodes.items()]
     by_node = {r.node: r for r in rows}
@@ -374,6 +377,7 @@ def assemble(*, cluster: str, nodes: dict[str, str], services: dict[str, str], d
     for name, placement in services.items():
         row = _service(name, placement, backends, views, by_node, reachable, holder, previous, domains,
                        (pinned or {}).get(name))
+        row.maintenance = (maintenance or {}).get(name)
         service_rows.append(row)
         problems += row.problems
     problems += [p for v in volumes or [] for p in v.problems]
@@ -518,6 +522,8 @@ def read(cluster, previous: ClusterStatus | None = None, window: float | None = 
     st = assemble(volumes=volume_views(cluster, provider, holder, known, answers),cluster=cluster.name, nodes={t.node: t.host for t in nodes},
                   services={s: svc.placement for s, svc in cluster.spec.services.items()},
                   domains={s: svc.domains for s, svc in cluster.spec.services.items()},
+                  maintenance={s: svc.maintenance.message for s, svc in cluster.spec.services.items()
+                               if svc.maintenance is not None},
                   desired_version=desired_version(cluster, rendering, answers), reserved_ip=inv.reserved_ip,
                   answers=answers, holder=holder, holder_error=holder_error, previous=previous, window=window,
                   pinned=pinned_digests(rendering))

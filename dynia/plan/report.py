@@ -114,6 +114,7 @@ def _change(c, read_old, new_content: bytes | None, no_base: str | None) -> dict
 # A notice's kind as the terminal shows it; the Markdown comment uses the same words.
 NOTICE_LABELS = {"isolation-exception": ("isolation exception: ", "bold red"),
                  "replicated-state": ("replicated state: ", "bold yellow"),
+                 "maintenance": ("maintenance: ", "bold yellow"),
                  "warning": ("warning: ", "yellow"),
                  "lockout": ("locks out: ", "bold red"),
                  "resize": ("resize: ", "bold yellow")}

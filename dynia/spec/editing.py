@@ -228,6 +228,32 @@ def unbind_route(project: Project, cluster: str, service: str, domain: str | Non
 
 
 
+def set_maintenance(project: Project, cluster: str, services: Sequence[str], message: str | None, *,
+                    on: bool) -> list[str]:
+    """Put services in maintenance (on; with `message`, else the spec's default or the one they
+    have) or take them out, in the spec only: every routed service when none is named. Returns
+    the services named; a service without a domain is refused (nothing to answer for)."""
+    from ruamel.yaml.comments import CommentedMap
+
+    with edit_cluster(project, cluster) as raw:
+        svcs = raw.get("services") or {}
+        names = list(services) or [s for s, e in svcs.items() if _domains_of(e)]
+        if not names:
+            raise config_error(f"cluster {cluster} has no service with a domain", "bind one first (dynia route bind)")
+        for name in names:
+            entry = _require(raw, name)
+            if not on:
+                if "maintenance" in entry:
+                    _delete(entry, "maintenance")
+                continue
+            current = entry.get("maintenance")
+            block = current if isinstance(current, dict) else CommentedMap()
+            if message is not None:
+                block["message"] = message
+            entry["maintenance"] = block
+    return names
+
+
 def add_node(project: Project, cluster: str) -> str:
     with edit_cluster(project, cluster) as raw:
         nodes = raw["nodes"]
