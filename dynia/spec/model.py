@@ -491,7 +491,7 @@ class Maintenance(Strict):
                                                      "(1-200 printable characters; HTML-escaped); `off` removes "
                                                      "maintenance")
     retry_after: duration(1.0, 86400.0) = Field(  # type: ignore[valid-type]
-        300.0, description="the Retry-After the 503 answer carries, like 5m (whole seconds, 1s to 1d)")
+        300.0, description="the Retry-After the 503 answer carries, like 5m (whole seconds, 1s to 24h)")
 
     @field_validator("message")
     @classmethod
@@ -504,7 +504,7 @@ class Maintenance(Strict):
     @classmethod
     def _whole(cls, v: float) -> float:
         if v != int(v):
-            raise ValueError("whole seconds from 1s to 1d, like 30s or 5m")
+            raise ValueError("whole seconds from 1s to 24h, like 30s or 5m")
         return v
 
 

@@ -416,6 +416,60 @@ def test_edge_refresh_ranges_dry_run_reads_cloudflares_api_and_writes_nothing(cl
     assert cloudflare_api["seen"] == ["/client/v4/ips"] and data_path().read_bytes() == before
 
 
+# --- dynia run and dynia maintenance (the engine's nodes sit at unreachable TEST-NET addresses) ----
+
+def _stacks_asked(env) -> list[str]:
+    return [json.loads(line)["argv"] for line in env["log"].read_text().splitlines()]
+
+
+@covers("run")
+def test_run_checks_its_input_then_names_the_unreachable_node_and_records_nothing(recording_pulumi):
+    env = recording_pulumi
+    for argv, needle in ((["run"], "no service named"),
+                         (["run", "nope", "--", "x"], "no service 'nope'"),
+                         (["run", "api"], "no command to run"),
+                         (["run", "--json", "api", "--", "x"], "--json is for --list"),
+                         (["run", "--list", "api"], "--list takes no service")):
+        r = run(env, argv[0], "--cluster", "shop", *argv[1:])   # options before `--`: after it, all is CMD
+        assert (r.returncode, r.stdout) == (10, ""), (argv, r.stderr)
+        assert needle in r.stderr and r.stderr.count("\nhint: ") == 1, r.stderr
+    assert run(env, "up", "--cluster", "shop").returncode == 0
+    r = run(env, "run", "api", "--cluster", "shop", "--", "sh", "-c", "exit 3")
+    assert r.returncode == 14, r.stderr   # network: the node it would run on did not answer
+    assert "did not answer" in r.stderr and "198.51.100." in r.stderr and "Traceback" not in r.stderr
+    assert not any("shop-runs" in a for a in _stacks_asked(env) if a[:1] == ["up"])   # nothing ran: no record
+
+
+@covers("run")
+def test_run_list_reads_the_runs_stack_of_the_state(recording_pulumi):
+    env = recording_pulumi
+    r = run(env, "run", "--list", "--cluster", "shop")
+    assert r.returncode == 0 and "no run recorded for cluster shop" in r.stdout, r.stderr
+    r = run(env, "run", "--list", "--json", "--cluster", "shop")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"runs": [], "schemaVersion": 1}, r.stderr
+    asked = _stacks_asked(env)
+    assert any(a[:2] == ["stack", "output"] and "shop-runs" in a for a in asked), asked
+    assert engine_calls(env) == []   # read only: no update of any stack
+
+
+@covers("maintenance")
+def test_maintenance_on_writes_the_spec_pushes_infra_and_plan_names_it_then_off_removes_it(recording_pulumi):
+    env = recording_pulumi
+    spec = env["proj"] / "clusters/shop.yaml"
+    r = run(env, "maintenance", "off", "--message", "x", "--cluster", "shop")
+    assert r.returncode == 10 and "--message is for" in r.stderr
+    r = run(env, "maintenance", "on", "api", "--message", "Back at 5", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert "maintenance on: api" in r.stdout and "applied: infra" in r.stdout
+    assert "maintenance:\n      message: Back at 5\n" in spec.read_text()
+    assert ("up", "shop-infra") in engine_calls(env)
+    r = run(env, "plan", "--offline", "--cluster", "shop")
+    assert r.returncode == 0 and "maintenance: service api is in maintenance" in r.stdout, r.stderr
+    r = run(env, "maintenance", "off", "--cluster", "shop")
+    assert r.returncode == 0, r.stderr
+    assert "maintenance" not in spec.read_text()
+
+
 def test_every_command_in_the_readme_table_runs_through_the_console_script_here():
     documented = readme_commands()
     assert {"route plan", "state revert", "context clear", "cluster node remove", "infra verify"} <= documented

@@ -347,3 +347,22 @@ def test_a_daemon_left_out_of_the_boot_is_a_disabled_unit_on_droplets_and_a_mark
     assert LAB.at_boot("keepalived", False) == ("mkdir -p /etc/dynia/boot-disabled && "
                                                 ": > /etc/dynia/boot-disabled/keepalived")
     assert LAB.at_boot("keepalived", True) == "rm -f /etc/dynia/boot-disabled/keepalived"
+
+
+# --- one-off tasks and release commands (dynia run, services.<name>.release_command) ---------
+
+def test_a_one_off_task_is_a_removed_container_of_the_nodes_compose_file_with_each_word_quoted():
+    assert LAB.compose_run("api", "api", ["sh", "-c", "echo $HOME; exit 3"]) == (
+        "podman-compose -f /opt/dynia/compose/api/docker-compose.yml run --rm --no-deps -T api "
+        "sh -c 'echo $HOME; exit 3'")
+    assert DO.compose_run("api", "app", ["bin/rails", "db:migrate"]) == (
+        "docker compose -f /opt/dynia/compose/api/docker-compose.yml run --rm --no-deps -T app bin/rails db:migrate")
+
+
+def test_a_release_runs_the_new_compose_file_from_stdin_in_a_directory_gone_on_every_exit():
+    registry = NodeCommands(get("digitalocean").profile, registry_auth=True)
+    assert registry.compose_run("api", "app", ["bin/rails", "db:migrate"], from_stdin=True) == (
+        "d=$(mktemp -d) || exit 125; trap 'rm -rf \"$d\"' EXIT; trap 'exit 143' TERM HUP INT; "
+        "cat > \"$d/docker-compose.yml\" || exit 125; DOCKER_CONFIG=/etc/dynia/registry "
+        "REGISTRY_AUTH_FILE=/etc/dynia/registry/config.json docker compose -f \"$d/docker-compose.yml\" "
+        "run --rm --no-deps -T app bin/rails db:migrate")
