@@ -38,7 +38,7 @@ def run_releases(engine, say: Callable[[str], object]) -> list:
     from . import records
     from .nodes import facts as F
     from .nodes.gather import gather
-    from .oneoff import Tail, container_of, execute, target_named
+    from .oneoff import Tail, compose_of, container_of, execute, target_named
     from .render import node_commands
     from .session import reach, render_cluster
 
@@ -59,7 +59,7 @@ def run_releases(engine, say: Callable[[str], object]) -> list:
                              f"({unread.error if unread else 'no address'}); nothing was pushed",
                              "bring it back (dynia status), then rerun `dynia up`")
         argv = list(cluster.spec.services[service].release_command or ())
-        compose = _compose(rendering, node, service)
+        compose = compose_of(rendering, node, service).content
         command = node_commands(cluster.spec).compose_run(service, container_of(cluster.spec, rendering, node, service),
                                                           argv, from_stdin=True)
         tail = Tail()
@@ -77,12 +77,8 @@ def run_releases(engine, say: Callable[[str], object]) -> list:
             raise DyniaError("health", f"the release command of {service} failed on {node} (exit {record.exit}); "
                              f"the roll did not start, no node was changed. Its output (last "
                              f"{len(tail.lines)} lines):\n{tail.text()}",
-                             f"fix the release (try it: dynia run {service} --node {node} -- …), then rerun `dynia up`",
+                             "fix what made it fail (its output is above), then rerun `dynia up`: nothing is pushed until "
+                             "it passes",
                              resume=f"dynia up --cluster {cluster.name}")
     return done
 
-
-def _compose(rendering, node: str, service: str) -> bytes:
-    from .oneoff import compose_of
-
-    return compose_of(rendering, node, service).content
