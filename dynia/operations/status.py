@@ -77,6 +77,8 @@ ServiceStatus
                                                release in force does not pin (a problem each)
     problems: list[str]
     domains: list[str]          the domains routed to it (the spec's; one DNS record each)
+    maintenance: str | None     the 503 page's sentence while the spec puts it in maintenance
+                                (`dynia maintenance on`); None: in service
 BackendView
     name: str;  service: str | None;  status: str | None;  http: dict[str, int]
     servers: list[ServerView]   {name, status, check_status, check_desc}
