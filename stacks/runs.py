@@ -1,6 +1,6 @@
 """The runs stack (<cluster>-runs): no resource, one output, `runs` — the record of every
 one-off task (`dynia run`) and release command, kept with the cluster's state so every machine
-with the state backend lists the same ones (dynia.records)."""
+with the state backend lists the same ones (dynia.engine.records)."""
 from __future__ import annotations
 
 import pulumi

@@ -28,7 +28,7 @@ def run_cmd(ctx: typer.Context,
     published port) on one node, removed after: output streamed, exit status passed on, the run
     recorded with the cluster's state. `dynia run SERVICE -- CMD…`; `dynia run --list [--json]`."""
     from ..errors import DyniaError
-    from ..store import load_cluster
+    from ..spec.load import load_cluster
 
     c = load_cluster(project(ctx), cluster_name(ctx, cluster))
     if list_:
@@ -41,7 +41,7 @@ def run_cmd(ctx: typer.Context,
     if as_json:
         raise DyniaError("config", "--json is for --list (a run prints its command's own output)",
                          "drop --json, or list the runs: dynia run --list --json")
-    from ..tasks import run_task
+    from ..operations.tasks import run_task
 
     def on_line(stream: str, line: str) -> None:
         from ..shown import escape
@@ -57,7 +57,7 @@ def run_cmd(ctx: typer.Context,
 def _list(c, as_json: bool) -> None:
     from rich.table import Table
 
-    from ..tasks import list_runs
+    from ..operations.tasks import list_runs
 
     runs = list_runs(c)
     if as_json:
@@ -89,7 +89,7 @@ def maintenance_cmd(ctx: typer.Context,
     """Put services in maintenance (every node's HAProxy answers their domains with a 503 page and
     Retry-After; health checks and other services untouched) or take them out: the spec records
     it, then the infra phase pushes it through the gated roll."""
-    from ..editing import set_maintenance
+    from ..spec.editing import set_maintenance
     from ..errors import DyniaError
     from .engine_common import ready
     from .up import run_phases

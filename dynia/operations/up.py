@@ -16,7 +16,7 @@ def apply_parts(engine, phases: tuple[str, ...], continue_on_error: bool, before
                 say: Callable[[str], object] | None = None) -> dict:
     """engine.up(phases); in tls.mode letsencrypt as (the phases before apps), before_apps(),
     ("apps",): the certificate goes in between. When apps is applied, the release commands run
-    first, right before the first push (dynia.release; `say` shows their output lines)."""
+    first, right before the first push (dynia.operations.release; `say` shows their output lines)."""
     if "apps" in phases:
         from .release import run_releases
 

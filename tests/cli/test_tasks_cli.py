@@ -6,8 +6,8 @@ from __future__ import annotations
 
 def test_run_prints_every_node_line_escaped_on_its_stream_and_exits_with_the_commands_status(cli, project,
                                                                                            monkeypatch):
-    from dynia import tasks
-    from dynia.records import RunRecord
+    from dynia.operations import tasks
+    from dynia.engine.records import RunRecord
 
     def fake(cluster, service, argv, on_line, node=None, engine=None):
         on_line("stdout", "migrated \x1b]0;owned\x07 \u202eevil")

@@ -22,8 +22,9 @@ import pytest
 
 from dynia.errors import DyniaError
 from dynia.planner import rolling_order
-from dynia.providers.lab import Lab
-from dynia.store import Project, load_cluster
+from dynia.nodes.lab import Lab
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
 
 from .conftest import LabCluster, _require_lab_tools, eventually, new_visitor
 from .own_subnet import examples_copy
@@ -49,7 +50,7 @@ class Applied:
         """An engine as a command builds one: on the cluster's state (the stand-in stacks)."""
         import tests.devlab as devlab
         from dynia.nodes.gather import vip_holder
-        from dynia.session import targets
+        from dynia.engine.targets import targets
 
         if devlab.DevlabEngine is None:
             devlab.DevlabEngine = devlab._engine_class()
@@ -109,7 +110,7 @@ def created_containers(a: Applied, since: float) -> dict[str, list[str]]:
 
 
 def test_run_executes_on_exactly_one_node_streams_passes_its_exit_and_is_recorded_in_the_state(applied):
-    from dynia.tasks import list_runs, run_task
+    from dynia.operations.tasks import list_runs, run_task
 
     a = applied
     cluster = a.cluster
@@ -148,8 +149,8 @@ def test_run_executes_on_exactly_one_node_streams_passes_its_exit_and_is_recorde
 
 
 def test_a_failing_release_command_stops_up_before_any_push_with_its_output_and_a_passing_one_runs_once(applied):
-    from dynia.tasks import list_runs
-    from dynia.up import apply_parts
+    from dynia.operations.tasks import list_runs
+    from dynia.operations.up import apply_parts
 
     a = applied
     compose = a.project.root / "services" / "lab-api.yml"
@@ -190,8 +191,8 @@ def test_a_failing_release_command_stops_up_before_any_push_with_its_output_and_
 
 
 def test_maintenance_answers_503_with_retry_after_on_every_node_and_the_vip_then_serves_again(applied):
-    from dynia.editing import set_maintenance
-    from dynia.up import apply_parts
+    from dynia.spec.editing import set_maintenance
+    from dynia.operations.up import apply_parts
 
     a = applied
     api, web = "api.lab.example", "lab.example"
@@ -207,7 +208,7 @@ def test_maintenance_answers_503_with_retry_after_on_every_node_and_the_vip_then
     # The health checks still ask the servers: every api server stays UP on every node.
     from dynia.nodes import facts as F
     from dynia.nodes.gather import gather
-    from dynia.session import targets
+    from dynia.engine.targets import targets
 
     stats = gather(targets(a.cluster), [F.SHOW_STAT])
     for node, answer in stats.items():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dynia.errors import DyniaError
-from dynia.store import Project, load_cluster
+from dynia.spec.load import load_cluster
+from dynia.state.store import Project
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def test_maintenance_on_a_service_without_a_domain_is_refused(shop):
 
 
 def test_maintenance_on_edits_only_the_named_services_keeping_comments_and_off_removes_it(shop):
-    from dynia.editing import set_maintenance
+    from dynia.spec.editing import set_maintenance
 
     path = shop.spec_path("shop")
     path.write_text("# the shop\n" + path.read_text())
@@ -77,7 +78,7 @@ def test_maintenance_on_edits_only_the_named_services_keeping_comments_and_off_r
 
 
 def test_maintenance_of_an_unknown_service_is_refused_and_the_spec_is_byte_identical(shop):
-    from dynia.editing import set_maintenance
+    from dynia.spec.editing import set_maintenance
 
     before = shop.spec_path("shop").read_bytes()
     with pytest.raises(DyniaError) as err:
@@ -87,7 +88,7 @@ def test_maintenance_of_an_unknown_service_is_refused_and_the_spec_is_byte_ident
 
 
 def test_the_page_is_ascii_with_no_quote_variable_or_escape_haproxy_could_read():
-    from dynia.render import maintenance_page
+    from dynia.render.rendering import maintenance_page
 
     page = maintenance_page("it's <b>\"down\"</b> ${HOME} \\ déjà 🙂", 60.0)
     assert page.retry_after == 60 and page.page.isascii()
@@ -97,7 +98,7 @@ def test_the_page_is_ascii_with_no_quote_variable_or_escape_haproxy_could_read()
 
 
 def test_the_rendered_backend_of_a_service_in_maintenance_returns_503_and_no_other_does(shop):
-    from dynia.session import render_cluster
+    from dynia.render.rendered import render_cluster
 
     _with(shop, "api", "    maintenance: {message: Soon, retry_after: 2m}\n")
     rendering = render_cluster(load_cluster(shop, "shop"))
@@ -109,7 +110,8 @@ def test_the_rendered_backend_of_a_service_in_maintenance_returns_503_and_no_oth
 
 
 def test_plan_names_a_service_in_maintenance_first_and_status_carries_it(shop):
-    from dynia import compose, status
+    from dynia.operations import status
+    from dynia.spec import compose
 
     _with(shop, "api", "    maintenance: {}\n")
     c = load_cluster(shop, "shop")
@@ -127,9 +129,9 @@ def _applied(rendering, node: str, service: str, sha: str | None) -> dict:
 
 
 def test_a_release_is_pending_where_the_node_it_runs_on_has_not_applied_the_new_compose_file(shop):
-    from dynia.oneoff import compose_of
-    from dynia.release import pending
-    from dynia.session import render_cluster
+    from dynia.operations.oneoff import compose_of
+    from dynia.operations.release import pending
+    from dynia.render.rendered import render_cluster
 
     _with(shop, "api", "    release_command: [bin/migrate]\n")
     _with(shop, "admin", "    release_command: [bin/admin-migrate]\n")
@@ -148,7 +150,7 @@ def test_a_release_is_pending_where_the_node_it_runs_on_has_not_applied_the_new_
 
 
 def test_a_damaged_runs_record_is_a_state_error_and_a_good_one_reads_back():
-    from dynia.records import RunRecord, _checked
+    from dynia.engine.records import RunRecord, _checked
 
     good = RunRecord(time="2026-12-08T02:00:00+00:00", who="ops@laptop", kind="run", service="api",
                      node="misty-owl", command=["sh", "-c", "exit 3"], exit=3, seconds=0.4)
@@ -179,7 +181,7 @@ def test_streamed_output_is_handed_over_line_by_line_across_chunks_and_a_line_wi
 
 
 def test_a_tail_keeps_the_last_lines_cut_and_escaped():
-    from dynia.oneoff import TAIL_LINES, TAIL_WIDTH, Tail
+    from dynia.operations.oneoff import TAIL_LINES, TAIL_WIDTH, Tail
 
     tail = Tail()
     for i in range(TAIL_LINES + 5):

@@ -2,12 +2,20 @@
 node it runs on has not applied (a new image, a new environment) — before the roll, on one node,
 in a new container of the *new* compose file (sent on stdin, kept only while it runs). Gated
 like a push: when it fails, no push has run, every node is as it was, and the error carries its
-output. Each one is recorded with the runs (dynia.records)."""
+output. Each one is recorded with the runs (dynia.engine.records)."""
 from __future__ import annotations
 
 from typing import Callable
 
-from .errors import DyniaError
+from ..engine import records
+from ..engine.session import reach
+from ..errors import DyniaError
+from ..nodes import facts as F
+from ..nodes.gather import gather
+from ..paths import PATHS
+from ..render.rendered import render_cluster
+from ..render.rendering import node_commands
+from .oneoff import Tail, compose_of, container_of, default_node, execute, target_named
 
 
 def pending(cluster, rendering, holder: str | None, applied: dict) -> list[tuple[str, str]]:
@@ -15,9 +23,6 @@ def pending(cluster, rendering, holder: str | None, applied: dict) -> list[tuple
     differs from the one its node's own record says it applied. `applied`: node → that node's
     applied.json as read (the `applied` fact: dynia.nodes.answers.Applied's fields), None when
     it has none."""
-    from .oneoff import compose_of, default_node
-    from .paths import PATHS
-
     spec = cluster.spec
     out = []
     for name in sorted(spec.services):
@@ -35,13 +40,6 @@ def pending(cluster, rendering, holder: str | None, applied: dict) -> list[tuple
 def run_releases(engine, say: Callable[[str], object]) -> list:
     """Every pending release command, one after the other, before any push of this command;
     the first that fails (or cannot run) stops everything with its output. The records."""
-    from . import records
-    from .nodes import facts as F
-    from .nodes.gather import gather
-    from .oneoff import Tail, compose_of, container_of, execute, target_named
-    from .render import node_commands
-    from .session import reach, render_cluster
-
     cluster = engine.cluster
     if not any(s.release_command for s in cluster.spec.services.values()):
         return []

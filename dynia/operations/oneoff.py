@@ -1,6 +1,6 @@
 """What `dynia run` and a release command share: where a one-off container runs, which compose
 service it is a new container of, who ran it, and the run itself (streamed, recorded as a
-dynia.records.RunRecord)."""
+dynia.engine.records.RunRecord)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,10 +10,13 @@ import time
 from collections import deque
 from typing import Callable
 
-from .errors import DyniaError
-from .nodes.push import Target
-from .records import RunRecord
-from .shown import escape
+from ..engine.records import RunRecord
+from ..errors import DyniaError
+from ..nodes.push import Target
+from ..nodes.stream import stream
+from ..paths import PATHS
+from ..shown import escape
+from ..spec.compose import app_container
 
 TAIL_LINES = 40    # how much of a failed release command's output its error shows
 TAIL_WIDTH = 300   # characters of each of those lines
@@ -38,18 +41,14 @@ def default_node(spec, service: str, holder: str | None, order: list[str]) -> st
 
 
 def compose_of(rendering, node: str, service: str):
-    """The service's rendered compose file for `node` (dynia.render.RenderedFile)."""
-    from .paths import PATHS
-
+    """The service's rendered compose file for `node` (dynia.render.rendering.RenderedFile)."""
     target = PATHS.compose_file(service)
     return next(f for f in rendering.files[node] if f.target == target)
 
 
 def container_of(spec, rendering, node: str, service: str) -> str:
     """The compose service a one-off container is made from: the one publishing the service's
-    port (dynia.compose.app_container)."""
-    from .compose import app_container
-
+    port (dynia.spec.compose.app_container)."""
     name = app_container(compose_of(rendering, node, service).content, spec.services[service].port)
     if name is None:
         raise DyniaError("config", f"service {service}: no container of its compose file publishes port "
@@ -84,8 +83,6 @@ def execute(target: Target, kind: str, service: str, argv: list[str], command: s
             on_line: Callable[[str, str], None], *, stdin: bytes | None = None) -> RunRecord:
     """Run the one-off command on its node, streaming its lines to on_line; the record of it.
     A connection lost midway is a network error (the node may still be running it)."""
-    from .nodes.stream import stream
-
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     status = stream(target, command, on_line, stdin=stdin)

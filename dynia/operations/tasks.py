@@ -1,18 +1,25 @@
 """`dynia run SERVICE -- CMD…`: a one-off task in a new container of the service's image (its
 compose file: image, environment, volumes, networks; no published port), on exactly one node,
 removed after; its output streamed, its exit status returned, and the run recorded with the
-cluster's state (dynia.records) so every machine lists it (`dynia run --list`)."""
+cluster's state (dynia.engine.records) so every machine lists it (`dynia run --list`)."""
 from __future__ import annotations
 
 from typing import Callable
 
-from .errors import DyniaError
-from .records import RunRecord
+from ..engine import records
+from ..engine.records import RunRecord
+from ..engine.session import check_machine, reach
+from ..errors import DyniaError
+from ..nodes import facts as F
+from ..nodes.gather import gather, holder_of
+from ..paths import PATHS
+from ..render.rendered import render_cluster
+from ..render.rendering import node_commands
+from ..spec.model import check_argv
+from .oneoff import container_of, default_node, execute, target_named
 
 
 def _check(cluster, service: str, argv: list[str]) -> None:
-    from .spec import check_argv
-
     if service not in cluster.spec.services:
         known = ", ".join(cluster.spec.services) or "none"
         raise DyniaError("config", f"no service {service!r} in cluster {cluster.name}", f"services here: {known}")
@@ -26,20 +33,12 @@ def _check(cluster, service: str, argv: list[str]) -> None:
 
 def run_task(cluster, service: str, argv: list[str], on_line: Callable[[str, str], None], *,
              node: str | None = None, engine=None) -> RunRecord:
-    """Run `argv` once on `node` (default: dynia.oneoff.default_node) and record it. `engine`:
+    """Run `argv` once on `node` (default: dynia.operations.oneoff.default_node) and record it. `engine`:
     what keeps the record (default: the cluster's own, after this machine was checked for it —
     before anything runs, so a run is never left unrecorded for a missing Pulumi CLI)."""
-    from . import records
-    from .nodes import facts as F
-    from .nodes.gather import gather, holder_of
-    from .oneoff import container_of, default_node, execute, target_named
-    from .paths import PATHS
-    from .render import node_commands
-    from .session import check_machine, reach, render_cluster
-
     _check(cluster, service, argv)
     if engine is None:
-        from .engine import Engine
+        from ..engine.automation import Engine  # only here: it loads Pulumi
 
         check_machine(cluster)
         engine = Engine(cluster)
@@ -67,10 +66,8 @@ def run_task(cluster, service: str, argv: list[str], on_line: Callable[[str, str
 
 def list_runs(cluster, engine=None) -> list[RunRecord]:
     """The recorded runs, oldest first, as the cluster's state holds them."""
-    from . import records
-
     if engine is None:
-        from .engine import Engine
+        from ..engine.automation import Engine
 
         engine = Engine(cluster, read_only=True)
     return records.read(engine)

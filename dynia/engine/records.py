@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import DyniaError
+from ..errors import DyniaError
+from .automation import pulumi_failed, stack_outputs
 
 KEEP = 200
 STACK = "runs"
@@ -33,9 +34,7 @@ class RunRecord(BaseModel):
 
 def read(engine) -> list[RunRecord]:
     """The records the state holds, oldest first; none before the first (no stack yet)."""
-    from pulumi.automation import StackNotFoundError
-
-    from .engine import stack_outputs
+    from pulumi.automation import StackNotFoundError  # only here: commands that never read it load no Pulumi
 
     try:
         outputs = stack_outputs(engine.stack(STACK))
@@ -59,8 +58,6 @@ def _checked(value: Any) -> list[RunRecord]:
 
 def keep(engine, record: RunRecord) -> None:
     """Append `record` to the state's list (the last KEEP stay): one update of the runs stack."""
-    from .engine import pulumi_failed
-
     records = [r.model_dump() for r in read(engine)] + [record.model_dump()]
     engine.runs_to_keep = records[-KEEP:]
     try:
