@@ -210,10 +210,14 @@ def test_maintenance_answers_503_with_retry_after_on_every_node_and_the_vip_then
     from dynia.nodes.gather import gather
     from dynia.engine.targets import targets
 
-    stats = gather(targets(a.cluster), [F.SHOW_STAT])
-    for node, answer in stats.items():
-        servers = answer.facts["show_stat"]["backends"]["be_api"]["servers"]
-        assert servers and all((s["status"] or "").startswith("UP") for s in servers.values()), (node, servers)
+    def api_servers_up() -> bool:
+        # (asked until every HAProxy answers: its stats socket is briefly away while a reload hands over)
+        stats = gather(targets(a.cluster), [F.SHOW_STAT])
+        servers = [(answer.facts.get("show_stat") or {}).get("backends", {}).get("be_api", {}).get("servers")
+                   for answer in stats.values()]
+        return all(s and all((v["status"] or "").startswith("UP") for v in s.values()) for s in servers)
+
+    assert eventually(api_servers_up, timeout=10)
 
     set_maintenance(a.project, "lab", ["api"], None, on=False)
     apply_parts(a.engine(), ("infra",), False, lambda: None)
