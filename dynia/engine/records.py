@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import DyniaError
-from .automation import pulumi_failed, stack_outputs
+from .automation import stack_outputs
+from .failures import pulumi_failed
 
 KEEP = 200
 STACK = "runs"
