@@ -348,7 +348,7 @@ class Engine:
                            acme=pulumi.Output.secret(self.acme.state.to_dict()) if self.acme.state else None,
                            previous_layers=self._previous.get(phase) if phase else None,
                            images=self._images, releases=self._ledger,
-                           rollback=self._rollback if self._rollback is not None or self._images is None else {})
+                           rollback=self._rollback if self._rollback is not None or self._images is None else {},
                            runs=self.runs_to_keep if phase == "runs" else None)
 
     def stack(self, phase: str):
