@@ -113,6 +113,9 @@ def test_the_lab_provision_makes_its_volume_through_the_lab_api_and_keeps_it_on_
     spec = project / "clusters/lab.yaml"
     spec.write_text(spec.read_text() + "  ledger:\n    compose: services/lab-ledger.yml\n    port: 9004\n"
                     "    placement: active-only\n    data: {size_gb: 1, mount: /srv/ledger}\n")
+    # The lab's directory exists before its provision runs (`dynia.nodes.lab up` makes it): the
+    # provision records each node's size there (dynia.providers.lab_droplets).
+    (tmp_path / "labdir").mkdir()
     mocks = LabMocks()
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="dynia", stack="lab-provision", preview=False,
