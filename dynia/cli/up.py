@@ -40,7 +40,8 @@ def run_phases(ctx, cluster, phases, continue_on_error=False, as_json=False, *, 
         else:
             outputs = up_with_progress(engine, tuple(phases), continue_on_error, before_apps, say=say)
         issued = certificate.get("facts")
-        release = after_roll(engine, phases, command_words(ctx))
+        # ctx is None when run_phases is called without a Typer context (tests call it directly)
+        release = after_roll(engine, phases, command_words(ctx) if ctx is not None else "up")
     if as_json:
         emit_json({"phases": list(phases), "outputs": {p: {k: v for k, v in o.items() if k != "originPem"}
                                                        for p, o in outputs.items()},
