@@ -490,21 +490,28 @@ class Lab:
             return None
 
     def kill_node_processes(self, node: LabNode) -> int:
-        """SIGKILL every process whose network namespace is the node's (daemons, containers)."""
-        return self._kill_in_netns(node.netns)
+        """SIGKILL every process in the node's network or mount namespace (daemons, containers,
+        and a container's own processes when it has a network namespace of its own)."""
+        return self._kill_in_netns(node.netns, node.mnt(self.dir))
 
-    def _kill_in_netns(self, netns: str) -> int:
-        try:
-            inode = os.stat(f"/run/netns/{netns}").st_ino
-        except FileNotFoundError:
+    def _kill_in_netns(self, netns: str, mnt: Path | None = None) -> int:
+        inodes = set()
+        for path in [Path(f"/run/netns/{netns}")] + ([mnt] if mnt is not None else []):
+            try:
+                inodes.add(os.stat(path).st_ino)
+            except FileNotFoundError:
+                continue
+        if not inodes:
             return 0
         killed = 0
-        for _ in range(20):
+        # Up to 10 s: a process killed while it waits on a device (a loop volume) dies when that
+        # wait ends, not at once.
+        for _ in range(200):
             pids = []
             for entry in os.listdir("/proc"):
                 if entry.isdigit():
                     try:
-                        if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
+                        if any(os.stat(f"/proc/{entry}/ns/{kind}").st_ino in inodes for kind in ("net", "mnt")):
                             pids.append(int(entry))
                     except (FileNotFoundError, ProcessLookupError, PermissionError):
                         continue
