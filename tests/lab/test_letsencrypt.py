@@ -102,6 +102,20 @@ class DoubleEngine:
     def refresh_outputs(self) -> None:
         """The lab's .dynia/cache is already what a provision leaves (cache_as_after_up)."""
 
+    # The release ledger (dynia.operations.releases.after_roll): no tag is pinned by this double,
+    # and the ledger is kept in memory, as the releases stack would keep it.
+    def pinned_images(self) -> dict:
+        return {}
+
+    def rolled_back(self) -> dict:
+        return {}
+
+    def releases(self) -> list:
+        return list(getattr(self, "_releases", []))
+
+    def keep_releases(self, history) -> None:
+        self._releases = list(history)
+
     def on_progress(self, line: str) -> None:
         self.run.progress.append(line)
 
