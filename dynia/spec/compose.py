@@ -108,14 +108,10 @@ def parse(text: str, shown: str) -> dict:
     """A compose file's text → its mapping, with a `services:` mapping (else a ComposeProblem)."""
     from ruamel.yaml import YAML, YAMLError
 
-    from ..state.reads import MAX_FLOW_DEPTH, flow_depth, too_deep
+    from ..state.reads import load_bounded
 
     try:
-        if flow_depth(text) > MAX_FLOW_DEPTH:
-            raise RecursionError
-        data = YAML(typ="safe", pure=True).load(text)
-        if too_deep(data):
-            raise RecursionError
+        data = load_bounded(text, YAML(typ="safe", pure=True))
     except RecursionError:
         raise ComposeProblem(f"compose file {shown} is nested too deeply (or contains itself through an alias)",
                              "remove the nested brackets, lists or mappings") from None

@@ -60,6 +60,18 @@ def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
     return height(data, limit) > limit
 
 
+def load_bounded(text: str, yaml: Any) -> Any:
+    """`yaml.load(text)`, raising RecursionError — the answer the parser gives itself, only later
+    and after minutes — for flow collections nested past MAX_FLOW_DEPTH before parsing, and for
+    data nested too deeply (or containing itself) after."""
+    if flow_depth(text) > MAX_FLOW_DEPTH:
+        raise RecursionError
+    data = yaml.load(text)
+    if too_deep(data):
+        raise RecursionError
+    return data
+
+
 def read_input(path: Path, shown: str, missing: tuple[str, str]) -> str:
     """The text of an operator's file (spec, compose file): UTF-8, at most 1 MiB, else a config
     error; `missing` is the (message, hint) for a file that is not there."""

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from ..errors import config_error, state_error
 from ..names import NAME_RULE, is_name
-from .reads import MAX_FLOW_DEPTH, flow_depth, read_input, too_deep
+from .reads import load_bounded, read_input
 
 MAX_BYTES = 4 * 1024 * 1024  # five nodes' manifests are a few KiB
 
@@ -273,12 +273,7 @@ def parse_yaml(text: str, source: str) -> Any:
     from ruamel.yaml import YAMLError
 
     try:
-        if flow_depth(text) > MAX_FLOW_DEPTH:
-            raise RecursionError  # the answer the parser gives itself, only later
-        raw = _yaml().load(text)
-        if too_deep(raw):
-            raise RecursionError
-        return raw
+        return load_bounded(text, _yaml())
     except RecursionError:
         raise config_error(f"{source}: nested too deeply to be a dynia spec",
                            "a spec is a few levels deep; remove the nested brackets or lists") from None

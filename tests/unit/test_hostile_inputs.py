@@ -10,7 +10,8 @@ from ruamel.yaml import YAML
 from dynia.spec import compose
 from dynia.errors import DyniaError
 from dynia.spec.model import ClusterSpec, validate_spec
-from dynia.state.store import MAX_FLOW_DEPTH, Project, parse_yaml
+from dynia.state.reads import MAX_FLOW_DEPTH
+from dynia.state.store import Project, parse_yaml
 from dynia.spec.load import load_cluster
 
 BASE = {"version": 1, "name": "shop", "provider": {"kind": "digitalocean", "region": "sgp1", "size": "s-1vcpu-1gb"},
