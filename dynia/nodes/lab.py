@@ -319,16 +319,20 @@ class Lab:
             raise
         return self
 
+    def _plug(self, netns: str, veth: str, ip: str) -> None:
+        """A new network namespace on the lab's bridge: its eth0 at `ip`, routed via the gateway."""
+        prefixlen = ipaddress.ip_network(self.subnet).prefixlen
+        sh("ip", "netns", "add", netns)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        sh("ip", "link", "set", veth, "master", self.bridge, "up")
+        for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
+                    ["addr", "add", f"{ip}/{prefixlen}", "dev", "eth0"],
+                    ["route", "add", "default", "via", self.gateway]):
+            sh("ip", "-n", netns, *cmd)
+
     def _up_node(self, node: LabNode, image: Path | None, fresh: bool = True,
                  installing: float = INSTALLING_SECONDS) -> None:
-        prefixlen = ipaddress.ip_network(self.subnet).prefixlen
-        sh("ip", "netns", "add", node.netns)
-        sh("ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
-        sh("ip", "link", "set", node.veth, "master", self.bridge, "up")
-        for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
-                    ["addr", "add", f"{node.ip}/{prefixlen}", "dev", "eth0"],
-                    ["route", "add", "default", "via", self.gateway]):
-            sh("ip", "-n", node.netns, *cmd)
+        self._plug(node.netns, node.veth, node.ip)
         upper = self.dir / "nodes" / node.id
         for d in OVERLAID:
             (upper / f"{d.replace('/', '-')}-up").mkdir(parents=True, exist_ok=True)
@@ -458,15 +462,8 @@ class Lab:
         client = LabClient(name, ip, f"{self.prefix}-client-{name}", f"{self.prefix}c{index}")
         self.clients.append(client)
         self.save()  # saved first: a failed setup is still found and removed by down()
-        prefixlen = ipaddress.ip_network(self.subnet).prefixlen
         try:
-            sh("ip", "netns", "add", client.netns)
-            sh("ip", "link", "add", client.veth, "type", "veth", "peer", "name", "eth0", "netns", client.netns)
-            sh("ip", "link", "set", client.veth, "master", self.bridge, "up")
-            for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"],
-                        ["addr", "add", f"{ip}/{prefixlen}", "dev", "eth0"],
-                        ["route", "add", "default", "via", self.gateway]):
-                sh("ip", "-n", client.netns, *cmd)
+            self._plug(client.netns, client.veth, ip)
         except BaseException:
             self.remove_client(name)
             raise
