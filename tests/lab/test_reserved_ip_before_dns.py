@@ -63,7 +63,12 @@ def test_up_stops_before_dns_when_the_provider_refuses_the_node_token_and_passes
     (lab_dir / lab_api.TOKEN_FILE).write_text(LAB_NODE_TOKEN + "\n")
     up = devlab(root, "up")
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
-    assert "asking misty-owl to assign it" in up.stdout and "apps: starting" in up.stdout
+    # The gate asks the MASTER to assign again, unless a VRRP transition between the two ups already
+    # had notify.sh assign with the accepted token (seen once in CI): either way the provider's
+    # record and the MASTER's must name misty-owl, below.
+    assert "apps: starting" in up.stdout, up.stdout[-2000:]
+    assert ("asking misty-owl to assign it" in up.stdout
+            or "reserved IP" not in up.stdout), up.stdout[-2000:]
     droplet = lab_api.FIRST_DROPLET_ID + [n.id for n in lab.nodes].index("misty-owl")
     assert json.loads((lab_dir / lab_api.RECORD_FILE).read_text()) == {"droplet_id": droplet}
     assert json.loads(lc.cat("misty-owl", "/opt/dynia/state/reserved-ip.json"))["outcome"] == "assigned"
